@@ -1,0 +1,308 @@
+// caseway: the command-line client of a Caseway node (publish, inbox, status).
+#include <google/protobuf/util/json_util.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <regex>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "caseway/client/client.h"
+#include "common/digest.h"
+
+namespace {
+
+using caseway::client::Client;
+using caseway::client::ConnectionOptions;
+namespace v1 = caseway::v1;
+
+struct Connection {
+  std::string config;
+  ConnectionOptions options;
+};
+
+void AddConnectionFlags(CLI::App* app, Connection* c) {
+  app->add_option("--client-config", c->config,
+                  "client YAML file with address, ca_file, cert_file, key_file "
+                  "(default: $CASEWAY_CLIENT_CONFIG); flags below override it");
+  app->add_option("--address", c->options.address, "node address host:port");
+  app->add_option("--ca", c->options.ca_file, "federation CA certificate (PEM)");
+  app->add_option("--cert", c->options.cert_file, "client certificate (PEM)");
+  app->add_option("--key", c->options.key_file, "client private key (PEM)");
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Open(const Connection& c) {
+  ConnectionOptions o;
+  std::string path = c.config;
+  if (path.empty() && getenv("CASEWAY_CLIENT_CONFIG") != nullptr) {
+    path = getenv("CASEWAY_CLIENT_CONFIG");
+  }
+  if (!path.empty()) {
+    auto loaded = caseway::client::LoadClientConfig(path);
+    if (!loaded.ok()) return loaded.status();
+    o = *loaded;
+  }
+  if (!c.options.address.empty()) o.address = c.options.address;
+  if (!c.options.ca_file.empty()) o.ca_file = c.options.ca_file;
+  if (!c.options.cert_file.empty()) o.cert_file = c.options.cert_file;
+  if (!c.options.key_file.empty()) o.key_file = c.options.key_file;
+  for (auto [flag, v] : {std::pair<const char*, const std::string*>{"--address", &o.address},
+                         {"--ca", &o.ca_file}, {"--cert", &o.cert_file}, {"--key", &o.key_file}}) {
+    if (v->empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, ": required (or give --client-config / $CASEWAY_CLIENT_CONFIG)"));
+    }
+  }
+  return Client::Connect(o);
+}
+
+std::string ToJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  return out;
+}
+
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+    } else if (c < 0x20) {
+      out += absl::StrFormat("\\u%04x", c);
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out + "\"";
+}
+
+// PendingLine is a parsed input line waiting to be published.
+struct PendingLine {
+  size_t line;
+  v1::Notice notice;
+};
+
+void PrintOk(size_t line, const v1::PublishResult& r) {
+  std::string deliveries;
+  for (const auto& d : r.deliveries()) {
+    absl::StrAppend(&deliveries, deliveries.empty() ? "" : ",", "{\"destination\":",
+                    JsonString(d.destination()), ",\"seq\":", d.seq(), "}");
+  }
+  std::string warnings;
+  for (const auto& w : r.warnings()) absl::StrAppend(&warnings, warnings.empty() ? "" : ",", JsonString(w));
+  printf("{\"line\":%zu,\"status\":\"OK\",\"notice_id\":%s,\"duplicate\":%s,\"digest\":\"%s\","
+         "\"deliveries\":[%s],\"warnings\":[%s]}\n",
+         line, JsonString(r.notice_id()).c_str(), r.duplicate() ? "true" : "false",
+         caseway::common::ToHex(r.digest()).c_str(), deliveries.c_str(), warnings.c_str());
+}
+
+void PrintError(size_t line, absl::string_view notice_id, const absl::Status& s) {
+  printf("{\"line\":%zu,\"status\":\"%s\",\"notice_id\":%s,\"error\":%s}\n", line,
+         absl::StatusCodeToString(s.code()).c_str(), JsonString(notice_id).c_str(),
+         JsonString(s.message()).c_str());
+}
+
+// PublishPending publishes `batch`, isolating failures: when the node names `notices[i]`, that
+// line is reported and the rest is retried. Returns the number of failed lines.
+size_t PublishPending(Client& client, std::vector<PendingLine> batch) {
+  static const std::regex kIndex("^notices\\[([0-9]+)\\]\\.?(.*)$");
+  size_t failed = 0;
+  while (!batch.empty()) {
+    absl::StatusOr<std::vector<v1::PublishResult>> results;
+    if (batch.size() == 1) {
+      auto one = client.Publish(batch[0].notice);
+      if (one.ok()) results = std::vector<v1::PublishResult>{*one};
+      else results = one.status();
+    } else {
+      std::vector<v1::Notice> notices;
+      notices.reserve(batch.size());
+      for (const auto& p : batch) notices.push_back(p.notice);
+      results = client.PublishBatch(notices);
+    }
+    if (results.ok()) {
+      for (size_t i = 0; i < batch.size(); ++i) PrintOk(batch[i].line, (*results)[i]);
+      return failed;
+    }
+    std::smatch m;
+    std::string msg(results.status().message());
+    if (batch.size() > 1 && std::regex_search(msg, m, kIndex)) {
+      size_t i = std::stoul(m[1]);
+      if (i < batch.size()) {
+        std::string field = m[2];
+        PrintError(batch[i].line, batch[i].notice.notice_id(),
+                   absl::Status(results.status().code(), absl::StrCat("notice.", field)));
+        ++failed;
+        batch.erase(batch.begin() + i);
+        continue;
+      }
+    }
+    for (const auto& p : batch) PrintError(p.line, p.notice.notice_id(), results.status());
+    return failed + batch.size();
+  }
+  return failed;
+}
+
+int RunPublish(const Connection& conn, const std::string& file, size_t batch_size, bool progress) {
+  std::istream* in = &std::cin;
+  std::ifstream f;
+  if (file != "-") {
+    f.open(file);
+    if (!f) {
+      fprintf(stderr, "caseway publish: %s: cannot open for reading\n", file.c_str());
+      return 2;
+    }
+    in = &f;
+  }
+  auto client = Open(conn);
+  if (!client.ok()) {
+    fprintf(stderr, "caseway publish: %s\n", std::string(client.status().message()).c_str());
+    return 2;
+  }
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  std::vector<PendingLine> pending;
+  size_t line_no = 0, ok = 0, failed = 0;
+  std::string line;
+  auto flush = [&] {
+    size_t n = pending.size();
+    size_t bad = PublishPending(**client, std::move(pending));
+    pending.clear();
+    failed += bad;
+    ok += n - bad;
+    if (progress) fprintf(stderr, "\rpublished %zu, failed %zu", ok, failed);
+  };
+  while (std::getline(*in, line)) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    PendingLine p{line_no, {}};
+    auto st = google::protobuf::util::JsonStringToMessage(line, &p.notice, options);
+    if (!st.ok()) {
+      PrintError(line_no, "",
+                 absl::InvalidArgumentError(absl::StrCat(
+                     "line ", line_no, ": not a caseway.v1.Notice in protobuf JSON: ",
+                     std::string(st.message()))));
+      ++failed;
+      continue;
+    }
+    pending.push_back(std::move(p));
+    if (pending.size() >= batch_size) flush();
+  }
+  if (!pending.empty()) flush();
+  if (progress) fprintf(stderr, "\n");
+  fprintf(stderr, "caseway publish: %zu published, %zu failed\n", ok, failed);
+  return failed == 0 ? 0 : 1;
+}
+
+int RunInbox(const Connection& conn, bool follow, bool ack, uint32_t window, size_t limit) {
+  auto client = Open(conn);
+  if (!client.ok()) {
+    fprintf(stderr, "caseway inbox: %s\n", std::string(client.status().message()).c_str());
+    return 2;
+  }
+  size_t count = 0;
+  caseway::client::InboxOptions options{follow, ack, window};
+  absl::Status s = (*client)->Inbox(options, [&](const v1::InboxItem& item) {
+    printf("%s\n", ToJson(item).c_str());
+    fflush(stdout);
+    ++count;
+    return limit == 0 || count < limit;
+  });
+  if (!s.ok()) {
+    fprintf(stderr, "caseway inbox: %s: %s\n", absl::StatusCodeToString(s.code()).c_str(),
+            std::string(s.message()).c_str());
+    return 1;
+  }
+  fprintf(stderr, "caseway inbox: %zu notice(s)%s\n", count, ack ? " acknowledged" : "");
+  return 0;
+}
+
+int RunStatus(const Connection& conn, bool json) {
+  auto client = Open(conn);
+  if (!client.ok()) {
+    fprintf(stderr, "caseway status: %s\n", std::string(client.status().message()).c_str());
+    return 2;
+  }
+  auto status = (*client)->Status();
+  if (!status.ok()) {
+    fprintf(stderr, "caseway status: %s: %s\n",
+            absl::StatusCodeToString(status.status().code()).c_str(),
+            std::string(status.status().message()).c_str());
+    return 1;
+  }
+  if (json) {
+    printf("%s\n", ToJson(*status).c_str());
+    return 0;
+  }
+  printf("node %s   inbox: %llu received, %llu unacknowledged\n\n",
+         status->jurisdiction().c_str(), static_cast<unsigned long long>(status->inbox_total()),
+         static_cast<unsigned long long>(status->inbox_unacked()));
+  printf("%-14s %10s %10s %10s %8s\n", "CHANNEL TO", "HEAD", "ACKED", "BEHIND", "STREAMS");
+  for (const auto& c : status->channels()) {
+    printf("%-14s %10llu %10llu %10llu %8u\n", c.destination().c_str(),
+           static_cast<unsigned long long>(c.head()), static_cast<unsigned long long>(c.acked()),
+           static_cast<unsigned long long>(c.head() - std::min(c.head(), c.acked())),
+           c.open_streams());
+  }
+  printf("\n%-14s %-22s %10s %10s %8s  %s\n", "SUBSCRIBED TO", "ADDRESS", "CURSOR", "PEER HEAD",
+         "LAG", "STATE");
+  for (const auto& s : status->subscriptions()) {
+    printf("%-14s %-22s %10llu %10llu %8llu  %s\n", s.origin().c_str(), s.address().c_str(),
+           static_cast<unsigned long long>(s.cursor()),
+           static_cast<unsigned long long>(s.peer_head()),
+           static_cast<unsigned long long>(s.lag()), s.state().c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "caseway: the command-line client of a Caseway node.\n"
+      "Connection settings come from --client-config (or $CASEWAY_CLIENT_CONFIG) and flags."};
+  app.set_version_flag("--version", "caseway 0.1.0");
+  app.require_subcommand(1);
+
+  Connection conn;
+  std::string file = "-";
+  size_t batch = 100;
+  bool progress = false;
+  CLI::App* publish = app.add_subcommand(
+      "publish",
+      "Publish notices: protobuf JSON, one caseway.v1.Notice per line, from FILE or stdin.\n"
+      "Prints one JSON result line per notice; exit 0 when all succeeded, 1 when any failed.");
+  publish->add_option("file", file, "JSON-lines file, or - for stdin")->capture_default_str();
+  publish->add_option("--batch", batch, "notices per PublishBatch request (1 = unary Publish)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  publish->add_flag("--progress", progress, "show a running count on stderr");
+  AddConnectionFlags(publish, &conn);
+
+  bool follow = false, ack = false;
+  uint32_t window = 0;
+  size_t limit = 0;
+  CLI::App* inbox = app.add_subcommand(
+      "inbox", "Print received, unacknowledged notices as JSON lines (caseway.v1.InboxItem).");
+  inbox->add_flag("--follow,-f", follow, "keep printing notices as they arrive");
+  inbox->add_flag("--ack", ack, "acknowledge each notice once printed");
+  inbox->add_option("--window", window, "with --ack: most unacknowledged in flight (0 = 256)");
+  inbox->add_option("--limit", limit, "stop after this many notices (0 = no limit)");
+  AddConnectionFlags(inbox, &conn);
+
+  bool json = false;
+  CLI::App* status = app.add_subcommand(
+      "status", "Show channels (heads, acked), subscriptions (cursors, peer heads, lag) and inbox.");
+  status->add_flag("--json", json, "print caseway.v1.StatusResponse as JSON");
+  AddConnectionFlags(status, &conn);
+
+  CLI11_PARSE(app, argc, argv);
+  if (publish->parsed()) return RunPublish(conn, file, batch, progress);
+  if (inbox->parsed()) return RunInbox(conn, follow, ack, window, limit);
+  if (status->parsed()) return RunStatus(conn, json);
+  return 2;
+}

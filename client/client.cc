@@ -1,0 +1,122 @@
+#include "caseway/client/client.h"
+
+#include <grpcpp/grpcpp.h>
+#include <yaml-cpp/yaml.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/status_macros.h"
+#include "common/tls.h"
+
+namespace caseway::client {
+
+using common::FromGrpcStatus;
+
+absl::StatusOr<ConnectionOptions> LoadClientConfig(const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open for reading"));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": YAML syntax error at line ",
+                                                   e.mark.line + 1, ": ", e.msg));
+  }
+  if (!root.IsMap()) return absl::InvalidArgumentError(absl::StrCat(path, ": a mapping expected"));
+  std::string dir = path.find('/') == std::string::npos ? "" : path.substr(0, path.rfind('/') + 1);
+  ConnectionOptions o;
+  for (const auto& kv : root) {
+    std::string key = kv.first.as<std::string>();
+    std::string value = kv.second.IsScalar() ? kv.second.as<std::string>() : "";
+    auto resolve = [&](const std::string& v) { return v.empty() || v[0] == '/' ? v : dir + v; };
+    if (key == "address") o.address = value;
+    else if (key == "ca_file") o.ca_file = resolve(value);
+    else if (key == "cert_file") o.cert_file = resolve(value);
+    else if (key == "key_file") o.key_file = resolve(value);
+    else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": ", key, ": unknown key (address, ca_file, cert_file, key_file)"));
+    }
+  }
+  for (auto [name, value] : {std::pair<const char*, std::string*>{"address", &o.address},
+                             {"ca_file", &o.ca_file}, {"cert_file", &o.cert_file},
+                             {"key_file", &o.key_file}}) {
+    if (value->empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", name, ": required"));
+  }
+  return o;
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ConnectionOptions& options) {
+  ASSIGN_OR_RETURN(auto creds, common::ChannelCredentials(common::TlsFiles{
+                                   options.ca_file, options.cert_file, options.key_file}));
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(options.max_message_bytes);
+  args.SetMaxSendMessageSize(-1);  // the node enforces its own limit, with a clear status
+  auto channel = grpc::CreateCustomChannel(options.address, creds, args);
+  return std::unique_ptr<Client>(new Client(v1::Gateway::NewStub(channel)));
+}
+
+absl::StatusOr<v1::PublishResult> Client::Publish(const v1::Notice& notice) {
+  grpc::ClientContext ctx;
+  v1::PublishRequest req;
+  *req.mutable_notice() = notice;
+  v1::PublishResult result;
+  RETURN_IF_ERROR(FromGrpcStatus(stub_->Publish(&ctx, req, &result)));
+  return result;
+}
+
+absl::StatusOr<std::vector<v1::PublishResult>> Client::PublishBatch(
+    const std::vector<v1::Notice>& notices) {
+  grpc::ClientContext ctx;
+  v1::PublishBatchRequest req;
+  for (const auto& n : notices) *req.add_notices() = n;
+  v1::PublishBatchResponse resp;
+  RETURN_IF_ERROR(FromGrpcStatus(stub_->PublishBatch(&ctx, req, &resp)));
+  return std::vector<v1::PublishResult>(resp.results().begin(), resp.results().end());
+}
+
+absl::StatusOr<v1::StatusResponse> Client::Status() {
+  grpc::ClientContext ctx;
+  v1::StatusResponse resp;
+  RETURN_IF_ERROR(FromGrpcStatus(stub_->Status(&ctx, v1::StatusRequest(), &resp)));
+  return resp;
+}
+
+absl::Status Client::Inbox(const InboxOptions& options,
+                           const std::function<bool(const v1::InboxItem&)>& on_item) {
+  grpc::ClientContext ctx;
+  auto stream = stub_->Inbox(&ctx);
+  v1::InboxRequest start;
+  start.mutable_start()->set_follow(options.follow);
+  start.mutable_start()->set_ack(options.ack);
+  start.mutable_start()->set_window(options.window);
+  if (!stream->Write(start)) return FromGrpcStatus(stream->Finish());
+  v1::InboxResponse resp;
+  bool stopped = false;
+  while (stream->Read(&resp)) {
+    if (resp.has_caught_up()) {
+      if (!options.follow) break;
+      continue;
+    }
+    if (!on_item(resp.item())) {
+      stopped = true;
+      break;
+    }
+    if (options.ack) {
+      v1::InboxRequest ack;
+      ack.mutable_ack()->add_inbox_seqs(resp.item().inbox_seq());
+      if (!stream->Write(ack)) break;
+    }
+  }
+  if (stopped) {
+    // Acks already written may not all be committed; unacked items come again next time.
+    ctx.TryCancel();
+    stream->Finish().ok();
+    return absl::OkStatus();
+  }
+  stream->WritesDone();
+  // Without follow the server finishes after our half-close, once our acks are committed.
+  return FromGrpcStatus(stream->Finish());
+}
+
+}  // namespace caseway::client

@@ -1,0 +1,65 @@
+// The Caseway client library: a local system's connection to its node's Gateway.
+#ifndef CASEWAY_CLIENT_CLIENT_H_
+#define CASEWAY_CLIENT_CLIENT_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "caseway/v1/gateway.grpc.pb.h"
+
+namespace caseway::client {
+
+// ConnectionOptions say where the node is and which certificate to present.
+struct ConnectionOptions {
+  std::string address;    // host:port of the node
+  std::string ca_file;    // federation CA (PEM)
+  std::string cert_file;  // client certificate: spiffe://<federation>/client/<jurisdiction>/<name>
+  std::string key_file;   // its key
+  int max_message_bytes = 4 << 20;
+};
+
+// LoadClientConfig reads a small YAML file with keys address, ca_file, cert_file, key_file
+// (relative paths are taken relative to the file's directory). NOT_FOUND when unreadable,
+// INVALID_ARGUMENT naming the file and key otherwise.
+absl::StatusOr<ConnectionOptions> LoadClientConfig(const std::string& path);
+
+// InboxOptions select how Inbox streams.
+struct InboxOptions {
+  bool follow = false;  // keep streaming as notices arrive, until `on_item` returns false
+  bool ack = false;     // ack each item that `on_item` accepted
+  uint32_t window = 0;  // with ack: most unacknowledged items in flight (0 = server default)
+};
+
+// Client wraps the Gateway stub. Thread-safe; one Client may serve many threads.
+class Client {
+ public:
+  // Connect builds a mutual-TLS channel. NOT_FOUND naming an unreadable certificate file.
+  // Connection errors appear on the first call (UNAVAILABLE).
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(const ConnectionOptions& options);
+
+  // Publish stores one notice at the node; see Gateway.Publish for the error codes.
+  absl::StatusOr<caseway::v1::PublishResult> Publish(const caseway::v1::Notice& notice);
+  // PublishBatch stores the notices atomically; see Gateway.PublishBatch.
+  absl::StatusOr<std::vector<caseway::v1::PublishResult>> PublishBatch(
+      const std::vector<caseway::v1::Notice>& notices);
+  absl::StatusOr<caseway::v1::StatusResponse> Status();
+
+  // Inbox streams unacknowledged received notices to `on_item`, oldest first. `on_item` returns
+  // false to stop. Without options.follow, returns OK once caught up. With options.ack, each
+  // item is acked after `on_item` returns true.
+  absl::Status Inbox(const InboxOptions& options,
+                     const std::function<bool(const caseway::v1::InboxItem&)>& on_item);
+
+  caseway::v1::Gateway::Stub* stub() { return stub_.get(); }
+
+ private:
+  explicit Client(std::unique_ptr<caseway::v1::Gateway::Stub> stub) : stub_(std::move(stub)) {}
+  std::unique_ptr<caseway::v1::Gateway::Stub> stub_;
+};
+
+}  // namespace caseway::client
+
+#endif  // CASEWAY_CLIENT_CLIENT_H_

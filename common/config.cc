@@ -1,0 +1,245 @@
+#include "common/config.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+#include "common/validation.h"
+
+namespace caseway::common {
+namespace {
+
+using ::caseway::v1::NodeConfig;
+using ::google::protobuf::Duration;
+using ::google::protobuf::util::TimeUtil;
+
+void EmitJsonString(const std::string& s, std::string& out) {
+  out.push_back('"');
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+void EmitJson(const YAML::Node& node, std::string& out) {
+  static const std::regex kInt("[-+]?[0-9]+");
+  static const std::regex kFloat("[-+]?([0-9]+\\.[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?");
+  switch (node.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      out += "null";
+      return;
+    case YAML::NodeType::Scalar: {
+      const std::string& v = node.Scalar();
+      if (node.Tag() == "!") {  // quoted: always a string
+        EmitJsonString(v, out);
+      } else if (v == "true" || v == "false") {
+        out += v;
+      } else if (v == "null" || v == "~") {
+        out += "null";
+      } else if (std::regex_match(v, kInt) || std::regex_match(v, kFloat)) {
+        out += v[0] == '+' ? v.substr(1) : v;
+      } else {
+        EmitJsonString(v, out);
+      }
+      return;
+    }
+    case YAML::NodeType::Sequence: {
+      out.push_back('[');
+      bool first = true;
+      for (const auto& item : node) {
+        if (!first) out.push_back(',');
+        first = false;
+        EmitJson(item, out);
+      }
+      out.push_back(']');
+      return;
+    }
+    case YAML::NodeType::Map: {
+      out.push_back('{');
+      bool first = true;
+      for (const auto& kv : node) {
+        if (!first) out.push_back(',');
+        first = false;
+        EmitJsonString(kv.first.as<std::string>(), out);
+        out.push_back(':');
+        EmitJson(kv.second, out);
+      }
+      out.push_back('}');
+      return;
+    }
+  }
+}
+
+Duration Dur(int64_t millis) { return TimeUtil::MillisecondsToDuration(millis); }
+
+void FillDefaults(NodeConfig& c) {
+  auto* st = c.mutable_storage();
+  if (st->group_commit_max() == 0) st->set_group_commit_max(4096);
+  auto* ex = c.mutable_exchange();
+  if (ex->batch_max_entries() == 0) ex->set_batch_max_entries(512);
+  if (ex->window_batches() == 0) ex->set_window_batches(8);
+  if (!ex->has_heartbeat_interval()) *ex->mutable_heartbeat_interval() = Dur(1000);
+  if (!ex->has_backoff_initial()) *ex->mutable_backoff_initial() = Dur(200);
+  if (!ex->has_backoff_max()) *ex->mutable_backoff_max() = Dur(10000);
+  auto* li = c.mutable_limits();
+  if (li->max_message_bytes() == 0) li->set_max_message_bytes(4 << 20);
+  if (li->max_batch_notices() == 0) li->set_max_batch_notices(1000);
+  auto* lg = c.mutable_log();
+  if (lg->level().empty()) lg->set_level("info");
+}
+
+// Validator reports the first rule broken as `<source>: <field>: <rule>`.
+class Validator {
+ public:
+  explicit Validator(absl::string_view source) : source_(source) {}
+  void Fail(absl::string_view field, absl::string_view rule) {
+    if (status_.ok()) {
+      status_ = absl::InvalidArgumentError(absl::StrCat(source_, ": ", field, ": ", rule));
+    }
+  }
+  void Required(absl::string_view field, const std::string& v) {
+    if (v.empty()) Fail(field, "required");
+  }
+  void Range(absl::string_view field, int64_t v, int64_t min, int64_t max) {
+    if (v < min || v > max) Fail(field, absl::StrCat("must be in ", min, "..", max));
+  }
+  void DurationRange(absl::string_view field, const Duration& d, int64_t min_ms, int64_t max_ms) {
+    int64_t ms = TimeUtil::DurationToMilliseconds(d);
+    if (ms < min_ms || ms > max_ms) {
+      Fail(field, absl::StrCat("must be in ", min_ms, "ms..", max_ms / 1000, "s"));
+    }
+  }
+  void HostPort(absl::string_view field, const std::string& v) {
+    static const std::regex kHostPort("(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}");
+    if (v.empty()) return Fail(field, "required");
+    if (!std::regex_match(v, kHostPort)) return Fail(field, "host:port expected");
+    int port = std::stoi(v.substr(v.rfind(':') + 1));
+    if (port > 65535) Fail(field, "port must be in 0..65535");
+  }
+  absl::Status status() const { return status_; }
+
+ private:
+  std::string source_;
+  absl::Status status_;
+};
+
+absl::Status Validate(const NodeConfig& c, absl::string_view source) {
+  Validator v(source);
+  static const std::regex kDomain("[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*");
+  if (c.federation().empty()) {
+    v.Fail("federation", "required");
+  } else if (c.federation().size() > 253 || !std::regex_match(c.federation(), kDomain)) {
+    v.Fail("federation", "a DNS-like name expected (letters, digits, '-' and '.')");
+  }
+  if (c.jurisdiction().empty()) {
+    v.Fail("jurisdiction", "required");
+  } else if (auto s = ValidateRegionCode(c.jurisdiction()); !s.ok()) {
+    v.Fail("jurisdiction", s.message());
+  }
+  v.HostPort("listen_address", c.listen_address());
+  if (!c.has_tls()) v.Fail("tls", "required");
+  v.Required("tls.ca_file", c.tls().ca_file());
+  v.Required("tls.cert_file", c.tls().cert_file());
+  v.Required("tls.key_file", c.tls().key_file());
+  v.Required("storage.path", c.storage().path());
+  v.Range("storage.group_commit_max", c.storage().group_commit_max(), 1, 100000);
+  std::set<std::string> seen;
+  for (int i = 0; i < c.peers_size(); ++i) {
+    const auto& p = c.peers(i);
+    std::string f = absl::StrCat("peers[", i, "]");
+    if (p.jurisdiction().empty()) {
+      v.Fail(f + ".jurisdiction", "required");
+    } else if (auto s = ValidateRegionCode(p.jurisdiction()); !s.ok()) {
+      v.Fail(f + ".jurisdiction", s.message());
+    } else if (p.jurisdiction() == c.jurisdiction()) {
+      v.Fail(f + ".jurisdiction", "must not be this node's own jurisdiction");
+    } else if (!seen.insert(p.jurisdiction()).second) {
+      v.Fail(f + ".jurisdiction", "duplicate peer");
+    }
+    v.HostPort(f + ".address", p.address());
+  }
+  const auto& ex = c.exchange();
+  v.Range("exchange.batch_max_entries", ex.batch_max_entries(), 1, 10000);
+  v.Range("exchange.window_batches", ex.window_batches(), 1, 64);
+  v.DurationRange("exchange.heartbeat_interval", ex.heartbeat_interval(), 100, 3600000);
+  v.DurationRange("exchange.backoff_initial", ex.backoff_initial(), 10, 3600000);
+  v.DurationRange("exchange.backoff_max", ex.backoff_max(),
+                  TimeUtil::DurationToMilliseconds(ex.backoff_initial()), 3600000);
+  v.Range("limits.max_message_bytes", c.limits().max_message_bytes(), 1024, 64 << 20);
+  v.Range("limits.max_batch_notices", c.limits().max_batch_notices(), 1, 100000);
+  const std::string& level = c.log().level();
+  if (level != "debug" && level != "info" && level != "warn" && level != "error") {
+    v.Fail("log.level", "one of debug, info, warn, error");
+  }
+  return v.status();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> YamlToJson(absl::string_view yaml) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("YAML syntax error at line ", e.mark.line + 1,
+                                                   ", column ", e.mark.column + 1, ": ", e.msg));
+  }
+  std::string out;
+  EmitJson(root, out);
+  return out;
+}
+
+absl::StatusOr<NodeConfig> ParseNodeConfig(absl::string_view yaml, absl::string_view source) {
+  auto json = YamlToJson(yaml);
+  if (!json.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", json.status().message()));
+  }
+  NodeConfig config;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto st = google::protobuf::util::JsonStringToMessage(*json, &config, options);
+  if (!st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", std::string(st.message())));
+  }
+  FillDefaults(config);
+  RETURN_IF_ERROR(Validate(config, source));
+  return config;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open for reading"));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  return ParseNodeConfig(text, path);
+}
+
+}  // namespace caseway::common

@@ -1,0 +1,60 @@
+#include "common/tls.h"
+
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
+
+#include "common/config.h"
+#include "common/status_macros.h"
+
+namespace caseway::common {
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const TlsFiles& files) {
+  ASSIGN_OR_RETURN(std::string ca, ReadFile(files.ca_file));
+  ASSIGN_OR_RETURN(std::string cert, ReadFile(files.cert_file));
+  ASSIGN_OR_RETURN(std::string key, ReadFile(files.key_file));
+  grpc::SslServerCredentialsOptions options(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.pem_root_certs = ca;
+  options.pem_key_cert_pairs.push_back({key, cert});
+  return grpc::SslServerCredentials(options);
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
+    const TlsFiles& files) {
+  grpc::SslCredentialsOptions options;
+  ASSIGN_OR_RETURN(options.pem_root_certs, ReadFile(files.ca_file));
+  if (!files.cert_file.empty()) {
+    ASSIGN_OR_RETURN(options.pem_cert_chain, ReadFile(files.cert_file));
+    ASSIGN_OR_RETURN(options.pem_private_key, ReadFile(files.key_file));
+  }
+  return grpc::SslCredentials(options);
+}
+
+}  // namespace caseway::common
+
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+namespace caseway::common {
+
+absl::StatusOr<std::vector<std::string>> CertificateUris(const std::string& pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (cert == nullptr) return absl::InvalidArgumentError("not a PEM certificate");
+  std::vector<std::string> uris;
+  auto* names = static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, i);
+    if (name->type == GEN_URI) {
+      const ASN1_IA5STRING* uri = name->d.uniformResourceIdentifier;
+      uris.emplace_back(reinterpret_cast<const char*>(uri->data), uri->length);
+    }
+  }
+  GENERAL_NAMES_free(names);
+  X509_free(cert);
+  return uris;
+}
+
+}  // namespace caseway::common

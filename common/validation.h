@@ -1,0 +1,43 @@
+// Validation of notices and of the codes they carry. Every error is INVALID_ARGUMENT with the
+// message `<field path>: <rule>`; nothing is stored unless validation passes.
+#ifndef CASEWAY_COMMON_VALIDATION_H_
+#define CASEWAY_COMMON_VALIDATION_H_
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "caseway/v1/notice.pb.h"
+
+namespace caseway::common {
+
+// ValidateRegionCode accepts a 6-digit county-level or 12-digit statistical code whose first two
+// digits are a province-level code of GB/T 2260. INVALID_ARGUMENT otherwise (message without a
+// field path; callers prefix it).
+absl::Status ValidateRegionCode(absl::string_view code);
+
+// IdNumberCheckCharacter returns the ISO 7064 MOD 11-2 check character of the 17-digit prefix.
+// REQUIRES: the first 17 characters of `id` are digits.
+char IdNumberCheckCharacter(absl::string_view id);
+
+// NoticeRules is what validation needs to know about the node that accepts a notice.
+struct NoticeRules {
+  std::string self_jurisdiction;         // the origin; destinations may not name it
+  std::set<std::string> peers;           // allowed destinations
+  absl::Time now = absl::InfinitePast();  // for "not in the future" checks
+};
+
+// ValidateNotice checks every field of `notice` against its documented rule. On success returns
+// the warnings (e.g. a wrong ID-number check character). `path` prefixes field names, e.g.
+// "notices[3]." for batch members. `origin` must be empty or equal rules.self_jurisdiction.
+absl::StatusOr<std::vector<std::string>> ValidateNotice(const caseway::v1::Notice& notice,
+                                                        const NoticeRules& rules,
+                                                        absl::string_view path = "");
+
+}  // namespace caseway::common
+
+#endif  // CASEWAY_COMMON_VALIDATION_H_

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# install-deps.sh: installs every Debian 12 package that building, testing and running the
+# demo federation need. Idempotent; safe to run on a fresh machine as root (or with sudo).
+set -euo pipefail
+
+packages=(
+  # build
+  cmake g++ ninja-build pkg-config
+  # gRPC, protobuf, Abseil (grpc_cpp_plugin lives in protobuf-compiler-grpc)
+  libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  # crypto, storage, config
+  libssl-dev openssl libsqlite3-dev sqlite3 libyaml-cpp-dev libcli11-dev
+  # tests
+  libgtest-dev libgmock-dev
+  # demo and tests use these tools
+  procps python3
+)
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,58 @@
+// PeerExchangeService: serves this node's outbound channels to subscribing peer nodes.
+#ifndef CASEWAY_SERVER_EXCHANGE_PEER_EXCHANGE_SERVICE_H_
+#define CASEWAY_SERVER_EXCHANGE_PEER_EXCHANGE_SERVICE_H_
+
+#include <atomic>
+#include <map>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "caseway/v1/config.pb.h"
+#include "caseway/v1/peer_exchange.grpc.pb.h"
+#include "server/authz.h"
+#include "server/store/notice_store.h"
+
+namespace caseway::server {
+
+// PeerExchangeService streams channel entries to the destination node that subscribes.
+//
+// Operation: after `open`, the handler thread sends batches of up to batch_max_entries from
+// cursor+1 while fewer than `window` batches are unacknowledged, and a heartbeat with the head
+// every heartbeat interval; a second thread reads acks and records them durably.
+// Concurrency: thread-safe. Each open stream holds one gRPC sync-server thread plus one reader
+// thread (see docs/adr/0002-sync-api-first.md).
+// Lifetime: `store` must outlive the service; call Shutdown() before the server's Shutdown.
+// Limitations: a destination may hold several streams at once (e.g. after a silent reconnect);
+// each streams independently from its own cursor and the subscriber's cursor check refuses
+// overlaps.
+class PeerExchangeService final : public caseway::v1::PeerExchange::Service {
+ public:
+  PeerExchangeService(const caseway::v1::NodeConfig& config, NoticeStore* store,
+                      const Authorizer* authz);
+
+  grpc::Status Subscribe(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<caseway::v1::SubscribeResponse, caseway::v1::SubscribeRequest>*
+          stream) override;
+
+  // OpenStreams is the number of streams open now for `destination`.
+  uint32_t OpenStreams(const std::string& destination);
+
+  void Shutdown() { shutting_down_ = true; }
+
+ private:
+  const uint32_t batch_max_entries_;
+  const uint32_t default_window_;
+  const uint64_t max_batch_bytes_;
+  const absl::Duration heartbeat_interval_;
+  NoticeStore* const store_;
+  const Authorizer* const authz_;
+  std::atomic<bool> shutting_down_{false};
+  absl::Mutex mu_;
+  std::map<std::string, uint32_t> open_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace caseway::server
+
+#endif  // CASEWAY_SERVER_EXCHANGE_PEER_EXCHANGE_SERVICE_H_

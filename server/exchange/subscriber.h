@@ -1,0 +1,60 @@
+// Subscriber: this node's subscription to one origin peer's channel addressed to it.
+#ifndef CASEWAY_SERVER_EXCHANGE_SUBSCRIBER_H_
+#define CASEWAY_SERVER_EXCHANGE_SUBSCRIBER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "caseway/v1/config.pb.h"
+#include "caseway/v1/gateway.pb.h"
+#include "caseway/v1/peer_exchange.grpc.pb.h"
+#include "server/store/notice_store.h"
+
+namespace caseway::server {
+
+// Subscriber dials one peer, opens PeerExchange.Subscribe from the stored cursor, commits each
+// batch that starts at cursor+1, then acks it. On any failure it reconnects after a capped
+// exponential backoff with jitter.
+//
+// Concurrency: runs on its own thread; Status() and Stop() are thread-safe.
+// Lifetime: `store` must outlive the Subscriber; the destructor stops and joins.
+// Limitations: commits batches one at a time (each batch is one group-commit request); the
+// origin's window keeps the next batches in flight meanwhile.
+class Subscriber {
+ public:
+  Subscriber(const caseway::v1::NodeConfig& config, const caseway::v1::PeerConfig& peer,
+             std::shared_ptr<grpc::ChannelCredentials> creds, NoticeStore* store);
+  ~Subscriber();
+
+  void Start();
+  void Stop();
+  caseway::v1::StatusResponse::Subscription Status();
+
+ private:
+  void Run();
+  // Session runs one connection until it fails; returns why it ended.
+  absl::Status Session();
+  void SetState(std::string state);
+
+  const std::string self_;
+  const caseway::v1::PeerConfig peer_;
+  const caseway::v1::ExchangeConfig exchange_;
+  NoticeStore* const store_;
+  std::unique_ptr<caseway::v1::PeerExchange::Stub> stub_;
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* current_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::string state_ ABSL_GUARDED_BY(mu_) = "connecting";
+  uint64_t peer_head_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread thread_;
+};
+
+}  // namespace caseway::server
+
+#endif  // CASEWAY_SERVER_EXCHANGE_SUBSCRIBER_H_

@@ -1,0 +1,63 @@
+// GatewayService: the local API (Publish, PublishBatch, Inbox, Status) of a node.
+#ifndef CASEWAY_SERVER_GATEWAY_GATEWAY_SERVICE_H_
+#define CASEWAY_SERVER_GATEWAY_GATEWAY_SERVICE_H_
+
+#include <atomic>
+#include <functional>
+#include <set>
+#include <string>
+
+#include "caseway/v1/config.pb.h"
+#include "caseway/v1/gateway.grpc.pb.h"
+#include "server/authz.h"
+#include "server/store/notice_store.h"
+
+namespace caseway::server {
+
+// SubscriptionStatusFn reports this node's inbound subscriptions for Status.
+using SubscriptionStatusFn =
+    std::function<std::vector<caseway::v1::StatusResponse::Subscription>()>;
+// OpenStreamsFn reports how many Subscribe streams are open for a destination.
+using OpenStreamsFn = std::function<uint32_t(const std::string& destination)>;
+
+// GatewayService validates, stores and serves notices for local clients.
+// Concurrency: thread-safe; handlers run on gRPC's sync-server threads and block on the store.
+// Lifetime: `store` must outlive the service. Call Shutdown() before the server's Shutdown so
+// that following Inbox streams end.
+class GatewayService final : public caseway::v1::Gateway::Service {
+ public:
+  GatewayService(const caseway::v1::NodeConfig& config, NoticeStore* store,
+                 const Authorizer* authz, SubscriptionStatusFn subscriptions,
+                 OpenStreamsFn open_streams);
+
+  grpc::Status Publish(grpc::ServerContext* ctx, const caseway::v1::PublishRequest* req,
+                       caseway::v1::PublishResult* resp) override;
+  grpc::Status PublishBatch(grpc::ServerContext* ctx, const caseway::v1::PublishBatchRequest* req,
+                            caseway::v1::PublishBatchResponse* resp) override;
+  grpc::Status Inbox(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<caseway::v1::InboxResponse, caseway::v1::InboxRequest>* stream)
+      override;
+  grpc::Status Status(grpc::ServerContext* ctx, const caseway::v1::StatusRequest* req,
+                      caseway::v1::StatusResponse* resp) override;
+
+  void Shutdown() { shutting_down_ = true; }
+
+ private:
+  // Prepare validates `notices` and serializes each with the origin set.
+  absl::StatusOr<std::vector<PreparedNotice>> Prepare(
+      const google::protobuf::RepeatedPtrField<caseway::v1::Notice>& notices, bool batch) const;
+
+  const std::string jurisdiction_;
+  const uint32_t max_batch_notices_;
+  std::set<std::string> peers_;
+  NoticeStore* const store_;
+  const Authorizer* const authz_;
+  SubscriptionStatusFn subscriptions_;
+  OpenStreamsFn open_streams_;
+  std::atomic<bool> shutting_down_{false};
+};
+
+}  // namespace caseway::server
+
+#endif  // CASEWAY_SERVER_GATEWAY_GATEWAY_SERVICE_H_

@@ -1,0 +1,102 @@
+// caseway-node: runs one jurisdiction's node. Wiring only; see server/node.h.
+#include <signal.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "server/node.h"
+
+namespace {
+
+constexpr char kUsage[] = R"(caseway-node: a Caseway node (one jurisdiction's gateway).
+
+Usage:
+  caseway-node --config node.yaml      run the node until SIGTERM or SIGINT
+  caseway-node --config node.yaml --check
+                                       validate the configuration and certificate, then exit
+  caseway-node --help | --version
+
+The configuration is YAML mapped onto caseway.v1.NodeConfig (see docs/configuration.md).
+Exit status: 0 after a clean shutdown, 2 for a bad command line or configuration, 1 otherwise.
+)";
+
+int WritePortFile(const std::string& path, int port) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << port << "\n";
+    if (!out) return 1;
+  }
+  return std::rename(tmp.c_str(), path.c_str()) == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      fputs(kUsage, stdout);
+      return 0;
+    } else if (arg == "--version") {
+      puts("caseway-node 0.1.0");
+      return 0;
+    } else if (arg == "--check") {
+      check_only = true;
+    } else if (arg == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (arg.rfind("--config=", 0) == 0) {
+      config_path = arg.substr(9);
+    } else {
+      fprintf(stderr, "caseway-node: unknown argument %s\n\n%s", arg.c_str(), kUsage);
+      return 2;
+    }
+  }
+  if (config_path.empty()) {
+    fprintf(stderr, "caseway-node: --config is required\n\n%s", kUsage);
+    return 2;
+  }
+  auto config = caseway::common::LoadNodeConfig(config_path);
+  if (!config.ok()) {
+    fprintf(stderr, "caseway-node: %s\n", std::string(config.status().message()).c_str());
+    return 2;
+  }
+  caseway::common::ConfigureLog(caseway::common::ParseLogLevel(config->log().level()),
+                                config->log().format() == caseway::v1::LogConfig::FORMAT_JSON);
+  if (check_only) {
+    printf("%s: configuration is valid\n", config_path.c_str());
+    return 0;
+  }
+
+  // Block the stop signals in every thread; the main thread waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto node = caseway::server::Node::Start(*config);
+  if (!node.ok()) {
+    caseway::common::Log(caseway::common::LogLevel::kError, "node failed to start",
+                         {{"status", node.status().ToString()}});
+    return node.status().code() == absl::StatusCode::kFailedPrecondition ? 2 : 1;
+  }
+  if (!config->port_file().empty() && WritePortFile(config->port_file(), (*node)->port()) != 0) {
+    caseway::common::Log(caseway::common::LogLevel::kError, "cannot write port_file",
+                         {{"path", config->port_file()}});
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&signals, &sig);
+  caseway::common::Log(caseway::common::LogLevel::kInfo, "signal received",
+                       {{"signal", strsignal(sig)}});
+  (*node)->Shutdown();
+  return 0;
+}

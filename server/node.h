@@ -1,0 +1,49 @@
+// Node: one running caseway-node: store, gRPC server and subscribers, wired together.
+#ifndef CASEWAY_SERVER_NODE_H_
+#define CASEWAY_SERVER_NODE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "caseway/v1/config.pb.h"
+#include "server/authz.h"
+#include "server/exchange/peer_exchange_service.h"
+#include "server/exchange/subscriber.h"
+#include "server/gateway/gateway_service.h"
+#include "server/store/notice_store.h"
+
+namespace caseway::server {
+
+// Node owns everything a node runs. Start() returns once the server listens and the subscribers
+// run; Shutdown() stops taking calls, ends streams, stops subscribers and drains the store.
+// Concurrency: Shutdown() may be called from any thread, once.
+class Node {
+ public:
+  // Start checks the node certificate against the configured federation and jurisdiction
+  // (FAILED_PRECONDITION when they differ), opens the store and starts serving.
+  static absl::StatusOr<std::unique_ptr<Node>> Start(const caseway::v1::NodeConfig& config);
+  ~Node();
+
+  int port() const { return port_; }
+  void Shutdown();
+
+ private:
+  explicit Node(caseway::v1::NodeConfig config) : config_(std::move(config)) {}
+
+  caseway::v1::NodeConfig config_;
+  std::unique_ptr<NoticeStore> store_;
+  std::unique_ptr<Authorizer> authz_;
+  std::unique_ptr<PeerExchangeService> peer_exchange_;
+  std::unique_ptr<GatewayService> gateway_;
+  std::vector<std::unique_ptr<Subscriber>> subscribers_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace caseway::server
+
+#endif  // CASEWAY_SERVER_NODE_H_

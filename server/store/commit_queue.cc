@@ -1,0 +1,78 @@
+#include "server/store/commit_queue.h"
+
+#include <future>
+#include <utility>
+
+namespace caseway::server {
+
+CommitQueue::CommitQueue(std::unique_ptr<Db> db, int max_group)
+    : db_(std::move(db)), max_group_(max_group), thread_([this] { Loop(); }) {}
+
+CommitQueue::~CommitQueue() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  thread_.join();
+}
+
+void CommitQueue::Submit(Apply apply, Done done) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      queue_.push_back(Op{std::move(apply), std::move(done)});
+      return;
+    }
+  }
+  done(absl::UnavailableError("store is shutting down"));
+}
+
+absl::Status CommitQueue::Run(Apply apply, std::function<void()> after_commit) {
+  std::promise<absl::Status> promise;
+  std::future<absl::Status> result = promise.get_future();
+  Submit(std::move(apply), [&promise, &after_commit](const absl::Status& s) {
+    if (s.ok() && after_commit) after_commit();
+    promise.set_value(s);
+  });
+  return result.get();
+}
+
+void CommitQueue::Loop() {
+  sqlite3* db = db_->get();
+  std::vector<Op> group;
+  std::vector<absl::Status> results;
+  for (;;) {
+    group.clear();
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](CommitQueue* q) ABSL_EXCLUSIVE_LOCKS_REQUIRED(q->mu_) {
+            return q->stopping_ || !q->queue_.empty();
+          },
+          this));
+      if (queue_.empty()) return;  // stopping and drained
+      while (!queue_.empty() && static_cast<int>(group.size()) < max_group_) {
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    results.assign(group.size(), absl::OkStatus());
+    absl::Status txn = db_->Exec("BEGIN IMMEDIATE");
+    if (txn.ok()) {
+      for (size_t i = 0; i < group.size(); ++i) {
+        db_->Exec("SAVEPOINT op").IgnoreError();
+        results[i] = group[i].apply(db);
+        if (!results[i].ok()) db_->Exec("ROLLBACK TO op").IgnoreError();
+        db_->Exec("RELEASE op").IgnoreError();
+      }
+      txn = db_->Exec("COMMIT");
+      if (!txn.ok()) db_->Exec("ROLLBACK").IgnoreError();
+    }
+    if (txn.ok()) groups_.fetch_add(1);
+    for (size_t i = 0; i < group.size(); ++i) {
+      group[i].done(txn.ok() ? results[i] : txn);
+    }
+  }
+}
+
+}  // namespace caseway::server

@@ -1,0 +1,64 @@
+// CommitQueue: the single writer thread of a node's database, committing requests in groups.
+#ifndef CASEWAY_SERVER_STORE_COMMIT_QUEUE_H_
+#define CASEWAY_SERVER_STORE_COMMIT_QUEUE_H_
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "server/store/sqlite.h"
+
+namespace caseway::server {
+
+// CommitQueue takes write operations from any thread and runs them on its own writer thread:
+// each group of up to `max_group` queued operations is one transaction and one fsync
+// (synchronous=FULL), each operation inside its own SAVEPOINT so that one failing operation
+// rolls back alone. An operation's `done` runs on the writer thread after the COMMIT is durable
+// (or failed), in submission order.
+//
+// Concurrency: thread-safe. `apply` and `done` run on the writer thread only and must not block
+// on other operations of this queue.
+// Lifetime: the destructor drains every queued operation, then stops the thread.
+// Limitations: a failed COMMIT fails every operation in its group with the commit's status.
+class CommitQueue {
+ public:
+  using Apply = std::function<absl::Status(sqlite3* db)>;
+  using Done = std::function<void(const absl::Status&)>;
+
+  CommitQueue(std::unique_ptr<Db> db, int max_group);
+  ~CommitQueue();
+
+  // Submit queues an operation; `done` receives its final status after the commit.
+  // UNAVAILABLE (through done) once the queue is stopping.
+  void Submit(Apply apply, Done done);
+
+  // Run submits and waits for the durable result.
+  absl::Status Run(Apply apply, std::function<void()> after_commit = nullptr);
+
+  // Stats for status pages and benchmarks.
+  uint64_t groups_committed() const { return groups_.load(); }
+
+ private:
+  struct Op {
+    Apply apply;
+    Done done;
+  };
+  void Loop();
+
+  std::unique_ptr<Db> db_;
+  const int max_group_;
+  absl::Mutex mu_;
+  std::deque<Op> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<uint64_t> groups_{0};
+  std::thread thread_;  // the writer: the only thread that writes to db_
+};
+
+}  // namespace caseway::server
+
+#endif  // CASEWAY_SERVER_STORE_COMMIT_QUEUE_H_
