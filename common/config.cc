@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 #include "common/validation.h"
@@ -43,49 +44,82 @@ void EmitJsonString(const std::string& s, std::string& out) {
   out.push_back('"');
 }
 
-void EmitJson(const YAML::Node& node, std::string& out) {
+// EmitJson writes `node` as JSON. With `field` (the proto field the node maps onto) scalars take
+// the field's type: string fields stay strings even when they look like numbers (region codes),
+// Duration fields accept "250ms"/"5s"/"2m"/"1h". Without it scalars are inferred.
+void EmitJson(const YAML::Node& node, const google::protobuf::FieldDescriptor* field,
+              const google::protobuf::Descriptor* message, std::string& out);
+
+void EmitScalar(const YAML::Node& node, const google::protobuf::FieldDescriptor* field,
+                std::string& out) {
+  using google::protobuf::FieldDescriptor;
   static const std::regex kInt("[-+]?[0-9]+");
   static const std::regex kFloat("[-+]?([0-9]+\\.[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?");
+  static const std::regex kDuration("([0-9]+(?:\\.[0-9]+)?)(ms|s|m|h)");
+  const std::string& v = node.Scalar();
+  const bool quoted = node.Tag() == "!";
+  if (field != nullptr && (field->type() == FieldDescriptor::TYPE_STRING ||
+                           field->type() == FieldDescriptor::TYPE_BYTES ||
+                           field->type() == FieldDescriptor::TYPE_ENUM)) {
+    return EmitJsonString(v, out);
+  }
+  std::smatch m;
+  if (!quoted && field != nullptr && field->message_type() != nullptr &&
+      field->message_type()->full_name() == "google.protobuf.Duration" &&
+      std::regex_match(v, m, kDuration)) {
+    double unit = m[2] == "ms" ? 0.001 : m[2] == "s" ? 1 : m[2] == "m" ? 60 : 3600;
+    out += absl::StrFormat("\"%.9fs\"", std::stod(m[1]) * unit);
+  } else if (quoted) {
+    EmitJsonString(v, out);
+  } else if (v == "true" || v == "false") {
+    out += v;
+  } else if (v == "null" || v == "~") {
+    out += "null";
+  } else if (std::regex_match(v, kInt) || std::regex_match(v, kFloat)) {
+    out += v[0] == '+' ? v.substr(1) : v;
+  } else {
+    EmitJsonString(v, out);
+  }
+}
+
+void EmitJson(const YAML::Node& node, const google::protobuf::FieldDescriptor* field,
+              const google::protobuf::Descriptor* message, std::string& out) {
   switch (node.Type()) {
     case YAML::NodeType::Null:
     case YAML::NodeType::Undefined:
       out += "null";
       return;
-    case YAML::NodeType::Scalar: {
-      const std::string& v = node.Scalar();
-      if (node.Tag() == "!") {  // quoted: always a string
-        EmitJsonString(v, out);
-      } else if (v == "true" || v == "false") {
-        out += v;
-      } else if (v == "null" || v == "~") {
-        out += "null";
-      } else if (std::regex_match(v, kInt) || std::regex_match(v, kFloat)) {
-        out += v[0] == '+' ? v.substr(1) : v;
-      } else {
-        EmitJsonString(v, out);
-      }
+    case YAML::NodeType::Scalar:
+      EmitScalar(node, field, out);
       return;
-    }
     case YAML::NodeType::Sequence: {
       out.push_back('[');
       bool first = true;
       for (const auto& item : node) {
         if (!first) out.push_back(',');
         first = false;
-        EmitJson(item, out);
+        EmitJson(item, field, message, out);  // a repeated field's elements share its type
       }
       out.push_back(']');
       return;
     }
     case YAML::NodeType::Map: {
+      const google::protobuf::Descriptor* type =
+          field != nullptr ? field->message_type() : message;
       out.push_back('{');
       bool first = true;
       for (const auto& kv : node) {
         if (!first) out.push_back(',');
         first = false;
-        EmitJsonString(kv.first.as<std::string>(), out);
+        std::string key = kv.first.as<std::string>();
+        const google::protobuf::FieldDescriptor* sub = nullptr;
+        if (type != nullptr) {
+          sub = type->FindFieldByName(key);
+          if (sub == nullptr) sub = type->FindFieldByCamelcaseName(key);
+        }
+        EmitJsonString(key, out);
         out.push_back(':');
-        EmitJson(kv.second, out);
+        EmitJson(kv.second, sub, nullptr, out);
       }
       out.push_back('}');
       return;
@@ -199,7 +233,8 @@ absl::Status Validate(const NodeConfig& c, absl::string_view source) {
 
 }  // namespace
 
-absl::StatusOr<std::string> YamlToJson(absl::string_view yaml) {
+absl::StatusOr<std::string> YamlToJson(absl::string_view yaml,
+                                       const google::protobuf::Descriptor* schema) {
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));
@@ -208,12 +243,12 @@ absl::StatusOr<std::string> YamlToJson(absl::string_view yaml) {
                                                    ", column ", e.mark.column + 1, ": ", e.msg));
   }
   std::string out;
-  EmitJson(root, out);
+  EmitJson(root, nullptr, schema, out);
   return out;
 }
 
 absl::StatusOr<NodeConfig> ParseNodeConfig(absl::string_view yaml, absl::string_view source) {
-  auto json = YamlToJson(yaml);
+  auto json = YamlToJson(yaml, NodeConfig::descriptor());
   if (!json.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": ", json.status().message()));
   }

@@ -11,10 +11,13 @@
 
 namespace caseway::common {
 
-// YamlToJson converts a YAML document to JSON text. Plain scalars that read as integers, floats,
-// booleans or null become JSON numbers, booleans and null; quoted scalars stay strings.
-// INVALID_ARGUMENT with line and column on a YAML syntax error.
-absl::StatusOr<std::string> YamlToJson(absl::string_view yaml);
+// YamlToJson converts a YAML document to JSON text for protobuf's JSON parser. With `schema`, a
+// scalar takes the type of the field it maps onto: string fields stay strings even when they look
+// like numbers (region codes need no quotes), Duration fields also accept "250ms", "5s", "2m" and
+// "1h". Otherwise plain scalars that read as integers, floats, booleans or null become JSON
+// numbers, booleans and null. INVALID_ARGUMENT with line and column on a YAML syntax error.
+absl::StatusOr<std::string> YamlToJson(absl::string_view yaml,
+                                       const google::protobuf::Descriptor* schema = nullptr);
 
 // ParseNodeConfig maps `yaml` onto a NodeConfig, fills defaults and validates it.
 // Errors are INVALID_ARGUMENT: `<source>: <field>: <rule>`.

@@ -1,0 +1,108 @@
+#include "common/config.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/testing/status_matchers.h"
+
+namespace caseway::common {
+namespace {
+
+using ::caseway::testing::StatusIs;
+using ::testing::HasSubstr;
+
+constexpr char kValid[] = R"(
+federation: fed.test
+jurisdiction: "360102"
+listen_address: 127.0.0.1:7401
+tls:
+  ca_file: ca.crt
+  cert_file: node.crt
+  key_file: node.key
+storage:
+  path: /var/lib/caseway/node.db
+peers:
+  - jurisdiction: "440305"
+    address: node-440305.example.gov:7401
+exchange:
+  heartbeat_interval: 500ms
+  window_batches: 4
+)";
+
+TEST(ConfigTest, MapsYamlOntoTheProtoAndFillsDefaults) {
+  auto c = ParseNodeConfig(kValid, "node.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->federation(), "fed.test");
+  EXPECT_EQ(c->jurisdiction(), "360102");
+  ASSERT_EQ(c->peers_size(), 1);
+  EXPECT_EQ(c->peers(0).address(), "node-440305.example.gov:7401");
+  EXPECT_EQ(c->exchange().heartbeat_interval().nanos(), 500'000'000);
+  EXPECT_EQ(c->exchange().window_batches(), 4u);
+  EXPECT_EQ(c->exchange().batch_max_entries(), 512u);  // default
+  EXPECT_EQ(c->limits().max_message_bytes(), 4u << 20);
+  EXPECT_EQ(c->storage().group_commit_max(), 4096u);
+}
+
+TEST(ConfigTest, UnquotedRegionCodeIsAcceptedAsAString) {
+  std::string yaml = kValid;
+  yaml.replace(yaml.find("\"360102\""), 8, "360102");
+  auto c = ParseNodeConfig(yaml, "node.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->jurisdiction(), "360102");
+}
+
+TEST(ConfigTest, ErrorsNameTheFileTheFieldAndTheRule) {
+  struct Case {
+    std::string from, to, message;
+  };
+  const std::vector<Case> cases = {
+      {"federation: fed.test", "federation: \"bad name!\"", "node.yaml: federation: a DNS-like"},
+      {"jurisdiction: \"360102\"", "jurisdiction: \"3601\"",
+       "node.yaml: jurisdiction: region code of 6 or 12 digits expected"},
+      {"listen_address: 127.0.0.1:7401", "listen_address: nowhere",
+       "node.yaml: listen_address: host:port expected"},
+      {"  ca_file: ca.crt\n", "", "node.yaml: tls.ca_file: required"},
+      {"  path: /var/lib/caseway/node.db", "  path: \"\"", "node.yaml: storage.path: required"},
+      {"  - jurisdiction: \"440305\"", "  - jurisdiction: \"360102\"",
+       "node.yaml: peers[0].jurisdiction: must not be this node's own jurisdiction"},
+      {"  window_batches: 4", "  window_batches: 65",
+       "node.yaml: exchange.window_batches: must be in 1..64"},
+      {"  heartbeat_interval: 500ms", "  heartbeat_interval: 5ms",
+       "node.yaml: exchange.heartbeat_interval: must be in 100ms"},
+      {"  window_batches: 4", "  window_size: 4", "node.yaml: "},  // unknown field
+      {"  window_batches: 4", "  window_batches: many", "node.yaml: "},
+  };
+  for (const Case& c : cases) {
+    std::string yaml = kValid;
+    size_t at = yaml.find(c.from);
+    ASSERT_NE(at, std::string::npos) << c.from;
+    yaml.replace(at, c.from.size(), c.to);
+    EXPECT_THAT(ParseNodeConfig(yaml, "node.yaml"),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
+        << c.to;
+  }
+}
+
+TEST(ConfigTest, UnknownFieldIsNamed) {
+  std::string yaml = std::string(kValid) + "colour: blue\n";
+  EXPECT_THAT(ParseNodeConfig(yaml, "node.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("colour")));
+}
+
+TEST(ConfigTest, YamlSyntaxErrorGivesTheLine) {
+  EXPECT_THAT(ParseNodeConfig("federation: [unclosed\n", "node.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("node.yaml: YAML syntax error at line")));
+}
+
+TEST(ConfigTest, MissingFileIsNotFound) {
+  EXPECT_THAT(LoadNodeConfig("/nonexistent/node.yaml"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/node.yaml")));
+}
+
+TEST(ConfigTest, YamlToJsonKeepsQuotedScalarsAsStrings) {
+  auto json = YamlToJson("a: \"007\"\nb: 7\nc: true\nd: [1, x]\ne: ~\n");
+  ASSERT_TRUE(json.ok());
+  EXPECT_EQ(*json, R"({"a":"007","b":7,"c":true,"d":[1,"x"],"e":null})");
+}
+
+}  // namespace
+}  // namespace caseway::common

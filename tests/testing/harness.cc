@@ -1,0 +1,322 @@
+#include "tests/testing/harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace caseway::testing {
+
+namespace fs = std::filesystem;
+
+TempDir::TempDir() {
+  const char* base = getenv("TMPDIR");
+  std::string tmpl = absl::StrCat(base ? base : "/tmp", "/caseway-test-XXXXXX");
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (mkdtemp(buf.data()) == nullptr) abort();
+  path_ = buf.data();
+}
+
+TempDir::~TempDir() {
+  if (::testing::Test::HasFailure()) {
+    fprintf(stderr, "test files kept in %s\n", path_.c_str());
+    return;
+  }
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+std::string BinDir() {
+  const char* d = getenv("CASEWAY_BIN_DIR");
+  return d ? d : CASEWAY_DEFAULT_BIN_DIR;
+}
+
+std::string SourceDir() {
+  const char* d = getenv("CASEWAY_SOURCE_DIR");
+  return d ? d : CASEWAY_DEFAULT_SOURCE_DIR;
+}
+
+namespace {
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+RunResult Run(const std::vector<std::string>& argv, const std::string& input,
+              absl::Duration timeout) {
+  static int counter = 0;
+  std::string base = absl::StrCat("/tmp/caseway-run-", getpid(), "-", counter++);
+  std::string in_path = base + ".in", out_path = base + ".out", err_path = base + ".err";
+  {
+    std::ofstream in(in_path, std::ios::binary);
+    in << input;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    int in = open(in_path.c_str(), O_RDONLY);
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  RunResult r;
+  absl::Time deadline = absl::Now() + timeout;
+  int status = 0;
+  for (;;) {
+    pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid) break;
+    if (absl::Now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      r.err = "timed out";
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = ReadAll(out_path);
+  r.err += ReadAll(err_path);
+  unlink(in_path.c_str());
+  unlink(out_path.c_str());
+  unlink(err_path.c_str());
+  return r;
+}
+
+Pki::Pki(const std::string& dir, const std::string& federation)
+    : dir_(dir), federation_(federation) {
+  RunResult r = Run({"/bin/bash", SourceDir() + "/deploy/pki.sh", "init", dir_, federation_});
+  if (r.exit_code != 0) ADD_FAILURE() << "pki.sh init failed: " << r.err;
+}
+
+std::string Pki::Node(const std::string& j) {
+  std::string prefix = absl::StrCat(dir_, "/nodes/", j);
+  if (!fs::exists(prefix + ".crt")) {
+    RunResult r = Run({"/bin/bash", SourceDir() + "/deploy/pki.sh", "node", dir_, j});
+    if (r.exit_code != 0) ADD_FAILURE() << "pki.sh node failed: " << r.err;
+  }
+  return prefix;
+}
+
+std::string Pki::Client(const std::string& j, const std::string& name) {
+  std::string prefix = absl::StrCat(dir_, "/clients/", j, "-", name);
+  if (!fs::exists(prefix + ".crt")) {
+    RunResult r = Run({"/bin/bash", SourceDir() + "/deploy/pki.sh", "client", dir_, j, name});
+    if (r.exit_code != 0) ADD_FAILURE() << "pki.sh client failed: " << r.err;
+  }
+  return prefix;
+}
+
+std::string Pki::Auditor(const std::string& name) {
+  std::string prefix = absl::StrCat(dir_, "/auditors/", name);
+  if (!fs::exists(prefix + ".crt")) {
+    RunResult r = Run({"/bin/bash", SourceDir() + "/deploy/pki.sh", "auditor", dir_, name});
+    if (r.exit_code != 0) ADD_FAILURE() << "pki.sh auditor failed: " << r.err;
+  }
+  return prefix;
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return condition();
+}
+
+NodeProcess::NodeProcess(Pki* pki, std::string dir, std::string jurisdiction)
+    : pki_(pki), dir_(std::move(dir)), jurisdiction_(std::move(jurisdiction)),
+      port_(FreePort()) {
+  pki_->Node(jurisdiction_);
+}
+
+NodeProcess::~NodeProcess() { Kill(); }
+
+void NodeProcess::AddPeer(const NodeProcess& peer) {
+  peers_.emplace_back(peer.jurisdiction(), peer.address());
+}
+
+std::string NodeProcess::address() const { return absl::StrCat("127.0.0.1:", port_); }
+
+void NodeProcess::WriteConfig() {
+  std::string cert = pki_->Node(jurisdiction_);
+  std::ofstream out(config_path(), std::ios::trunc);
+  out << "federation: " << pki_->federation() << "\n"
+      << "jurisdiction: \"" << jurisdiction_ << "\"\n"
+      << "listen_address: " << address() << "\n"
+      << "port_file: " << dir_ << "/" << jurisdiction_ << ".port\n"
+      << "tls:\n  ca_file: " << pki_->ca() << "\n  cert_file: " << cert
+      << ".crt\n  key_file: " << cert << ".key\n"
+      << "storage:\n  path: " << db_path() << "\n"
+      << "exchange:\n  heartbeat_interval: 200ms\n  backoff_initial: 50ms\n  backoff_max: 500ms\n";
+  if (!peers_.empty()) {
+    out << "peers:\n";
+    for (const auto& [j, addr] : peers_) {
+      out << "  - jurisdiction: \"" << j << "\"\n    address: " << addr << "\n";
+    }
+  }
+  out << extra_yaml_ << "\n";
+}
+
+absl::Status NodeProcess::Start() {
+  WriteConfig();
+  std::string port_file = absl::StrCat(dir_, "/", jurisdiction_, ".port");
+  unlink(port_file.c_str());
+  std::string binary = BinDir() + "/caseway-node";
+  std::string config = config_path();
+  std::string log = log_path();
+  pid_ = fork();
+  if (pid_ == 0) {
+    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execl(binary.c_str(), binary.c_str(), "--config", config.c_str(), nullptr);
+    _exit(127);
+  }
+  absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline) {
+    if (fs::exists(port_file)) return absl::OkStatus();
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return absl::InternalError(absl::StrCat("caseway-node ", jurisdiction_,
+                                              " exited with status ", WEXITSTATUS(status), ": ",
+                                              this->log()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  Kill();
+  return absl::DeadlineExceededError("caseway-node did not start listening within 20 s");
+}
+
+void NodeProcess::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+int NodeProcess::Stop() {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  int status = 0;
+  absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (waitpid(pid_, &status, WNOHANG) != pid_) {
+    if (absl::Now() > deadline) {
+      Kill();
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string NodeProcess::log() const { return ReadAll(log_path()); }
+
+std::unique_ptr<client::Client> NodeProcess::NewClient(const std::string& name) {
+  std::string prefix = pki_->Client(jurisdiction_, name);
+  client::ConnectionOptions o{address(), pki_->ca(), prefix + ".crt", prefix + ".key"};
+  auto c = client::Client::Connect(o);
+  if (!c.ok()) {
+    ADD_FAILURE() << c.status();
+    return nullptr;
+  }
+  return std::move(*c);
+}
+
+std::vector<std::string> NodeProcess::CliFlags(const std::string& name) {
+  std::string prefix = pki_->Client(jurisdiction_, name);
+  return {"--address", address(), "--ca", pki_->ca(), "--cert", prefix + ".crt",
+          "--key", prefix + ".key"};
+}
+
+int64_t NodeProcess::Count(const std::string& sql) const {
+  sqlite3* db = nullptr;
+  int64_t value = -1;
+  if (sqlite3_open_v2(db_path().c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      value = sqlite3_column_int64(stmt, 0);
+    } else {
+      ADD_FAILURE() << "query failed: " << sql << ": " << sqlite3_errmsg(db);
+    }
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close(db);
+  return value;
+}
+
+v1::Notice SampleNotice(const std::string& notice_id, const std::vector<std::string>& dests) {
+  v1::Notice n;
+  n.set_notice_id(notice_id);
+  n.set_case_id("case-" + notice_id);
+  v1::Subject* s = n.mutable_subject();
+  s->set_name("测试人");
+  s->set_id_number("11010519491231002X");
+  s->set_sex(v1::SEX_FEMALE);
+  s->mutable_birth_date()->set_year(1992);
+  s->mutable_birth_date()->set_month(5);
+  s->mutable_birth_date()->set_day(17);
+  s->set_registered_region("360102");
+  for (const auto& d : dests) n.add_destinations(d);
+  n.mutable_occurred_at()->set_seconds(1'790'000'000);
+  n.set_priority(v1::PRIORITY_NORMAL);
+  auto* rc = n.mutable_residence_change();
+  rc->set_direction(v1::ResidenceChange::DIRECTION_DEPARTURE);
+  rc->mutable_effective_date()->set_year(2026);
+  rc->mutable_effective_date()->set_month(9);
+  rc->mutable_effective_date()->set_day(1);
+  rc->set_residence_region(dests.empty() ? "440305" : dests[0]);
+  return n;
+}
+
+std::string ToJsonLine(const google::protobuf::Message& message) {
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(message, &out);
+  return out;
+}
+
+}  // namespace caseway::testing

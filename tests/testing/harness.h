@@ -1,0 +1,125 @@
+// Integration-test harness: a temporary federation PKI made by deploy/pki.sh, real caseway-node
+// processes on 127.0.0.1 ephemeral ports, the real `caseway` CLI and direct reads of the nodes'
+// SQLite files.
+#ifndef CASEWAY_TESTS_TESTING_HARNESS_H_
+#define CASEWAY_TESTS_TESTING_HARNESS_H_
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "caseway/client/client.h"
+#include "caseway/v1/notice.pb.h"
+
+namespace caseway::testing {
+
+// TempDir is a directory removed (recursively) on destruction unless the test failed.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// BinDir and SourceDir come from the environment ctest sets (CASEWAY_BIN_DIR, CASEWAY_SOURCE_DIR).
+std::string BinDir();
+std::string SourceDir();
+
+// RunResult is a finished command.
+struct RunResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Run executes argv[0] with arguments, feeding `input` on stdin; waits at most `timeout`.
+RunResult Run(const std::vector<std::string>& argv, const std::string& input = "",
+              absl::Duration timeout = absl::Seconds(120));
+
+// Pki is a federation CA with certificates issued on demand by deploy/pki.sh.
+class Pki {
+ public:
+  Pki(const std::string& dir, const std::string& federation);
+  const std::string& dir() const { return dir_; }
+  const std::string& federation() const { return federation_; }
+  std::string ca() const { return dir_ + "/ca.crt"; }
+  // Node, Client and Auditor issue (once) and return the path prefix of .crt/.key.
+  std::string Node(const std::string& jurisdiction);
+  std::string Client(const std::string& jurisdiction, const std::string& name);
+  std::string Auditor(const std::string& name);
+
+ private:
+  std::string dir_;
+  std::string federation_;
+};
+
+// FreePort returns a port on 127.0.0.1 that was free a moment ago (bind to 0, read it back).
+int FreePort();
+
+// NodeProcess is one caseway-node child process with its own config and database.
+class NodeProcess {
+ public:
+  NodeProcess(Pki* pki, std::string dir, std::string jurisdiction);
+  ~NodeProcess();  // SIGKILL if still running
+
+  // AddPeer configures a subscription to `peer` (call before Start).
+  void AddPeer(const NodeProcess& peer);
+  // extra_yaml is appended to the generated configuration (e.g. "exchange:\n  window_batches: 2").
+  void set_extra_yaml(std::string yaml) { extra_yaml_ = std::move(yaml); }
+
+  // Start launches the process and waits until it listens (its port file appears).
+  absl::Status Start();
+  // Kill sends SIGKILL and reaps; Stop sends SIGTERM and waits for a clean exit (returns status).
+  void Kill();
+  int Stop();
+  bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+
+  const std::string& jurisdiction() const { return jurisdiction_; }
+  std::string address() const;
+  int port() const { return port_; }
+  std::string db_path() const { return dir_ + "/" + jurisdiction_ + ".db"; }
+  std::string config_path() const { return dir_ + "/" + jurisdiction_ + ".yaml"; }
+  std::string log_path() const { return dir_ + "/" + jurisdiction_ + ".log"; }
+  std::string log() const;
+
+  // A client of this node's own jurisdiction, and its CLI connection flags.
+  std::unique_ptr<caseway::client::Client> NewClient(const std::string& name = "office");
+  std::vector<std::string> CliFlags(const std::string& name = "office");
+
+  // Count runs a scalar SQL query against the node's database (read-only, another connection).
+  int64_t Count(const std::string& sql) const;
+
+ private:
+  void WriteConfig();
+
+  Pki* pki_;
+  std::string dir_;
+  std::string jurisdiction_;
+  std::vector<std::pair<std::string, std::string>> peers_;  // jurisdiction, address
+  std::string extra_yaml_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+// WaitFor polls `condition` every 20 ms until it holds or `timeout` passes.
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout);
+
+// SampleNotice returns a valid notice of the residence-change kind (personal data is fictitious).
+caseway::v1::Notice SampleNotice(const std::string& notice_id,
+                                 const std::vector<std::string>& destinations);
+
+// ToJsonLine renders a notice in protobuf JSON on one line.
+std::string ToJsonLine(const google::protobuf::Message& message);
+
+}  // namespace caseway::testing
+
+#endif  // CASEWAY_TESTS_TESTING_HARNESS_H_
