@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <regex>
 
 #include "absl/strings/str_cat.h"
@@ -87,6 +88,15 @@ struct PendingLine {
   v1::Notice notice;
 };
 
+// Result lines wait here until the lines before them are settled, so output follows input order.
+std::map<size_t, std::string> g_results;
+
+void FlushResults() {
+  for (const auto& [line, text] : g_results) fputs(text.c_str(), stdout);
+  g_results.clear();
+  fflush(stdout);
+}
+
 void PrintOk(size_t line, const v1::PublishResult& r) {
   std::string deliveries;
   for (const auto& d : r.deliveries()) {
@@ -95,16 +105,17 @@ void PrintOk(size_t line, const v1::PublishResult& r) {
   }
   std::string warnings;
   for (const auto& w : r.warnings()) absl::StrAppend(&warnings, warnings.empty() ? "" : ",", JsonString(w));
-  printf("{\"line\":%zu,\"status\":\"OK\",\"notice_id\":%s,\"duplicate\":%s,\"digest\":\"%s\","
-         "\"deliveries\":[%s],\"warnings\":[%s]}\n",
-         line, JsonString(r.notice_id()).c_str(), r.duplicate() ? "true" : "false",
-         caseway::common::ToHex(r.digest()).c_str(), deliveries.c_str(), warnings.c_str());
+  g_results[line] = absl::StrFormat(
+      "{\"line\":%zu,\"status\":\"OK\",\"notice_id\":%s,\"duplicate\":%s,\"digest\":\"%s\","
+      "\"deliveries\":[%s],\"warnings\":[%s]}\n",
+      line, JsonString(r.notice_id()), r.duplicate() ? "true" : "false",
+         caseway::common::ToHex(r.digest()), deliveries, warnings);
 }
 
 void PrintError(size_t line, absl::string_view notice_id, const absl::Status& s) {
-  printf("{\"line\":%zu,\"status\":\"%s\",\"notice_id\":%s,\"error\":%s}\n", line,
-         absl::StatusCodeToString(s.code()).c_str(), JsonString(notice_id).c_str(),
-         JsonString(s.message()).c_str());
+  g_results[line] = absl::StrFormat("{\"line\":%zu,\"status\":\"%s\",\"notice_id\":%s,\"error\":%s}\n",
+                                    line, absl::StatusCodeToString(s.code()),
+                                    JsonString(notice_id), JsonString(s.message()));
 }
 
 // PublishPending publishes `batch`, isolating failures: when the node names `notices[i]`, that
@@ -174,6 +185,7 @@ int RunPublish(const Connection& conn, const std::string& file, size_t batch_siz
     pending.clear();
     failed += bad;
     ok += n - bad;
+    FlushResults();
     if (progress) fprintf(stderr, "\rpublished %zu, failed %zu", ok, failed);
   };
   while (std::getline(*in, line)) {
@@ -193,6 +205,7 @@ int RunPublish(const Connection& conn, const std::string& file, size_t batch_siz
     if (pending.size() >= batch_size) flush();
   }
   if (!pending.empty()) flush();
+  FlushResults();
   if (progress) fprintf(stderr, "\n");
   fprintf(stderr, "caseway publish: %zu published, %zu failed\n", ok, failed);
   return failed == 0 ? 0 : 1;

@@ -63,7 +63,7 @@ std::string ReadAll(const std::string& path) {
 
 }  // namespace
 
-RunResult Run(const std::vector<std::string>& argv, const std::string& input,
+RunResult RunCommand(const std::vector<std::string>& argv, const std::string& input,
               absl::Duration timeout) {
   static int counter = 0;
   std::string base = absl::StrCat("/tmp/caseway-run-", getpid(), "-", counter++);
@@ -111,14 +111,14 @@ RunResult Run(const std::vector<std::string>& argv, const std::string& input,
 
 Pki::Pki(const std::string& dir, const std::string& federation)
     : dir_(dir), federation_(federation) {
-  RunResult r = Run({"/bin/bash", SourceDir() + "/deploy/pki.sh", "init", dir_, federation_});
+  RunResult r = RunCommand({"/bin/bash", SourceDir() + "/deploy/pki.sh", "init", dir_, federation_});
   if (r.exit_code != 0) ADD_FAILURE() << "pki.sh init failed: " << r.err;
 }
 
 std::string Pki::Node(const std::string& j) {
   std::string prefix = absl::StrCat(dir_, "/nodes/", j);
   if (!fs::exists(prefix + ".crt")) {
-    RunResult r = Run({"/bin/bash", SourceDir() + "/deploy/pki.sh", "node", dir_, j});
+    RunResult r = RunCommand({"/bin/bash", SourceDir() + "/deploy/pki.sh", "node", dir_, j});
     if (r.exit_code != 0) ADD_FAILURE() << "pki.sh node failed: " << r.err;
   }
   return prefix;
@@ -127,7 +127,7 @@ std::string Pki::Node(const std::string& j) {
 std::string Pki::Client(const std::string& j, const std::string& name) {
   std::string prefix = absl::StrCat(dir_, "/clients/", j, "-", name);
   if (!fs::exists(prefix + ".crt")) {
-    RunResult r = Run({"/bin/bash", SourceDir() + "/deploy/pki.sh", "client", dir_, j, name});
+    RunResult r = RunCommand({"/bin/bash", SourceDir() + "/deploy/pki.sh", "client", dir_, j, name});
     if (r.exit_code != 0) ADD_FAILURE() << "pki.sh client failed: " << r.err;
   }
   return prefix;
@@ -136,7 +136,7 @@ std::string Pki::Client(const std::string& j, const std::string& name) {
 std::string Pki::Auditor(const std::string& name) {
   std::string prefix = absl::StrCat(dir_, "/auditors/", name);
   if (!fs::exists(prefix + ".crt")) {
-    RunResult r = Run({"/bin/bash", SourceDir() + "/deploy/pki.sh", "auditor", dir_, name});
+    RunResult r = RunCommand({"/bin/bash", SourceDir() + "/deploy/pki.sh", "auditor", dir_, name});
     if (r.exit_code != 0) ADD_FAILURE() << "pki.sh auditor failed: " << r.err;
   }
   return prefix;

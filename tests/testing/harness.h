@@ -40,8 +40,8 @@ struct RunResult {
   std::string err;
 };
 
-// Run executes argv[0] with arguments, feeding `input` on stdin; waits at most `timeout`.
-RunResult Run(const std::vector<std::string>& argv, const std::string& input = "",
+// RunCommand executes argv[0] with arguments, feeding `input` on stdin; waits at most `timeout`.
+RunResult RunCommand(const std::vector<std::string>& argv, const std::string& input = "",
               absl::Duration timeout = absl::Seconds(120));
 
 // Pki is a federation CA with certificates issued on demand by deploy/pki.sh.

@@ -1,0 +1,166 @@
+// Bad input to a real node: each case gets a specific status code and message, and nothing is
+// stored (checked in the node's SQLite file).
+#include <gtest/gtest.h>
+
+#include "tests/testing/harness.h"
+#include "tests/testing/status_matchers.h"
+
+namespace caseway::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class BadInputTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pki_ = std::make_unique<Pki>(dir_.path() + "/pki", "fed.test");
+    a_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), "360102");
+    b_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), "440305");
+    a_->AddPeer(*b_);  // B never runs: A validates and stores on its own
+    a_->set_extra_yaml("limits:\n  max_message_bytes: 65536\n  max_batch_notices: 10\n");
+    ASSERT_OK(a_->Start());
+    client_ = a_->NewClient();
+  }
+
+  void ExpectNothingStored() {
+    EXPECT_EQ(a_->Count("SELECT count(*) FROM notice"), 0);
+    EXPECT_EQ(a_->Count("SELECT count(*) FROM channel_entry"), 0);
+    EXPECT_EQ(a_->Count("SELECT count(*) FROM channel"), 0);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Pki> pki_;
+  std::unique_ptr<NodeProcess> a_, b_;
+  std::unique_ptr<client::Client> client_;
+};
+
+TEST_F(BadInputTest, MissingRequiredFieldsAreNamed) {
+  v1::Notice n = SampleNotice("m-1", {"440305"});
+  n.clear_subject();
+  EXPECT_THAT(client_->Publish(n), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("notice.subject: required")));
+  n = SampleNotice("m-2", {"440305"});
+  n.mutable_residence_change()->clear_effective_date();
+  EXPECT_THAT(client_->Publish(n),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("notice.residence_change.effective_date: required")));
+  n = SampleNotice("m-3", {"440305"});
+  n.clear_body();
+  EXPECT_THAT(client_->Publish(n), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("notice.body: exactly one kind")));
+  EXPECT_THAT(client_->Publish(v1::Notice()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("notice.notice_id: required")));
+  ExpectNothingStored();
+}
+
+TEST_F(BadInputTest, UnspecifiedEnumsAreRefused) {
+  v1::Notice n = SampleNotice("e-1", {"440305"});
+  n.set_priority(v1::PRIORITY_UNSPECIFIED);
+  EXPECT_THAT(client_->Publish(n),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("notice.priority: required (must not be *_UNSPECIFIED)")));
+  n = SampleNotice("e-2", {"440305"});
+  n.mutable_residence_change()->set_direction(v1::ResidenceChange::DIRECTION_UNSPECIFIED);
+  EXPECT_THAT(client_->Publish(n), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("notice.residence_change.direction")));
+  ExpectNothingStored();
+}
+
+TEST_F(BadInputTest, UnknownDestinationIsRefused) {
+  EXPECT_THAT(client_->Publish(SampleNotice("d-1", {"110101"})),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("notice.destinations[0]: 110101 is not a peer of this node")));
+  EXPECT_THAT(client_->Publish(SampleNotice("d-2", {"440305", "99"})),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("notice.destinations[1]")));
+  ExpectNothingStored();
+}
+
+TEST_F(BadInputTest, OriginOtherThanTheNodeIsRefused) {
+  v1::Notice n = SampleNotice("o-1", {"440305"});
+  n.set_origin("440305");
+  EXPECT_THAT(client_->Publish(n),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("notice.origin")));
+  ExpectNothingStored();
+}
+
+TEST_F(BadInputTest, OversizedMessageIsResourceExhausted) {
+  v1::Notice n = SampleNotice("big-1", {"440305"});
+  n.mutable_residence_change()->set_residence_address(std::string(100000, 'x'));
+  EXPECT_THAT(client_->Publish(n), StatusIs(absl::StatusCode::kResourceExhausted, ::testing::_));
+  ExpectNothingStored();
+}
+
+TEST_F(BadInputTest, OverlongBatchIsResourceExhausted) {
+  std::vector<v1::Notice> batch;
+  for (int i = 0; i < 11; ++i) batch.push_back(SampleNotice("b-" + std::to_string(i), {"440305"}));
+  EXPECT_THAT(client_->PublishBatch(batch),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("at most 10 per batch")));
+  ExpectNothingStored();
+}
+
+TEST_F(BadInputTest, OneInvalidNoticeRefusesTheWholeBatch) {
+  std::vector<v1::Notice> batch;
+  for (int i = 0; i < 5; ++i) batch.push_back(SampleNotice("v-" + std::to_string(i), {"440305"}));
+  batch[3].mutable_subject()->set_id_number("12345");
+  EXPECT_THAT(client_->PublishBatch(batch),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("notices[3].subject.id_number: 18 characters expected")));
+  batch[3] = batch[1];  // the same id twice in one batch
+  EXPECT_THAT(client_->PublishBatch(batch),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("notices[3].notice_id: appears more than once")));
+  ExpectNothingStored();
+}
+
+TEST_F(BadInputTest, SameIdWithOtherContentIsAlreadyExistsAndBatchStoresNothing) {
+  ASSERT_OK(client_->Publish(SampleNotice("x-1", {"440305"})));
+  v1::Notice other = SampleNotice("x-1", {"440305"});
+  other.set_case_id("different");
+  EXPECT_THAT(client_->Publish(other),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("notice.notice_id: x-1")));
+  EXPECT_THAT(client_->PublishBatch({SampleNotice("x-2", {"440305"}), other}),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("notices[1]")));
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM notice"), 1);
+  EXPECT_EQ(a_->Count("SELECT head FROM channel"), 1);
+}
+
+TEST_F(BadInputTest, CliReportsMalformedJsonAndUnknownKindsByLineAndStoresTheRest) {
+  std::string input =
+      ToJsonLine(SampleNotice("cli-1", {"440305"})) + "\n" +
+      "{\"notice_id\": \"cli-2\", \n" +                                  // malformed JSON
+      "{\"notice_id\": \"cli-3\", \"marriage_registration\": {}}\n" +    // unknown kind
+      "{\"notice_id\": \"cli-4\", \"priority\": \"PRIORITY_URGENT\"}\n" +  // unknown enum name
+      ToJsonLine(SampleNotice("cli-5", {"440305"})) + "\n";
+  std::vector<std::string> argv = {BinDir() + "/caseway", "publish", "-"};
+  for (auto& f : a_->CliFlags()) argv.push_back(f);
+  RunResult r = RunCommand(argv, input);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("{\"line\":2,\"status\":\"INVALID_ARGUMENT\""));
+  EXPECT_THAT(r.out, HasSubstr("line 2: not a caseway.v1.Notice in protobuf JSON"));
+  EXPECT_THAT(r.out, HasSubstr("{\"line\":3,\"status\":\"INVALID_ARGUMENT\""));
+  EXPECT_THAT(r.out, HasSubstr("marriage_registration"));
+  EXPECT_THAT(r.out, HasSubstr("{\"line\":4,\"status\":\"INVALID_ARGUMENT\""));
+  EXPECT_THAT(r.out, HasSubstr("{\"line\":1,\"status\":\"OK\",\"notice_id\":\"cli-1\""));
+  EXPECT_THAT(r.out, HasSubstr("{\"line\":5,\"status\":\"OK\",\"notice_id\":\"cli-5\""));
+  EXPECT_THAT(r.err, HasSubstr("2 published, 3 failed"));
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM notice"), 2);
+}
+
+TEST_F(BadInputTest, CliBatchIsolatesTheInvalidLine) {
+  std::string input;
+  for (int i = 1; i <= 6; ++i) {
+    v1::Notice n = SampleNotice("iso-" + std::to_string(i), {"440305"});
+    if (i == 4) n.set_priority(v1::PRIORITY_UNSPECIFIED);
+    input += ToJsonLine(n) + "\n";
+  }
+  std::vector<std::string> argv = {BinDir() + "/caseway", "publish", "--batch", "10", "-"};
+  for (auto& f : a_->CliFlags()) argv.push_back(f);
+  RunResult r = RunCommand(argv, input);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("{\"line\":4,\"status\":\"INVALID_ARGUMENT\",\"notice_id\":\"iso-4\","
+                               "\"error\":\"notice.priority: required"));
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM notice"), 5);
+}
+
+}  // namespace
+}  // namespace caseway::testing

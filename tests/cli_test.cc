@@ -1,0 +1,142 @@
+// The `caseway` CLI against real nodes: publish every notice kind from the sample files, read the
+// inbox as JSON lines, ack, status, client config files and --help.
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "absl/strings/str_split.h"
+#include "tests/testing/harness.h"
+#include "tests/testing/status_matchers.h"
+
+namespace caseway::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pki_ = std::make_unique<Pki>(dir_.path() + "/pki", "fed.test");
+    for (const char* j : {"360102", "360111", "440305"}) {
+      nodes_[j] = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), j);
+    }
+    for (auto& [j, n] : nodes_) {
+      for (auto& [k, p] : nodes_) {
+        if (j != k) n->AddPeer(*p);
+      }
+    }
+    for (auto& [j, n] : nodes_) ASSERT_OK(n->Start());
+  }
+
+  RunResult Cli(const std::string& node, std::vector<std::string> args,
+                const std::string& input = "") {
+    std::vector<std::string> argv = {BinDir() + "/caseway"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    for (auto& f : nodes_.at(node)->CliFlags()) argv.push_back(f);
+    return RunCommand(argv, input);
+  }
+
+  static std::vector<std::string> Lines(const std::string& s) {
+    std::vector<std::string> out = absl::StrSplit(s, '\n', absl::SkipEmpty());
+    return out;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Pki> pki_;
+  std::map<std::string, std::unique_ptr<NodeProcess>> nodes_;
+};
+
+TEST_F(CliTest, PublishesEveryKindAndTheDestinationsInboxPrintsThemOnce) {
+  std::string samples = SourceDir() + "/deploy/samples/notices-360102.jsonl";
+  RunResult pub = Cli("360102", {"publish", samples});
+  ASSERT_EQ(pub.exit_code, 0) << pub.out << pub.err;
+  std::vector<std::string> results = Lines(pub.out);
+  ASSERT_EQ(results.size(), 13u);
+  for (const auto& line : results) EXPECT_THAT(line, HasSubstr("\"status\":\"OK\""));
+  EXPECT_THAT(pub.err, HasSubstr("13 published, 0 failed"));
+
+  // 440305 receives all 13; 360111 only the departure addressed to both.
+  ASSERT_TRUE(WaitFor([&] { return nodes_["440305"]->Count("SELECT count(*) FROM inbox") == 13; },
+                      absl::Seconds(15)));
+  RunResult inbox = Cli("440305", {"inbox", "--ack"});
+  ASSERT_EQ(inbox.exit_code, 0) << inbox.err;
+  std::vector<std::string> items = Lines(inbox.out);
+  ASSERT_EQ(items.size(), 13u);
+  std::set<int> kinds;
+  for (const auto& line : items) {
+    v1::InboxItem item;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &item).ok()) << line;
+    EXPECT_EQ(item.origin(), "360102");
+    kinds.insert(item.notice().body_case());
+  }
+  EXPECT_EQ(kinds.size(), 12u) << "every notice kind arrived";
+  EXPECT_TRUE(Lines(Cli("440305", {"inbox"}).out).empty()) << "acked notices are not printed again";
+
+  ASSERT_TRUE(WaitFor([&] { return nodes_["360111"]->Count("SELECT count(*) FROM inbox") == 1; },
+                      absl::Seconds(15)));
+  RunResult peek = Cli("360111", {"inbox"});
+  EXPECT_EQ(Lines(peek.out).size(), 1u);
+  EXPECT_EQ(Lines(Cli("360111", {"inbox"}).out).size(), 1u) << "without --ack nothing is consumed";
+
+  // Republishing the file is idempotent: every line reports a duplicate.
+  RunResult again = Cli("360102", {"publish", "--batch", "5", samples});
+  EXPECT_EQ(again.exit_code, 0);
+  for (const auto& line : Lines(again.out)) EXPECT_THAT(line, HasSubstr("\"duplicate\":true"));
+}
+
+TEST_F(CliTest, StatusShowsChannelsSubscriptionsAndInbox) {
+  RunResult pub = Cli("440305", {"publish", SourceDir() + "/deploy/samples/notices-440305.jsonl"});
+  ASSERT_EQ(pub.exit_code, 0) << pub.out << pub.err;
+  ASSERT_TRUE(WaitFor([&] { return nodes_["360102"]->Count("SELECT count(*) FROM inbox") == 1; },
+                      absl::Seconds(15)));
+  RunResult status = Cli("440305", {"status"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_THAT(status.out, HasSubstr("node 440305"));
+  EXPECT_THAT(status.out, HasSubstr("CHANNEL TO"));
+  EXPECT_THAT(status.out, HasSubstr("SUBSCRIBED TO"));
+  RunResult json = Cli("440305", {"status", "--json"});
+  v1::StatusResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &parsed).ok()) << json.out;
+  int channels_with_one = 0;
+  for (const auto& c : parsed.channels()) channels_with_one += c.head() == 1;
+  EXPECT_EQ(channels_with_one, 2) << json.out;
+  EXPECT_EQ(parsed.subscriptions_size(), 2);
+}
+
+TEST_F(CliTest, ClientConfigFileSuppliesTheConnection) {
+  std::string prefix = pki_->Client("360102", "office");
+  std::string path = dir_.path() + "/client.yaml";
+  std::ofstream(path) << "address: " << nodes_["360102"]->address() << "\nca_file: " << pki_->ca()
+                      << "\ncert_file: " << prefix << ".crt\nkey_file: " << prefix << ".key\n";
+  RunResult r = RunCommand({BinDir() + "/caseway", "status", "--client-config", path});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("node 360102"));
+
+  std::ofstream(path) << "address: x\nca: y\n";
+  r = RunCommand({BinDir() + "/caseway", "status", "--client-config", path});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr(path + ": ca: unknown key"));
+
+  r = RunCommand({BinDir() + "/caseway", "status"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--address: required"));
+}
+
+TEST_F(CliTest, EveryCommandHasHelp) {
+  for (std::vector<std::string> args : {std::vector<std::string>{"--help"},
+                                        {"publish", "--help"},
+                                        {"inbox", "--help"},
+                                        {"status", "--help"}}) {
+    args.insert(args.begin(), BinDir() + "/caseway");
+    RunResult r = RunCommand(args);
+    EXPECT_EQ(r.exit_code, 0) << args[1];
+    EXPECT_THAT(r.out, HasSubstr("Usage")) << args[1];
+  }
+  RunResult pki = RunCommand({"/bin/bash", SourceDir() + "/deploy/pki.sh", "--help"});
+  EXPECT_EQ(pki.exit_code, 0);
+  EXPECT_THAT(pki.out, HasSubstr("pki.sh init"));
+}
+
+}  // namespace
+}  // namespace caseway::testing
