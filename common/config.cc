@@ -274,7 +274,20 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 
 absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& path) {
   ASSIGN_OR_RETURN(std::string text, ReadFile(path));
-  return ParseNodeConfig(text, path);
+  ASSIGN_OR_RETURN(NodeConfig config, ParseNodeConfig(text, path));
+  // Relative file names are relative to the configuration file's directory.
+  const size_t slash = path.rfind('/');
+  if (slash != std::string::npos) {
+    const std::string dir = path.substr(0, slash + 1);
+    for (std::string* file : {config.mutable_tls()->mutable_ca_file(),
+                              config.mutable_tls()->mutable_cert_file(),
+                              config.mutable_tls()->mutable_key_file(),
+                              config.mutable_storage()->mutable_path(),
+                              config.mutable_port_file()}) {
+      if (!file->empty() && (*file)[0] != '/') *file = dir + *file;
+    }
+  }
+  return config;
 }
 
 }  // namespace caseway::common

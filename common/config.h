@@ -24,7 +24,9 @@ absl::StatusOr<std::string> YamlToJson(absl::string_view yaml,
 absl::StatusOr<caseway::v1::NodeConfig> ParseNodeConfig(absl::string_view yaml,
                                                         absl::string_view source);
 
-// LoadNodeConfig reads `path` and calls ParseNodeConfig. NOT_FOUND when the file is unreadable.
+// LoadNodeConfig reads `path` and calls ParseNodeConfig; relative file names in the configuration
+// (tls.*, storage.path, port_file) are resolved against the directory of `path`.
+// NOT_FOUND when the file is unreadable.
 absl::StatusOr<caseway::v1::NodeConfig> LoadNodeConfig(const std::string& path);
 
 // ReadFile returns the whole file. NOT_FOUND naming the path when it cannot be read.

@@ -1,6 +1,10 @@
 #include "common/config.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
 
 #include "tests/testing/status_matchers.h"
 
@@ -96,6 +100,21 @@ TEST(ConfigTest, YamlSyntaxErrorGivesTheLine) {
 TEST(ConfigTest, MissingFileIsNotFound) {
   EXPECT_THAT(LoadNodeConfig("/nonexistent/node.yaml"),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/node.yaml")));
+}
+
+TEST(ConfigTest, RelativeFilesAreResolvedAgainstTheConfigDirectory) {
+  char tmpl[] = "/tmp/caseway-config-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  std::string path = dir + "/node.yaml";
+  std::ofstream(path) << kValid << "port_file: run/port\n";
+  auto c = LoadNodeConfig(path);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->tls().ca_file(), dir + "/ca.crt");
+  EXPECT_EQ(c->tls().key_file(), dir + "/node.key");
+  EXPECT_EQ(c->storage().path(), "/var/lib/caseway/node.db");  // absolute stays
+  EXPECT_EQ(c->port_file(), dir + "/run/port");
+  std::remove(path.c_str());
+  rmdir(dir.c_str());
 }
 
 TEST(ConfigTest, YamlToJsonKeepsQuotedScalarsAsStrings) {

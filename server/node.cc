@@ -4,6 +4,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -46,6 +47,15 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   ASSIGN_OR_RETURN(auto channel_creds, common::ChannelCredentials(files));
 
   std::unique_ptr<Node> node(new Node(config));
+  const std::filesystem::path db_dir = std::filesystem::path(config.storage().path()).parent_path();
+  if (!db_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(db_dir, ec);
+    if (ec) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "storage.path: cannot create directory ", db_dir.string(), ": ", ec.message()));
+    }
+  }
   ASSIGN_OR_RETURN(node->store_, NoticeStore::Open(config.storage().path(),
                                                    config.storage().group_commit_max()));
   node->authz_ = std::make_unique<Authorizer>(config.federation(), config.jurisdiction());

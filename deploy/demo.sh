@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# demo.sh: starts a demo federation of three Caseway nodes on 127.0.0.1 with fresh certificates,
+# publishes sample notices of every kind, shows them arriving, and says what to try next.
+#
+#   deploy/demo.sh              install packages, build, run the demo, keep the nodes up (Ctrl-C stops)
+#   deploy/demo.sh --no-wait    the same, but stop the nodes once the exchange has been shown
+#
+# Jurisdictions: 360102 Donghu and 360111 Qingshanhu (both Nanchang, Jiangxi), 440305 Nanshan
+# (Shenzhen, Guangdong). Everything lives in demo-run/ (recreated each time).
+# Environment: CASEWAY_DEMO_DIR (default ./demo-run), CASEWAY_DEMO_PORT (first of three ports,
+# default 7401), CASEWAY_BUILD_DIR (default ./build), CASEWAY_SKIP_BUILD=1 (use an existing build).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+wait_for_ctrl_c=1
+case "${1:-}" in
+  --no-wait) wait_for_ctrl_c=0 ;;
+  -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  "") ;;
+  *) echo "demo.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+esac
+
+run=${CASEWAY_DEMO_DIR:-$root/demo-run}
+port0=${CASEWAY_DEMO_PORT:-7401}
+build=${CASEWAY_BUILD_DIR:-$root/build}
+jurisdictions=(360102 360111 440305)
+declare -A names=([360102]="Donghu, Nanchang (Jiangxi)" [360111]="Qingshanhu, Nanchang (Jiangxi)"
+                  [440305]="Nanshan, Shenzhen (Guangdong)")
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+if [ "${CASEWAY_SKIP_BUILD:-0}" != 1 ]; then
+  say "Installing Debian packages (if missing) and building"
+  bash "$here/install-deps.sh"
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$build" -j2 --target caseway-node caseway
+fi
+bin=$build/bin
+
+say "Creating a fresh federation in $run"
+rm -rf "$run"
+mkdir -p "$run"
+bash "$here/pki.sh" init "$run/pki" caseway.demo >/dev/null
+for j in "${jurisdictions[@]}"; do
+  bash "$here/pki.sh" node "$run/pki" "$j" >/dev/null
+  bash "$here/pki.sh" client "$run/pki" "$j" office >/dev/null
+done
+bash "$here/pki.sh" auditor "$run/pki" coordinator >/dev/null
+echo "CA, 3 node certificates, 3 client certificates and 1 auditor certificate in $run/pki"
+
+port_of() {
+  case $1 in 360102) echo $((port0)) ;; 360111) echo $((port0 + 1)) ;; 440305) echo $((port0 + 2)) ;; esac
+}
+for j in "${jurisdictions[@]}"; do
+  sed -e "s/127.0.0.1:7401/127.0.0.1:$(port_of 360102)/" \
+      -e "s/127.0.0.1:7402/127.0.0.1:$(port_of 360111)/" \
+      -e "s/127.0.0.1:7403/127.0.0.1:$(port_of 440305)/" \
+      "$here/examples/$j.yaml" >"$run/$j.yaml"
+  echo "port_file: $j.port" >>"$run/$j.yaml"
+  cat >"$run/client-$j.yaml" <<YAML
+address: 127.0.0.1:$(port_of "$j")
+ca_file: pki/ca.crt
+cert_file: pki/clients/$j-office.crt
+key_file: pki/clients/$j-office.key
+YAML
+done
+
+pids=()
+stop_nodes() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap stop_nodes EXIT
+trap 'exit 130' INT TERM
+
+say "Starting the nodes"
+for j in "${jurisdictions[@]}"; do
+  "$bin/caseway-node" --config "$run/$j.yaml" >"$run/$j.log" 2>&1 &
+  pids+=($!)
+  echo "node $j (${names[$j]}) pid $! on 127.0.0.1:$(port_of "$j"), log $run/$j.log"
+done
+for j in "${jurisdictions[@]}"; do
+  for _ in $(seq 1 200); do [ -f "$run/$j.port" ] && break; sleep 0.05; done
+  [ -f "$run/$j.port" ] || { echo "node $j did not start:"; cat "$run/$j.log"; exit 1; }
+done
+
+cli() { local j=$1; shift; "$bin/caseway" "$@" --client-config "$run/client-$j.yaml"; }
+summarize_publish() {
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    if r["status"] != "OK":
+        print("  line %-3d %s: %s" % (r["line"], r["status"], r["error"]))
+        continue
+    to = ", ".join("%s seq %s" % (d["destination"], d["seq"]) for d in r["deliveries"])
+    print("  line %-3d OK  %-26s -> %s  (sha256 %s...)" % (r["line"], r["notice_id"], to, r["digest"][:12]))
+'
+}
+
+say "360102 publishes 13 notices of every kind to 440305 (one also to 360111)"
+cli 360102 publish "$here/samples/notices-360102.jsonl" | summarize_publish
+say "440305 publishes an arrival registration (to 360111) and a feedback (to 360102)"
+cli 440305 publish "$here/samples/notices-440305.jsonl" | summarize_publish
+
+inbox_count() { cli "$1" status --json | sed -n 's/.*"inbox_total":"\{0,1\}\([0-9]*\).*/\1/p'; }
+for want in "440305 13" "360111 2" "360102 1"; do
+  set -- $want
+  for _ in $(seq 1 200); do [ "$(inbox_count "$1")" = "$2" ] && break; sleep 0.05; done
+  [ "$(inbox_count "$1")" = "$2" ] || { echo "node $1 did not receive $2 notices"; exit 1; }
+done
+
+say "Inbox of 440305 (kind, id, origin, channel seq), read and acknowledged"
+cli 440305 inbox --ack | python3 -c '
+import json, sys
+for line in sys.stdin:
+    item = json.loads(line)
+    n = item["notice"]
+    kind = next(k for k in n if k in ("residence_change", "verification_request", "check_report",
+        "pregnancy", "birth", "birth_service_registration", "certificate", "technical_service",
+        "fee", "status_change", "feedback", "void"))
+    print("  #%3s  %-27s %-26s from %s seq %s" % (item["inbox_seq"], kind, n["notice_id"], item["origin"], item["channel_seq"]))
+'
+say "Inbox of 360111 (left unacknowledged), as JSON lines"
+cli 360111 inbox | cut -c1-160
+say "Status of 360102"
+cli 360102 status
+
+cat <<TXT
+
+The demo federation is up. Things to try (from $root):
+  export CASEWAY_CLIENT_CONFIG=$run/client-360102.yaml
+  $bin/caseway status                         # channels, cursors and lag of 360102
+  $bin/caseway publish $here/samples/notices-360102.jsonl   # again: every line is a duplicate
+  $bin/caseway inbox --follow --client-config $run/client-360111.yaml   # wait for new notices
+  kill -9 ${pids[2]}; $bin/caseway status       # 440305 gone: its channel lags, subscription backs off
+  $bin/caseway-node --config $run/440305.yaml &  # restart it: it catches up from its cursor
+Docs: docs/README.md. Logs: $run/*.log (no personal data is logged).
+TXT
+
+if [ $wait_for_ctrl_c = 1 ]; then
+  say "Nodes are running; press Ctrl-C to stop them"
+  wait
+fi

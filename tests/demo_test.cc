@@ -1,0 +1,60 @@
+// deploy/demo.sh, run as a new user would (with the build already made): the demo federation
+// starts, exchanges notices of every kind and stops its nodes.
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tests/testing/harness.h"
+
+namespace caseway::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+bool Bindable(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  close(fd);
+  return ok;
+}
+
+// ThreeFreePorts finds a base port with base, base+1 and base+2 free (the demo's layout).
+int ThreeFreePorts() {
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    int base = FreePort();
+    if (base < 65000 && Bindable(base) && Bindable(base + 1) && Bindable(base + 2)) return base;
+  }
+  return 0;
+}
+
+TEST(DemoTest, DemoFederationExchangesEveryKindAndStops) {
+  TempDir dir;
+  int base = ThreeFreePorts();
+  ASSERT_NE(base, 0);
+  std::string build = BinDir().substr(0, BinDir().rfind('/'));
+  std::string cmd = "CASEWAY_SKIP_BUILD=1 CASEWAY_BUILD_DIR=" + build +
+                    " CASEWAY_DEMO_DIR=" + dir.path() + "/run CASEWAY_DEMO_PORT=" +
+                    std::to_string(base) + " bash " + SourceDir() + "/deploy/demo.sh --no-wait";
+  RunResult r = RunCommand({"/bin/bash", "-c", cmd});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  for (const char* kind : {"residence_change", "verification_request", "check_report", "pregnancy",
+                           "birth ", "birth_service_registration", "certificate",
+                           "technical_service", "fee", "status_change", "feedback", "void"}) {
+    EXPECT_THAT(r.out, HasSubstr(kind));
+  }
+  EXPECT_THAT(r.err, HasSubstr("13 notice(s) acknowledged"));
+  EXPECT_THAT(r.out, HasSubstr("Things to try"));
+  // The demo stopped its nodes: the ports are free again.
+  EXPECT_TRUE(WaitFor([&] { return Bindable(base) && Bindable(base + 1) && Bindable(base + 2); },
+                      absl::Seconds(10)));
+}
+
+}  // namespace
+}  // namespace caseway::testing
