@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/json.h"
 #include "common/status_macros.h"
 #include "common/validation.h"
 
@@ -22,27 +23,7 @@ using ::caseway::v1::NodeConfig;
 using ::google::protobuf::Duration;
 using ::google::protobuf::util::TimeUtil;
 
-void EmitJsonString(const std::string& s, std::string& out) {
-  out.push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out.push_back('"');
-}
+void EmitJsonString(const std::string& s, std::string& out) { AppendJsonString(s, out); }
 
 // EmitJson writes `node` as JSON. With `field` (the proto field the node maps onto) scalars take
 // the field's type: string fields stay strings even when they look like numbers (region codes),

@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "common/json.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -22,23 +23,6 @@ const char* LevelName(LogLevel l) {
     case LogLevel::kError: return "error";
   }
   return "info";
-}
-
-void AppendJsonString(absl::string_view s, std::string& out) {
-  out.push_back('"');
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-    } else if (c < 0x20) {
-      char buf[8];
-      snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  out.push_back('"');
 }
 
 }  // namespace

@@ -14,8 +14,12 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// Bindable reports whether a server could listen on `port` now. SO_REUSEADDR, as servers set it,
+// ignores connections in TIME_WAIT but not a process still listening.
 bool Bindable(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "caseway/client/client.h"
 #include "common/digest.h"
+#include "common/json.h"
 
 namespace {
 
@@ -67,20 +68,7 @@ std::string ToJson(const google::protobuf::Message& m) {
   return out;
 }
 
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-    } else if (c < 0x20) {
-      out += absl::StrFormat("\\u%04x", c);
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  return out + "\"";
-}
+using caseway::common::JsonQuote;
 
 // PendingLine is a parsed input line waiting to be published.
 struct PendingLine {
@@ -101,21 +89,21 @@ void PrintOk(size_t line, const v1::PublishResult& r) {
   std::string deliveries;
   for (const auto& d : r.deliveries()) {
     absl::StrAppend(&deliveries, deliveries.empty() ? "" : ",", "{\"destination\":",
-                    JsonString(d.destination()), ",\"seq\":", d.seq(), "}");
+                    JsonQuote(d.destination()), ",\"seq\":", d.seq(), "}");
   }
   std::string warnings;
-  for (const auto& w : r.warnings()) absl::StrAppend(&warnings, warnings.empty() ? "" : ",", JsonString(w));
+  for (const auto& w : r.warnings()) absl::StrAppend(&warnings, warnings.empty() ? "" : ",", JsonQuote(w));
   g_results[line] = absl::StrFormat(
       "{\"line\":%zu,\"status\":\"OK\",\"notice_id\":%s,\"duplicate\":%s,\"digest\":\"%s\","
       "\"deliveries\":[%s],\"warnings\":[%s]}\n",
-      line, JsonString(r.notice_id()), r.duplicate() ? "true" : "false",
+      line, JsonQuote(r.notice_id()), r.duplicate() ? "true" : "false",
          caseway::common::ToHex(r.digest()), deliveries, warnings);
 }
 
 void PrintError(size_t line, absl::string_view notice_id, const absl::Status& s) {
   g_results[line] = absl::StrFormat("{\"line\":%zu,\"status\":\"%s\",\"notice_id\":%s,\"error\":%s}\n",
                                     line, absl::StatusCodeToString(s.code()),
-                                    JsonString(notice_id), JsonString(s.message()));
+                                    JsonQuote(notice_id), JsonQuote(s.message()));
 }
 
 // PublishPending publishes `batch`, isolating failures: when the node names `notices[i]`, that

@@ -21,7 +21,7 @@ namespace caseway::server {
 // cursor+1 while fewer than `window` batches are unacknowledged, and a heartbeat with the head
 // every heartbeat interval; a second thread reads acks and records them durably.
 // Concurrency: thread-safe. Each open stream holds one gRPC sync-server thread plus one reader
-// thread (see docs/adr/0002-sync-api-first.md).
+// thread (see docs/adr/0001-sync-grpc-api-first.md).
 // Lifetime: `store` must outlive the service; call Shutdown() before the server's Shutdown.
 // Limitations: a destination may hold several streams at once (e.g. after a silent reconnect);
 // each streams independently from its own cursor and the subscriber's cursor check refuses

@@ -1,0 +1,24 @@
+// JSON text helpers for the few places that write JSON by hand (logs, CLI result lines, YAML).
+#ifndef CASEWAY_COMMON_JSON_H_
+#define CASEWAY_COMMON_JSON_H_
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace caseway::common {
+
+// AppendJsonString appends `s` to `out` as a quoted JSON string ('"', '\\' and control characters
+// escaped; UTF-8 passes through).
+void AppendJsonString(absl::string_view s, std::string& out);
+
+// JsonQuote returns `s` as a quoted JSON string.
+inline std::string JsonQuote(absl::string_view s) {
+  std::string out;
+  AppendJsonString(s, out);
+  return out;
+}
+
+}  // namespace caseway::common
+
+#endif  // CASEWAY_COMMON_JSON_H_
