@@ -124,6 +124,9 @@ void FillDefaults(NodeConfig& c) {
   if (li->max_batch_notices() == 0) li->set_max_batch_notices(1000);
   auto* lg = c.mutable_log();
   if (lg->level().empty()) lg->set_level("info");
+  auto* xl = c.mutable_exchange_log();
+  if (!xl->has_checkpoint_interval()) *xl->mutable_checkpoint_interval() = Dur(1000);
+  if (!xl->has_witness_interval()) *xl->mutable_witness_interval() = Dur(5000);
 }
 
 // Validator reports the first rule broken as `<source>: <field>: <rule>`.
@@ -205,6 +208,13 @@ absl::Status Validate(const NodeConfig& c, absl::string_view source) {
                   TimeUtil::DurationToMilliseconds(ex.backoff_initial()), 3600000);
   v.Range("limits.max_message_bytes", c.limits().max_message_bytes(), 1024, 64 << 20);
   v.Range("limits.max_batch_notices", c.limits().max_batch_notices(), 1, 100000);
+  const auto& xl = c.exchange_log();
+  if (!xl.disabled()) {
+    v.Required("exchange_log.signing_key_file", xl.signing_key_file());
+    v.Required("exchange_log.directory_file", xl.directory_file());
+  }
+  v.DurationRange("exchange_log.checkpoint_interval", xl.checkpoint_interval(), 100, 3600000);
+  v.DurationRange("exchange_log.witness_interval", xl.witness_interval(), 100, 3600000);
   const std::string& level = c.log().level();
   if (level != "debug" && level != "info" && level != "warn" && level != "error") {
     v.Fail("log.level", "one of debug, info, warn, error");
@@ -264,7 +274,9 @@ absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& path) {
                               config.mutable_tls()->mutable_cert_file(),
                               config.mutable_tls()->mutable_key_file(),
                               config.mutable_storage()->mutable_path(),
-                              config.mutable_port_file()}) {
+                              config.mutable_port_file(),
+                              config.mutable_exchange_log()->mutable_signing_key_file(),
+                              config.mutable_exchange_log()->mutable_directory_file()}) {
       if (!file->empty() && (*file)[0] != '/') *file = dir + *file;
     }
   }

@@ -30,6 +30,9 @@ peers:
 exchange:
   heartbeat_interval: 500ms
   window_batches: 4
+exchange_log:
+  signing_key_file: node.sign.key
+  directory_file: directory.yaml
 )";
 
 TEST(ConfigTest, MapsYamlOntoTheProtoAndFillsDefaults) {
@@ -74,6 +77,8 @@ TEST(ConfigTest, ErrorsNameTheFileTheFieldAndTheRule) {
        "node.yaml: exchange.heartbeat_interval: must be in 100ms"},
       {"  window_batches: 4", "  window_size: 4", "node.yaml: "},  // unknown field
       {"  window_batches: 4", "  window_batches: many", "node.yaml: "},
+      {"  signing_key_file: node.sign.key\n", "",
+       "node.yaml: exchange_log.signing_key_file: required"},
   };
   for (const Case& c : cases) {
     std::string yaml = kValid;

@@ -15,6 +15,9 @@ absl::string_view RpcName(Rpc rpc) {
     case Rpc::kInbox: return "Gateway.Inbox";
     case Rpc::kStatus: return "Gateway.Status";
     case Rpc::kSubscribe: return "PeerExchange.Subscribe";
+    case Rpc::kLogCheckpoint: return "ExchangeLog.GetCheckpoint/GetConsistencyProof";
+    case Rpc::kLogAudit: return "ExchangeLog.GetEntries/GetInclusionProof/GetEvidence";
+    case Rpc::kLogCosign: return "ExchangeLog.AddCosignature";
   }
   return "unknown";
 }
@@ -29,7 +32,12 @@ bool Authorizer::Allowed(const Identity& id, Rpc rpc) const {
     case Rpc::kStatus:
       return own_client || id.role == Role::kAuditor;
     case Rpc::kSubscribe:
+    case Rpc::kLogCosign:
       return id.role == Role::kNode;
+    case Rpc::kLogCheckpoint:
+      return id.role == Role::kNode || id.role == Role::kAuditor;
+    case Rpc::kLogAudit:
+      return id.role == Role::kAuditor;
   }
   return false;
 }

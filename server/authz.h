@@ -20,6 +20,9 @@ enum class Rpc {
   kInbox,
   kStatus,
   kSubscribe,
+  kLogCheckpoint,   // ExchangeLog.GetCheckpoint, GetConsistencyProof
+  kLogAudit,        // ExchangeLog.GetEntries, GetInclusionProof, GetEvidence
+  kLogCosign,       // ExchangeLog.AddCosignature
 };
 
 absl::string_view RpcName(Rpc rpc);
@@ -32,6 +35,12 @@ absl::string_view RpcName(Rpc rpc);
 //   Gateway.Inbox                 -       yes                        -
 //   Gateway.Status                -       yes                        yes
 //   PeerExchange.Subscribe       yes      -                          -
+//   ExchangeLog.GetCheckpoint,
+//     GetConsistencyProof        yes      -                          yes
+//   ExchangeLog.GetEntries,
+//     GetInclusionProof,
+//     GetEvidence                -        -                          yes
+//   ExchangeLog.AddCosignature   yes      -                          -
 //
 // A client certificate of another jurisdiction is refused. Thread-safe (immutable).
 class Authorizer {

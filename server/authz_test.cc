@@ -25,6 +25,9 @@ TEST(AuthorizerTest, RoleByRpcTable) {
       {Rpc::kInbox, true, false, false, false},
       {Rpc::kStatus, true, false, false, true},
       {Rpc::kSubscribe, false, false, true, false},
+      {Rpc::kLogCheckpoint, false, false, true, true},
+      {Rpc::kLogAudit, false, false, false, true},
+      {Rpc::kLogCosign, false, false, true, false},
   };
   for (const Row& r : rows) {
     EXPECT_EQ(authz.Allowed(own_client, r.rpc), r.own_client) << RpcName(r.rpc);

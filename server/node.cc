@@ -8,7 +8,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include <google/protobuf/util/time_util.h>
+
 #include "common/config.h"
+#include "common/directory.h"
 #include "common/identity.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -37,10 +40,44 @@ absl::Status CheckNodeCertificate(const v1::NodeConfig& config) {
   return absl::OkStatus();
 }
 
+// LoadSignatures reads the signing key and the federation directory and checks that the
+// directory lists this node with that key.
+absl::StatusOr<Signatures> LoadSignatures(const v1::NodeConfig& config) {
+  Signatures sig;
+  if (config.exchange_log().disabled()) return sig;
+  const auto& xl = config.exchange_log();
+  ASSIGN_OR_RETURN(std::string pem, common::ReadFile(xl.signing_key_file()));
+  auto key = common::SigningKey::LoadPem(pem);
+  if (!key.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "exchange_log.signing_key_file: ", xl.signing_key_file(), ": ", key.status().message()));
+  }
+  auto dir = common::Directory::Load(xl.directory_file());
+  if (!dir.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("exchange_log.directory_file: ", dir.status().message()));
+  }
+  if (dir->federation() != config.federation()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "exchange_log.directory_file: federation ", dir->federation(), " is not ",
+        config.federation()));
+  }
+  auto listed = dir->Key(config.jurisdiction());
+  if (!listed.ok() || *listed != (*key)->PublicKey()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "exchange_log.signing_key_file: its public key is not the one the federation directory "
+        "lists for ", config.jurisdiction()));
+  }
+  sig.key = std::move(*key);
+  sig.directory = std::make_shared<const common::Directory>(std::move(*dir));
+  return sig;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) {
   RETURN_IF_ERROR(CheckNodeCertificate(config));
+  ASSIGN_OR_RETURN(Signatures signatures, LoadSignatures(config));
   common::TlsFiles files{config.tls().ca_file(), config.tls().cert_file(),
                          config.tls().key_file()};
   ASSIGN_OR_RETURN(auto server_creds, common::ServerCredentials(files));
@@ -56,14 +93,29 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
           "storage.path: cannot create directory ", db_dir.string(), ": ", ec.message()));
     }
   }
-  ASSIGN_OR_RETURN(node->store_, NoticeStore::Open(config.storage().path(),
-                                                   config.storage().group_commit_max()));
+  StoreOptions store_options;
+  store_options.path = config.storage().path();
+  store_options.group_commit_max = static_cast<int>(config.storage().group_commit_max());
+  store_options.self = config.jurisdiction();
+  store_options.log_enabled = signatures.enabled();
+  store_options.signing_key = signatures.key;
+  ASSIGN_OR_RETURN(node->store_, NoticeStore::Open(store_options));
   node->authz_ = std::make_unique<Authorizer>(config.federation(), config.jurisdiction());
-  node->peer_exchange_ =
-      std::make_unique<PeerExchangeService>(config, node->store_.get(), node->authz_.get());
+  node->peer_exchange_ = std::make_unique<PeerExchangeService>(config, node->store_.get(),
+                                                               node->authz_.get(), signatures);
+  node->exchange_log_ =
+      std::make_unique<ExchangeLogService>(node->store_.get(), node->authz_.get(), signatures);
   for (const auto& peer : config.peers()) {
-    node->subscribers_.push_back(
-        std::make_unique<Subscriber>(config, peer, channel_creds, node->store_.get()));
+    node->subscribers_.push_back(std::make_unique<Subscriber>(config, peer, channel_creds,
+                                                              node->store_.get(), signatures));
+  }
+  if (signatures.enabled()) {
+    node->checkpointer_ = std::make_unique<Checkpointer>(
+        node->store_.get(), signatures.key, signatures.directory->NoteName(config.jurisdiction()),
+        absl::Milliseconds(google::protobuf::util::TimeUtil::DurationToMilliseconds(
+            config.exchange_log().checkpoint_interval())));
+    node->witness_ =
+        std::make_unique<Witness>(config, channel_creds, node->store_.get(), signatures);
   }
   Node* raw = node.get();
   node->gateway_ = std::make_unique<GatewayService>(
@@ -83,12 +135,21 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   builder.SetMaxSendMessageSize(static_cast<int>(config.limits().max_message_bytes()));
   builder.RegisterService(node->gateway_.get());
   builder.RegisterService(node->peer_exchange_.get());
+  builder.RegisterService(node->exchange_log_.get());
+  // Detect half-open peer connections: ping idle ones, and accept the subscribers' pings.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   node->server_ = builder.BuildAndStart();
   if (node->server_ == nullptr || node->port_ == 0) {
     return absl::UnavailableError(
         absl::StrCat("listen_address: cannot listen on ", config.listen_address()));
   }
   for (auto& s : node->subscribers_) s->Start();
+  if (node->checkpointer_) node->checkpointer_->Start();
+  if (node->witness_) node->witness_->Start();
   Log(LogLevel::kInfo, "node started",
       {{"jurisdiction", config.jurisdiction()},
        {"port", absl::StrCat(node->port_)},
@@ -102,12 +163,19 @@ void Node::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   Log(LogLevel::kInfo, "node shutting down", {{"jurisdiction", config_.jurisdiction()}});
+  if (witness_) witness_->Stop();
   for (auto& s : subscribers_) s->Stop();
   if (gateway_) gateway_->Shutdown();
   if (peer_exchange_) peer_exchange_->Shutdown();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   subscribers_.clear();
   server_.reset();
+  if (checkpointer_) {
+    checkpointer_->Stop();
+    // Cover the log's tail, so that an auditor sees everything committed before the stop.
+    absl::Status s = checkpointer_->SignNow();
+    if (!s.ok()) Log(LogLevel::kError, "final checkpoint not signed", {{"status", s.ToString()}});
+  }
   store_.reset();  // drains the commit queue: everything acknowledged is committed
   Log(LogLevel::kInfo, "node stopped", {{"jurisdiction", config_.jurisdiction()}});
 }

@@ -13,6 +13,9 @@
 #include "server/exchange/peer_exchange_service.h"
 #include "server/exchange/subscriber.h"
 #include "server/gateway/gateway_service.h"
+#include "server/log/checkpointer.h"
+#include "server/log/exchange_log_service.h"
+#include "server/log/witness.h"
 #include "server/store/notice_store.h"
 
 namespace caseway::server {
@@ -38,6 +41,9 @@ class Node {
   std::unique_ptr<Authorizer> authz_;
   std::unique_ptr<PeerExchangeService> peer_exchange_;
   std::unique_ptr<GatewayService> gateway_;
+  std::unique_ptr<ExchangeLogService> exchange_log_;
+  std::unique_ptr<Checkpointer> checkpointer_;
+  std::unique_ptr<Witness> witness_;
   std::vector<std::unique_ptr<Subscriber>> subscribers_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

@@ -28,7 +28,7 @@ class CrashTest : public ::testing::Test {
     a_->AddPeer(*b_);
     b_->AddPeer(*a_);
     // Small batches and window so that kills land between many commits and acks.
-    b_->set_extra_yaml("exchange:\n  batch_max_entries: 64\n  window_batches: 2\n");
+    b_->set_exchange_yaml("  batch_max_entries: 64\n  window_batches: 2\n");
     ASSERT_OK(a_->Start());
     ASSERT_OK(b_->Start());
   }

@@ -5,6 +5,9 @@
 #include <set>
 
 #include "caseway/v1/peer_exchange.grpc.pb.h"
+#include "common/config.h"
+#include "common/digest.h"
+#include "common/signing.h"
 #include "common/tls.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/status_matchers.h"
@@ -221,12 +224,14 @@ TEST_F(ExchangeTest, OriginStopsAtTheWindowUntilAcked) {
   // The first batch holds the 4 entries already there; publish a 5th afterwards and check that
   // only heartbeats announcing head 5 arrive until the first batch is acked.
   v1::SubscribeResponse resp;
+  v1::Signed manifest;
   uint64_t last = 0;
   int batches = 0, heartbeats_after_batch = 0;
   while (heartbeats_after_batch < 3 && stream->Read(&resp)) {
     if (resp.has_batch()) {
       ++batches;
       last = resp.batch().entries(resp.batch().entries_size() - 1).seq();
+      manifest = resp.batch().manifest();
       ASSERT_OK(a->Publish(SampleNotice("w-late", {kB})));  // more is available now
     } else if (batches > 0 && resp.heartbeat().head() == 5) {
       ++heartbeats_after_batch;  // the origin knows of entry 5 and still does not send it
@@ -234,8 +239,20 @@ TEST_F(ExchangeTest, OriginStopsAtTheWindowUntilAcked) {
   }
   EXPECT_EQ(batches, 1) << "a second batch was sent before the first was acked";
   EXPECT_EQ(last, 4u);
+  // With the exchange log on, an ack carries B's signed receipt for the manifest received.
+  auto b_key = common::SigningKey::LoadPem(*common::ReadFile(b_cert + ".sign.key"));
+  ASSERT_OK(b_key);
+  v1::Receipt receipt;
+  receipt.set_receiver(kB);
+  receipt.set_origin(kA);
+  receipt.set_manifest_digest(common::Sha256(manifest.message()));
+  receipt.set_first_seq(1);
+  receipt.set_last_seq(last);
   v1::SubscribeRequest ack;
   ack.mutable_ack()->set_seq(last);
+  ack.mutable_ack()->mutable_receipt()->set_message(receipt.SerializeAsString());
+  ack.mutable_ack()->mutable_receipt()->set_signature(
+      (*b_key)->Sign(common::kReceiptContext, receipt.SerializeAsString()));
   ASSERT_TRUE(stream->Write(ack));
   do {
     ASSERT_TRUE(stream->Read(&resp));

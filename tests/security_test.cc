@@ -226,7 +226,8 @@ TEST_F(SecurityTest, NodeRefusesToStartWithACertificateOfAnotherJurisdiction) {
                       << "listen_address: 127.0.0.1:0\n"
                       << "tls:\n  ca_file: " << pki_->ca() << "\n  cert_file: " << b
                       << ".crt\n  key_file: " << b << ".key\n"
-                      << "storage:\n  path: " << dir_.path() << "/wrong.db\n";
+                      << "storage:\n  path: " << dir_.path() << "/wrong.db\n"
+                      << "exchange_log:\n  disabled: true\n";
   RunResult r = RunCommand({BinDir() + "/caseway-node", "--config", path});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("tls.cert_file: "));

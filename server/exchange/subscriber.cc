@@ -1,14 +1,20 @@
 #include "server/exchange/subscriber.h"
 
 #include <google/protobuf/util/time_util.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/backoff.h"
+#include "common/digest.h"
+#include "common/fault.h"
 #include "common/grpc_status.h"
+#include "common/identity.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 
 namespace caseway::server {
 
@@ -25,8 +31,15 @@ absl::Duration ToDuration(const google::protobuf::Duration& d) {
 }  // namespace
 
 Subscriber::Subscriber(const v1::NodeConfig& config, const v1::PeerConfig& peer,
-                       std::shared_ptr<grpc::ChannelCredentials> creds, NoticeStore* store)
-    : self_(config.jurisdiction()), peer_(peer), exchange_(config.exchange()), store_(store) {
+                       std::shared_ptr<grpc::ChannelCredentials> creds, NoticeStore* store,
+                       Signatures signatures)
+    : self_(config.jurisdiction()),
+      federation_(config.federation()),
+      signatures_(std::move(signatures)),
+      silence_limit_(3 * ToDuration(config.exchange().heartbeat_interval()) + absl::Seconds(2)),
+      peer_(peer),
+      exchange_(config.exchange()),
+      store_(store) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(config.limits().max_message_bytes()));
   args.SetMaxSendMessageSize(static_cast<int>(config.limits().max_message_bytes()));
@@ -35,12 +48,16 @@ Subscriber::Subscriber(const v1::NodeConfig& config, const v1::PeerConfig& peer,
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // keep pinging an idle stream
   stub_ = v1::PeerExchange::NewStub(grpc::CreateCustomChannel(peer.address(), creds, args));
 }
 
 Subscriber::~Subscriber() { Stop(); }
 
-void Subscriber::Start() { thread_ = std::thread([this] { Run(); }); }
+void Subscriber::Start() {
+  thread_ = std::thread([this] { Run(); });
+  watchdog_ = std::thread([this] { Watchdog(); });
+}
 
 void Subscriber::Stop() {
   {
@@ -49,6 +66,7 @@ void Subscriber::Stop() {
     if (current_ != nullptr) current_->TryCancel();
   }
   if (thread_.joinable()) thread_.join();
+  if (watchdog_.joinable()) watchdog_.join();
 }
 
 v1::StatusResponse::Subscription Subscriber::Status() {
@@ -63,9 +81,19 @@ v1::StatusResponse::Subscription Subscriber::Status() {
   return s;
 }
 
-void Subscriber::SetState(std::string state) {
+// Watchdog cancels a session from which nothing (not even a heartbeat) arrived for
+// silence_limit_: a peer that vanished without closing the connection is detected in seconds.
+void Subscriber::Watchdog() {
   absl::MutexLock lock(&mu_);
-  state_ = std::move(state);
+  while (!stopping_) {
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), silence_limit_ / 4);
+    if (current_ != nullptr && absl::Now() - last_rx_ > silence_limit_) {
+      Log(LogLevel::kWarn, "peer silent; reconnecting",
+          {{"origin", peer_.jurisdiction()}, {"silent_for", absl::FormatDuration(silence_limit_)}});
+      current_->TryCancel();
+      last_rx_ = absl::Now();
+    }
+  }
 }
 
 void Subscriber::Run() {
@@ -95,6 +123,35 @@ void Subscriber::Run() {
   }
 }
 
+absl::Status Subscriber::VerifyBatch(const v1::Batch& batch) {
+  if (!batch.has_manifest()) return absl::FailedPreconditionError("batch.manifest: missing");
+  ASSIGN_OR_RETURN(std::string key, signatures_.directory->Key(peer_.jurisdiction()));
+  if (!common::VerifySignature(key, common::kManifestContext, batch.manifest().message(),
+                               batch.manifest().signature())
+           .ok()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "batch.manifest.signature: does not verify with the key of ", peer_.jurisdiction()));
+  }
+  v1::BatchManifest m;
+  if (!m.ParseFromString(batch.manifest().message())) {
+    return absl::InvalidArgumentError("batch.manifest.message: not a caseway.v1.BatchManifest");
+  }
+  const uint64_t last = batch.first_seq() + batch.entries_size() - 1;
+  if (m.origin() != peer_.jurisdiction() || m.destination() != self_ ||
+      m.first_seq() != batch.first_seq() || m.last_seq() != last ||
+      m.digests_size() != batch.entries_size()) {
+    return absl::InvalidArgumentError("batch.manifest: does not describe this batch");
+  }
+  for (int i = 0; i < batch.entries_size(); ++i) {
+    if (common::Sha256(batch.entries(i).notice()) != m.digests(i)) {
+      return absl::DataLossError(absl::StrCat("batch.entries[", i, "]: seq ",
+                                              batch.entries(i).seq(),
+                                              " does not match its digest in the manifest"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Subscriber::Session() {
   auto cursor = store_->Cursor(peer_.jurisdiction());
   if (!cursor.ok()) return cursor.status();
@@ -105,6 +162,7 @@ absl::Status Subscriber::Session() {
     current_ = &ctx;
     cursor_ = *cursor;
     state_ = "connecting";
+    last_rx_ = absl::Now();
   }
   struct Clear {
     Subscriber* s;
@@ -122,13 +180,51 @@ absl::Status Subscriber::Session() {
   if (!stream->Write(open)) return common::FromGrpcStatus(stream->Finish());
 
   uint64_t stored = *cursor;
+  bool identity_checked = false;
+  bool receipts_resent = false;
   absl::Status failure;
   v1::SubscribeResponse resp;
   while (stream->Read(&resp)) {
-    if (resp.has_heartbeat()) {
+    {
       absl::MutexLock lock(&mu_);
+      last_rx_ = absl::Now();
       state_ = "connected";
-      peer_head_ = resp.heartbeat().head();
+    }
+    if (!identity_checked) {
+      // TLS verified the certificate chain and the host name; the SPIFFE id must be the peer's.
+      auto auth = ctx.auth_context();
+      auto id = auth ? common::IdentityFromAuthContext(*auth, federation_)
+                     : absl::StatusOr<common::Identity>(absl::UnauthenticatedError("no auth"));
+      if (!id.ok() || id->role != common::Role::kNode || id->jurisdiction != peer_.jurisdiction()) {
+        failure = absl::PermissionDeniedError(absl::StrCat(
+            "peer certificate is not spiffe://", federation_, "/node/", peer_.jurisdiction()));
+        break;
+      }
+      identity_checked = true;
+    }
+    if (resp.has_heartbeat()) {
+      {
+        absl::MutexLock lock(&mu_);
+        peer_head_ = resp.heartbeat().head();
+      }
+      // Receipts committed here that the origin has not recorded (we crashed before acking, or
+      // the stream broke): send them again, once per session.
+      if (signatures_.enabled() && !receipts_resent && resp.heartbeat().receipted() < stored) {
+        receipts_resent = true;
+        auto receipts = store_->ReceiptsSent(peer_.jurisdiction(), resp.heartbeat().receipted());
+        if (!receipts.ok()) {
+          failure = receipts.status();
+          break;
+        }
+        bool ok = true;
+        for (auto& [last_seq, receipt] : *receipts) {
+          v1::SubscribeRequest ack;
+          ack.mutable_ack()->set_seq(last_seq);
+          *ack.mutable_ack()->mutable_receipt() = std::move(receipt);
+          if (!(ok = stream->Write(ack))) break;
+        }
+        if (!ok) break;
+      }
       continue;
     }
     const v1::Batch& batch = resp.batch();
@@ -137,20 +233,29 @@ absl::Status Subscriber::Session() {
           "batch.first_seq: ", batch.first_seq(), " is not cursor+1 (", stored + 1, ")"));
       break;
     }
-    absl::Status s = store_->StoreReceived(peer_.jurisdiction(), batch);
-    if (!s.ok()) {
-      failure = s;
+    if (signatures_.enabled()) {
+      failure = VerifyBatch(batch);
+      if (!failure.ok()) break;
+    }
+    auto receipt = store_->StoreReceived(peer_.jurisdiction(), batch);
+    if (!receipt.ok()) {
+      failure = receipt.status();
       break;
     }
     stored = batch.first_seq() + batch.entries_size() - 1;
+    // Test fault: die between the commit and the receipt.
+    if (common::FaultHits("crash_after_receive_commit", batch.first_seq(), stored)) {
+      kill(getpid(), SIGKILL);
+    }
     {
       absl::MutexLock lock(&mu_);
-      state_ = "connected";
       cursor_ = stored;
       peer_head_ = std::max(peer_head_, stored);
     }
+    if (signatures_.enabled() && !receipt->has_value()) continue;  // (test fault) no receipt
     v1::SubscribeRequest ack;
     ack.mutable_ack()->set_seq(stored);
+    if (receipt->has_value()) *ack.mutable_ack()->mutable_receipt() = std::move(**receipt);
     if (!stream->Write(ack)) break;
   }
   if (!failure.ok()) {

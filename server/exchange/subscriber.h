@@ -12,22 +12,28 @@
 #include "caseway/v1/config.pb.h"
 #include "caseway/v1/gateway.pb.h"
 #include "caseway/v1/peer_exchange.grpc.pb.h"
+#include "server/exchange/peer_exchange_service.h"
 #include "server/store/notice_store.h"
 
 namespace caseway::server {
 
 // Subscriber dials one peer, opens PeerExchange.Subscribe from the stored cursor, commits each
-// batch that starts at cursor+1, then acks it. On any failure it reconnects after a capped
-// exponential backoff with jitter.
+// batch that starts at cursor+1, then acks it. With the exchange log on it first verifies the
+// origin's manifest signature and every notice digest (refusing the batch otherwise), and acks
+// with the receipt signed in the commit's transaction; receipts the origin lacks (after a crash
+// between commit and ack) are sent again when its heartbeat shows them missing. On any failure,
+// or when nothing arrives for three heartbeat intervals, it reconnects after a capped exponential
+// backoff with jitter.
 //
-// Concurrency: runs on its own thread; Status() and Stop() are thread-safe.
+// Concurrency: runs on its own thread plus a watchdog thread; Status() and Stop() are thread-safe.
 // Lifetime: `store` must outlive the Subscriber; the destructor stops and joins.
 // Limitations: commits batches one at a time (each batch is one group-commit request); the
 // origin's window keeps the next batches in flight meanwhile.
 class Subscriber {
  public:
   Subscriber(const caseway::v1::NodeConfig& config, const caseway::v1::PeerConfig& peer,
-             std::shared_ptr<grpc::ChannelCredentials> creds, NoticeStore* store);
+             std::shared_ptr<grpc::ChannelCredentials> creds, NoticeStore* store,
+             Signatures signatures);
   ~Subscriber();
 
   void Start();
@@ -36,11 +42,16 @@ class Subscriber {
 
  private:
   void Run();
+  void Watchdog();
   // Session runs one connection until it fails; returns why it ended.
   absl::Status Session();
-  void SetState(std::string state);
+  // VerifyBatch checks the manifest signature and every digest.
+  absl::Status VerifyBatch(const caseway::v1::Batch& batch);
 
   const std::string self_;
+  const std::string federation_;
+  const Signatures signatures_;
+  const absl::Duration silence_limit_;
   const caseway::v1::PeerConfig peer_;
   const caseway::v1::ExchangeConfig exchange_;
   NoticeStore* const store_;
@@ -52,7 +63,9 @@ class Subscriber {
   std::string state_ ABSL_GUARDED_BY(mu_) = "connecting";
   uint64_t peer_head_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_rx_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
+  std::thread watchdog_;
 };
 
 }  // namespace caseway::server

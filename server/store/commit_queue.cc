@@ -5,8 +5,11 @@
 
 namespace caseway::server {
 
-CommitQueue::CommitQueue(std::unique_ptr<Db> db, int max_group)
-    : db_(std::move(db)), max_group_(max_group), thread_([this] { Loop(); }) {}
+CommitQueue::CommitQueue(std::unique_ptr<Db> db, int max_group, TxnParticipant* participant)
+    : db_(std::move(db)),
+      max_group_(max_group),
+      participant_(participant),
+      thread_([this] { Loop(); }) {}
 
 CommitQueue::~CommitQueue() {
   {
@@ -59,14 +62,32 @@ void CommitQueue::Loop() {
     results.assign(group.size(), absl::OkStatus());
     absl::Status txn = db_->Exec("BEGIN IMMEDIATE");
     if (txn.ok()) {
-      for (size_t i = 0; i < group.size(); ++i) {
-        db_->Exec("SAVEPOINT op").IgnoreError();
+      if (participant_) participant_->OnBegin();
+      for (size_t i = 0; i < group.size() && txn.ok(); ++i) {
+        txn = db_->Exec("SAVEPOINT op");
+        if (!txn.ok()) break;
+        if (participant_) participant_->OnOpBegin();
         results[i] = group[i].apply(db);
-        if (!results[i].ok()) db_->Exec("ROLLBACK TO op").IgnoreError();
-        db_->Exec("RELEASE op").IgnoreError();
+        // Some errors (I/O, out of memory) make SQLite roll back the whole transaction; then the
+        // savepoint is gone and nothing of this group may be reported as stored.
+        if (sqlite3_get_autocommit(db)) {
+          txn = results[i].ok() ? absl::InternalError("sqlite: transaction rolled back")
+                                : results[i];
+          break;
+        }
+        if (!results[i].ok()) {
+          txn = db_->Exec("ROLLBACK TO op");
+          if (participant_) participant_->OnOpRollback();
+        }
+        if (txn.ok()) txn = db_->Exec("RELEASE op");
       }
-      txn = db_->Exec("COMMIT");
-      if (!txn.ok()) db_->Exec("ROLLBACK").IgnoreError();
+      if (txn.ok()) txn = db_->Exec("COMMIT");
+      if (!txn.ok()) {
+        db_->Exec("ROLLBACK").IgnoreError();
+        if (participant_) participant_->OnAbort();
+      } else if (participant_) {
+        participant_->OnCommit();
+      }
     }
     if (txn.ok()) groups_.fetch_add(1);
     for (size_t i = 0; i < group.size(); ++i) {

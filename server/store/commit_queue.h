@@ -15,6 +15,18 @@
 
 namespace caseway::server {
 
+// TxnParticipant keeps in-memory state in step with the writer's transactions (e.g. the Merkle
+// frontier of the exchange log). All hooks run on the writer thread.
+class TxnParticipant {
+ public:
+  virtual ~TxnParticipant() = default;
+  virtual void OnBegin() = 0;       // a group transaction starts
+  virtual void OnOpBegin() = 0;     // an operation's SAVEPOINT was taken
+  virtual void OnOpRollback() = 0;  // that operation failed and was rolled back
+  virtual void OnCommit() = 0;      // the group's COMMIT is durable
+  virtual void OnAbort() = 0;       // the group's COMMIT failed and was rolled back
+};
+
 // CommitQueue takes write operations from any thread and runs them on its own writer thread:
 // each group of up to `max_group` queued operations is one transaction and one fsync
 // (synchronous=FULL), each operation inside its own SAVEPOINT so that one failing operation
@@ -30,7 +42,8 @@ class CommitQueue {
   using Apply = std::function<absl::Status(sqlite3* db)>;
   using Done = std::function<void(const absl::Status&)>;
 
-  CommitQueue(std::unique_ptr<Db> db, int max_group);
+  // `participant` (may be null) must outlive the queue.
+  CommitQueue(std::unique_ptr<Db> db, int max_group, TxnParticipant* participant = nullptr);
   ~CommitQueue();
 
   // Submit queues an operation; `done` receives its final status after the commit.
@@ -52,6 +65,7 @@ class CommitQueue {
 
   std::unique_ptr<Db> db_;
   const int max_group_;
+  TxnParticipant* const participant_;
   absl::Mutex mu_;
   std::deque<Op> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,5 +1,7 @@
 #include "server/store/notice_store.h"
+#include "server/store/statements.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -11,7 +13,7 @@
 namespace caseway::server {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,44 +47,31 @@ CREATE TABLE IF NOT EXISTS inbox(
   acked_at INTEGER,                         -- unix microseconds, NULL until consumed
   UNIQUE(origin, channel_seq));
 CREATE INDEX IF NOT EXISTS inbox_unacked ON inbox(inbox_seq) WHERE acked_at IS NULL;
+-- Version 2: the exchange log (docs/exchange-log.md).
+CREATE TABLE IF NOT EXISTS log_leaf(idx INTEGER PRIMARY KEY, bytes BLOB NOT NULL, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS log_node(
+  level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+  PRIMARY KEY(level, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoint(
+  size INTEGER PRIMARY KEY, root BLOB NOT NULL, note BLOB NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS cosignature(
+  size INTEGER NOT NULL, witness TEXT NOT NULL, line BLOB NOT NULL,
+  PRIMARY KEY(size, witness)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS witnessed(
+  peer TEXT PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL, note BLOB NOT NULL);
+-- Signed manifests and receipts, sent and received (kind = caseway.v1.Evidence.Kind).
+CREATE TABLE IF NOT EXISTS evidence(
+  id INTEGER PRIMARY KEY,
+  kind INTEGER NOT NULL, peer TEXT NOT NULL,
+  first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+  digest BLOB NOT NULL, message BLOB NOT NULL, signature BLOB NOT NULL,
+  log_index INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS evidence_by_peer ON evidence(peer, kind, last_seq);
 )sql";
 
 int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
 
 }  // namespace
-
-// WriterStatements are prepared once on the writer connection and used only by its thread.
-struct NoticeStore::WriterStatements {
-  explicit WriterStatements(sqlite3* db)
-      : find_notice(db, "SELECT digest FROM notice WHERE notice_id = ?"),
-        find_entry(db, "SELECT seq FROM channel_entry WHERE notice_id = ? AND destination = ?"),
-        insert_notice(db, "INSERT INTO notice(notice_id, digest, bytes, published_at) "
-                          "VALUES(?, ?, ?, ?)"),
-        head(db, "SELECT head FROM channel WHERE destination = ?"),
-        upsert_head(db, "INSERT INTO channel(destination, head) VALUES(?, ?) "
-                        "ON CONFLICT(destination) DO UPDATE SET head = excluded.head"),
-        insert_entry(db, "INSERT INTO channel_entry(destination, seq, notice_id) VALUES(?, ?, ?)"),
-        ack(db, "UPDATE channel SET acked = ? WHERE destination = ? AND acked < ?"),
-        cursor(db, "SELECT seq FROM cursor WHERE origin = ?"),
-        upsert_cursor(db, "INSERT INTO cursor(origin, seq) VALUES(?, ?) "
-                          "ON CONFLICT(origin) DO UPDATE SET seq = excluded.seq"),
-        insert_inbox(db, "INSERT INTO inbox(origin, channel_seq, notice_id, bytes, received_at) "
-                         "VALUES(?, ?, ?, ?, ?)"),
-        ack_inbox(db, "UPDATE inbox SET acked_at = ? WHERE inbox_seq = ? AND acked_at IS NULL"),
-        inbox_exists(db, "SELECT 1 FROM inbox WHERE inbox_seq = ?") {}
-
-  absl::Status Check() const {
-    for (const Stmt* s : {&find_notice, &find_entry, &insert_notice, &head, &upsert_head,
-                          &insert_entry, &ack, &cursor, &upsert_cursor, &insert_inbox, &ack_inbox,
-                          &inbox_exists}) {
-      RETURN_IF_ERROR(s->status("prepare writer statement"));
-    }
-    return absl::OkStatus();
-  }
-
-  Stmt find_notice, find_entry, insert_notice, head, upsert_head, insert_entry, ack, cursor,
-      upsert_cursor, insert_inbox, ack_inbox, inbox_exists;
-};
 
 namespace {
 
@@ -97,8 +86,11 @@ absl::Status Done(Stmt& s, absl::string_view what) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const std::string& path,
-                                                               int group_commit_max) {
+absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOptions& options) {
+  const std::string& path = options.path;
+  if (options.log_enabled && options.signing_key == nullptr) {
+    return absl::FailedPreconditionError("store: the exchange log needs a signing key");
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(path));
   RETURN_IF_ERROR(db->Exec(kSchema));
   {
@@ -119,7 +111,9 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const std::string
           .c_str()));
   auto stmts = std::make_unique<WriterStatements>(db->get());
   RETURN_IF_ERROR(stmts->Check());
-  std::unique_ptr<NoticeStore> store(new NoticeStore(path, std::move(stmts)));
+  std::unique_ptr<NoticeStore> store(new NoticeStore(options, std::move(stmts)));
+  store->PrepareLogStatements(db->get());
+  ASSIGN_OR_RETURN(store->log_, MerkleLog::Load(db->get()));
   {
     Stmt s(db->get(), "SELECT destination, head, acked FROM channel");
     absl::MutexLock lock(&store->mu_);
@@ -129,14 +123,14 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const std::string
     }
     RETURN_IF_ERROR(s.status("load channels"));
   }
-  store->queue_ = std::make_unique<CommitQueue>(std::move(db), group_commit_max);
+  store->queue_ = std::make_unique<CommitQueue>(std::move(db), options.group_commit_max,
+                                                store->log_.get());
   return store;
 }
 
-NoticeStore::NoticeStore(std::string path, std::unique_ptr<WriterStatements> stmts)
-    : path_(std::move(path)), stmts_(std::move(stmts)) {}
+NoticeStore::NoticeStore(StoreOptions options, std::unique_ptr<WriterStatements> stmts)
+    : options_(std::move(options)), stmts_(std::move(stmts)) {}
 
-NoticeStore::~NoticeStore() { queue_.reset(); }
 
 absl::StatusOr<std::unique_ptr<Db>> NoticeStore::AcquireReader() {
   {
@@ -207,6 +201,14 @@ absl::StatusOr<std::vector<v1::PublishResult>> NoticeStore::Publish(
       w.find_notice.Reset();
       w.insert_notice.Bind(1, n.notice_id).BindBlob(2, n.digest).BindBlob(3, n.bytes).Bind(4, now);
       RETURN_IF_ERROR(Done(w.insert_notice, "insert notice"));
+      if (options_.log_enabled) {
+        v1::LogEntry entry;
+        entry.set_kind(v1::LogEntry::KIND_PUBLISHED);
+        entry.set_notice_id(n.notice_id);
+        entry.set_digest(n.digest);
+        for (const auto& dest : n.destinations) entry.add_destinations(dest);
+        RETURN_IF_ERROR(AppendEntry(entry).status());
+      }
       for (const auto& dest : n.destinations) {
         uint64_t head = 0;
         auto it = changes.find(dest);
@@ -250,12 +252,13 @@ absl::StatusOr<std::vector<v1::Entry>> NoticeStore::ReadChannel(const std::strin
     s.Bind(1, destination).Bind(2, static_cast<int64_t>(from_seq)).Bind(3, int64_t{max_entries});
     uint64_t bytes = 0;
     while (s.Step()) {
+      absl::string_view b = s.Blob(1);
+      // Stop before the budget is passed (framing ~16 bytes an entry); one entry always goes.
+      if (!out.empty() && bytes + b.size() + 16 > max_bytes) break;
       v1::Entry& e = out.emplace_back();
       e.set_seq(s.Int(0));
-      absl::string_view b = s.Blob(1);
       e.set_notice(b.data(), b.size());
       bytes += b.size() + 16;
-      if (bytes >= max_bytes) break;
     }
     RETURN_IF_ERROR(s.status("read channel"));
   }
@@ -299,8 +302,9 @@ absl::StatusOr<uint64_t> NoticeStore::Cursor(const std::string& origin) {
   return seq;
 }
 
-absl::Status NoticeStore::StoreReceived(const std::string& origin, const v1::Batch& batch) {
-  // Parse outside the writer thread: only notice ids are needed, bytes are stored as received.
+absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::string& origin,
+                                                                     const v1::Batch& batch) {
+  // Parse outside the writer thread: ids are needed, bytes are stored exactly as received.
   std::vector<std::string> ids;
   ids.reserve(batch.entries_size());
   for (int i = 0; i < batch.entries_size(); ++i) {
@@ -315,11 +319,27 @@ absl::Status NoticeStore::StoreReceived(const std::string& origin, const v1::Bat
       return absl::InvalidArgumentError(
           absl::StrCat("batch.entries[", i, "].notice: not a parsable caseway.v1.Notice"));
     }
+    // A peer may deliver only its own notices, addressed to this node.
+    if (n.origin() != origin) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "batch.entries[", i, "].notice.origin: ", n.origin(), " is not the sending peer ",
+          origin));
+    }
+    if (std::find(n.destinations().begin(), n.destinations().end(), options_.self) ==
+        n.destinations().end()) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "batch.entries[", i, "].notice.destinations: does not include ", options_.self));
+    }
     ids.push_back(n.notice_id());
   }
-  if (batch.entries_size() == 0) return absl::OkStatus();
+  if (batch.entries_size() == 0) return std::optional<v1::Signed>();
+  const uint64_t last = batch.first_seq() + batch.entries_size() - 1;
+  if (options_.log_enabled && !batch.has_manifest()) {
+    return absl::FailedPreconditionError("batch.manifest: required when the exchange log is on");
+  }
   WriterStatements& w = *stmts_;
-  return queue_->Run(
+  std::optional<v1::Signed> receipt;
+  RETURN_IF_ERROR(queue_->Run(
       [&](sqlite3*) -> absl::Status {
         uint64_t cursor = 0;
         w.cursor.Bind(1, origin);
@@ -340,11 +360,14 @@ absl::Status NoticeStore::StoreReceived(const std::string& origin, const v1::Bat
               .Bind(5, now);
           RETURN_IF_ERROR(Done(w.insert_inbox, "insert inbox"));
         }
-        uint64_t last = batch.first_seq() + batch.entries_size() - 1;
         w.upsert_cursor.Bind(1, origin).Bind(2, static_cast<int64_t>(last));
-        return Done(w.upsert_cursor, "update cursor");
+        RETURN_IF_ERROR(Done(w.upsert_cursor, "update cursor"));
+        if (!options_.log_enabled) return absl::OkStatus();
+        ASSIGN_OR_RETURN(receipt, LogReceived(origin, batch, now));
+        return absl::OkStatus();
       },
-      [&] { Committed({}); });
+      [&] { Committed({}); }));
+  return receipt;
 }
 
 absl::StatusOr<std::vector<InboxRow>> NoticeStore::ReadInbox(uint64_t after, uint32_t limit) {

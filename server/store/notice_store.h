@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,9 +14,12 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "caseway/v1/exchange_log.pb.h"
 #include "caseway/v1/gateway.pb.h"
 #include "caseway/v1/peer_exchange.pb.h"
+#include "common/signing.h"
 #include "server/store/commit_queue.h"
+#include "server/store/merkle_log.h"
 #include "server/store/sqlite.h"
 
 namespace caseway::server {
@@ -39,6 +43,26 @@ struct InboxRow {
   std::string bytes;
 };
 
+// StoreOptions configure NoticeStore::Open.
+struct StoreOptions {
+  std::string path;
+  int group_commit_max = 4096;
+  // This node's jurisdiction (the signer of receipts).
+  std::string self;
+  // The exchange log: entries for every event, evidence, checkpoints. Off only for benchmarks.
+  bool log_enabled = true;
+  // Signs receipts inside the transaction that stores a batch (required when log_enabled).
+  std::shared_ptr<const common::SigningKey> signing_key;
+};
+
+// StoredCheckpoint is a signed checkpoint as stored, with the cosignature lines received for it.
+struct StoredCheckpoint {
+  uint64_t size = 0;
+  std::string root;
+  std::string note;                       // body + blank line + this node's signature line
+  std::vector<std::string> cosignatures;  // extra signature lines
+};
+
 // ChannelState is an outbound channel's positions.
 struct ChannelState {
   uint64_t head = 0;
@@ -56,10 +80,9 @@ struct ChannelState {
 // which gets INTERNAL "database is locked" after 10 s).
 class NoticeStore {
  public:
-  // Open creates or migrates the schema at `path`. INTERNAL on SQLite errors, FAILED_PRECONDITION
-  // when the file has a newer schema version than this binary knows.
-  static absl::StatusOr<std::unique_ptr<NoticeStore>> Open(const std::string& path,
-                                                           int group_commit_max);
+  // Open creates or migrates the schema at `options.path`. INTERNAL on SQLite errors,
+  // FAILED_PRECONDITION when the file has a newer schema version than this binary knows.
+  static absl::StatusOr<std::unique_ptr<NoticeStore>> Open(const StoreOptions& options);
   ~NoticeStore();
 
   // Publish stores every notice and its channel entries in one transaction, returning one result
@@ -85,9 +108,12 @@ class NoticeStore {
   absl::StatusOr<uint64_t> Cursor(const std::string& origin);
 
   // StoreReceived commits a batch from `origin` into the inbox and advances the cursor, in one
-  // transaction. FAILED_PRECONDITION when the batch does not start at cursor+1 or is not
-  // contiguous; INVALID_ARGUMENT when an entry is not a parsable Notice. Nothing is stored then.
-  absl::Status StoreReceived(const std::string& origin, const caseway::v1::Batch& batch);
+  // transaction; with the log on it also stores the (already verified) signed manifest, appends a
+  // RECEIVED entry and signs and stores the receipt, which it returns. FAILED_PRECONDITION when
+  // the batch does not start at cursor+1 or is not contiguous; INVALID_ARGUMENT when an entry is
+  // not a parsable Notice. Nothing is stored then.
+  absl::StatusOr<std::optional<caseway::v1::Signed>> StoreReceived(
+      const std::string& origin, const caseway::v1::Batch& batch);
 
   // ReadInbox returns unacknowledged inbox rows with inbox_seq > after, oldest first.
   absl::StatusOr<std::vector<InboxRow>> ReadInbox(uint64_t after, uint32_t limit);
@@ -98,19 +124,82 @@ class NoticeStore {
   // InboxCounts returns (total, unacknowledged).
   absl::StatusOr<std::pair<uint64_t, uint64_t>> InboxCounts();
 
+  // --- Exchange log (docs/exchange-log.md); all no-ops or FAILED_PRECONDITION when disabled. ---
+
+  bool log_enabled() const { return options_.log_enabled; }
+
+  // RecordSent durably stores a signed manifest sent to `destination` and appends its SENT entry.
+  absl::Status RecordSent(const std::string& destination, const caseway::v1::BatchManifest& m,
+                          const caseway::v1::Signed& signed_manifest);
+  // FindSentManifest returns the manifest digest this node signed for `destination` ending at
+  // `last_seq` most recently (NOT_FOUND when none).
+  absl::StatusOr<std::string> SentManifestDigest(const std::string& destination,
+                                                 uint64_t first_seq, uint64_t last_seq);
+  // RecordReceipt stores a verified receipt from `destination`, appends RECEIPT_RECEIVED and
+  // raises the channel's acked position to receipt.last_seq.
+  absl::Status RecordReceipt(const std::string& destination, const caseway::v1::Receipt& receipt,
+                             const caseway::v1::Signed& signed_receipt);
+  // ReceiptsSent returns the receipts this node signed for batches from `origin` with
+  // last_seq > after, in order.
+  absl::StatusOr<std::vector<std::pair<uint64_t, caseway::v1::Signed>>> ReceiptsSent(
+      const std::string& origin, uint64_t after);
+
+  // LogSize is the committed tree (size, root).
+  std::pair<uint64_t, std::string> LogHead();
+  // ReadEntries returns exact entry bytes [start, end) of the committed log.
+  absl::StatusOr<std::vector<std::string>> ReadEntries(uint64_t start, uint64_t end);
+  absl::StatusOr<std::vector<std::string>> InclusionProof(uint64_t index, uint64_t tree_size);
+  absl::StatusOr<std::vector<std::string>> ConsistencyProof(uint64_t first, uint64_t second);
+  // Evidence returns the stored signed objects for `peer` of the given kinds.
+  absl::StatusOr<std::vector<caseway::v1::Evidence>> ReadEvidence(
+      const std::string& peer, const std::vector<caseway::v1::Evidence::Kind>& kinds);
+
+  // StoreCheckpoint keeps a signed checkpoint (never replaced).
+  absl::Status StoreCheckpoint(const StoredCheckpoint& checkpoint);
+  // LatestCheckpoint returns the newest checkpoint with its cosignatures (NOT_FOUND when none).
+  absl::StatusOr<StoredCheckpoint> LatestCheckpoint();
+  absl::StatusOr<StoredCheckpoint> CheckpointAt(uint64_t size);
+  // AddCosignature stores `witness`'s signature line for our checkpoint of `size`.
+  absl::Status AddCosignature(uint64_t size, const std::string& witness, const std::string& line);
+
+  // Witnessed is the last checkpoint of `peer` this node cosigned (NOT_FOUND when none).
+  absl::StatusOr<common::Checkpoint> Witnessed(const std::string& peer);
+  // RecordCosigned stores `peer`'s checkpoint as witnessed and appends PEER_CHECKPOINT_COSIGNED.
+  absl::Status RecordCosigned(const std::string& peer, const common::Checkpoint& checkpoint,
+                              const std::string& note_body);
+
   // Version increases with every commit; Wait blocks until it exceeds `seen` or `deadline`.
   uint64_t Version();
   uint64_t Wait(uint64_t seen, absl::Time deadline);
 
  private:
   struct WriterStatements;
-  NoticeStore(std::string path, std::unique_ptr<WriterStatements> stmts);
+  struct LogStatements;
+  NoticeStore(StoreOptions options, std::unique_ptr<WriterStatements> stmts);
+  void PrepareLogStatements(sqlite3* db);
+  // AppendEntry fills version, index and time, serializes `entry` once and appends it (writer
+  // thread, inside a transaction). Returns the index.
+  absl::StatusOr<uint64_t> AppendEntry(caseway::v1::LogEntry& entry);
+  // LogReceived stores the manifest, appends RECEIVED and signs and stores the receipt (writer
+  // thread, inside StoreReceived's transaction).
+  absl::StatusOr<std::optional<caseway::v1::Signed>> LogReceived(const std::string& origin,
+                                                                 const caseway::v1::Batch& batch,
+                                                                 int64_t now_micros);
+  absl::Status InsertEvidence(caseway::v1::Evidence::Kind kind, const std::string& peer,
+                              uint64_t first_seq, uint64_t last_seq, const std::string& digest,
+                              const caseway::v1::Signed& signed_message, uint64_t log_index);
+  // ReadOnly runs `fn` with a pooled read connection.
+  template <typename Fn>
+  auto ReadOnly(Fn fn) -> decltype(fn(static_cast<sqlite3*>(nullptr)));
   absl::StatusOr<std::unique_ptr<Db>> AcquireReader();
   void ReleaseReader(std::unique_ptr<Db> db);
   void Committed(const std::map<std::string, ChannelState>& changes);
 
-  const std::string path_;
+  const StoreOptions options_;
+  const std::string& path_ = options_.path;
   std::unique_ptr<WriterStatements> stmts_;  // outlives queue_: used by its thread
+  std::unique_ptr<LogStatements> log_stmts_;  // outlives queue_
+  std::unique_ptr<MerkleLog> log_;            // outlives queue_ (its participant)
   std::unique_ptr<CommitQueue> queue_;
 
   absl::Mutex readers_mu_;

@@ -5,6 +5,8 @@
 #include <thread>
 
 #include "common/digest.h"
+#include "common/merkle.h"
+#include "common/signing.h"
 #include "tests/testing/status_matchers.h"
 
 namespace caseway::server {
@@ -22,8 +24,14 @@ class NoticeStoreTest : public ::testing::Test {
   }
   void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
 
-  std::unique_ptr<NoticeStore> Open() {
-    auto s = NoticeStore::Open(path_, 64);
+  std::unique_ptr<NoticeStore> Open(bool log = false) {
+    StoreOptions options;
+    options.path = path_;
+    options.group_commit_max = 64;
+    options.self = "360102";
+    options.log_enabled = log;
+    options.signing_key = key_;
+    auto s = NoticeStore::Open(options);
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? std::move(*s) : nullptr;
   }
@@ -42,20 +50,37 @@ class NoticeStoreTest : public ::testing::Test {
     return p;
   }
 
-  static v1::Batch MakeBatch(uint64_t first, int count) {
+  // MakeBatch builds a batch from 440305 to this node (360102); with `sign`, a manifest signed
+  // by `origin_key_`.
+  v1::Batch MakeBatch(uint64_t first, int count, bool sign = false) {
     v1::Batch b;
     b.set_first_seq(first);
+    v1::BatchManifest m;
+    m.set_origin("440305");
+    m.set_destination("360102");
+    m.set_first_seq(first);
+    m.set_last_seq(first + count - 1);
     for (int i = 0; i < count; ++i) {
       v1::Notice n;
+      n.set_origin("440305");
+      n.add_destinations("360102");
       n.set_notice_id("r-" + std::to_string(first + i));
       auto* e = b.add_entries();
       e->set_seq(first + i);
       e->set_notice(n.SerializeAsString());
+      m.add_digests(common::Sha256(e->notice()));
+    }
+    if (sign) {
+      b.mutable_manifest()->set_message(m.SerializeAsString());
+      b.mutable_manifest()->set_signature(
+          origin_key_->Sign(common::kManifestContext, b.manifest().message()));
     }
     return b;
   }
 
   std::string dir_, path_;
+  std::shared_ptr<const common::SigningKey> key_ = common::SigningKey::Generate();
+  std::shared_ptr<const common::SigningKey> origin_key_ = common::SigningKey::Generate();
 };
 
 TEST_F(NoticeStoreTest, PublishAssignsContiguousSequencesPerChannel) {
@@ -146,6 +171,9 @@ TEST_F(NoticeStoreTest, ReceivedBatchMustStartAtCursorPlusOne) {
   garbage.mutable_entries(0)->set_notice("\xff\xff\xff");
   EXPECT_THAT(store->StoreReceived("440305", garbage),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a parsable")));
+  // A peer may deliver only its own notices, addressed to this node.
+  EXPECT_THAT(store->StoreReceived("360111", MakeBatch(1, 1)),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("is not the sending peer")));
   auto counts = store->InboxCounts();
   ASSERT_OK(counts);
   EXPECT_EQ(counts->first, 2u);
@@ -170,17 +198,81 @@ TEST_F(NoticeStoreTest, InboxAcksAreDurableAndUnknownSeqsAreNamed) {
   EXPECT_EQ((*rows)[0].channel_seq, 2u);
 }
 
-TEST_F(NoticeStoreTest, ReadChannelStopsNearTheByteBudgetButReturnsAtLeastOne) {
+TEST_F(NoticeStoreTest, ReadChannelNeverPassesTheByteBudgetButReturnsAtLeastOne) {
   auto store = Open();
   std::vector<PreparedNotice> many;
   for (int i = 0; i < 10; ++i) many.push_back(Prepared("n" + std::to_string(i), {"440305"}, std::string(1000, 'x')));
   ASSERT_OK(store->Publish(many));
+  // Each entry is about 1,030 bytes with framing: two fit in 3,000, a third would pass the budget
+  // (and a batch over the transport limit would block the channel for good).
   auto few = store->ReadChannel("440305", 1, 100, 3000);
   ASSERT_OK(few);
-  EXPECT_EQ(few->size(), 3u);
+  EXPECT_EQ(few->size(), 2u);
   auto one = store->ReadChannel("440305", 1, 100, 1);
   ASSERT_OK(one);
   EXPECT_EQ(one->size(), 1u);
+}
+
+TEST_F(NoticeStoreTest, LogRecordsEveryEventAndItsRootSurvivesReopen) {
+  std::pair<uint64_t, std::string> head;
+  {
+    auto store = Open(/*log=*/true);
+    ASSERT_OK(store->Publish({Prepared("a", {"440305"}), Prepared("b", {"440305"})}));
+    auto receipt = store->StoreReceived("440305", MakeBatch(1, 3, /*sign=*/true));
+    ASSERT_OK(receipt);
+    ASSERT_TRUE(receipt->has_value());
+    // The receipt is signed with our key in the receipt context and names the RECEIVED entry.
+    EXPECT_OK(common::VerifySignature(key_->PublicKey(), common::kReceiptContext,
+                                      (*receipt)->message(), (*receipt)->signature()));
+    v1::Receipt r;
+    ASSERT_TRUE(r.ParseFromString((*receipt)->message()));
+    EXPECT_EQ(r.log_index(), 2u);
+    EXPECT_EQ(r.last_seq(), 3u);
+    head = store->LogHead();
+    EXPECT_EQ(head.first, 3u);  // 2 PUBLISHED + 1 RECEIVED
+    auto entries = store->ReadEntries(0, 3);
+    ASSERT_OK(entries);
+    common::MerkleFrontier rebuilt;
+    for (const auto& e : *entries) rebuilt.Append(common::LeafHash(e));
+    EXPECT_EQ(rebuilt.Root(), head.second);
+    v1::LogEntry last;
+    ASSERT_TRUE(last.ParseFromString((*entries)[2]));
+    EXPECT_EQ(last.kind(), v1::LogEntry::KIND_RECEIVED);
+    EXPECT_EQ(last.index(), 2u);
+    auto sent = store->ReceiptsSent("440305", 0);
+    ASSERT_OK(sent);
+    ASSERT_EQ(sent->size(), 1u);
+    EXPECT_EQ((*sent)[0].second.message(), (*receipt)->message());
+  }
+  auto store = Open(/*log=*/true);
+  EXPECT_EQ(store->LogHead(), head);
+  ASSERT_OK(store->Publish({Prepared("c", {"440305"})}));
+  auto proof = store->ConsistencyProof(3, 4);
+  ASSERT_OK(proof);
+  EXPECT_OK(common::VerifyConsistency(3, 4, *proof, head.second, store->LogHead().second));
+}
+
+TEST_F(NoticeStoreTest, RolledBackOperationLeavesTheLogUntouched) {
+  auto store = Open(/*log=*/true);
+  ASSERT_OK(store->Publish({Prepared("a", {"440305"})}));
+  auto before = store->LogHead();
+  // The second notice conflicts: the whole call rolls back, including the first's PUBLISHED entry.
+  EXPECT_FALSE(store->Publish({Prepared("b", {"440305"}), Prepared("a", {"440305"}, "x")}).ok());
+  EXPECT_EQ(store->LogHead(), before);
+  ASSERT_OK(store->Publish({Prepared("b", {"440305"})}));
+  auto entries = store->ReadEntries(0, 10);
+  ASSERT_OK(entries);
+  ASSERT_EQ(entries->size(), 2u);
+  common::MerkleFrontier rebuilt;
+  for (const auto& e : *entries) rebuilt.Append(common::LeafHash(e));
+  EXPECT_EQ(rebuilt.Root(), store->LogHead().second);
+}
+
+TEST_F(NoticeStoreTest, WithTheLogOnABatchNeedsItsManifest) {
+  auto store = Open(/*log=*/true);
+  EXPECT_THAT(store->StoreReceived("440305", MakeBatch(1, 2)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("batch.manifest")));
+  EXPECT_EQ(store->LogHead().first, 0u);
 }
 
 TEST_F(NoticeStoreTest, WaitWakesOnCommit) {

@@ -44,24 +44,39 @@ Stmt::Stmt(sqlite3* db, const char* sql) : db_(db) {
 
 Stmt::~Stmt() { sqlite3_finalize(stmt_); }
 
+// Binding parameter 1 starts a new use: the statement is reset first, so a use that ended early
+// (an error path without Reset) can never leak its cursor or bindings into the next one.
+void Stmt::BeginUse(int i) {
+  if (i == 1) Reset();
+}
+
+void Stmt::Check(int rc) {
+  if (rc != SQLITE_OK && (rc_ == SQLITE_OK || rc_ == SQLITE_ROW || rc_ == SQLITE_DONE)) rc_ = rc;
+}
+
 Stmt& Stmt::Bind(int i, int64_t v) {
-  sqlite3_bind_int64(stmt_, i, v);
+  BeginUse(i);
+  Check(sqlite3_bind_int64(stmt_, i, v));
   return *this;
 }
 Stmt& Stmt::Bind(int i, absl::string_view text) {
-  sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  BeginUse(i);
+  Check(sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT));
   return *this;
 }
 Stmt& Stmt::BindBlob(int i, absl::string_view blob) {
-  sqlite3_bind_blob(stmt_, i, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+  BeginUse(i);
+  Check(sqlite3_bind_blob(stmt_, i, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT));
   return *this;
 }
 Stmt& Stmt::BindNull(int i) {
-  sqlite3_bind_null(stmt_, i);
+  BeginUse(i);
+  Check(sqlite3_bind_null(stmt_, i));
   return *this;
 }
 
 bool Stmt::Step() {
+  if (rc_ != SQLITE_OK && rc_ != SQLITE_ROW && rc_ != SQLITE_DONE) return false;  // a bind failed
   rc_ = sqlite3_step(stmt_);
   return rc_ == SQLITE_ROW;
 }

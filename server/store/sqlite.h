@@ -36,7 +36,8 @@ class Db {
   sqlite3* db_;
 };
 
-// Stmt is a prepared statement, reset on construction-by-Prepare and after each use.
+// Stmt is a prepared statement. Binding parameter 1 resets it (a new use); a failed bind makes
+// Step() return false and status() report the error.
 class Stmt {
  public:
   Stmt(sqlite3* db, const char* sql);
@@ -61,6 +62,9 @@ class Stmt {
   absl::string_view Blob(int col) const;
 
  private:
+  void BeginUse(int i);
+  void Check(int rc);
+
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
   int rc_ = SQLITE_OK;

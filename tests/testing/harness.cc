@@ -188,7 +188,11 @@ void NodeProcess::WriteConfig() {
       << "tls:\n  ca_file: " << pki_->ca() << "\n  cert_file: " << cert
       << ".crt\n  key_file: " << cert << ".key\n"
       << "storage:\n  path: " << db_path() << "\n"
-      << "exchange:\n  heartbeat_interval: 200ms\n  backoff_initial: 50ms\n  backoff_max: 500ms\n";
+      << "exchange:\n  heartbeat_interval: 200ms\n  backoff_initial: 50ms\n  backoff_max: 500ms\n"
+      << exchange_yaml_
+      << "exchange_log:\n  signing_key_file: " << cert << ".sign.key\n  directory_file: "
+      << pki_->dir() << "/directory.yaml\n  checkpoint_interval: 200ms\n"
+      << "  witness_interval: 300ms\n";
   if (!peers_.empty()) {
     out << "peers:\n";
     for (const auto& [j, addr] : peers_) {
@@ -210,6 +214,7 @@ absl::Status NodeProcess::Start() {
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     dup2(fd, 1);
     dup2(fd, 2);
+    if (!env_.empty()) putenv(const_cast<char*>(env_.c_str()));
     execl(binary.c_str(), binary.c_str(), "--config", config.c_str(), nullptr);
     _exit(127);
   }

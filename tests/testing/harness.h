@@ -74,6 +74,10 @@ class NodeProcess {
   void AddPeer(const NodeProcess& peer);
   // extra_yaml is appended to the generated configuration (e.g. "exchange:\n  window_batches: 2").
   void set_extra_yaml(std::string yaml) { extra_yaml_ = std::move(yaml); }
+  // exchange_yaml adds settings under `exchange:` (e.g. "  window_batches: 2\n").
+  void set_exchange_yaml(std::string yaml) { exchange_yaml_ = std::move(yaml); }
+  // env adds "NAME=value" to the node's environment (e.g. CASEWAY_FAULTS for fault injection).
+  void set_env(std::string assignment) { env_ = std::move(assignment); }
 
   // Start launches the process and waits until it listens (its port file appears).
   absl::Status Start();
@@ -106,6 +110,8 @@ class NodeProcess {
   std::string jurisdiction_;
   std::vector<std::pair<std::string, std::string>> peers_;  // jurisdiction, address
   std::string extra_yaml_;
+  std::string exchange_yaml_;
+  std::string env_;
   int port_ = 0;
   pid_t pid_ = -1;
 };

@@ -1,0 +1,44 @@
+// Checkpointer: signs the exchange log's checkpoints.
+#ifndef CASEWAY_SERVER_LOG_CHECKPOINTER_H_
+#define CASEWAY_SERVER_LOG_CHECKPOINTER_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/signing.h"
+#include "server/store/notice_store.h"
+
+namespace caseway::server {
+
+// Checkpointer signs a C2SP checkpoint of the committed log every `interval` while it grows, and
+// only after checking that the new tree is consistent with the last signed checkpoint: it never
+// signs a checkpoint that contradicts an earlier one.
+// Concurrency: own thread; SignNow() is thread-safe. Lifetime: `store` outlives it.
+class Checkpointer {
+ public:
+  Checkpointer(NoticeStore* store, std::shared_ptr<const common::SigningKey> key,
+               std::string name, absl::Duration interval);
+  ~Checkpointer();
+  void Start();
+  void Stop();
+  // SignNow signs a checkpoint of the current log if it grew. FAILED_PRECONDITION (and nothing
+  // signed) when the log is inconsistent with the last checkpoint.
+  absl::Status SignNow();
+
+ private:
+  NoticeStore* const store_;
+  const std::shared_ptr<const common::SigningKey> key_;
+  const std::string name_;
+  const absl::Duration interval_;
+  absl::Mutex sign_mu_;  // one signer at a time
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace caseway::server
+
+#endif  // CASEWAY_SERVER_LOG_CHECKPOINTER_H_

@@ -1,0 +1,144 @@
+#include "server/log/exchange_log_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/log.h"
+#include "common/signing.h"
+
+namespace caseway::server {
+
+using common::ToGrpcStatus;
+
+namespace {
+
+constexpr uint64_t kMaxEntriesPerCall = 1000;
+
+grpc::Status Disabled() {
+  return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                      "the exchange log is disabled on this node");
+}
+
+}  // namespace
+
+ExchangeLogService::ExchangeLogService(NoticeStore* store, const Authorizer* authz,
+                                       Signatures signatures)
+    : store_(store), authz_(authz), signatures_(std::move(signatures)) {}
+
+grpc::Status ExchangeLogService::GetCheckpoint(grpc::ServerContext* ctx,
+                                               const v1::GetCheckpointRequest*,
+                                               v1::CheckpointResponse* resp) {
+  if (auto id = authz_->Check(*ctx, Rpc::kLogCheckpoint); !id.ok()) return ToGrpcStatus(id.status());
+  if (!store_->log_enabled()) return Disabled();
+  auto c = store_->LatestCheckpoint();
+  if (!c.ok()) return ToGrpcStatus(c.status());
+  std::string note = c->note;
+  for (const auto& line : c->cosignatures) note += line;
+  resp->set_note(note);
+  resp->set_size(c->size);
+  resp->set_root(c->root);
+  return grpc::Status::OK;
+}
+
+grpc::Status ExchangeLogService::GetEntries(grpc::ServerContext* ctx,
+                                            const v1::GetEntriesRequest* req,
+                                            v1::GetEntriesResponse* resp) {
+  if (auto id = authz_->Check(*ctx, Rpc::kLogAudit); !id.ok()) return ToGrpcStatus(id.status());
+  if (!store_->log_enabled()) return Disabled();
+  const uint64_t size = store_->LogHead().first;
+  if (req->start() >= size) {
+    return grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
+                        absl::StrCat("start: ", req->start(), " is not below the log size ", size));
+  }
+  if (req->end() <= req->start()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "end: must be greater than start");
+  }
+  const uint64_t end = std::min({req->end(), size, req->start() + kMaxEntriesPerCall});
+  auto entries = store_->ReadEntries(req->start(), end);
+  if (!entries.ok()) return ToGrpcStatus(entries.status());
+  resp->set_start(req->start());
+  for (auto& e : *entries) resp->add_entries(std::move(e));
+  return grpc::Status::OK;
+}
+
+grpc::Status ExchangeLogService::GetInclusionProof(grpc::ServerContext* ctx,
+                                                   const v1::GetInclusionProofRequest* req,
+                                                   v1::ProofResponse* resp) {
+  if (auto id = authz_->Check(*ctx, Rpc::kLogAudit); !id.ok()) return ToGrpcStatus(id.status());
+  if (!store_->log_enabled()) return Disabled();
+  auto proof = store_->InclusionProof(req->index(), req->tree_size());
+  if (!proof.ok()) return ToGrpcStatus(proof.status());
+  for (auto& h : *proof) resp->add_hashes(std::move(h));
+  return grpc::Status::OK;
+}
+
+grpc::Status ExchangeLogService::GetConsistencyProof(grpc::ServerContext* ctx,
+                                                     const v1::GetConsistencyProofRequest* req,
+                                                     v1::ProofResponse* resp) {
+  if (auto id = authz_->Check(*ctx, Rpc::kLogCheckpoint); !id.ok()) return ToGrpcStatus(id.status());
+  if (!store_->log_enabled()) return Disabled();
+  auto proof = store_->ConsistencyProof(req->first(), req->second());
+  if (!proof.ok()) return ToGrpcStatus(proof.status());
+  for (auto& h : *proof) resp->add_hashes(std::move(h));
+  return grpc::Status::OK;
+}
+
+grpc::Status ExchangeLogService::GetEvidence(grpc::ServerContext* ctx,
+                                             const v1::GetEvidenceRequest* req,
+                                             v1::GetEvidenceResponse* resp) {
+  if (auto id = authz_->Check(*ctx, Rpc::kLogAudit); !id.ok()) return ToGrpcStatus(id.status());
+  if (!store_->log_enabled()) return Disabled();
+  std::vector<v1::Evidence::Kind> kinds;
+  switch (req->direction()) {
+    case v1::GetEvidenceRequest::DIRECTION_OUTBOUND:
+      kinds = {v1::Evidence::KIND_MANIFEST_SENT, v1::Evidence::KIND_RECEIPT_RECEIVED};
+      break;
+    case v1::GetEvidenceRequest::DIRECTION_INBOUND:
+      kinds = {v1::Evidence::KIND_MANIFEST_RECEIVED, v1::Evidence::KIND_RECEIPT_SENT};
+      break;
+    default:
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "direction: required (must not be DIRECTION_UNSPECIFIED)");
+  }
+  auto evidence = store_->ReadEvidence(req->peer(), kinds);
+  if (!evidence.ok()) return ToGrpcStatus(evidence.status());
+  for (auto& e : *evidence) *resp->add_evidence() = std::move(e);
+  return grpc::Status::OK;
+}
+
+grpc::Status ExchangeLogService::AddCosignature(grpc::ServerContext* ctx,
+                                                const v1::AddCosignatureRequest* req,
+                                                v1::AddCosignatureResponse*) {
+  auto id = authz_->Check(*ctx, Rpc::kLogCosign);
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  if (!store_->log_enabled()) return Disabled();
+  auto note = common::ParseNote(req->note());
+  if (!note.ok()) return ToGrpcStatus(note.status());
+  auto body = common::ParseCheckpointBody(note->body);
+  if (!body.ok()) return ToGrpcStatus(body.status());
+  auto ours = store_->CheckpointAt(body->size);
+  if (!ours.ok()) return ToGrpcStatus(ours.status());
+  if (ours->note.compare(0, note->body.size(), note->body) != 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "note: not this node's checkpoint of that size");
+  }
+  const common::Directory& dir = *signatures_.directory;
+  const std::string witness = dir.NoteName(id->jurisdiction);
+  auto key = dir.Key(id->jurisdiction);
+  if (!key.ok()) return ToGrpcStatus(key.status());
+  absl::Status verified = common::VerifyNote(*note, witness, *key);
+  if (!verified.ok()) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        absl::StrCat("note: no valid signature of ", witness));
+  }
+  for (const auto& s : note->signatures) {
+    if (s.name == witness && s.key_hash == common::NoteKeyHash(witness, *key)) {
+      common::Note one{note->body, {s}};
+      std::string text = common::FormatNote(one);
+      std::string line = text.substr(note->body.size() + 1);
+      return ToGrpcStatus(store_->AddCosignature(body->size, witness, line));
+    }
+  }
+  return grpc::Status(grpc::StatusCode::INTERNAL, "verified signature line not found");
+}
+
+}  // namespace caseway::server

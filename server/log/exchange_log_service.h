@@ -1,0 +1,42 @@
+// ExchangeLogService: serves the exchange log to auditors and witnessing peers.
+#ifndef CASEWAY_SERVER_LOG_EXCHANGE_LOG_SERVICE_H_
+#define CASEWAY_SERVER_LOG_EXCHANGE_LOG_SERVICE_H_
+
+#include "caseway/v1/exchange_log.grpc.pb.h"
+#include "server/authz.h"
+#include "server/exchange/peer_exchange_service.h"
+#include "server/store/notice_store.h"
+
+namespace caseway::server {
+
+// ExchangeLogService answers from committed state only: entries, proofs and checkpoints never
+// show anything that a crash could take back. Thread-safe. `store` outlives it.
+class ExchangeLogService final : public caseway::v1::ExchangeLog::Service {
+ public:
+  ExchangeLogService(NoticeStore* store, const Authorizer* authz, Signatures signatures);
+
+  grpc::Status GetCheckpoint(grpc::ServerContext* ctx, const caseway::v1::GetCheckpointRequest* req,
+                             caseway::v1::CheckpointResponse* resp) override;
+  grpc::Status GetEntries(grpc::ServerContext* ctx, const caseway::v1::GetEntriesRequest* req,
+                          caseway::v1::GetEntriesResponse* resp) override;
+  grpc::Status GetInclusionProof(grpc::ServerContext* ctx,
+                                 const caseway::v1::GetInclusionProofRequest* req,
+                                 caseway::v1::ProofResponse* resp) override;
+  grpc::Status GetConsistencyProof(grpc::ServerContext* ctx,
+                                   const caseway::v1::GetConsistencyProofRequest* req,
+                                   caseway::v1::ProofResponse* resp) override;
+  grpc::Status GetEvidence(grpc::ServerContext* ctx, const caseway::v1::GetEvidenceRequest* req,
+                           caseway::v1::GetEvidenceResponse* resp) override;
+  grpc::Status AddCosignature(grpc::ServerContext* ctx,
+                              const caseway::v1::AddCosignatureRequest* req,
+                              caseway::v1::AddCosignatureResponse* resp) override;
+
+ private:
+  NoticeStore* const store_;
+  const Authorizer* const authz_;
+  const Signatures signatures_;
+};
+
+}  // namespace caseway::server
+
+#endif  // CASEWAY_SERVER_LOG_EXCHANGE_LOG_SERVICE_H_

@@ -1,0 +1,124 @@
+#include "server/log/witness.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/log.h"
+#include "common/merkle.h"
+#include "common/status_macros.h"
+
+namespace caseway::server {
+
+using common::Log;
+using common::LogLevel;
+using google::protobuf::util::TimeUtil;
+
+Witness::Witness(const v1::NodeConfig& config, std::shared_ptr<grpc::ChannelCredentials> creds,
+                 NoticeStore* store, Signatures signatures)
+    : self_(config.jurisdiction()),
+      interval_(absl::Milliseconds(
+          TimeUtil::DurationToMilliseconds(config.exchange_log().witness_interval()))),
+      store_(store),
+      signatures_(std::move(signatures)) {
+  for (const auto& peer : config.peers()) {
+    stubs_[peer.jurisdiction()] =
+        v1::ExchangeLog::NewStub(grpc::CreateChannel(peer.address(), creds));
+  }
+}
+
+Witness::~Witness() { Stop(); }
+
+void Witness::Start() {
+  thread_ = std::thread([this] {
+    absl::MutexLock lock(&mu_);
+    while (!stopping_) {
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval_);
+      if (stopping_) break;
+      mu_.Unlock();
+      for (const auto& [peer, stub] : stubs_) {
+        absl::Status s = WitnessPeer(peer);
+        if (s.code() == absl::StatusCode::kFailedPrecondition) {
+          Log(LogLevel::kError, "peer checkpoint refused", {{"peer", peer}, {"status", s.ToString()}});
+        } else if (!s.ok()) {
+          Log(LogLevel::kDebug, "witnessing skipped", {{"peer", peer}, {"status", s.ToString()}});
+        }
+      }
+      mu_.Lock();
+    }
+  });
+}
+
+void Witness::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::Status Witness::WitnessPeer(const std::string& peer) {
+  v1::ExchangeLog::Stub* stub = stubs_.at(peer).get();
+  auto deadline = [] { return std::chrono::system_clock::now() + std::chrono::seconds(5); };
+  v1::CheckpointResponse checkpoint;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline());
+    RETURN_IF_ERROR(common::FromGrpcStatus(
+        stub->GetCheckpoint(&ctx, v1::GetCheckpointRequest(), &checkpoint)));
+  }
+  const common::Directory& dir = *signatures_.directory;
+  ASSIGN_OR_RETURN(std::string key, dir.Key(peer));
+  ASSIGN_OR_RETURN(common::Note note, common::ParseNote(checkpoint.note()));
+  absl::Status signed_ok = common::VerifyNote(note, dir.NoteName(peer), key);
+  if (!signed_ok.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint signature of ", peer, ": ", signed_ok.message()));
+  }
+  ASSIGN_OR_RETURN(common::Checkpoint c, common::ParseCheckpointBody(note.body));
+  if (c.origin != dir.NoteName(peer)) {
+    return absl::FailedPreconditionError(absl::StrCat("checkpoint origin ", c.origin, " is not ",
+                                                      dir.NoteName(peer)));
+  }
+  auto previous = store_->Witnessed(peer);
+  if (previous.ok()) {
+    if (c.size < previous->size) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "fork: ", peer, "'s log shrank from ", previous->size, " to ", c.size, " entries"));
+    }
+    if (c.size == previous->size) {
+      if (c.root != previous->root) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("fork: ", peer, " signed two roots for size ", c.size));
+      }
+      return absl::OkStatus();  // already cosigned
+    }
+    v1::GetConsistencyProofRequest req;
+    req.set_first(previous->size);
+    req.set_second(c.size);
+    v1::ProofResponse proof;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline());
+    RETURN_IF_ERROR(common::FromGrpcStatus(stub->GetConsistencyProof(&ctx, req, &proof)));
+    std::vector<std::string> hashes(proof.hashes().begin(), proof.hashes().end());
+    absl::Status consistent =
+        common::VerifyConsistency(previous->size, c.size, hashes, previous->root, c.root);
+    if (!consistent.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "fork: ", peer, "'s checkpoint ", c.size, " does not extend the one of size ",
+          previous->size, " cosigned earlier: ", consistent.message()));
+    }
+  } else if (previous.status().code() != absl::StatusCode::kNotFound) {
+    return previous.status();
+  }
+  RETURN_IF_ERROR(store_->RecordCosigned(peer, c, note.body));
+  v1::AddCosignatureRequest add;
+  add.set_note(note.body + "\n" +
+               common::SignNoteLine(note.body, dir.NoteName(self_), *signatures_.key));
+  v1::AddCosignatureResponse added;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(deadline());
+  return common::FromGrpcStatus(stub->AddCosignature(&ctx, add, &added));
+}
+
+}  // namespace caseway::server

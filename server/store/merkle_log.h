@@ -1,0 +1,65 @@
+// MerkleLog: the exchange log's leaves and perfect-subtree nodes in SQLite, with its frontier kept
+// in memory in step with the writer's transactions.
+#ifndef CASEWAY_SERVER_STORE_MERKLE_LOG_H_
+#define CASEWAY_SERVER_STORE_MERKLE_LOG_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/merkle.h"
+#include "server/store/commit_queue.h"
+#include "server/store/sqlite.h"
+
+namespace caseway::server {
+
+// MerkleLog appends exact entry bytes as leaves (table log_leaf) and stores every completed
+// perfect subtree root (table log_node), so the root is kept incrementally and any proof is a
+// handful of lookups.
+//
+// Operation: Append() runs inside a writer transaction; the working frontier follows savepoint
+// rollbacks and is published as the committed frontier only on COMMIT.
+// Concurrency: Append/Next* on the writer thread only; Committed() from any thread.
+// Limitations: leaves are never deleted (no retention yet).
+class MerkleLog : public TxnParticipant {
+ public:
+  // Load rebuilds the frontier from the stored perfect subtrees. INTERNAL when rows are missing.
+  static absl::StatusOr<std::unique_ptr<MerkleLog>> Load(sqlite3* writer_db);
+
+  // NextIndex is the index the next Append gets (writer thread).
+  uint64_t NextIndex() const { return working_.size(); }
+  // Append stores `entry` as the next leaf and returns its index (writer thread, in a txn).
+  absl::StatusOr<uint64_t> Append(const std::string& entry);
+
+  // Committed returns the size and root of the committed tree.
+  std::pair<uint64_t, std::string> Committed();
+
+  void OnBegin() override { working_ = committed_copy_; }
+  void OnOpBegin() override { op_snapshot_ = working_; }
+  void OnOpRollback() override { working_ = op_snapshot_; }
+  void OnCommit() override;
+  void OnAbort() override { working_ = committed_copy_; }
+
+  // PerfectSubtreeHash reads a stored perfect subtree root [begin, end) from `db` (any
+  // connection). NOT_FOUND when it is not stored (beyond the committed tree).
+  static absl::StatusOr<std::string> PerfectSubtreeHash(sqlite3* db, uint64_t begin, uint64_t end);
+
+ private:
+  explicit MerkleLog(sqlite3* db);
+
+  Stmt insert_leaf_;
+  Stmt insert_node_;
+  common::MerkleFrontier working_;        // writer thread
+  common::MerkleFrontier op_snapshot_;    // writer thread
+  common::MerkleFrontier committed_copy_; // writer thread
+  absl::Mutex mu_;
+  common::MerkleFrontier committed_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace caseway::server
+
+#endif  // CASEWAY_SERVER_STORE_MERKLE_LOG_H_

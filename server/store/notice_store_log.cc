@@ -1,0 +1,386 @@
+// NoticeStore: the exchange log part (entries, evidence, checkpoints, witnessing).
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/util/time_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/digest.h"
+#include "common/fault.h"
+#include "common/status_macros.h"
+#include "server/store/notice_store.h"
+#include "server/store/statements.h"
+
+namespace caseway::server {
+
+using google::protobuf::util::TimeUtil;
+
+void NoticeStore::PrepareLogStatements(sqlite3* db) {
+  log_stmts_ = std::make_unique<LogStatements>(db);
+}
+
+// Defined here, where LogStatements is complete. The queue goes first: its thread uses the
+// statements and the Merkle log.
+NoticeStore::~NoticeStore() { queue_.reset(); }
+
+namespace {
+
+absl::Status RunToEnd(Stmt& s, absl::string_view what) {
+  while (s.Step()) {
+  }
+  absl::Status st = s.status(what);
+  s.Reset();
+  return st;
+}
+
+std::string Deterministic(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::io::StringOutputStream sink(&out);
+  google::protobuf::io::CodedOutputStream coded(&sink);
+  coded.SetSerializationDeterministic(true);
+  m.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return out;
+}
+
+}  // namespace
+
+template <typename Fn>
+auto NoticeStore::ReadOnly(Fn fn) -> decltype(fn(static_cast<sqlite3*>(nullptr))) {
+  auto db = AcquireReader();
+  if (!db.ok()) return db.status();
+  auto result = fn((*db)->get());
+  ReleaseReader(std::move(*db));
+  return result;
+}
+
+absl::StatusOr<uint64_t> NoticeStore::AppendEntry(v1::LogEntry& entry) {
+  entry.set_version(1);
+  entry.set_index(log_->NextIndex());
+  *entry.mutable_time() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(absl::Now()));
+  return log_->Append(Deterministic(entry));
+}
+
+absl::Status NoticeStore::InsertEvidence(v1::Evidence::Kind kind, const std::string& peer,
+                                         uint64_t first_seq, uint64_t last_seq,
+                                         const std::string& digest, const v1::Signed& signed_message,
+                                         uint64_t log_index) {
+  Stmt& s = log_stmts_->insert_evidence;
+  s.Bind(1, int64_t{kind})
+      .Bind(2, peer)
+      .Bind(3, static_cast<int64_t>(first_seq))
+      .Bind(4, static_cast<int64_t>(last_seq))
+      .BindBlob(5, digest)
+      .BindBlob(6, signed_message.message())
+      .BindBlob(7, signed_message.signature())
+      .Bind(8, static_cast<int64_t>(log_index));
+  return RunToEnd(s, "insert evidence");
+}
+
+absl::StatusOr<std::optional<v1::Signed>> NoticeStore::LogReceived(const std::string& origin,
+                                                                   const v1::Batch& batch,
+                                                                   int64_t now_micros) {
+  const uint64_t first = batch.first_seq();
+  const uint64_t last = first + batch.entries_size() - 1;
+  const std::string manifest_digest = common::Sha256(batch.manifest().message());
+  v1::LogEntry entry;
+  entry.set_kind(v1::LogEntry::KIND_RECEIVED);
+  entry.set_peer(origin);
+  entry.set_digest(manifest_digest);
+  entry.set_first_seq(first);
+  entry.set_last_seq(last);
+  uint64_t index = 0;
+  // Test faults: a receiver that omits or duplicates its RECEIVED entry.
+  if (!common::FaultHits("omit_received_log", first, last)) {
+    ASSIGN_OR_RETURN(index, AppendEntry(entry));
+    if (common::FaultHits("duplicate_received_log", first, last)) {
+      v1::LogEntry again = entry;
+      RETURN_IF_ERROR(AppendEntry(again).status());
+    }
+  }
+  RETURN_IF_ERROR(InsertEvidence(v1::Evidence::KIND_MANIFEST_RECEIVED, origin, first, last,
+                                 manifest_digest, batch.manifest(), index));
+  if (common::FaultHits("forge_received", first, last)) {
+    // Claims a batch the origin never signed: auditors must classify it UNSUPPORTED.
+    v1::BatchManifest fake;
+    fake.set_origin(origin);
+    fake.set_destination(options_.self);
+    fake.set_first_seq(last + 1000);
+    fake.set_last_seq(last + 1000);
+    fake.add_digests(common::Sha256("forged"));
+    v1::Signed forged;
+    forged.set_message(Deterministic(fake));
+    forged.set_signature(std::string(64, '\x42'));
+    forged.set_signer(origin);
+    v1::LogEntry e;
+    e.set_kind(v1::LogEntry::KIND_RECEIVED);
+    e.set_peer(origin);
+    e.set_digest(common::Sha256(forged.message()));
+    e.set_first_seq(last + 1000);
+    e.set_last_seq(last + 1000);
+    ASSIGN_OR_RETURN(uint64_t forged_index, AppendEntry(e));
+    RETURN_IF_ERROR(InsertEvidence(v1::Evidence::KIND_MANIFEST_RECEIVED, origin, last + 1000,
+                                   last + 1000, e.digest(), forged, forged_index));
+  }
+  if (common::FaultHits("drop_receipt", first, last)) return std::optional<v1::Signed>();
+  v1::Receipt receipt;
+  receipt.set_receiver(options_.self);
+  receipt.set_origin(origin);
+  receipt.set_manifest_digest(manifest_digest);
+  receipt.set_first_seq(first);
+  receipt.set_last_seq(last);
+  receipt.set_log_index(index);
+  *receipt.mutable_received_at() = TimeUtil::MicrosecondsToTimestamp(now_micros);
+  v1::Signed signed_receipt;
+  signed_receipt.set_message(Deterministic(receipt));
+  signed_receipt.set_signature(
+      options_.signing_key->Sign(common::kReceiptContext, signed_receipt.message()));
+  signed_receipt.set_signer(options_.self);
+  RETURN_IF_ERROR(InsertEvidence(v1::Evidence::KIND_RECEIPT_SENT, origin, first, last,
+                                 common::Sha256(signed_receipt.message()), signed_receipt, index));
+  return std::optional<v1::Signed>(signed_receipt);
+}
+
+absl::Status NoticeStore::RecordSent(const std::string& destination, const v1::BatchManifest& m,
+                                     const v1::Signed& signed_manifest) {
+  if (!options_.log_enabled) return absl::OkStatus();
+  return queue_->Run([&](sqlite3*) -> absl::Status {
+    v1::LogEntry entry;
+    entry.set_kind(v1::LogEntry::KIND_SENT);
+    entry.set_peer(destination);
+    entry.set_digest(common::Sha256(signed_manifest.message()));
+    entry.set_first_seq(m.first_seq());
+    entry.set_last_seq(m.last_seq());
+    ASSIGN_OR_RETURN(uint64_t index, AppendEntry(entry));
+    return InsertEvidence(v1::Evidence::KIND_MANIFEST_SENT, destination, m.first_seq(),
+                          m.last_seq(), entry.digest(), signed_manifest, index);
+  });
+}
+
+absl::StatusOr<std::string> NoticeStore::SentManifestDigest(const std::string& destination,
+                                                            uint64_t first_seq, uint64_t last_seq) {
+  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::string> {
+    Stmt s(db,
+           "SELECT digest FROM evidence WHERE peer = ? AND kind = ? AND first_seq = ? AND "
+           "last_seq = ? ORDER BY id DESC LIMIT 1");
+    s.Bind(1, destination)
+        .Bind(2, int64_t{v1::Evidence::KIND_MANIFEST_SENT})
+        .Bind(3, static_cast<int64_t>(first_seq))
+        .Bind(4, static_cast<int64_t>(last_seq));
+    if (s.Step()) return std::string(s.Blob(0));
+    RETURN_IF_ERROR(s.status("find sent manifest"));
+    return absl::NotFoundError(absl::StrCat("no manifest sent to ", destination, " for ",
+                                            first_seq, "..", last_seq));
+  });
+}
+
+absl::Status NoticeStore::RecordReceipt(const std::string& destination, const v1::Receipt& receipt,
+                                        const v1::Signed& signed_receipt) {
+  std::map<std::string, ChannelState> changes;
+  changes[destination].acked = receipt.last_seq();
+  return queue_->Run(
+      [&](sqlite3*) -> absl::Status {
+        v1::LogEntry entry;
+        entry.set_kind(v1::LogEntry::KIND_RECEIPT_RECEIVED);
+        entry.set_peer(destination);
+        entry.set_digest(receipt.manifest_digest());
+        entry.set_first_seq(receipt.first_seq());
+        entry.set_last_seq(receipt.last_seq());
+        entry.set_receipt_digest(common::Sha256(signed_receipt.message()));
+        entry.set_peer_log_index(receipt.log_index());
+        ASSIGN_OR_RETURN(uint64_t index, AppendEntry(entry));
+        RETURN_IF_ERROR(InsertEvidence(v1::Evidence::KIND_RECEIPT_RECEIVED, destination,
+                                       receipt.first_seq(), receipt.last_seq(),
+                                       entry.receipt_digest(), signed_receipt, index));
+        Stmt& s = log_stmts_->raise_acked;
+        s.Bind(1, static_cast<int64_t>(receipt.last_seq()))
+            .Bind(2, destination)
+            .Bind(3, static_cast<int64_t>(receipt.last_seq()));
+        return RunToEnd(s, "raise acked");
+      },
+      [&] { Committed(changes); });
+}
+
+absl::StatusOr<std::vector<std::pair<uint64_t, v1::Signed>>> NoticeStore::ReceiptsSent(
+    const std::string& origin, uint64_t after) {
+  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<std::pair<uint64_t, v1::Signed>>> {
+    std::vector<std::pair<uint64_t, v1::Signed>> out;
+    Stmt s(db,
+           "SELECT last_seq, message, signature FROM evidence WHERE peer = ? AND kind = ? AND "
+           "last_seq > ? ORDER BY last_seq");
+    s.Bind(1, origin).Bind(2, int64_t{v1::Evidence::KIND_RECEIPT_SENT}).Bind(3, static_cast<int64_t>(after));
+    while (s.Step()) {
+      v1::Signed signed_receipt;
+      signed_receipt.set_message(std::string(s.Blob(1)));
+      signed_receipt.set_signature(std::string(s.Blob(2)));
+      signed_receipt.set_signer(options_.self);
+      out.emplace_back(s.Int(0), std::move(signed_receipt));
+    }
+    RETURN_IF_ERROR(s.status("read receipts sent"));
+    return out;
+  });
+}
+
+std::pair<uint64_t, std::string> NoticeStore::LogHead() { return log_->Committed(); }
+
+absl::StatusOr<std::vector<std::string>> NoticeStore::ReadEntries(uint64_t start, uint64_t end) {
+  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<std::string>> {
+    std::vector<std::string> out;
+    Stmt s(db, "SELECT idx, bytes FROM log_leaf WHERE idx >= ? AND idx < ? ORDER BY idx");
+    s.Bind(1, static_cast<int64_t>(start)).Bind(2, static_cast<int64_t>(end));
+    while (s.Step()) {
+      if (static_cast<uint64_t>(s.Int(0)) != start + out.size()) {
+        return absl::DataLossError(absl::StrCat("exchange log: entry ", start + out.size(),
+                                                " is missing"));
+      }
+      out.emplace_back(s.Blob(1));
+    }
+    RETURN_IF_ERROR(s.status("read log entries"));
+    return out;
+  });
+}
+
+absl::StatusOr<std::vector<std::string>> NoticeStore::InclusionProof(uint64_t index,
+                                                                     uint64_t tree_size) {
+  if (tree_size > LogHead().first) {
+    return absl::OutOfRangeError(absl::StrCat("tree_size: ", tree_size, " is beyond the log size ",
+                                              LogHead().first));
+  }
+  if (index >= tree_size) {
+    return absl::OutOfRangeError(
+        absl::StrCat("index: ", index, " is not below tree_size ", tree_size));
+  }
+  return ReadOnly([&](sqlite3* db) {
+    return common::InclusionProof(index, tree_size, [db](uint64_t b, uint64_t e) {
+      return common::SubtreeHash(b, e, [db](uint64_t pb, uint64_t pe) {
+        return MerkleLog::PerfectSubtreeHash(db, pb, pe);
+      });
+    });
+  });
+}
+
+absl::StatusOr<std::vector<std::string>> NoticeStore::ConsistencyProof(uint64_t first,
+                                                                       uint64_t second) {
+  if (second > LogHead().first) {
+    return absl::OutOfRangeError(
+        absl::StrCat("second: ", second, " is beyond the log size ", LogHead().first));
+  }
+  if (first > second) {
+    return absl::InvalidArgumentError(absl::StrCat("first: ", first, " is greater than second ", second));
+  }
+  return ReadOnly([&](sqlite3* db) {
+    return common::ConsistencyProof(first, second, [db](uint64_t b, uint64_t e) {
+      return common::SubtreeHash(b, e, [db](uint64_t pb, uint64_t pe) {
+        return MerkleLog::PerfectSubtreeHash(db, pb, pe);
+      });
+    });
+  });
+}
+
+absl::StatusOr<std::vector<v1::Evidence>> NoticeStore::ReadEvidence(
+    const std::string& peer, const std::vector<v1::Evidence::Kind>& kinds) {
+  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<v1::Evidence>> {
+    std::vector<v1::Evidence> out;
+    Stmt s(db,
+           "SELECT kind, first_seq, last_seq, message, signature, log_index FROM evidence "
+           "WHERE peer = ? ORDER BY id");
+    s.Bind(1, peer);
+    while (s.Step()) {
+      auto kind = static_cast<v1::Evidence::Kind>(s.Int(0));
+      if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) continue;
+      v1::Evidence& e = out.emplace_back();
+      e.set_kind(kind);
+      e.set_first_seq(s.Int(1));
+      e.set_last_seq(s.Int(2));
+      e.mutable_signed_()->set_message(std::string(s.Blob(3)));
+      e.mutable_signed_()->set_signature(std::string(s.Blob(4)));
+      const bool ours = kind == v1::Evidence::KIND_MANIFEST_SENT ||
+                        kind == v1::Evidence::KIND_RECEIPT_SENT;
+      e.mutable_signed_()->set_signer(ours ? options_.self : peer);
+      e.set_log_index(s.Int(5));
+    }
+    RETURN_IF_ERROR(s.status("read evidence"));
+    return out;
+  });
+}
+
+absl::Status NoticeStore::StoreCheckpoint(const StoredCheckpoint& c) {
+  return queue_->Run([&](sqlite3*) {
+    Stmt& s = log_stmts_->insert_checkpoint;
+    s.Bind(1, static_cast<int64_t>(c.size))
+        .BindBlob(2, c.root)
+        .BindBlob(3, c.note)
+        .Bind(4, absl::ToUnixMicros(absl::Now()));
+    return RunToEnd(s, "insert checkpoint");
+  });
+}
+
+absl::StatusOr<StoredCheckpoint> NoticeStore::CheckpointAt(uint64_t size) {
+  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<StoredCheckpoint> {
+    StoredCheckpoint c;
+    {
+      Stmt s(db,
+             size == UINT64_MAX
+                 ? "SELECT size, root, note FROM checkpoint WHERE size >= ? ORDER BY size DESC LIMIT 1"
+                 : "SELECT size, root, note FROM checkpoint WHERE size = ?");
+      s.Bind(1, size == UINT64_MAX ? int64_t{0} : static_cast<int64_t>(size));
+      if (!s.Step()) {
+        RETURN_IF_ERROR(s.status("read checkpoint"));
+        return absl::NotFoundError("no checkpoint signed yet");
+      }
+      c.size = s.Int(0);
+      c.root = std::string(s.Blob(1));
+      c.note = std::string(s.Blob(2));
+    }
+    Stmt s(db, "SELECT line FROM cosignature WHERE size = ? ORDER BY witness");
+    s.Bind(1, static_cast<int64_t>(c.size));
+    while (s.Step()) c.cosignatures.emplace_back(s.Blob(0));
+    RETURN_IF_ERROR(s.status("read cosignatures"));
+    return c;
+  });
+}
+
+absl::StatusOr<StoredCheckpoint> NoticeStore::LatestCheckpoint() { return CheckpointAt(UINT64_MAX); }
+
+absl::Status NoticeStore::AddCosignature(uint64_t size, const std::string& witness,
+                                         const std::string& line) {
+  return queue_->Run([&](sqlite3*) {
+    Stmt& s = log_stmts_->insert_cosignature;
+    s.Bind(1, static_cast<int64_t>(size)).Bind(2, witness).BindBlob(3, line);
+    return RunToEnd(s, "insert cosignature");
+  });
+}
+
+absl::StatusOr<common::Checkpoint> NoticeStore::Witnessed(const std::string& peer) {
+  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<common::Checkpoint> {
+    Stmt s(db, "SELECT size, root FROM witnessed WHERE peer = ?");
+    s.Bind(1, peer);
+    if (!s.Step()) {
+      RETURN_IF_ERROR(s.status("read witnessed"));
+      return absl::NotFoundError(absl::StrCat("no checkpoint of ", peer, " witnessed yet"));
+    }
+    common::Checkpoint c;
+    c.size = s.Int(0);
+    c.root = std::string(s.Blob(1));
+    return c;
+  });
+}
+
+absl::Status NoticeStore::RecordCosigned(const std::string& peer, const common::Checkpoint& c,
+                                         const std::string& note_body) {
+  return queue_->Run([&](sqlite3*) -> absl::Status {
+    v1::LogEntry entry;
+    entry.set_kind(v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED);
+    entry.set_peer(peer);
+    entry.set_peer_checkpoint(note_body);
+    entry.set_first_seq(0);
+    entry.set_last_seq(c.size);
+    entry.set_digest(c.root);
+    RETURN_IF_ERROR(AppendEntry(entry).status());
+    Stmt& s = log_stmts_->upsert_witnessed;
+    s.Bind(1, peer).Bind(2, static_cast<int64_t>(c.size)).BindBlob(3, c.root).BindBlob(4, note_body);
+    return RunToEnd(s, "record witnessed");
+  });
+}
+
+}  // namespace caseway::server

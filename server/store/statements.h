@@ -1,0 +1,62 @@
+// The prepared statements of NoticeStore's writer connection (private to notice_store*.cc).
+#ifndef CASEWAY_SERVER_STORE_STATEMENTS_H_
+#define CASEWAY_SERVER_STORE_STATEMENTS_H_
+
+#include "common/status_macros.h"
+#include "server/store/notice_store.h"
+#include "server/store/sqlite.h"
+
+namespace caseway::server {
+
+// WriterStatements are prepared once on the writer connection and used only by its thread.
+struct NoticeStore::WriterStatements {
+  explicit WriterStatements(sqlite3* db)
+      : find_notice(db, "SELECT digest FROM notice WHERE notice_id = ?"),
+        find_entry(db, "SELECT seq FROM channel_entry WHERE notice_id = ? AND destination = ?"),
+        insert_notice(db, "INSERT INTO notice(notice_id, digest, bytes, published_at) "
+                          "VALUES(?, ?, ?, ?)"),
+        head(db, "SELECT head FROM channel WHERE destination = ?"),
+        upsert_head(db, "INSERT INTO channel(destination, head) VALUES(?, ?) "
+                        "ON CONFLICT(destination) DO UPDATE SET head = excluded.head"),
+        insert_entry(db, "INSERT INTO channel_entry(destination, seq, notice_id) VALUES(?, ?, ?)"),
+        ack(db, "UPDATE channel SET acked = ? WHERE destination = ? AND acked < ?"),
+        cursor(db, "SELECT seq FROM cursor WHERE origin = ?"),
+        upsert_cursor(db, "INSERT INTO cursor(origin, seq) VALUES(?, ?) "
+                          "ON CONFLICT(origin) DO UPDATE SET seq = excluded.seq"),
+        insert_inbox(db, "INSERT INTO inbox(origin, channel_seq, notice_id, bytes, received_at) "
+                         "VALUES(?, ?, ?, ?, ?)"),
+        ack_inbox(db, "UPDATE inbox SET acked_at = ? WHERE inbox_seq = ? AND acked_at IS NULL"),
+        inbox_exists(db, "SELECT 1 FROM inbox WHERE inbox_seq = ?") {}
+
+  absl::Status Check() const {
+    for (const Stmt* s : {&find_notice, &find_entry, &insert_notice, &head, &upsert_head,
+                          &insert_entry, &ack, &cursor, &upsert_cursor, &insert_inbox, &ack_inbox,
+                          &inbox_exists}) {
+      RETURN_IF_ERROR(s->status("prepare writer statement"));
+    }
+    return absl::OkStatus();
+  }
+
+  Stmt find_notice, find_entry, insert_notice, head, upsert_head, insert_entry, ack, cursor,
+      upsert_cursor, insert_inbox, ack_inbox, inbox_exists;
+};
+
+// LogStatements are prepared on the writer connection and used only by its thread.
+struct NoticeStore::LogStatements {
+  explicit LogStatements(sqlite3* db)
+      : insert_evidence(db,
+                        "INSERT INTO evidence(kind, peer, first_seq, last_seq, digest, message, "
+                        "signature, log_index) VALUES(?, ?, ?, ?, ?, ?, ?, ?)"),
+        raise_acked(db, "UPDATE channel SET acked = ? WHERE destination = ? AND acked < ?"),
+        insert_checkpoint(db, "INSERT OR IGNORE INTO checkpoint(size, root, note, created_at) "
+                              "VALUES(?, ?, ?, ?)"),
+        insert_cosignature(db, "INSERT OR REPLACE INTO cosignature(size, witness, line) "
+                               "VALUES(?, ?, ?)"),
+        upsert_witnessed(db, "INSERT OR REPLACE INTO witnessed(peer, size, root, note) "
+                             "VALUES(?, ?, ?, ?)") {}
+  Stmt insert_evidence, raise_acked, insert_checkpoint, insert_cosignature, upsert_witnessed;
+};
+
+}  // namespace caseway::server
+
+#endif  // CASEWAY_SERVER_STORE_STATEMENTS_H_
