@@ -55,7 +55,11 @@ void Log(LogLevel level, absl::string_view message, std::initializer_list<LogFie
     line += "}\n";
   } else {
     line = absl::StrCat(ts, " ", LevelName(level), " ", message);
-    for (const auto& [k, v] : fields) absl::StrAppend(&line, " ", k, "=", v);
+    for (const auto& [k, v] : fields) {
+      // Quote values that could be mistaken for more fields or lines (peer-supplied text).
+      bool plain = !v.empty() && v.find_first_of(" \"=\n\r\t") == std::string::npos;
+      absl::StrAppend(&line, " ", k, "=", plain ? v : JsonQuote(v));
+    }
     line.push_back('\n');
   }
   std::lock_guard<std::mutex> lock(g_mu);

@@ -83,6 +83,15 @@ TEST_F(BadInputTest, OriginOtherThanTheNodeIsRefused) {
   ExpectNothingStored();
 }
 
+TEST_F(BadInputTest, UnknownFieldsAreRefusedNotForwarded) {
+  v1::Notice n = SampleNotice("u-1", {"440305"});
+  n.mutable_subject()->GetReflection()->MutableUnknownFields(n.mutable_subject())->AddVarint(99, 1);
+  EXPECT_THAT(client_->Publish(n),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("notice.subject: unknown field")));
+  ExpectNothingStored();
+}
+
 TEST_F(BadInputTest, OversizedMessageIsResourceExhausted) {
   v1::Notice n = SampleNotice("big-1", {"440305"});
   n.mutable_residence_change()->set_residence_address(std::string(100000, 'x'));

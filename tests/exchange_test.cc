@@ -201,6 +201,35 @@ TEST_F(ExchangeTest, StatusReportsHeadsCursorsAndLag) {
       absl::Seconds(10)));
 }
 
+// A consumer may read until caught_up before acking: with exactly `window` items waiting, the
+// window is full when the last is sent, and caught_up must still come.
+TEST_F(ExchangeTest, InboxSignalsCaughtUpWhenTheWindowIsFullAndNothingIsLeft) {
+  StartAll();
+  auto a = node(kA).NewClient();
+  ASSERT_OK(a->PublishBatch({SampleNotice("cu-1", {kB}), SampleNotice("cu-2", {kB})}));
+  ASSERT_TRUE(WaitFor([&] { return node(kB).Count("SELECT count(*) FROM inbox") == 2; },
+                      absl::Seconds(10)));
+  auto b = node(kB).NewClient();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = b->stub()->Inbox(&ctx);
+  v1::InboxRequest start;
+  start.mutable_start()->set_ack(true);
+  start.mutable_start()->set_window(2);
+  ASSERT_TRUE(stream->Write(start));
+  std::vector<uint64_t> seqs;
+  v1::InboxResponse resp;
+  while (stream->Read(&resp) && !resp.has_caught_up()) seqs.push_back(resp.item().inbox_seq());
+  ASSERT_TRUE(resp.has_caught_up()) << "no caught_up after " << seqs.size() << " items";
+  EXPECT_EQ(seqs.size(), 2u);
+  v1::InboxRequest ack;
+  for (uint64_t s : seqs) ack.mutable_ack()->add_inbox_seqs(s);
+  ASSERT_TRUE(stream->Write(ack));
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(node(kB).Count("SELECT count(*) FROM inbox WHERE acked_at IS NULL"), 0);
+}
+
 // The test process acts as node B on a raw PeerExchange stream to check flow control.
 TEST_F(ExchangeTest, OriginStopsAtTheWindowUntilAcked) {
   node(kA).set_extra_yaml("limits:\n  max_batch_notices: 1000\n");

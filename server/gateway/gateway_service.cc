@@ -18,6 +18,34 @@ namespace caseway::server {
 using common::ToGrpcStatus;
 using google::protobuf::util::TimeUtil;
 
+namespace {
+
+// UnknownFieldPath names the first message (by field path) that carries fields this version of
+// the contract does not know, or returns "" when there are none. Such fields would be stored and
+// forwarded unvalidated.
+std::string UnknownFieldPath(const google::protobuf::Message& m, const std::string& prefix = "") {
+  const google::protobuf::Reflection* r = m.GetReflection();
+  if (!r->GetUnknownFields(m).empty()) return prefix.empty() ? "(notice)" : prefix;
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  r->ListFields(m, &fields);
+  for (const auto* f : fields) {
+    if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    std::string path = prefix.empty() ? f->name() : absl::StrCat(prefix, ".", f->name());
+    if (f->is_repeated()) {
+      for (int i = 0; i < r->FieldSize(m, f); ++i) {
+        std::string found = UnknownFieldPath(r->GetRepeatedMessage(m, f, i), absl::StrCat(path, "[", i, "]"));
+        if (!found.empty()) return found;
+      }
+    } else {
+      std::string found = UnknownFieldPath(r->GetMessage(m, f), path);
+      if (!found.empty()) return found;
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
 GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
                                const Authorizer* authz, SubscriptionStatusFn subscriptions,
                                OpenStreamsFn open_streams)
@@ -46,6 +74,10 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
     if (batch && !ids.insert(notices[i].notice_id()).second) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, "notice_id: appears more than once in the batch"));
+    }
+    if (auto unknown = UnknownFieldPath(notices[i]); !unknown.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, unknown, ": unknown field (not in caseway.v1; upgrade the node or drop it)"));
     }
     v1::Notice n = notices[i];
     n.set_origin(jurisdiction_);
@@ -213,7 +245,14 @@ grpc::Status GatewayService::Inbox(
       sent_caught_up = false;
     }
     if (!result.ok()) break;
-    if (rows.empty() && room > 0 && !sent_caught_up) {
+    // Caught up means nothing unsent remains, whether or not the window has room: a consumer
+    // may wait for caught_up before acking.
+    bool nothing_unsent = rows.empty() && room > 0;
+    if (room == 0 && !sent_caught_up) {
+      auto more = store_->ReadInbox(last_sent, 1);
+      nothing_unsent = more.ok() && more->empty();
+    }
+    if (nothing_unsent && !sent_caught_up) {
       v1::InboxResponse resp;
       resp.mutable_caught_up();
       if (!stream->Write(resp)) break;
