@@ -10,7 +10,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "caseway/client/client.h"
+#include "client/audit/auditor.h"
+#include "common/config.h"
+#include "common/directory.h"
+#include "common/tls.h"
 #include "common/digest.h"
 #include "common/json.h"
 
@@ -260,6 +267,194 @@ int RunStatus(const Connection& conn, bool json) {
   return 0;
 }
 
+// ---- caseway audit -------------------------------------------------------------------------
+
+struct AuditFlags {
+  std::string ca, cert, key, directory;
+  std::string state_dir, bundle_dir;
+  std::string grace = "10m";
+  bool progress = false;
+  bool bundle_all = false;
+};
+
+void AddAuditFlags(CLI::App* app, AuditFlags* f, bool needs_connection) {
+  app->add_option("--directory", f->directory,
+                  "federation directory with every node's signing key (deploy/pki.sh directory)")
+      ->required();
+  if (!needs_connection) return;
+  app->add_option("--ca", f->ca, "federation CA certificate (PEM)")->required();
+  app->add_option("--cert", f->cert, "auditor certificate: spiffe://<federation>/auditor/<name>")
+      ->required();
+  app->add_option("--key", f->key, "auditor private key (PEM)")->required();
+  app->add_option("--state-dir", f->state_dir,
+                  "last verified checkpoint per node (default ~/.caseway/audit)");
+  app->add_option("--bundle-dir", f->bundle_dir,
+                  "where evidence bundles go (default ./audit-bundles/<time>)");
+  app->add_flag("--progress", f->progress, "show fetched entry counts on stderr");
+}
+
+absl::StatusOr<std::unique_ptr<caseway::client::audit::Auditor>> MakeAuditor(const AuditFlags& f) {
+  auto dir = caseway::common::Directory::Load(f.directory);
+  if (!dir.ok()) return dir.status();
+  auto creds = caseway::common::ChannelCredentials({f.ca, f.cert, f.key});
+  if (!creds.ok()) return creds.status();
+  caseway::client::audit::AuditOptions o;
+  const char* home = getenv("HOME");
+  o.state_dir = !f.state_dir.empty() ? f.state_dir : std::string(home ? home : ".") + "/.caseway/audit";
+  o.bundle_dir = !f.bundle_dir.empty()
+                     ? f.bundle_dir
+                     : "audit-bundles/" + absl::FormatTime("%Y%m%dT%H%M%S", absl::Now(),
+                                                          absl::LocalTimeZone());
+  if (!absl::ParseDuration(f.grace, &o.grace)) {
+    return absl::InvalidArgumentError("--grace: a duration like 10m or 30s expected");
+  }
+  o.progress = f.progress;
+  o.bundle_all = f.bundle_all;
+  return std::make_unique<caseway::client::audit::Auditor>(o, std::move(*dir), std::move(*creds));
+}
+
+std::string Short(absl::string_view hash) { return caseway::common::ToHex(hash).substr(0, 16); }
+
+// ReportFindings prints findings and writes their bundles; returns how many there were.
+int ReportFindings(caseway::client::audit::Auditor& auditor,
+                   std::vector<caseway::client::audit::Finding>& findings) {
+  for (size_t i = 0; i < findings.size(); ++i) {
+    auto& f = findings[i];
+    auto path = auditor.WriteBundle(f.bundle, absl::StrCat(absl::AsciiStrToLower(f.status), "-",
+                                                            f.bundle.origin(), "-", i));
+    printf("  %s: %s\n    bundle: %s\n", f.status.c_str(), f.detail.c_str(),
+           path.ok() ? path->c_str() : std::string(path.status().message()).c_str());
+  }
+  return static_cast<int>(findings.size());
+}
+
+int PrintVerified(const caseway::client::audit::NodeLog& log) {
+  printf("node %s at %s\n", log.jurisdiction.c_str(), log.address.c_str());
+  printf("  checkpoint: %llu entries, root %s..., signed by %s\n",
+         static_cast<unsigned long long>(log.checkpoint.size), Short(log.checkpoint.root).c_str(),
+         log.jurisdiction.c_str());
+  printf("  cosigned by: %s\n",
+         log.cosigners.empty() ? "(none yet)" : absl::StrJoin(log.cosigners, ", ").c_str());
+  return 0;
+}
+
+int RunAuditVerify(const AuditFlags& flags, const std::string& node) {
+  auto auditor = MakeAuditor(flags);
+  if (!auditor.ok()) {
+    fprintf(stderr, "caseway audit verify: %s\n", std::string(auditor.status().message()).c_str());
+    return 2;
+  }
+  std::vector<caseway::client::audit::Finding> findings;
+  auto log = (*auditor)->Verify(node, &findings);
+  if (!log.ok()) {
+    fprintf(stderr, "caseway audit verify: %s: %s\n", node.c_str(), log.status().ToString().c_str());
+    return 2;
+  }
+  PrintVerified(*log);
+  if (findings.empty()) {
+    printf("  every entry rebuilds the signed root; consistent with the last audit\nOK\n");
+    return 0;
+  }
+  ReportFindings(**auditor, findings);
+  return 1;
+}
+
+int RunAuditReconcile(const AuditFlags& flags, const std::string& a, const std::string& b) {
+  auto auditor = MakeAuditor(flags);
+  if (!auditor.ok()) {
+    fprintf(stderr, "caseway audit reconcile: %s\n",
+            std::string(auditor.status().message()).c_str());
+    return 2;
+  }
+  std::vector<caseway::client::audit::Finding> findings;
+  auto log_a = (*auditor)->Verify(a, &findings);
+  auto log_b = log_a.ok() ? (*auditor)->Verify(b, &findings) : log_a.status();
+  if (!log_a.ok() || !log_b.ok()) {
+    absl::Status s = !log_a.ok() ? log_a.status() : log_b.status();
+    fprintf(stderr, "caseway audit reconcile: %s\n", s.ToString().c_str());
+    return 2;
+  }
+  PrintVerified(*log_a);
+  PrintVerified(*log_b);
+  auto report = (*auditor)->Reconcile(*log_a, *log_b);
+  if (!report.ok()) {
+    fprintf(stderr, "caseway audit reconcile: %s\n", report.status().ToString().c_str());
+    return 2;
+  }
+  for (auto& f : report->findings) findings.push_back(std::move(f));
+  const std::string ab = log_a->jurisdiction + "->" + log_b->jurisdiction;
+  const std::string ba = log_b->jurisdiction + "->" + log_a->jurisdiction;
+  std::map<std::string, std::pair<int, int>> counts;
+  for (const char* st : {"PROVEN", "MATCHED", "CONFLICT", "RECEIVER_OMITTED", "SENDER_OMITTED",
+                         "UNSUPPORTED", "PENDING", "UNDELIVERED", "DUPLICATE"}) {
+    counts[st] = {0, 0};
+  }
+  for (const auto& r : report->rows) {
+    auto& c = counts[r.status];
+    (r.origin == log_a->jurisdiction ? c.first : c.second)++;
+  }
+  printf("\n%-18s %16s %16s %8s\n", "STATUS", ab.c_str(), ba.c_str(), "TOTAL");
+  for (const auto& [st, c] : counts) {
+    printf("%-18s %16d %16d %8d\n", st.c_str(), c.first, c.second, c.first + c.second);
+  }
+  int problems = 0;
+  std::vector<std::string> lines;
+  for (auto& r : report->rows) {
+    if (!caseway::client::audit::IsProblem(r.status) && !flags.bundle_all) continue;
+    std::string path;
+    if (r.bundle.status().size() > 0) {
+      auto written = (*auditor)->WriteBundle(
+          r.bundle, absl::StrCat(absl::AsciiStrToLower(r.status), "-", r.origin, "-",
+                                 r.destination, "-", r.seq, r.notice_id.empty() ? "" : "-",
+                                 r.notice_id));
+      path = written.ok() ? *written : std::string(written.status().message());
+    }
+    if (caseway::client::audit::IsProblem(r.status)) ++problems;
+    lines.push_back(absl::StrFormat("  %-17s %s->%s seq %-6llu %-26s %s\n      bundle: %s",
+                                    r.status, r.origin, r.destination,
+                                    static_cast<unsigned long long>(r.seq), r.notice_id, r.detail,
+                                    path));
+  }
+  if (!lines.empty()) {
+    printf("\n%s:\n", flags.bundle_all ? "Exchanges" : "Findings");
+    for (const auto& l : lines) printf("%s\n", l.c_str());
+  }
+  if (!findings.empty()) {
+    printf("\nLog findings:\n");
+    problems += ReportFindings(**auditor, findings);
+  }
+  printf("\n%s\n", problems == 0 ? "OK: every exchange matched (PENDING ones are within --grace)"
+                                  : absl::StrCat(problems, " finding(s)").c_str());
+  return problems == 0 ? 0 : 1;
+}
+
+int RunAuditVerifyBundle(const AuditFlags& flags, const std::string& file) {
+  auto dir = caseway::common::Directory::Load(flags.directory);
+  if (!dir.ok()) {
+    fprintf(stderr, "caseway audit verify-bundle: %s\n", std::string(dir.status().message()).c_str());
+    return 2;
+  }
+  auto text = caseway::common::ReadFile(file);
+  if (!text.ok()) {
+    fprintf(stderr, "caseway audit verify-bundle: %s\n", std::string(text.status().message()).c_str());
+    return 2;
+  }
+  caseway::v1::EvidenceBundle bundle;
+  if (!google::protobuf::util::JsonStringToMessage(*text, &bundle).ok()) {
+    fprintf(stderr, "caseway audit verify-bundle: %s: not a caseway.v1.EvidenceBundle\n", file.c_str());
+    return 2;
+  }
+  printf("bundle %s: %s\n  %s\n", file.c_str(), bundle.status().c_str(), bundle.detail().c_str());
+  auto lines = caseway::client::audit::VerifyBundle(bundle, *dir);
+  if (!lines.ok()) {
+    printf("FAILED: %s\n", std::string(lines.status().message()).c_str());
+    return 1;
+  }
+  for (const auto& l : *lines) printf("  %s\n", l.c_str());
+  printf("OK: the bundle supports its claim\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -301,7 +496,39 @@ int main(int argc, char** argv) {
   status->add_flag("--json", json, "print caseway.v1.StatusResponse as JSON");
   AddConnectionFlags(status, &conn);
 
+  CLI::App* audit = app.add_subcommand(
+      "audit", "Coordinator tools: verify a node's exchange log, reconcile two nodes, check a "
+               "bundle. Needs an auditor certificate and the federation directory.");
+  audit->require_subcommand(1);
+  AuditFlags audit_flags;
+  std::string node_a, node_b, bundle_file;
+  CLI::App* audit_verify = audit->add_subcommand(
+      "verify", "Verify NODE's log: checkpoint signature, consistency with the last audit (saved "
+                "in --state-dir), root rebuilt from every entry. Exit 1 on FORK or LOG_CORRUPT.");
+  audit_verify->add_option("node", node_a, "node address host:port")->required();
+  AddAuditFlags(audit_verify, &audit_flags, true);
+  CLI::App* audit_reconcile = audit->add_subcommand(
+      "reconcile", "Verify two nodes, then classify every exchange between them in both "
+                   "directions; print counts and findings and write evidence bundles. Exit 1 on "
+                   "any finding.");
+  audit_reconcile->add_option("node_a", node_a, "first node host:port")->required();
+  audit_reconcile->add_option("node_b", node_b, "second node host:port")->required();
+  audit_reconcile->add_option("--grace", audit_flags.grace,
+                              "exchanges younger than this are PENDING, not UNDELIVERED")
+      ->capture_default_str();
+  audit_reconcile->add_flag("--bundle-all", audit_flags.bundle_all,
+                            "write a bundle for every exchange, not only findings");
+  AddAuditFlags(audit_reconcile, &audit_flags, true);
+  CLI::App* audit_bundle = audit->add_subcommand(
+      "verify-bundle", "Check an evidence bundle offline: signatures, inclusion proofs and the "
+                       "facts its status claims. No node needed.");
+  audit_bundle->add_option("file", bundle_file, "bundle JSON file")->required();
+  AddAuditFlags(audit_bundle, &audit_flags, false);
+
   CLI11_PARSE(app, argc, argv);
+  if (audit_verify->parsed()) return RunAuditVerify(audit_flags, node_a);
+  if (audit_reconcile->parsed()) return RunAuditReconcile(audit_flags, node_a, node_b);
+  if (audit_bundle->parsed()) return RunAuditVerifyBundle(audit_flags, bundle_file);
   if (publish->parsed()) return RunPublish(conn, file, batch, progress);
   if (inbox->parsed()) return RunInbox(conn, follow, ack, window, limit);
   if (status->parsed()) return RunStatus(conn, json);

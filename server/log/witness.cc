@@ -111,7 +111,8 @@ absl::Status Witness::WitnessPeer(const std::string& peer) {
   } else if (previous.status().code() != absl::StatusCode::kNotFound) {
     return previous.status();
   }
-  RETURN_IF_ERROR(store_->RecordCosigned(peer, c, note.body));
+  // The full note (with the peer's signature) goes into our log: it proves what the peer showed us.
+  RETURN_IF_ERROR(store_->RecordCosigned(peer, c, checkpoint.note()));
   v1::AddCosignatureRequest add;
   add.set_note(note.body + "\n" +
                common::SignNoteLine(note.body, dir.NoteName(self_), *signatures_.key));

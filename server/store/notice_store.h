@@ -164,9 +164,10 @@ class NoticeStore {
 
   // Witnessed is the last checkpoint of `peer` this node cosigned (NOT_FOUND when none).
   absl::StatusOr<common::Checkpoint> Witnessed(const std::string& peer);
-  // RecordCosigned stores `peer`'s checkpoint as witnessed and appends PEER_CHECKPOINT_COSIGNED.
+  // RecordCosigned stores `peer`'s checkpoint as witnessed and appends PEER_CHECKPOINT_COSIGNED
+  // holding `note`, the peer's signed note as received.
   absl::Status RecordCosigned(const std::string& peer, const common::Checkpoint& checkpoint,
-                              const std::string& note_body);
+                              const std::string& note);
 
   // Version increases with every commit; Wait blocks until it exceeds `seen` or `deadline`.
   uint64_t Version();

@@ -1,0 +1,257 @@
+#include "client/audit/auditor.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/config.h"
+#include "common/grpc_status.h"
+#include "common/merkle.h"
+#include "common/status_macros.h"
+
+namespace caseway::client::audit {
+
+namespace fs = std::filesystem;
+using common::FromGrpcStatus;
+using google::protobuf::util::TimeUtil;
+
+namespace {
+
+constexpr uint64_t kPage = 1000;
+
+std::chrono::system_clock::time_point Deadline() {
+  return std::chrono::system_clock::now() + std::chrono::seconds(30);
+}
+
+// JurisdictionOfOrigin maps a checkpoint origin "<federation>/node/<j>" to j.
+absl::StatusOr<std::string> JurisdictionOfOrigin(const common::Directory& dir,
+                                                 const std::string& origin) {
+  std::string prefix = absl::StrCat(dir.federation(), "/node/");
+  if (origin.rfind(prefix, 0) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("checkpoint origin ", origin, " is not a node of ", dir.federation()));
+  }
+  return origin.substr(prefix.size());
+}
+
+}  // namespace
+
+bool IsProblem(const std::string& status) {
+  return status != "MATCHED" && status != "PROVEN" && status != "PENDING";
+}
+
+Auditor::Auditor(AuditOptions options, common::Directory directory,
+                 std::shared_ptr<grpc::ChannelCredentials> credentials)
+    : options_(std::move(options)),
+      directory_(std::move(directory)),
+      credentials_(std::move(credentials)) {}
+
+v1::EvidenceBundle Auditor::NewBundle(const std::string& status, const std::string& detail,
+                                      const std::vector<const NodeLog*>& logs) {
+  v1::EvidenceBundle b;
+  b.set_status(status);
+  b.set_detail(detail);
+  b.set_federation(directory_.federation());
+  *b.mutable_created_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(absl::Now()));
+  for (const NodeLog* log : logs) {
+    auto* c = b.add_checkpoints();
+    c->set_jurisdiction(log->jurisdiction);
+    c->set_note(log->note);
+  }
+  return b;
+}
+
+absl::Status Auditor::AddEntry(NodeLog& log, uint64_t index, v1::EvidenceBundle& bundle) {
+  v1::GetInclusionProofRequest req;
+  req.set_index(index);
+  req.set_tree_size(log.checkpoint.size);
+  v1::ProofResponse proof;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline());
+  RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetInclusionProof(&ctx, req, &proof)));
+  auto* e = bundle.add_entries();
+  e->set_jurisdiction(log.jurisdiction);
+  e->set_index(index);
+  e->set_entry(log.entries.at(index));
+  e->set_tree_size(log.checkpoint.size);
+  *e->mutable_proof() = proof.hashes();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Auditor::WriteBundle(const v1::EvidenceBundle& bundle,
+                                                 const std::string& name) {
+  std::error_code ec;
+  fs::create_directories(options_.bundle_dir, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(options_.bundle_dir, ": ", ec.message()));
+  std::string json;
+  google::protobuf::util::JsonPrintOptions print;
+  print.add_whitespace = true;
+  print.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(bundle, &json, print);
+  std::string path = absl::StrCat(options_.bundle_dir, "/", name, ".json");
+  std::ofstream out(path, std::ios::trunc);
+  out << json;
+  if (!out) return absl::PermissionDeniedError(absl::StrCat(path, ": cannot write"));
+  return path;
+}
+
+absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
+                                        std::vector<Finding>* findings) {
+  NodeLog log;
+  log.address = address;
+  log.stub = v1::ExchangeLog::NewStub(grpc::CreateChannel(address, credentials_));
+  v1::CheckpointResponse cp;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline());
+    RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetCheckpoint(&ctx, v1::GetCheckpointRequest(), &cp)));
+  }
+  log.note = cp.note();
+  ASSIGN_OR_RETURN(common::Note note, common::ParseNote(log.note));
+  ASSIGN_OR_RETURN(log.checkpoint, common::ParseCheckpointBody(note.body));
+  ASSIGN_OR_RETURN(log.jurisdiction, JurisdictionOfOrigin(directory_, log.checkpoint.origin));
+  ASSIGN_OR_RETURN(std::string key, directory_.Key(log.jurisdiction));
+  if (absl::Status s = common::VerifyNote(note, log.checkpoint.origin, key); !s.ok()) {
+    Finding f{"SIGNATURE", absl::StrCat(log.jurisdiction, ": checkpoint signature: ", s.message()),
+              NewBundle("SIGNATURE", "", {&log})};
+    findings->push_back(std::move(f));
+    return log;
+  }
+  for (const auto& [j, k] : directory_.keys()) {
+    if (j != log.jurisdiction && common::VerifyNote(note, directory_.NoteName(j), k).ok()) {
+      log.cosigners.push_back(j);
+    }
+  }
+
+  // Consistency with what this auditor verified last time.
+  const std::string state_path = absl::StrCat(options_.state_dir, "/", log.jurisdiction, ".checkpoint");
+  bool consistent = true;
+  if (auto saved = common::ReadFile(state_path); saved.ok()) {
+    auto earlier_note = common::ParseNote(*saved);
+    auto earlier = earlier_note.ok() ? common::ParseCheckpointBody(earlier_note->body)
+                                     : absl::StatusOr<common::Checkpoint>(earlier_note.status());
+    if (!earlier.ok()) return absl::DataLossError(absl::StrCat(state_path, ": ", earlier.status().message()));
+    std::vector<std::string> proof;
+    absl::Status s;
+    if (earlier->size > log.checkpoint.size) {
+      s = absl::FailedPreconditionError(absl::StrCat("the log shrank from ", earlier->size,
+                                                     " to ", log.checkpoint.size, " entries"));
+    } else {
+      v1::GetConsistencyProofRequest req;
+      req.set_first(earlier->size);
+      req.set_second(log.checkpoint.size);
+      v1::ProofResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(Deadline());
+      s = FromGrpcStatus(log.stub->GetConsistencyProof(&ctx, req, &resp));
+      if (s.ok()) {
+        proof.assign(resp.hashes().begin(), resp.hashes().end());
+        s = common::VerifyConsistency(earlier->size, log.checkpoint.size, proof, earlier->root,
+                                      log.checkpoint.root);
+      }
+    }
+    if (!s.ok()) {
+      consistent = false;
+      std::string detail = absl::StrCat(
+          log.jurisdiction, ": checkpoint of size ", log.checkpoint.size,
+          " does not extend the checkpoint of size ", earlier->size,
+          " verified at the last audit (", s.message(), ")");
+      Finding f{"FORK", detail, NewBundle("FORK", detail, {&log})};
+      f.bundle.set_origin(log.jurisdiction);
+      f.bundle.set_earlier_checkpoint(*saved);
+      for (auto& h : proof) f.bundle.add_consistency_proof(h);
+      findings->push_back(std::move(f));
+    }
+  }
+
+  // Every entry, and the root rebuilt from them.
+  common::MerkleFrontier frontier;
+  for (uint64_t start = 0; start < log.checkpoint.size;) {
+    v1::GetEntriesRequest req;
+    req.set_start(start);
+    req.set_end(std::min(log.checkpoint.size, start + kPage));
+    v1::GetEntriesResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline());
+    RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetEntries(&ctx, req, &resp)));
+    if (resp.entries_size() == 0) return absl::DataLossError("node returned no entries");
+    for (auto& e : *resp.mutable_entries()) {
+      frontier.Append(common::LeafHash(e));
+      log.entries.push_back(std::move(e));
+    }
+    start += resp.entries_size();
+    if (options_.progress) {
+      fprintf(stderr, "\r%s: %zu/%llu entries", log.jurisdiction.c_str(), log.entries.size(),
+              static_cast<unsigned long long>(log.checkpoint.size));
+    }
+  }
+  if (options_.progress) fprintf(stderr, "\n");
+  std::vector<uint64_t> corrupt;
+  log.parsed.resize(log.entries.size());
+  for (size_t i = 0; i < log.entries.size(); ++i) {
+    if (!log.parsed[i].ParseFromString(log.entries[i]) || log.parsed[i].index() != i) {
+      corrupt.push_back(i);
+    }
+  }
+  if (frontier.Root() != log.checkpoint.root || !corrupt.empty()) {
+    // Name the entries that do not prove into the signed root (with the node's own proofs).
+    std::map<uint64_t, std::vector<std::string>> proofs;
+    for (uint64_t i = 0; i < log.entries.size(); ++i) {
+      v1::GetInclusionProofRequest req;
+      req.set_index(i);
+      req.set_tree_size(log.checkpoint.size);
+      v1::ProofResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(Deadline());
+      absl::Status s = FromGrpcStatus(log.stub->GetInclusionProof(&ctx, req, &resp));
+      std::vector<std::string> proof(resp.hashes().begin(), resp.hashes().end());
+      if (!s.ok() || !common::VerifyInclusion(i, log.checkpoint.size,
+                                              common::LeafHash(log.entries[i]), proof,
+                                              log.checkpoint.root)
+                          .ok()) {
+        if (std::find(corrupt.begin(), corrupt.end(), i) == corrupt.end()) corrupt.push_back(i);
+        proofs[i] = proof;
+      }
+    }
+    std::sort(corrupt.begin(), corrupt.end());
+    std::string detail = absl::StrCat(log.jurisdiction, ": the entries do not rebuild the signed root",
+                                      corrupt.empty() ? "" : "; entries that do not prove into it: ",
+                                      absl::StrJoin(corrupt, ", "));
+    Finding f{"LOG_CORRUPT", detail, NewBundle("LOG_CORRUPT", detail, {&log})};
+    f.bundle.set_origin(log.jurisdiction);
+    for (uint64_t i : corrupt) {
+      f.bundle.add_corrupt_indices(i);
+      if (f.bundle.entries_size() < 20) {
+        auto* e = f.bundle.add_entries();
+        e->set_jurisdiction(log.jurisdiction);
+        e->set_index(i);
+        e->set_entry(log.entries[i]);
+        e->set_tree_size(log.checkpoint.size);
+        for (const auto& h : proofs[i]) e->add_proof(h);
+      }
+    }
+    findings->push_back(std::move(f));
+    consistent = false;
+  }
+  if (consistent) {
+    std::error_code ec;
+    fs::create_directories(options_.state_dir, ec);
+    std::ofstream out(state_path + ".tmp", std::ios::trunc);
+    out << log.note;
+    out.close();
+    if (!out || std::rename((state_path + ".tmp").c_str(), state_path.c_str()) != 0) {
+      return absl::PermissionDeniedError(absl::StrCat(state_path, ": cannot save audit state"));
+    }
+  }
+  return log;
+}
+
+}  // namespace caseway::client::audit

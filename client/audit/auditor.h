@@ -1,0 +1,118 @@
+// The coordinator's tools: verify a node's exchange log, reconcile two nodes, check bundles.
+#ifndef CASEWAY_CLIENT_AUDIT_AUDITOR_H_
+#define CASEWAY_CLIENT_AUDIT_AUDITOR_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "caseway/v1/audit.pb.h"
+#include "caseway/v1/exchange_log.grpc.pb.h"
+#include "common/directory.h"
+#include "common/signing.h"
+
+namespace caseway::client::audit {
+
+// AuditOptions configure an Auditor.
+struct AuditOptions {
+  // Where the last verified checkpoint of each node is kept (one file per jurisdiction).
+  std::string state_dir;
+  // Where evidence bundles are written (created if missing).
+  std::string bundle_dir;
+  // Exchanges younger than this are PENDING rather than UNDELIVERED.
+  absl::Duration grace = absl::Minutes(10);
+  // Show a running count of fetched entries on stderr.
+  bool progress = false;
+  // Write a bundle for every exchange, not only for findings.
+  bool bundle_all = false;
+};
+
+// NodeLog is one node's log as fetched and verified by the auditor.
+struct NodeLog {
+  std::string address;
+  std::string jurisdiction;
+  std::string note;  // the signed checkpoint note (with cosignatures)
+  common::Checkpoint checkpoint;
+  std::vector<std::string> cosigners;  // jurisdictions whose cosignature verified
+  std::vector<std::string> entries;    // exact bytes
+  std::vector<caseway::v1::LogEntry> parsed;
+  std::unique_ptr<caseway::v1::ExchangeLog::Stub> stub;
+};
+
+// Finding is a problem found by verify (FORK, LOG_CORRUPT, SIGNATURE) with its bundle.
+struct Finding {
+  std::string status;
+  std::string detail;
+  caseway::v1::EvidenceBundle bundle;
+};
+
+// Row is one exchange classified by reconcile.
+struct Row {
+  std::string origin, destination;
+  uint64_t seq = 0;
+  std::string notice_id;
+  std::string status;
+  std::string detail;
+  caseway::v1::EvidenceBundle bundle;  // filled for findings (or all rows with bundle_all)
+};
+
+// ReconcileReport is the outcome of Reconcile.
+struct ReconcileReport {
+  std::vector<Row> rows;
+  std::vector<Finding> findings;  // SPLIT_VIEW and verify findings
+};
+
+// Statuses that count as problems (exit status 1).
+bool IsProblem(const std::string& status);
+
+// Auditor talks to nodes with an auditor certificate and judges them against the federation
+// directory. Thread-compatible.
+class Auditor {
+ public:
+  Auditor(AuditOptions options, common::Directory directory,
+          std::shared_ptr<grpc::ChannelCredentials> credentials);
+
+  // Verify fetches the node's checkpoint (its signature must verify with the directory key),
+  // proves consistency with the checkpoint saved at the last audit (else FORK), fetches every
+  // entry and rebuilds the root (else LOG_CORRUPT, naming the entries that do not prove into the
+  // signed root). Saves the checkpoint as the new state only when nothing was found. Errors are
+  // for what prevents the audit (unreachable node, unknown key).
+  absl::StatusOr<NodeLog> Verify(const std::string& address, std::vector<Finding>* findings);
+
+  // Reconcile classifies every exchange between two verified nodes, both directions.
+  absl::StatusOr<ReconcileReport> Reconcile(NodeLog& a, NodeLog& b);
+
+  // WriteBundle writes `bundle` as JSON under bundle_dir and returns the path.
+  absl::StatusOr<std::string> WriteBundle(const caseway::v1::EvidenceBundle& bundle,
+                                          const std::string& name);
+
+  const common::Directory& directory() const { return directory_; }
+
+ private:
+  absl::Status ReconcileChannel(NodeLog& origin, NodeLog& dest, ReconcileReport& report);
+  absl::Status CheckView(NodeLog& holder, NodeLog& subject, ReconcileReport& report);
+  // AddEntry appends entry `index` of `log` with its inclusion proof to `bundle`.
+  absl::Status AddEntry(NodeLog& log, uint64_t index, caseway::v1::EvidenceBundle& bundle);
+  caseway::v1::EvidenceBundle NewBundle(const std::string& status, const std::string& detail,
+                                        const std::vector<const NodeLog*>& logs);
+
+  AuditOptions options_;
+  common::Directory directory_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
+};
+
+// VerifyBundle checks a bundle offline against `directory` (or, when null, against keys it was
+// told to trust): checkpoint signatures, inclusion proofs, manifest and receipt signatures, and
+// the facts its status claims. Returns the lines of the report; the status is OK when the bundle
+// supports its claim, FAILED_PRECONDITION naming the first check that fails otherwise.
+absl::StatusOr<std::vector<std::string>> VerifyBundle(const caseway::v1::EvidenceBundle& bundle,
+                                                      const common::Directory& directory);
+
+}  // namespace caseway::client::audit
+
+#endif  // CASEWAY_CLIENT_AUDIT_AUDITOR_H_

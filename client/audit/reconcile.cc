@@ -1,0 +1,345 @@
+// Reconciliation of two nodes' exchange logs (docs/exchange-log.md, "Reconciliation").
+#include <google/protobuf/util/time_util.h>
+
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "client/audit/auditor.h"
+#include "common/digest.h"
+#include "common/grpc_status.h"
+#include "common/merkle.h"
+#include "common/status_macros.h"
+
+namespace caseway::client::audit {
+
+using common::FromGrpcStatus;
+using google::protobuf::util::TimeUtil;
+
+namespace {
+
+// Batch is a signed manifest as recorded in one node's log.
+struct Batch {
+  uint64_t log_index = 0;
+  absl::Time time;
+  std::string digest;  // of the manifest bytes
+  v1::Signed signed_manifest;
+  v1::BatchManifest manifest;
+  bool signature_valid = false;
+  std::string SeqDigest(uint64_t seq) const {
+    return manifest.digests(static_cast<int>(seq - manifest.first_seq()));
+  }
+};
+
+// ReceiptRec is a signed receipt recorded in the origin's log.
+struct ReceiptRec {
+  uint64_t log_index = 0;
+  v1::Signed signed_receipt;
+  v1::Receipt receipt;
+  bool signature_valid = false;
+};
+
+absl::Time TimeOf(const v1::LogEntry& e) {
+  return absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(e.time()));
+}
+
+absl::StatusOr<std::vector<v1::Evidence>> FetchEvidence(NodeLog& log, const std::string& peer,
+                                                        v1::GetEvidenceRequest::Direction dir) {
+  v1::GetEvidenceRequest req;
+  req.set_peer(peer);
+  req.set_direction(dir);
+  v1::GetEvidenceResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetEvidence(&ctx, req, &resp)));
+  return std::vector<v1::Evidence>(resp.evidence().begin(), resp.evidence().end());
+}
+
+bool ManifestCovers(const v1::BatchManifest& m, uint64_t seq) {
+  return seq >= m.first_seq() && seq <= m.last_seq() &&
+         m.digests_size() == static_cast<int>(m.last_seq() - m.first_seq() + 1);
+}
+
+}  // namespace
+
+absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, ReconcileReport& report) {
+  const std::string& x = origin.jurisdiction;
+  const std::string& y = dest.jurisdiction;
+  ASSIGN_OR_RETURN(std::string x_key, directory_.Key(x));
+  ASSIGN_OR_RETURN(std::string y_key, directory_.Key(y));
+
+  // Evidence by digest.
+  std::map<std::string, v1::Signed> sent_evidence, received_evidence, receipt_evidence;
+  ASSIGN_OR_RETURN(auto out_ev, FetchEvidence(origin, y, v1::GetEvidenceRequest::DIRECTION_OUTBOUND));
+  for (const auto& e : out_ev) {
+    if (e.kind() == v1::Evidence::KIND_MANIFEST_SENT) {
+      sent_evidence[common::Sha256(e.signed_().message())] = e.signed_();
+    } else if (e.kind() == v1::Evidence::KIND_RECEIPT_RECEIVED) {
+      receipt_evidence[common::Sha256(e.signed_().message())] = e.signed_();
+    }
+  }
+  ASSIGN_OR_RETURN(auto in_ev, FetchEvidence(dest, x, v1::GetEvidenceRequest::DIRECTION_INBOUND));
+  for (const auto& e : in_ev) {
+    if (e.kind() == v1::Evidence::KIND_MANIFEST_RECEIVED) {
+      received_evidence[common::Sha256(e.signed_().message())] = e.signed_();
+    }
+  }
+
+  auto make_batch = [&](const v1::LogEntry& entry, const std::map<std::string, v1::Signed>& ev,
+                        Batch& b) {
+    b.log_index = entry.index();
+    b.time = TimeOf(entry);
+    b.digest = entry.digest();
+    auto it = ev.find(entry.digest());
+    if (it == ev.end()) return;  // the log names a manifest the node cannot show
+    b.signed_manifest = it->second;
+    b.signature_valid =
+        b.manifest.ParseFromString(it->second.message()) &&
+        common::VerifySignature(x_key, common::kManifestContext, it->second.message(),
+                                it->second.signature())
+            .ok() &&
+        b.manifest.origin() == x && b.manifest.destination() == y;
+    if (!b.signature_valid) {
+      // Still describe the claimed range from the log entry.
+      b.manifest.set_first_seq(entry.first_seq());
+      b.manifest.set_last_seq(entry.last_seq());
+    }
+  };
+
+  // The origin's view: published notices for y, manifests sent, receipts received.
+  struct Published {
+    uint64_t log_index;
+    std::string notice_id;
+    absl::Time time;
+  };
+  std::map<std::string, Published> published;  // notice digest -> entry
+  std::vector<Batch> sent;
+  std::vector<ReceiptRec> receipts;
+  for (const auto& e : origin.parsed) {
+    if (e.kind() == v1::LogEntry::KIND_PUBLISHED &&
+        std::find(e.destinations().begin(), e.destinations().end(), y) != e.destinations().end()) {
+      published[e.digest()] = {e.index(), e.notice_id(), TimeOf(e)};
+    } else if (e.kind() == v1::LogEntry::KIND_SENT && e.peer() == y) {
+      make_batch(e, sent_evidence, sent.emplace_back());
+    } else if (e.kind() == v1::LogEntry::KIND_RECEIPT_RECEIVED && e.peer() == y) {
+      ReceiptRec& r = receipts.emplace_back();
+      r.log_index = e.index();
+      auto it = receipt_evidence.find(e.receipt_digest());
+      if (it != receipt_evidence.end()) {
+        r.signed_receipt = it->second;
+        r.signature_valid =
+            r.receipt.ParseFromString(it->second.message()) &&
+            common::VerifySignature(y_key, common::kReceiptContext, it->second.message(),
+                                    it->second.signature())
+                .ok() &&
+            r.receipt.receiver() == y && r.receipt.origin() == x;
+      }
+    }
+  }
+  // The destination's view: manifests received from x.
+  std::vector<Batch> received;
+  for (const auto& e : dest.parsed) {
+    if (e.kind() == v1::LogEntry::KIND_RECEIVED && e.peer() == x) {
+      make_batch(e, received_evidence, received.emplace_back());
+    }
+  }
+
+  // Index by sequence.
+  std::map<uint64_t, std::vector<const Batch*>> sent_by_seq, recv_by_seq;
+  std::map<uint64_t, std::vector<const ReceiptRec*>> receipt_by_seq;
+  std::set<uint64_t> seqs;
+  for (const Batch& b : sent) {
+    for (uint64_t s = b.manifest.first_seq(); s <= b.manifest.last_seq() && s != 0; ++s) {
+      sent_by_seq[s].push_back(&b);
+      seqs.insert(s);
+    }
+  }
+  for (const Batch& b : received) {
+    for (uint64_t s = b.manifest.first_seq(); s <= b.manifest.last_seq() && s != 0; ++s) {
+      recv_by_seq[s].push_back(&b);
+      seqs.insert(s);
+    }
+  }
+  for (const ReceiptRec& r : receipts) {
+    if (!r.signature_valid) {
+      Row row{x, y, r.receipt.first_seq(), "", "UNSUPPORTED",
+              absl::StrCat(x, " records a receipt of ", y, " (entry ", r.log_index,
+                           ") whose signature does not verify")};
+      row.bundle = NewBundle(row.status, row.detail, {&origin});
+      RETURN_IF_ERROR(AddEntry(origin, r.log_index, row.bundle));
+      *row.bundle.add_receipts() = r.signed_receipt;
+      report.rows.push_back(std::move(row));
+      continue;
+    }
+    for (uint64_t s = r.receipt.first_seq(); s <= r.receipt.last_seq(); ++s) {
+      receipt_by_seq[s].push_back(&r);
+      seqs.insert(s);
+    }
+  }
+
+  std::set<std::string> delivered_digests;  // notice digests covered by some manifest
+  const absl::Time now = absl::Now();
+  for (uint64_t s : seqs) {
+    const auto& sb = sent_by_seq[s];
+    const auto& rb = recv_by_seq[s];
+    std::vector<const Batch*> valid_recv, invalid_recv;
+    for (const Batch* b : rb) (b->signature_valid ? valid_recv : invalid_recv).push_back(b);
+    Row row{x, y, s, "", "", ""};
+    std::vector<std::pair<NodeLog*, uint64_t>> entries;
+    std::vector<v1::Signed> manifests, receipts_used;
+    std::string notice_digest;
+    if (!sb.empty() && sb[0]->signature_valid) notice_digest = sb[0]->SeqDigest(s);
+    if (notice_digest.empty() && !valid_recv.empty()) notice_digest = valid_recv[0]->SeqDigest(s);
+    if (!notice_digest.empty()) {
+      delivered_digests.insert(notice_digest);
+      if (auto it = published.find(notice_digest); it != published.end()) {
+        row.notice_id = it->second.notice_id;
+      }
+    }
+    for (const Batch* b : sb) {
+      entries.emplace_back(&origin, b->log_index);
+      manifests.push_back(b->signed_manifest);
+    }
+    for (const Batch* b : rb) {
+      entries.emplace_back(&dest, b->log_index);
+      manifests.push_back(b->signed_manifest);
+    }
+    if (valid_recv.size() > 1) {
+      row.status = "DUPLICATE";
+      row.detail = absl::StrCat(y, " records seq ", s, " as received ", valid_recv.size(), " times");
+    } else if (valid_recv.empty() && !invalid_recv.empty()) {
+      row.status = "UNSUPPORTED";
+      row.detail = absl::StrCat(y, " records seq ", s, " as received from ", x,
+                                " without a manifest signed by ", x);
+    } else if (valid_recv.size() == 1) {
+      const Batch* r = valid_recv[0];
+      const std::string d = r->SeqDigest(s);
+      std::vector<const Batch*> valid_sent;
+      for (const Batch* b : sb) {
+        if (b->signature_valid) valid_sent.push_back(b);
+      }
+      if (valid_sent.empty()) {
+        row.status = "SENDER_OMITTED";
+        row.detail = absl::StrCat(y, " holds ", x, "'s signed manifest for seq ", s, " but ", x,
+                                  "'s log records no sending of it");
+      } else if (std::any_of(valid_sent.begin(), valid_sent.end(),
+                             [&](const Batch* b) { return b->SeqDigest(s) != d; })) {
+        row.status = "CONFLICT";
+        row.detail = absl::StrCat(x, " logged other content for seq ", s, " than ", y,
+                                  " received (both manifests signed by ", x, ")");
+      } else {
+        const ReceiptRec* proof = nullptr;
+        for (const ReceiptRec* rr : receipt_by_seq[s]) {
+          if (rr->receipt.manifest_digest() == r->digest) proof = rr;
+        }
+        if (proof != nullptr) {
+          row.status = "PROVEN";
+          row.detail = absl::StrCat("sent, received and receipted (", y, " entry ",
+                                    proof->receipt.log_index(), ")");
+          entries.emplace_back(&origin, proof->log_index);
+          receipts_used.push_back(proof->signed_receipt);
+        } else {
+          row.status = "MATCHED";
+          row.detail = "sent and received with equal digests; no receipt recorded";
+        }
+      }
+    } else {  // nothing received
+      if (!receipt_by_seq[s].empty()) {
+        row.status = "RECEIVER_OMITTED";
+        row.detail = absl::StrCat(y, " signed a receipt for seq ", s, " but its log records no "
+                                  "receiving of it");
+        entries.emplace_back(&origin, receipt_by_seq[s][0]->log_index);
+        receipts_used.push_back(receipt_by_seq[s][0]->signed_receipt);
+      } else {
+        absl::Time when = sb.empty() ? now : sb[0]->time;
+        row.status = now - when < options_.grace ? "PENDING" : "UNDELIVERED";
+        row.detail = absl::StrCat("sent ", absl::FormatDuration(now - when), " ago, not received");
+      }
+    }
+    if (IsProblem(row.status) || options_.bundle_all) {
+      row.bundle = NewBundle(row.status, row.detail, {&origin, &dest});
+      row.bundle.set_origin(x);
+      row.bundle.set_destination(y);
+      row.bundle.set_seq(s);
+      row.bundle.set_notice_id(row.notice_id);
+      for (auto& [log, index] : entries) RETURN_IF_ERROR(AddEntry(*log, index, row.bundle));
+      for (auto& m : manifests) *row.bundle.add_manifests() = m;
+      for (auto& r : receipts_used) *row.bundle.add_receipts() = r;
+    }
+    report.rows.push_back(std::move(row));
+  }
+
+  // Published for y but in no manifest at all: not yet sent.
+  for (const auto& [digest, p] : published) {
+    if (delivered_digests.count(digest)) continue;
+    Row row{x, y, 0, p.notice_id, now - p.time < options_.grace ? "PENDING" : "UNDELIVERED",
+            absl::StrCat("published ", absl::FormatDuration(now - p.time), " ago, never sent")};
+    if (IsProblem(row.status) || options_.bundle_all) {
+      row.bundle = NewBundle(row.status, row.detail, {&origin, &dest});
+      row.bundle.set_origin(x);
+      row.bundle.set_destination(y);
+      row.bundle.set_notice_id(p.notice_id);
+      RETURN_IF_ERROR(AddEntry(origin, p.log_index, row.bundle));
+    }
+    report.rows.push_back(std::move(row));
+  }
+  return absl::OkStatus();
+}
+
+// CheckView compares the checkpoints of `subject` that `holder` cosigned with what `subject`
+// shows the auditor: they must lie on one append-only history, else SPLIT_VIEW.
+absl::Status Auditor::CheckView(NodeLog& holder, NodeLog& subject, ReconcileReport& report) {
+  const v1::LogEntry* latest = nullptr;
+  for (const auto& e : holder.parsed) {
+    if (e.kind() == v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED && e.peer() == subject.jurisdiction) {
+      latest = &e;
+    }
+  }
+  if (latest == nullptr) return absl::OkStatus();
+  auto seen_note = common::ParseNote(latest->peer_checkpoint());
+  if (!seen_note.ok()) return seen_note.status();
+  auto seen = common::ParseCheckpointBody(seen_note->body);
+  if (!seen.ok()) return seen.status();
+  absl::Status s;
+  std::vector<std::string> proof;
+  if (seen->size > subject.checkpoint.size) {
+    s = absl::FailedPreconditionError("it showed the peer a larger log than it shows the auditor");
+  } else {
+    v1::GetConsistencyProofRequest req;
+    req.set_first(seen->size);
+    req.set_second(subject.checkpoint.size);
+    v1::ProofResponse resp;
+    grpc::ClientContext ctx;
+    s = FromGrpcStatus(subject.stub->GetConsistencyProof(&ctx, req, &resp));
+    if (s.ok()) {
+      proof.assign(resp.hashes().begin(), resp.hashes().end());
+      s = common::VerifyConsistency(seen->size, subject.checkpoint.size, proof, seen->root,
+                                    subject.checkpoint.root);
+    }
+  }
+  if (!s.ok()) {
+    std::string detail = absl::StrCat(
+        subject.jurisdiction, " showed ", holder.jurisdiction, " a checkpoint of size ",
+        seen->size, " (cosigned, entry ", latest->index(), ") inconsistent with its checkpoint of size ",
+        subject.checkpoint.size, ": ", s.message());
+    Finding f{"SPLIT_VIEW", detail, NewBundle("SPLIT_VIEW", detail, {&subject, &holder})};
+    f.bundle.set_origin(subject.jurisdiction);
+    RETURN_IF_ERROR(AddEntry(holder, latest->index(), f.bundle));
+    for (auto& h : proof) f.bundle.add_consistency_proof(h);
+    report.findings.push_back(std::move(f));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ReconcileReport> Auditor::Reconcile(NodeLog& a, NodeLog& b) {
+  ReconcileReport report;
+  RETURN_IF_ERROR(CheckView(a, b, report));
+  RETURN_IF_ERROR(CheckView(b, a, report));
+  RETURN_IF_ERROR(ReconcileChannel(a, b, report));
+  RETURN_IF_ERROR(ReconcileChannel(b, a, report));
+  return report;
+}
+
+}  // namespace caseway::client::audit
