@@ -164,10 +164,15 @@ void Node::Shutdown() {
   shut_down_ = true;
   Log(LogLevel::kInfo, "node shutting down", {{"jurisdiction", config_.jurisdiction()}});
   if (witness_) witness_->Stop();
+  Log(LogLevel::kDebug, "shutdown: witness stopped");
   for (auto& s : subscribers_) s->Stop();
+  Log(LogLevel::kDebug, "shutdown: subscribers stopped");
   if (gateway_) gateway_->Shutdown();
   if (peer_exchange_) peer_exchange_->Shutdown();
-  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // Our streams end on their own once the services are shut down; gRPC cancels what is left
+  // after the deadline (acknowledged work is already committed; clients retry the rest).
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  Log(LogLevel::kDebug, "shutdown: server stopped");
   subscribers_.clear();
   server_.reset();
   if (checkpointer_) {

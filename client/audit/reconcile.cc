@@ -189,13 +189,16 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
     Row row{x, y, s, "", "", ""};
     std::vector<std::pair<NodeLog*, uint64_t>> entries;
     std::vector<v1::Signed> manifests, receipts_used;
-    std::string notice_digest;
-    if (!sb.empty() && sb[0]->signature_valid) notice_digest = sb[0]->SeqDigest(s);
-    if (notice_digest.empty() && !valid_recv.empty()) notice_digest = valid_recv[0]->SeqDigest(s);
-    if (!notice_digest.empty()) {
-      delivered_digests.insert(notice_digest);
-      if (auto it = published.find(notice_digest); it != published.end()) {
-        row.notice_id = it->second.notice_id;
+    // Every digest any valid manifest gives this seq: the notice is accounted for here (even when
+    // the two sides disagree on which content it was).
+    for (const auto* list : {&sb, &rb}) {
+      for (const Batch* b : *list) {
+        if (!b->signature_valid) continue;
+        const std::string d = b->SeqDigest(s);
+        delivered_digests.insert(d);
+        if (auto it = published.find(d); it != published.end() && row.notice_id.empty()) {
+          row.notice_id = it->second.notice_id;
+        }
       }
     }
     for (const Batch* b : sb) {

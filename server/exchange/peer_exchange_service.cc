@@ -68,7 +68,14 @@ absl::Status PeerExchangeService::SignBatch(const std::string& dest, v1::Batch& 
   signed_manifest->set_signature(
       signatures_.key->Sign(common::kManifestContext, signed_manifest->message()));
   signed_manifest->set_signer(self_);
-  // Test faults: an origin that omits its SENT entry, or logs another manifest than it sends.
+  // Test faults: a forged signature, or an entry altered after signing (the subscriber must
+  // refuse both); an origin that omits its SENT entry, or logs another manifest than it sends.
+  if (common::FaultHits("bad_manifest_signature", m.first_seq(), m.last_seq())) {
+    (*signed_manifest->mutable_signature())[0] ^= 1;
+  }
+  if (common::FaultHits("tamper_entry", m.first_seq(), m.last_seq())) {
+    batch.mutable_entries(0)->mutable_notice()->push_back('\0');
+  }
   if (common::FaultHits("omit_sent_log", m.first_seq(), m.last_seq())) return absl::OkStatus();
   if (common::FaultHits("equivocate_sent", m.first_seq(), m.last_seq())) {
     v1::BatchManifest other = m;
@@ -187,9 +194,8 @@ grpc::Status PeerExchangeService::Subscribe(
         } else if (seq > sent) {
           s = absl::InvalidArgumentError(
               absl::StrCat("ack.seq: ", seq, " is beyond what was sent (", sent, ")"));
-        } else if (seq <= acked && !(seq == acked && !signatures_.enabled())) {
-          s = absl::InvalidArgumentError(
-              absl::StrCat("ack.seq: ", seq, " is not beyond the acknowledged ", acked));
+        } else if (seq <= acked) {
+          continue;  // already recorded (a receipt sent again after a reconnect): nothing to do
         } else if (auto it = inflight.find(seq); it != inflight.end()) {
           expected = it->second;
         }

@@ -209,7 +209,9 @@ absl::Status Subscriber::Session() {
       }
       // Receipts committed here that the origin has not recorded (we crashed before acking, or
       // the stream broke): send them again, once per session.
-      if (signatures_.enabled() && !receipts_resent && resp.heartbeat().receipted() < stored) {
+      // Only batches committed before this session: later ones are acked as they arrive, and
+      // the heartbeat may predate an ack in flight.
+      if (signatures_.enabled() && !receipts_resent && resp.heartbeat().receipted() < *cursor) {
         receipts_resent = true;
         auto receipts = store_->ReceiptsSent(peer_.jurisdiction(), resp.heartbeat().receipted());
         if (!receipts.ok()) {
@@ -218,6 +220,7 @@ absl::Status Subscriber::Session() {
         }
         bool ok = true;
         for (auto& [last_seq, receipt] : *receipts) {
+          if (last_seq > *cursor) break;
           v1::SubscribeRequest ack;
           ack.mutable_ack()->set_seq(last_seq);
           *ack.mutable_ack()->mutable_receipt() = std::move(receipt);

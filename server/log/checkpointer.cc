@@ -1,8 +1,10 @@
 #include "server/log/checkpointer.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/log.h"
 #include "common/merkle.h"
+#include "caseway/v1/exchange_log.pb.h"
 #include "common/status_macros.h"
 
 namespace caseway::server {
@@ -55,6 +57,22 @@ absl::Status Checkpointer::SignNow() {
       return absl::FailedPreconditionError(absl::StrCat("exchange log shrank from ", last->size,
                                                         " to ", size, " entries"));
     }
+    // Growth made only of witness records (cosigned peer checkpoints) is checkpointed at most
+    // once a minute: otherwise two idle witnesses would make each other sign forever.
+    if (absl::Now() - last_signed_ < kWitnessOnlyInterval) {
+      bool significant = false;
+      for (uint64_t start = last->size; start < size && !significant; start += 100) {
+        ASSIGN_OR_RETURN(auto entries, store_->ReadEntries(start, std::min(size, start + 100)));
+        for (const auto& bytes : entries) {
+          v1::LogEntry e;
+          if (!e.ParseFromString(bytes) || e.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED) {
+            significant = true;
+            break;
+          }
+        }
+      }
+      if (!significant) return absl::OkStatus();
+    }
     ASSIGN_OR_RETURN(auto proof, store_->ConsistencyProof(last->size, size));
     absl::Status consistent = common::VerifyConsistency(last->size, size, proof, last->root, root);
     if (!consistent.ok()) {
@@ -70,7 +88,9 @@ absl::Status Checkpointer::SignNow() {
   c.size = size;
   c.root = root;
   c.note = body + "\n" + common::SignNoteLine(body, name_, *key_);
-  return store_->StoreCheckpoint(c);
+  RETURN_IF_ERROR(store_->StoreCheckpoint(c));
+  last_signed_ = absl::Now();
+  return absl::OkStatus();
 }
 
 }  // namespace caseway::server

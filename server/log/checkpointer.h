@@ -15,7 +15,8 @@ namespace caseway::server {
 
 // Checkpointer signs a C2SP checkpoint of the committed log every `interval` while it grows, and
 // only after checking that the new tree is consistent with the last signed checkpoint: it never
-// signs a checkpoint that contradicts an earlier one.
+// signs a checkpoint that contradicts an earlier one. Growth made only of witness records is
+// checkpointed at most once a minute (kWitnessOnlyInterval), so idle witnesses settle.
 // Concurrency: own thread; SignNow() is thread-safe. Lifetime: `store` outlives it.
 class Checkpointer {
  public:
@@ -32,8 +33,11 @@ class Checkpointer {
   NoticeStore* const store_;
   const std::shared_ptr<const common::SigningKey> key_;
   const std::string name_;
+  static constexpr absl::Duration kWitnessOnlyInterval = absl::Minutes(1);
+
   const absl::Duration interval_;
   absl::Mutex sign_mu_;  // one signer at a time
+  absl::Time last_signed_ ABSL_GUARDED_BY(sign_mu_) = absl::InfinitePast();
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

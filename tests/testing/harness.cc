@@ -192,7 +192,7 @@ void NodeProcess::WriteConfig() {
       << exchange_yaml_
       << "exchange_log:\n  signing_key_file: " << cert << ".sign.key\n  directory_file: "
       << pki_->dir() << "/directory.yaml\n  checkpoint_interval: 200ms\n"
-      << "  witness_interval: 300ms\n";
+      << "  witness_interval: 300ms\n" << "log:\n  level: debug\n";
   if (!peers_.empty()) {
     out << "peers:\n";
     for (const auto& [j, addr] : peers_) {
@@ -292,6 +292,45 @@ int64_t NodeProcess::Count(const std::string& sql) const {
   }
   sqlite3_close(db);
   return value;
+}
+
+void NodeProcess::Exec(const std::string& sql) const {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path().c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 10000);
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << sql << ": " << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+std::vector<std::string> NodeProcess::Blobs(const std::string& sql) const {
+  std::vector<std::string> out;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(db_path().c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK) {
+      while (sqlite3_step(stmt) == SQLITE_ROW) {
+        out.emplace_back(static_cast<const char*>(sqlite3_column_blob(stmt, 0)),
+                         sqlite3_column_bytes(stmt, 0));
+      }
+    } else {
+      ADD_FAILURE() << "query failed: " << sql << ": " << sqlite3_errmsg(db);
+    }
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close(db);
+  return out;
+}
+
+bool NodeProcess::Exited() {
+  if (pid_ <= 0) return true;
+  if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
+    pid_ = -1;
+    return true;
+  }
+  return false;
 }
 
 v1::Notice SampleNotice(const std::string& notice_id, const std::vector<std::string>& dests) {

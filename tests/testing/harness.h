@@ -101,6 +101,13 @@ class NodeProcess {
 
   // Count runs a scalar SQL query against the node's database (read-only, another connection).
   int64_t Count(const std::string& sql) const;
+  // Exec runs SQL that writes to the node's database (tampering in tests).
+  void Exec(const std::string& sql) const;
+  // Blobs returns the first column of every row of `sql` as bytes.
+  std::vector<std::string> Blobs(const std::string& sql) const;
+  // Exited reports (and reaps) a process that ended by itself, e.g. through a crash fault.
+  bool Exited();
+  void ClearPeers() { peers_.clear(); }
 
  private:
   void WriteConfig();

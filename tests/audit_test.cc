@@ -1,0 +1,261 @@
+// The provable exchange through real nodes and the real `caseway audit` CLI: signed batches and
+// receipts, checkpoints, witnessing, tamper and fork detection, and reconciliation statuses.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "caseway/v1/exchange_log.pb.h"
+#include "tests/testing/harness.h"
+#include "tests/testing/status_matchers.h"
+
+namespace caseway::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+constexpr char kA[] = "360102";
+constexpr char kB[] = "440305";
+
+class AuditTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pki_ = std::make_unique<Pki>(dir_.path() + "/pki", "fed.test");
+    a_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), kA);
+    b_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), kB);
+    a_->AddPeer(*b_);
+    b_->AddPeer(*a_);
+    auditor_ = pki_->Auditor("coordinator");
+  }
+
+  RunResult Audit(std::vector<std::string> args) {
+    std::vector<std::string> argv = {BinDir() + "/caseway", "audit"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    for (const std::string& f : std::vector<std::string>{"--directory", pki_->dir() + "/directory.yaml", "--ca", pki_->ca(),
+                          "--cert", auditor_ + ".crt", "--key", auditor_ + ".key", "--state-dir",
+                          dir_.path() + "/state", "--bundle-dir", dir_.path() + "/bundles"}) {
+      argv.push_back(f);
+    }
+    return RunCommand(argv);
+  }
+
+  RunResult VerifyBundle(const std::string& path) {
+    return RunCommand({BinDir() + "/caseway", "audit", "verify-bundle", path, "--directory",
+                       pki_->dir() + "/directory.yaml"});
+  }
+
+  std::vector<std::string> Bundles() {
+    std::vector<std::string> out;
+    if (!fs::exists(dir_.path() + "/bundles")) return out;
+    for (const auto& e : fs::directory_iterator(dir_.path() + "/bundles")) out.push_back(e.path());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  // Published publishes one notice and waits until B has stored it (one batch per notice).
+  void PublishOne(client::Client& a, const std::string& id, int64_t expect_inbox) {
+    ASSERT_OK(a.Publish(SampleNotice(id, {kB})));
+    ASSERT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") >= expect_inbox; },
+                        absl::Seconds(15)))
+        << b_->log();
+  }
+
+  // Settled waits until both nodes have signed a checkpoint covering their logs as they are now.
+  void Settled() {
+    for (NodeProcess* n : {a_.get(), b_.get()}) {
+      int64_t size = n->Count("SELECT count(*) FROM log_leaf");
+      ASSERT_TRUE(WaitFor(
+          [&] { return n->Count("SELECT coalesce(max(size), 0) FROM checkpoint") >= size; },
+          absl::Seconds(10)));
+    }
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Pki> pki_;
+  std::unique_ptr<NodeProcess> a_, b_;
+  std::string auditor_;
+};
+
+TEST_F(AuditTest, HealthyExchangeIsProvenBothWaysAndCheckpointsAreCosigned) {
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  auto a = a_->NewClient();
+  auto b = b_->NewClient();
+  std::vector<v1::Notice> batch;
+  for (int i = 0; i < 20; ++i) batch.push_back(SampleNotice(absl::StrCat("h-", i), {kB}));
+  ASSERT_OK(a->PublishBatch(batch));
+  ASSERT_OK(b->Publish(SampleNotice("back-1", {kA})));
+  ASSERT_TRUE(WaitFor([&] {
+    return a_->Count("SELECT acked FROM channel WHERE destination = '440305'") == 20 &&
+           b_->Count("SELECT acked FROM channel WHERE destination = '360102'") == 1;
+  }, absl::Seconds(15)));
+  Settled();
+  // Witnessing: each node's latest checkpoint gets the other's cosignature, and then the two
+  // settle (witness records alone do not make new checkpoints at once).
+  const char* kLatestCosigned =
+      "SELECT count(*) FROM cosignature WHERE size = (SELECT max(size) FROM checkpoint)";
+  ASSERT_TRUE(WaitFor([&] { return a_->Count(kLatestCosigned) > 0 && b_->Count(kLatestCosigned) > 0; },
+                      absl::Seconds(10)));
+  EXPECT_GT(a_->Count("SELECT count(*) FROM witnessed WHERE peer = '440305'"), 0);
+  RunResult r = Audit({"reconcile", a_->address(), b_->address()});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("cosigned by: 440305"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("PROVEN +20 +1 +21"));
+  EXPECT_THAT(r.out, HasSubstr("OK: every exchange matched"));
+  // Receipts never verify as batch signatures and vice versa: each evidence row by its context.
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 4"), a_->Count(
+      "SELECT count(*) FROM evidence WHERE kind = 1"));
+}
+
+TEST_F(AuditTest, TamperedEntryIsReportedAsCorruptLogNamingIt) {
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  auto a = a_->NewClient();
+  for (int i = 0; i < 5; ++i) ASSERT_OK(a->Publish(SampleNotice(absl::StrCat("t-", i), {kB})));
+  Settled();
+  RunResult clean = Audit({"verify", a_->address()});
+  ASSERT_EQ(clean.exit_code, 0) << clean.out << clean.err;
+  a_->Exec("UPDATE log_leaf SET bytes = bytes || x'01' WHERE idx = 2");
+  RunResult r = Audit({"verify", a_->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("LOG_CORRUPT"));
+  EXPECT_THAT(r.out, HasSubstr("entries that do not prove into it: 2\n"));
+  auto bundles = Bundles();
+  ASSERT_EQ(bundles.size(), 1u);
+  RunResult check = VerifyBundle(bundles[0]);
+  EXPECT_EQ(check.exit_code, 0) << check.out;
+  EXPECT_THAT(check.out, HasSubstr("entry 2 as served by 360102 does not prove"));
+}
+
+TEST_F(AuditTest, TruncatedAndResignedLogIsAFork) {
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  auto a = a_->NewClient();
+  for (int i = 0; i < 6; ++i) ASSERT_OK(a->Publish(SampleNotice(absl::StrCat("f-", i), {kB})));
+  Settled();
+  RunResult first = Audit({"verify", a_->address()});
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  // B has cosigned A's history up to the audited checkpoint (a witness can only see a fork of a
+  // history it saw).
+  int64_t audited = a_->Count("SELECT max(size) FROM checkpoint");
+  ASSERT_TRUE(WaitFor(
+      [&] { return b_->Count("SELECT coalesce(max(size), 0) FROM witnessed WHERE peer = '360102'") >= audited; },
+      absl::Seconds(10)));
+  // The operator stops A, cuts its log back to 3 entries with its checkpoints, and restarts it.
+  a_->Stop();
+  a_->Exec("DELETE FROM log_leaf WHERE idx >= 3; DELETE FROM log_node WHERE ((idx + 1) << level) > 3;"
+           "DELETE FROM checkpoint; DELETE FROM cosignature;");
+  ASSERT_OK(a_->Start());
+  a = a_->NewClient();
+  for (int i = 0; i < 30; ++i) ASSERT_OK(a->Publish(SampleNotice(absl::StrCat("g-", i), {kB})));
+  Settled();
+  RunResult r = Audit({"verify", a_->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("FORK"));
+  auto bundles = Bundles();
+  ASSERT_EQ(bundles.size(), 1u);
+  RunResult check = VerifyBundle(bundles[0]);
+  EXPECT_EQ(check.exit_code, 0) << check.out;
+  EXPECT_THAT(check.out, HasSubstr("not one append-only history"));
+  // The witness B refuses to cosign the new history.
+  EXPECT_TRUE(WaitFor([&] { return b_->log().find("fork: 360102") != std::string::npos; },
+                      absl::Seconds(10)))
+      << b_->log();
+}
+
+// Misbehaving nodes (test faults) and an offline destination produce every reconciliation status.
+TEST_F(AuditTest, ReconcileScenarioProducesEveryStatus) {
+  a_->set_env("CASEWAY_FAULTS=omit_sent_log=7,equivocate_sent=8");
+  b_->set_env("CASEWAY_FAULTS=omit_received_log=3,duplicate_received_log=4,forge_received=5,"
+              "drop_receipt=6");
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  auto a = a_->NewClient();
+  for (int i = 1; i <= 8; ++i) PublishOne(*a, absl::StrCat("s-", i), i);
+  ASSERT_TRUE(WaitFor(
+      [&] { return a_->Count("SELECT acked FROM channel WHERE destination = '440305'") == 8; },
+      absl::Seconds(15)));
+  // B stops subscribing to A: what A publishes now stays undelivered.
+  b_->Stop();
+  b_->ClearPeers();
+  ASSERT_OK(b_->Start());
+  ASSERT_OK(a->Publish(SampleNotice("late-1", {kB})));
+  ASSERT_OK(a->Publish(SampleNotice("late-2", {kB})));
+  absl::SleepFor(absl::Milliseconds(1600));  // ages the two above past --grace
+  ASSERT_OK(a->Publish(SampleNotice("late-3", {kB})));
+  Settled();
+  RunResult r = Audit({"reconcile", a_->address(), b_->address(), "--grace", "1500ms"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"PROVEN", "3"}, {"RECEIVER_OMITTED", "1"}, {"DUPLICATE", "1"}, {"UNSUPPORTED", "1"},
+      {"MATCHED", "1"}, {"SENDER_OMITTED", "1"}, {"CONFLICT", "1"}, {"UNDELIVERED", "2"},
+      {"PENDING", "1"}};
+  for (const auto& [status, count] : expected) {
+    EXPECT_THAT(r.out, ::testing::ContainsRegex(status + " +" + count + " +0 +" + count))
+        << status << "\n" << r.out;
+  }
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("RECEIVER_OMITTED +360102->440305 seq 3 "));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("CONFLICT +360102->440305 seq 8 +s-8"));
+  // Every bundle checks out offline.
+  auto bundles = Bundles();
+  EXPECT_EQ(bundles.size(), 7u) << "one per finding (PENDING, MATCHED and PROVEN are not)";
+  for (const auto& path : bundles) {
+    RunResult check = VerifyBundle(path);
+    EXPECT_EQ(check.exit_code, 0) << path << "\n" << check.out;
+  }
+}
+
+TEST_F(AuditTest, KillNineBetweenCommitAndReceiptKeepsTheReceiptedIndex) {
+  b_->set_env("CASEWAY_FAULTS=crash_after_receive_commit=3");
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  auto a = a_->NewClient();
+  PublishOne(*a, "k-1", 1);
+  PublishOne(*a, "k-2", 2);
+  ASSERT_OK(a->Publish(SampleNotice("k-3", {kB})));
+  ASSERT_TRUE(WaitFor([&] { return b_->Exited(); }, absl::Seconds(15))) << "no crash";
+  EXPECT_EQ(b_->Count("SELECT count(*) FROM inbox"), 3) << "committed before the crash";
+  EXPECT_EQ(a_->Count("SELECT acked FROM channel WHERE destination = '440305'"), 2);
+  b_->set_env("");
+  ASSERT_OK(b_->Start());
+  ASSERT_TRUE(WaitFor(
+      [&] { return a_->Count("SELECT acked FROM channel WHERE destination = '440305'") == 3; },
+      absl::Seconds(15)));
+  // The receipt A holds names B's one RECEIVED entry for seq 3, committed before the crash.
+  auto receipts = a_->Blobs("SELECT message FROM evidence WHERE kind = 4 AND last_seq = 3");
+  ASSERT_EQ(receipts.size(), 1u);
+  v1::Receipt receipt;
+  ASSERT_TRUE(receipt.ParseFromString(receipts[0]));
+  int received_for_3 = 0;
+  uint64_t index = 0;
+  for (const auto& bytes : b_->Blobs("SELECT bytes FROM log_leaf ORDER BY idx")) {
+    v1::LogEntry e;
+    ASSERT_TRUE(e.ParseFromString(bytes));
+    if (e.kind() == v1::LogEntry::KIND_RECEIVED && e.first_seq() <= 3 && e.last_seq() >= 3) {
+      ++received_for_3;
+      index = e.index();
+    }
+  }
+  EXPECT_EQ(received_for_3, 1);
+  EXPECT_EQ(receipt.log_index(), index);
+  EXPECT_EQ(b_->Count("SELECT count(*) FROM inbox"), 3);
+}
+
+TEST_F(AuditTest, BatchWithABadSignatureOrDigestIsRefusedAndNeverStored) {
+  a_->set_env("CASEWAY_FAULTS=bad_manifest_signature=2,tamper_entry=2");
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  auto a = a_->NewClient();
+  PublishOne(*a, "v-1", 1);
+  ASSERT_OK(a->Publish(SampleNotice("v-2", {kB})));
+  ASSERT_TRUE(WaitFor([&] { return b_->log().find("batch refused") != std::string::npos; },
+                      absl::Seconds(10)));
+  EXPECT_THAT(b_->log(), HasSubstr("batch.manifest.signature: does not verify with the key of 360102"));
+  EXPECT_EQ(b_->Count("SELECT count(*) FROM inbox"), 1);
+  EXPECT_EQ(b_->Count("SELECT seq FROM cursor WHERE origin = '360102'"), 1);
+  EXPECT_EQ(a_->Count("SELECT acked FROM channel WHERE destination = '440305'"), 1);
+}
+
+}  // namespace
+}  // namespace caseway::testing
