@@ -127,6 +127,19 @@ cli 360111 inbox | cut -c1-160
 say "Status of 360102"
 cli 360102 status
 
+say "Coordinator: reconcile the exchange logs of 360102 and 440305"
+audit_flags=(--directory "$run/pki/directory.yaml" --ca "$run/pki/ca.crt"
+             --cert "$run/pki/auditors/coordinator.crt" --key "$run/pki/auditors/coordinator.key"
+             --state-dir "$run/audit-state" --bundle-dir "$run/audit-bundles")
+# Checkpoints are signed every second and cosigned by the peers every five: wait until every
+# receipt is covered by a checkpoint.
+for _ in $(seq 1 40); do
+  "$bin/caseway" audit reconcile "127.0.0.1:$(port_of 360102)" "127.0.0.1:$(port_of 440305)" \
+    "${audit_flags[@]}" >"$run/reconcile.txt" 2>&1 && grep -q "PROVEN  *13  *1" "$run/reconcile.txt" && break
+  sleep 0.25
+done
+cat "$run/reconcile.txt"
+
 cat <<TXT
 
 The demo federation is up. Things to try (from $root):
@@ -136,6 +149,10 @@ The demo federation is up. Things to try (from $root):
   $bin/caseway inbox --follow --client-config $run/client-360111.yaml   # wait for new notices
   kill -9 ${pids[2]}; $bin/caseway status       # 440305 gone: its channel lags, subscription backs off
   $bin/caseway-node --config $run/440305.yaml &  # restart it: it catches up from its cursor
+  $bin/caseway audit verify 127.0.0.1:$(port_of 360102) ${audit_flags[*]}
+                                               # a coordinator verifies 360102's log
+  sqlite3 $run/data/360102.db "UPDATE log_leaf SET bytes = bytes || x'00' WHERE idx = 3"
+                                               # tamper with it; verify again: LOG_CORRUPT, entry 3
 Docs: docs/README.md. Logs: $run/*.log (no personal data is logged).
 TXT
 

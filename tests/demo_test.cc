@@ -55,6 +55,8 @@ TEST(DemoTest, DemoFederationExchangesEveryKindAndStops) {
   }
   EXPECT_THAT(r.err, HasSubstr("13 notice(s) acknowledged"));
   EXPECT_THAT(r.out, HasSubstr("Things to try"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("PROVEN +13 +1 +14"));
+  EXPECT_THAT(r.out, HasSubstr("OK: every exchange matched"));
   // The demo stopped its nodes: the ports are free again.
   EXPECT_TRUE(WaitFor([&] { return Bindable(base) && Bindable(base + 1) && Bindable(base + 2); },
                       absl::Seconds(10)));
