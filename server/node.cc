@@ -133,6 +133,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   builder.AddListeningPort(config.listen_address(), server_creds, &node->port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.limits().max_message_bytes()));
   builder.SetMaxSendMessageSize(static_cast<int>(config.limits().max_message_bytes()));
+  // Sync handlers block on the group commit; keep their threads alive between calls instead of
+  // letting gRPC create and destroy one per burst.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 4);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 256);
   builder.RegisterService(node->gateway_.get());
   builder.RegisterService(node->peer_exchange_.get());
   builder.RegisterService(node->exchange_log_.get());

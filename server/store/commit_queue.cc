@@ -1,5 +1,6 @@
 #include "server/store/commit_queue.h"
 
+#include <chrono>
 #include <future>
 #include <utility>
 
@@ -60,6 +61,7 @@ void CommitQueue::Loop() {
       }
     }
     results.assign(group.size(), absl::OkStatus());
+    const auto began = std::chrono::steady_clock::now();
     absl::Status txn = db_->Exec("BEGIN IMMEDIATE");
     if (txn.ok()) {
       if (participant_) participant_->OnBegin();
@@ -89,7 +91,13 @@ void CommitQueue::Loop() {
         participant_->OnCommit();
       }
     }
-    if (txn.ok()) groups_.fetch_add(1);
+    busy_us_.fetch_add(std::chrono::duration_cast<std::chrono::microseconds>(
+                           std::chrono::steady_clock::now() - began)
+                           .count());
+    if (txn.ok()) {
+      groups_.fetch_add(1);
+      ops_.fetch_add(group.size());
+    }
     for (size_t i = 0; i < group.size(); ++i) {
       group[i].done(txn.ok() ? results[i] : txn);
     }

@@ -55,6 +55,9 @@ class CommitQueue {
 
   // Stats for status pages and benchmarks.
   uint64_t groups_committed() const { return groups_.load(); }
+  uint64_t ops_committed() const { return ops_.load(); }
+  // Time spent from BEGIN to the end of COMMIT, in microseconds, summed over groups.
+  uint64_t busy_micros() const { return busy_us_.load(); }
 
  private:
   struct Op {
@@ -70,6 +73,8 @@ class CommitQueue {
   std::deque<Op> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<uint64_t> groups_{0};
+  std::atomic<uint64_t> ops_{0};
+  std::atomic<uint64_t> busy_us_{0};
   std::thread thread_;  // the writer: the only thread that writes to db_
 };
 

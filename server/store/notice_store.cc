@@ -125,7 +125,25 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   }
   store->queue_ = std::make_unique<CommitQueue>(std::move(db), options.group_commit_max,
                                                 store->log_.get());
+  store->wal_checkpointer_ = std::thread([s = store.get()] { s->CheckpointLoop(); });
   return store;
+}
+
+void NoticeStore::CheckpointLoop() {
+  auto db = Db::Open(path_);
+  if (!db.ok()) return;
+  absl::MutexLock lock(&mu_);
+  while (!stop_checkpointer_) {
+    mu_.AwaitWithTimeout(absl::Condition(&stop_checkpointer_), absl::Milliseconds(500));
+    mu_.Unlock();
+    int wal_frames = 0, done = 0;
+    sqlite3_wal_checkpoint_v2((*db)->get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, &done);
+    // Restart the WAL from its start once every frame is in the database and no reader needs it.
+    if (wal_frames > 16384 && done == wal_frames) {
+      sqlite3_wal_checkpoint_v2((*db)->get(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    }
+    mu_.Lock();
+  }
 }
 
 NoticeStore::NoticeStore(StoreOptions options, std::unique_ptr<WriterStatements> stmts)

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -205,6 +206,12 @@ class NoticeStore {
 
   absl::Mutex readers_mu_;
   std::vector<std::unique_ptr<Db>> readers_ ABSL_GUARDED_BY(readers_mu_);
+
+  // WAL checkpointer: copies committed WAL frames into the database in the background (PASSIVE,
+  // never blocking the writer), every 500 ms or when the WAL passes ~64 MiB.
+  void CheckpointLoop();
+  std::thread wal_checkpointer_;
+  bool stop_checkpointer_ ABSL_GUARDED_BY(mu_) = false;
 
   absl::Mutex mu_;
   std::map<std::string, ChannelState> channels_ ABSL_GUARDED_BY(mu_);

@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "common/digest.h"
 #include "common/fault.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 #include "server/store/notice_store.h"
 #include "server/store/statements.h"
@@ -21,7 +22,20 @@ void NoticeStore::PrepareLogStatements(sqlite3* db) {
 
 // Defined here, where LogStatements is complete. The queue goes first: its thread uses the
 // statements and the Merkle log.
-NoticeStore::~NoticeStore() { queue_.reset(); }
+NoticeStore::~NoticeStore() {
+  if (queue_) {
+    common::Log(common::LogLevel::kInfo, "store closed",
+                {{"commits", absl::StrCat(queue_->groups_committed())},
+                 {"operations", absl::StrCat(queue_->ops_committed())},
+                 {"writer_busy_ms", absl::StrCat(queue_->busy_micros() / 1000)}});
+  }
+  queue_.reset();
+  {
+    absl::MutexLock lock(&mu_);
+    stop_checkpointer_ = true;
+  }
+  if (wal_checkpointer_.joinable()) wal_checkpointer_.join();
+}
 
 namespace {
 

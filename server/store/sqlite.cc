@@ -21,7 +21,8 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path) {
   sqlite3_busy_timeout(raw, 10000);
   absl::Status s = db->Exec(
       "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
-      "PRAGMA wal_autocheckpoint=4000;");
+      // Checkpoints run on NoticeStore's background connection, not in a committing writer.
+      "PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-65536;");
   if (!s.ok()) return s;
   return db;
 }

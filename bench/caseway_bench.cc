@@ -1,0 +1,323 @@
+// caseway-bench: load generator and probe for benchmarks against running nodes (bench/run.sh
+// starts the nodes). Every loop is bounded by a count and a time limit.
+#include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "caseway/v1/gateway.grpc.pb.h"
+#include "common/tls.h"
+
+namespace {
+
+namespace v1 = caseway::v1;
+using Clock = std::chrono::steady_clock;
+
+struct Conn {
+  std::string address, ca, cert, key;
+};
+
+std::unique_ptr<v1::Gateway::Stub> Stub(const Conn& c) {
+  auto creds = caseway::common::ChannelCredentials({c.ca, c.cert, c.key});
+  if (!creds.ok()) {
+    fprintf(stderr, "caseway-bench: %s\n", creds.status().ToString().c_str());
+    exit(2);
+  }
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // one connection per client
+  args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetMaxSendMessageSize(64 << 20);
+  return v1::Gateway::NewStub(grpc::CreateCustomChannel(c.address, *creds, args));
+}
+
+// Notice1K builds a valid verification request whose serialized size is about 1 KiB.
+v1::Notice Notice1K(const std::string& id, const std::string& origin, const std::string& dest) {
+  v1::Notice n;
+  n.set_notice_id(id);
+  n.set_case_id("bench-case");
+  auto* s = n.mutable_subject();
+  s->set_name("测试人");
+  s->set_id_number("11010519491231002X");
+  s->set_sex(v1::SEX_FEMALE);
+  s->mutable_birth_date()->set_year(1990);
+  s->mutable_birth_date()->set_month(1);
+  s->mutable_birth_date()->set_day(1);
+  s->set_registered_region(origin);
+  n.add_destinations(dest);
+  n.mutable_occurred_at()->set_seconds(1'790'000'000);
+  n.set_priority(v1::PRIORITY_NORMAL);
+  auto* vr = n.mutable_verification_request();
+  vr->set_request_id("bench");
+  vr->add_items(std::string(120, 'a'));
+  vr->add_items(std::string(120, 'b'));
+  vr->add_items(std::string(120, 'c'));
+  vr->set_remarks(std::string(500, 'r'));
+  return n;
+}
+
+struct Percentiles {
+  double p50, p90, p99, max;
+};
+Percentiles Summarize(std::vector<double>& v) {
+  if (v.empty()) return {0, 0, 0, 0};
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<size_t>(q * v.size()))]; };
+  return {at(0.5), at(0.9), at(0.99), v.back()};
+}
+
+// Head returns (head, acked) of A's channel to `dest`.
+std::pair<uint64_t, uint64_t> Head(v1::Gateway::Stub& a, const std::string& dest) {
+  grpc::ClientContext ctx;
+  v1::StatusResponse st;
+  if (!a.Status(&ctx, v1::StatusRequest(), &st).ok()) return {0, 0};
+  for (const auto& c : st.channels()) {
+    if (c.destination() == dest) return {c.head(), c.acked()};
+  }
+  return {0, 0};
+}
+
+// WaitAcked polls until A's channel to dest has acked >= target or the limit passes.
+bool WaitAcked(v1::Gateway::Stub& a, const std::string& dest, uint64_t target, int limit_s) {
+  auto deadline = Clock::now() + std::chrono::seconds(limit_s);
+  while (Clock::now() < deadline) {
+    if (Head(a, dest).second >= target) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
+void PrintResult(const std::string& name, const std::vector<std::pair<std::string, std::string>>& kv) {
+  std::string json = absl::StrCat("{\"bench\":\"", name, "\",\"cores\":", std::thread::hardware_concurrency());
+  std::string row = absl::StrFormat("%-34s", name);
+  for (const auto& [k, v] : kv) {
+    absl::StrAppend(&json, ",\"", k, "\":", v);
+    absl::StrAppend(&row, " ", k, "=", v);
+  }
+  printf("%s\nJSON %s}\n", row.c_str(), json.c_str());
+  fflush(stdout);
+}
+
+int Throughput(const Conn& a_conn, const std::string& origin, const std::string& dest, int clients,
+               int batch, uint64_t count, int max_s, const std::string& label) {
+  auto probe = Stub(a_conn);
+  const uint64_t base = Head(*probe, dest).first;
+  const std::string run = absl::StrCat(label, "-", std::chrono::system_clock::now().time_since_epoch().count());
+  std::atomic<uint64_t> next{0}, published{0}, errors{0};
+  const auto start = Clock::now();
+  const auto deadline = start + std::chrono::seconds(max_s);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < clients; ++t) {
+    threads.emplace_back([&] {
+      auto stub = Stub(a_conn);
+      while (Clock::now() < deadline) {
+        uint64_t first = next.fetch_add(batch);
+        if (first >= count) break;
+        uint64_t n = std::min<uint64_t>(batch, count - first);
+        grpc::ClientContext ctx;
+        grpc::Status s;
+        if (batch == 1) {
+          v1::PublishRequest req;
+          *req.mutable_notice() = Notice1K(absl::StrCat(run, "-", first), origin, dest);
+          v1::PublishResult resp;
+          s = stub->Publish(&ctx, req, &resp);
+        } else {
+          v1::PublishBatchRequest req;
+          for (uint64_t i = 0; i < n; ++i) *req.add_notices() = Notice1K(absl::StrCat(run, "-", first + i), origin, dest);
+          v1::PublishBatchResponse resp;
+          s = stub->PublishBatch(&ctx, req, &resp);
+        }
+        if (s.ok()) {
+          published += n;
+        } else if (errors++ == 0) {
+          fprintf(stderr, "first error: %d %s\n", s.error_code(), s.error_message().c_str());
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double publish_s = std::chrono::duration<double>(Clock::now() - start).count();
+  const bool done = WaitAcked(*probe, dest, base + published.load(), 120);
+  const double total_s = std::chrono::duration<double>(Clock::now() - start).count();
+  PrintResult(absl::StrCat("throughput ", label), {
+      {"clients", absl::StrCat(clients)}, {"batch", absl::StrCat(batch)},
+      {"notices", absl::StrCat(published.load())}, {"errors", absl::StrCat(errors.load())},
+      {"notices_per_s", absl::StrFormat("%.0f", published.load() / total_s)},
+      {"publish_only_per_s", absl::StrFormat("%.0f", published.load() / publish_s)},
+      {"all_receipted", done ? "true" : "false"}});
+  return done && errors == 0 ? 0 : 1;
+}
+
+// Latency: open-loop unary publishes at `rate`/s for `seconds`; a consumer on B reads its inbox
+// (with acks) and records publish -> delivered-from-B's-store for each notice.
+int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
+            const std::string& dest, int rate, int seconds) {
+  const std::string run = absl::StrCat("lat", rate, "-", std::chrono::system_clock::now().time_since_epoch().count());
+  const uint64_t total = static_cast<uint64_t>(rate) * seconds;
+  std::vector<Clock::time_point> sent(total);
+  std::vector<std::atomic<bool>> sent_set(total);
+  std::vector<double> latencies;
+  std::mutex mu;
+  std::atomic<bool> stop{false};
+  // Consumer.
+  std::thread consumer([&] {
+    auto b = Stub(b_conn);
+    grpc::ClientContext ctx;
+    auto stream = b->Inbox(&ctx);
+    v1::InboxRequest start;
+    start.mutable_start()->set_follow(true);
+    start.mutable_start()->set_ack(true);
+    start.mutable_start()->set_window(10000);
+    stream->Write(start);
+    v1::InboxResponse resp;
+    std::thread stopper([&] {
+      while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      ctx.TryCancel();
+    });
+    while (stream->Read(&resp)) {
+      if (!resp.has_item()) continue;
+      auto now = Clock::now();
+      const std::string& id = resp.item().notice().notice_id();
+      if (id.rfind(run, 0) == 0) {
+        uint64_t i = std::stoull(id.substr(run.size() + 1));
+        if (i < total && sent_set[i]) {
+          std::lock_guard<std::mutex> lock(mu);
+          latencies.push_back(std::chrono::duration<double, std::milli>(now - sent[i]).count());
+        }
+      }
+      v1::InboxRequest ack;
+      ack.mutable_ack()->add_inbox_seqs(resp.item().inbox_seq());
+      stream->Write(ack);
+    }
+    stopper.join();
+  });
+  // Open-loop publishers: 16 threads share the schedule.
+  const auto t0 = Clock::now() + std::chrono::milliseconds(200);
+  std::atomic<uint64_t> next{0}, errors{0};
+  std::vector<std::thread> pubs;
+  for (int t = 0; t < 16; ++t) {
+    pubs.emplace_back([&] {
+      auto a = Stub(a_conn);
+      for (;;) {
+        uint64_t i = next.fetch_add(1);
+        if (i >= total) break;
+        auto due = t0 + std::chrono::nanoseconds(static_cast<int64_t>(i * 1e9 / rate));
+        std::this_thread::sleep_until(due);
+        v1::PublishRequest req;
+        *req.mutable_notice() = Notice1K(absl::StrCat(run, "-", i), origin, dest);
+        sent[i] = Clock::now();
+        sent_set[i] = true;
+        v1::PublishResult resp;
+        grpc::ClientContext ctx;
+        if (!a->Publish(&ctx, req, &resp).ok()) ++errors;
+      }
+    });
+  }
+  for (auto& t : pubs) t.join();
+  const double achieved = total / std::chrono::duration<double>(Clock::now() - t0).count();
+  // Drain: wait until every notice arrived (bounded).
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < deadline) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (latencies.size() + errors >= total) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  stop = true;
+  consumer.join();
+  Percentiles p = Summarize(latencies);
+  PrintResult(absl::StrCat("latency ", rate, "/s"), {
+      {"offered_per_s", absl::StrCat(rate)}, {"achieved_per_s", absl::StrFormat("%.0f", achieved)},
+      {"delivered", absl::StrCat(latencies.size())}, {"errors", absl::StrCat(errors.load())},
+      {"p50_ms", absl::StrFormat("%.2f", p.p50)}, {"p90_ms", absl::StrFormat("%.2f", p.p90)},
+      {"p99_ms", absl::StrFormat("%.2f", p.p99)}, {"max_ms", absl::StrFormat("%.2f", p.max)}});
+  return 0;
+}
+
+int WaitCaughtUp(const Conn& a_conn, const std::string& dest, int max_s, const std::string& label) {
+  auto a = Stub(a_conn);
+  auto [head, acked0] = Head(*a, dest);
+  const auto start = Clock::now();
+  bool done = WaitAcked(*a, dest, head, max_s);
+  double s = std::chrono::duration<double>(Clock::now() - start).count();
+  auto [head2, acked] = Head(*a, dest);
+  PrintResult(label, {{"backlog", absl::StrCat(head - acked0)},
+                      {"notices_per_s", absl::StrFormat("%.0f", (acked - acked0) / s)},
+                      {"seconds", absl::StrFormat("%.2f", s)}, {"caught_up", done ? "true" : "false"}});
+  return done ? 0 : 1;
+}
+
+int GenJsonl(const std::string& out, uint64_t count, const std::string& origin, const std::string& dest) {
+  std::ofstream f(out, std::ios::trunc);
+  const std::string run = absl::StrCat("imp-", std::chrono::system_clock::now().time_since_epoch().count());
+  std::string line;
+  for (uint64_t i = 0; i < count; ++i) {
+    line.clear();
+    (void)google::protobuf::util::MessageToJsonString(Notice1K(absl::StrCat(run, "-", i), origin, dest), &line);
+    f << line << '\n';
+  }
+  return f ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"caseway-bench: benchmark load and probes against running Caseway nodes "
+               "(see bench/README.md; bench/run.sh drives it)."};
+  app.require_subcommand(1);
+  Conn a, b;
+  std::string origin = "360102", dest = "440305", label = "run", out;
+  int clients = 8, batch = 100, max_s = 60, rate = 1000, seconds = 10;
+  uint64_t count = 100000;
+  auto conn_flags = [&](CLI::App* c, bool with_b) {
+    c->add_option("--a", a.address, "origin node address")->required();
+    c->add_option("--ca", a.ca, "CA")->required();
+    c->add_option("--a-cert", a.cert, "client cert of the origin")->required();
+    c->add_option("--a-key", a.key, "its key")->required();
+    if (with_b) {
+      c->add_option("--b", b.address, "destination node address")->required();
+      c->add_option("--b-cert", b.cert, "client cert of the destination")->required();
+      c->add_option("--b-key", b.key, "its key")->required();
+    }
+    c->add_option("--origin", origin, "origin jurisdiction")->capture_default_str();
+    c->add_option("--dest", dest, "destination jurisdiction")->capture_default_str();
+  };
+  auto* tp = app.add_subcommand("throughput", "publish COUNT 1 KiB notices with CLIENTS clients until all are receipted at A");
+  conn_flags(tp, false);
+  tp->add_option("--clients", clients)->capture_default_str();
+  tp->add_option("--batch", batch, "notices per request (1 = unary Publish)")->capture_default_str();
+  tp->add_option("--count", count)->capture_default_str();
+  tp->add_option("--max-s", max_s, "publishing time limit")->capture_default_str();
+  tp->add_option("--label", label)->capture_default_str();
+  auto* lat = app.add_subcommand("latency", "open-loop publishes at RATE/s; publish -> stored at B percentiles");
+  conn_flags(lat, true);
+  lat->add_option("--rate", rate)->capture_default_str();
+  lat->add_option("--seconds", seconds)->capture_default_str();
+  auto* wait = app.add_subcommand("wait-caught-up", "wait until A's channel to DEST is receipted to its head");
+  conn_flags(wait, false);
+  wait->add_option("--max-s", max_s)->capture_default_str();
+  wait->add_option("--label", label)->capture_default_str();
+  auto* gen = app.add_subcommand("gen-jsonl", "write COUNT 1 KiB notices as protobuf JSON lines");
+  gen->add_option("--out", out)->required();
+  gen->add_option("--count", count)->capture_default_str();
+  gen->add_option("--origin", origin)->capture_default_str();
+  gen->add_option("--dest", dest)->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  b.ca = a.ca;
+  if (tp->parsed()) return Throughput(a, origin, dest, clients, batch, count, max_s, label);
+  if (lat->parsed()) return Latency(a, b, origin, dest, rate, seconds);
+  if (wait->parsed()) return WaitCaughtUp(a, dest, max_s, label);
+  if (gen->parsed()) return GenJsonl(out, count, origin, dest);
+  return 2;
+}
