@@ -109,7 +109,7 @@ void PrintResult(const std::string& name, const std::vector<std::pair<std::strin
 }
 
 int Throughput(const Conn& a_conn, const std::string& origin, const std::string& dest, int clients,
-               int batch, uint64_t count, int max_s, const std::string& label) {
+               int batch, uint64_t count, int max_s, const std::string& label, bool wait) {
   auto probe = Stub(a_conn);
   const uint64_t base = Head(*probe, dest).first;
   const std::string run = absl::StrCat(label, "-", std::chrono::system_clock::now().time_since_epoch().count());
@@ -147,7 +147,7 @@ int Throughput(const Conn& a_conn, const std::string& origin, const std::string&
   }
   for (auto& t : threads) t.join();
   const double publish_s = std::chrono::duration<double>(Clock::now() - start).count();
-  const bool done = WaitAcked(*probe, dest, base + published.load(), 120);
+  const bool done = wait && WaitAcked(*probe, dest, base + published.load(), 120);
   const double total_s = std::chrono::duration<double>(Clock::now() - start).count();
   PrintResult(absl::StrCat("throughput ", label), {
       {"clients", absl::StrCat(clients)}, {"batch", absl::StrCat(batch)},
@@ -180,12 +180,17 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
     start.mutable_start()->set_window(10000);
     stream->Write(start);
     v1::InboxResponse resp;
+    v1::InboxRequest pending;
     std::thread stopper([&] {
       while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(20));
       ctx.TryCancel();
     });
     while (stream->Read(&resp)) {
-      if (!resp.has_item()) continue;
+      if (!resp.has_item()) {
+        if (pending.ack().inbox_seqs_size() > 0) stream->Write(pending);
+        pending.Clear();
+        continue;
+      }
       auto now = Clock::now();
       const std::string& id = resp.item().notice().notice_id();
       if (id.rfind(run, 0) == 0) {
@@ -195,9 +200,12 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
           latencies.push_back(std::chrono::duration<double, std::milli>(now - sent[i]).count());
         }
       }
-      v1::InboxRequest ack;
-      ack.mutable_ack()->add_inbox_seqs(resp.item().inbox_seq());
-      stream->Write(ack);
+      // Ack in groups (one commit per group at B), as the client library does.
+      pending.mutable_ack()->add_inbox_seqs(resp.item().inbox_seq());
+      if (pending.ack().inbox_seqs_size() >= 64) {
+        stream->Write(pending);
+        pending.Clear();
+      }
     }
     stopper.join();
   });
@@ -300,6 +308,8 @@ int main(int argc, char** argv) {
   tp->add_option("--count", count)->capture_default_str();
   tp->add_option("--max-s", max_s, "publishing time limit")->capture_default_str();
   tp->add_option("--label", label)->capture_default_str();
+  bool no_wait = false;
+  tp->add_flag("--no-wait", no_wait, "do not wait for receipts (destination offline)");
   auto* lat = app.add_subcommand("latency", "open-loop publishes at RATE/s; publish -> stored at B percentiles");
   conn_flags(lat, true);
   lat->add_option("--rate", rate)->capture_default_str();
@@ -315,7 +325,7 @@ int main(int argc, char** argv) {
   gen->add_option("--dest", dest)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   b.ca = a.ca;
-  if (tp->parsed()) return Throughput(a, origin, dest, clients, batch, count, max_s, label);
+  if (tp->parsed()) return Throughput(a, origin, dest, clients, batch, count, max_s, label, !no_wait);
   if (lat->parsed()) return Latency(a, b, origin, dest, rate, seconds);
   if (wait->parsed()) return WaitCaughtUp(a, dest, max_s, label);
   if (gen->parsed()) return GenJsonl(out, count, origin, dest);

@@ -3,6 +3,8 @@
 #include <grpcpp/grpcpp.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
@@ -91,10 +93,22 @@ absl::Status Client::Inbox(const InboxOptions& options,
   start.mutable_start()->set_ack(options.ack);
   start.mutable_start()->set_window(options.window);
   if (!stream->Write(start)) return FromGrpcStatus(stream->Finish());
+  // Acks go in groups (one commit at the node per group): flushed every `group` items, at each
+  // catch-up, and at the end. A group is at most half the window so the stream never stalls.
+  const uint32_t window = options.window == 0 ? 256 : options.window;
+  const int group = static_cast<int>(std::max<uint32_t>(1, std::min<uint32_t>(64, window / 2)));
+  v1::InboxRequest acks;
+  auto flush = [&] {
+    if (acks.ack().inbox_seqs_size() == 0) return true;
+    bool ok = stream->Write(acks);
+    acks.Clear();
+    return ok;
+  };
   v1::InboxResponse resp;
   bool stopped = false;
   while (stream->Read(&resp)) {
     if (resp.has_caught_up()) {
+      if (options.ack && !flush()) break;
       if (!options.follow) break;
       continue;
     }
@@ -103,11 +117,11 @@ absl::Status Client::Inbox(const InboxOptions& options,
       break;
     }
     if (options.ack) {
-      v1::InboxRequest ack;
-      ack.mutable_ack()->add_inbox_seqs(resp.item().inbox_seq());
-      if (!stream->Write(ack)) break;
+      acks.mutable_ack()->add_inbox_seqs(resp.item().inbox_seq());
+      if (acks.ack().inbox_seqs_size() >= group && !flush()) break;
     }
   }
+  if (options.ack && !stopped) flush();
   if (stopped) {
     // Acks already written may not all be committed; unacked items come again next time.
     ctx.TryCancel();

@@ -85,6 +85,28 @@ TEST_F(CliTest, PublishesEveryKindAndTheDestinationsInboxPrintsThemOnce) {
   for (const auto& line : Lines(again.out)) EXPECT_THAT(line, HasSubstr("\"duplicate\":true"));
 }
 
+TEST_F(CliTest, ParallelPublishKeepsResultsInInputOrder) {
+  std::string input;
+  for (int i = 1; i <= 60; ++i) {
+    v1::Notice n = SampleNotice("par-" + std::to_string(i), {"440305"});
+    if (i == 17 || i == 44) n.set_priority(v1::PRIORITY_UNSPECIFIED);
+    input += ToJsonLine(n) + "\n";
+    if (i == 30) input += "\n";  // a blank line settles without output
+  }
+  RunResult r = Cli("360102", {"publish", "--jobs", "4", "--batch", "5", "-"}, input);
+  EXPECT_EQ(r.exit_code, 1);
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 60u);
+  int expected = 1;
+  for (const auto& l : lines) {
+    EXPECT_THAT(l, HasSubstr("{\"line\":" + std::to_string(expected) + ","));
+    expected += expected == 30 ? 2 : 1;
+  }
+  EXPECT_THAT(lines[16], HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_THAT(r.err, HasSubstr("58 published, 2 failed"));
+  EXPECT_EQ(nodes_["360102"]->Count("SELECT count(*) FROM notice"), 58);
+}
+
 TEST_F(CliTest, StatusShowsChannelsSubscriptionsAndInbox) {
   RunResult pub = Cli("440305", {"publish", SourceDir() + "/deploy/samples/notices-440305.jsonl"});
   ASSERT_EQ(pub.exit_code, 0) << pub.out << pub.err;

@@ -5,7 +5,12 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <regex>
 
 #include "absl/strings/str_cat.h"
@@ -83,13 +88,22 @@ struct PendingLine {
   v1::Notice notice;
 };
 
-// Result lines wait here until the lines before them are settled, so output follows input order.
-std::map<size_t, std::string> g_results;
+// Result lines wait here until every earlier line is settled, so output follows input order
+// even when several batches are in flight (--jobs). Blank lines settle with no output.
+std::mutex g_results_mu;
+std::map<size_t, std::string> g_results;  // guarded by g_results_mu
+size_t g_next_line = 1;                   // guarded by g_results_mu
 
-void FlushResults() {
-  for (const auto& [line, text] : g_results) fputs(text.c_str(), stdout);
-  g_results.clear();
-  fflush(stdout);
+void Settle(size_t line, std::string text) {
+  std::lock_guard<std::mutex> lock(g_results_mu);
+  g_results[line] = std::move(text);
+  bool printed = false;
+  for (auto it = g_results.begin(); it != g_results.end() && it->first == g_next_line;
+       it = g_results.erase(it), ++g_next_line) {
+    fputs(it->second.c_str(), stdout);
+    printed = true;
+  }
+  if (printed) fflush(stdout);
 }
 
 void PrintOk(size_t line, const v1::PublishResult& r) {
@@ -100,17 +114,17 @@ void PrintOk(size_t line, const v1::PublishResult& r) {
   }
   std::string warnings;
   for (const auto& w : r.warnings()) absl::StrAppend(&warnings, warnings.empty() ? "" : ",", JsonQuote(w));
-  g_results[line] = absl::StrFormat(
+  Settle(line, absl::StrFormat(
       "{\"line\":%zu,\"status\":\"OK\",\"notice_id\":%s,\"duplicate\":%s,\"digest\":\"%s\","
       "\"deliveries\":[%s],\"warnings\":[%s]}\n",
       line, JsonQuote(r.notice_id()), r.duplicate() ? "true" : "false",
-         caseway::common::ToHex(r.digest()), deliveries, warnings);
+         caseway::common::ToHex(r.digest()), deliveries, warnings));
 }
 
 void PrintError(size_t line, absl::string_view notice_id, const absl::Status& s) {
-  g_results[line] = absl::StrFormat("{\"line\":%zu,\"status\":\"%s\",\"notice_id\":%s,\"error\":%s}\n",
-                                    line, absl::StatusCodeToString(s.code()),
-                                    JsonQuote(notice_id), JsonQuote(s.message()));
+  Settle(line, absl::StrFormat("{\"line\":%zu,\"status\":\"%s\",\"notice_id\":%s,\"error\":%s}\n",
+                               line, absl::StatusCodeToString(s.code()), JsonQuote(notice_id),
+                               JsonQuote(s.message())));
 }
 
 // PublishPending publishes `batch`, isolating failures: when the node names `notices[i]`, that
@@ -153,7 +167,8 @@ size_t PublishPending(Client& client, std::vector<PendingLine> batch) {
   return failed;
 }
 
-int RunPublish(const Connection& conn, const std::string& file, size_t batch_size, bool progress) {
+int RunPublish(const Connection& conn, const std::string& file, size_t batch_size, int jobs,
+               bool progress) {
   std::istream* in = &std::cin;
   std::ifstream f;
   if (file != "-") {
@@ -171,21 +186,49 @@ int RunPublish(const Connection& conn, const std::string& file, size_t batch_siz
   }
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
-  std::vector<PendingLine> pending;
-  size_t line_no = 0, ok = 0, failed = 0;
-  std::string line;
-  auto flush = [&] {
-    size_t n = pending.size();
-    size_t bad = PublishPending(**client, std::move(pending));
-    pending.clear();
-    failed += bad;
-    ok += n - bad;
-    FlushResults();
-    if (progress) fprintf(stderr, "\rpublished %zu, failed %zu", ok, failed);
+
+  // The reader (this thread) parses batches; `jobs` senders publish them concurrently.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::vector<PendingLine>> queue;  // guarded by mu, at most 2 * jobs batches
+  bool eof = false;
+  std::atomic<size_t> ok{0}, failed{0};
+  std::vector<std::thread> senders;
+  for (int j = 0; j < jobs; ++j) {
+    senders.emplace_back([&] {
+      for (;;) {
+        std::vector<PendingLine> batch;
+        {
+          std::unique_lock<std::mutex> lock(mu);
+          cv.wait(lock, [&] { return !queue.empty() || eof; });
+          if (queue.empty()) return;
+          batch = std::move(queue.front());
+          queue.pop_front();
+        }
+        cv.notify_all();
+        size_t n = batch.size();
+        size_t bad = PublishPending(**client, std::move(batch));
+        failed += bad;
+        ok += n - bad;
+        if (progress) fprintf(stderr, "\rpublished %zu, failed %zu", ok.load(), failed.load());
+      }
+    });
+  }
+  auto enqueue = [&](std::vector<PendingLine> batch) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return queue.size() < static_cast<size_t>(2 * jobs); });
+    queue.push_back(std::move(batch));
+    cv.notify_all();
   };
+  std::vector<PendingLine> pending;
+  size_t line_no = 0;
+  std::string line;
   while (std::getline(*in, line)) {
     ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) {
+      Settle(line_no, "");
+      continue;
+    }
     PendingLine p{line_no, {}};
     auto st = google::protobuf::util::JsonStringToMessage(line, &p.notice, options);
     if (!st.ok()) {
@@ -197,12 +240,20 @@ int RunPublish(const Connection& conn, const std::string& file, size_t batch_siz
       continue;
     }
     pending.push_back(std::move(p));
-    if (pending.size() >= batch_size) flush();
+    if (pending.size() >= batch_size) {
+      enqueue(std::move(pending));
+      pending.clear();
+    }
   }
-  if (!pending.empty()) flush();
-  FlushResults();
+  if (!pending.empty()) enqueue(std::move(pending));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    eof = true;
+  }
+  cv.notify_all();
+  for (auto& t : senders) t.join();
   if (progress) fprintf(stderr, "\n");
-  fprintf(stderr, "caseway publish: %zu published, %zu failed\n", ok, failed);
+  fprintf(stderr, "caseway publish: %zu published, %zu failed\n", ok.load(), failed.load());
   return failed == 0 ? 0 : 1;
 }
 
@@ -467,6 +518,7 @@ int main(int argc, char** argv) {
   Connection conn;
   std::string file = "-";
   size_t batch = 100;
+  int jobs = 1;
   bool progress = false;
   CLI::App* publish = app.add_subcommand(
       "publish",
@@ -476,6 +528,9 @@ int main(int argc, char** argv) {
   publish->add_option("--batch", batch, "notices per PublishBatch request (1 = unary Publish)")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
+  publish->add_option("--jobs,-j", jobs, "batches in flight at once (output stays in input order)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   publish->add_flag("--progress", progress, "show a running count on stderr");
   AddConnectionFlags(publish, &conn);
 
@@ -529,7 +584,7 @@ int main(int argc, char** argv) {
   if (audit_verify->parsed()) return RunAuditVerify(audit_flags, node_a);
   if (audit_reconcile->parsed()) return RunAuditReconcile(audit_flags, node_a, node_b);
   if (audit_bundle->parsed()) return RunAuditVerifyBundle(audit_flags, bundle_file);
-  if (publish->parsed()) return RunPublish(conn, file, batch, progress);
+  if (publish->parsed()) return RunPublish(conn, file, batch, jobs, progress);
   if (inbox->parsed()) return RunInbox(conn, follow, ack, window, limit);
   if (status->parsed()) return RunStatus(conn, json);
   return 2;

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# run.sh: Caseway's end-to-end benchmarks and the peer brokers, in one run on this machine.
+#
+#   bash bench/run.sh                    everything (about 10 minutes on 2 cores)
+#   QUICK=1 bash bench/run.sh            small counts, no peers (a smoke run, ~1 minute)
+#   ONLY="throughput latency" bash bench/run.sh
+#
+# Parts (ONLY selects): throughput (log and signatures on and off, batch and unary), latency
+# (1k/5k/20k per second offered), catchup (B offline while BACKLOG accumulate), import (the CLI),
+# peers (NATS JetStream mirror and RabbitMQ shovel from ../shared/bench/peers).
+# Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (32),
+# LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), PEER_N (100000), BASE_PORT (17400).
+# Two real nodes on 127.0.0.1 with mutual TLS, synchronous=FULL and (unless said) the exchange
+# log with signed batches and receipts. Results: bench/results/<UTC>/ (results.jsonl, summary.txt,
+# node logs). Every load is bounded by a count and a time limit.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+build=${CASEWAY_BUILD_DIR:-$root/build}
+if [ "${QUICK:-0}" = 1 ]; then
+  : "${COUNT:=20000}" "${UNARY_COUNT:=2000}" "${LAT_SECONDS:=3}" "${BACKLOG:=20000}" "${IMPORT:=20000}"
+  : "${ONLY:=throughput latency catchup import}"
+fi
+COUNT=${COUNT:-200000}; UNARY_COUNT=${UNARY_COUNT:-20000}; CLIENTS=${CLIENTS:-8}; BATCH=${BATCH:-100}
+UNARY_CLIENTS=${UNARY_CLIENTS:-32}; LAT_SECONDS=${LAT_SECONDS:-10}; BACKLOG=${BACKLOG:-1000000}
+IMPORT=${IMPORT:-1000000}; PEER_N=${PEER_N:-100000}; BASE_PORT=${BASE_PORT:-17400}
+ONLY=${ONLY:-throughput latency catchup import peers}
+
+bash "$root/deploy/install-deps.sh" >/dev/null
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j2 --target caseway-node caseway caseway-bench >/dev/null
+bin=$build/bin
+
+out="$here/results/$(date -u +%Y%m%dT%H%M%SZ)"
+work=$(mktemp -d /tmp/caseway-bench-XXXXXX)
+mkdir -p "$out"
+results="$out/results.jsonl"
+log() { printf '%s\n' "$*" | tee -a "$out/summary.txt"; }
+log "caseway bench $(date -u +%FT%TZ) on $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; git $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+
+pki=$work/pki
+bash "$root/deploy/pki.sh" init "$pki" bench.caseway >/dev/null
+for j in 360102 440305; do
+  bash "$root/deploy/pki.sh" node "$pki" "$j" >/dev/null
+  bash "$root/deploy/pki.sh" client "$pki" "$j" bench >/dev/null
+done
+
+declare -A port=([360102]=$BASE_PORT [440305]=$((BASE_PORT + 1)))
+declare -A pid=()
+peer_of() { [ "$1" = 360102 ] && echo 440305 || echo 360102; }
+
+# write_config J MODE: MODE is "on" (exchange log, signatures, receipts) or "off".
+write_config() {
+  local j=$1 mode=$2 p
+  p=$(peer_of "$j")
+  {
+    echo "federation: bench.caseway"
+    echo "jurisdiction: \"$j\""
+    echo "listen_address: 127.0.0.1:${port[$j]}"
+    echo "port_file: $work/$j.port"
+    echo "tls: {ca_file: $pki/ca.crt, cert_file: $pki/nodes/$j.crt, key_file: $pki/nodes/$j.key}"
+    echo "storage: {path: $work/data-$mode/$j.db}"
+    echo "peers: [{jurisdiction: \"$p\", address: 127.0.0.1:${port[$p]}}]"
+    echo "limits: {max_batch_notices: 1000, max_message_bytes: 16777216}"
+    if [ "$mode" = on ]; then
+      echo "exchange_log: {signing_key_file: $pki/nodes/$j.sign.key, directory_file: $pki/directory.yaml}"
+    else
+      echo "exchange_log: {disabled: true}"
+    fi
+    echo "log: {level: warn}"
+  } >"$work/$j-$mode.yaml"
+}
+
+start_node() {  # start_node J MODE
+  local j=$1 mode=$2
+  rm -f "$work/$j.port"
+  "$bin/caseway-node" --config "$work/$j-$mode.yaml" >>"$out/node-$j-$mode.log" 2>&1 &
+  pid[$j]=$!
+  for _ in $(seq 1 400); do [ -f "$work/$j.port" ] && return 0; sleep 0.05; done
+  echo "node $j did not start"; cat "$out/node-$j-$mode.log"; exit 1
+}
+stop_node() {  # stop_node J
+  local j=$1
+  [ -n "${pid[$j]:-}" ] || return 0
+  kill -TERM "${pid[$j]}" 2>/dev/null || true
+  wait "${pid[$j]}" 2>/dev/null || true
+  pid[$j]=""
+}
+peak_rss_mb() { awk '/VmHWM/{printf "%.0f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
+cleanup() { for j in 360102 440305; do stop_node "$j"; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+A=(--a "127.0.0.1:${port[360102]}" --ca "$pki/ca.crt" --a-cert "$pki/clients/360102-bench.crt" --a-key "$pki/clients/360102-bench.key")
+B=(--b "127.0.0.1:${port[440305]}" --b-cert "$pki/clients/440305-bench.crt" --b-key "$pki/clients/440305-bench.key")
+bench() {  # bench ARGS... : run caseway-bench; its row goes to the terminal and summary.txt,
+           # its JSON to results.jsonl and to stdout (the caller keeps the last line)
+  local line
+  "$bin/caseway-bench" "$@" >"$work/bench.out" 2>&1 || true
+  grep -v '^JSON ' "$work/bench.out" | tee -a "$out/summary.txt" >/dev/tty 2>/dev/null ||
+    grep -v '^JSON ' "$work/bench.out" >&2
+  line=$(sed -n 's/^JSON //p' "$work/bench.out")
+  [ -n "$line" ] && echo "$line" >>"$results"
+  echo "$line"
+}
+field() { sed -n "s/.*\"$2\":\"\{0,1\}\([0-9.]*\).*/\1/p" <<<"$1"; }
+pair() { for j in 360102 440305; do write_config "$j" "$1"; start_node "$j" "$1"; done; }
+unpair() { for j in 360102 440305; do stop_node "$j"; done; }
+
+declare -A rate=()
+if [[ " $ONLY " == *" throughput "* ]]; then
+  log ""; log "== throughput: $COUNT notices of 1 KiB, $CLIENTS clients x $BATCH per request; unary: $UNARY_COUNT, $UNARY_CLIENTS clients"
+  for mode in on off; do
+    pair "$mode"
+    r=$(bench throughput "${A[@]}" --clients "$CLIENTS" --batch "$BATCH" --count "$COUNT" --label "batch-log-$mode" | tail -1)
+    rate[batch-$mode]=$(field "$r" notices_per_s)
+    r=$(bench throughput "${A[@]}" --clients "$UNARY_CLIENTS" --batch 1 --count "$UNARY_COUNT" --label "unary-log-$mode" | tail -1)
+    rate[unary-$mode]=$(field "$r" notices_per_s)
+    unpair
+  done
+  log "log and signatures on/off: batch $(awk "BEGIN{printf \"%.2f\", ${rate[batch-on]}/${rate[batch-off]}}"), unary $(awk "BEGIN{printf \"%.2f\", ${rate[unary-on]}/${rate[unary-off]}}")"
+  echo "{\"bench\":\"log on/off ratio\",\"batch\":$(awk "BEGIN{printf \"%.3f\", ${rate[batch-on]}/${rate[batch-off]}}"),\"unary\":$(awk "BEGIN{printf \"%.3f\", ${rate[unary-on]}/${rate[unary-off]}}")}" >>"$results"
+fi
+
+if [[ " $ONLY " == *" latency "* ]]; then
+  log ""; log "== latency: unary publishes at a fixed offered rate for ${LAT_SECONDS}s; publish -> delivered from B's store"
+  rm -rf "$work/data-on"
+  pair on
+  for r in 1000 5000 20000; do bench latency "${A[@]}" "${B[@]}" --rate "$r" --seconds "$LAT_SECONDS" >/dev/null; done
+  unpair
+fi
+
+if [[ " $ONLY " == *" catchup "* ]]; then
+  log ""; log "== catch-up: B offline while $BACKLOG notices accumulate at A, then restarted"
+  rm -rf "$work/data-on"
+  pair on
+  stop_node 440305
+  bench throughput "${A[@]}" --clients "$CLIENTS" --batch 500 --count "$BACKLOG" --max-s 600 --label "backlog-build" --no-wait >/dev/null || true
+  start_node 440305 on
+  line=$(bench wait-caught-up "${A[@]}" --max-s 900 --label "catch-up $BACKLOG" | tail -1)
+  log "peak RSS: A $(peak_rss_mb "${pid[360102]}") MiB, B $(peak_rss_mb "${pid[440305]}") MiB"
+  echo "{\"bench\":\"catch-up memory\",\"backlog\":$BACKLOG,\"a_peak_rss_mb\":$(peak_rss_mb "${pid[360102]}"),\"b_peak_rss_mb\":$(peak_rss_mb "${pid[440305]}")}" >>"$results"
+  unpair
+fi
+
+if [[ " $ONLY " == *" import "* ]]; then
+  log ""; log "== bulk import: $IMPORT notices through 'caseway publish --batch 500 --jobs 4' from a JSON-lines file"
+  rm -rf "$work/data-on"
+  pair on
+  "$bin/caseway-bench" gen-jsonl --out "$work/import.jsonl" --count "$IMPORT"
+  start=$(date +%s.%N)
+  "$bin/caseway" publish "$work/import.jsonl" --batch 500 --jobs 4 --progress --address "127.0.0.1:${port[360102]}" \
+    --ca "$pki/ca.crt" --cert "$pki/clients/360102-bench.crt" --key "$pki/clients/360102-bench.key" >"$work/import.out" 2>"$work/import.err" || true
+  end=$(date +%s.%N)
+  ok=$(grep -c '"status":"OK"' "$work/import.out" || true)
+  ips=$(awk "BEGIN{printf \"%.0f\", $ok/($end-$start)}")
+  log "import                             notices=$ok seconds=$(awk "BEGIN{printf \"%.1f\", $end-$start}") notices_per_s=$ips"
+  echo "{\"bench\":\"import\",\"cores\":$(nproc),\"notices\":$ok,\"notices_per_s\":$ips}" >>"$results"
+  rm -f "$work/import.jsonl"
+  unpair
+fi
+
+if [[ " $ONLY " == *" peers "* ]]; then
+  peers=$(cd "$root/../shared/bench/peers" 2>/dev/null && pwd || true)
+  if [ -z "$peers" ]; then
+    log "peers: ../shared/bench/peers not found; skipped"
+  else
+    log ""; log "== peers (same machine, same run): N=$PEER_N 1 KiB messages, mutual TLS"
+    N=$PEER_N RUNS=1 VARIANTS=tls-async256 bash "$peers/nats_mirror.sh" >"$out/nats_mirror.txt" 2>&1 || true
+    N=$PEER_N RUNS=1 VARIANTS=quorum-tls-win256 bash "$peers/rabbitmq_shovel.sh" >"$out/rabbitmq_shovel.txt" 2>&1 || true
+    nats=$(grep -o 'msgs_per_s=[0-9.]*' "$out/nats_mirror.txt" | tail -1 | cut -d= -f2)
+    rmq=$(grep -o 'msgs_per_s=[0-9.]*' "$out/rabbitmq_shovel.txt" | tail -1 | cut -d= -f2)
+    log "NATS JetStream mirror, tls-async256 (no fsync before ack): ${nats:-?} msgs/s"
+    log "RabbitMQ shovel, quorum queues, tls-win256 (durable):      ${rmq:-?} msgs/s"
+    if [ -n "${rate[batch-on]:-}" ] && [ -n "$nats" ] && [ -n "$rmq" ]; then
+      log "Caseway batch (log on) / NATS mirror: $(awk "BEGIN{printf \"%.2f\", ${rate[batch-on]}/$nats}")   / RabbitMQ shovel quorum: $(awk "BEGIN{printf \"%.2f\", ${rate[batch-on]}/$rmq}")"
+      echo "{\"bench\":\"peer ratios\",\"caseway_batch_log_on\":${rate[batch-on]},\"nats_mirror\":$nats,\"rabbitmq_shovel_quorum\":$rmq,\"vs_nats\":$(awk "BEGIN{printf \"%.3f\", ${rate[batch-on]}/$nats}"),\"vs_rabbitmq\":$(awk "BEGIN{printf \"%.3f\", ${rate[batch-on]}/$rmq}")}" >>"$results"
+    fi
+  fi
+fi
+log ""; log "results: $out"
