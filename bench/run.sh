@@ -96,8 +96,7 @@ bench() {  # bench ARGS... : run caseway-bench; its row goes to the terminal and
            # its JSON to results.jsonl and to stdout (the caller keeps the last line)
   local line
   "$bin/caseway-bench" "$@" >"$work/bench.out" 2>&1 || true
-  grep -v '^JSON ' "$work/bench.out" | tee -a "$out/summary.txt" >/dev/tty 2>/dev/null ||
-    grep -v '^JSON ' "$work/bench.out" >&2
+  grep -v '^JSON ' "$work/bench.out" | tee -a "$out/summary.txt" >&2
   line=$(sed -n 's/^JSON //p' "$work/bench.out")
   [ -n "$line" ] && echo "$line" >>"$results"
   echo "$line"
