@@ -42,7 +42,7 @@ bool Authorizer::Allowed(const Identity& id, Rpc rpc) const {
   return false;
 }
 
-absl::StatusOr<Identity> Authorizer::Check(const grpc::ServerContext& ctx, Rpc rpc) const {
+absl::StatusOr<Identity> Authorizer::Check(const grpc::ServerContextBase& ctx, Rpc rpc) const {
   auto auth = ctx.auth_context();
   if (auth == nullptr) return absl::UnauthenticatedError("no authentication context");
   auto id = common::IdentityFromAuthContext(*auth, federation_);

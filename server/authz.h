@@ -53,7 +53,7 @@ class Authorizer {
 
   // Check returns the caller's identity, UNAUTHENTICATED without a usable SPIFFE id,
   // PERMISSION_DENIED when the table refuses.
-  absl::StatusOr<common::Identity> Check(const grpc::ServerContext& ctx, Rpc rpc) const;
+  absl::StatusOr<common::Identity> Check(const grpc::ServerContextBase& ctx, Rpc rpc) const;
 
  private:
   const std::string federation_;

@@ -96,59 +96,85 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
   return out;
 }
 
-grpc::Status GatewayService::Publish(grpc::ServerContext* ctx, const v1::PublishRequest* req,
-                                     v1::PublishResult* resp) {
-  if (auto id = authz_->Check(*ctx, Rpc::kPublish); !id.ok()) return ToGrpcStatus(id.status());
+grpc::ServerUnaryReactor* GatewayService::Publish(grpc::CallbackServerContext* ctx,
+                                                  const v1::PublishRequest* req,
+                                                  v1::PublishResult* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (auto id = authz_->Check(*ctx, Rpc::kPublish); !id.ok()) {
+    reactor->Finish(ToGrpcStatus(id.status()));
+    return reactor;
+  }
   if (!req->has_notice()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "notice: required");
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "notice: required"));
+    return reactor;
   }
   google::protobuf::RepeatedPtrField<v1::Notice> one;
   *one.Add() = req->notice();
   auto prepared = Prepare(one, /*batch=*/false);
-  if (!prepared.ok()) return ToGrpcStatus(prepared.status());
-  auto results = store_->Publish(*prepared);
-  if (!results.ok()) {
-    absl::Status s = results.status();
-    if (s.code() == absl::StatusCode::kAlreadyExists) {
-      // The store names batch positions; a single publish names the notice.
-      s = absl::AlreadyExistsError(absl::StrCat(
-          "notice.notice_id: ", req->notice().notice_id(),
-          " is already stored with different content (publish a new revision instead)"));
-    } else {
-      common::Log(common::LogLevel::kError, "publish failed", {{"status", s.ToString()}});
-    }
-    return ToGrpcStatus(s);
+  if (!prepared.ok()) {
+    reactor->Finish(ToGrpcStatus(prepared.status()));
+    return reactor;
   }
-  *resp = std::move((*results)[0]);
-  return grpc::Status::OK;
+  store_->PublishAsync(
+      std::move(*prepared),
+      [reactor, resp, id = req->notice().notice_id()](
+          absl::StatusOr<std::vector<v1::PublishResult>> results) {
+        if (results.ok()) {
+          *resp = std::move((*results)[0]);
+          reactor->Finish(grpc::Status::OK);
+          return;
+        }
+        absl::Status s = results.status();
+        if (s.code() == absl::StatusCode::kAlreadyExists) {
+          // The store names batch positions; a single publish names the notice.
+          s = absl::AlreadyExistsError(absl::StrCat(
+              "notice.notice_id: ", id,
+              " is already stored with different content (publish a new revision instead)"));
+        } else {
+          common::Log(common::LogLevel::kError, "publish failed", {{"status", s.ToString()}});
+        }
+        reactor->Finish(ToGrpcStatus(s));
+      });
+  return reactor;
 }
 
-grpc::Status GatewayService::PublishBatch(grpc::ServerContext* ctx,
-                                          const v1::PublishBatchRequest* req,
-                                          v1::PublishBatchResponse* resp) {
+grpc::ServerUnaryReactor* GatewayService::PublishBatch(grpc::CallbackServerContext* ctx,
+                                                       const v1::PublishBatchRequest* req,
+                                                       v1::PublishBatchResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (auto id = authz_->Check(*ctx, Rpc::kPublishBatch); !id.ok()) {
-    return ToGrpcStatus(id.status());
+    reactor->Finish(ToGrpcStatus(id.status()));
+    return reactor;
   }
   if (req->notices_size() == 0) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "notices: at least one required");
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "notices: at least one required"));
+    return reactor;
   }
   if (static_cast<uint32_t>(req->notices_size()) > max_batch_notices_) {
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        absl::StrCat("notices: at most ", max_batch_notices_,
-                                     " per batch (limits.max_batch_notices)"));
+    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                 absl::StrCat("notices: at most ", max_batch_notices_,
+                                              " per batch (limits.max_batch_notices)")));
+    return reactor;
   }
   auto prepared = Prepare(req->notices(), /*batch=*/true);
-  if (!prepared.ok()) return ToGrpcStatus(prepared.status());
-  auto results = store_->Publish(*prepared);
-  if (!results.ok()) {
-    if (results.status().code() != absl::StatusCode::kAlreadyExists) {
-      common::Log(common::LogLevel::kError, "publish batch failed",
-                  {{"status", results.status().ToString()}});
-    }
-    return ToGrpcStatus(results.status());
+  if (!prepared.ok()) {
+    reactor->Finish(ToGrpcStatus(prepared.status()));
+    return reactor;
   }
-  for (auto& r : *results) *resp->add_results() = std::move(r);
-  return grpc::Status::OK;
+  store_->PublishAsync(std::move(*prepared),
+                       [reactor, resp](absl::StatusOr<std::vector<v1::PublishResult>> results) {
+                         if (!results.ok()) {
+                           if (results.status().code() != absl::StatusCode::kAlreadyExists) {
+                             common::Log(common::LogLevel::kError, "publish batch failed",
+                                         {{"status", results.status().ToString()}});
+                           }
+                           reactor->Finish(ToGrpcStatus(results.status()));
+                           return;
+                         }
+                         for (auto& r : *results) *resp->add_results() = std::move(r);
+                         reactor->Finish(grpc::Status::OK);
+                       });
+  return reactor;
 }
 
 grpc::Status GatewayService::Inbox(

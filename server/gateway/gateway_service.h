@@ -21,19 +21,25 @@ using SubscriptionStatusFn =
 using OpenStreamsFn = std::function<uint32_t(const std::string& destination)>;
 
 // GatewayService validates, stores and serves notices for local clients.
-// Concurrency: thread-safe; handlers run on gRPC's sync-server threads and block on the store.
+// Concurrency: thread-safe. Publish and PublishBatch use gRPC's callback API: the handler
+// validates, hands the notices to the store's commit queue and returns; the commit's completion
+// finishes the call, so no thread waits for an fsync. Inbox and Status run on sync-server threads.
 // Lifetime: `store` must outlive the service. Call Shutdown() before the server's Shutdown so
 // that following Inbox streams end.
-class GatewayService final : public caseway::v1::Gateway::Service {
+class GatewayService final
+    : public caseway::v1::Gateway::WithCallbackMethod_Publish<
+          caseway::v1::Gateway::WithCallbackMethod_PublishBatch<caseway::v1::Gateway::Service>> {
  public:
   GatewayService(const caseway::v1::NodeConfig& config, NoticeStore* store,
                  const Authorizer* authz, SubscriptionStatusFn subscriptions,
                  OpenStreamsFn open_streams);
 
-  grpc::Status Publish(grpc::ServerContext* ctx, const caseway::v1::PublishRequest* req,
-                       caseway::v1::PublishResult* resp) override;
-  grpc::Status PublishBatch(grpc::ServerContext* ctx, const caseway::v1::PublishBatchRequest* req,
-                            caseway::v1::PublishBatchResponse* resp) override;
+  grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* ctx,
+                                    const caseway::v1::PublishRequest* req,
+                                    caseway::v1::PublishResult* resp) override;
+  grpc::ServerUnaryReactor* PublishBatch(grpc::CallbackServerContext* ctx,
+                                         const caseway::v1::PublishBatchRequest* req,
+                                         caseway::v1::PublishBatchResponse* resp) override;
   grpc::Status Inbox(
       grpc::ServerContext* ctx,
       grpc::ServerReaderWriter<caseway::v1::InboxResponse, caseway::v1::InboxRequest>* stream)

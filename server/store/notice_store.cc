@@ -2,6 +2,7 @@
 #include "server/store/statements.h"
 
 #include <algorithm>
+#include <future>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -179,10 +180,30 @@ void NoticeStore::Committed(const std::map<std::string, ChannelState>& changes) 
 
 absl::StatusOr<std::vector<v1::PublishResult>> NoticeStore::Publish(
     const std::vector<PreparedNotice>& notices) {
-  std::vector<v1::PublishResult> results(notices.size());
-  std::map<std::string, ChannelState> changes;
-  WriterStatements& w = *stmts_;
-  auto apply = [&](sqlite3*) -> absl::Status {
+  std::promise<absl::StatusOr<std::vector<v1::PublishResult>>> promise;
+  auto result = promise.get_future();
+  PublishAsync(notices, [&promise](absl::StatusOr<std::vector<v1::PublishResult>> r) {
+    promise.set_value(std::move(r));
+  });
+  return result.get();
+}
+
+void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDone done) {
+  struct State {
+    std::vector<PreparedNotice> notices;
+    std::vector<v1::PublishResult> results;
+    std::map<std::string, ChannelState> changes;
+    PublishDone done;
+  };
+  auto state = std::make_shared<State>();
+  state->notices = std::move(notices_in);
+  state->results.resize(state->notices.size());
+  state->done = std::move(done);
+  auto apply = [this, state](sqlite3*) -> absl::Status {
+    WriterStatements& w = *stmts_;
+    const auto& notices = state->notices;
+    auto& results = state->results;
+    auto& changes = state->changes;
     changes.clear();
     int64_t now = NowMicros();
     for (size_t i = 0; i < notices.size(); ++i) {
@@ -253,8 +274,14 @@ absl::StatusOr<std::vector<v1::PublishResult>> NoticeStore::Publish(
     }
     return absl::OkStatus();
   };
-  RETURN_IF_ERROR(queue_->Run(apply, [&] { Committed(changes); }));
-  return results;
+  queue_->Submit(std::move(apply), [this, state](const absl::Status& s) {
+    if (!s.ok()) {
+      state->done(s);
+      return;
+    }
+    Committed(state->changes);
+    state->done(std::move(state->results));
+  });
 }
 
 absl::StatusOr<std::vector<v1::Entry>> NoticeStore::ReadChannel(const std::string& destination,

@@ -93,6 +93,12 @@ class NoticeStore {
   absl::StatusOr<std::vector<caseway::v1::PublishResult>> Publish(
       const std::vector<PreparedNotice>& notices);
 
+  using PublishDone =
+      std::function<void(absl::StatusOr<std::vector<caseway::v1::PublishResult>>)>;
+  // PublishAsync is Publish without blocking: `done` runs on the writer thread once the
+  // transaction is durable (or failed). It must not block.
+  void PublishAsync(std::vector<PreparedNotice> notices, PublishDone done);
+
   // ReadChannel returns committed entries of the channel to `destination` from `from_seq`, at
   // most `max_entries` and about `max_bytes` (always at least one when available).
   absl::StatusOr<std::vector<caseway::v1::Entry>> ReadChannel(const std::string& destination,
