@@ -44,6 +44,30 @@ absl::StatusOr<std::string> JurisdictionOfOrigin(const common::Directory& dir,
 
 }  // namespace
 
+absl::StatusOr<std::vector<std::string>> FetchInclusionProof(v1::ExchangeLog::Stub& stub,
+                                                             uint64_t index, uint64_t tree_size) {
+  v1::GetInclusionProofRequest req;
+  req.set_index(index);
+  req.set_tree_size(tree_size);
+  v1::ProofResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline());
+  RETURN_IF_ERROR(FromGrpcStatus(stub.GetInclusionProof(&ctx, req, &resp)));
+  return std::vector<std::string>(resp.hashes().begin(), resp.hashes().end());
+}
+
+absl::StatusOr<std::vector<std::string>> FetchConsistencyProof(v1::ExchangeLog::Stub& stub,
+                                                               uint64_t first, uint64_t second) {
+  v1::GetConsistencyProofRequest req;
+  req.set_first(first);
+  req.set_second(second);
+  v1::ProofResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline());
+  RETURN_IF_ERROR(FromGrpcStatus(stub.GetConsistencyProof(&ctx, req, &resp)));
+  return std::vector<std::string>(resp.hashes().begin(), resp.hashes().end());
+}
+
 bool IsProblem(const std::string& status) {
   return status != "MATCHED" && status != "PROVEN" && status != "PENDING";
 }
@@ -70,19 +94,13 @@ v1::EvidenceBundle Auditor::NewBundle(const std::string& status, const std::stri
 }
 
 absl::Status Auditor::AddEntry(NodeLog& log, uint64_t index, v1::EvidenceBundle& bundle) {
-  v1::GetInclusionProofRequest req;
-  req.set_index(index);
-  req.set_tree_size(log.checkpoint.size);
-  v1::ProofResponse proof;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(Deadline());
-  RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetInclusionProof(&ctx, req, &proof)));
+  ASSIGN_OR_RETURN(auto proof, FetchInclusionProof(*log.stub, index, log.checkpoint.size));
   auto* e = bundle.add_entries();
   e->set_jurisdiction(log.jurisdiction);
   e->set_index(index);
   e->set_entry(log.entries.at(index));
   e->set_tree_size(log.checkpoint.size);
-  *e->mutable_proof() = proof.hashes();
+  for (auto& h : proof) e->add_proof(std::move(h));
   return absl::OkStatus();
 }
 
@@ -145,15 +163,10 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
       s = absl::FailedPreconditionError(absl::StrCat("the log shrank from ", earlier->size,
                                                      " to ", log.checkpoint.size, " entries"));
     } else {
-      v1::GetConsistencyProofRequest req;
-      req.set_first(earlier->size);
-      req.set_second(log.checkpoint.size);
-      v1::ProofResponse resp;
-      grpc::ClientContext ctx;
-      ctx.set_deadline(Deadline());
-      s = FromGrpcStatus(log.stub->GetConsistencyProof(&ctx, req, &resp));
+      auto fetched = FetchConsistencyProof(*log.stub, earlier->size, log.checkpoint.size);
+      s = fetched.status();
       if (s.ok()) {
-        proof.assign(resp.hashes().begin(), resp.hashes().end());
+        proof = std::move(*fetched);
         s = common::VerifyConsistency(earlier->size, log.checkpoint.size, proof, earlier->root,
                                       log.checkpoint.root);
       }
@@ -205,20 +218,13 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
     // Name the entries that do not prove into the signed root (with the node's own proofs).
     std::map<uint64_t, std::vector<std::string>> proofs;
     for (uint64_t i = 0; i < log.entries.size(); ++i) {
-      v1::GetInclusionProofRequest req;
-      req.set_index(i);
-      req.set_tree_size(log.checkpoint.size);
-      v1::ProofResponse resp;
-      grpc::ClientContext ctx;
-      ctx.set_deadline(Deadline());
-      absl::Status s = FromGrpcStatus(log.stub->GetInclusionProof(&ctx, req, &resp));
-      std::vector<std::string> proof(resp.hashes().begin(), resp.hashes().end());
-      if (!s.ok() || !common::VerifyInclusion(i, log.checkpoint.size,
-                                              common::LeafHash(log.entries[i]), proof,
-                                              log.checkpoint.root)
-                          .ok()) {
+      auto proof = FetchInclusionProof(*log.stub, i, log.checkpoint.size);
+      if (!proof.ok() || !common::VerifyInclusion(i, log.checkpoint.size,
+                                                  common::LeafHash(log.entries[i]), *proof,
+                                                  log.checkpoint.root)
+                              .ok()) {
         if (std::find(corrupt.begin(), corrupt.end(), i) == corrupt.end()) corrupt.push_back(i);
-        proofs[i] = proof;
+        if (proof.ok()) proofs[i] = std::move(*proof);
       }
     }
     std::sort(corrupt.begin(), corrupt.end());

@@ -70,6 +70,13 @@ struct ReconcileReport {
 // Statuses that count as problems (exit status 1).
 bool IsProblem(const std::string& status);
 
+// FetchInclusionProof and FetchConsistencyProof ask a node for a proof (verification is the
+// caller's: the node is not trusted).
+absl::StatusOr<std::vector<std::string>> FetchInclusionProof(caseway::v1::ExchangeLog::Stub& stub,
+                                                             uint64_t index, uint64_t tree_size);
+absl::StatusOr<std::vector<std::string>> FetchConsistencyProof(
+    caseway::v1::ExchangeLog::Stub& stub, uint64_t first, uint64_t second);
+
 // Auditor talks to nodes with an auditor certificate and judges them against the federation
 // directory. Thread-compatible.
 class Auditor {

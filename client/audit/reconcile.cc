@@ -310,14 +310,10 @@ absl::Status Auditor::CheckView(NodeLog& holder, NodeLog& subject, ReconcileRepo
   if (seen->size > subject.checkpoint.size) {
     s = absl::FailedPreconditionError("it showed the peer a larger log than it shows the auditor");
   } else {
-    v1::GetConsistencyProofRequest req;
-    req.set_first(seen->size);
-    req.set_second(subject.checkpoint.size);
-    v1::ProofResponse resp;
-    grpc::ClientContext ctx;
-    s = FromGrpcStatus(subject.stub->GetConsistencyProof(&ctx, req, &resp));
+    auto fetched = FetchConsistencyProof(*subject.stub, seen->size, subject.checkpoint.size);
+    s = fetched.status();
     if (s.ok()) {
-      proof.assign(resp.hashes().begin(), resp.hashes().end());
+      proof = std::move(*fetched);
       s = common::VerifyConsistency(seen->size, subject.checkpoint.size, proof, seen->root,
                                     subject.checkpoint.root);
     }

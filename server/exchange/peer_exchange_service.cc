@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/digest.h"
+#include "common/proto_bytes.h"
 #include "common/fault.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
@@ -20,20 +21,6 @@ using common::Log;
 using common::LogLevel;
 using common::ToGrpcStatus;
 using google::protobuf::util::TimeUtil;
-
-namespace {
-
-std::string Deterministic(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::io::StringOutputStream sink(&out);
-  google::protobuf::io::CodedOutputStream coded(&sink);
-  coded.SetSerializationDeterministic(true);
-  m.SerializeToCodedStream(&coded);
-  coded.Trim();
-  return out;
-}
-
-}  // namespace
 
 PeerExchangeService::PeerExchangeService(const v1::NodeConfig& config, NoticeStore* store,
                                          const Authorizer* authz, Signatures signatures)
@@ -64,7 +51,7 @@ absl::Status PeerExchangeService::SignBatch(const std::string& dest, v1::Batch& 
   for (const auto& e : batch.entries()) m.add_digests(common::Sha256(e.notice()));
   *m.mutable_created_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(absl::Now()));
   v1::Signed* signed_manifest = batch.mutable_manifest();
-  signed_manifest->set_message(Deterministic(m));
+  signed_manifest->set_message(common::DeterministicBytes(m));
   signed_manifest->set_signature(
       signatures_.key->Sign(common::kManifestContext, signed_manifest->message()));
   signed_manifest->set_signer(self_);
@@ -81,7 +68,7 @@ absl::Status PeerExchangeService::SignBatch(const std::string& dest, v1::Batch& 
     v1::BatchManifest other = m;
     other.set_digests(0, common::Sha256("equivocation"));
     v1::Signed logged;
-    logged.set_message(Deterministic(other));
+    logged.set_message(common::DeterministicBytes(other));
     logged.set_signature(signatures_.key->Sign(common::kManifestContext, logged.message()));
     logged.set_signer(self_);
     return store_->RecordSent(dest, other, logged);

@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/digest.h"
+#include "common/proto_bytes.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/validation.h"
@@ -84,12 +85,7 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
     PreparedNotice& p = out.emplace_back();
     p.notice_id = n.notice_id();
     p.destinations.assign(n.destinations().begin(), n.destinations().end());
-    {
-      google::protobuf::io::StringOutputStream sink(&p.bytes);
-      google::protobuf::io::CodedOutputStream coded(&sink);
-      coded.SetSerializationDeterministic(true);
-      n.SerializeToCodedStream(&coded);
-    }
+    p.bytes = common::DeterministicBytes(n);
     p.digest = common::Sha256(p.bytes);
     p.warnings = std::move(*warnings);
   }

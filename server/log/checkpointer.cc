@@ -14,30 +14,20 @@ using common::LogLevel;
 
 Checkpointer::Checkpointer(NoticeStore* store, std::shared_ptr<const common::SigningKey> key,
                            std::string name, absl::Duration interval)
-    : store_(store), key_(std::move(key)), name_(std::move(name)), interval_(interval) {}
+    : store_(store),
+      key_(std::move(key)),
+      name_(std::move(name)),
+      periodic_(interval, [this] { Tick(); }) {}
 
 Checkpointer::~Checkpointer() { Stop(); }
 
-void Checkpointer::Start() {
-  thread_ = std::thread([this] {
-    absl::MutexLock lock(&mu_);
-    while (!stopping_) {
-      mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval_);
-      if (stopping_) break;
-      mu_.Unlock();
-      absl::Status s = SignNow();
-      if (!s.ok()) Log(LogLevel::kError, "checkpoint not signed", {{"status", s.ToString()}});
-      mu_.Lock();
-    }
-  });
-}
+void Checkpointer::Start() { periodic_.Start(); }
 
-void Checkpointer::Stop() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-  }
-  if (thread_.joinable()) thread_.join();
+void Checkpointer::Stop() { periodic_.Stop(); }
+
+void Checkpointer::Tick() {
+  absl::Status s = SignNow();
+  if (!s.ok()) Log(LogLevel::kError, "checkpoint not signed", {{"status", s.ToString()}});
 }
 
 absl::Status Checkpointer::SignNow() {

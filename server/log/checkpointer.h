@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/signing.h"
+#include "server/log/periodic.h"
 #include "server/store/notice_store.h"
 
 namespace caseway::server {
@@ -34,13 +35,11 @@ class Checkpointer {
   const std::shared_ptr<const common::SigningKey> key_;
   const std::string name_;
   static constexpr absl::Duration kWitnessOnlyInterval = absl::Minutes(1);
+  void Tick();
 
-  const absl::Duration interval_;
   absl::Mutex sign_mu_;  // one signer at a time
   absl::Time last_signed_ ABSL_GUARDED_BY(sign_mu_) = absl::InfinitePast();
-  absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  Periodic periodic_;
 };
 
 }  // namespace caseway::server

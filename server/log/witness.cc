@@ -17,10 +17,11 @@ using google::protobuf::util::TimeUtil;
 Witness::Witness(const v1::NodeConfig& config, std::shared_ptr<grpc::ChannelCredentials> creds,
                  NoticeStore* store, Signatures signatures)
     : self_(config.jurisdiction()),
-      interval_(absl::Milliseconds(
-          TimeUtil::DurationToMilliseconds(config.exchange_log().witness_interval()))),
       store_(store),
-      signatures_(std::move(signatures)) {
+      signatures_(std::move(signatures)),
+      periodic_(absl::Milliseconds(
+                    TimeUtil::DurationToMilliseconds(config.exchange_log().witness_interval())),
+                [this] { Round(); }) {
   for (const auto& peer : config.peers()) {
     stubs_[peer.jurisdiction()] =
         v1::ExchangeLog::NewStub(grpc::CreateChannel(peer.address(), creds));
@@ -29,32 +30,19 @@ Witness::Witness(const v1::NodeConfig& config, std::shared_ptr<grpc::ChannelCred
 
 Witness::~Witness() { Stop(); }
 
-void Witness::Start() {
-  thread_ = std::thread([this] {
-    absl::MutexLock lock(&mu_);
-    while (!stopping_) {
-      mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval_);
-      if (stopping_) break;
-      mu_.Unlock();
-      for (const auto& [peer, stub] : stubs_) {
-        absl::Status s = WitnessPeer(peer);
-        if (s.code() == absl::StatusCode::kFailedPrecondition) {
-          Log(LogLevel::kError, "peer checkpoint refused", {{"peer", peer}, {"status", s.ToString()}});
-        } else if (!s.ok()) {
-          Log(LogLevel::kDebug, "witnessing skipped", {{"peer", peer}, {"status", s.ToString()}});
-        }
-      }
-      mu_.Lock();
-    }
-  });
-}
+void Witness::Start() { periodic_.Start(); }
 
-void Witness::Stop() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
+void Witness::Stop() { periodic_.Stop(); }
+
+void Witness::Round() {
+  for (const auto& [peer, stub] : stubs_) {
+    absl::Status s = WitnessPeer(peer);
+    if (s.code() == absl::StatusCode::kFailedPrecondition) {
+      Log(LogLevel::kError, "peer checkpoint refused", {{"peer", peer}, {"status", s.ToString()}});
+    } else if (!s.ok()) {
+      Log(LogLevel::kDebug, "witnessing skipped", {{"peer", peer}, {"status", s.ToString()}});
+    }
   }
-  if (thread_.joinable()) thread_.join();
 }
 
 absl::Status Witness::WitnessPeer(const std::string& peer) {

@@ -13,6 +13,7 @@
 #include "caseway/v1/config.pb.h"
 #include "caseway/v1/exchange_log.grpc.pb.h"
 #include "server/exchange/peer_exchange_service.h"
+#include "server/log/periodic.h"
 #include "server/store/notice_store.h"
 
 namespace caseway::server {
@@ -35,14 +36,13 @@ class Witness {
   absl::Status WitnessPeer(const std::string& peer);
 
  private:
+  void Round();
+
   const std::string self_;
-  const absl::Duration interval_;
   NoticeStore* const store_;
   const Signatures signatures_;
   std::map<std::string, std::unique_ptr<caseway::v1::ExchangeLog::Stub>> stubs_;
-  absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  Periodic periodic_;  // last: its thread uses the members above
 };
 
 }  // namespace caseway::server

@@ -74,19 +74,6 @@ int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
 
 }  // namespace
 
-namespace {
-
-// Done runs a statement to completion and resets it.
-absl::Status Done(Stmt& s, absl::string_view what) {
-  while (s.Step()) {
-  }
-  absl::Status st = s.status(what);
-  s.Reset();
-  return st;
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOptions& options) {
   const std::string& path = options.path;
   if (options.log_enabled && options.signing_key == nullptr) {

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/digest.h"
+#include "common/proto_bytes.h"
 #include "common/fault.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -37,28 +38,6 @@ NoticeStore::~NoticeStore() {
   if (wal_checkpointer_.joinable()) wal_checkpointer_.join();
 }
 
-namespace {
-
-absl::Status RunToEnd(Stmt& s, absl::string_view what) {
-  while (s.Step()) {
-  }
-  absl::Status st = s.status(what);
-  s.Reset();
-  return st;
-}
-
-std::string Deterministic(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::io::StringOutputStream sink(&out);
-  google::protobuf::io::CodedOutputStream coded(&sink);
-  coded.SetSerializationDeterministic(true);
-  m.SerializeToCodedStream(&coded);
-  coded.Trim();
-  return out;
-}
-
-}  // namespace
-
 template <typename Fn>
 auto NoticeStore::ReadOnly(Fn fn) -> decltype(fn(static_cast<sqlite3*>(nullptr))) {
   auto db = AcquireReader();
@@ -72,7 +51,7 @@ absl::StatusOr<uint64_t> NoticeStore::AppendEntry(v1::LogEntry& entry) {
   entry.set_version(1);
   entry.set_index(log_->NextIndex());
   *entry.mutable_time() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(absl::Now()));
-  return log_->Append(Deterministic(entry));
+  return log_->Append(common::DeterministicBytes(entry));
 }
 
 absl::Status NoticeStore::InsertEvidence(v1::Evidence::Kind kind, const std::string& peer,
@@ -88,7 +67,7 @@ absl::Status NoticeStore::InsertEvidence(v1::Evidence::Kind kind, const std::str
       .BindBlob(6, signed_message.message())
       .BindBlob(7, signed_message.signature())
       .Bind(8, static_cast<int64_t>(log_index));
-  return RunToEnd(s, "insert evidence");
+  return Done(s, "insert evidence");
 }
 
 absl::StatusOr<std::optional<v1::Signed>> NoticeStore::LogReceived(const std::string& origin,
@@ -123,7 +102,7 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::LogReceived(const std::st
     fake.set_last_seq(last + 1000);
     fake.add_digests(common::Sha256("forged"));
     v1::Signed forged;
-    forged.set_message(Deterministic(fake));
+    forged.set_message(common::DeterministicBytes(fake));
     forged.set_signature(std::string(64, '\x42'));
     forged.set_signer(origin);
     v1::LogEntry e;
@@ -146,7 +125,7 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::LogReceived(const std::st
   receipt.set_log_index(index);
   *receipt.mutable_received_at() = TimeUtil::MicrosecondsToTimestamp(now_micros);
   v1::Signed signed_receipt;
-  signed_receipt.set_message(Deterministic(receipt));
+  signed_receipt.set_message(common::DeterministicBytes(receipt));
   signed_receipt.set_signature(
       options_.signing_key->Sign(common::kReceiptContext, signed_receipt.message()));
   signed_receipt.set_signer(options_.self);
@@ -210,7 +189,7 @@ absl::Status NoticeStore::RecordReceipt(const std::string& destination, const v1
         s.Bind(1, static_cast<int64_t>(receipt.last_seq()))
             .Bind(2, destination)
             .Bind(3, static_cast<int64_t>(receipt.last_seq()));
-        return RunToEnd(s, "raise acked");
+        return Done(s, "raise acked");
       },
       [&] { Committed(changes); });
 }
@@ -325,7 +304,7 @@ absl::Status NoticeStore::StoreCheckpoint(const StoredCheckpoint& c) {
         .BindBlob(2, c.root)
         .BindBlob(3, c.note)
         .Bind(4, absl::ToUnixMicros(absl::Now()));
-    return RunToEnd(s, "insert checkpoint");
+    return Done(s, "insert checkpoint");
   });
 }
 
@@ -361,7 +340,7 @@ absl::Status NoticeStore::AddCosignature(uint64_t size, const std::string& witne
   return queue_->Run([&](sqlite3*) {
     Stmt& s = log_stmts_->insert_cosignature;
     s.Bind(1, static_cast<int64_t>(size)).Bind(2, witness).BindBlob(3, line);
-    return RunToEnd(s, "insert cosignature");
+    return Done(s, "insert cosignature");
   });
 }
 
@@ -393,7 +372,7 @@ absl::Status NoticeStore::RecordCosigned(const std::string& peer, const common::
     RETURN_IF_ERROR(AppendEntry(entry).status());
     Stmt& s = log_stmts_->upsert_witnessed;
     s.Bind(1, peer).Bind(2, static_cast<int64_t>(c.size)).BindBlob(3, c.root).BindBlob(4, note_body);
-    return RunToEnd(s, "record witnessed");
+    return Done(s, "record witnessed");
   });
 }
 

@@ -8,6 +8,15 @@
 
 namespace caseway::server {
 
+// Done runs a statement to completion and resets it, returning its status.
+inline absl::Status Done(Stmt& s, absl::string_view what) {
+  while (s.Step()) {
+  }
+  absl::Status st = s.status(what);
+  s.Reset();
+  return st;
+}
+
 // WriterStatements are prepared once on the writer connection and used only by its thread.
 struct NoticeStore::WriterStatements {
   explicit WriterStatements(sqlite3* db)
