@@ -157,6 +157,34 @@ absl::StatusOr<std::string> SubtreeHash(uint64_t begin, uint64_t end,
   return NodeHash(left, right);
 }
 
+std::string LeafTree::Perfect(uint64_t begin, uint64_t end) {
+  if (end - begin == 1) return leaves_[begin];
+  int level = 0;
+  while ((uint64_t{1} << level) < end - begin) ++level;
+  auto key = std::make_pair(level, begin >> level);
+  auto it = memo_.find(key);
+  if (it != memo_.end()) return it->second;
+  uint64_t half = (end - begin) / 2;
+  std::string h = NodeHash(Perfect(begin, begin + half), Perfect(begin + half, end));
+  memo_.emplace(key, h);
+  return h;
+}
+
+SubtreeHashFn LeafTree::Subtree() {
+  return [this](uint64_t b, uint64_t e) {
+    return SubtreeHash(b, e, [this](uint64_t pb, uint64_t pe) -> absl::StatusOr<std::string> {
+      if (pe > leaves_.size()) return absl::OutOfRangeError("subtree beyond the leaves");
+      return Perfect(pb, pe);
+    });
+  };
+}
+
+std::string LeafTree::Root(uint64_t size) {
+  if (size == 0) return EmptyRoot();
+  auto r = Subtree()(0, size);
+  return r.ok() ? *r : std::string();
+}
+
 absl::StatusOr<std::vector<std::string>> InclusionProof(uint64_t index, uint64_t size,
                                                         const SubtreeHashFn& subtree) {
   if (index >= size) {

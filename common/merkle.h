@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,24 @@ using SubtreeHashFn = std::function<absl::StatusOr<std::string>(uint64_t begin, 
 // SubtreeHash computes MTH(D[begin:end]) from `perfect`, which must answer only for perfect,
 // aligned subtrees (stored nodes), splitting everything else as RFC 9162 does.
 absl::StatusOr<std::string> SubtreeHash(uint64_t begin, uint64_t end, const SubtreeHashFn& perfect);
+
+// LeafTree holds leaf hashes in memory and answers subtree hashes (perfect subtrees memoized),
+// so that an auditor can compute roots and proofs itself instead of trusting a node's.
+// Thread-compatible.
+class LeafTree {
+ public:
+  void Add(std::string leaf_hash) { leaves_.push_back(std::move(leaf_hash)); }
+  uint64_t size() const { return leaves_.size(); }
+  // Root of the first `size` leaves (EmptyRoot for 0). REQUIRES size <= this->size().
+  std::string Root(uint64_t size);
+  // Subtree is a SubtreeHashFn over these leaves.
+  SubtreeHashFn Subtree();
+
+ private:
+  std::string Perfect(uint64_t begin, uint64_t end);
+  std::vector<std::string> leaves_;
+  std::map<std::pair<int, uint64_t>, std::string> memo_;
+};
 
 // InclusionProof is PATH(index, D[0:size]) of RFC 9162 §2.1.3.1. INVALID_ARGUMENT when
 // index >= size.

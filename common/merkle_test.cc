@@ -46,6 +46,17 @@ TEST(MerkleTest, EmptyRootIsSha256OfNothing) {
 }
 
 // RFC 9162 §2.1.5: the 7-leaf example with its named nodes and published proofs.
+TEST(MerkleTest, LeafTreeComputesTheSameRootsAndProofs) {
+  InMemoryTree reference(100);
+  LeafTree tree;
+  for (const auto& l : reference.leaves) tree.Add(l);
+  for (uint64_t n : {1, 2, 3, 7, 64, 65, 100}) {
+    EXPECT_EQ(tree.Root(n), reference.Root(n)) << n;
+    EXPECT_EQ(*ConsistencyProof(n / 2, n, tree.Subtree()), *ConsistencyProof(n / 2, n, reference.Fn()));
+    EXPECT_EQ(*InclusionProof(n - 1, n, tree.Subtree()), *InclusionProof(n - 1, n, reference.Fn()));
+  }
+}
+
 TEST(MerkleTest, Rfc9162Section215Example) {
   std::vector<std::string> d;
   for (int i = 0; i < 7; ++i) d.push_back(LeafHash("d" + std::to_string(i)));

@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "common/config.h"
 #include "common/grpc_status.h"
+#include "common/identity.h"
 #include "common/merkle.h"
 #include "common/status_macros.h"
 
@@ -94,11 +95,16 @@ v1::EvidenceBundle Auditor::NewBundle(const std::string& status, const std::stri
 }
 
 absl::Status Auditor::AddEntry(NodeLog& log, uint64_t index, v1::EvidenceBundle& bundle) {
-  ASSIGN_OR_RETURN(auto proof, FetchInclusionProof(*log.stub, index, log.checkpoint.size));
+  if (index >= log.entries.size()) {
+    return absl::OutOfRangeError(absl::StrCat(log.jurisdiction, ": no entry ", index));
+  }
+  // The proof is computed from the leaves fetched and checked against the signed root, never
+  // taken from the node.
+  ASSIGN_OR_RETURN(auto proof, common::InclusionProof(index, log.checkpoint.size, log.tree.Subtree()));
   auto* e = bundle.add_entries();
   e->set_jurisdiction(log.jurisdiction);
   e->set_index(index);
-  e->set_entry(log.entries.at(index));
+  e->set_entry(log.entries[index]);
   e->set_tree_size(log.checkpoint.size);
   for (auto& h : proof) e->add_proof(std::move(h));
   return absl::OkStatus();
@@ -127,15 +133,25 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
   log.address = address;
   log.stub = v1::ExchangeLog::NewStub(grpc::CreateChannel(address, credentials_));
   v1::CheckpointResponse cp;
+  std::shared_ptr<const grpc::AuthContext> peer;
   {
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline());
     RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetCheckpoint(&ctx, v1::GetCheckpointRequest(), &cp)));
+    peer = ctx.auth_context();
   }
   log.note = cp.note();
   ASSIGN_OR_RETURN(common::Note note, common::ParseNote(log.note));
   ASSIGN_OR_RETURN(log.checkpoint, common::ParseCheckpointBody(note.body));
   ASSIGN_OR_RETURN(log.jurisdiction, JurisdictionOfOrigin(directory_, log.checkpoint.origin));
+  // The address must be the node whose log it serves (its TLS certificate names it).
+  auto id = peer ? common::IdentityFromAuthContext(*peer, directory_.federation())
+                 : absl::StatusOr<common::Identity>(absl::UnauthenticatedError("no peer identity"));
+  if (!id.ok() || id->role != common::Role::kNode || id->jurisdiction != log.jurisdiction) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        address, " serves the log of ", log.jurisdiction, " but is not spiffe://",
+        directory_.federation(), "/node/", log.jurisdiction));
+  }
   ASSIGN_OR_RETURN(std::string key, directory_.Key(log.jurisdiction));
   if (absl::Status s = common::VerifyNote(note, log.checkpoint.origin, key); !s.ok()) {
     Finding f{"SIGNATURE", absl::StrCat(log.jurisdiction, ": checkpoint signature: ", s.message()),
@@ -149,44 +165,7 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
     }
   }
 
-  // Consistency with what this auditor verified last time.
-  const std::string state_path = absl::StrCat(options_.state_dir, "/", log.jurisdiction, ".checkpoint");
-  bool consistent = true;
-  if (auto saved = common::ReadFile(state_path); saved.ok()) {
-    auto earlier_note = common::ParseNote(*saved);
-    auto earlier = earlier_note.ok() ? common::ParseCheckpointBody(earlier_note->body)
-                                     : absl::StatusOr<common::Checkpoint>(earlier_note.status());
-    if (!earlier.ok()) return absl::DataLossError(absl::StrCat(state_path, ": ", earlier.status().message()));
-    std::vector<std::string> proof;
-    absl::Status s;
-    if (earlier->size > log.checkpoint.size) {
-      s = absl::FailedPreconditionError(absl::StrCat("the log shrank from ", earlier->size,
-                                                     " to ", log.checkpoint.size, " entries"));
-    } else {
-      auto fetched = FetchConsistencyProof(*log.stub, earlier->size, log.checkpoint.size);
-      s = fetched.status();
-      if (s.ok()) {
-        proof = std::move(*fetched);
-        s = common::VerifyConsistency(earlier->size, log.checkpoint.size, proof, earlier->root,
-                                      log.checkpoint.root);
-      }
-    }
-    if (!s.ok()) {
-      consistent = false;
-      std::string detail = absl::StrCat(
-          log.jurisdiction, ": checkpoint of size ", log.checkpoint.size,
-          " does not extend the checkpoint of size ", earlier->size,
-          " verified at the last audit (", s.message(), ")");
-      Finding f{"FORK", detail, NewBundle("FORK", detail, {&log})};
-      f.bundle.set_origin(log.jurisdiction);
-      f.bundle.set_earlier_checkpoint(*saved);
-      for (auto& h : proof) f.bundle.add_consistency_proof(h);
-      findings->push_back(std::move(f));
-    }
-  }
-
   // Every entry, and the root rebuilt from them.
-  common::MerkleFrontier frontier;
   for (uint64_t start = 0; start < log.checkpoint.size;) {
     v1::GetEntriesRequest req;
     req.set_start(start);
@@ -197,10 +176,11 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
     RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetEntries(&ctx, req, &resp)));
     if (resp.entries_size() == 0) return absl::DataLossError("node returned no entries");
     for (auto& e : *resp.mutable_entries()) {
-      frontier.Append(common::LeafHash(e));
+      if (log.entries.size() >= log.checkpoint.size) break;
+      log.tree.Add(common::LeafHash(e));
       log.entries.push_back(std::move(e));
     }
-    start += resp.entries_size();
+    start = log.entries.size();
     if (options_.progress) {
       fprintf(stderr, "\r%s: %zu/%llu entries", log.jurisdiction.c_str(), log.entries.size(),
               static_cast<unsigned long long>(log.checkpoint.size));
@@ -214,17 +194,17 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
       corrupt.push_back(i);
     }
   }
-  if (frontier.Root() != log.checkpoint.root || !corrupt.empty()) {
-    // Name the entries that do not prove into the signed root (with the node's own proofs).
+  log.corrupt = log.tree.Root(log.checkpoint.size) != log.checkpoint.root || !corrupt.empty();
+  if (log.corrupt) {
+    // Name the entries that do not prove into the signed root with the node's own proofs.
     std::map<uint64_t, std::vector<std::string>> proofs;
     for (uint64_t i = 0; i < log.entries.size(); ++i) {
-      auto proof = FetchInclusionProof(*log.stub, i, log.checkpoint.size);
-      if (!proof.ok() || !common::VerifyInclusion(i, log.checkpoint.size,
-                                                  common::LeafHash(log.entries[i]), *proof,
-                                                  log.checkpoint.root)
-                              .ok()) {
+      ASSIGN_OR_RETURN(auto proof, FetchInclusionProof(*log.stub, i, log.checkpoint.size));
+      if (!common::VerifyInclusion(i, log.checkpoint.size, common::LeafHash(log.entries[i]), proof,
+                                   log.checkpoint.root)
+               .ok()) {
         if (std::find(corrupt.begin(), corrupt.end(), i) == corrupt.end()) corrupt.push_back(i);
-        if (proof.ok()) proofs[i] = std::move(*proof);
+        proofs[i] = std::move(proof);
       }
     }
     std::sort(corrupt.begin(), corrupt.end());
@@ -245,7 +225,45 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
       }
     }
     findings->push_back(std::move(f));
-    consistent = false;
+  }
+
+  // Consistency with what this auditor verified last time.
+  const std::string state_path = absl::StrCat(options_.state_dir, "/", log.jurisdiction, ".checkpoint");
+  bool consistent = !log.corrupt;
+  if (auto saved = common::ReadFile(state_path); saved.ok()) {
+    auto earlier_note = common::ParseNote(*saved);
+    auto earlier = earlier_note.ok() ? common::ParseCheckpointBody(earlier_note->body)
+                                     : absl::StatusOr<common::Checkpoint>(earlier_note.status());
+    if (!earlier.ok()) return absl::DataLossError(absl::StrCat(state_path, ": ", earlier.status().message()));
+    const uint64_t m = earlier->size, n = log.checkpoint.size;
+    std::string reason, prefix_root;
+    std::vector<std::string> proof;
+    if (m > n) {
+      reason = absl::StrCat("the log shrank from ", m, " to ", n, " entries");
+    } else if (!log.corrupt) {
+      // Provable offline: the root of our own first m entries, proven into the signed root of n.
+      prefix_root = log.tree.Root(m);
+      if (prefix_root != earlier->root) {
+        ASSIGN_OR_RETURN(proof, common::ConsistencyProof(m, n, log.tree.Subtree()));
+        reason = absl::StrCat("its first ", m, " entries have another root than it signed then");
+      }
+    } else {
+      ASSIGN_OR_RETURN(proof, FetchConsistencyProof(*log.stub, m, n));
+      absl::Status s = common::VerifyConsistency(m, n, proof, earlier->root, log.checkpoint.root);
+      if (!s.ok()) reason = std::string(s.message());
+    }
+    if (!reason.empty()) {
+      consistent = false;
+      std::string detail = absl::StrCat(
+          log.jurisdiction, ": checkpoint of size ", n, " does not extend the checkpoint of size ",
+          m, " verified at the last audit (", reason, ")");
+      Finding f{"FORK", detail, NewBundle("FORK", detail, {&log})};
+      f.bundle.set_origin(log.jurisdiction);
+      f.bundle.set_earlier_checkpoint(*saved);
+      f.bundle.set_prefix_root(prefix_root);
+      for (auto& h : proof) f.bundle.add_consistency_proof(h);
+      findings->push_back(std::move(f));
+    }
   }
   if (consistent) {
     std::error_code ec;

@@ -14,6 +14,7 @@
 #include "caseway/v1/audit.pb.h"
 #include "caseway/v1/exchange_log.grpc.pb.h"
 #include "common/directory.h"
+#include "common/merkle.h"
 #include "common/signing.h"
 
 namespace caseway::client::audit {
@@ -39,8 +40,10 @@ struct NodeLog {
   std::string note;  // the signed checkpoint note (with cosignatures)
   common::Checkpoint checkpoint;
   std::vector<std::string> cosigners;  // jurisdictions whose cosignature verified
-  std::vector<std::string> entries;    // exact bytes
+  std::vector<std::string> entries;    // exact bytes, by position
   std::vector<caseway::v1::LogEntry> parsed;
+  common::LeafTree tree;               // leaf hashes of `entries`: roots and proofs, computed here
+  bool corrupt = false;                // the entries do not rebuild the signed root
   std::unique_ptr<caseway::v1::ExchangeLog::Stub> stub;
 };
 

@@ -47,19 +47,27 @@ absl::Time TimeOf(const v1::LogEntry& e) {
 
 absl::StatusOr<std::vector<v1::Evidence>> FetchEvidence(NodeLog& log, const std::string& peer,
                                                         v1::GetEvidenceRequest::Direction dir) {
+  std::vector<v1::Evidence> out;
   v1::GetEvidenceRequest req;
   req.set_peer(peer);
   req.set_direction(dir);
-  v1::GetEvidenceResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetEvidence(&ctx, req, &resp)));
-  return std::vector<v1::Evidence>(resp.evidence().begin(), resp.evidence().end());
+  for (;;) {
+    v1::GetEvidenceResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetEvidence(&ctx, req, &resp)));
+    for (auto& e : *resp.mutable_evidence()) out.push_back(std::move(e));
+    if (resp.next() == 0 || resp.next() <= req.after()) return out;
+    req.set_after(resp.next());
+  }
 }
 
-bool ManifestCovers(const v1::BatchManifest& m, uint64_t seq) {
-  return seq >= m.first_seq() && seq <= m.last_seq() &&
-         m.digests_size() == static_cast<int>(m.last_seq() - m.first_seq() + 1);
+// A batch covers at most this many sequences: ranges from logs or manifests beyond it are not
+// trusted (a node under audit must not make the auditor loop or allocate without bound).
+constexpr uint64_t kMaxRange = 100000;
+
+bool SaneRange(uint64_t first, uint64_t last) {
+  return first >= 1 && last >= first && last - first < kMaxRange;
 }
 
 }  // namespace
@@ -87,25 +95,30 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
     }
   }
 
-  auto make_batch = [&](const v1::LogEntry& entry, const std::map<std::string, v1::Signed>& ev,
-                        Batch& b) {
-    b.log_index = entry.index();
+  auto make_batch = [&](const v1::LogEntry& entry, uint64_t position,
+                        const std::map<std::string, v1::Signed>& ev, Batch& b) {
+    b.log_index = position;
     b.time = TimeOf(entry);
     b.digest = entry.digest();
+    // Until a valid manifest says otherwise, the claimed range (one sequence if it is not sane).
+    b.manifest.set_first_seq(entry.first_seq());
+    b.manifest.set_last_seq(SaneRange(entry.first_seq(), entry.last_seq()) ? entry.last_seq()
+                                                                            : entry.first_seq());
     auto it = ev.find(entry.digest());
     if (it == ev.end()) return;  // the log names a manifest the node cannot show
     b.signed_manifest = it->second;
+    v1::BatchManifest claimed = b.manifest;
     b.signature_valid =
         b.manifest.ParseFromString(it->second.message()) &&
         common::VerifySignature(x_key, common::kManifestContext, it->second.message(),
                                 it->second.signature())
             .ok() &&
-        b.manifest.origin() == x && b.manifest.destination() == y;
-    if (!b.signature_valid) {
-      // Still describe the claimed range from the log entry.
-      b.manifest.set_first_seq(entry.first_seq());
-      b.manifest.set_last_seq(entry.last_seq());
-    }
+        b.manifest.origin() == x && b.manifest.destination() == y &&
+        b.manifest.first_seq() == entry.first_seq() && b.manifest.last_seq() == entry.last_seq() &&
+        SaneRange(b.manifest.first_seq(), b.manifest.last_seq()) &&
+        b.manifest.digests_size() ==
+            static_cast<int>(b.manifest.last_seq() - b.manifest.first_seq() + 1);
+    if (!b.signature_valid) b.manifest = claimed;
   };
 
   // The origin's view: published notices for y, manifests sent, receipts received.
@@ -117,15 +130,16 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
   std::map<std::string, Published> published;  // notice digest -> entry
   std::vector<Batch> sent;
   std::vector<ReceiptRec> receipts;
-  for (const auto& e : origin.parsed) {
+  for (uint64_t i = 0; i < origin.parsed.size(); ++i) {
+    const v1::LogEntry& e = origin.parsed[i];
     if (e.kind() == v1::LogEntry::KIND_PUBLISHED &&
         std::find(e.destinations().begin(), e.destinations().end(), y) != e.destinations().end()) {
-      published[e.digest()] = {e.index(), e.notice_id(), TimeOf(e)};
+      published[e.digest()] = {i, e.notice_id(), TimeOf(e)};
     } else if (e.kind() == v1::LogEntry::KIND_SENT && e.peer() == y) {
-      make_batch(e, sent_evidence, sent.emplace_back());
+      make_batch(e, i, sent_evidence, sent.emplace_back());
     } else if (e.kind() == v1::LogEntry::KIND_RECEIPT_RECEIVED && e.peer() == y) {
       ReceiptRec& r = receipts.emplace_back();
-      r.log_index = e.index();
+      r.log_index = i;
       auto it = receipt_evidence.find(e.receipt_digest());
       if (it != receipt_evidence.end()) {
         r.signed_receipt = it->second;
@@ -134,15 +148,17 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
             common::VerifySignature(y_key, common::kReceiptContext, it->second.message(),
                                     it->second.signature())
                 .ok() &&
-            r.receipt.receiver() == y && r.receipt.origin() == x;
+            r.receipt.receiver() == y && r.receipt.origin() == x &&
+            SaneRange(r.receipt.first_seq(), r.receipt.last_seq());
       }
     }
   }
   // The destination's view: manifests received from x.
   std::vector<Batch> received;
-  for (const auto& e : dest.parsed) {
+  for (uint64_t i = 0; i < dest.parsed.size(); ++i) {
+    const v1::LogEntry& e = dest.parsed[i];
     if (e.kind() == v1::LogEntry::KIND_RECEIVED && e.peer() == x) {
-      make_batch(e, received_evidence, received.emplace_back());
+      make_batch(e, i, received_evidence, received.emplace_back());
     }
   }
 
@@ -164,10 +180,13 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
   }
   for (const ReceiptRec& r : receipts) {
     if (!r.signature_valid) {
-      Row row{x, y, r.receipt.first_seq(), "", "UNSUPPORTED",
+      Row row{x, y, r.receipt.first_seq() == 0 ? 1 : r.receipt.first_seq(), "", "UNSUPPORTED",
               absl::StrCat(x, " records a receipt of ", y, " (entry ", r.log_index,
                            ") whose signature does not verify")};
       row.bundle = NewBundle(row.status, row.detail, {&origin});
+      row.bundle.set_origin(x);
+      row.bundle.set_destination(y);
+      row.bundle.set_seq(row.seq);
       RETURN_IF_ERROR(AddEntry(origin, r.log_index, row.bundle));
       *row.bundle.add_receipts() = r.signed_receipt;
       report.rows.push_back(std::move(row));
@@ -223,7 +242,13 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
       for (const Batch* b : sb) {
         if (b->signature_valid) valid_sent.push_back(b);
       }
-      if (valid_sent.empty()) {
+      const absl::Time created = absl::FromUnixMicros(
+          TimeUtil::TimestampToMicroseconds(r->manifest.created_at()));
+      if (valid_sent.empty() && now - created < options_.grace) {
+        row.status = "PENDING";
+        row.detail = absl::StrCat("received; the sending is younger than --grace and may be past ",
+                                  x, "'s checkpoint");
+      } else if (valid_sent.empty()) {
         row.status = "SENDER_OMITTED";
         row.detail = absl::StrCat(y, " holds ", x, "'s signed manifest for seq ", s, " but ", x,
                                   "'s log records no sending of it");
@@ -234,8 +259,11 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
                                   " received (both manifests signed by ", x, ")");
       } else {
         const ReceiptRec* proof = nullptr;
+        // The receipt must name this manifest and the receiver's RECEIVED entry for it.
         for (const ReceiptRec* rr : receipt_by_seq[s]) {
-          if (rr->receipt.manifest_digest() == r->digest) proof = rr;
+          if (rr->receipt.manifest_digest() == r->digest && rr->receipt.log_index() == r->log_index) {
+            proof = rr;
+          }
         }
         if (proof != nullptr) {
           row.status = "PROVEN";
@@ -249,14 +277,21 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
         }
       }
     } else {  // nothing received
-      if (!receipt_by_seq[s].empty()) {
+      bool after_snapshot = false;
+      for (const ReceiptRec* rr : receipt_by_seq[s]) {
+        after_snapshot |= rr->receipt.log_index() >= dest.checkpoint.size;
+      }
+      if (after_snapshot) {
+        row.status = "PENDING";
+        row.detail = absl::StrCat("receipted; ", y, "'s entry lies past its audited checkpoint");
+      } else if (!receipt_by_seq[s].empty()) {
         row.status = "RECEIVER_OMITTED";
         row.detail = absl::StrCat(y, " signed a receipt for seq ", s, " but its log records no "
                                   "receiving of it");
         entries.emplace_back(&origin, receipt_by_seq[s][0]->log_index);
         receipts_used.push_back(receipt_by_seq[s][0]->signed_receipt);
       } else {
-        absl::Time when = sb.empty() ? now : sb[0]->time;
+        absl::Time when = sb.empty() ? now : sb.back()->time;  // the latest sending
         row.status = now - when < options_.grace ? "PENDING" : "UNDELIVERED";
         row.detail = absl::StrCat("sent ", absl::FormatDuration(now - when), " ago, not received");
       }
@@ -291,41 +326,63 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
   return absl::OkStatus();
 }
 
-// CheckView compares the checkpoints of `subject` that `holder` cosigned with what `subject`
-// shows the auditor: they must lie on one append-only history, else SPLIT_VIEW.
+// CheckView compares the latest checkpoint of `subject` that `holder` cosigned (a note signed by
+// the subject, kept in the holder's log) with what `subject` shows the auditor: they must lie on
+// one append-only history, else SPLIT_VIEW. A record whose note the subject did not sign is the
+// holder's own claim: UNSUPPORTED.
 absl::Status Auditor::CheckView(NodeLog& holder, NodeLog& subject, ReconcileReport& report) {
+  uint64_t index = 0;
   const v1::LogEntry* latest = nullptr;
-  for (const auto& e : holder.parsed) {
+  for (uint64_t i = 0; i < holder.parsed.size(); ++i) {
+    const auto& e = holder.parsed[i];
     if (e.kind() == v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED && e.peer() == subject.jurisdiction) {
       latest = &e;
+      index = i;
     }
   }
   if (latest == nullptr) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::string key, directory_.Key(subject.jurisdiction));
   auto seen_note = common::ParseNote(latest->peer_checkpoint());
-  if (!seen_note.ok()) return seen_note.status();
-  auto seen = common::ParseCheckpointBody(seen_note->body);
-  if (!seen.ok()) return seen.status();
-  absl::Status s;
+  auto seen = seen_note.ok() ? common::ParseCheckpointBody(seen_note->body)
+                             : absl::StatusOr<common::Checkpoint>(seen_note.status());
+  if (!seen.ok() || seen->origin != subject.checkpoint.origin ||
+      !common::VerifyNote(*seen_note, subject.checkpoint.origin, key).ok()) {
+    std::string detail = absl::StrCat(holder.jurisdiction, " records a checkpoint of ",
+                                      subject.jurisdiction, " (entry ", index,
+                                      ") that ", subject.jurisdiction, " did not sign");
+    Finding f{"UNSUPPORTED", detail, NewBundle("UNSUPPORTED", detail, {&holder})};
+    f.bundle.set_origin(subject.jurisdiction);
+    f.bundle.set_destination(holder.jurisdiction);
+    RETURN_IF_ERROR(AddEntry(holder, index, f.bundle));
+    report.findings.push_back(std::move(f));
+    return absl::OkStatus();
+  }
+  const uint64_t s = seen->size, n = subject.checkpoint.size;
+  std::string reason, prefix_root;
   std::vector<std::string> proof;
-  if (seen->size > subject.checkpoint.size) {
-    s = absl::FailedPreconditionError("it showed the peer a larger log than it shows the auditor");
-  } else {
-    auto fetched = FetchConsistencyProof(*subject.stub, seen->size, subject.checkpoint.size);
-    s = fetched.status();
-    if (s.ok()) {
-      proof = std::move(*fetched);
-      s = common::VerifyConsistency(seen->size, subject.checkpoint.size, proof, seen->root,
-                                    subject.checkpoint.root);
+  if (s > n) {
+    // The holder saw a newer checkpoint than the auditor fetched: it must extend ours.
+    ASSIGN_OR_RETURN(proof, FetchConsistencyProof(*subject.stub, n, s));
+    if (!common::VerifyConsistency(n, s, proof, subject.checkpoint.root, seen->root).ok()) {
+      reason = "the later checkpoint it showed the peer does not extend the one it shows the auditor";
+    }
+  } else if (!subject.corrupt) {
+    prefix_root = subject.tree.Root(s);
+    if (prefix_root != seen->root) {
+      ASSIGN_OR_RETURN(proof, common::ConsistencyProof(s, n, subject.tree.Subtree()));
+      reason = absl::StrCat("its first ", s, " entries have another root than the checkpoint it "
+                            "showed the peer");
     }
   }
-  if (!s.ok()) {
-    std::string detail = absl::StrCat(
-        subject.jurisdiction, " showed ", holder.jurisdiction, " a checkpoint of size ",
-        seen->size, " (cosigned, entry ", latest->index(), ") inconsistent with its checkpoint of size ",
-        subject.checkpoint.size, ": ", s.message());
+  if (!reason.empty()) {
+    std::string detail = absl::StrCat(subject.jurisdiction, " showed ", holder.jurisdiction,
+                                      " a checkpoint of size ", s, " (cosigned, entry ", index,
+                                      ") inconsistent with its checkpoint of size ", n, ": ", reason);
     Finding f{"SPLIT_VIEW", detail, NewBundle("SPLIT_VIEW", detail, {&subject, &holder})};
     f.bundle.set_origin(subject.jurisdiction);
-    RETURN_IF_ERROR(AddEntry(holder, latest->index(), f.bundle));
+    f.bundle.set_destination(holder.jurisdiction);
+    f.bundle.set_prefix_root(prefix_root);
+    RETURN_IF_ERROR(AddEntry(holder, index, f.bundle));
     for (auto& h : proof) f.bundle.add_consistency_proof(h);
     report.findings.push_back(std::move(f));
   }
@@ -333,6 +390,10 @@ absl::Status Auditor::CheckView(NodeLog& holder, NodeLog& subject, ReconcileRepo
 }
 
 absl::StatusOr<ReconcileReport> Auditor::Reconcile(NodeLog& a, NodeLog& b) {
+  if (a.jurisdiction == b.jurisdiction) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("both addresses serve the log of ", a.jurisdiction, ": name two nodes"));
+  }
   ReconcileReport report;
   RETURN_IF_ERROR(CheckView(a, b, report));
   RETURN_IF_ERROR(CheckView(b, a, report));

@@ -101,7 +101,11 @@ absl::StatusOr<v1::Receipt> PeerExchangeService::CheckReceipt(
   std::string expected = expected_manifest_digest;
   if (expected.empty()) {
     auto stored = store_->SentManifestDigest(dest, receipt.first_seq(), receipt.last_seq());
-    if (stored.ok()) expected = *stored;
+    if (!stored.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ack.receipt: no manifest was sent for ", receipt.first_seq(), "..", receipt.last_seq()));
+    }
+    expected = *stored;
   }
   if (receipt.manifest_digest() != expected) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -163,7 +167,8 @@ grpc::Status PeerExchangeService::Subscribe(
 
   // Shared between this (sending) thread and the ack reader.
   absl::Mutex mu;
-  std::map<uint64_t, std::string> inflight;  // last seq of each unacked batch -> manifest digest
+  // last seq of each unacked batch -> digest of the manifest sent (whose range the store knows)
+  std::map<uint64_t, std::string> inflight;
   uint64_t acked = std::min(store_->Channel(dest).acked, open.cursor());
   uint64_t sent = open.cursor();
   bool reader_done = false;

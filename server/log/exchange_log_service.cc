@@ -12,6 +12,7 @@ using common::ToGrpcStatus;
 namespace {
 
 constexpr uint64_t kMaxEntriesPerCall = 1000;
+constexpr size_t kMaxResponseBytes = 2 << 20;  // well under the 4 MiB default receive limit
 
 grpc::Status Disabled() {
   return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
@@ -56,7 +57,12 @@ grpc::Status ExchangeLogService::GetEntries(grpc::ServerContext* ctx,
   auto entries = store_->ReadEntries(req->start(), end);
   if (!entries.ok()) return ToGrpcStatus(entries.status());
   resp->set_start(req->start());
-  for (auto& e : *entries) resp->add_entries(std::move(e));
+  size_t bytes = 0;
+  for (auto& e : *entries) {
+    if (resp->entries_size() > 0 && bytes + e.size() > kMaxResponseBytes) break;
+    bytes += e.size();
+    resp->add_entries(std::move(e));
+  }
   return grpc::Status::OK;
 }
 
@@ -87,20 +93,25 @@ grpc::Status ExchangeLogService::GetEvidence(grpc::ServerContext* ctx,
                                              v1::GetEvidenceResponse* resp) {
   if (auto id = authz_->Check(*ctx, Rpc::kLogAudit); !id.ok()) return ToGrpcStatus(id.status());
   if (!store_->log_enabled()) return Disabled();
-  std::vector<v1::Evidence::Kind> kinds;
+  v1::Evidence::Kind kind1, kind2;
   switch (req->direction()) {
     case v1::GetEvidenceRequest::DIRECTION_OUTBOUND:
-      kinds = {v1::Evidence::KIND_MANIFEST_SENT, v1::Evidence::KIND_RECEIPT_RECEIVED};
+      kind1 = v1::Evidence::KIND_MANIFEST_SENT;
+      kind2 = v1::Evidence::KIND_RECEIPT_RECEIVED;
       break;
     case v1::GetEvidenceRequest::DIRECTION_INBOUND:
-      kinds = {v1::Evidence::KIND_MANIFEST_RECEIVED, v1::Evidence::KIND_RECEIPT_SENT};
+      kind1 = v1::Evidence::KIND_MANIFEST_RECEIVED;
+      kind2 = v1::Evidence::KIND_RECEIPT_SENT;
       break;
     default:
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "direction: required (must not be DIRECTION_UNSPECIFIED)");
   }
-  auto evidence = store_->ReadEvidence(req->peer(), kinds);
+  constexpr uint32_t kPageRows = 1000;
+  auto evidence =
+      store_->ReadEvidence(req->peer(), kind1, kind2, req->after(), kPageRows, kMaxResponseBytes);
   if (!evidence.ok()) return ToGrpcStatus(evidence.status());
+  if (!evidence->empty()) resp->set_next(evidence->back().id());
   for (auto& e : *evidence) *resp->add_evidence() = std::move(e);
   return grpc::Status::OK;
 }

@@ -57,6 +57,10 @@ absl::Status Witness::WitnessPeer(const std::string& peer) {
   }
   const common::Directory& dir = *signatures_.directory;
   ASSIGN_OR_RETURN(std::string key, dir.Key(peer));
+  if (checkpoint.note().size() > kMaxNoteBytes) {
+    return absl::FailedPreconditionError(absl::StrCat("checkpoint of ", peer, ": note of ",
+                                                      checkpoint.note().size(), " bytes"));
+  }
   ASSIGN_OR_RETURN(common::Note note, common::ParseNote(checkpoint.note()));
   absl::Status signed_ok = common::VerifyNote(note, dir.NoteName(peer), key);
   if (!signed_ok.ok()) {
@@ -79,7 +83,11 @@ absl::Status Witness::WitnessPeer(const std::string& peer) {
         return absl::FailedPreconditionError(
             absl::StrCat("fork: ", peer, " signed two roots for size ", c.size));
       }
-      return absl::OkStatus();  // already cosigned
+      // Already recorded; give the cosignature again if the peer lacks it (a lost call).
+      bool has_ours = false;
+      for (const auto& s : note.signatures) has_ours |= s.name == dir.NoteName(self_);
+      if (has_ours) return absl::OkStatus();
+      return SendCosignature(*stub, note.body);
     }
     v1::GetConsistencyProofRequest req;
     req.set_first(previous->size);
@@ -99,15 +107,27 @@ absl::Status Witness::WitnessPeer(const std::string& peer) {
   } else if (previous.status().code() != absl::StatusCode::kNotFound) {
     return previous.status();
   }
-  // The full note (with the peer's signature) goes into our log: it proves what the peer showed us.
-  RETURN_IF_ERROR(store_->RecordCosigned(peer, c, checkpoint.note()));
+  // Our log keeps the body and the peer's own signature (what proves what the peer showed us),
+  // re-formed here: nothing else the peer sent is recorded.
+  common::Note own{note.body, {}};
+  for (const auto& s : note.signatures) {
+    if (s.name == dir.NoteName(peer) && s.key_hash == common::NoteKeyHash(dir.NoteName(peer), key)) {
+      own.signatures.push_back(s);
+      break;
+    }
+  }
+  RETURN_IF_ERROR(store_->RecordCosigned(peer, c, common::FormatNote(own)));
+  return SendCosignature(*stub, note.body);
+}
+
+absl::Status Witness::SendCosignature(v1::ExchangeLog::Stub& stub, const std::string& body) {
   v1::AddCosignatureRequest add;
-  add.set_note(note.body + "\n" +
-               common::SignNoteLine(note.body, dir.NoteName(self_), *signatures_.key));
+  add.set_note(body + "\n" +
+               common::SignNoteLine(body, signatures_.directory->NoteName(self_), *signatures_.key));
   v1::AddCosignatureResponse added;
   grpc::ClientContext ctx;
-  ctx.set_deadline(deadline());
-  return common::FromGrpcStatus(stub->AddCosignature(&ctx, add, &added));
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  return common::FromGrpcStatus(stub.AddCosignature(&ctx, add, &added));
 }
 
 }  // namespace caseway::server

@@ -37,6 +37,9 @@ class Witness {
 
  private:
   void Round();
+  absl::Status SendCosignature(caseway::v1::ExchangeLog::Stub& stub, const std::string& body);
+  // A checkpoint note is a few lines: anything larger is refused, never recorded.
+  static constexpr size_t kMaxNoteBytes = 8192;
 
   const std::string self_;
   NoticeStore* const store_;

@@ -157,9 +157,11 @@ class NoticeStore {
   absl::StatusOr<std::vector<std::string>> ReadEntries(uint64_t start, uint64_t end);
   absl::StatusOr<std::vector<std::string>> InclusionProof(uint64_t index, uint64_t tree_size);
   absl::StatusOr<std::vector<std::string>> ConsistencyProof(uint64_t first, uint64_t second);
-  // Evidence returns the stored signed objects for `peer` of the given kinds.
+  // ReadEvidence returns stored signed objects for `peer` of the two given kinds with
+  // id > after, in id order, at most `limit` rows and about `max_bytes`.
   absl::StatusOr<std::vector<caseway::v1::Evidence>> ReadEvidence(
-      const std::string& peer, const std::vector<caseway::v1::Evidence::Kind>& kinds);
+      const std::string& peer, caseway::v1::Evidence::Kind kind1, caseway::v1::Evidence::Kind kind2,
+      uint64_t after, uint32_t limit, uint64_t max_bytes);
 
   // StoreCheckpoint keeps a signed checkpoint (never replaced).
   absl::Status StoreCheckpoint(const StoredCheckpoint& checkpoint);

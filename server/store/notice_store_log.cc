@@ -271,26 +271,35 @@ absl::StatusOr<std::vector<std::string>> NoticeStore::ConsistencyProof(uint64_t 
 }
 
 absl::StatusOr<std::vector<v1::Evidence>> NoticeStore::ReadEvidence(
-    const std::string& peer, const std::vector<v1::Evidence::Kind>& kinds) {
+    const std::string& peer, v1::Evidence::Kind kind1, v1::Evidence::Kind kind2, uint64_t after,
+    uint32_t limit, uint64_t max_bytes) {
   return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<v1::Evidence>> {
     std::vector<v1::Evidence> out;
     Stmt s(db,
-           "SELECT kind, first_seq, last_seq, message, signature, log_index FROM evidence "
-           "WHERE peer = ? ORDER BY id");
-    s.Bind(1, peer);
+           "SELECT id, kind, first_seq, last_seq, message, signature, log_index FROM evidence "
+           "WHERE peer = ? AND kind IN (?, ?) AND id > ? ORDER BY id LIMIT ?");
+    s.Bind(1, peer)
+        .Bind(2, int64_t{kind1})
+        .Bind(3, int64_t{kind2})
+        .Bind(4, static_cast<int64_t>(after))
+        .Bind(5, int64_t{limit});
+    uint64_t bytes = 0;
     while (s.Step()) {
-      auto kind = static_cast<v1::Evidence::Kind>(s.Int(0));
-      if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) continue;
+      absl::string_view message = s.Blob(4);
+      if (!out.empty() && bytes + message.size() > max_bytes) break;
+      bytes += message.size() + 100;
+      auto kind = static_cast<v1::Evidence::Kind>(s.Int(1));
       v1::Evidence& e = out.emplace_back();
+      e.set_id(s.Int(0));
       e.set_kind(kind);
-      e.set_first_seq(s.Int(1));
-      e.set_last_seq(s.Int(2));
-      e.mutable_signed_()->set_message(std::string(s.Blob(3)));
-      e.mutable_signed_()->set_signature(std::string(s.Blob(4)));
+      e.set_first_seq(s.Int(2));
+      e.set_last_seq(s.Int(3));
+      e.mutable_signed_()->set_message(std::string(message));
+      e.mutable_signed_()->set_signature(std::string(s.Blob(5)));
       const bool ours = kind == v1::Evidence::KIND_MANIFEST_SENT ||
                         kind == v1::Evidence::KIND_RECEIPT_SENT;
       e.mutable_signed_()->set_signer(ours ? options_.self : peer);
-      e.set_log_index(s.Int(5));
+      e.set_log_index(s.Int(6));
     }
     RETURN_IF_ERROR(s.status("read evidence"));
     return out;
