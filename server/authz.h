@@ -21,7 +21,7 @@ enum class Rpc {
   kStatus,
   kSubscribe,
   kLogCheckpoint,   // ExchangeLog.GetCheckpoint, GetConsistencyProof
-  kLogAudit,        // ExchangeLog.GetEntries, GetInclusionProof, GetEvidence
+  kLogAudit,        // ExchangeLog.GetEntries, GetInclusionProof, GetEvidence, GetNoticeEvidence
   kLogCosign,       // ExchangeLog.AddCosignature
 };
 

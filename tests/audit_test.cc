@@ -103,6 +103,23 @@ TEST_F(AuditTest, HealthyExchangeIsProvenBothWaysAndCheckpointsAreCosigned) {
   EXPECT_THAT(r.out, HasSubstr("cosigned by: 440305"));
   EXPECT_THAT(r.out, ::testing::ContainsRegex("PROVEN +20 +1 +21"));
   EXPECT_THAT(r.out, HasSubstr("OK: every exchange matched"));
+  // One notice's evidence, at the origin and at the destination.
+  for (auto [node, extra] : {std::pair<NodeProcess*, std::string>{a_.get(), ""},
+                             {b_.get(), "360102"}}) {
+    std::vector<std::string> args = {"evidence", node->address(), "h-7"};
+    if (!extra.empty()) {
+      args.push_back("--origin");
+      args.push_back(extra);
+    }
+    RunResult ev = Audit(args);
+    EXPECT_EQ(ev.exit_code, 0) << ev.out << ev.err;
+    EXPECT_THAT(ev.out, HasSubstr("channel 360102 -> 440305, seq 8"));
+    EXPECT_THAT(ev.out, HasSubstr("ok  manifest"));
+    EXPECT_THAT(ev.out, HasSubstr("signed by 360102, holds this notice's digest"));
+    EXPECT_THAT(ev.out, HasSubstr("ok  receipt"));
+    EXPECT_THAT(ev.out, HasSubstr("OK: every signature and digest verifies"));
+  }
+  EXPECT_EQ(Audit({"evidence", a_->address(), "no-such-notice"}).exit_code, 1);
   // Receipts never verify as batch signatures and vice versa: each evidence row by its context.
   EXPECT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 4"), a_->Count(
       "SELECT count(*) FROM evidence WHERE kind = 1"));

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 #include <regex>
@@ -479,6 +480,94 @@ int RunAuditReconcile(const AuditFlags& flags, const std::string& a, const std::
   return problems == 0 ? 0 : 1;
 }
 
+// RunAuditEvidence fetches one notice's evidence from a node and checks it against the directory:
+// each manifest signed by the channel's origin and holding the notice's digest at its sequence,
+// each receipt signed by the destination and naming a manifest shown.
+int RunAuditEvidence(const AuditFlags& flags, const std::string& node, const std::string& notice_id,
+                     const std::string& origin, bool json) {
+  auto dir = caseway::common::Directory::Load(flags.directory);
+  auto creds = caseway::common::ChannelCredentials({flags.ca, flags.cert, flags.key});
+  if (!dir.ok() || !creds.ok()) {
+    fprintf(stderr, "caseway audit evidence: %s\n",
+            std::string((!dir.ok() ? dir.status() : creds.status()).message()).c_str());
+    return 2;
+  }
+  auto stub = caseway::v1::ExchangeLog::NewStub(grpc::CreateChannel(node, *creds));
+  caseway::v1::GetNoticeEvidenceRequest req;
+  req.set_notice_id(notice_id);
+  req.set_origin(origin);
+  caseway::v1::NoticeEvidence ev;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->GetNoticeEvidence(&ctx, req, &ev);
+  if (!s.ok()) {
+    fprintf(stderr, "caseway audit evidence: %s: %s\n",
+            absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())).c_str(),
+            s.error_message().c_str());
+    return s.error_code() == grpc::StatusCode::NOT_FOUND ? 1 : 2;
+  }
+  if (json) printf("%s\n", ToJson(ev).c_str());
+  const std::string digest = caseway::common::Sha256(ev.notice());
+  printf("notice %s: %zu bytes, sha256 %s\n", notice_id.c_str(), ev.notice().size(),
+         caseway::common::ToHex(digest).c_str());
+  int bad = 0;
+  for (const auto& ch : ev.channels()) {
+    printf("  channel %s -> %s, seq %llu\n", ch.origin().c_str(), ch.destination().c_str(),
+           static_cast<unsigned long long>(ch.seq()));
+    std::set<std::string> manifests;
+    bool has_manifest = false, has_receipt = false;
+    for (const auto& e : ch.evidence()) {
+      const auto& sig = e.signed_();
+      const bool is_manifest = e.kind() == caseway::v1::Evidence::KIND_MANIFEST_SENT ||
+                               e.kind() == caseway::v1::Evidence::KIND_MANIFEST_RECEIVED;
+      if (is_manifest) {
+        caseway::v1::BatchManifest m;
+        auto key = dir->Key(ch.origin());
+        bool ok = key.ok() && m.ParseFromString(sig.message()) && m.origin() == ch.origin() &&
+                  m.destination() == ch.destination() && ch.seq() >= m.first_seq() &&
+                  ch.seq() <= m.last_seq() &&
+                  m.digests_size() == static_cast<int>(m.last_seq() - m.first_seq() + 1) &&
+                  m.digests(static_cast<int>(ch.seq() - m.first_seq())) == digest &&
+                  caseway::common::VerifySignature(*key, caseway::common::kManifestContext,
+                                                   sig.message(), sig.signature()).ok();
+        if (ok) manifests.insert(caseway::common::Sha256(sig.message()));
+        has_manifest |= ok;
+        bad += !ok;
+        printf("    %s manifest %llu..%llu (log entry %llu): %s\n", ok ? "ok " : "BAD",
+               static_cast<unsigned long long>(m.first_seq()),
+               static_cast<unsigned long long>(m.last_seq()),
+               static_cast<unsigned long long>(e.log_index()),
+               ok ? absl::StrCat("signed by ", ch.origin(), ", holds this notice's digest").c_str()
+                  : "signature, channel or digest does not match");
+      }
+    }
+    for (const auto& e : ch.evidence()) {
+      const auto& sig = e.signed_();
+      if (e.kind() != caseway::v1::Evidence::KIND_RECEIPT_SENT &&
+          e.kind() != caseway::v1::Evidence::KIND_RECEIPT_RECEIVED) {
+        continue;
+      }
+      caseway::v1::Receipt r;
+      auto key = dir->Key(ch.destination());
+      bool ok = key.ok() && r.ParseFromString(sig.message()) && r.receiver() == ch.destination() &&
+                r.origin() == ch.origin() && manifests.count(r.manifest_digest()) &&
+                caseway::common::VerifySignature(*key, caseway::common::kReceiptContext,
+                                                 sig.message(), sig.signature()).ok();
+      has_receipt |= ok;
+      bad += !ok;
+      printf("    %s receipt %llu..%llu: %s\n", ok ? "ok " : "BAD",
+             static_cast<unsigned long long>(r.first_seq()),
+             static_cast<unsigned long long>(r.last_seq()),
+             ok ? absl::StrCat("signed by ", ch.destination(), " for a manifest above, its entry ",
+                               r.log_index()).c_str()
+                : "signature, channel or manifest does not match");
+    }
+    if (!has_manifest) printf("    (no manifest yet: not sent)\n");
+    else if (!has_receipt) printf("    (no receipt yet)\n");
+  }
+  printf("%s\n", bad == 0 ? "OK: every signature and digest verifies" : "FAILED");
+  return bad == 0 ? 0 : 1;
+}
+
 int RunAuditVerifyBundle(const AuditFlags& flags, const std::string& file) {
   auto dir = caseway::common::Directory::Load(flags.directory);
   if (!dir.ok()) {
@@ -574,6 +663,17 @@ int main(int argc, char** argv) {
   audit_reconcile->add_flag("--bundle-all", audit_flags.bundle_all,
                             "write a bundle for every exchange, not only findings");
   AddAuditFlags(audit_reconcile, &audit_flags, true);
+  std::string evidence_origin;
+  bool evidence_json = false;
+  CLI::App* audit_evidence = audit->add_subcommand(
+      "evidence", "Show and check one notice's evidence at NODE: its bytes' digest, the signed "
+                  "manifests that hold it and the receipts for them.");
+  audit_evidence->add_option("node", node_a, "node address host:port")->required();
+  audit_evidence->add_option("notice_id", bundle_file, "the notice")->required();
+  audit_evidence->add_option("--origin", evidence_origin,
+                             "for a received notice: the origin that sent it");
+  audit_evidence->add_flag("--json", evidence_json, "also print caseway.v1.NoticeEvidence as JSON");
+  AddAuditFlags(audit_evidence, &audit_flags, true);
   CLI::App* audit_bundle = audit->add_subcommand(
       "verify-bundle", "Check an evidence bundle offline: signatures, inclusion proofs and the "
                        "facts its status claims. No node needed.");
@@ -584,6 +684,9 @@ int main(int argc, char** argv) {
   if (audit_verify->parsed()) return RunAuditVerify(audit_flags, node_a);
   if (audit_reconcile->parsed()) return RunAuditReconcile(audit_flags, node_a, node_b);
   if (audit_bundle->parsed()) return RunAuditVerifyBundle(audit_flags, bundle_file);
+  if (audit_evidence->parsed()) {
+    return RunAuditEvidence(audit_flags, node_a, bundle_file, evidence_origin, evidence_json);
+  }
   if (publish->parsed()) return RunPublish(conn, file, batch, jobs, progress);
   if (inbox->parsed()) return RunInbox(conn, follow, ack, window, limit);
   if (status->parsed()) return RunStatus(conn, json);

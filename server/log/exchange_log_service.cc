@@ -116,6 +116,20 @@ grpc::Status ExchangeLogService::GetEvidence(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
+grpc::Status ExchangeLogService::GetNoticeEvidence(grpc::ServerContext* ctx,
+                                                   const v1::GetNoticeEvidenceRequest* req,
+                                                   v1::NoticeEvidence* resp) {
+  if (auto id = authz_->Check(*ctx, Rpc::kLogAudit); !id.ok()) return ToGrpcStatus(id.status());
+  if (!store_->log_enabled()) return Disabled();
+  if (req->notice_id().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "notice_id: required");
+  }
+  auto evidence = store_->NoticeEvidence(req->notice_id(), req->origin());
+  if (!evidence.ok()) return ToGrpcStatus(evidence.status());
+  *resp = std::move(*evidence);
+  return grpc::Status::OK;
+}
+
 grpc::Status ExchangeLogService::AddCosignature(grpc::ServerContext* ctx,
                                                 const v1::AddCosignatureRequest* req,
                                                 v1::AddCosignatureResponse*) {

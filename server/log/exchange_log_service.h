@@ -27,6 +27,9 @@ class ExchangeLogService final : public caseway::v1::ExchangeLog::Service {
                                    caseway::v1::ProofResponse* resp) override;
   grpc::Status GetEvidence(grpc::ServerContext* ctx, const caseway::v1::GetEvidenceRequest* req,
                            caseway::v1::GetEvidenceResponse* resp) override;
+  grpc::Status GetNoticeEvidence(grpc::ServerContext* ctx,
+                                 const caseway::v1::GetNoticeEvidenceRequest* req,
+                                 caseway::v1::NoticeEvidence* resp) override;
   grpc::Status AddCosignature(grpc::ServerContext* ctx,
                               const caseway::v1::AddCosignatureRequest* req,
                               caseway::v1::AddCosignatureResponse* resp) override;

@@ -163,6 +163,11 @@ class NoticeStore {
       const std::string& peer, caseway::v1::Evidence::Kind kind1, caseway::v1::Evidence::Kind kind2,
       uint64_t after, uint32_t limit, uint64_t max_bytes);
 
+  // NoticeEvidence gathers a notice's bytes, channels and covering evidence (published here, or
+  // received from `origin`). NOT_FOUND when this node holds no such notice.
+  absl::StatusOr<caseway::v1::NoticeEvidence> NoticeEvidence(const std::string& notice_id,
+                                                              const std::string& origin);
+
   // StoreCheckpoint keeps a signed checkpoint (never replaced).
   absl::Status StoreCheckpoint(const StoredCheckpoint& checkpoint);
   // LatestCheckpoint returns the newest checkpoint with its cosignatures (NOT_FOUND when none).

@@ -3,6 +3,8 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/time_util.h>
 
+#include <tuple>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/digest.h"
@@ -302,6 +304,69 @@ absl::StatusOr<std::vector<v1::Evidence>> NoticeStore::ReadEvidence(
       e.set_log_index(s.Int(6));
     }
     RETURN_IF_ERROR(s.status("read evidence"));
+    return out;
+  });
+}
+
+absl::StatusOr<v1::NoticeEvidence> NoticeStore::NoticeEvidence(const std::string& notice_id,
+                                                                const std::string& origin) {
+  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<v1::NoticeEvidence> {
+    v1::NoticeEvidence out;
+    // (peer, seq, outbound) of each channel the notice travelled on.
+    std::vector<std::tuple<std::string, uint64_t, bool>> channels;
+    if (origin.empty() || origin == options_.self) {
+      Stmt n(db, "SELECT bytes FROM notice WHERE notice_id = ?");
+      n.Bind(1, notice_id);
+      if (n.Step()) out.set_notice(std::string(n.Blob(0)));
+      RETURN_IF_ERROR(n.status("read notice"));
+      Stmt c(db, "SELECT destination, seq FROM channel_entry WHERE notice_id = ? ORDER BY destination");
+      c.Bind(1, notice_id);
+      while (c.Step()) channels.emplace_back(c.Text(0), c.Int(1), true);
+      RETURN_IF_ERROR(c.status("read channel entries"));
+    }
+    if (out.notice().empty()) {
+      Stmt i(db, origin.empty()
+                     ? "SELECT origin, channel_seq, bytes FROM inbox WHERE notice_id = ? AND ? = ''"
+                     : "SELECT origin, channel_seq, bytes FROM inbox WHERE notice_id = ? AND origin = ?");
+      i.Bind(1, notice_id).Bind(2, origin);
+      if (i.Step()) {
+        channels.emplace_back(i.Text(0), i.Int(1), false);
+        out.set_notice(std::string(i.Blob(2)));
+      }
+      RETURN_IF_ERROR(i.status("read inbox"));
+    }
+    if (out.notice().empty()) {
+      return absl::NotFoundError(absl::StrCat("notice_id: ", notice_id, " is not held here"));
+    }
+    for (const auto& [peer, seq, outbound] : channels) {
+      auto* ch = out.add_channels();
+      ch->set_origin(outbound ? options_.self : peer);
+      ch->set_destination(outbound ? peer : options_.self);
+      ch->set_seq(seq);
+      Stmt e(db,
+             "SELECT id, kind, first_seq, last_seq, message, signature, log_index FROM evidence "
+             "WHERE peer = ? AND kind IN (?, ?) AND first_seq <= ? AND last_seq >= ? ORDER BY id");
+      e.Bind(1, peer)
+          .Bind(2, int64_t{outbound ? v1::Evidence::KIND_MANIFEST_SENT : v1::Evidence::KIND_MANIFEST_RECEIVED})
+          .Bind(3, int64_t{outbound ? v1::Evidence::KIND_RECEIPT_RECEIVED : v1::Evidence::KIND_RECEIPT_SENT})
+          .Bind(4, static_cast<int64_t>(seq))
+          .Bind(5, static_cast<int64_t>(seq));
+      while (e.Step()) {
+        auto kind = static_cast<v1::Evidence::Kind>(e.Int(1));
+        v1::Evidence* ev = ch->add_evidence();
+        ev->set_id(e.Int(0));
+        ev->set_kind(kind);
+        ev->set_first_seq(e.Int(2));
+        ev->set_last_seq(e.Int(3));
+        ev->mutable_signed_()->set_message(std::string(e.Blob(4)));
+        ev->mutable_signed_()->set_signature(std::string(e.Blob(5)));
+        const bool ours = kind == v1::Evidence::KIND_MANIFEST_SENT ||
+                          kind == v1::Evidence::KIND_RECEIPT_SENT;
+        ev->mutable_signed_()->set_signer(ours ? options_.self : peer);
+        ev->set_log_index(e.Int(6));
+      }
+      RETURN_IF_ERROR(e.status("read evidence"));
+    }
     return out;
   });
 }
