@@ -161,7 +161,7 @@ int Throughput(const Conn& a_conn, const std::string& origin, const std::string&
 // Latency: open-loop unary publishes at `rate`/s for `seconds`; a consumer on B reads its inbox
 // (with acks) and records publish -> delivered-from-B's-store for each notice.
 int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
-            const std::string& dest, int rate, int seconds) {
+            const std::string& dest, int rate, int seconds, int batch_ms) {
   const std::string run = absl::StrCat("lat", rate, "-", std::chrono::system_clock::now().time_since_epoch().count());
   const uint64_t total = static_cast<uint64_t>(rate) * seconds;
   std::vector<Clock::time_point> sent(total);
@@ -209,7 +209,9 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
     }
     stopper.join();
   });
-  // Open-loop publishers: 16 threads share the schedule.
+  // Open-loop publishers: 16 threads share the schedule. With batch_ms, every batch_ms a
+  // PublishBatch of rate * batch_ms / 1000 notices is due; otherwise one unary Publish per notice.
+  const uint64_t per = batch_ms > 0 ? std::max<uint64_t>(1, static_cast<uint64_t>(rate) * batch_ms / 1000) : 1;
   const auto t0 = Clock::now() + std::chrono::milliseconds(200);
   std::atomic<uint64_t> next{0}, errors{0};
   std::vector<std::thread> pubs;
@@ -217,17 +219,34 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
     pubs.emplace_back([&] {
       auto a = Stub(a_conn);
       for (;;) {
-        uint64_t i = next.fetch_add(1);
-        if (i >= total) break;
-        auto due = t0 + std::chrono::nanoseconds(static_cast<int64_t>(i * 1e9 / rate));
+        uint64_t first = next.fetch_add(per);
+        if (first >= total) break;
+        uint64_t n = std::min<uint64_t>(per, total - first);
+        auto due = t0 + std::chrono::nanoseconds(static_cast<int64_t>(first * 1e9 / rate));
         std::this_thread::sleep_until(due);
-        v1::PublishRequest req;
-        *req.mutable_notice() = Notice1K(absl::StrCat(run, "-", i), origin, dest);
-        sent[i] = Clock::now();
-        sent_set[i] = true;
-        v1::PublishResult resp;
         grpc::ClientContext ctx;
-        if (!a->Publish(&ctx, req, &resp).ok()) ++errors;
+        grpc::Status s;
+        if (per == 1) {
+          v1::PublishRequest req;
+          *req.mutable_notice() = Notice1K(absl::StrCat(run, "-", first), origin, dest);
+          sent[first] = Clock::now();
+          sent_set[first] = true;
+          v1::PublishResult resp;
+          s = a->Publish(&ctx, req, &resp);
+        } else {
+          v1::PublishBatchRequest req;
+          for (uint64_t i = first; i < first + n; ++i) {
+            *req.add_notices() = Notice1K(absl::StrCat(run, "-", i), origin, dest);
+          }
+          const auto now = Clock::now();
+          for (uint64_t i = first; i < first + n; ++i) {
+            sent[i] = now;
+            sent_set[i] = true;
+          }
+          v1::PublishBatchResponse resp;
+          s = a->PublishBatch(&ctx, req, &resp);
+        }
+        if (!s.ok()) errors += n;
       }
     });
   }
@@ -245,7 +264,7 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
   stop = true;
   consumer.join();
   Percentiles p = Summarize(latencies);
-  PrintResult(absl::StrCat("latency ", rate, "/s"), {
+  PrintResult(absl::StrCat("latency ", rate, "/s", per > 1 ? absl::StrCat(" batch/", batch_ms, "ms") : " unary"), {
       {"offered_per_s", absl::StrCat(rate)}, {"achieved_per_s", absl::StrFormat("%.0f", achieved)},
       {"delivered", absl::StrCat(latencies.size())}, {"errors", absl::StrCat(errors.load())},
       {"p50_ms", absl::StrFormat("%.2f", p.p50)}, {"p90_ms", absl::StrFormat("%.2f", p.p90)},
@@ -314,6 +333,9 @@ int main(int argc, char** argv) {
   conn_flags(lat, true);
   lat->add_option("--rate", rate)->capture_default_str();
   lat->add_option("--seconds", seconds)->capture_default_str();
+  int batch_ms = 0;
+  lat->add_option("--batch-ms", batch_ms, "publish a batch every N ms instead of unary calls")
+      ->capture_default_str();
   auto* wait = app.add_subcommand("wait-caught-up", "wait until A's channel to DEST is receipted to its head");
   conn_flags(wait, false);
   wait->add_option("--max-s", max_s)->capture_default_str();
@@ -326,7 +348,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   b.ca = a.ca;
   if (tp->parsed()) return Throughput(a, origin, dest, clients, batch, count, max_s, label, !no_wait);
-  if (lat->parsed()) return Latency(a, b, origin, dest, rate, seconds);
+  if (lat->parsed()) return Latency(a, b, origin, dest, rate, seconds, batch_ms);
   if (wait->parsed()) return WaitCaughtUp(a, dest, max_s, label);
   if (gen->parsed()) return GenJsonl(out, count, origin, dest);
   return 2;

@@ -121,10 +121,11 @@ if [[ " $ONLY " == *" throughput "* ]]; then
 fi
 
 if [[ " $ONLY " == *" latency "* ]]; then
-  log ""; log "== latency: unary publishes at a fixed offered rate for ${LAT_SECONDS}s; publish -> delivered from B's store"
+  log ""; log "== latency: a fixed offered rate for ${LAT_SECONDS}s (unary calls, then a batch every 5 ms); publish -> delivered from B's store"
   rm -rf "$work/data-on"
   pair on
   for r in 1000 5000 20000; do bench latency "${A[@]}" "${B[@]}" --rate "$r" --seconds "$LAT_SECONDS" >/dev/null; done
+  for r in 1000 5000 20000; do bench latency "${A[@]}" "${B[@]}" --rate "$r" --seconds "$LAT_SECONDS" --batch-ms 5 >/dev/null; done
   unpair
 fi
 
