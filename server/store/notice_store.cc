@@ -6,7 +6,9 @@
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "caseway/v1/notice.pb.h"
 #include "common/status_macros.h"
@@ -14,7 +16,7 @@
 namespace caseway::server {
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -23,7 +25,8 @@ CREATE TABLE IF NOT EXISTS notice(
   notice_id TEXT PRIMARY KEY,
   digest BLOB NOT NULL,
   bytes BLOB NOT NULL,
-  published_at INTEGER NOT NULL);           -- unix microseconds
+  published_at INTEGER NOT NULL,            -- unix microseconds
+  deliveries TEXT NOT NULL);                -- "dest:seq,dest:seq" in destination order
 -- Outbound channels (this node -> destination): one row per destination.
 CREATE TABLE IF NOT EXISTS channel(
   destination TEXT PRIMARY KEY,
@@ -34,7 +37,6 @@ CREATE TABLE IF NOT EXISTS channel_entry(
   seq INTEGER NOT NULL,
   notice_id TEXT NOT NULL REFERENCES notice(notice_id),
   PRIMARY KEY(destination, seq)) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS channel_entry_by_notice ON channel_entry(notice_id, destination);
 -- Inbound subscriptions: highest seq stored per origin.
 CREATE TABLE IF NOT EXISTS cursor(origin TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 -- Received notices, exactly once per (origin, channel_seq).
@@ -48,7 +50,8 @@ CREATE TABLE IF NOT EXISTS inbox(
   acked_at INTEGER,                         -- unix microseconds, NULL until consumed
   UNIQUE(origin, channel_seq));
 CREATE INDEX IF NOT EXISTS inbox_unacked ON inbox(inbox_seq) WHERE acked_at IS NULL;
--- Version 2: the exchange log (docs/exchange-log.md).
+-- Version 2: the exchange log (docs/exchange-log.md). Version 3: notice.deliveries replaces the
+-- channel_entry_by_notice index (see Migrate).
 CREATE TABLE IF NOT EXISTS log_leaf(idx INTEGER PRIMARY KEY, bytes BLOB NOT NULL, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS log_node(
   level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
@@ -74,6 +77,25 @@ int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
 
 }  // namespace
 
+// Migrate brings a database of an older schema version up to kSchemaVersion, in one transaction.
+static absl::Status Migrate(Db& db) {
+  bool has_deliveries = false;
+  {
+    Stmt s(db.get(), "SELECT name FROM pragma_table_info('notice')");
+    while (s.Step()) has_deliveries |= s.Text(0) == "deliveries";
+    RETURN_IF_ERROR(s.status("read notice columns"));
+  }
+  if (has_deliveries) return absl::OkStatus();
+  // Versions 1 and 2: the assigned sequences lived only in channel_entry (indexed by notice).
+  return db.Exec(
+      "BEGIN IMMEDIATE;"
+      "ALTER TABLE notice ADD COLUMN deliveries TEXT NOT NULL DEFAULT '';"
+      "UPDATE notice SET deliveries = coalesce((SELECT group_concat(destination || ':' || seq, ',') "
+      "  FROM channel_entry WHERE channel_entry.notice_id = notice.notice_id), '');"
+      "DROP INDEX IF EXISTS channel_entry_by_notice;"
+      "COMMIT;");
+}
+
 absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOptions& options) {
   const std::string& path = options.path;
   if (options.log_enabled && options.signing_key == nullptr) {
@@ -93,6 +115,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
     }
     RETURN_IF_ERROR(v.status("read schema version"));
   }
+  RETURN_IF_ERROR(Migrate(*db));
   RETURN_IF_ERROR(db->Exec(
       absl::StrCat("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '",
                    kSchemaVersion, "')")
@@ -203,38 +226,31 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
       w.find_notice.Bind(1, n.notice_id);
       if (w.find_notice.Step()) {
         bool same = w.find_notice.Blob(0) == n.digest;
-        w.find_notice.Reset();
         if (!same) {
+          w.find_notice.Reset();
           return absl::AlreadyExistsError(absl::StrCat(
               "notices[", i, "]: notice_id ", n.notice_id,
               " is already stored with different content (publish a new revision instead)"));
         }
         r.set_duplicate(true);
-        for (const auto& dest : n.destinations) {
-          w.find_entry.Bind(1, n.notice_id).Bind(2, dest);
-          if (!w.find_entry.Step()) {
-            w.find_entry.Reset();
-            return absl::InternalError("stored notice lacks a channel entry");
+        // The original result, from the notice row (no index on channel entries by notice).
+        for (absl::string_view d : absl::StrSplit(w.find_notice.Text(1), ',', absl::SkipEmpty())) {
+          std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(d, ':');
+          uint64_t seq = 0;
+          if (!absl::SimpleAtoi(kv.second, &seq)) {
+            return absl::DataLossError("notice.deliveries: malformed");
           }
-          auto* d = r.add_deliveries();
-          d->set_destination(dest);
-          d->set_seq(w.find_entry.Int(0));
-          w.find_entry.Reset();
+          auto* delivery = r.add_deliveries();
+          delivery->set_destination(std::string(kv.first));
+          delivery->set_seq(seq);
         }
+        w.find_notice.Reset();
         continue;
-      }
-      RETURN_IF_ERROR(w.find_notice.status("find notice"));
+      }      RETURN_IF_ERROR(w.find_notice.status("find notice"));
       w.find_notice.Reset();
-      w.insert_notice.Bind(1, n.notice_id).BindBlob(2, n.digest).BindBlob(3, n.bytes).Bind(4, now);
-      RETURN_IF_ERROR(Done(w.insert_notice, "insert notice"));
-      if (options_.log_enabled) {
-        v1::LogEntry entry;
-        entry.set_kind(v1::LogEntry::KIND_PUBLISHED);
-        entry.set_notice_id(n.notice_id);
-        entry.set_digest(n.digest);
-        for (const auto& dest : n.destinations) entry.add_destinations(dest);
-        RETURN_IF_ERROR(AppendEntry(entry).status());
-      }
+      // Assign a sequence on each destination's channel, then store the notice (with them), then
+      // the channel entries (which reference the notice).
+      std::string deliveries;
       for (const auto& dest : n.destinations) {
         uint64_t head = 0;
         auto it = changes.find(dest);
@@ -248,11 +264,28 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
         }
         ++head;
         changes[dest].head = head;
-        w.insert_entry.Bind(1, dest).Bind(2, static_cast<int64_t>(head)).Bind(3, n.notice_id);
-        RETURN_IF_ERROR(Done(w.insert_entry, "insert channel entry"));
         auto* d = r.add_deliveries();
         d->set_destination(dest);
         d->set_seq(head);
+        absl::StrAppend(&deliveries, deliveries.empty() ? "" : ",", dest, ":", head);
+      }
+      w.insert_notice.Bind(1, n.notice_id)
+          .BindBlob(2, n.digest)
+          .BindBlob(3, n.bytes)
+          .Bind(4, now)
+          .Bind(5, deliveries);
+      RETURN_IF_ERROR(Done(w.insert_notice, "insert notice"));
+      for (const auto& d : r.deliveries()) {
+        w.insert_entry.Bind(1, d.destination()).Bind(2, static_cast<int64_t>(d.seq())).Bind(3, n.notice_id);
+        RETURN_IF_ERROR(Done(w.insert_entry, "insert channel entry"));
+      }
+      if (options_.log_enabled) {
+        v1::LogEntry entry;
+        entry.set_kind(v1::LogEntry::KIND_PUBLISHED);
+        entry.set_notice_id(n.notice_id);
+        entry.set_digest(n.digest);
+        for (const auto& dest : n.destinations) entry.add_destinations(dest);
+        RETURN_IF_ERROR(AppendEntry(entry).status());
       }
     }
     for (const auto& [dest, state] : changes) {

@@ -5,7 +5,9 @@
 
 #include <tuple>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/digest.h"
 #include "common/proto_bytes.h"
@@ -315,14 +317,17 @@ absl::StatusOr<v1::NoticeEvidence> NoticeStore::NoticeEvidence(const std::string
     // (peer, seq, outbound) of each channel the notice travelled on.
     std::vector<std::tuple<std::string, uint64_t, bool>> channels;
     if (origin.empty() || origin == options_.self) {
-      Stmt n(db, "SELECT bytes FROM notice WHERE notice_id = ?");
+      Stmt n(db, "SELECT bytes, deliveries FROM notice WHERE notice_id = ?");
       n.Bind(1, notice_id);
-      if (n.Step()) out.set_notice(std::string(n.Blob(0)));
+      if (n.Step()) {
+        out.set_notice(std::string(n.Blob(0)));
+        for (absl::string_view d : absl::StrSplit(n.Text(1), ',', absl::SkipEmpty())) {
+          std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(d, ':');
+          uint64_t seq = 0;
+          if (absl::SimpleAtoi(kv.second, &seq)) channels.emplace_back(std::string(kv.first), seq, true);
+        }
+      }
       RETURN_IF_ERROR(n.status("read notice"));
-      Stmt c(db, "SELECT destination, seq FROM channel_entry WHERE notice_id = ? ORDER BY destination");
-      c.Bind(1, notice_id);
-      while (c.Step()) channels.emplace_back(c.Text(0), c.Int(1), true);
-      RETURN_IF_ERROR(c.status("read channel entries"));
     }
     if (out.notice().empty()) {
       Stmt i(db, origin.empty()

@@ -275,6 +275,45 @@ TEST_F(NoticeStoreTest, WithTheLogOnABatchNeedsItsManifest) {
   EXPECT_EQ(store->LogHead().first, 0u);
 }
 
+TEST_F(NoticeStoreTest, VersionTwoDatabaseIsMigrated) {
+  {
+    // A version-2 database: no notice.deliveries, sequences found through an index.
+    auto db = Db::Open(path_);
+    ASSERT_OK(db);
+    ASSERT_OK((*db)->Exec(
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES('schema_version', '2');"
+        "CREATE TABLE notice(notice_id TEXT PRIMARY KEY, digest BLOB NOT NULL, bytes BLOB NOT NULL,"
+        "  published_at INTEGER NOT NULL);"
+        "CREATE TABLE channel(destination TEXT PRIMARY KEY, head INTEGER NOT NULL,"
+        "  acked INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE channel_entry(destination TEXT NOT NULL, seq INTEGER NOT NULL,"
+        "  notice_id TEXT NOT NULL REFERENCES notice(notice_id), PRIMARY KEY(destination, seq))"
+        "  WITHOUT ROWID;"
+        "CREATE UNIQUE INDEX channel_entry_by_notice ON channel_entry(notice_id, destination);"));
+  }
+  PreparedNotice a = Prepared("a", {"440305"});
+  {
+    auto db = Db::Open(path_);
+    ASSERT_OK(db);
+    Stmt s((*db)->get(), "INSERT INTO notice VALUES(?, ?, ?, 0)");
+    s.Bind(1, a.notice_id).BindBlob(2, a.digest).BindBlob(3, a.bytes);
+    s.Step();
+    ASSERT_OK(s.status("insert"));
+    ASSERT_OK((*db)->Exec("INSERT INTO channel_entry VALUES('440305', 7, 'a');"
+                          "INSERT INTO channel VALUES('440305', 7, 0);"));
+  }
+  auto store = Open();
+  auto again = store->Publish({a});
+  ASSERT_OK(again);
+  EXPECT_TRUE((*again)[0].duplicate());
+  ASSERT_EQ((*again)[0].deliveries_size(), 1);
+  EXPECT_EQ((*again)[0].deliveries(0).seq(), 7u);
+  auto next = store->Publish({Prepared("b", {"440305"})});
+  ASSERT_OK(next);
+  EXPECT_EQ((*next)[0].deliveries(0).seq(), 8u);
+}
+
 TEST_F(NoticeStoreTest, WaitWakesOnCommit) {
   auto store = Open();
   uint64_t v = store->Version();

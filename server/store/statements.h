@@ -20,10 +20,9 @@ inline absl::Status Done(Stmt& s, absl::string_view what) {
 // WriterStatements are prepared once on the writer connection and used only by its thread.
 struct NoticeStore::WriterStatements {
   explicit WriterStatements(sqlite3* db)
-      : find_notice(db, "SELECT digest FROM notice WHERE notice_id = ?"),
-        find_entry(db, "SELECT seq FROM channel_entry WHERE notice_id = ? AND destination = ?"),
-        insert_notice(db, "INSERT INTO notice(notice_id, digest, bytes, published_at) "
-                          "VALUES(?, ?, ?, ?)"),
+      : find_notice(db, "SELECT digest, deliveries FROM notice WHERE notice_id = ?"),
+        insert_notice(db, "INSERT INTO notice(notice_id, digest, bytes, published_at, deliveries) "
+                          "VALUES(?, ?, ?, ?, ?)"),
         head(db, "SELECT head FROM channel WHERE destination = ?"),
         upsert_head(db, "INSERT INTO channel(destination, head) VALUES(?, ?) "
                         "ON CONFLICT(destination) DO UPDATE SET head = excluded.head"),
@@ -38,7 +37,7 @@ struct NoticeStore::WriterStatements {
         inbox_exists(db, "SELECT 1 FROM inbox WHERE inbox_seq = ?") {}
 
   absl::Status Check() const {
-    for (const Stmt* s : {&find_notice, &find_entry, &insert_notice, &head, &upsert_head,
+    for (const Stmt* s : {&find_notice, &insert_notice, &head, &upsert_head,
                           &insert_entry, &ack, &cursor, &upsert_cursor, &insert_inbox, &ack_inbox,
                           &inbox_exists}) {
       RETURN_IF_ERROR(s->status("prepare writer statement"));
@@ -46,7 +45,7 @@ struct NoticeStore::WriterStatements {
     return absl::OkStatus();
   }
 
-  Stmt find_notice, find_entry, insert_notice, head, upsert_head, insert_entry, ack, cursor,
+  Stmt find_notice, insert_notice, head, upsert_head, insert_entry, ack, cursor,
       upsert_cursor, insert_inbox, ack_inbox, inbox_exists;
 };
 
