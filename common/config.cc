@@ -23,8 +23,6 @@ using ::caseway::v1::NodeConfig;
 using ::google::protobuf::Duration;
 using ::google::protobuf::util::TimeUtil;
 
-void EmitJsonString(const std::string& s, std::string& out) { AppendJsonString(s, out); }
-
 // EmitJson writes `node` as JSON. With `field` (the proto field the node maps onto) scalars take
 // the field's type: string fields stay strings even when they look like numbers (region codes),
 // Duration fields accept "250ms"/"5s"/"2m"/"1h". Without it scalars are inferred.
@@ -42,7 +40,7 @@ void EmitScalar(const YAML::Node& node, const google::protobuf::FieldDescriptor*
   if (field != nullptr && (field->type() == FieldDescriptor::TYPE_STRING ||
                            field->type() == FieldDescriptor::TYPE_BYTES ||
                            field->type() == FieldDescriptor::TYPE_ENUM)) {
-    return EmitJsonString(v, out);
+    return AppendJsonString(v, out);
   }
   std::smatch m;
   if (!quoted && field != nullptr && field->message_type() != nullptr &&
@@ -51,7 +49,7 @@ void EmitScalar(const YAML::Node& node, const google::protobuf::FieldDescriptor*
     double unit = m[2] == "ms" ? 0.001 : m[2] == "s" ? 1 : m[2] == "m" ? 60 : 3600;
     out += absl::StrFormat("\"%.9fs\"", std::stod(m[1]) * unit);
   } else if (quoted) {
-    EmitJsonString(v, out);
+    AppendJsonString(v, out);
   } else if (v == "true" || v == "false") {
     out += v;
   } else if (v == "null" || v == "~") {
@@ -59,7 +57,7 @@ void EmitScalar(const YAML::Node& node, const google::protobuf::FieldDescriptor*
   } else if (std::regex_match(v, kInt) || std::regex_match(v, kFloat)) {
     out += v[0] == '+' ? v.substr(1) : v;
   } else {
-    EmitJsonString(v, out);
+    AppendJsonString(v, out);
   }
 }
 
@@ -98,7 +96,7 @@ void EmitJson(const YAML::Node& node, const google::protobuf::FieldDescriptor* f
           sub = type->FindFieldByName(key);
           if (sub == nullptr) sub = type->FindFieldByCamelcaseName(key);
         }
-        EmitJsonString(key, out);
+        AppendJsonString(key, out);
         out.push_back(':');
         EmitJson(kv.second, sub, nullptr, out);
       }

@@ -1,5 +1,7 @@
 #include "common/json.h"
 
+#include <google/protobuf/util/json_util.h>
+
 #include <cstdio>
 
 namespace caseway::common {
@@ -24,6 +26,14 @@ void AppendJsonString(absl::string_view s, std::string& out) {
     }
   }
   out.push_back('"');
+}
+
+std::string ProtoJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  return out;
 }
 
 }  // namespace caseway::common

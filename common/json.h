@@ -6,6 +6,10 @@
 
 #include "absl/strings/string_view.h"
 
+namespace google::protobuf {
+class Message;
+}
+
 namespace caseway::common {
 
 // AppendJsonString appends `s` to `out` as a quoted JSON string ('"', '\\' and control characters
@@ -18,6 +22,9 @@ inline std::string JsonQuote(absl::string_view s) {
   AppendJsonString(s, out);
   return out;
 }
+
+// ProtoJson renders `m` in protobuf's JSON mapping on one line, with the proto field names.
+std::string ProtoJson(const google::protobuf::Message& m);
 
 }  // namespace caseway::common
 

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/audit/auditor.h"
+#include "client/audit/evidence.h"
 #include "common/digest.h"
 #include "common/merkle.h"
 #include "common/status_macros.h"
@@ -23,15 +24,6 @@ struct ProvenEntry {
   uint64_t index;
   v1::LogEntry entry;
 };
-
-bool Covers(const v1::BatchManifest& m, uint64_t seq) {
-  return seq >= m.first_seq() && seq <= m.last_seq() &&
-         m.digests_size() == static_cast<int>(m.last_seq() - m.first_seq() + 1);
-}
-
-std::string SeqDigest(const v1::BatchManifest& m, uint64_t seq) {
-  return m.digests(static_cast<int>(seq - m.first_seq()));
-}
 
 absl::Status Fail(const std::string& what) { return absl::FailedPreconditionError(what); }
 
@@ -117,13 +109,10 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
   for (const auto& s : b.manifests()) {
     const std::string digest = common::Sha256(s.message());
     present_manifest.insert(digest);
-    v1::BatchManifest m;
-    bool valid = !x_key.empty() && m.ParseFromString(s.message()) && m.origin() == x &&
-                 m.destination() == y && m.last_seq() >= m.first_seq() &&
-                 m.digests_size() == static_cast<int>(m.last_seq() - m.first_seq() + 1) &&
-                 common::VerifySignature(x_key, common::kManifestContext, s.message(),
-                                         s.signature())
-                     .ok();
+    auto opened = OpenManifest(s, dir, x, y);
+    const bool valid = opened.has_value();
+    v1::BatchManifest m = valid ? *opened : v1::BatchManifest();
+    if (!valid) m.ParseFromString(s.message());  // for the report only
     if (valid) valid_manifest[digest] = m;
     report.push_back(absl::StrCat(valid ? "ok   " : "BAD  ", "manifest ", m.first_seq(), "..",
                                   m.last_seq(), valid ? " signed by " : " not a valid manifest of ",
@@ -144,13 +133,10 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
   for (const auto& s : b.receipts()) {
     const std::string digest = common::Sha256(s.message());
     present_receipt.insert(digest);
-    v1::Receipt r;
-    auto y_key = dir.Key(y);
-    bool valid = y_key.ok() && r.ParseFromString(s.message()) && r.receiver() == y &&
-                 r.origin() == x &&
-                 common::VerifySignature(*y_key, common::kReceiptContext, s.message(),
-                                         s.signature())
-                     .ok();
+    auto opened = OpenReceipt(s, dir, x, y);
+    const bool valid = opened.has_value();
+    v1::Receipt r = valid ? *opened : v1::Receipt();
+    if (!valid) r.ParseFromString(s.message());  // for the report only
     if (valid) valid_receipt[digest] = r;
     report.push_back(absl::StrCat(valid ? "ok   " : "BAD  ", "receipt ", r.first_seq(), "..",
                                   r.last_seq(), valid ? " signed by " : " not a valid receipt of ",

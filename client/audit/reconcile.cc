@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "client/audit/auditor.h"
+#include "client/audit/evidence.h"
 #include "common/digest.h"
 #include "common/grpc_status.h"
 #include "common/merkle.h"
@@ -28,9 +29,7 @@ struct Batch {
   v1::Signed signed_manifest;
   v1::BatchManifest manifest;
   bool signature_valid = false;
-  std::string SeqDigest(uint64_t seq) const {
-    return manifest.digests(static_cast<int>(seq - manifest.first_seq()));
-  }
+  std::string SeqDigest(uint64_t seq) const { return audit::SeqDigest(manifest, seq); }
 };
 
 // ReceiptRec is a signed receipt recorded in the origin's log.
@@ -62,21 +61,15 @@ absl::StatusOr<std::vector<v1::Evidence>> FetchEvidence(NodeLog& log, const std:
   }
 }
 
-// A batch covers at most this many sequences: ranges from logs or manifests beyond it are not
-// trusted (a node under audit must not make the auditor loop or allocate without bound).
-constexpr uint64_t kMaxRange = 100000;
 
-bool SaneRange(uint64_t first, uint64_t last) {
-  return first >= 1 && last >= first && last - first < kMaxRange;
-}
 
 }  // namespace
 
 absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, ReconcileReport& report) {
   const std::string& x = origin.jurisdiction;
   const std::string& y = dest.jurisdiction;
-  ASSIGN_OR_RETURN(std::string x_key, directory_.Key(x));
-  ASSIGN_OR_RETURN(std::string y_key, directory_.Key(y));
+  RETURN_IF_ERROR(directory_.Key(x).status());  // both must be listed in the directory
+  RETURN_IF_ERROR(directory_.Key(y).status());
 
   // Evidence by digest.
   std::map<std::string, v1::Signed> sent_evidence, received_evidence, receipt_evidence;
@@ -107,18 +100,10 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
     auto it = ev.find(entry.digest());
     if (it == ev.end()) return;  // the log names a manifest the node cannot show
     b.signed_manifest = it->second;
-    v1::BatchManifest claimed = b.manifest;
-    b.signature_valid =
-        b.manifest.ParseFromString(it->second.message()) &&
-        common::VerifySignature(x_key, common::kManifestContext, it->second.message(),
-                                it->second.signature())
-            .ok() &&
-        b.manifest.origin() == x && b.manifest.destination() == y &&
-        b.manifest.first_seq() == entry.first_seq() && b.manifest.last_seq() == entry.last_seq() &&
-        SaneRange(b.manifest.first_seq(), b.manifest.last_seq()) &&
-        b.manifest.digests_size() ==
-            static_cast<int>(b.manifest.last_seq() - b.manifest.first_seq() + 1);
-    if (!b.signature_valid) b.manifest = claimed;
+    auto opened = OpenManifest(it->second, directory_, x, y);
+    b.signature_valid = opened && opened->first_seq() == entry.first_seq() &&
+                        opened->last_seq() == entry.last_seq();
+    if (b.signature_valid) b.manifest = std::move(*opened);
   };
 
   // The origin's view: published notices for y, manifests sent, receipts received.
@@ -143,13 +128,13 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
       auto it = receipt_evidence.find(e.receipt_digest());
       if (it != receipt_evidence.end()) {
         r.signed_receipt = it->second;
-        r.signature_valid =
-            r.receipt.ParseFromString(it->second.message()) &&
-            common::VerifySignature(y_key, common::kReceiptContext, it->second.message(),
-                                    it->second.signature())
-                .ok() &&
-            r.receipt.receiver() == y && r.receipt.origin() == x &&
-            SaneRange(r.receipt.first_seq(), r.receipt.last_seq());
+        auto opened = OpenReceipt(it->second, directory_, x, y);
+        r.signature_valid = opened.has_value();
+        if (opened) {
+          r.receipt = std::move(*opened);
+        } else {
+          r.receipt.ParseFromString(it->second.message());  // for the report only
+        }
       }
     }
   }

@@ -1,0 +1,43 @@
+// The `caseway audit` subcommands (docs/coordinators.md).
+#ifndef CASEWAY_CLIENT_CLI_AUDIT_COMMANDS_H_
+#define CASEWAY_CLIENT_CLI_AUDIT_COMMANDS_H_
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+namespace caseway::cli {
+
+// AuditFlags are the options the audit subcommands share.
+struct AuditFlags {
+  std::string ca, cert, key, directory;
+  std::string state_dir, bundle_dir;
+  std::string grace = "10m";
+  bool progress = false;
+  bool bundle_all = false;
+};
+
+// AuditCommands holds what the command line said for `caseway audit ...`.
+struct AuditCommands {
+  AuditFlags flags;
+  std::string node_a, node_b;
+  std::string target;  // notice id (evidence) or bundle file (verify-bundle)
+  std::string evidence_origin;
+  bool evidence_json = false;
+  CLI::App* verify = nullptr;
+  CLI::App* reconcile = nullptr;
+  CLI::App* evidence = nullptr;
+  CLI::App* bundle = nullptr;
+  bool parsed() const;
+};
+
+// AddAuditCommands registers `audit verify | reconcile | evidence | verify-bundle` under `app`;
+// `c` receives the parsed values and must outlive parsing.
+void AddAuditCommands(CLI::App& app, AuditCommands* c);
+
+// RunAuditCommand runs the subcommand that was parsed. Exit status: 0 nothing found, 1 findings,
+// 2 the audit could not run.
+int RunAuditCommand(const AuditCommands& c);
+
+}  // namespace caseway::cli
+
+#endif  // CASEWAY_CLIENT_CLI_AUDIT_COMMANDS_H_
