@@ -131,6 +131,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.listen_address(), server_creds, &node->port_);
+  // gRPC sets SO_REUSEPORT by default: a second process on the same port would then silently
+  // take half the connections. A taken port must fail start-up instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.limits().max_message_bytes()));
   builder.SetMaxSendMessageSize(static_cast<int>(config.limits().max_message_bytes()));
   // Sync handlers block on the group commit; keep their threads alive between calls instead of

@@ -4,6 +4,7 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <future>
 
@@ -233,6 +234,17 @@ TEST_F(SecurityTest, NodeRefusesToStartWithACertificateOfAnotherJurisdiction) {
   EXPECT_THAT(r.err, HasSubstr("tls.cert_file: "));
   EXPECT_THAT(r.err, HasSubstr("names [spiffe://fed.test/node/440305], not "
                                "spiffe://fed.test/node/360111"));
+}
+
+TEST_F(SecurityTest, SecondNodeOnATakenPortFailsInsteadOfSharingIt) {
+  NodeProcess second(pki_.get(), dir_.path() + "/second", "360111");
+  std::filesystem::create_directories(dir_.path() + "/second");
+  second.set_port(a_->port());
+  absl::Status s = second.Start();
+  EXPECT_FALSE(s.ok()) << "two nodes would share 127.0.0.1:" << a_->port();
+  EXPECT_THAT(second.log(), HasSubstr("cannot listen on 127.0.0.1:"));
+  // A is still the only one answering there.
+  EXPECT_OK(StatusAs(pki_->Client("360102", "office")));
 }
 
 TEST_F(SecurityTest, NodeRefusesABadConfigurationNamingFileFieldAndRule) {

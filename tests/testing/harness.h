@@ -108,6 +108,8 @@ class NodeProcess {
   // Exited reports (and reaps) a process that ended by itself, e.g. through a crash fault.
   bool Exited();
   void ClearPeers() { peers_.clear(); }
+  // set_port makes the node listen on `port` (e.g. one already taken, to test the refusal).
+  void set_port(int port) { port_ = port; }
 
  private:
   void WriteConfig();
