@@ -2,17 +2,17 @@
 
 #include <google/protobuf/util/time_util.h>
 
-#include <map>
-#include <thread>
+#include <deque>
+#include <optional>
+#include <utility>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/digest.h"
-#include "common/proto_bytes.h"
 #include "common/fault.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
+#include "common/proto_bytes.h"
 #include "common/status_macros.h"
 
 namespace caseway::server {
@@ -21,6 +21,383 @@ using common::Log;
 using common::LogLevel;
 using common::ToGrpcStatus;
 using google::protobuf::util::TimeUtil;
+namespace v1 = caseway::v1;
+
+class SubscribeReactor;
+
+// Subscription is one Subscribe stream's state machine. The reactor callbacks only record what
+// happened and schedule a step; every decision, store access and reactor call happens in Step(),
+// which the dispatcher never runs twice at once. The Subscription outlives its reactor: store
+// callbacks may still arrive after the stream ended and find it finished.
+class Subscription final : public Steppable, public std::enable_shared_from_this<Subscription> {
+ public:
+  Subscription(PeerExchangeService* service, grpc::CallbackServerContext* ctx)
+      : service_(service), ctx_(ctx) {}
+
+  void Attach(SubscribeReactor* reactor) { reactor_ = reactor; }
+  void Step() override;
+
+  // --- Reactor events (any gRPC thread). ---
+  void ReadDone(bool ok) {
+    absl::MutexLock lock(&mu_);
+    reading_ = false;
+    (ok ? read_ready_ : read_closed_) = true;
+  }
+  void WriteDone(bool ok) {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    written_bytes_ += write_bytes_;
+    write_bytes_ = 0;
+    if (!ok) write_failed_ = true;
+  }
+  void Cancelled() {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+  }
+  void Done() {
+    absl::MutexLock lock(&mu_);
+    reactor_ = nullptr;
+  }
+  // Accessed by the reactor only before the first read.
+  v1::SubscribeRequest* read_buffer() { return &read_msg_; }
+
+  const std::string& destination() const { return dest_; }
+  bool HeartbeatDue(absl::Time now) {
+    absl::MutexLock lock(&mu_);
+    return !finished_ && (now >= next_heartbeat_ || cancelled_);
+  }
+
+ private:
+  // Actions decided under mu_ and carried out after it is released.
+  struct Actions {
+    bool start_read = false;
+    const v1::SubscribeResponse* write = nullptr;
+    std::optional<grpc::Status> finish;
+  };
+  void Finish(absl::Status status, Actions& act) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // HandleOpen validates the first message; returns the error that ends the stream.
+  absl::Status HandleOpen(const v1::SubscribeRequest& first) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // HandleAck checks an ack and submits its durable recording; true when that is pending.
+  absl::Status HandleAck(const v1::SubscribeRequest& req, bool& submitted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Prepare reads and signs the next batch (the lock is released for the read); false when
+  // there is nothing to send or no room.
+  absl::StatusOr<bool> Prepare() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  PeerExchangeService* const service_;
+  grpc::CallbackServerContext* const ctx_;
+
+  absl::Mutex mu_;
+  SubscribeReactor* reactor_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::string dest_;  // set once, in HandleOpen (before any other thread reads it)
+  bool opened_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);  // from an asynchronous store write
+
+  v1::SubscribeRequest read_msg_;
+  bool reading_ ABSL_GUARDED_BY(mu_) = true;  // the reactor starts the first read
+  bool read_ready_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_closed_ ABSL_GUARDED_BY(mu_) = false;
+
+  v1::SubscribeResponse write_msg_;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t write_bytes_ ABSL_GUARDED_BY(mu_) = 0;    // of the message being written
+  int64_t written_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // written, not yet given back to the budget
+  std::deque<std::pair<v1::SubscribeResponse, int64_t>> outbox_ ABSL_GUARDED_BY(mu_);
+  int sealing_ ABSL_GUARDED_BY(mu_) = 0;  // batches whose SENT entry is being committed
+
+  uint32_t window_ = 0;
+  uint64_t sent_ ABSL_GUARDED_BY(mu_) = 0;   // last seq prepared
+  uint64_t acked_ ABSL_GUARDED_BY(mu_) = 0;  // last seq durably acknowledged on this stream
+  // last seq of each unacked batch -> digest of its manifest (empty without the log)
+  std::map<uint64_t, std::string> inflight_ ABSL_GUARDED_BY(mu_);
+  bool ack_pending_ ABSL_GUARDED_BY(mu_) = false;  // an ack's store write is being committed
+  std::optional<std::pair<uint64_t, absl::Status>> ack_result_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_heartbeat_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+};
+
+class SubscribeReactor final
+    : public grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse> {
+ public:
+  SubscribeReactor(PeerExchangeService* service, std::shared_ptr<Subscription> sub,
+                   Dispatcher* dispatcher)
+      : service_(service), sub_(std::move(sub)), dispatcher_(dispatcher) {
+    sub_->Attach(this);
+    StartRead(sub_->read_buffer());
+  }
+  void OnReadDone(bool ok) override {
+    sub_->ReadDone(ok);
+    dispatcher_->Schedule(sub_);
+  }
+  void OnWriteDone(bool ok) override {
+    sub_->WriteDone(ok);
+    dispatcher_->Schedule(sub_);
+  }
+  void OnCancel() override {
+    sub_->Cancelled();
+    dispatcher_->Schedule(sub_);
+  }
+  void OnDone() override {
+    sub_->Done();
+    service_->Unregister(sub_);
+    delete this;
+  }
+
+ private:
+  PeerExchangeService* const service_;
+  const std::shared_ptr<Subscription> sub_;
+  Dispatcher* const dispatcher_;
+};
+
+void Subscription::Finish(absl::Status status, Actions& act) {
+  if (finished_) return;
+  finished_ = true;
+  if (!status.ok()) {
+    Log(LogLevel::kWarn, "subscription ended with error",
+        {{"destination", dest_.empty() ? "(not open)" : dest_}, {"status", status.ToString()}});
+  } else if (opened_) {
+    Log(LogLevel::kInfo, "subscription closed", {{"destination", dest_}});
+  }
+  act.finish = ToGrpcStatus(status);
+}
+
+absl::Status Subscription::HandleOpen(const v1::SubscribeRequest& first) {
+  auto id = service_->authz_->Check(*ctx_, Rpc::kSubscribe);
+  if (!id.ok()) return id.status();
+  if (!first.has_open()) {
+    return absl::InvalidArgumentError("open: the first SubscribeRequest must be open");
+  }
+  const v1::SubscribeRequest::Open& open = first.open();
+  const std::string& dest = id->jurisdiction;
+  if (open.destination() != dest) {
+    Log(LogLevel::kWarn, "subscription to another node's channel refused",
+        {{"caller", id->ToString()}});
+    return absl::PermissionDeniedError(absl::StrCat("open.destination: ", id->ToString(),
+                                                    " may subscribe only to channel ", dest,
+                                                    ", not ", open.destination()));
+  }
+  if (open.window() > 64) return absl::InvalidArgumentError("open.window: must be in 0..64");
+  const ChannelState at_open = service_->store_->Channel(dest);
+  if (open.cursor() > at_open.head) {
+    return absl::OutOfRangeError(absl::StrCat("open.cursor: ", open.cursor(),
+                                              " is beyond the head ", at_open.head,
+                                              " of channel ", dest));
+  }
+  const Signatures& sig = service_->signatures_;
+  if (sig.enabled() && !sig.directory->Key(dest).ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dest, " is not listed in the federation directory"));
+  }
+  dest_ = dest;
+  window_ = open.window() == 0 ? service_->default_window_ : open.window();
+  acked_ = std::min(at_open.acked, open.cursor());
+  sent_ = open.cursor();
+  // Without receipts the subscriber's cursor is its acknowledgement; with them, receipts are.
+  if (!sig.enabled() && open.cursor() > at_open.acked) {
+    service_->store_->RecordAckAsync(dest, open.cursor(), [](const absl::Status&) {});
+  }
+  Log(LogLevel::kInfo, "subscription opened",
+      {{"destination", dest}, {"cursor", absl::StrCat(open.cursor())}});
+  return absl::OkStatus();
+}
+
+absl::Status Subscription::HandleAck(const v1::SubscribeRequest& req, bool& submitted) {
+  submitted = false;
+  if (!req.has_ack()) {
+    return absl::InvalidArgumentError("ack: every SubscribeRequest after open must be ack");
+  }
+  const uint64_t seq = req.ack().seq();
+  if (seq > sent_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ack.seq: ", seq, " is beyond what was sent (", sent_, ")"));
+  }
+  // Already recorded (a receipt sent again after a reconnect): nothing to do.
+  if (seq <= acked_) return absl::OkStatus();
+  std::weak_ptr<Subscription> weak = weak_from_this();
+  auto done = [weak, seq, dispatcher = &service_->dispatcher_](const absl::Status& s) {
+    auto self = weak.lock();
+    if (!self) return;
+    {
+      absl::MutexLock lock(&self->mu_);
+      self->ack_result_ = std::make_pair(seq, s);
+    }
+    dispatcher->Schedule(self);
+  };
+  if (!service_->signatures_.enabled()) {
+    service_->store_->RecordAckAsync(dest_, seq, std::move(done));
+  } else {
+    auto it = inflight_.find(seq);
+    const std::string expected = it == inflight_.end() ? "" : it->second;
+    ASSIGN_OR_RETURN(v1::Receipt receipt, service_->CheckReceipt(dest_, req.ack(), expected));
+    service_->store_->RecordReceiptAsync(dest_, receipt, req.ack().receipt(), std::move(done));
+  }
+  submitted = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> Subscription::Prepare() {
+  const bool holding = writing_ || sealing_ > 0 || !outbox_.empty();
+  if (inflight_.size() >= window_ || sealing_ + outbox_.size() >= 1) return false;
+  const uint64_t from = sent_ + 1;
+  if (service_->store_->Channel(dest_).head < from) return false;
+  // One batch in memory per stream is always allowed; more only within the shared budget.
+  if (holding && !service_->MayBuffer(shared_from_this())) return false;
+
+  mu_.Unlock();  // only Step() changes sent_, and Step() does not run twice at once
+  auto entries = service_->store_->ReadChannel(dest_, from, service_->batch_max_entries_,
+                                               service_->max_batch_bytes_);
+  v1::SubscribeResponse resp;
+  v1::BatchManifest manifest;
+  int64_t bytes = 0;
+  if (entries.ok() && !entries->empty()) {
+    v1::Batch* batch = resp.mutable_batch();
+    batch->set_first_seq(from);
+    for (auto& e : *entries) {
+      bytes += static_cast<int64_t>(e.notice().size()) + 16;
+      *batch->add_entries() = std::move(e);
+    }
+    if (service_->signatures_.enabled()) manifest = service_->SignBatch(dest_, *batch);
+  }
+  mu_.Lock();
+  if (!entries.ok()) return entries.status();
+  if (entries->empty()) return false;
+
+  const uint64_t last = from + resp.batch().entries_size() - 1;
+  sent_ = last;
+  service_->Buffered(bytes);
+  if (!service_->signatures_.enabled()) {
+    inflight_[last] = "";
+    outbox_.emplace_back(std::move(resp), bytes);
+    return true;
+  }
+  const v1::Signed& signed_manifest = resp.batch().manifest();
+  inflight_[last] = common::Sha256(signed_manifest.message());
+  // Test fault: an origin that logs another manifest than it sends.
+  v1::Signed logged = signed_manifest;
+  if (common::FaultHits("equivocate_sent", manifest.first_seq(), manifest.last_seq())) {
+    v1::BatchManifest other = manifest;
+    other.set_digests(0, common::Sha256("equivocation"));
+    logged.set_message(common::DeterministicBytes(other));
+    logged.set_signature(
+        service_->signatures_.key->Sign(common::kManifestContext, logged.message()));
+    manifest = other;
+  }
+  // Test fault: an origin that omits its SENT entry.
+  if (common::FaultHits("omit_sent_log", manifest.first_seq(), manifest.last_seq())) {
+    outbox_.emplace_back(std::move(resp), bytes);
+    return true;
+  }
+  ++sealing_;
+  auto pending = std::make_shared<std::pair<v1::SubscribeResponse, int64_t>>(std::move(resp), bytes);
+  std::weak_ptr<Subscription> weak = weak_from_this();
+  auto sealed = [weak, pending, dispatcher = &service_->dispatcher_](const absl::Status& s) {
+    auto self = weak.lock();
+    if (!self) return;
+    {
+      absl::MutexLock lock(&self->mu_);
+      --self->sealing_;
+      if (s.ok()) {
+        self->outbox_.push_back(std::move(*pending));
+      } else if (self->error_.ok()) {
+        self->error_ = s;
+      }
+    }
+    dispatcher->Schedule(self);
+  };
+  service_->store_->RecordSentAsync(dest_, manifest, logged, std::move(sealed));
+  return true;
+}
+
+void Subscription::Step() {
+  Actions act;
+  SubscribeReactor* reactor;
+  {
+    absl::MutexLock lock(&mu_);
+    reactor = reactor_;
+    if (finished_ || reactor == nullptr) return;
+    if (written_bytes_ > 0) {
+      service_->GiveBack(written_bytes_);
+      written_bytes_ = 0;
+    }
+    auto step = [&]() -> absl::Status {
+      if (service_->shutting_down_) return absl::UnavailableError("node shutting down");
+      if (cancelled_) return absl::CancelledError("the subscriber went away");
+      RETURN_IF_ERROR(error_);
+      if (write_failed_) {
+        return absl::UnavailableError(
+            "write failed: the subscriber went away or the batch exceeds the transport limit");
+      }
+      if (!opened_) {
+        if (read_closed_) return absl::OkStatus();
+        if (!read_ready_) return absl::OkStatus();
+        read_ready_ = false;
+        RETURN_IF_ERROR(HandleOpen(read_msg_));
+        opened_ = true;
+        service_->Opened(shared_from_this(), dest_);
+        act.start_read = true;
+      }
+      if (ack_result_) {
+        auto [seq, s] = *ack_result_;
+        ack_result_.reset();
+        ack_pending_ = false;
+        RETURN_IF_ERROR(s);
+        acked_ = std::max(acked_, seq);
+        inflight_.erase(inflight_.begin(), inflight_.upper_bound(seq));
+        act.start_read = true;
+      }
+      if (read_ready_ && !ack_pending_) {
+        read_ready_ = false;
+        bool submitted = false;
+        RETURN_IF_ERROR(HandleAck(read_msg_, submitted));
+        if (submitted) {
+          ack_pending_ = true;
+        } else {
+          act.start_read = true;
+        }
+      }
+      while (true) {
+        ASSIGN_OR_RETURN(bool prepared, Prepare());
+        if (!prepared) break;
+      }
+      const absl::Time now = absl::Now();
+      if (!writing_ && outbox_.empty() && sealing_ == 0 && now >= next_heartbeat_) {
+        const ChannelState channel = service_->store_->Channel(dest_);
+        v1::SubscribeResponse hb;
+        hb.mutable_heartbeat()->set_head(channel.head);
+        hb.mutable_heartbeat()->set_receipted(channel.acked);
+        outbox_.emplace_back(std::move(hb), 0);
+        next_heartbeat_ = now + service_->heartbeat_interval_;
+      }
+      if (!writing_ && !outbox_.empty()) {
+        write_msg_ = std::move(outbox_.front().first);
+        write_bytes_ = outbox_.front().second;
+        outbox_.pop_front();
+        writing_ = true;
+        act.write = &write_msg_;
+      }
+      return absl::OkStatus();
+    };
+    absl::Status s = step();
+    // The subscriber half-closed (and nothing of its is pending): the stream ends normally.
+    if (s.ok() && read_closed_ && !ack_pending_ && !ack_result_) {
+      act = Actions{};
+      Finish(absl::OkStatus(), act);
+    } else if (!s.ok()) {
+      act = Actions{};
+      Finish(s, act);
+    }
+    if (act.start_read) reading_ = true;
+  }
+  // Reactor calls outside the lock: a reaction may run inline and take it.
+  if (act.finish) {
+    reactor->Finish(*act.finish);
+    return;
+  }
+  if (act.start_read) reactor->StartRead(&read_msg_);
+  if (act.write) reactor->StartWrite(act.write);
+}
 
 PeerExchangeService::PeerExchangeService(const v1::NodeConfig& config, NoticeStore* store,
                                          const Authorizer* authz, Signatures signatures)
@@ -34,15 +411,127 @@ PeerExchangeService::PeerExchangeService(const v1::NodeConfig& config, NoticeSto
       heartbeat_interval_(absl::Milliseconds(
           TimeUtil::DurationToMilliseconds(config.exchange().heartbeat_interval()))),
       store_(store),
-      authz_(authz) {}
+      authz_(authz),
+      dispatcher_(2) {
+  store_->SetChannelListener(
+      [this](const std::map<std::string, ChannelState>& changes) { ChannelsMoved(changes); });
+  ticker_ = std::thread([this] {
+    absl::MutexLock lock(&mu_);
+    while (!stop_ticker_) {
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ticker_; };
+      mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(50));
+      if (stop_ticker_) break;
+      mu_.Unlock();
+      Tick();
+      mu_.Lock();
+    }
+  });
+}
+
+PeerExchangeService::~PeerExchangeService() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ticker_ = true;
+  }
+  ticker_.join();
+  store_->SetChannelListener(nullptr);
+  dispatcher_.Stop();
+}
+
+grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
+PeerExchangeService::Subscribe(grpc::CallbackServerContext* ctx) {
+  auto sub = std::make_shared<Subscription>(this, ctx);
+  Register(sub);
+  auto* reactor = new SubscribeReactor(this, sub, &dispatcher_);
+  if (shutting_down_) dispatcher_.Schedule(sub);
+  return reactor;
+}
 
 uint32_t PeerExchangeService::OpenStreams(const std::string& destination) {
   absl::MutexLock lock(&mu_);
-  auto it = open_.find(destination);
-  return it == open_.end() ? 0 : it->second;
+  return static_cast<uint32_t>(by_destination_.count(destination));
 }
 
-absl::Status PeerExchangeService::SignBatch(const std::string& dest, v1::Batch& batch) {
+void PeerExchangeService::Shutdown() {
+  shutting_down_ = true;
+  std::vector<std::shared_ptr<Subscription>> subs;
+  {
+    absl::MutexLock lock(&mu_);
+    subs.assign(all_.begin(), all_.end());
+  }
+  for (auto& s : subs) dispatcher_.Schedule(s);
+}
+
+void PeerExchangeService::Register(const std::shared_ptr<Subscription>& sub) {
+  absl::MutexLock lock(&mu_);
+  all_.insert(sub);
+}
+
+void PeerExchangeService::Opened(const std::shared_ptr<Subscription>& sub,
+                                 const std::string& destination) {
+  absl::MutexLock lock(&mu_);
+  by_destination_.emplace(destination, sub);
+}
+
+void PeerExchangeService::Unregister(const std::shared_ptr<Subscription>& sub) {
+  absl::MutexLock lock(&mu_);
+  all_.erase(sub);
+  auto [begin, end] = by_destination_.equal_range(sub->destination());
+  for (auto it = begin; it != end; ++it) {
+    if (it->second == sub) {
+      by_destination_.erase(it);
+      break;
+    }
+  }
+}
+
+void PeerExchangeService::ChannelsMoved(const std::map<std::string, ChannelState>& changes) {
+  std::vector<std::shared_ptr<Subscription>> subs;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [dest, state] : changes) {
+      auto [begin, end] = by_destination_.equal_range(dest);
+      for (auto it = begin; it != end; ++it) subs.push_back(it->second);
+    }
+  }
+  for (auto& s : subs) dispatcher_.Schedule(s);
+}
+
+void PeerExchangeService::Tick() {
+  std::vector<std::shared_ptr<Subscription>> subs;
+  {
+    absl::MutexLock lock(&mu_);
+    subs.assign(all_.begin(), all_.end());
+  }
+  const absl::Time now = absl::Now();
+  for (auto& s : subs) {
+    if (s->HeartbeatDue(now)) dispatcher_.Schedule(s);
+  }
+}
+
+bool PeerExchangeService::MayBuffer(const std::shared_ptr<Subscription>& sub) {
+  absl::MutexLock lock(&mu_);
+  if (buffered_ < kBufferBudget) return true;
+  buffer_waiters_.push_back(sub);
+  return false;
+}
+
+void PeerExchangeService::Buffered(int64_t bytes) {
+  absl::MutexLock lock(&mu_);
+  buffered_ += bytes;
+}
+
+void PeerExchangeService::GiveBack(int64_t bytes) {
+  std::deque<std::shared_ptr<Subscription>> waiters;
+  {
+    absl::MutexLock lock(&mu_);
+    buffered_ -= bytes;
+    if (buffered_ < kBufferBudget) waiters.swap(buffer_waiters_);
+  }
+  for (auto& w : waiters) dispatcher_.Schedule(w);
+}
+
+v1::BatchManifest PeerExchangeService::SignBatch(const std::string& dest, v1::Batch& batch) {
   v1::BatchManifest m;
   m.set_origin(self_);
   m.set_destination(dest);
@@ -56,24 +545,14 @@ absl::Status PeerExchangeService::SignBatch(const std::string& dest, v1::Batch& 
       signatures_.key->Sign(common::kManifestContext, signed_manifest->message()));
   signed_manifest->set_signer(self_);
   // Test faults: a forged signature, or an entry altered after signing (the subscriber must
-  // refuse both); an origin that omits its SENT entry, or logs another manifest than it sends.
+  // refuse both).
   if (common::FaultHits("bad_manifest_signature", m.first_seq(), m.last_seq())) {
     (*signed_manifest->mutable_signature())[0] ^= 1;
   }
   if (common::FaultHits("tamper_entry", m.first_seq(), m.last_seq())) {
     batch.mutable_entries(0)->mutable_notice()->push_back('\0');
   }
-  if (common::FaultHits("omit_sent_log", m.first_seq(), m.last_seq())) return absl::OkStatus();
-  if (common::FaultHits("equivocate_sent", m.first_seq(), m.last_seq())) {
-    v1::BatchManifest other = m;
-    other.set_digests(0, common::Sha256("equivocation"));
-    v1::Signed logged;
-    logged.set_message(common::DeterministicBytes(other));
-    logged.set_signature(signatures_.key->Sign(common::kManifestContext, logged.message()));
-    logged.set_signer(self_);
-    return store_->RecordSent(dest, other, logged);
-  }
-  return store_->RecordSent(dest, m, *signed_manifest);
+  return m;
 }
 
 absl::StatusOr<v1::Receipt> PeerExchangeService::CheckReceipt(
@@ -113,177 +592,6 @@ absl::StatusOr<v1::Receipt> PeerExchangeService::CheckReceipt(
         "..", receipt.last_seq()));
   }
   return receipt;
-}
-
-grpc::Status PeerExchangeService::Subscribe(
-    grpc::ServerContext* ctx,
-    grpc::ServerReaderWriter<v1::SubscribeResponse, v1::SubscribeRequest>* stream) {
-  auto id = authz_->Check(*ctx, Rpc::kSubscribe);
-  if (!id.ok()) return ToGrpcStatus(id.status());
-  v1::SubscribeRequest first;
-  if (!stream->Read(&first)) return grpc::Status::OK;
-  if (!first.has_open()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "open: the first SubscribeRequest must be open");
-  }
-  const v1::SubscribeRequest::Open& open = first.open();
-  const std::string& dest = id->jurisdiction;
-  if (open.destination() != dest) {
-    Log(LogLevel::kWarn, "subscription to another node's channel refused",
-        {{"caller", id->ToString()}});
-    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                        absl::StrCat("open.destination: ", id->ToString(),
-                                     " may subscribe only to channel ", dest, ", not ",
-                                     open.destination()));
-  }
-  if (open.window() > 64) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "open.window: must be in 0..64");
-  }
-  const ChannelState at_open = store_->Channel(dest);
-  if (open.cursor() > at_open.head) {
-    return grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
-                        absl::StrCat("open.cursor: ", open.cursor(), " is beyond the head ",
-                                     at_open.head, " of channel ", dest));
-  }
-  if (signatures_.enabled() && !signatures_.directory->Key(dest).ok()) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        absl::StrCat(dest, " is not listed in the federation directory"));
-  }
-  // Without receipts the subscriber's cursor is its acknowledgement; with them, receipts are.
-  if (!signatures_.enabled() && open.cursor() > at_open.acked) {
-    store_->RecordAck(dest, open.cursor()).IgnoreError();
-  }
-  const uint32_t window = open.window() == 0 ? default_window_ : open.window();
-  {
-    absl::MutexLock lock(&mu_);
-    ++open_[dest];
-  }
-  absl::Cleanup closed = [&] {
-    absl::MutexLock lock(&mu_);
-    --open_[dest];
-  };
-  Log(LogLevel::kInfo, "subscription opened",
-      {{"destination", dest}, {"cursor", absl::StrCat(open.cursor())}});
-
-  // Shared between this (sending) thread and the ack reader.
-  absl::Mutex mu;
-  // last seq of each unacked batch -> digest of the manifest sent (whose range the store knows)
-  std::map<uint64_t, std::string> inflight;
-  uint64_t acked = std::min(store_->Channel(dest).acked, open.cursor());
-  uint64_t sent = open.cursor();
-  bool reader_done = false;
-  absl::Status reader_error;
-  std::thread reader([&] {
-    v1::SubscribeRequest req;
-    while (stream->Read(&req)) {
-      absl::Status s;
-      std::string expected;
-      const uint64_t seq = req.ack().seq();
-      {
-        absl::MutexLock lock(&mu);
-        if (!req.has_ack()) {
-          s = absl::InvalidArgumentError("ack: every SubscribeRequest after open must be ack");
-        } else if (seq > sent) {
-          s = absl::InvalidArgumentError(
-              absl::StrCat("ack.seq: ", seq, " is beyond what was sent (", sent, ")"));
-        } else if (seq <= acked) {
-          continue;  // already recorded (a receipt sent again after a reconnect): nothing to do
-        } else if (auto it = inflight.find(seq); it != inflight.end()) {
-          expected = it->second;
-        }
-      }
-      if (s.ok()) {
-        if (signatures_.enabled()) {
-          auto receipt = CheckReceipt(dest, req.ack(), expected);
-          s = receipt.ok() ? store_->RecordReceipt(dest, *receipt, req.ack().receipt())
-                           : receipt.status();
-        } else {
-          s = store_->RecordAck(dest, seq);
-        }
-      }
-      absl::MutexLock lock(&mu);
-      if (!s.ok()) {
-        reader_error = s;
-        break;
-      }
-      acked = std::max(acked, seq);
-      inflight.erase(inflight.begin(), inflight.upper_bound(seq));
-    }
-    absl::MutexLock lock(&mu);
-    reader_done = true;
-  });
-
-  absl::Status result;
-  absl::Time next_heartbeat = absl::Now();  // the first heartbeat tells the head at once
-  while (result.ok()) {
-    uint64_t version = store_->Version();
-    uint64_t from;
-    bool can_send;
-    {
-      absl::MutexLock lock(&mu);
-      if (!reader_error.ok()) {
-        result = reader_error;
-        break;
-      }
-      if (reader_done) break;
-      from = sent + 1;
-      can_send = inflight.size() < window;
-    }
-    if (ctx->IsCancelled()) break;
-    if (shutting_down_) {
-      result = absl::UnavailableError("node shutting down");
-      break;
-    }
-    const ChannelState channel = store_->Channel(dest);
-    if (can_send && channel.head >= from) {
-      auto entries = store_->ReadChannel(dest, from, batch_max_entries_, max_batch_bytes_);
-      if (!entries.ok()) {
-        result = entries.status();
-        break;
-      }
-      if (!entries->empty()) {
-        v1::SubscribeResponse resp;
-        v1::Batch* batch = resp.mutable_batch();
-        batch->set_first_seq(from);
-        const uint64_t last = entries->back().seq();
-        for (auto& e : *entries) *batch->add_entries() = std::move(e);
-        if (signatures_.enabled()) {
-          result = SignBatch(dest, *batch);
-          if (!result.ok()) break;
-        }
-        {
-          absl::MutexLock lock(&mu);
-          inflight[last] = signatures_.enabled() ? common::Sha256(batch->manifest().message()) : "";
-          sent = last;
-        }
-        if (!stream->Write(resp)) {
-          result = absl::UnavailableError("write failed: the subscriber went away or the batch "
-                                          "exceeds the transport limit");
-          break;
-        }
-        continue;
-      }
-    }
-    absl::Time now = absl::Now();
-    if (now >= next_heartbeat) {
-      v1::SubscribeResponse resp;
-      resp.mutable_heartbeat()->set_head(channel.head);
-      resp.mutable_heartbeat()->set_receipted(channel.acked);
-      if (!stream->Write(resp)) break;
-      next_heartbeat = now + heartbeat_interval_;
-    }
-    // Sleep until a commit (new entries, an ack) or the next heartbeat; poll the reader's and the
-    // call's state at least every 100 ms.
-    store_->Wait(version, std::min(next_heartbeat, now + absl::Milliseconds(100)));
-  }
-  if (!result.ok()) {
-    Log(LogLevel::kWarn, "subscription ended with error",
-        {{"destination", dest}, {"status", result.ToString()}});
-  }
-  ctx->TryCancel();
-  reader.join();
-  Log(LogLevel::kInfo, "subscription closed", {{"destination", dest}});
-  return ToGrpcStatus(result);
 }
 
 }  // namespace caseway::server

@@ -4,7 +4,10 @@
 
 #include <atomic>
 #include <map>
+#include <memory>
+#include <set>
 #include <string>
+#include <thread>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -13,6 +16,7 @@
 #include "common/directory.h"
 #include "common/signing.h"
 #include "server/authz.h"
+#include "server/exchange/dispatcher.h"
 #include "server/store/notice_store.h"
 
 namespace caseway::server {
@@ -25,38 +29,63 @@ struct Signatures {
   bool enabled() const { return key != nullptr; }
 };
 
-// PeerExchangeService streams channel entries to the destination node that subscribes.
+class Subscription;
+
+// PeerExchangeService streams channel entries to the destination nodes that subscribe.
 //
-// Operation: after `open`, the handler thread sends batches of up to batch_max_entries from
-// cursor+1 while fewer than `window` batches are unacknowledged, and a heartbeat with the head
-// every heartbeat interval; a second thread reads acks and records them durably. With the
-// exchange log on, each batch carries a manifest signed by this node, logged (SENT) and committed
-// before it is sent, and each ack must carry the destination's signed receipt for that manifest,
-// which is verified and logged (RECEIPT_RECEIVED) before the position counts as acknowledged.
-// Concurrency: thread-safe. Each open stream holds one gRPC sync-server thread plus one reader
-// thread (see docs/adr/0001-sync-grpc-api-first.md).
-// Lifetime: `store` must outlive the service; call Shutdown() before the server's Shutdown.
+// Operation: each Subscribe stream is a Subscription state machine on gRPC's callback API; no
+// thread is held per stream. A few dispatcher workers step the machines whenever something
+// happens to them: a read or write completed, a commit moved their channel (the store's channel
+// listener), an asynchronous write of theirs became durable, or a heartbeat fell due (a ticker).
+// After `open`, a subscription sends batches of up to batch_max_entries from cursor+1 while fewer
+// than `window` batches are unacknowledged, and a heartbeat with the head every heartbeat
+// interval. With the exchange log on, each batch carries a manifest signed by this node, logged
+// (SENT) and committed before it is sent, and each ack must carry the destination's signed
+// receipt for that manifest, which is verified and logged (RECEIPT_RECEIVED) before the position
+// counts as acknowledged. Store writes are submitted to the group commit without waiting, so a
+// thousand streams share each fsync.
+// Memory: each stream holds at most one batch being written and one prepared; all streams
+// together hold at most `kBufferBudget` bytes of prepared batches beyond the first per stream.
+// Concurrency: thread-safe.
+// Lifetime: `store` must outlive the service; call Shutdown() before the server's Shutdown and
+// destroy the service after it.
 // Limitations: a destination may hold several streams at once (e.g. after a silent reconnect);
 // each streams independently from its own cursor and the subscriber's cursor check refuses
 // overlaps.
-class PeerExchangeService final : public caseway::v1::PeerExchange::Service {
+class PeerExchangeService final : public caseway::v1::PeerExchange::CallbackService {
  public:
   PeerExchangeService(const caseway::v1::NodeConfig& config, NoticeStore* store,
                       const Authorizer* authz, Signatures signatures);
+  ~PeerExchangeService() override;
 
-  grpc::Status Subscribe(
-      grpc::ServerContext* ctx,
-      grpc::ServerReaderWriter<caseway::v1::SubscribeResponse, caseway::v1::SubscribeRequest>*
-          stream) override;
+  grpc::ServerBidiReactor<caseway::v1::SubscribeRequest, caseway::v1::SubscribeResponse>*
+  Subscribe(grpc::CallbackServerContext* ctx) override;
 
-  // OpenStreams is the number of streams open now for `destination`.
+  // OpenStreams is the number of open (past `open`) streams now for `destination`.
   uint32_t OpenStreams(const std::string& destination);
 
-  void Shutdown() { shutting_down_ = true; }
+  // Shutdown ends every stream with UNAVAILABLE and refuses new ones.
+  void Shutdown();
 
  private:
-  // SignBatch builds, signs and durably logs the manifest of `batch` (RecordSent).
-  absl::Status SignBatch(const std::string& destination, caseway::v1::Batch& batch);
+  friend class Subscription;
+  friend class SubscribeReactor;
+  // Bytes of prepared, not yet written batches that all streams may hold beyond one each.
+  static constexpr int64_t kBufferBudget = 64 << 20;
+
+  void Register(const std::shared_ptr<Subscription>& sub);
+  void Opened(const std::shared_ptr<Subscription>& sub, const std::string& destination);
+  void Unregister(const std::shared_ptr<Subscription>& sub);
+  void ChannelsMoved(const std::map<std::string, ChannelState>& changes);
+  void Tick();
+  // Buffer accounting. MayBuffer is true while the budget is not spent; otherwise it queues `sub`
+  // to be stepped when bytes are given back. Buffered and GiveBack count the bytes.
+  bool MayBuffer(const std::shared_ptr<Subscription>& sub);
+  void Buffered(int64_t bytes);
+  void GiveBack(int64_t bytes);
+
+  // SignBatch builds and signs the manifest of `batch`; returns it for logging.
+  caseway::v1::BatchManifest SignBatch(const std::string& destination, caseway::v1::Batch& batch);
   // CheckReceipt verifies an ack's receipt against what was sent; returns the parsed receipt.
   absl::StatusOr<caseway::v1::Receipt> CheckReceipt(const std::string& destination,
                                                     const caseway::v1::SubscribeRequest::Ack& ack,
@@ -71,8 +100,15 @@ class PeerExchangeService final : public caseway::v1::PeerExchange::Service {
   NoticeStore* const store_;
   const Authorizer* const authz_;
   std::atomic<bool> shutting_down_{false};
+  Dispatcher dispatcher_;
+
   absl::Mutex mu_;
-  std::map<std::string, uint32_t> open_ ABSL_GUARDED_BY(mu_);
+  std::set<std::shared_ptr<Subscription>> all_ ABSL_GUARDED_BY(mu_);
+  std::multimap<std::string, std::shared_ptr<Subscription>> by_destination_ ABSL_GUARDED_BY(mu_);
+  int64_t buffered_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<std::shared_ptr<Subscription>> buffer_waiters_ ABSL_GUARDED_BY(mu_);
+  bool stop_ticker_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread ticker_;
 };
 
 }  // namespace caseway::server

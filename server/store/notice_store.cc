@@ -179,13 +179,23 @@ void NoticeStore::ReleaseReader(std::unique_ptr<Db> db) {
 }
 
 void NoticeStore::Committed(const std::map<std::string, ChannelState>& changes) {
-  absl::MutexLock lock(&mu_);
-  for (const auto& [dest, state] : changes) {
-    ChannelState& c = channels_[dest];
-    c.head = std::max(c.head, state.head);
-    c.acked = std::max(c.acked, state.acked);
+  ChannelListener listener;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [dest, state] : changes) {
+      ChannelState& c = channels_[dest];
+      c.head = std::max(c.head, state.head);
+      c.acked = std::max(c.acked, state.acked);
+    }
+    ++version_;
+    listener = listener_;
   }
-  ++version_;
+  if (listener && !changes.empty()) listener(changes);
+}
+
+void NoticeStore::SetChannelListener(ChannelListener listener) {
+  absl::MutexLock lock(&mu_);
+  listener_ = std::move(listener);
 }
 
 absl::StatusOr<std::vector<v1::PublishResult>> NoticeStore::Publish(
@@ -343,15 +353,26 @@ std::map<std::string, ChannelState> NoticeStore::Channels() {
 }
 
 absl::Status NoticeStore::RecordAck(const std::string& destination, uint64_t seq) {
-  std::map<std::string, ChannelState> changes;
-  changes[destination].acked = seq;
+  std::promise<absl::Status> promise;
+  RecordAckAsync(destination, seq, [&promise](const absl::Status& s) { promise.set_value(s); });
+  return promise.get_future().get();
+}
+
+void NoticeStore::RecordAckAsync(const std::string& destination, uint64_t seq, WriteDone done) {
   WriterStatements& w = *stmts_;
-  return queue_->Run(
-      [&](sqlite3*) {
+  queue_->Submit(
+      [&w, destination, seq](sqlite3*) {
         w.ack.Bind(1, static_cast<int64_t>(seq)).Bind(2, destination).Bind(3, static_cast<int64_t>(seq));
         return Done(w.ack, "record ack");
       },
-      [&] { Committed(changes); });
+      [this, destination, seq, done = std::move(done)](const absl::Status& s) {
+        if (s.ok()) {
+          std::map<std::string, ChannelState> changes;
+          changes[destination].acked = seq;
+          Committed(changes);
+        }
+        done(s);
+      });
 }
 
 absl::StatusOr<uint64_t> NoticeStore::Cursor(const std::string& origin) {

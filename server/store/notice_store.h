@@ -108,8 +108,18 @@ class NoticeStore {
   ChannelState Channel(const std::string& destination);
   std::map<std::string, ChannelState> Channels();
 
+  // WriteDone receives the durable result of an asynchronous write, on the writer thread; it
+  // must not block.
+  using WriteDone = std::function<void(const absl::Status&)>;
+
   // RecordAck durably raises the acknowledged position of a channel (never lowers it).
   absl::Status RecordAck(const std::string& destination, uint64_t seq);
+  void RecordAckAsync(const std::string& destination, uint64_t seq, WriteDone done);
+
+  // ChannelListener hears, on the writer thread after each commit that moved outbound channels,
+  // the new positions of those channels (head and acked; 0 where unchanged). It must not block.
+  using ChannelListener = std::function<void(const std::map<std::string, ChannelState>&)>;
+  void SetChannelListener(ChannelListener listener);
 
   // Cursor is the highest sequence stored from `origin` (0 when none).
   absl::StatusOr<uint64_t> Cursor(const std::string& origin);
@@ -138,6 +148,8 @@ class NoticeStore {
   // RecordSent durably stores a signed manifest sent to `destination` and appends its SENT entry.
   absl::Status RecordSent(const std::string& destination, const caseway::v1::BatchManifest& m,
                           const caseway::v1::Signed& signed_manifest);
+  void RecordSentAsync(const std::string& destination, const caseway::v1::BatchManifest& m,
+                       const caseway::v1::Signed& signed_manifest, WriteDone done);
   // FindSentManifest returns the manifest digest this node signed for `destination` ending at
   // `last_seq` most recently (NOT_FOUND when none).
   absl::StatusOr<std::string> SentManifestDigest(const std::string& destination,
@@ -146,6 +158,8 @@ class NoticeStore {
   // raises the channel's acked position to receipt.last_seq.
   absl::Status RecordReceipt(const std::string& destination, const caseway::v1::Receipt& receipt,
                              const caseway::v1::Signed& signed_receipt);
+  void RecordReceiptAsync(const std::string& destination, const caseway::v1::Receipt& receipt,
+                          const caseway::v1::Signed& signed_receipt, WriteDone done);
   // ReceiptsSent returns the receipts this node signed for batches from `origin` with
   // last_seq > after, in order.
   absl::StatusOr<std::vector<std::pair<uint64_t, caseway::v1::Signed>>> ReceiptsSent(
@@ -229,6 +243,7 @@ class NoticeStore {
   absl::Mutex mu_;
   std::map<std::string, ChannelState> channels_ ABSL_GUARDED_BY(mu_);
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  ChannelListener listener_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace caseway::server

@@ -15,6 +15,8 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "server/store/notice_store.h"
+
+#include <future>
 #include "server/store/statements.h"
 
 namespace caseway::server {
@@ -165,18 +167,31 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::LogReceived(const std::st
 
 absl::Status NoticeStore::RecordSent(const std::string& destination, const v1::BatchManifest& m,
                                      const v1::Signed& signed_manifest) {
-  if (!options_.log_enabled) return absl::OkStatus();
-  return queue_->Run([&](sqlite3*) -> absl::Status {
-    v1::LogEntry entry;
-    entry.set_kind(v1::LogEntry::KIND_SENT);
-    entry.set_peer(destination);
-    entry.set_digest(common::Sha256(signed_manifest.message()));
-    entry.set_first_seq(m.first_seq());
-    entry.set_last_seq(m.last_seq());
-    ASSIGN_OR_RETURN(uint64_t index, AppendEntry(entry));
-    return InsertEvidence(v1::Evidence::KIND_MANIFEST_SENT, destination, m.first_seq(),
-                          m.last_seq(), entry.digest(), signed_manifest, index);
-  });
+  std::promise<absl::Status> promise;
+  RecordSentAsync(destination, m, signed_manifest,
+                  [&promise](const absl::Status& s) { promise.set_value(s); });
+  return promise.get_future().get();
+}
+
+void NoticeStore::RecordSentAsync(const std::string& destination, const v1::BatchManifest& m,
+                                  const v1::Signed& signed_manifest, WriteDone done) {
+  if (!options_.log_enabled) {
+    done(absl::OkStatus());
+    return;
+  }
+  v1::LogEntry entry;
+  entry.set_kind(v1::LogEntry::KIND_SENT);
+  entry.set_peer(destination);
+  entry.set_digest(common::Sha256(signed_manifest.message()));
+  entry.set_first_seq(m.first_seq());
+  entry.set_last_seq(m.last_seq());
+  queue_->Submit(
+      [this, entry = std::move(entry), signed_manifest](sqlite3*) mutable -> absl::Status {
+        ASSIGN_OR_RETURN(uint64_t index, AppendEntry(entry));
+        return InsertEvidence(v1::Evidence::KIND_MANIFEST_SENT, entry.peer(), entry.first_seq(),
+                              entry.last_seq(), entry.digest(), signed_manifest, index);
+      },
+      std::move(done));
 }
 
 absl::StatusOr<std::string> NoticeStore::SentManifestDigest(const std::string& destination,
@@ -198,29 +213,42 @@ absl::StatusOr<std::string> NoticeStore::SentManifestDigest(const std::string& d
 
 absl::Status NoticeStore::RecordReceipt(const std::string& destination, const v1::Receipt& receipt,
                                         const v1::Signed& signed_receipt) {
-  std::map<std::string, ChannelState> changes;
-  changes[destination].acked = receipt.last_seq();
-  return queue_->Run(
-      [&](sqlite3*) -> absl::Status {
-        v1::LogEntry entry;
-        entry.set_kind(v1::LogEntry::KIND_RECEIPT_RECEIVED);
-        entry.set_peer(destination);
-        entry.set_digest(receipt.manifest_digest());
-        entry.set_first_seq(receipt.first_seq());
-        entry.set_last_seq(receipt.last_seq());
-        entry.set_receipt_digest(common::Sha256(signed_receipt.message()));
-        entry.set_peer_log_index(receipt.log_index());
+  std::promise<absl::Status> promise;
+  RecordReceiptAsync(destination, receipt, signed_receipt,
+                     [&promise](const absl::Status& s) { promise.set_value(s); });
+  return promise.get_future().get();
+}
+
+void NoticeStore::RecordReceiptAsync(const std::string& destination, const v1::Receipt& receipt,
+                                     const v1::Signed& signed_receipt, WriteDone done) {
+  v1::LogEntry entry;
+  entry.set_kind(v1::LogEntry::KIND_RECEIPT_RECEIVED);
+  entry.set_peer(destination);
+  entry.set_digest(receipt.manifest_digest());
+  entry.set_first_seq(receipt.first_seq());
+  entry.set_last_seq(receipt.last_seq());
+  entry.set_receipt_digest(common::Sha256(signed_receipt.message()));
+  entry.set_peer_log_index(receipt.log_index());
+  queue_->Submit(
+      [this, entry = std::move(entry), signed_receipt](sqlite3*) mutable -> absl::Status {
         ASSIGN_OR_RETURN(uint64_t index, AppendEntry(entry));
-        RETURN_IF_ERROR(InsertEvidence(v1::Evidence::KIND_RECEIPT_RECEIVED, destination,
-                                       receipt.first_seq(), receipt.last_seq(),
+        RETURN_IF_ERROR(InsertEvidence(v1::Evidence::KIND_RECEIPT_RECEIVED, entry.peer(),
+                                       entry.first_seq(), entry.last_seq(),
                                        entry.receipt_digest(), signed_receipt, index));
         Stmt& s = log_stmts_->raise_acked;
-        s.Bind(1, static_cast<int64_t>(receipt.last_seq()))
-            .Bind(2, destination)
-            .Bind(3, static_cast<int64_t>(receipt.last_seq()));
+        s.Bind(1, static_cast<int64_t>(entry.last_seq()))
+            .Bind(2, entry.peer())
+            .Bind(3, static_cast<int64_t>(entry.last_seq()));
         return Done(s, "raise acked");
       },
-      [&] { Committed(changes); });
+      [this, destination, last = receipt.last_seq(), done = std::move(done)](const absl::Status& s) {
+        if (s.ok()) {
+          std::map<std::string, ChannelState> changes;
+          changes[destination].acked = last;
+          Committed(changes);
+        }
+        done(s);
+      });
 }
 
 absl::StatusOr<std::vector<std::pair<uint64_t, v1::Signed>>> NoticeStore::ReceiptsSent(
