@@ -195,7 +195,7 @@ absl::Status Validate(const NodeConfig& c, absl::string_view source) {
     } else if (!seen.insert(p.jurisdiction()).second) {
       v.Fail(f + ".jurisdiction", "duplicate peer");
     }
-    v.HostPort(f + ".address", p.address());
+    if (!p.serve_only() || !p.address().empty()) v.HostPort(f + ".address", p.address());
   }
   const auto& ex = c.exchange();
   v.Range("exchange.batch_max_entries", ex.batch_max_entries(), 1, 10000);

@@ -91,6 +91,22 @@ TEST(ConfigTest, ErrorsNameTheFileTheFieldAndTheRule) {
   }
 }
 
+TEST(ConfigTest, ServeOnlyPeerNeedsNoAddressOtherPeersDo) {
+  std::string yaml = kValid;
+  const std::string from = "    address: node-440305.example.gov:7401\n";
+  yaml.replace(yaml.find(from), from.size(), "    serve_only: true\n");
+  auto c = ParseNodeConfig(yaml, "node.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->peers(0).serve_only());
+  EXPECT_EQ(c->peers(0).address(), "");
+
+  yaml = kValid;
+  yaml.replace(yaml.find(from), from.size(), "");
+  EXPECT_THAT(ParseNodeConfig(yaml, "node.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("node.yaml: peers[0].address: required")));
+}
+
 TEST(ConfigTest, UnknownFieldIsNamed) {
   std::string yaml = std::string(kValid) + "colour: blue\n";
   EXPECT_THAT(ParseNodeConfig(yaml, "node.yaml"),

@@ -1,5 +1,6 @@
 // caseway-node: runs one jurisdiction's node. Wiring only; see server/node.h.
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <cstring>
@@ -76,6 +77,13 @@ int main(int argc, char** argv) {
   if (check_only) {
     printf("%s: configuration is valid\n", config_path.c_str());
     return 0;
+  }
+
+  // Every peer stream and client call holds a socket: a hub serving thousands of nodes needs more
+  // than the usual soft limit of 1,024 descriptors. Raise it to the hard limit the system allows.
+  if (struct rlimit files; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
   }
 
   // Block the stop signals in every thread; the main thread waits for them.

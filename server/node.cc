@@ -106,6 +106,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   node->exchange_log_ =
       std::make_unique<ExchangeLogService>(node->store_.get(), node->authz_.get(), signatures);
   for (const auto& peer : config.peers()) {
+    if (peer.serve_only()) continue;
     node->subscribers_.push_back(std::make_unique<Subscriber>(config, peer, channel_creds,
                                                               node->store_.get(), signatures));
   }
@@ -160,7 +161,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   Log(LogLevel::kInfo, "node started",
       {{"jurisdiction", config.jurisdiction()},
        {"port", absl::StrCat(node->port_)},
-       {"peers", absl::StrCat(config.peers_size())}});
+       {"peers", absl::StrCat(config.peers_size())},
+       {"subscriptions", absl::StrCat(node->subscribers_.size())}});
   return node;
 }
 

@@ -201,6 +201,48 @@ TEST_F(ExchangeTest, StatusReportsHeadsCursorsAndLag) {
       absl::Seconds(10)));
 }
 
+// A hub serves serve_only peers (they subscribe to it) without subscribing to them: each gets
+// its own channel, the hub opens no subscription, and its status shows one stream per channel.
+TEST_F(ExchangeTest, HubServesServeOnlyPeersWithoutSubscribingToThem) {
+  node(kA).ClearPeers();
+  node(kA).AddPeer(node(kB), /*serve_only=*/true);
+  node(kA).AddPeer(node(kC), /*serve_only=*/true);
+  StartAll();
+  auto a = node(kA).NewClient();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK(a->Publish(SampleNotice(absl::StrCat("h-", i), {kB, kC})));
+  }
+  ASSERT_OK(a->Publish(SampleNotice("h-c-only", {kC})));
+  ASSERT_TRUE(WaitFor([&] { return node(kB).Count("SELECT count(*) FROM inbox") == 5; },
+                      absl::Seconds(10)));
+  ASSERT_TRUE(WaitFor([&] { return node(kC).Count("SELECT count(*) FROM inbox") == 6; },
+                      absl::Seconds(10)));
+  auto st = a->Status();
+  ASSERT_OK(st);
+  EXPECT_EQ(st->subscriptions_size(), 0) << "a hub does not subscribe to serve-only peers";
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto now = a->Status();
+        if (!now.ok() || now->channels_size() != 2) return false;
+        for (const auto& c : now->channels()) {
+          if (c.open_streams() != 1 || c.acked() != c.head()) return false;
+        }
+        return true;
+      },
+      absl::Seconds(10)));
+  // B and C, which do subscribe to A, see no subscription from A in their channel lists.
+  auto sb = node(kB).NewClient()->Status();
+  ASSERT_OK(sb);
+  for (const auto& c : sb->channels()) {
+    if (c.destination() == kA) EXPECT_EQ(c.open_streams(), 0u);
+  }
+  EXPECT_TRUE(WaitFor(
+      [&] { return node(kB).Count("SELECT count(*) FROM witnessed WHERE peer = '360102'") > 0; },
+      absl::Seconds(10)))
+      << "B still witnesses A";
+  EXPECT_EQ(node(kA).Count("SELECT count(*) FROM witnessed"), 0) << "A witnesses no serve-only peer";
+}
+
 // A consumer may read until caught_up before acking: with exactly `window` items waiting, the
 // window is full when the last is sent, and caught_up must still come.
 TEST_F(ExchangeTest, InboxSignalsCaughtUpWhenTheWindowIsFullAndNothingIsLeft) {

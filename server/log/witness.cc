@@ -23,6 +23,7 @@ Witness::Witness(const v1::NodeConfig& config, std::shared_ptr<grpc::ChannelCred
                     TimeUtil::DurationToMilliseconds(config.exchange_log().witness_interval())),
                 [this] { Round(); }) {
   for (const auto& peer : config.peers()) {
+    if (peer.serve_only()) continue;
     stubs_[peer.jurisdiction()] =
         v1::ExchangeLog::NewStub(grpc::CreateChannel(peer.address(), creds));
   }

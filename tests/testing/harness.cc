@@ -178,8 +178,8 @@ NodeProcess::NodeProcess(Pki* pki, std::string dir, std::string jurisdiction)
 
 NodeProcess::~NodeProcess() { Kill(); }
 
-void NodeProcess::AddPeer(const NodeProcess& peer) {
-  peers_.emplace_back(peer.jurisdiction(), peer.address());
+void NodeProcess::AddPeer(const NodeProcess& peer, bool serve_only) {
+  peers_.push_back({peer.jurisdiction(), peer.address(), serve_only});
 }
 
 std::string NodeProcess::address() const { return absl::StrCat("127.0.0.1:", port_); }
@@ -201,8 +201,13 @@ void NodeProcess::WriteConfig() {
       << "  witness_interval: 300ms\n" << "log:\n  level: debug\n";
   if (!peers_.empty()) {
     out << "peers:\n";
-    for (const auto& [j, addr] : peers_) {
-      out << "  - jurisdiction: \"" << j << "\"\n    address: " << addr << "\n";
+    for (const auto& p : peers_) {
+      out << "  - jurisdiction: \"" << p.jurisdiction << "\"\n";
+      if (p.serve_only) {
+        out << "    serve_only: true\n";
+      } else {
+        out << "    address: " << p.address << "\n";
+      }
     }
   }
   out << extra_yaml_ << "\n";

@@ -71,7 +71,8 @@ class NodeProcess {
   ~NodeProcess();  // SIGKILL if still running
 
   // AddPeer configures a subscription to `peer` (call before Start).
-  void AddPeer(const NodeProcess& peer);
+  // AddPeer makes `peer` a peer of this node; a serve_only peer is served but not subscribed to.
+  void AddPeer(const NodeProcess& peer, bool serve_only = false);
   // extra_yaml is appended to the generated configuration (e.g. "exchange:\n  window_batches: 2").
   void set_extra_yaml(std::string yaml) { extra_yaml_ = std::move(yaml); }
   // exchange_yaml adds settings under `exchange:` (e.g. "  window_batches: 2\n").
@@ -117,7 +118,11 @@ class NodeProcess {
   Pki* pki_;
   std::string dir_;
   std::string jurisdiction_;
-  std::vector<std::pair<std::string, std::string>> peers_;  // jurisdiction, address
+  struct Peer {
+    std::string jurisdiction, address;
+    bool serve_only = false;
+  };
+  std::vector<Peer> peers_;
   std::string extra_yaml_;
   std::string exchange_yaml_;
   std::string env_;
