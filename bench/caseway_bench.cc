@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "caseway/v1/gateway.grpc.pb.h"
+#include "bench/fanout.h"
 #include "common/tls.h"
 
 namespace {
@@ -345,7 +346,45 @@ int main(int argc, char** argv) {
   gen->add_option("--count", count)->capture_default_str();
   gen->add_option("--origin", origin)->capture_default_str();
   gen->add_option("--dest", dest)->capture_default_str();
+  caseway::bench::FanoutPkiOptions fp;
+  auto* fpki = app.add_subcommand("fanout-pki", "make COUNT subscriber node identities for the fan-out run");
+  fpki->add_option("--ca-cert", fp.ca_cert)->required();
+  fpki->add_option("--ca-key", fp.ca_key)->required();
+  fpki->add_option("--federation", fp.federation)->required();
+  fpki->add_option("--regions", fp.regions_csv, "region codes CSV (shared/data/regions/areas.csv)")->required();
+  fpki->add_option("--hub", fp.hub, "the hub's jurisdiction")->required();
+  fpki->add_option("--directory", fp.base_directory, "federation directory to extend")->required();
+  fpki->add_option("--out", fp.out_dir)->required();
+  fpki->add_option("--count", fp.count)->capture_default_str();
+  caseway::bench::FanoutOptions fo;
+  auto* fan = app.add_subcommand("fanout", "hold one Subscribe stream per identity at the hub; publish and measure");
+  fan->add_option("--hub-address", fo.hub_address)->required();
+  fan->add_option("--hub", fo.hub, "the hub's jurisdiction")->required();
+  fan->add_option("--ca", fo.ca)->required();
+  fan->add_option("--publisher-cert", fo.publisher_cert, "client certificate of the hub's jurisdiction")->required();
+  fan->add_option("--publisher-key", fo.publisher_key)->required();
+  fan->add_option("--pki", fo.pki_dir, "directory written by fanout-pki")->required();
+  fan->add_option("--hub-pid", fo.hub_pid, "the hub's process id (for RSS)")->required();
+  fan->add_option("--streams", fo.streams)->capture_default_str();
+  fan->add_option("--per-stream", fo.per_stream, "notices published to each stream's channel")->capture_default_str();
+  fan->add_option("--clients", fo.clients)->capture_default_str();
+  fan->add_option("--batch", fo.batch)->capture_default_str();
+  fan->add_option("--max-s", fo.max_s, "time limit of the whole run")->capture_default_str();
+  fan->add_flag("--publish-first", fo.publish_first, "publish before the streams connect (a backlog to drain)");
+  fan->add_option("--label", fo.label)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (fpki->parsed()) return caseway::bench::FanoutPki(fp);
+  if (fan->parsed()) {
+    struct rlimit files;  // one connection per stream
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0) {
+      files.rlim_cur = files.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &files);
+    }
+    const std::string hub = fo.hub;
+    return caseway::bench::Fanout(
+        fo, [&](const std::string& id, const std::string& d) { return Notice1K(id, hub, d); },
+        PrintResult);
+  }
   b.ca = a.ca;
   if (tp->parsed()) return Throughput(a, origin, dest, clients, batch, count, max_s, label, !no_wait);
   if (lat->parsed()) return Latency(a, b, origin, dest, rate, seconds, batch_ms);

@@ -7,9 +7,11 @@
 #
 # Parts (ONLY selects): throughput (log and signatures on and off, batch and unary), latency
 # (1k/5k/20k per second offered), catchup (B offline while BACKLOG accumulate), import (the CLI),
-# peers (NATS JetStream mirror and RabbitMQ shovel from ../shared/bench/peers).
+# fanout (one hub node serving FANOUT_STREAMS subscriptions, FANOUT_PER_STREAM notices each, live
+# and as a backlog), peers (NATS JetStream mirror and RabbitMQ shovel from ../shared/bench/peers).
 # Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (32),
-# LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), PEER_N (100000), BASE_PORT (17400).
+# LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), FANOUT_STREAMS (3000),
+# FANOUT_PER_STREAM (100), PEER_N (100000), BASE_PORT (17400).
 # Two real nodes on 127.0.0.1 with mutual TLS, synchronous=FULL and (unless said) the exchange
 # log with signed batches and receipts. Results: bench/results/<UTC>/ (results.jsonl, summary.txt,
 # node logs). Every load is bounded by a count and a time limit.
@@ -19,12 +21,14 @@ root=$(cd "$here/.." && pwd)
 build=${CASEWAY_BUILD_DIR:-$root/build}
 if [ "${QUICK:-0}" = 1 ]; then
   : "${COUNT:=20000}" "${UNARY_COUNT:=2000}" "${LAT_SECONDS:=3}" "${BACKLOG:=20000}" "${IMPORT:=20000}"
-  : "${ONLY:=throughput latency catchup import}"
+  : "${FANOUT_STREAMS:=300}" "${FANOUT_PER_STREAM:=20}"
+  : "${ONLY:=throughput latency catchup import fanout}"
 fi
 COUNT=${COUNT:-200000}; UNARY_COUNT=${UNARY_COUNT:-20000}; CLIENTS=${CLIENTS:-8}; BATCH=${BATCH:-100}
 UNARY_CLIENTS=${UNARY_CLIENTS:-32}; LAT_SECONDS=${LAT_SECONDS:-10}; BACKLOG=${BACKLOG:-1000000}
 IMPORT=${IMPORT:-1000000}; PEER_N=${PEER_N:-100000}; BASE_PORT=${BASE_PORT:-17400}
-ONLY=${ONLY:-throughput latency catchup import peers}
+FANOUT_STREAMS=${FANOUT_STREAMS:-3000}; FANOUT_PER_STREAM=${FANOUT_PER_STREAM:-100}
+ONLY=${ONLY:-throughput latency catchup import fanout peers}
 
 bash "$root/deploy/install-deps.sh" >/dev/null
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -87,7 +91,7 @@ stop_node() {  # stop_node J
   pid[$j]=""
 }
 peak_rss_mb() { awk '/VmHWM/{printf "%.0f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
-cleanup() { for j in 360102 440305; do stop_node "$j"; done; rm -rf "$work"; }
+cleanup() { for j in "${!pid[@]}"; do stop_node "$j"; done; rm -rf "$work"; }
 trap cleanup EXIT
 
 A=(--a "127.0.0.1:${port[360102]}" --ca "$pki/ca.crt" --a-cert "$pki/clients/360102-bench.crt" --a-key "$pki/clients/360102-bench.key")
@@ -157,6 +161,39 @@ if [[ " $ONLY " == *" import "* ]]; then
   echo "{\"bench\":\"import\",\"cores\":$(nproc),\"notices\":$ok,\"notices_per_s\":$ips}" >>"$results"
   rm -f "$work/import.jsonl"
   unpair
+fi
+
+if [[ " $ONLY " == *" fanout "* ]]; then
+  hub=360000  # Jiangxi's provincial node; its subscribers are county-level nodes
+  log ""; log "== fan-out: hub $hub serving $FANOUT_STREAMS subscriptions (one mTLS connection and node identity each), $FANOUT_PER_STREAM notices per channel"
+  bash "$root/deploy/pki.sh" node "$pki" "$hub" >/dev/null
+  bash "$root/deploy/pki.sh" client "$pki" "$hub" bench >/dev/null
+  "$bin/caseway-bench" fanout-pki --ca-cert "$pki/ca.crt" --ca-key "$pki/ca.key" --federation bench.caseway \
+    --regions "$root/../shared/data/regions/areas.csv" --hub "$hub" --directory "$pki/directory.yaml" \
+    --out "$work/fanout" --count "$FANOUT_STREAMS" 2>&1 | tee -a "$out/summary.txt"
+  port[$hub]=$((BASE_PORT + 2))
+  for variant in live backlog; do
+    rm -rf "$work/data-fanout"
+    {
+      echo "federation: bench.caseway"
+      echo "jurisdiction: \"$hub\""
+      echo "listen_address: 127.0.0.1:${port[$hub]}"
+      echo "port_file: $work/$hub.port"
+      echo "tls: {ca_file: $pki/ca.crt, cert_file: $pki/nodes/$hub.crt, key_file: $pki/nodes/$hub.key}"
+      echo "storage: {path: $work/data-fanout/$hub.db}"
+      echo "limits: {max_batch_notices: 1000, max_message_bytes: 16777216}"
+      echo "exchange_log: {signing_key_file: $pki/nodes/$hub.sign.key, directory_file: $work/fanout/directory.yaml}"
+      echo "log: {level: warn}"
+      cat "$work/fanout/peers.yaml"
+    } >"$work/$hub-fanout.yaml"
+    start_node "$hub" fanout
+    flag=(); [ "$variant" = backlog ] && flag=(--publish-first)
+    bench fanout --hub-address "127.0.0.1:${port[$hub]}" --hub "$hub" --ca "$pki/ca.crt" \
+      --publisher-cert "$pki/clients/$hub-bench.crt" --publisher-key "$pki/clients/$hub-bench.key" \
+      --pki "$work/fanout" --hub-pid "${pid[$hub]}" --streams "$FANOUT_STREAMS" \
+      --per-stream "$FANOUT_PER_STREAM" --max-s 600 --label "$variant" "${flag[@]}" >/dev/null
+    stop_node "$hub"
+  done
 fi
 
 if [[ " $ONLY " == *" peers "* ]]; then

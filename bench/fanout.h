@@ -1,0 +1,43 @@
+// Fan-out benchmark (bench/fanout.cc): identities for thousands of subscriber nodes, and a run
+// that holds one mutual-TLS Subscribe stream per identity against one hub node.
+#ifndef CASEWAY_BENCH_FANOUT_H_
+#define CASEWAY_BENCH_FANOUT_H_
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "caseway/v1/notice.pb.h"
+
+namespace caseway::bench {
+
+struct FanoutPkiOptions {
+  std::string ca_cert, ca_key, federation;
+  std::string regions_csv;     // code,name,... with a header line (shared/data/regions/areas.csv)
+  std::string hub;             // the hub's jurisdiction (excluded)
+  std::string base_directory;  // federation directory to extend (lists the hub)
+  std::string out_dir;
+  int count = 3000;
+};
+int FanoutPki(const FanoutPkiOptions& options);
+
+struct FanoutOptions {
+  std::string hub_address, hub, ca;
+  std::string publisher_cert, publisher_key;  // a client certificate of the hub's jurisdiction
+  std::string pki_dir;                        // written by FanoutPki
+  int hub_pid = 0;                            // for RSS
+  int streams = 3000;
+  uint64_t per_stream = 100;
+  int clients = 4, batch = 500, max_s = 300;
+  bool publish_first = false;  // publish everything before the streams connect (a backlog)
+  std::string label = "run";
+};
+using MakeNotice = std::function<caseway::v1::Notice(const std::string& id, const std::string& dest)>;
+using PrintRow =
+    std::function<void(const std::string&, const std::vector<std::pair<std::string, std::string>>&)>;
+int Fanout(const FanoutOptions& options, const MakeNotice& make_notice, const PrintRow& print);
+
+}  // namespace caseway::bench
+
+#endif  // CASEWAY_BENCH_FANOUT_H_
