@@ -1,5 +1,7 @@
 #include "common/signing.h"
 
+#include <map>
+
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
@@ -68,12 +70,39 @@ std::string SigningKey::Sign(absl::string_view context, absl::string_view messag
   return SignRaw(Contextual(context, message));
 }
 
+namespace {
+
+// VerifierKey returns the Ed25519 EVP_PKEY of a raw public key, from a per-thread cache: importing
+// a raw key through OpenSSL 3's providers costs more than the verification itself, and a node
+// verifies the same few peers' keys over and over (a hub: a few thousand).
+EVP_PKEY* VerifierKey(absl::string_view public_key) {
+  struct Cache {
+    std::map<std::string, EVP_PKEY*, std::less<>> keys;
+    ~Cache() {
+      for (auto& [k, pkey] : keys) EVP_PKEY_free(pkey);
+    }
+  };
+  thread_local Cache cache;
+  auto it = cache.keys.find(public_key);
+  if (it != cache.keys.end()) return it->second;
+  EVP_PKEY* pkey = EVP_PKEY_new_raw_public_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(public_key.data()), 32);
+  if (pkey == nullptr) return nullptr;
+  if (cache.keys.size() >= 16384) {  // bounded: a directory is a few thousand nodes
+    for (auto& [k, old] : cache.keys) EVP_PKEY_free(old);
+    cache.keys.clear();
+  }
+  cache.keys.emplace(std::string(public_key), pkey);
+  return pkey;
+}
+
+}  // namespace
+
 absl::Status VerifyRawSignature(absl::string_view public_key, absl::string_view message,
                                 absl::string_view signature) {
   if (public_key.size() != 32) return absl::InvalidArgumentError("public key: 32 bytes expected");
   if (signature.size() != 64) return absl::InvalidArgumentError("signature: 64 bytes expected");
-  EVP_PKEY* pkey = EVP_PKEY_new_raw_public_key(
-      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(public_key.data()), 32);
+  EVP_PKEY* pkey = VerifierKey(public_key);
   if (pkey == nullptr) return absl::InvalidArgumentError("public key: not an Ed25519 key");
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   int ok = EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, pkey) == 1 &&
@@ -82,7 +111,6 @@ absl::Status VerifyRawSignature(absl::string_view public_key, absl::string_view 
                             reinterpret_cast<const unsigned char*>(message.data()),
                             message.size()) == 1;
   EVP_MD_CTX_free(ctx);
-  EVP_PKEY_free(pkey);
   if (!ok) return absl::PermissionDeniedError("signature does not verify");
   return absl::OkStatus();
 }

@@ -321,9 +321,11 @@ absl::StatusOr<std::vector<v1::Entry>> NoticeStore::ReadChannel(const std::strin
   ASSIGN_OR_RETURN(std::unique_ptr<Db> db, AcquireReader());
   std::vector<v1::Entry> out;
   {
-    Stmt s(db->get(),
-           "SELECT e.seq, n.bytes FROM channel_entry e JOIN notice n USING(notice_id) "
-           "WHERE e.destination = ? AND e.seq >= ? ORDER BY e.seq LIMIT ?");
+    static constexpr char kSql[] =
+        "SELECT e.seq, n.bytes FROM channel_entry e JOIN notice n USING(notice_id) "
+        "WHERE e.destination = ? AND e.seq >= ? ORDER BY e.seq LIMIT ?";
+    Stmt& s = db->Prepared(kSql);
+    absl::Cleanup reset = [&s] { s.Reset(); };
     s.Bind(1, destination).Bind(2, static_cast<int64_t>(from_seq)).Bind(3, int64_t{max_entries});
     uint64_t bytes = 0;
     while (s.Step()) {

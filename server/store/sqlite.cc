@@ -27,7 +27,16 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path) {
   return db;
 }
 
-Db::~Db() { sqlite3_close_v2(db_); }
+Db::~Db() {
+  prepared_.clear();
+  sqlite3_close_v2(db_);
+}
+
+Stmt& Db::Prepared(const char* sql) {
+  std::unique_ptr<Stmt>& s = prepared_[sql];
+  if (s == nullptr) s = std::make_unique<Stmt>(db_, sql);
+  return *s;
+}
 
 absl::Status Db::Exec(const char* sql) {
   char* err = nullptr;

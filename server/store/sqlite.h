@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -18,6 +19,8 @@ namespace caseway::server {
 // which may be personal data).
 absl::Status SqliteError(sqlite3* db, absl::string_view what);
 
+class Stmt;
+
 // Db owns one connection. Thread-compatible: use it from one thread at a time.
 class Db {
  public:
@@ -30,10 +33,15 @@ class Db {
   sqlite3* get() const { return db_; }
   // Exec runs statements without results.
   absl::Status Exec(const char* sql);
+  // Prepared returns this connection's statement for `sql` (a string literal: the pointer is
+  // the key), preparing it on first use. The caller must Reset() it when done, so that a reader
+  // holds no snapshot between uses.
+  Stmt& Prepared(const char* sql);
 
  private:
   explicit Db(sqlite3* db) : db_(db) {}
   sqlite3* db_;
+  std::map<const char*, std::unique_ptr<Stmt>> prepared_;  // finalized before db_ closes
 };
 
 // Stmt is a prepared statement. Binding parameter 1 resets it (a new use); a failed bind makes
