@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "caseway/v1/gateway.grpc.pb.h"
 #include "bench/fanout.h"
+#include "caseway/client/client.h"
 #include "common/tls.h"
 
 namespace {
@@ -125,18 +126,20 @@ int Throughput(const Conn& a_conn, const std::string& origin, const std::string&
         uint64_t first = next.fetch_add(batch);
         if (first >= count) break;
         uint64_t n = std::min<uint64_t>(batch, count - first);
-        grpc::ClientContext ctx;
+        // As the client library does: UNAVAILABLE is retried (publishing is idempotent).
         grpc::Status s;
         if (batch == 1) {
           v1::PublishRequest req;
           *req.mutable_notice() = Notice1K(absl::StrCat(run, "-", first), origin, dest);
           v1::PublishResult resp;
-          s = stub->Publish(&ctx, req, &resp);
+          s = caseway::client::CallIdempotent(
+              [&](grpc::ClientContext* ctx) { return stub->Publish(ctx, req, &resp); });
         } else {
           v1::PublishBatchRequest req;
           for (uint64_t i = 0; i < n; ++i) *req.add_notices() = Notice1K(absl::StrCat(run, "-", first + i), origin, dest);
           v1::PublishBatchResponse resp;
-          s = stub->PublishBatch(&ctx, req, &resp);
+          s = caseway::client::CallIdempotent(
+              [&](grpc::ClientContext* ctx) { return stub->PublishBatch(ctx, req, &resp); });
         }
         if (s.ok()) {
           published += n;

@@ -4,8 +4,10 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
@@ -58,29 +60,53 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ConnectionOptions&
   return std::unique_ptr<Client>(new Client(v1::Gateway::NewStub(channel)));
 }
 
+grpc::Status CallIdempotent(const std::function<grpc::Status(grpc::ClientContext*)>& call) {
+  const auto deadline = std::chrono::system_clock::now() + kUnavailableBudget;
+  grpc::Status unavailable;
+  for (int attempt = 1;; ++attempt) {
+    grpc::ClientContext ctx;
+    if (attempt > 1) {
+      // Wait for the channel to (re)connect instead of failing fast, within the budget.
+      ctx.set_wait_for_ready(true);
+      ctx.set_deadline(deadline);
+    }
+    grpc::Status s = call(&ctx);
+    if (attempt > 1 && s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+        std::chrono::system_clock::now() >= deadline) {
+      return unavailable;  // our own budget ran out: report why we were retrying
+    }
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE || attempt == kUnavailableAttempts ||
+        std::chrono::system_clock::now() >= deadline) {
+      return s;
+    }
+    unavailable = s;
+    absl::SleepFor(absl::Milliseconds(100) * attempt);
+  }
+}
+
 absl::StatusOr<v1::PublishResult> Client::Publish(const v1::Notice& notice) {
-  grpc::ClientContext ctx;
   v1::PublishRequest req;
   *req.mutable_notice() = notice;
   v1::PublishResult result;
-  RETURN_IF_ERROR(FromGrpcStatus(stub_->Publish(&ctx, req, &result)));
+  RETURN_IF_ERROR(FromGrpcStatus(CallIdempotent(
+      [&](grpc::ClientContext* ctx) { return stub_->Publish(ctx, req, &result); })));
   return result;
 }
 
 absl::StatusOr<std::vector<v1::PublishResult>> Client::PublishBatch(
     const std::vector<v1::Notice>& notices) {
-  grpc::ClientContext ctx;
   v1::PublishBatchRequest req;
   for (const auto& n : notices) *req.add_notices() = n;
   v1::PublishBatchResponse resp;
-  RETURN_IF_ERROR(FromGrpcStatus(stub_->PublishBatch(&ctx, req, &resp)));
+  RETURN_IF_ERROR(FromGrpcStatus(CallIdempotent(
+      [&](grpc::ClientContext* ctx) { return stub_->PublishBatch(ctx, req, &resp); })));
   return std::vector<v1::PublishResult>(resp.results().begin(), resp.results().end());
 }
 
 absl::StatusOr<v1::StatusResponse> Client::Status() {
-  grpc::ClientContext ctx;
   v1::StatusResponse resp;
-  RETURN_IF_ERROR(FromGrpcStatus(stub_->Status(&ctx, v1::StatusRequest(), &resp)));
+  RETURN_IF_ERROR(FromGrpcStatus(CallIdempotent(
+      [&](grpc::ClientContext* ctx) { return stub_->Status(ctx, v1::StatusRequest(), &resp); })));
   return resp;
 }
 

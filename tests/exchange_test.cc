@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <thread>
 
 #include "caseway/v1/peer_exchange.grpc.pb.h"
 #include "common/config.h"
@@ -199,6 +200,24 @@ TEST_F(ExchangeTest, StatusReportsHeadsCursorsAndLag) {
         return false;
       },
       absl::Seconds(10)));
+}
+
+// A publisher does not fail while its node restarts: UNAVAILABLE is retried (publishing is
+// idempotent on notice_id), and the notice is stored once.
+TEST_F(ExchangeTest, PublishIsRetriedWhileTheNodeRestarts) {
+  StartAll();
+  auto a = node(kA).NewClient();
+  ASSERT_OK(a->Publish(SampleNotice("r-0", {kB})));
+  node(kA).Kill();
+  std::thread restart([&] {
+    absl::SleepFor(absl::Milliseconds(400));
+    EXPECT_OK(node(kA).Start());
+  });
+  auto result = a->Publish(SampleNotice("r-1", {kB}));
+  restart.join();
+  ASSERT_OK(result);
+  EXPECT_EQ(result->deliveries(0).seq(), 2u);
+  EXPECT_EQ(node(kA).Count("SELECT count(*) FROM notice"), 2);
 }
 
 // A hub serves serve_only peers (they subscribe to it) without subscribing to them: each gets

@@ -2,6 +2,7 @@
 #ifndef CASEWAY_CLIENT_CLIENT_H_
 #define CASEWAY_CLIENT_CLIENT_H_
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -34,13 +35,23 @@ struct InboxOptions {
 };
 
 // Client wraps the Gateway stub. Thread-safe; one Client may serve many threads.
+// CallIdempotent runs a unary call, and again while it fails with UNAVAILABLE (the node
+// restarting, a connection that failed to establish), at most kUnavailableAttempts times within
+// kUnavailableBudget; the repeats wait for the channel to connect. Only for calls that are safe to
+// repeat: Publish and PublishBatch are idempotent on notice_id (a repeat of a call that was
+// stored returns the stored result with duplicate = true).
+inline constexpr int kUnavailableAttempts = 5;
+inline constexpr std::chrono::seconds kUnavailableBudget{10};
+grpc::Status CallIdempotent(const std::function<grpc::Status(grpc::ClientContext*)>& call);
+
 class Client {
  public:
   // Connect builds a mutual-TLS channel. NOT_FOUND naming an unreadable certificate file.
   // Connection errors appear on the first call (UNAVAILABLE).
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const ConnectionOptions& options);
 
-  // Publish stores one notice at the node; see Gateway.Publish for the error codes.
+  // Publish stores one notice at the node; see Gateway.Publish for the error codes. Publish,
+  // PublishBatch and Status are retried on UNAVAILABLE (CallIdempotent).
   absl::StatusOr<caseway::v1::PublishResult> Publish(const caseway::v1::Notice& notice);
   // PublishBatch stores the notices atomically; see Gateway.PublishBatch.
   absl::StatusOr<std::vector<caseway::v1::PublishResult>> PublishBatch(
