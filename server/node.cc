@@ -184,6 +184,8 @@ void Node::Shutdown() {
   Log(LogLevel::kDebug, "shutdown: server stopped");
   subscribers_.clear();
   server_.reset();
+  // Every call has ended: the services can go, before the store they use.
+  peer_exchange_.reset();
   if (checkpointer_) {
     checkpointer_->Stop();
     // Cover the log's tail, so that an auditor sees everything committed before the stop.

@@ -436,6 +436,9 @@ PeerExchangeService::~PeerExchangeService() {
   ticker_.join();
   store_->SetChannelListener(nullptr);
   dispatcher_.Stop();
+  // Store writes of ours still in the commit queue complete before we are gone (their callbacks
+  // schedule on the stopped dispatcher, which ignores them).
+  store_->Barrier();
 }
 
 grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*

@@ -197,6 +197,9 @@ class NoticeStore {
   absl::Status RecordCosigned(const std::string& peer, const common::Checkpoint& checkpoint,
                               const std::string& note);
 
+  // Barrier returns once every write submitted before it has completed (its callback has run).
+  void Barrier();
+
   // Version increases with every commit; Wait blocks until it exceeds `seen` or `deadline`.
   uint64_t Version();
   uint64_t Wait(uint64_t seen, absl::Time deadline);
@@ -235,7 +238,7 @@ class NoticeStore {
   std::vector<std::unique_ptr<Db>> readers_ ABSL_GUARDED_BY(readers_mu_);
 
   // WAL checkpointer: copies committed WAL frames into the database in the background (PASSIVE,
-  // never blocking the writer), every 500 ms or when the WAL passes ~64 MiB.
+  // never blocking the writer) every 500 ms; the writer reuses the WAL from its start after.
   void CheckpointLoop();
   std::thread wal_checkpointer_;
   bool stop_checkpointer_ ABSL_GUARDED_BY(mu_) = false;
