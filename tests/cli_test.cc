@@ -92,18 +92,20 @@ TEST_F(CliTest, ParallelPublishKeepsResultsInInputOrder) {
     if (i == 17 || i == 44) n.set_priority(v1::PRIORITY_UNSPECIFIED);
     input += ToJsonLine(n) + "\n";
     if (i == 30) input += "\n";  // a blank line settles without output
+    if (i == 50) input += "{\"noticeId\": \"broken\",\n";  // not JSON: parsed by a sender
   }
   RunResult r = Cli("360102", {"publish", "--jobs", "4", "--batch", "5", "-"}, input);
   EXPECT_EQ(r.exit_code, 1);
   std::vector<std::string> lines = Lines(r.out);
-  ASSERT_EQ(lines.size(), 60u);
+  ASSERT_EQ(lines.size(), 61u);
   int expected = 1;
   for (const auto& l : lines) {
     EXPECT_THAT(l, HasSubstr("{\"line\":" + std::to_string(expected) + ","));
     expected += expected == 30 ? 2 : 1;
   }
   EXPECT_THAT(lines[16], HasSubstr("INVALID_ARGUMENT"));
-  EXPECT_THAT(r.err, HasSubstr("58 published, 2 failed"));
+  EXPECT_THAT(lines[50], HasSubstr("not a caseway.v1.Notice in protobuf JSON"));
+  EXPECT_THAT(r.err, HasSubstr("58 published, 3 failed"));
   EXPECT_EQ(nodes_["360102"]->Count("SELECT count(*) FROM notice"), 58);
 }
 
