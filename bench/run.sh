@@ -11,7 +11,8 @@
 # and as a backlog), peers (NATS JetStream mirror and RabbitMQ shovel from ../shared/bench/peers).
 # Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (32),
 # LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), FANOUT_STREAMS (3000),
-# FANOUT_PER_STREAM (100), PEER_N (100000), BASE_PORT (17400).
+# FANOUT_PER_STREAM (100), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
+# exchange.batch_max_entries; default: the node's, 512).
 # Two real nodes on 127.0.0.1 with mutual TLS, synchronous=FULL and (unless said) the exchange
 # log with signed batches and receipts. Results: bench/results/<UTC>/ (results.jsonl, summary.txt,
 # node logs). Every load is bounded by a count and a time limit.
@@ -66,6 +67,7 @@ write_config() {
     echo "storage: {path: $work/data-$mode/$j.db}"
     echo "peers: [{jurisdiction: \"$p\", address: 127.0.0.1:${port[$p]}}]"
     echo "limits: {max_batch_notices: 1000, max_message_bytes: 16777216}"
+    [ -n "${BATCH_MAX_ENTRIES:-}" ] && echo "exchange: {batch_max_entries: $BATCH_MAX_ENTRIES}"
     if [ "$mode" = on ]; then
       echo "exchange_log: {signing_key_file: $pki/nodes/$j.sign.key, directory_file: $pki/directory.yaml}"
     else

@@ -112,7 +112,7 @@ void FillDefaults(NodeConfig& c) {
   auto* st = c.mutable_storage();
   if (st->group_commit_max() == 0) st->set_group_commit_max(4096);
   auto* ex = c.mutable_exchange();
-  if (ex->batch_max_entries() == 0) ex->set_batch_max_entries(512);
+  if (ex->batch_max_entries() == 0) ex->set_batch_max_entries(2048);
   if (ex->window_batches() == 0) ex->set_window_batches(8);
   if (!ex->has_heartbeat_interval()) *ex->mutable_heartbeat_interval() = Dur(1000);
   if (!ex->has_backoff_initial()) *ex->mutable_backoff_initial() = Dur(200);

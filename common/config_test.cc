@@ -44,7 +44,7 @@ TEST(ConfigTest, MapsYamlOntoTheProtoAndFillsDefaults) {
   EXPECT_EQ(c->peers(0).address(), "node-440305.example.gov:7401");
   EXPECT_EQ(c->exchange().heartbeat_interval().nanos(), 500'000'000);
   EXPECT_EQ(c->exchange().window_batches(), 4u);
-  EXPECT_EQ(c->exchange().batch_max_entries(), 512u);  // default
+  EXPECT_EQ(c->exchange().batch_max_entries(), 2048u);  // default
   EXPECT_EQ(c->limits().max_message_bytes(), 4u << 20);
   EXPECT_EQ(c->storage().group_commit_max(), 4096u);
 }
