@@ -277,6 +277,29 @@ TEST_F(AuditTest, KillNineBetweenCommitAndReceiptKeepsTheReceiptedIndex) {
   EXPECT_EQ(b_->Count("SELECT count(*) FROM inbox"), 3);
 }
 
+// The same crash, with a backlog waiting when B comes back: B must still send the stored receipt
+// for 3 again, and A record it, before B acknowledges the newer batch (the origin's first message
+// on a stream is a heartbeat naming what it holds receipts for).
+TEST_F(AuditTest, ReceiptLostInACrashIsSentAgainEvenWithABacklogWaiting) {
+  b_->set_env("CASEWAY_FAULTS=crash_after_receive_commit=3");
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  auto a = a_->NewClient();
+  PublishOne(*a, "q-1", 1);
+  PublishOne(*a, "q-2", 2);
+  ASSERT_OK(a->Publish(SampleNotice("q-3", {kB})));
+  ASSERT_TRUE(WaitFor([&] { return b_->Exited(); }, absl::Seconds(15))) << "no crash";
+  for (int i = 4; i <= 10; ++i) ASSERT_OK(a->Publish(SampleNotice(absl::StrCat("q-", i), {kB})));
+  b_->set_env("");
+  ASSERT_OK(b_->Start());
+  ASSERT_TRUE(WaitFor(
+      [&] { return a_->Count("SELECT acked FROM channel WHERE destination = '440305'") == 10; },
+      absl::Seconds(15)));
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 4 AND last_seq = 3"), 1)
+      << "the receipt for the batch ending at 3 is held by A";
+  EXPECT_EQ(b_->Count("SELECT count(*) FROM inbox"), 10);
+}
+
 TEST_F(AuditTest, BatchWithABadSignatureOrDigestIsRefusedAndNeverStored) {
   a_->set_env("CASEWAY_FAULTS=bad_manifest_signature=2,tamper_entry=2");
   ASSERT_OK(a_->Start());

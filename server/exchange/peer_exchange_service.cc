@@ -34,13 +34,15 @@ class Subscription final : public Steppable, public std::enable_shared_from_this
   Subscription(PeerExchangeService* service, grpc::CallbackServerContext* ctx)
       : service_(service), ctx_(ctx) {}
 
-  void Attach(SubscribeReactor* reactor) { reactor_ = reactor; }
+  void Attach(SubscribeReactor* reactor) {
+    absl::MutexLock lock(&mu_);
+    reactor_ = reactor;
+  }
   void Step() override;
 
   // --- Reactor events (any gRPC thread). ---
   void ReadDone(bool ok) {
     absl::MutexLock lock(&mu_);
-    reading_ = false;
     (ok ? read_ready_ : read_closed_) = true;
   }
   void WriteDone(bool ok) {
@@ -96,7 +98,6 @@ class Subscription final : public Steppable, public std::enable_shared_from_this
   absl::Status error_ ABSL_GUARDED_BY(mu_);  // from an asynchronous store write
 
   v1::SubscribeRequest read_msg_;
-  bool reading_ ABSL_GUARDED_BY(mu_) = true;  // the reactor starts the first read
   bool read_ready_ ABSL_GUARDED_BY(mu_) = false;
   bool read_closed_ ABSL_GUARDED_BY(mu_) = false;
 
@@ -105,6 +106,7 @@ class Subscription final : public Steppable, public std::enable_shared_from_this
   bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
   int64_t write_bytes_ ABSL_GUARDED_BY(mu_) = 0;    // of the message being written
   int64_t written_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // written, not yet given back to the budget
+  int64_t held_bytes_ ABSL_GUARDED_BY(mu_) = 0;     // taken from the budget, not yet given back
   std::deque<std::pair<v1::SubscribeResponse, int64_t>> outbox_ ABSL_GUARDED_BY(mu_);
   int sealing_ ABSL_GUARDED_BY(mu_) = 0;  // batches whose SENT entry is being committed
 
@@ -154,6 +156,11 @@ class SubscribeReactor final
 void Subscription::Finish(absl::Status status, Actions& act) {
   if (finished_) return;
   finished_ = true;
+  // Whatever this stream still holds (being written, queued, being sealed) goes back to the
+  // shared budget now; later completions find the stream finished and give nothing back.
+  service_->GiveBack(held_bytes_);
+  held_bytes_ = 0;
+  written_bytes_ = 0;
   if (!status.ok()) {
     Log(LogLevel::kWarn, "subscription ended with error",
         {{"destination", dest_.empty() ? "(not open)" : dest_}, {"status", status.ToString()}});
@@ -196,7 +203,9 @@ absl::Status Subscription::HandleOpen(const v1::SubscribeRequest& first) {
   sent_ = open.cursor();
   // Without receipts the subscriber's cursor is its acknowledgement; with them, receipts are.
   if (!sig.enabled() && open.cursor() > at_open.acked) {
+    mu_.Unlock();  // a store callback may run inline (e.g. when the queue is stopping)
     service_->store_->RecordAckAsync(dest, open.cursor(), [](const absl::Status&) {});
+    mu_.Lock();
   }
   Log(LogLevel::kInfo, "subscription opened",
       {{"destination", dest}, {"cursor", absl::StrCat(open.cursor())}});
@@ -226,12 +235,16 @@ absl::Status Subscription::HandleAck(const v1::SubscribeRequest& req, bool& subm
     dispatcher->Schedule(self);
   };
   if (!service_->signatures_.enabled()) {
+    mu_.Unlock();  // `done` may run inline and takes mu_; Step() is not re-entered meanwhile
     service_->store_->RecordAckAsync(dest_, seq, std::move(done));
+    mu_.Lock();
   } else {
     auto it = inflight_.find(seq);
     const std::string expected = it == inflight_.end() ? "" : it->second;
     ASSIGN_OR_RETURN(v1::Receipt receipt, service_->CheckReceipt(dest_, req.ack(), expected));
+    mu_.Unlock();
     service_->store_->RecordReceiptAsync(dest_, receipt, req.ack().receipt(), std::move(done));
+    mu_.Lock();
   }
   submitted = true;
   return absl::OkStatus();
@@ -267,6 +280,7 @@ absl::StatusOr<bool> Subscription::Prepare() {
   const uint64_t last = from + resp.batch().entries_size() - 1;
   sent_ = last;
   service_->Buffered(bytes);
+  held_bytes_ += bytes;
   if (!service_->signatures_.enabled()) {
     inflight_[last] = "";
     outbox_.emplace_back(std::move(resp), bytes);
@@ -306,7 +320,9 @@ absl::StatusOr<bool> Subscription::Prepare() {
     }
     dispatcher->Schedule(self);
   };
+  mu_.Unlock();  // `sealed` may run inline and takes mu_
   service_->store_->RecordSentAsync(dest_, manifest, logged, std::move(sealed));
+  mu_.Lock();
   return true;
 }
 
@@ -319,6 +335,7 @@ void Subscription::Step() {
     if (finished_ || reactor == nullptr) return;
     if (written_bytes_ > 0) {
       service_->GiveBack(written_bytes_);
+      held_bytes_ -= written_bytes_;
       written_bytes_ = 0;
     }
     auto step = [&]() -> absl::Status {
@@ -337,6 +354,15 @@ void Subscription::Step() {
         opened_ = true;
         service_->Opened(shared_from_this(), dest_);
         act.start_read = true;
+        // A heartbeat goes first, before any batch: its `receipted` tells a subscriber that
+        // crashed between commit and receipt which stored receipts to send again, before it
+        // acknowledges anything newer (a receipt at or below the acked position is ignored).
+        const ChannelState channel = service_->store_->Channel(dest_);
+        v1::SubscribeResponse hb;
+        hb.mutable_heartbeat()->set_head(channel.head);
+        hb.mutable_heartbeat()->set_receipted(channel.acked);
+        outbox_.emplace_back(std::move(hb), 0);
+        next_heartbeat_ = absl::Now() + service_->heartbeat_interval_;
       }
       if (ack_result_) {
         auto [seq, s] = *ack_result_;
@@ -388,7 +414,6 @@ void Subscription::Step() {
       act = Actions{};
       Finish(s, act);
     }
-    if (act.start_read) reading_ = true;
   }
   // Reactor calls outside the lock: a reaction may run inline and take it.
   if (act.finish) {
@@ -479,6 +504,7 @@ void PeerExchangeService::Opened(const std::shared_ptr<Subscription>& sub,
 void PeerExchangeService::Unregister(const std::shared_ptr<Subscription>& sub) {
   absl::MutexLock lock(&mu_);
   all_.erase(sub);
+  buffer_waiters_.erase(sub);
   auto [begin, end] = by_destination_.equal_range(sub->destination());
   for (auto it = begin; it != end; ++it) {
     if (it->second == sub) {
@@ -515,7 +541,7 @@ void PeerExchangeService::Tick() {
 bool PeerExchangeService::MayBuffer(const std::shared_ptr<Subscription>& sub) {
   absl::MutexLock lock(&mu_);
   if (buffered_ < kBufferBudget) return true;
-  buffer_waiters_.push_back(sub);
+  buffer_waiters_.insert(sub);
   return false;
 }
 
@@ -525,7 +551,7 @@ void PeerExchangeService::Buffered(int64_t bytes) {
 }
 
 void PeerExchangeService::GiveBack(int64_t bytes) {
-  std::deque<std::shared_ptr<Subscription>> waiters;
+  std::set<std::shared_ptr<Subscription>> waiters;
   {
     absl::MutexLock lock(&mu_);
     buffered_ -= bytes;

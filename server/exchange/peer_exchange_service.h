@@ -44,8 +44,9 @@ class Subscription;
 // receipt for that manifest, which is verified and logged (RECEIPT_RECEIVED) before the position
 // counts as acknowledged. Store writes are submitted to the group commit without waiting, so a
 // thousand streams share each fsync.
-// Memory: each stream holds at most one batch being written and one prepared; all streams
-// together hold at most `kBufferBudget` bytes of prepared batches beyond the first per stream.
+// Memory: each stream holds at most one batch being written and one prepared. Every prepared
+// batch counts against a shared `kBufferBudget`; a stream holding nothing may always prepare one
+// (so none starves), a second only while the budget is not spent.
 // Concurrency: thread-safe.
 // Lifetime: `store` must outlive the service; call Shutdown() before the server's Shutdown and
 // destroy the service after it.
@@ -106,7 +107,7 @@ class PeerExchangeService final : public caseway::v1::PeerExchange::CallbackServ
   std::set<std::shared_ptr<Subscription>> all_ ABSL_GUARDED_BY(mu_);
   std::multimap<std::string, std::shared_ptr<Subscription>> by_destination_ ABSL_GUARDED_BY(mu_);
   int64_t buffered_ ABSL_GUARDED_BY(mu_) = 0;
-  std::deque<std::shared_ptr<Subscription>> buffer_waiters_ ABSL_GUARDED_BY(mu_);
+  std::set<std::shared_ptr<Subscription>> buffer_waiters_ ABSL_GUARDED_BY(mu_);
   bool stop_ticker_ ABSL_GUARDED_BY(mu_) = false;
   std::thread ticker_;
 };
