@@ -31,16 +31,7 @@ struct Conn {
 };
 
 std::unique_ptr<v1::Gateway::Stub> Stub(const Conn& c) {
-  auto creds = caseway::common::ChannelCredentials({c.ca, c.cert, c.key});
-  if (!creds.ok()) {
-    fprintf(stderr, "caseway-bench: %s\n", creds.status().ToString().c_str());
-    exit(2);
-  }
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // one connection per client
-  args.SetMaxReceiveMessageSize(64 << 20);
-  args.SetMaxSendMessageSize(64 << 20);
-  return v1::Gateway::NewStub(grpc::CreateCustomChannel(c.address, *creds, args));
+  return caseway::bench::GatewayStub(c.address, {c.ca, c.cert, c.key});
 }
 
 // Notice1K builds a valid verification request whose serialized size is about 1 KiB.

@@ -36,10 +36,11 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "caseway/v1/gateway.grpc.pb.h"
 #include "caseway/v1/peer_exchange.grpc.pb.h"
+#include "common/config.h"
 #include "common/digest.h"
+#include "common/directory.h"
 #include "common/proto_bytes.h"
 #include "common/signing.h"
 #include "common/tls.h"
@@ -51,16 +52,14 @@ namespace v1 = caseway::v1;
 using Clock = std::chrono::steady_clock;
 
 [[noreturn]] void Die(const std::string& what) {
-  fprintf(stderr, "caseway-bench fanout: %s\n", what.c_str());
+  fprintf(stderr, "caseway-bench: %s\n", what.c_str());
   exit(2);
 }
 
 std::string ReadAll(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) Die(path + ": cannot read");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  auto data = common::ReadFile(path);
+  if (!data.ok()) Die(data.status().ToString());
+  return *std::move(data);
 }
 
 void WriteAll(const std::string& path, const std::string& data) {
@@ -137,16 +136,10 @@ int FanoutPki(const FanoutPkiOptions& o) {
   std::string peers = "peers:\n";
   std::string list;
   // Nodes the base directory lists already (the hub among them) are not made again.
+  auto base = common::Directory::Load(o.base_directory);
+  if (!base.ok()) Die(base.status().ToString());
   std::set<std::string> taken = {o.hub};
-  for (absl::string_view line : absl::StrSplit(directory, '\n')) {
-    const size_t at = line.find("jurisdiction:");
-    if (at == absl::string_view::npos) continue;
-    std::string j;
-    for (char c : line.substr(at)) {
-      if (c >= '0' && c <= '9') j += c;
-    }
-    taken.insert(j);
-  }
+  for (const auto& [j, key] : base->keys()) taken.insert(j);
   for (const std::string& j : Jurisdictions(o.regions_csv, taken, o.count)) {
     EVP_PKEY* tls_key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
     X509* cert = X509_new();
@@ -341,6 +334,8 @@ class Stream final : public grpc::ClientBidiReactor<v1::SubscribeRequest, v1::Su
   grpc::Status status_;
 };
 
+}  // namespace
+
 std::unique_ptr<v1::Gateway::Stub> GatewayStub(const std::string& address,
                                                const common::TlsFiles& files) {
   auto creds = common::ChannelCredentials(files);
@@ -351,6 +346,8 @@ std::unique_ptr<v1::Gateway::Stub> GatewayStub(const std::string& address,
   args.SetMaxReceiveMessageSize(64 << 20);
   return v1::Gateway::NewStub(grpc::CreateCustomChannel(address, *creds, args));
 }
+
+namespace {
 
 // Publish sends `per_stream` notices to each destination: batches of `batch`, each notice to one
 // destination, round robin, from `clients` concurrent clients. Returns the notices stored.

@@ -8,9 +8,18 @@
 #include <utility>
 #include <vector>
 
+#include <memory>
+
+#include "caseway/v1/gateway.grpc.pb.h"
 #include "caseway/v1/notice.pb.h"
+#include "common/tls.h"
 
 namespace caseway::bench {
+
+// GatewayStub is a Gateway client on its own connection (benchmark clients must not share one),
+// with 64 MiB message limits. Exits with status 2 when the certificate files cannot be read.
+std::unique_ptr<caseway::v1::Gateway::Stub> GatewayStub(const std::string& address,
+                                                        const caseway::common::TlsFiles& files);
 
 struct FanoutPkiOptions {
   std::string ca_cert, ca_key, federation;

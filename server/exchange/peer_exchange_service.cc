@@ -82,6 +82,8 @@ class Subscription final : public Steppable, public std::enable_shared_from_this
   // HandleAck checks an ack and submits its durable recording; true when that is pending.
   absl::Status HandleAck(const v1::SubscribeRequest& req, bool& submitted)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // QueueHeartbeat queues a heartbeat with the channel's head and receipted position.
+  void QueueHeartbeat(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Prepare reads and signs the next batch (the lock is released for the read); false when
   // there is nothing to send or no room.
   absl::StatusOr<bool> Prepare() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -326,6 +328,15 @@ absl::StatusOr<bool> Subscription::Prepare() {
   return true;
 }
 
+void Subscription::QueueHeartbeat(absl::Time now) {
+  const ChannelState channel = service_->store_->Channel(dest_);
+  v1::SubscribeResponse hb;
+  hb.mutable_heartbeat()->set_head(channel.head);
+  hb.mutable_heartbeat()->set_receipted(channel.acked);
+  outbox_.emplace_back(std::move(hb), 0);
+  next_heartbeat_ = now + service_->heartbeat_interval_;
+}
+
 void Subscription::Step() {
   Actions act;
   SubscribeReactor* reactor;
@@ -357,12 +368,7 @@ void Subscription::Step() {
         // A heartbeat goes first, before any batch: its `receipted` tells a subscriber that
         // crashed between commit and receipt which stored receipts to send again, before it
         // acknowledges anything newer (a receipt at or below the acked position is ignored).
-        const ChannelState channel = service_->store_->Channel(dest_);
-        v1::SubscribeResponse hb;
-        hb.mutable_heartbeat()->set_head(channel.head);
-        hb.mutable_heartbeat()->set_receipted(channel.acked);
-        outbox_.emplace_back(std::move(hb), 0);
-        next_heartbeat_ = absl::Now() + service_->heartbeat_interval_;
+        QueueHeartbeat(absl::Now());
       }
       if (ack_result_) {
         auto [seq, s] = *ack_result_;
@@ -389,12 +395,7 @@ void Subscription::Step() {
       }
       const absl::Time now = absl::Now();
       if (!writing_ && outbox_.empty() && sealing_ == 0 && now >= next_heartbeat_) {
-        const ChannelState channel = service_->store_->Channel(dest_);
-        v1::SubscribeResponse hb;
-        hb.mutable_heartbeat()->set_head(channel.head);
-        hb.mutable_heartbeat()->set_receipted(channel.acked);
-        outbox_.emplace_back(std::move(hb), 0);
-        next_heartbeat_ = now + service_->heartbeat_interval_;
+        QueueHeartbeat(now);
       }
       if (!writing_ && !outbox_.empty()) {
         write_msg_ = std::move(outbox_.front().first);

@@ -191,6 +191,12 @@ void NoticeStore::Committed(const std::map<std::string, ChannelState>& changes) 
   if (listener && !changes.empty()) listener(changes);
 }
 
+void NoticeStore::CommittedAcked(const std::string& destination, uint64_t acked) {
+  std::map<std::string, ChannelState> changes;
+  changes[destination].acked = acked;
+  Committed(changes);
+}
+
 void NoticeStore::SetChannelListener(ChannelListener listener) {
   absl::MutexLock lock(&mu_);
   listener_ = std::move(listener);
@@ -352,10 +358,14 @@ std::map<std::string, ChannelState> NoticeStore::Channels() {
   return channels_;
 }
 
-absl::Status NoticeStore::RecordAck(const std::string& destination, uint64_t seq) {
+absl::Status NoticeStore::AwaitWrite(const std::function<void(WriteDone)>& submit) {
   std::promise<absl::Status> promise;
-  RecordAckAsync(destination, seq, [&promise](const absl::Status& s) { promise.set_value(s); });
+  submit([&promise](const absl::Status& s) { promise.set_value(s); });
   return promise.get_future().get();
+}
+
+absl::Status NoticeStore::RecordAck(const std::string& destination, uint64_t seq) {
+  return AwaitWrite([&](WriteDone done) { RecordAckAsync(destination, seq, std::move(done)); });
 }
 
 void NoticeStore::RecordAckAsync(const std::string& destination, uint64_t seq, WriteDone done) {
@@ -366,11 +376,7 @@ void NoticeStore::RecordAckAsync(const std::string& destination, uint64_t seq, W
         return Done(w.ack, "record ack");
       },
       [this, destination, seq, done = std::move(done)](const absl::Status& s) {
-        if (s.ok()) {
-          std::map<std::string, ChannelState> changes;
-          changes[destination].acked = seq;
-          Committed(changes);
-        }
+        if (s.ok()) CommittedAcked(destination, seq);
         done(s);
       });
 }

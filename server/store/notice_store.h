@@ -226,6 +226,11 @@ class NoticeStore {
   absl::StatusOr<std::unique_ptr<Db>> AcquireReader();
   void ReleaseReader(std::unique_ptr<Db> db);
   void Committed(const std::map<std::string, ChannelState>& changes);
+  // CommittedAcked is Committed for one channel's new acked position.
+  void CommittedAcked(const std::string& destination, uint64_t acked);
+  // AwaitWrite runs `submit` with a WriteDone and waits for it: the blocking form of a *Async
+  // write.
+  static absl::Status AwaitWrite(const std::function<void(WriteDone)>& submit);
 
   const StoreOptions options_;
   const std::string& path_ = options_.path;

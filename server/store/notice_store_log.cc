@@ -16,7 +16,6 @@
 #include "common/status_macros.h"
 #include "server/store/notice_store.h"
 
-#include <future>
 #include "server/store/statements.h"
 
 namespace caseway::server {
@@ -167,10 +166,8 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::LogReceived(const std::st
 
 absl::Status NoticeStore::RecordSent(const std::string& destination, const v1::BatchManifest& m,
                                      const v1::Signed& signed_manifest) {
-  std::promise<absl::Status> promise;
-  RecordSentAsync(destination, m, signed_manifest,
-                  [&promise](const absl::Status& s) { promise.set_value(s); });
-  return promise.get_future().get();
+  return AwaitWrite(
+      [&](WriteDone done) { RecordSentAsync(destination, m, signed_manifest, std::move(done)); });
 }
 
 void NoticeStore::RecordSentAsync(const std::string& destination, const v1::BatchManifest& m,
@@ -213,10 +210,9 @@ absl::StatusOr<std::string> NoticeStore::SentManifestDigest(const std::string& d
 
 absl::Status NoticeStore::RecordReceipt(const std::string& destination, const v1::Receipt& receipt,
                                         const v1::Signed& signed_receipt) {
-  std::promise<absl::Status> promise;
-  RecordReceiptAsync(destination, receipt, signed_receipt,
-                     [&promise](const absl::Status& s) { promise.set_value(s); });
-  return promise.get_future().get();
+  return AwaitWrite([&](WriteDone done) {
+    RecordReceiptAsync(destination, receipt, signed_receipt, std::move(done));
+  });
 }
 
 void NoticeStore::RecordReceiptAsync(const std::string& destination, const v1::Receipt& receipt,
@@ -242,11 +238,7 @@ void NoticeStore::RecordReceiptAsync(const std::string& destination, const v1::R
         return Done(s, "raise acked");
       },
       [this, destination, last = receipt.last_seq(), done = std::move(done)](const absl::Status& s) {
-        if (s.ok()) {
-          std::map<std::string, ChannelState> changes;
-          changes[destination].acked = last;
-          Committed(changes);
-        }
+        if (s.ok()) CommittedAcked(destination, last);
         done(s);
       });
 }
