@@ -1,5 +1,6 @@
 #include "common/signing.h"
 
+#include <cstdint>
 #include <map>
 
 #include <openssl/evp.h>
@@ -9,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/digest.h"
 
 namespace caseway::common {
@@ -121,7 +123,9 @@ absl::Status VerifySignature(absl::string_view public_key, absl::string_view con
 }
 
 std::string CheckpointBody(const Checkpoint& c) {
-  return absl::StrCat(c.origin, "\n", c.size, "\n", absl::Base64Escape(c.root), "\n");
+  std::string body = absl::StrCat(c.origin, "\n", c.size, "\n", absl::Base64Escape(c.root), "\n");
+  if (c.time > 0) absl::StrAppend(&body, "time ", c.time, "\n");
+  return body;
 }
 
 absl::StatusOr<Checkpoint> ParseCheckpointBody(absl::string_view body) {
@@ -138,6 +142,18 @@ absl::StatusOr<Checkpoint> ParseCheckpointBody(absl::string_view body) {
   }
   if (!absl::Base64Unescape(lines[2], &c.root) || c.root.size() != 32) {
     return absl::InvalidArgumentError("checkpoint line 3: a base64 32-byte root expected");
+  }
+  for (size_t i = 3; i + 1 < lines.size(); ++i) {
+    absl::string_view line = lines[i];
+    if (line.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint line ", i + 1, ": empty"));
+    }
+    if (!absl::ConsumePrefix(&line, "time ")) continue;  // another extension: not ours to read
+    if (c.time != 0 || !absl::SimpleAtoi(line, &c.time) || c.time <= 0 ||
+        (line.size() > 1 && line[0] == '0')) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("checkpoint line ", i + 1, ": \"time <POSIX seconds>\" expected once"));
+    }
   }
   return c;
 }
@@ -201,6 +217,53 @@ absl::Status VerifyNote(const Note& note, absl::string_view name, absl::string_v
     }
   }
   return absl::NotFoundError(absl::StrCat("note: no signature by ", name));
+}
+
+namespace {
+
+std::string CosignedMessage(absl::string_view body, int64_t time) {
+  return absl::StrCat("cosignature/v1\ntime ", time, "\n", body);
+}
+
+}  // namespace
+
+std::string CosignatureKeyId(absl::string_view name, absl::string_view public_key) {
+  std::string input = absl::StrCat(name, "\n");
+  input.push_back('\x04');
+  input.append(public_key.data(), public_key.size());
+  return Sha256(input).substr(0, 4);
+}
+
+std::string SignCosignatureLine(absl::string_view body, absl::string_view name,
+                                const SigningKey& key, int64_t time) {
+  std::string blob = CosignatureKeyId(name, key.PublicKey());
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    blob.push_back(static_cast<char>((static_cast<uint64_t>(time) >> shift) & 0xff));
+  }
+  blob += key.SignRaw(CosignedMessage(body, time));
+  return absl::StrCat(kDash, name, " ", absl::Base64Escape(blob), "\n");
+}
+
+absl::StatusOr<int64_t> VerifyCosignature(const Note& note, absl::string_view name,
+                                          absl::string_view public_key) {
+  const std::string id = CosignatureKeyId(name, public_key);
+  for (const auto& s : note.signatures) {
+    if (s.name != name || s.key_hash != id) continue;
+    if (s.signature.size() != 8 + 64) {
+      return absl::PermissionDeniedError("cosignature: timestamp and 64-byte signature expected");
+    }
+    uint64_t time = 0;
+    for (int i = 0; i < 8; ++i) time = (time << 8) | static_cast<unsigned char>(s.signature[i]);
+    if (time > static_cast<uint64_t>(INT64_MAX)) {
+      return absl::PermissionDeniedError("cosignature: timestamp above 2^63 - 1");
+    }
+    const int64_t t = static_cast<int64_t>(time);
+    absl::Status ok = VerifyRawSignature(public_key, CosignedMessage(note.body, t),
+                                         absl::string_view(s.signature).substr(8));
+    if (!ok.ok()) return absl::PermissionDeniedError("cosignature does not verify");
+    return t;
+  }
+  return absl::NotFoundError(absl::StrCat("note: no cosignature by ", name));
 }
 
 }  // namespace caseway::common

@@ -46,16 +46,21 @@ absl::Status VerifySignature(absl::string_view public_key, absl::string_view con
 absl::Status VerifyRawSignature(absl::string_view public_key, absl::string_view message,
                                 absl::string_view signature);
 
-// Checkpoint is the body of a signed checkpoint note: origin, tree size, root hash.
+// Checkpoint is the body of a signed checkpoint note: origin, tree size, root hash and, from
+// Caseway 0.2 on, the signer's time as an extension line.
 struct Checkpoint {
   std::string origin;
   uint64_t size = 0;
   std::string root;  // 32 bytes
+  // POSIX seconds at signing (extension line "time <seconds>"); 0 when the note has none.
+  int64_t time = 0;
 };
 
-// CheckpointBody formats "<origin>\n<size>\n<base64 root>\n" (C2SP tlog-checkpoint).
+// CheckpointBody formats "<origin>\n<size>\n<base64 root>\n" (C2SP tlog-checkpoint), followed by
+// the extension line "time <seconds>\n" when checkpoint.time > 0.
 std::string CheckpointBody(const Checkpoint& checkpoint);
-// ParseCheckpointBody parses the first three lines of a note body. INVALID_ARGUMENT naming the line.
+// ParseCheckpointBody parses a note body: origin, size, root, then extension lines, of which it
+// reads "time <seconds>" and ignores others. INVALID_ARGUMENT naming the line.
 absl::StatusOr<Checkpoint> ParseCheckpointBody(absl::string_view body);
 
 // NoteSignature is one signature line of a signed note.
@@ -82,6 +87,20 @@ absl::StatusOr<Note> ParseNote(absl::string_view text);
 // VerifyNote checks that `note` carries a valid signature by `name` with `public_key`.
 // NOT_FOUND when there is no signature line of that key; PERMISSION_DENIED when it fails.
 absl::Status VerifyNote(const Note& note, absl::string_view name, absl::string_view public_key);
+
+// Cosignatures in the C2SP tlog-cosignature format (cosignature/v1, Ed25519): the key ID is
+// SHA-256(name || "\n" || 0x04 || public key)[:4], and the signature is an 8-byte big-endian
+// POSIX timestamp followed by an Ed25519 signature over
+// "cosignature/v1\ntime <timestamp>\n" || note body.
+std::string CosignatureKeyId(absl::string_view name, absl::string_view public_key);
+// SignCosignatureLine cosigns `body` at `time` (POSIX seconds) and returns the signature line.
+std::string SignCosignatureLine(absl::string_view body, absl::string_view name,
+                                const SigningKey& key, int64_t time);
+// VerifyCosignature checks that `note` carries a valid cosignature/v1 by `name` with
+// `public_key` and returns its timestamp. NOT_FOUND when there is no line with that name and key
+// ID; PERMISSION_DENIED when it does not verify.
+absl::StatusOr<int64_t> VerifyCosignature(const Note& note, absl::string_view name,
+                                          absl::string_view public_key);
 
 }  // namespace caseway::common
 

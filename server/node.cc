@@ -117,13 +117,20 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
             config.exchange_log().checkpoint_interval())));
     node->witness_ =
         std::make_unique<Witness>(config, channel_creds, node->store_.get(), signatures);
+    if (config.exchange_log().scrub_rate() > 0) {
+      node->scrubber_ =
+          std::make_unique<Scrubber>(node->store_.get(), config.exchange_log().scrub_rate());
+    }
   }
   Node* raw = node.get();
   node->gateway_ = std::make_unique<GatewayService>(
       config, node->store_.get(), node->authz_.get(),
       [raw] {
         std::vector<v1::StatusResponse::Subscription> subs;
-        for (auto& s : raw->subscribers_) subs.push_back(s->Status());
+        for (auto& s : raw->subscribers_) {
+          subs.push_back(s->Status());
+          if (raw->witness_) subs.back().set_witness(raw->witness_->State(subs.back().origin()));
+        }
         return subs;
       },
       [raw](const std::string& dest) { return raw->peer_exchange_->OpenStreams(dest); });
@@ -155,9 +162,28 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
     return absl::UnavailableError(
         absl::StrCat("listen_address: cannot listen on ", config.listen_address()));
   }
+  // A halted node answers the health service NOT_SERVING (and its peers, auditors and clients
+  // see why: CheckpointResponse.halted, StatusResponse.halted, FAILED_PRECONDITION).
+  grpc::HealthCheckServiceInterface* health = node->server_->GetHealthCheckService();
+  node->store_->SetHaltListener([health](const std::string&) {
+    if (health != nullptr) health->SetServingStatus(false);
+  });
+  if (absl::Status halted = node->store_->Halted(); !halted.ok()) {
+    if (health != nullptr) health->SetServingStatus(false);
+    Log(LogLevel::kError, "node starts halted: exchange refused until repaired",
+        {{"status", halted.ToString()}});
+  }
+  // Check the stored log against its last checkpoint before exchanging anything: a log cut
+  // back or rewritten while the node was stopped halts it here, before a new entry is appended.
+  if (node->checkpointer_) {
+    if (absl::Status s = node->checkpointer_->SignNow(); !s.ok()) {
+      Log(LogLevel::kError, "checkpoint not signed at start-up", {{"status", s.ToString()}});
+    }
+  }
   for (auto& s : node->subscribers_) s->Start();
   if (node->checkpointer_) node->checkpointer_->Start();
   if (node->witness_) node->witness_->Start();
+  if (node->scrubber_) node->scrubber_->Start();
   Log(LogLevel::kInfo, "node started",
       {{"jurisdiction", config.jurisdiction()},
        {"port", absl::StrCat(node->port_)},
@@ -173,6 +199,7 @@ void Node::Shutdown() {
   shut_down_ = true;
   Log(LogLevel::kInfo, "node shutting down", {{"jurisdiction", config_.jurisdiction()}});
   if (witness_) witness_->Stop();
+  if (scrubber_) scrubber_->Stop();
   Log(LogLevel::kDebug, "shutdown: witness stopped");
   for (auto& s : subscribers_) s->Stop();
   Log(LogLevel::kDebug, "shutdown: subscribers stopped");

@@ -15,6 +15,7 @@
 #include "server/gateway/gateway_service.h"
 #include "server/log/checkpointer.h"
 #include "server/log/exchange_log_service.h"
+#include "server/log/scrubber.h"
 #include "server/log/witness.h"
 #include "server/store/notice_store.h"
 
@@ -44,6 +45,7 @@ class Node {
   std::unique_ptr<ExchangeLogService> exchange_log_;
   std::unique_ptr<Checkpointer> checkpointer_;
   std::unique_ptr<Witness> witness_;
+  std::unique_ptr<Scrubber> scrubber_;
   std::vector<std::unique_ptr<Subscriber>> subscribers_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

@@ -15,6 +15,9 @@
 #include "common/config.h"
 #include "common/grpc_status.h"
 #include "common/identity.h"
+#include "common/digest.h"
+#include "common/log_entry.h"
+#include "client/audit/evidence.h"
 #include "common/merkle.h"
 #include "common/status_macros.h"
 
@@ -127,6 +130,55 @@ absl::StatusOr<std::string> Auditor::WriteBundle(const v1::EvidenceBundle& bundl
   return path;
 }
 
+absl::Status Auditor::FetchEntries(NodeLog& log) {
+  for (uint64_t start = 0; start < log.checkpoint.size;) {
+    v1::GetEntriesRequest req;
+    req.set_start(start);
+    req.set_end(std::min(log.checkpoint.size, start + kPage));
+    v1::GetEntriesResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline());
+    grpc::Status st = log.stub->GetEntries(&ctx, req, &resp);
+    // A node that no longer holds what it signed is a finding (TRUNCATED), not a failed audit.
+    if (st.error_code() == grpc::StatusCode::OUT_OF_RANGE) return absl::OkStatus();
+    RETURN_IF_ERROR(FromGrpcStatus(st));
+    if (resp.entries_size() == 0) return absl::OkStatus();
+    for (auto& e : *resp.mutable_entries()) {
+      if (log.entries.size() >= log.checkpoint.size) break;
+      log.tree.Add(common::LeafHash(e));
+      log.entries.push_back(std::move(e));
+    }
+    start = log.entries.size();
+    if (options_.progress) {
+      fprintf(stderr, "\r%s: %zu/%llu entries", log.jurisdiction.c_str(), log.entries.size(),
+              static_cast<unsigned long long>(log.checkpoint.size));
+    }
+  }
+  if (options_.progress) fprintf(stderr, "\n");
+  return absl::OkStatus();
+}
+
+std::optional<uint64_t> Auditor::FirstBadEntry(NodeLog& log) {
+  const uint64_t n = log.checkpoint.size;
+  // good(k): the first k entries served, proven into the signed root with the node's own proof.
+  auto good = [&](uint64_t k) -> std::optional<bool> {
+    if (k == 0) return true;
+    auto proof = FetchConsistencyProof(*log.stub, k, n);
+    if (!proof.ok()) return std::nullopt;
+    return common::VerifyConsistency(k, n, *proof, log.tree.Root(k), log.checkpoint.root).ok();
+  };
+  uint64_t lo = 0, hi = std::min<uint64_t>(log.entries.size(), n);
+  auto top = good(hi);
+  if (!top.has_value() || *top) return std::nullopt;  // nothing served is contradicted
+  while (hi - lo > 1) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    auto g = good(mid);
+    if (!g.has_value()) return std::nullopt;
+    (*g ? lo : hi) = mid;
+  }
+  return lo;
+}
+
 absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
                                         std::vector<Finding>* findings) {
   NodeLog log;
@@ -141,6 +193,8 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
     peer = ctx.auth_context();
   }
   log.note = cp.note();
+  log.log_size = cp.log_size();
+  log.halted = cp.halted();
   ASSIGN_OR_RETURN(common::Note note, common::ParseNote(log.note));
   ASSIGN_OR_RETURN(log.checkpoint, common::ParseCheckpointBody(note.body));
   ASSIGN_OR_RETURN(log.jurisdiction, JurisdictionOfOrigin(directory_, log.checkpoint.origin));
@@ -160,75 +214,100 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
     return log;
   }
   for (const auto& [j, k] : directory_.keys()) {
-    if (j != log.jurisdiction && common::VerifyNote(note, directory_.NoteName(j), k).ok()) {
+    if (j != log.jurisdiction && common::VerifyCosignature(note, directory_.NoteName(j), k).ok()) {
       log.cosigners.push_back(j);
     }
   }
+  auto observed = [&](const std::string& status, const std::string& detail) -> Finding& {
+    Finding f{status, detail, NewBundle(status, detail, {&log})};
+    f.bundle.set_origin(log.jurisdiction);
+    findings->push_back(std::move(f));
+    return findings->back();
+  };
+  if (!log.halted.empty()) {
+    observed("HALTED", absl::StrCat(log.jurisdiction, " reports that it halted: ",
+                                    log.halted.substr(0, 1024)));
+  }
+  const absl::Time signed_at = absl::FromUnixSeconds(log.checkpoint.time);
+  if (log.checkpoint.time > 0 && log.log_size > log.checkpoint.size &&
+      absl::Now() - signed_at > options_.stale) {
+    observed("STALE_CHECKPOINT",
+             absl::StrCat(log.jurisdiction, ": its latest checkpoint (", log.checkpoint.size,
+                          " entries) was signed at ", absl::FormatTime(signed_at),
+                          ", but its log now holds ", log.log_size, " entries"));
+  }
 
   // Every entry, and the root rebuilt from them.
-  for (uint64_t start = 0; start < log.checkpoint.size;) {
-    v1::GetEntriesRequest req;
-    req.set_start(start);
-    req.set_end(std::min(log.checkpoint.size, start + kPage));
-    v1::GetEntriesResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(Deadline());
-    RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetEntries(&ctx, req, &resp)));
-    if (resp.entries_size() == 0) return absl::DataLossError("node returned no entries");
-    for (auto& e : *resp.mutable_entries()) {
-      if (log.entries.size() >= log.checkpoint.size) break;
-      log.tree.Add(common::LeafHash(e));
-      log.entries.push_back(std::move(e));
-    }
-    start = log.entries.size();
-    if (options_.progress) {
-      fprintf(stderr, "\r%s: %zu/%llu entries", log.jurisdiction.c_str(), log.entries.size(),
-              static_cast<unsigned long long>(log.checkpoint.size));
-    }
+  RETURN_IF_ERROR(FetchEntries(log));
+  const bool truncated = log.entries.size() < log.checkpoint.size;
+  if (truncated) {
+    observed("TRUNCATED", absl::StrCat(log.jurisdiction, " signed a checkpoint of ",
+                                       log.checkpoint.size, " entries but serves only ",
+                                       log.entries.size()));
   }
-  if (options_.progress) fprintf(stderr, "\n");
-  std::vector<uint64_t> corrupt;
+  log.corrupt = truncated || log.tree.Root(log.checkpoint.size) != log.checkpoint.root;
   log.parsed.resize(log.entries.size());
+  std::optional<std::pair<uint64_t, std::string>> format_error;
+  int64_t last_micros = 0;
   for (size_t i = 0; i < log.entries.size(); ++i) {
-    if (!log.parsed[i].ParseFromString(log.entries[i]) || log.parsed[i].index() != i) {
-      corrupt.push_back(i);
+    auto e = common::ParseLogEntry(log.entries[i], i);
+    if (e.ok()) {
+      log.parsed[i] = std::move(*e);
+      const int64_t micros = common::EntryMicros(log.parsed[i]);
+      if (micros < last_micros && !format_error) {
+        format_error.emplace(i, absl::StrCat("entry ", i, " is dated before entry ", i - 1));
+      }
+      last_micros = std::max(last_micros, micros);
+    } else {
+      log.parsed[i].ParseFromString(log.entries[i]);  // best effort, for reconciliation
+      if (!format_error) format_error.emplace(i, std::string(e.status().message()));
     }
   }
-  log.corrupt = log.tree.Root(log.checkpoint.size) != log.checkpoint.root || !corrupt.empty();
-  if (log.corrupt) {
-    // Name the entries that do not prove into the signed root with the node's own proofs.
-    std::map<uint64_t, std::vector<std::string>> proofs;
-    for (uint64_t i = 0; i < log.entries.size(); ++i) {
-      ASSIGN_OR_RETURN(auto proof, FetchInclusionProof(*log.stub, i, log.checkpoint.size));
-      if (!common::VerifyInclusion(i, log.checkpoint.size, common::LeafHash(log.entries[i]), proof,
-                                   log.checkpoint.root)
-               .ok()) {
-        if (std::find(corrupt.begin(), corrupt.end(), i) == corrupt.end()) corrupt.push_back(i);
-        proofs[i] = std::move(proof);
+  const std::string state_path = absl::StrCat(options_.state_dir, "/", log.jurisdiction, ".checkpoint");
+  if (log.corrupt && !truncated) {
+    std::optional<uint64_t> first = FirstBadEntry(log);
+    // The node's proofs come from its stored hashes, which may have been rewritten too: a prefix
+    // that rebuilds the root this auditor verified last time is original, whatever they say.
+    if (auto saved = common::ReadFile(state_path); saved.ok() && first) {
+      auto note = common::ParseNote(*saved);
+      auto earlier = note.ok() ? common::ParseCheckpointBody(note->body)
+                               : absl::StatusOr<common::Checkpoint>(note.status());
+      if (earlier.ok() && earlier->size <= log.entries.size() &&
+          log.tree.Root(earlier->size) == earlier->root) {
+        first = std::max(*first, earlier->size);
       }
     }
-    std::sort(corrupt.begin(), corrupt.end());
-    std::string detail = absl::StrCat(log.jurisdiction, ": the entries do not rebuild the signed root",
-                                      corrupt.empty() ? "" : "; entries that do not prove into it: ",
-                                      absl::StrJoin(corrupt, ", "));
-    Finding f{"LOG_CORRUPT", detail, NewBundle("LOG_CORRUPT", detail, {&log})};
+    std::string detail = absl::StrCat(log.jurisdiction, ": the entries do not rebuild the signed root");
+    if (first) {
+      absl::StrAppend(&detail, "; entry ", *first,
+                      " is the first that does not prove into it with the node's own proofs");
+    }
+    Finding& f = observed("LOG_CORRUPT", detail);
+    if (first && *first < log.entries.size()) {
+      f.bundle.set_first_bad_index(*first);
+      f.bundle.add_corrupt_indices(*first);
+      auto* e = f.bundle.add_entries();
+      e->set_jurisdiction(log.jurisdiction);
+      e->set_index(*first);
+      e->set_entry(log.entries[*first]);
+      e->set_tree_size(log.checkpoint.size);
+      if (auto proof = FetchInclusionProof(*log.stub, *first, log.checkpoint.size); proof.ok()) {
+        for (const auto& h : *proof) e->add_proof(h);
+      }
+    }
+  } else if (format_error && !log.corrupt) {
+    // Provable offline: the entry proves into the signed root and breaks the format.
+    const uint64_t i = format_error->first;
+    std::string detail = absl::StrCat(log.jurisdiction, ": ", format_error->second);
+    Finding f{"LOG_FORMAT", detail, NewBundle("LOG_FORMAT", detail, {&log})};
     f.bundle.set_origin(log.jurisdiction);
-    for (uint64_t i : corrupt) {
-      f.bundle.add_corrupt_indices(i);
-      if (f.bundle.entries_size() < 20) {
-        auto* e = f.bundle.add_entries();
-        e->set_jurisdiction(log.jurisdiction);
-        e->set_index(i);
-        e->set_entry(log.entries[i]);
-        e->set_tree_size(log.checkpoint.size);
-        for (const auto& h : proofs[i]) e->add_proof(h);
-      }
-    }
+    f.bundle.set_seq(i);
+    if (i > 0) RETURN_IF_ERROR(AddEntry(log, i - 1, f.bundle));
+    RETURN_IF_ERROR(AddEntry(log, i, f.bundle));
     findings->push_back(std::move(f));
   }
 
   // Consistency with what this auditor verified last time.
-  const std::string state_path = absl::StrCat(options_.state_dir, "/", log.jurisdiction, ".checkpoint");
   bool consistent = !log.corrupt;
   if (auto saved = common::ReadFile(state_path); saved.ok()) {
     auto earlier_note = common::ParseNote(*saved);
@@ -236,10 +315,11 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
                                      : absl::StatusOr<common::Checkpoint>(earlier_note.status());
     if (!earlier.ok()) return absl::DataLossError(absl::StrCat(state_path, ": ", earlier.status().message()));
     const uint64_t m = earlier->size, n = log.checkpoint.size;
-    std::string reason, prefix_root;
+    std::string status = "FORK", reason, prefix_root;
     std::vector<std::string> proof;
     if (m > n) {
-      reason = absl::StrCat("the log shrank from ", m, " to ", n, " entries");
+      status = "ROLLBACK";
+      reason = absl::StrCat("it signed a log of ", n, " entries after one of ", m);
     } else if (!log.corrupt) {
       // Provable offline: the root of our own first m entries, proven into the signed root of n.
       prefix_root = log.tree.Root(m);
@@ -247,17 +327,26 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
         ASSIGN_OR_RETURN(proof, common::ConsistencyProof(m, n, log.tree.Subtree()));
         reason = absl::StrCat("its first ", m, " entries have another root than it signed then");
       }
-    } else {
-      ASSIGN_OR_RETURN(proof, FetchConsistencyProof(*log.stub, m, n));
-      absl::Status s = common::VerifyConsistency(m, n, proof, earlier->root, log.checkpoint.root);
-      if (!s.ok()) reason = std::string(s.message());
+    } else if (m == n && earlier->root != log.checkpoint.root) {
+      reason = absl::StrCat("it signed two roots for ", n, " entries");
+    } else if (m < n) {
+      auto fetched = FetchConsistencyProof(*log.stub, m, n);
+      if (!fetched.ok() ||
+          !common::VerifyConsistency(m, n, *fetched, earlier->root, log.checkpoint.root).ok()) {
+        // Not provable offline while its entries contradict its own root: LOG_CORRUPT says it.
+        findings->back().detail += absl::StrCat(
+            "; nor does its checkpoint provably extend the one of ", m, " entries verified at "
+            "the last audit");
+        findings->back().bundle.set_detail(findings->back().detail);
+        consistent = false;
+      }
     }
     if (!reason.empty()) {
       consistent = false;
       std::string detail = absl::StrCat(
           log.jurisdiction, ": checkpoint of size ", n, " does not extend the checkpoint of size ",
           m, " verified at the last audit (", reason, ")");
-      Finding f{"FORK", detail, NewBundle("FORK", detail, {&log})};
+      Finding f{status, detail, NewBundle(status, detail, {&log})};
       f.bundle.set_origin(log.jurisdiction);
       f.bundle.set_earlier_checkpoint(*saved);
       f.bundle.set_prefix_root(prefix_root);
@@ -265,6 +354,7 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
       findings->push_back(std::move(f));
     }
   }
+  if (options_.check_notices && !log.corrupt) RETURN_IF_ERROR(CheckNotices(log, findings));
   if (consistent) {
     std::error_code ec;
     fs::create_directories(options_.state_dir, ec);
@@ -276,6 +366,95 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
     }
   }
   return log;
+}
+
+absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings) {
+  // Expected digest per (direction, peer, seq): outbound from the proven PUBLISHED entries,
+  // inbound from the manifests the proven RECEIVED entries name.
+  struct Expect {
+    std::string digest;
+    uint64_t index = 0;            // the log entry that gives it
+    v1::Signed manifest;           // inbound: the signed manifest
+  };
+  std::map<std::pair<bool, std::string>, std::map<uint64_t, Expect>> expected;
+  std::map<std::string, std::map<std::string, v1::Signed>> inbound_manifests;  // peer -> digest
+  for (uint64_t i = 0; i < log.parsed.size(); ++i) {
+    const v1::LogEntry& e = log.parsed[i];
+    if (e.kind() == v1::LogEntry::KIND_PUBLISHED && e.sequences_size() == e.destinations_size()) {
+      for (int d = 0; d < e.destinations_size(); ++d) {
+        expected[{true, e.destinations(d)}][e.sequences(d)] = {e.digest(), i, {}};
+      }
+    } else if (e.kind() == v1::LogEntry::KIND_RECEIVED && SaneRange(e.first_seq(), e.last_seq())) {
+      auto& by_digest = inbound_manifests[e.peer()];
+      if (by_digest.empty()) {
+        v1::GetEvidenceRequest req;
+        req.set_peer(e.peer());
+        req.set_direction(v1::GetEvidenceRequest::DIRECTION_INBOUND);
+        for (;;) {
+          v1::GetEvidenceResponse resp;
+          grpc::ClientContext ctx;
+          ctx.set_deadline(Deadline());
+          RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetEvidence(&ctx, req, &resp)));
+          for (const auto& ev : resp.evidence()) {
+            if (ev.kind() == v1::Evidence::KIND_MANIFEST_RECEIVED) {
+              by_digest[common::Sha256(ev.signed_().message())] = ev.signed_();
+            }
+          }
+          if (resp.next() == 0 || resp.next() <= req.after()) break;
+          req.set_after(resp.next());
+        }
+        by_digest[""];  // fetched
+      }
+      auto it = by_digest.find(e.digest());
+      if (it == by_digest.end()) continue;  // reconcile judges a missing manifest
+      auto m = OpenManifest(it->second, directory_, e.peer(), log.jurisdiction);
+      if (!m) continue;
+      for (uint64_t seq = m->first_seq(); seq <= m->last_seq(); ++seq) {
+        expected[{false, e.peer()}][seq] = {SeqDigest(*m, seq), i, it->second};
+      }
+    }
+  }
+  for (const auto& [channel, want] : expected) {
+    const auto& [outbound, peer] = channel;
+    uint64_t mismatches = 0;
+    std::optional<std::pair<uint64_t, std::string>> first;  // seq, bytes served
+    for (uint64_t from = want.begin()->first; from <= want.rbegin()->first;) {
+      v1::GetNoticesRequest req;
+      req.set_peer(peer);
+      req.set_direction(outbound ? v1::GetEvidenceRequest::DIRECTION_OUTBOUND
+                                 : v1::GetEvidenceRequest::DIRECTION_INBOUND);
+      req.set_first_seq(from);
+      v1::GetNoticesResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(Deadline());
+      RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetNotices(&ctx, req, &resp)));
+      if (resp.notices_size() == 0) break;
+      for (const auto& n : resp.notices()) {
+        auto it = want.find(n.seq());
+        if (it != want.end() && common::Sha256(n.notice()) != it->second.digest) {
+          ++mismatches;
+          if (!first) first.emplace(n.seq(), n.notice());
+        }
+      }
+      from = resp.notices(resp.notices_size() - 1).seq() + 1;
+    }
+    if (!first) continue;
+    const Expect& ex = want.at(first->first);
+    std::string detail = absl::StrCat(
+        log.jurisdiction, ": ", mismatches, " notice(s) of channel ",
+        outbound ? log.jurisdiction : peer, " -> ", outbound ? peer : log.jurisdiction,
+        " are served with other bytes than the digest ", outbound ? "its log entry" : "the signed manifest",
+        " gives; the first is seq ", first->first);
+    Finding f{"NOTICE_BYTES", detail, NewBundle("NOTICE_BYTES", detail, {&log})};
+    f.bundle.set_origin(outbound ? log.jurisdiction : peer);
+    f.bundle.set_destination(outbound ? peer : log.jurisdiction);
+    f.bundle.set_seq(first->first);
+    f.bundle.set_notice(first->second);
+    RETURN_IF_ERROR(AddEntry(log, ex.index, f.bundle));
+    if (!outbound) *f.bundle.add_manifests() = ex.manifest;
+    findings->push_back(std::move(f));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace caseway::client::audit

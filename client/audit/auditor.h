@@ -6,6 +6,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,10 @@ struct AuditOptions {
   bool progress = false;
   // Write a bundle for every exchange, not only for findings.
   bool bundle_all = false;
+  // A checkpoint older than this while the node's log is larger is STALE_CHECKPOINT.
+  absl::Duration stale = absl::Minutes(2);
+  // Fetch the notice bytes each node serves and compare them with the logged digests.
+  bool check_notices = true;
 };
 
 // NodeLog is one node's log as fetched and verified by the auditor.
@@ -39,7 +44,9 @@ struct NodeLog {
   std::string jurisdiction;
   std::string note;  // the signed checkpoint note (with cosignatures)
   common::Checkpoint checkpoint;
-  std::vector<std::string> cosigners;  // jurisdictions whose cosignature verified
+  std::vector<std::string> cosigners;  // jurisdictions whose cosignature/v1 verified
+  uint64_t log_size = 0;               // the node's committed size as it reports it (unsigned)
+  std::string halted;                  // the node's own integrity-failure report, if any
   std::vector<std::string> entries;    // exact bytes, by position
   std::vector<caseway::v1::LogEntry> parsed;
   common::LeafTree tree;               // leaf hashes of `entries`: roots and proofs, computed here
@@ -47,7 +54,8 @@ struct NodeLog {
   std::unique_ptr<caseway::v1::ExchangeLog::Stub> stub;
 };
 
-// Finding is a problem found by verify (FORK, LOG_CORRUPT, SIGNATURE) with its bundle.
+// Finding is a problem found by verify (FORK, ROLLBACK, LOG_FORMAT, LOG_CORRUPT, TRUNCATED,
+// STALE_CHECKPOINT, NOTICE_BYTES, HALTED, SIGNATURE) with its bundle.
 struct Finding {
   std::string status;
   std::string detail;
@@ -87,11 +95,15 @@ class Auditor {
   Auditor(AuditOptions options, common::Directory directory,
           std::shared_ptr<grpc::ChannelCredentials> credentials);
 
-  // Verify fetches the node's checkpoint (its signature must verify with the directory key),
-  // proves consistency with the checkpoint saved at the last audit (else FORK), fetches every
-  // entry and rebuilds the root (else LOG_CORRUPT, naming the entries that do not prove into the
-  // signed root). Saves the checkpoint as the new state only when nothing was found. Errors are
-  // for what prevents the audit (unreachable node, unknown key).
+  // Verify fetches the node's checkpoint (its signature must verify with the directory key) and
+  // every entry it covers, and turns every inconsistency into a finding with a bundle:
+  // TRUNCATED (fewer entries served than signed), LOG_CORRUPT (the entries do not rebuild the
+  // signed root; names the first that does not prove into it), LOG_FORMAT (a non-canonical entry
+  // or one dated before its predecessor), FORK or ROLLBACK (against the checkpoint saved at the
+  // last audit), STALE_CHECKPOINT, HALTED (the node reports an integrity failure) and
+  // NOTICE_BYTES (served notice bytes whose digest is not the one logged or signed). Saves the
+  // checkpoint as the new state only when it extends the saved one. Errors are for what prevents
+  // the audit (unreachable node, unknown key).
   absl::StatusOr<NodeLog> Verify(const std::string& address, std::vector<Finding>* findings);
 
   // Reconcile classifies every exchange between two verified nodes, both directions.
@@ -106,6 +118,14 @@ class Auditor {
  private:
   absl::Status ReconcileChannel(NodeLog& origin, NodeLog& dest, ReconcileReport& report);
   absl::Status CheckView(NodeLog& holder, NodeLog& subject, ReconcileReport& report);
+  // FetchEntries fills log.entries up to the checkpoint size or the first refusal.
+  absl::Status FetchEntries(NodeLog& log);
+  // FirstBadEntry bisects with the node's consistency proofs for the first entry whose prefix
+  // does not prove into the signed root (nullopt when the proofs cannot tell).
+  std::optional<uint64_t> FirstBadEntry(NodeLog& log);
+  // CheckNotices compares the notice bytes the node serves with the digests its log and the
+  // signed manifests give; appends NOTICE_BYTES findings.
+  absl::Status CheckNotices(NodeLog& log, std::vector<Finding>* findings);
   // AddEntry appends entry `index` of `log` with its inclusion proof to `bundle`.
   absl::Status AddEntry(NodeLog& log, uint64_t index, caseway::v1::EvidenceBundle& bundle);
   caseway::v1::EvidenceBundle NewBundle(const std::string& status, const std::string& detail,

@@ -8,9 +8,11 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "client/audit/auditor.h"
 #include "client/audit/evidence.h"
 #include "common/digest.h"
+#include "common/log_entry.h"
 #include "common/merkle.h"
 #include "common/status_macros.h"
 
@@ -60,11 +62,33 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
     return it == checkpoints.end() ? nullptr : &it->second;
   };
 
-  if (st == "LOG_CORRUPT") {
-    return Fail(absl::StrCat(
-        "LOG_CORRUPT cannot be shown offline: log entries are not signed one by one, so only a "
-        "live audit shows that the node serves entries its signed root contradicts. Re-run "
-        "`caseway audit verify` against ", x, " (entries listed: ", b.corrupt_indices_size(), ")"));
+  // Observations: the node's signed checkpoint verifies, but what the auditor saw it serve
+  // (entries, a log size, notice bytes, a halt report) is not signed, so a bundle can show it to a
+  // third party only as the auditor's statement.
+  auto observed = [&](const std::string& what) {
+    report.push_back(absl::StrCat(
+        "=> ", st, " (observed by the auditor at ",
+        absl::FormatTime(absl::RFC3339_sec, absl::FromUnixSeconds(b.created_at().seconds()),
+                         absl::UTCTimeZone()),
+        "; not provable offline): ", what));
+    return report;
+  };
+  if (st == "LOG_CORRUPT" || st == "TRUNCATED" || st == "HALTED" || st == "STALE_CHECKPOINT") {
+    if (checkpoint_of(x) == nullptr) return Fail(absl::StrCat("claim ", st, ": no checkpoint of ", x));
+    for (const auto& e : b.entries()) {
+      const common::Checkpoint* cp = checkpoint_of(e.jurisdiction());
+      std::vector<std::string> proof(e.proof().begin(), e.proof().end());
+      if (cp != nullptr && common::VerifyInclusion(e.index(), cp->size, common::LeafHash(e.entry()),
+                                                   proof, cp->root)
+                               .ok()) {
+        return Fail(absl::StrCat("claim ", st, ": entry ", e.index(),
+                                 " does prove into the signed checkpoint"));
+      }
+      report.push_back(absl::StrCat("ok   entry ", e.index(), " of ", e.jurisdiction(),
+                                    " does not prove into its signed checkpoint with the proof "
+                                    "the node gave"));
+    }
+    return observed(b.detail());
   }
 
   // 2. Entries: each must prove into its node's checkpoint, at that checkpoint's size.
@@ -236,6 +260,71 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
       return Fail("claim: needs x's SENT or PUBLISHED entry for y");
     }
     claim = absl::StrCat(x, " published or sent it to ", y, "; no receiving is recorded");
+  } else if (st == "NOTICE_BYTES") {
+    // Provable: the bytes in the bundle are not the notice the proven entry (or the signed
+    // manifest it names) gives for that sequence. That the node served them is observed.
+    const std::string served = common::Sha256(b.notice());
+    bool contradicted = false;
+    for (const auto& p : proven) {
+      if (p.entry.kind() == v1::LogEntry::KIND_PUBLISHED && p.jurisdiction == x) {
+        for (int d = 0; d < p.entry.destinations_size() && d < p.entry.sequences_size(); ++d) {
+          contradicted |= p.entry.destinations(d) == y && p.entry.sequences(d) == seq &&
+                          p.entry.digest() != served;
+        }
+      } else if (p.entry.kind() == v1::LogEntry::KIND_RECEIVED && p.jurisdiction == y &&
+                 p.entry.peer() == x) {
+        const v1::BatchManifest* m = manifest_of(&p);
+        contradicted |= m != nullptr && SeqDigest(*m, seq) != served;
+      }
+    }
+    if (!contradicted) {
+      return Fail("claim NOTICE_BYTES: no proven entry or signed manifest gives seq another digest "
+                  "than these bytes have");
+    }
+    claim = absl::StrCat("the logged digest of seq ", seq, " of ", x, " -> ", y,
+                         " is not the digest of the bytes in this bundle (that the node served "
+                         "these bytes is the auditor's observation)");
+  } else if (st == "LOG_FORMAT") {
+    const ProvenEntry* at = nullptr;
+    const ProvenEntry* before = nullptr;
+    for (const auto& p : proven) {
+      if (p.jurisdiction != x) continue;
+      if (p.index == seq) at = &p;
+      if (seq > 0 && p.index == seq - 1) before = &p;
+    }
+    std::string bytes;
+    for (const auto& e : b.entries()) {
+      if (e.jurisdiction() == x && e.index() == seq) bytes = e.entry();
+    }
+    if (at == nullptr && bytes.empty()) return Fail("claim LOG_FORMAT: the entry is not in the bundle");
+    auto parsed = common::ParseLogEntry(bytes, seq);
+    if (!parsed.ok()) {
+      claim = absl::StrCat(x, "'s signed log holds a malformed entry: ", parsed.status().message());
+    } else if (before != nullptr &&
+               common::EntryMicros(*parsed) < common::EntryMicros(before->entry)) {
+      claim = absl::StrCat(x, "'s signed log dates entry ", seq, " before entry ", seq - 1);
+    } else {
+      return Fail("claim LOG_FORMAT: the entry is canonical and in time order");
+    }
+  } else if (st == "ROLLBACK") {
+    ASSIGN_OR_RETURN(std::string key, dir.Key(x));
+    ASSIGN_OR_RETURN(common::Note earlier_note, common::ParseNote(b.earlier_checkpoint()));
+    ASSIGN_OR_RETURN(common::Checkpoint earlier, common::ParseCheckpointBody(earlier_note.body));
+    if (earlier.origin != dir.NoteName(x) || !common::VerifyNote(earlier_note, earlier.origin, key).ok()) {
+      return Fail(absl::StrCat("claim ROLLBACK: the earlier checkpoint is not signed by ", x));
+    }
+    const common::Checkpoint* now = checkpoint_of(x);
+    if (now == nullptr || now->size >= earlier.size) {
+      return Fail("claim ROLLBACK: needs a current checkpoint smaller than the earlier one");
+    }
+    if (earlier.time > 0 && now->time >= earlier.time) {
+      claim = absl::StrCat(x, " signed a log of ", now->size, " entries at ", now->time,
+                           ", after signing one of ", earlier.size, " at ", earlier.time);
+    } else {
+      return observed(absl::StrCat(x, " signed logs of ", earlier.size, " and ", now->size,
+                                   " entries; the checkpoints carry no times that order them, "
+                                   "so which came later is the auditor's observation"));
+    }
   } else if (st == "FORK" || st == "SPLIT_VIEW") {
     // The contradicted checkpoint (m, Rm), signed by x: kept by the auditor (FORK) or recorded
     // in a peer's proven log entry (SPLIT_VIEW).

@@ -40,6 +40,9 @@ struct ReceiptRec {
   bool signature_valid = false;
 };
 
+// How long an origin may take from signing a manifest to committing its SENT entry.
+constexpr absl::Duration kSentCommitSlack = absl::Seconds(10);
+
 absl::Time TimeOf(const v1::LogEntry& e) {
   return absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(e.time()));
 }
@@ -74,9 +77,11 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
   // Evidence by digest.
   std::map<std::string, v1::Signed> sent_evidence, received_evidence, receipt_evidence;
   ASSIGN_OR_RETURN(auto out_ev, FetchEvidence(origin, y, v1::GetEvidenceRequest::DIRECTION_OUTBOUND));
+  std::map<std::string, uint64_t> sent_evidence_index;  // manifest digest -> the index it names
   for (const auto& e : out_ev) {
     if (e.kind() == v1::Evidence::KIND_MANIFEST_SENT) {
       sent_evidence[common::Sha256(e.signed_().message())] = e.signed_();
+      sent_evidence_index[common::Sha256(e.signed_().message())] = e.log_index();
     } else if (e.kind() == v1::Evidence::KIND_RECEIPT_RECEIVED) {
       receipt_evidence[common::Sha256(e.signed_().message())] = e.signed_();
     }
@@ -137,6 +142,13 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
         }
       }
     }
+  }
+  // Manifests the origin's signed log shows it had sent: named by a SENT entry, or receipted.
+  std::set<std::string> logged_sent, logged_receipted;
+  for (const v1::LogEntry& e : origin.parsed) {
+    if (e.peer() != y) continue;
+    if (e.kind() == v1::LogEntry::KIND_SENT) logged_sent.insert(e.digest());
+    if (e.kind() == v1::LogEntry::KIND_RECEIPT_RECEIVED) logged_receipted.insert(e.digest());
   }
   // The destination's view: manifests received from x.
   std::vector<Batch> received;
@@ -229,14 +241,29 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
       }
       const absl::Time created = absl::FromUnixMicros(
           TimeUtil::TimestampToMicroseconds(r->manifest.created_at()));
-      if (valid_sent.empty() && now - created < options_.grace) {
+      // The origin appends SENT and commits it before it sends, so its signed checkpoint must
+      // already cover the SENT entry (no --grace) when it covers the receipt for that batch, when
+      // its evidence names a log index below the checkpoint, or when it was signed well after the
+      // manifest (both times by the origin's own clock).
+      auto ev_index = sent_evidence_index.find(r->digest);
+      const bool covered =
+          logged_receipted.count(r->digest) > 0 ||
+          (ev_index != sent_evidence_index.end() && ev_index->second < origin.checkpoint.size) ||
+          (origin.checkpoint.time > 0 &&
+           absl::FromUnixSeconds(origin.checkpoint.time) - created > kSentCommitSlack);
+      if (valid_sent.empty() && now - created < options_.grace && !covered) {
         row.status = "PENDING";
         row.detail = absl::StrCat("received; the sending is younger than --grace and may be past ",
                                   x, "'s checkpoint");
       } else if (valid_sent.empty()) {
         row.status = "SENDER_OMITTED";
-        row.detail = absl::StrCat(y, " holds ", x, "'s signed manifest for seq ", s, " but ", x,
-                                  "'s log records no sending of it");
+        row.detail = absl::StrCat(
+            y, " holds ", x, "'s signed manifest for seq ", s, " but ", x,
+            logged_sent.count(r->digest) ? "'s log names it in a SENT entry without the signed "
+                                           "manifest to show for it"
+                                         : "'s log records no sending of it",
+            covered ? " (its signed checkpoint already covers the batch's receipt or sending)"
+                    : "");
       } else if (std::any_of(valid_sent.begin(), valid_sent.end(),
                              [&](const Batch* b) { return b->SeqDigest(s) != d; })) {
         row.status = "CONFLICT";

@@ -43,6 +43,12 @@ void AddAuditFlags(CLI::App* app, AuditFlags* f, bool needs_connection) {
   app->add_option("--bundle-dir", f->bundle_dir,
                   "where evidence bundles go (default ./audit-bundles/<time>)");
   app->add_flag("--progress", f->progress, "show fetched entry counts on stderr");
+  app->add_option("--stale", f->stale,
+                  "a checkpoint older than this while the node's log is larger is "
+                  "STALE_CHECKPOINT")
+      ->capture_default_str();
+  app->add_flag("--skip-notice-bytes", f->skip_notice_bytes,
+                "do not fetch the notice bytes to compare them with the logged digests");
 }
 
 absl::StatusOr<std::unique_ptr<caseway::client::audit::Auditor>> MakeAuditor(const AuditFlags& f) {
@@ -61,6 +67,10 @@ absl::StatusOr<std::unique_ptr<caseway::client::audit::Auditor>> MakeAuditor(con
   if (!absl::ParseDuration(f.grace, &o.grace)) {
     return absl::InvalidArgumentError("--grace: a duration like 10m or 30s expected");
   }
+  if (!absl::ParseDuration(f.stale, &o.stale)) {
+    return absl::InvalidArgumentError("--stale: a duration like 2m or 30s expected");
+  }
+  o.check_notices = !f.skip_notice_bytes;
   o.progress = f.progress;
   o.bundle_all = f.bundle_all;
   return std::make_unique<caseway::client::audit::Auditor>(o, std::move(*dir), std::move(*creds));
@@ -224,17 +234,32 @@ int RunAuditEvidence(const AuditFlags& flags, const std::string& node, const std
             caseway::client::audit::OpenManifest(sig, *dir, ch.origin(), ch.destination());
         caseway::v1::BatchManifest m = opened ? *opened : caseway::v1::BatchManifest();
         if (!opened) m.ParseFromString(sig.message());  // for the report only
-        bool ok = opened && caseway::client::audit::Covers(m, ch.seq()) &&
-                  caseway::client::audit::SeqDigest(m, ch.seq()) == digest;
-        if (ok) manifests.insert(caseway::common::Sha256(sig.message()));
-        has_manifest |= ok;
-        bad += !ok;
-        printf("    %s manifest %llu..%llu (log entry %llu): %s\n", ok ? "ok " : "BAD",
+        // The manifest is judged on its own (signature, channel, range); the notice bytes are
+        // judged against the digest it signed. Changed bytes are the bytes' fault, not the
+        // manifest's.
+        const bool valid = opened && caseway::client::audit::Covers(m, ch.seq());
+        const bool bytes_match =
+            valid && caseway::client::audit::SeqDigest(m, ch.seq()) == digest;
+        if (valid) manifests.insert(caseway::common::Sha256(sig.message()));
+        has_manifest |= valid;
+        bad += !bytes_match;
+        std::string verdict;
+        if (!valid) {
+          verdict = "signature, channel or range does not match";
+        } else if (bytes_match) {
+          verdict = absl::StrCat("signed by ", ch.origin(), ", holds this notice's digest");
+        } else {
+          verdict = absl::StrCat(
+              "valid, signed by ", ch.origin(), "; but the notice bytes this node serves do not "
+              "match its digest for seq ", ch.seq(), " (",
+              Short(caseway::client::audit::SeqDigest(m, ch.seq())), "...): the stored bytes "
+              "changed");
+        }
+        printf("    %s manifest %llu..%llu (log entry %llu): %s\n",
+               valid && bytes_match ? "ok " : "BAD",
                static_cast<unsigned long long>(m.first_seq()),
                static_cast<unsigned long long>(m.last_seq()),
-               static_cast<unsigned long long>(e.log_index()),
-               ok ? absl::StrCat("signed by ", ch.origin(), ", holds this notice's digest").c_str()
-                  : "signature, channel or digest does not match");
+               static_cast<unsigned long long>(e.log_index()), verdict.c_str());
       }
     }
     for (const auto& e : ch.evidence()) {
@@ -307,7 +332,9 @@ void AddAuditCommands(CLI::App& app, AuditCommands* c) {
   c->verify = audit->add_subcommand(
       "verify",
       "Verify NODE's log: checkpoint signature, consistency with the last audit (saved "
-      "in --state-dir), root rebuilt from every entry. Exit 1 on FORK or LOG_CORRUPT.");
+      "in --state-dir), root rebuilt from every entry, entry format, notice bytes against the logged "
+      "digests. Exit 1 on any finding (FORK, ROLLBACK, LOG_FORMAT, LOG_CORRUPT, TRUNCATED, "
+      "STALE_CHECKPOINT, NOTICE_BYTES, HALTED), each with an evidence bundle.");
   c->verify->add_option("node", c->node_a, "node address host:port")->required();
   AddAuditFlags(c->verify, &c->flags, true);
   c->reconcile = audit->add_subcommand(

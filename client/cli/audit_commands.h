@@ -12,6 +12,8 @@ struct AuditFlags {
   std::string ca, cert, key, directory;
   std::string state_dir, bundle_dir;
   std::string grace = "10m";
+  std::string stale = "2m";
+  bool skip_notice_bytes = false;
   bool progress = false;
   bool bundle_all = false;
 };

@@ -300,6 +300,7 @@ int RunStatus(const Connection& conn, bool json) {
   printf("node %s   inbox: %llu received, %llu unacknowledged\n\n",
          status->jurisdiction().c_str(), static_cast<unsigned long long>(status->inbox_total()),
          static_cast<unsigned long long>(status->inbox_unacked()));
+  if (!status->halted().empty()) printf("HALTED: %s\n\n", status->halted().c_str());
   printf("%-14s %10s %10s %10s %8s\n", "CHANNEL TO", "HEAD", "ACKED", "BEHIND", "STREAMS");
   for (const auto& c : status->channels()) {
     printf("%-14s %10llu %10llu %10llu %8u\n", c.destination().c_str(),
@@ -314,8 +315,11 @@ int RunStatus(const Connection& conn, bool json) {
            static_cast<unsigned long long>(s.cursor()),
            static_cast<unsigned long long>(s.peer_head()),
            static_cast<unsigned long long>(s.lag()), s.state().c_str());
+    if (!s.witness().empty() && s.witness() != "ok") {
+      printf("%-14s witness: %s\n", "", s.witness().c_str());
+    }
   }
-  return 0;
+  return status->halted().empty() ? 0 : 1;
 }
 
 }  // namespace

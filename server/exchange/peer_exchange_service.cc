@@ -188,6 +188,8 @@ absl::Status Subscription::HandleOpen(const v1::SubscribeRequest& first) {
                                                     ", not ", open.destination()));
   }
   if (open.window() > 64) return absl::InvalidArgumentError("open.window: must be in 0..64");
+  // A halted node sends nothing: what it would send could not be proven by its log.
+  if (absl::Status halted = service_->store_->Halted(); !halted.ok()) return halted;
   const ChannelState at_open = service_->store_->Channel(dest);
   if (open.cursor() > at_open.head) {
     return absl::OutOfRangeError(absl::StrCat("open.cursor: ", open.cursor(),

@@ -153,6 +153,8 @@ absl::Status Subscriber::VerifyBatch(const v1::Batch& batch) {
 }
 
 absl::Status Subscriber::Session() {
+  // A halted node receives nothing: it could not log or receipt it.
+  RETURN_IF_ERROR(store_->Halted());
   auto cursor = store_->Cursor(peer_.jurisdiction());
   if (!cursor.ok()) return cursor.status();
   grpc::ClientContext ctx;

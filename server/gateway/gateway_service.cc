@@ -308,6 +308,9 @@ grpc::Status GatewayService::Status(grpc::ServerContext* ctx, const v1::StatusRe
   if (!counts.ok()) return ToGrpcStatus(counts.status());
   resp->set_inbox_total(counts->first);
   resp->set_inbox_unacked(counts->second);
+  if (absl::Status halted = store_->Halted(); !halted.ok()) {
+    resp->set_halted(std::string(halted.message()));
+  }
   return grpc::Status::OK;
 }
 

@@ -32,55 +32,92 @@ void Checkpointer::Tick() {
 
 absl::Status Checkpointer::SignNow() {
   absl::MutexLock sign_lock(&sign_mu_);
+  RETURN_IF_ERROR(store_->Halted());
   auto [size, root] = store_->LogHead();
   if (size == 0) return absl::OkStatus();
+  auto halt = [this](const std::string& reason) {
+    store_->Halt(reason);
+    return absl::FailedPreconditionError(reason);
+  };
   auto last = store_->LatestCheckpoint();
+  uint64_t last_size = 0;
+  std::string last_root = common::EmptyRoot();
+  int64_t last_time = 0;
   if (last.ok()) {
-    if (last->size == size) {
-      if (last->root != root) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "exchange log of size ", size, " has another root than its signed checkpoint"));
-      }
-      return absl::OkStatus();  // nothing new
+    last_size = last->size;
+    last_root = last->root;
+    // The stored checkpoint must be one this node signed, for the root stored beside it.
+    auto note = common::ParseNote(last->note);
+    auto body = note.ok() ? common::ParseCheckpointBody(note->body)
+                          : absl::StatusOr<common::Checkpoint>(note.status());
+    if (!body.ok() || body->size != last->size || body->root != last->root ||
+        !common::VerifyNote(*note, name_, key_->PublicKey()).ok()) {
+      return halt(absl::StrCat("the stored checkpoint of ", last->size,
+                               " entries is not one this node signed for that root"));
+    }
+    last_time = body->time;
+    // After a restart, the last checkpoint's own time (a restart is no reason to sign witness
+    // records sooner).
+    if (last_signed_ == absl::InfinitePast() && last_time > 0) {
+      last_signed_ = absl::FromUnixSeconds(last_time);
     }
     if (last->size > size) {
-      return absl::FailedPreconditionError(absl::StrCat("exchange log shrank from ", last->size,
-                                                        " to ", size, " entries"));
+      return halt(absl::StrCat("the log has ", size, " entries but a checkpoint of ", last->size,
+                               " was signed"));
     }
-    // Growth made only of witness records (cosigned peer checkpoints) is checkpointed at most
-    // once a minute: otherwise two idle witnesses would make each other sign forever.
-    if (absl::Now() - last_signed_ < kWitnessOnlyInterval) {
-      bool significant = false;
-      for (uint64_t start = last->size; start < size && !significant; start += 100) {
-        ASSIGN_OR_RETURN(auto entries, store_->ReadEntries(start, std::min(size, start + 100)));
-        for (const auto& bytes : entries) {
-          v1::LogEntry e;
-          if (!e.ParseFromString(bytes) || e.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED) {
-            significant = true;
-            break;
-          }
-        }
+    if (last->size == size) {
+      if (last->root != root) {
+        return halt(absl::StrCat("the log of ", size,
+                                 " entries has another root than its signed checkpoint"));
       }
-      if (!significant) return absl::OkStatus();
-    }
-    ASSIGN_OR_RETURN(auto proof, store_->ConsistencyProof(last->size, size));
-    absl::Status consistent = common::VerifyConsistency(last->size, size, proof, last->root, root);
-    if (!consistent.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "exchange log is not consistent with checkpoint ", last->size, ": ",
-          consistent.message()));
+      return absl::OkStatus();  // nothing new
     }
   } else if (last.status().code() != absl::StatusCode::kNotFound) {
     return last.status();
   }
-  std::string body = common::CheckpointBody({name_, size, root});
+  // Verify before signing: the stored subtrees must rebuild the last signed root, and the new
+  // entries, recomputed from their bytes, must extend it to the root about to be signed.
+  auto frontier = store_->StoredFrontier(last_size);
+  if (!frontier.ok() || frontier->Root() != last_root) {
+    return halt(absl::StrCat("the stored hashes of the first ", last_size,
+                             " entries do not rebuild their signed checkpoint"));
+  }
+  absl::Status verified = store_->VerifyStored(*frontier, size);
+  if (verified.code() == absl::StatusCode::kDataLoss) return halt(std::string(verified.message()));
+  RETURN_IF_ERROR(verified);
+  if (frontier->Root() != root) {
+    return halt(absl::StrCat("the stored entries up to ", size,
+                             " do not rebuild the root the log holds in memory"));
+  }
+  ASSIGN_OR_RETURN(const bool significant, CheckNewEntries(last_size, size));
+  if (!significant && last.ok() &&
+      (!last_significant_ || absl::Now() - last_signed_ < kWitnessOnlyInterval)) {
+    return absl::OkStatus();
+  }
+  // A checkpoint's time never goes back, even when the clock does.
+  const int64_t now = std::max(absl::ToUnixSeconds(absl::Now()), last_time);
+  std::string body = common::CheckpointBody({name_, size, root, now});
   StoredCheckpoint c;
   c.size = size;
   c.root = root;
   c.note = body + "\n" + common::SignNoteLine(body, name_, *key_);
   RETURN_IF_ERROR(store_->StoreCheckpoint(c));
   last_signed_ = absl::Now();
+  last_significant_ = significant;
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> Checkpointer::CheckNewEntries(uint64_t begin, uint64_t end) {
+  for (uint64_t start = begin; start < end; start += 100) {
+    ASSIGN_OR_RETURN(auto entries, store_->ReadEntries(start, std::min(end, start + 100)));
+    for (const auto& bytes : entries) {
+      v1::LogEntry e;
+      if (!e.ParseFromString(bytes) || e.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED) {
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 }  // namespace caseway::server

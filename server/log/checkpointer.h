@@ -14,10 +14,14 @@
 
 namespace caseway::server {
 
-// Checkpointer signs a C2SP checkpoint of the committed log every `interval` while it grows, and
-// only after checking that the new tree is consistent with the last signed checkpoint: it never
-// signs a checkpoint that contradicts an earlier one. Growth made only of witness records is
-// checkpointed at most once a minute (kWitnessOnlyInterval), so idle witnesses settle.
+// Checkpointer signs a C2SP checkpoint of the committed log, with its time, every `interval`
+// while it grows. Before signing it recomputes what the new checkpoint covers from the stored
+// bytes: the last checkpoint's root from the stored subtree hashes, then every new entry (format,
+// time order, leaf hash, node hashes) up to the new root. Any contradiction halts the store
+// (NoticeStore::Halt): nothing is signed or appended any more.
+// Growth made only of witness records is checkpointed at most once a minute
+// (kWitnessOnlyInterval), and only when the checkpoint before covered a real event, so that two
+// idle witnesses settle after one round instead of cosigning each other forever.
 // Concurrency: own thread; SignNow() is thread-safe. Lifetime: `store` outlives it.
 class Checkpointer {
  public:
@@ -26,8 +30,9 @@ class Checkpointer {
   ~Checkpointer();
   void Start();
   void Stop();
-  // SignNow signs a checkpoint of the current log if it grew. FAILED_PRECONDITION (and nothing
-  // signed) when the log is inconsistent with the last checkpoint.
+  // SignNow signs a checkpoint of the current log if it grew. FAILED_PRECONDITION (nothing signed,
+  // the store halted) when the stored log contradicts itself or the last checkpoint, or when the
+  // store had halted already.
   absl::Status SignNow();
 
  private:
@@ -39,6 +44,12 @@ class Checkpointer {
 
   absl::Mutex sign_mu_;  // one signer at a time
   absl::Time last_signed_ ABSL_GUARDED_BY(sign_mu_) = absl::InfinitePast();
+  // Whether the last checkpoint signed covered an event other than witness records (unknown
+  // after a restart: assumed so).
+  bool last_significant_ ABSL_GUARDED_BY(sign_mu_) = true;
+  // SignedRange checks [begin, end) from the stored bytes and reports whether it holds an event
+  // other than witness records; DATA_LOSS on a contradiction.
+  absl::StatusOr<bool> CheckNewEntries(uint64_t begin, uint64_t end);
   Periodic periodic_;
 };
 

@@ -7,6 +7,8 @@
 
 namespace caseway::server {
 
+using common::Log;
+using common::LogLevel;
 using common::ToGrpcStatus;
 
 namespace {
@@ -26,17 +28,39 @@ ExchangeLogService::ExchangeLogService(NoticeStore* store, const Authorizer* aut
     : store_(store), authz_(authz), signatures_(std::move(signatures)) {}
 
 grpc::Status ExchangeLogService::GetCheckpoint(grpc::ServerContext* ctx,
-                                               const v1::GetCheckpointRequest*,
+                                               const v1::GetCheckpointRequest* req,
                                                v1::CheckpointResponse* resp) {
   if (auto id = authz_->Check(*ctx, Rpc::kLogCheckpoint); !id.ok()) return ToGrpcStatus(id.status());
   if (!store_->log_enabled()) return Disabled();
-  auto c = store_->LatestCheckpoint();
+  auto c = req->size() == 0 ? store_->LatestCheckpoint() : store_->CheckpointAt(req->size());
   if (!c.ok()) return ToGrpcStatus(c.status());
+  // Only cosignatures that verify are served: a stored line is data like any other.
   std::string note = c->note;
-  for (const auto& line : c->cosignatures) note += line;
+  const common::Directory& dir = *signatures_.directory;
+  auto parsed = common::ParseNote(c->note);
+  for (const auto& line : c->cosignatures) {
+    auto one = common::ParseNote(absl::StrCat(parsed.ok() ? parsed->body : "", "\n", line));
+    bool valid = false;
+    if (parsed.ok() && one.ok() && one->signatures.size() == 1) {
+      const std::string& name = one->signatures[0].name;
+      for (const auto& [j, key] : dir.keys()) {
+        if (dir.NoteName(j) == name) valid = common::VerifyCosignature(*one, name, key).ok();
+      }
+    }
+    if (valid) {
+      note += line;
+    } else {
+      Log(LogLevel::kWarn, "stored cosignature does not verify; not served",
+          {{"size", absl::StrCat(c->size)}});
+    }
+  }
   resp->set_note(note);
   resp->set_size(c->size);
   resp->set_root(c->root);
+  resp->set_log_size(store_->LogHead().first);
+  if (absl::Status halted = store_->Halted(); !halted.ok()) {
+    resp->set_halted(std::string(halted.message()));
+  }
   return grpc::Status::OK;
 }
 
@@ -107,12 +131,57 @@ grpc::Status ExchangeLogService::GetEvidence(grpc::ServerContext* ctx,
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "direction: required (must not be DIRECTION_UNSPECIFIED)");
   }
+  if (grpc::Status other = OtherNode(req->peer()); !other.ok()) return other;
   constexpr uint32_t kPageRows = 1000;
   auto evidence =
       store_->ReadEvidence(req->peer(), kind1, kind2, req->after(), kPageRows, kMaxResponseBytes);
   if (!evidence.ok()) return ToGrpcStatus(evidence.status());
-  if (!evidence->empty()) resp->set_next(evidence->back().id());
+  if (!evidence->empty()) {
+    // `next` only when another row follows: the last page says 0.
+    auto probe = store_->ReadEvidence(req->peer(), kind1, kind2, evidence->back().id(), 1,
+                                      kMaxResponseBytes);
+    if (!probe.ok()) return ToGrpcStatus(probe.status());
+    if (!probe->empty()) resp->set_next(evidence->back().id());
+  }
   for (auto& e : *evidence) *resp->add_evidence() = std::move(e);
+  return grpc::Status::OK;
+}
+
+grpc::Status ExchangeLogService::OtherNode(const std::string& peer) const {
+  if (peer.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "peer: required");
+  const std::string shown = peer.substr(0, 64);
+  if (peer == store_->self()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("peer: ", shown, " is this node itself"));
+  }
+  if (!signatures_.directory->Key(peer).ok()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("peer: ", shown, " is not a node of the federation"));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ExchangeLogService::GetNotices(grpc::ServerContext* ctx,
+                                            const v1::GetNoticesRequest* req,
+                                            v1::GetNoticesResponse* resp) {
+  if (auto id = authz_->Check(*ctx, Rpc::kLogAudit); !id.ok()) return ToGrpcStatus(id.status());
+  if (!store_->log_enabled()) return Disabled();
+  if (req->direction() != v1::GetEvidenceRequest::DIRECTION_OUTBOUND &&
+      req->direction() != v1::GetEvidenceRequest::DIRECTION_INBOUND) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "direction: required (must not be DIRECTION_UNSPECIFIED)");
+  }
+  if (grpc::Status other = OtherNode(req->peer()); !other.ok()) return other;
+  const uint32_t limit = req->limit() == 0 || req->limit() > 1000 ? 1000 : req->limit();
+  auto notices = store_->ReadNotices(req->peer(),
+                                     req->direction() == v1::GetEvidenceRequest::DIRECTION_OUTBOUND,
+                                     req->first_seq(), limit, kMaxResponseBytes);
+  if (!notices.ok()) return ToGrpcStatus(notices.status());
+  for (auto& [seq, bytes] : *notices) {
+    auto* n = resp->add_notices();
+    n->set_seq(seq);
+    n->set_notice(std::move(bytes));
+  }
   return grpc::Status::OK;
 }
 
@@ -150,16 +219,17 @@ grpc::Status ExchangeLogService::AddCosignature(grpc::ServerContext* ctx,
   const std::string witness = dir.NoteName(id->jurisdiction);
   auto key = dir.Key(id->jurisdiction);
   if (!key.ok()) return ToGrpcStatus(key.status());
-  absl::Status verified = common::VerifyNote(*note, witness, *key);
-  if (!verified.ok()) {
+  if (!common::VerifyCosignature(*note, witness, *key).ok()) {
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                        absl::StrCat("note: no valid signature of ", witness));
+                        absl::StrCat("note: no valid cosignature/v1 of ", witness));
   }
+  const std::string id_hash = common::CosignatureKeyId(witness, *key);
   for (const auto& s : note->signatures) {
-    if (s.name == witness && s.key_hash == common::NoteKeyHash(witness, *key)) {
+    if (s.name == witness && s.key_hash == id_hash) {
       common::Note one{note->body, {s}};
       std::string text = common::FormatNote(one);
       std::string line = text.substr(note->body.size() + 1);
+      // Replaces an earlier line of the same witness: a witness repairs a bad one this way.
       return ToGrpcStatus(store_->AddCosignature(body->size, witness, line));
     }
   }

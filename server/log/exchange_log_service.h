@@ -30,11 +30,16 @@ class ExchangeLogService final : public caseway::v1::ExchangeLog::Service {
   grpc::Status GetNoticeEvidence(grpc::ServerContext* ctx,
                                  const caseway::v1::GetNoticeEvidenceRequest* req,
                                  caseway::v1::NoticeEvidence* resp) override;
+  grpc::Status GetNotices(grpc::ServerContext* ctx, const caseway::v1::GetNoticesRequest* req,
+                          caseway::v1::GetNoticesResponse* resp) override;
   grpc::Status AddCosignature(grpc::ServerContext* ctx,
                               const caseway::v1::AddCosignatureRequest* req,
                               caseway::v1::AddCosignatureResponse* resp) override;
 
  private:
+  // OtherNode checks that `peer` names another node of the federation (INVALID_ARGUMENT).
+  grpc::Status OtherNode(const std::string& peer) const;
+
   NoticeStore* const store_;
   const Authorizer* const authz_;
   const Signatures signatures_;

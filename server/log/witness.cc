@@ -3,6 +3,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/merkle.h"
@@ -17,6 +18,8 @@ using google::protobuf::util::TimeUtil;
 Witness::Witness(const v1::NodeConfig& config, std::shared_ptr<grpc::ChannelCredentials> creds,
                  NoticeStore* store, Signatures signatures)
     : self_(config.jurisdiction()),
+      stale_after_(absl::Milliseconds(
+          TimeUtil::DurationToMilliseconds(config.exchange_log().stale_checkpoint_after()))),
       store_(store),
       signatures_(std::move(signatures)),
       periodic_(absl::Milliseconds(
@@ -38,12 +41,56 @@ void Witness::Stop() { periodic_.Stop(); }
 void Witness::Round() {
   for (const auto& [peer, stub] : stubs_) {
     absl::Status s = WitnessPeer(peer);
+    std::string state = s.ok() ? "ok" : std::string(s.message());
+    if (s.code() != absl::StatusCode::kFailedPrecondition && !s.ok()) {
+      state = absl::StrCat("unreachable: ", s.message());
+    }
+    std::string before;
+    {
+      absl::MutexLock lock(&mu_);
+      before = state_[peer];
+      state_[peer] = state;
+    }
     if (s.code() == absl::StatusCode::kFailedPrecondition) {
-      Log(LogLevel::kError, "peer checkpoint refused", {{"peer", peer}, {"status", s.ToString()}});
+      // A finding: logged when it first appears or changes, not every round.
+      if (state != before) {
+        Log(LogLevel::kError, "peer checkpoint refused", {{"peer", peer}, {"status", s.ToString()}});
+      }
     } else if (!s.ok()) {
       Log(LogLevel::kDebug, "witnessing skipped", {{"peer", peer}, {"status", s.ToString()}});
+    } else if (before != "ok" && !before.empty() && before.rfind("unreachable", 0) != 0) {
+      Log(LogLevel::kInfo, "peer checkpoint accepted again", {{"peer", peer}});
     }
   }
+}
+
+std::string Witness::State(const std::string& peer) {
+  absl::MutexLock lock(&mu_);
+  auto it = state_.find(peer);
+  return it == state_.end() ? "" : it->second;
+}
+
+std::string Witness::Stale(const std::string& peer, const common::Checkpoint& c,
+                           uint64_t log_size) {
+  if (c.time <= 0) return "";
+  const absl::Time signed_at = absl::FromUnixSeconds(c.time);
+  if (log_size > c.size && absl::Now() - signed_at > stale_after_) {
+    return absl::StrCat("stale: ", peer, "'s latest checkpoint (", c.size, " entries) was signed ",
+                        absl::FormatDuration(absl::Trunc(absl::Now() - signed_at, absl::Seconds(1))),
+                        " ago while its log holds ", log_size);
+  }
+  // The peer appends SENT before it sends a batch: a manifest it signed well after its
+  // checkpoint shows that the checkpoint no longer covers its log.
+  if (auto m = store_->LastManifestReceived(peer); m.ok()) {
+    const absl::Time created =
+        absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(m->created_at()));
+    if (created - signed_at > stale_after_) {
+      return absl::StrCat("stale: ", peer, " signed a manifest ",
+                          absl::FormatDuration(absl::Trunc(created - signed_at, absl::Seconds(1))),
+                          " after its latest checkpoint (", c.size, " entries)");
+    }
+  }
+  return "";
 }
 
 absl::Status Witness::WitnessPeer(const std::string& peer) {
@@ -73,6 +120,10 @@ absl::Status Witness::WitnessPeer(const std::string& peer) {
     return absl::FailedPreconditionError(absl::StrCat("checkpoint origin ", c.origin, " is not ",
                                                       dir.NoteName(peer)));
   }
+  if (!checkpoint.halted().empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("halted: ", peer, " reports ", checkpoint.halted().substr(0, 512)));
+  }
   auto previous = store_->Witnessed(peer);
   if (previous.ok()) {
     if (c.size < previous->size) {
@@ -84,11 +135,15 @@ absl::Status Witness::WitnessPeer(const std::string& peer) {
         return absl::FailedPreconditionError(
             absl::StrCat("fork: ", peer, " signed two roots for size ", c.size));
       }
-      // Already recorded; give the cosignature again if the peer lacks it (a lost call).
-      bool has_ours = false;
-      for (const auto& s : note.signatures) has_ours |= s.name == dir.NoteName(self_);
-      if (has_ours) return absl::OkStatus();
-      return SendCosignature(*stub, note.body);
+      // Already recorded; give the cosignature again if the peer lacks a valid one (a lost call,
+      // or a line damaged in the peer's database).
+      if (!common::VerifyCosignature(note, dir.NoteName(self_), signatures_.key->PublicKey()).ok()) {
+        RETURN_IF_ERROR(SendCosignature(*stub, note.body));
+      }
+      if (std::string stale = Stale(peer, c, checkpoint.log_size()); !stale.empty()) {
+        return absl::FailedPreconditionError(stale);
+      }
+      return absl::OkStatus();
     }
     v1::GetConsistencyProofRequest req;
     req.set_first(previous->size);
@@ -118,13 +173,18 @@ absl::Status Witness::WitnessPeer(const std::string& peer) {
     }
   }
   RETURN_IF_ERROR(store_->RecordCosigned(peer, c, common::FormatNote(own)));
-  return SendCosignature(*stub, note.body);
+  RETURN_IF_ERROR(SendCosignature(*stub, note.body));
+  if (std::string stale = Stale(peer, c, checkpoint.log_size()); !stale.empty()) {
+    return absl::FailedPreconditionError(stale);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Witness::SendCosignature(v1::ExchangeLog::Stub& stub, const std::string& body) {
   v1::AddCosignatureRequest add;
   add.set_note(body + "\n" +
-               common::SignNoteLine(body, signatures_.directory->NoteName(self_), *signatures_.key));
+               common::SignCosignatureLine(body, signatures_.directory->NoteName(self_),
+                                           *signatures_.key, absl::ToUnixSeconds(absl::Now())));
   v1::AddCosignatureResponse added;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));

@@ -1,6 +1,7 @@
 #include "server/store/merkle_log.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/log_entry.h"
 #include "common/status_macros.h"
 
 namespace caseway::server {
@@ -25,13 +26,7 @@ absl::StatusOr<std::unique_ptr<MerkleLog>> MerkleLog::Load(sqlite3* db) {
     }
     RETURN_IF_ERROR(s.status("read log size"));
   }
-  std::vector<std::string> hashes;
-  for (const auto& p : common::PerfectSubtrees(size)) {
-    ASSIGN_OR_RETURN(hashes.emplace_back(),
-                     PerfectSubtreeHash(db, p.begin(), p.begin() + (uint64_t{1} << p.level)));
-  }
-  ASSIGN_OR_RETURN(common::MerkleFrontier frontier,
-                   common::MerkleFrontier::FromSubtrees(size, std::move(hashes)));
+  ASSIGN_OR_RETURN(common::MerkleFrontier frontier, StoredFrontier(db, size));
   log->working_ = log->op_snapshot_ = log->committed_copy_ = frontier;
   absl::MutexLock lock(&log->mu_);
   log->committed_ = frontier;
@@ -90,6 +85,76 @@ absl::StatusOr<std::string> MerkleLog::PerfectSubtreeHash(sqlite3* db, uint64_t 
                                             end, ")"));
   }
   return hash;
+}
+
+absl::StatusOr<common::MerkleFrontier> MerkleLog::StoredFrontier(sqlite3* db, uint64_t size) {
+  std::vector<std::string> hashes;
+  for (const auto& p : common::PerfectSubtrees(size)) {
+    ASSIGN_OR_RETURN(hashes.emplace_back(),
+                     PerfectSubtreeHash(db, p.begin(), p.begin() + (uint64_t{1} << p.level)));
+  }
+  return common::MerkleFrontier::FromSubtrees(size, std::move(hashes));
+}
+
+absl::Status MerkleLog::VerifyStored(sqlite3* db, uint64_t end, common::MerkleFrontier& frontier,
+                                     const std::map<uint64_t, std::string>& checkpoint_roots,
+                                     int64_t& last_micros) {
+  Stmt leaves(db, "SELECT idx, bytes, hash FROM log_leaf WHERE idx >= ? AND idx < ? ORDER BY idx");
+  Stmt node(db, "SELECT hash FROM log_node WHERE level = ? AND idx = ?");
+  leaves.Bind(1, static_cast<int64_t>(frontier.size())).Bind(2, static_cast<int64_t>(end));
+  absl::Status bad;
+  while (bad.ok() && leaves.Step()) {
+    const uint64_t i = frontier.size();
+    if (static_cast<uint64_t>(leaves.Int(0)) != i) {
+      return absl::DataLossError(absl::StrCat("exchange log: entry ", i, " is missing"));
+    }
+    const absl::string_view bytes = leaves.Blob(1);
+    auto entry = common::ParseLogEntry(bytes, i);
+    if (!entry.ok()) {
+      return absl::DataLossError(absl::StrCat("exchange log: ", entry.status().message()));
+    }
+    const int64_t micros = common::EntryMicros(*entry);
+    if (micros < last_micros) {
+      return absl::DataLossError(
+          absl::StrCat("exchange log: entry ", i, " is dated before the entry preceding it"));
+    }
+    last_micros = micros;
+    const std::string leaf = common::LeafHash(bytes);
+    if (leaf != leaves.Blob(2)) {
+      return absl::DataLossError(
+          absl::StrCat("exchange log: entry ", i, ": its bytes do not match its stored hash"));
+    }
+    frontier.Append(leaf, [&](int level, uint64_t index, const std::string& hash) {
+      if (!bad.ok()) return;
+      node.Bind(1, int64_t{level}).Bind(2, static_cast<int64_t>(index));
+      const bool found = node.Step();
+      if (!found) {
+        bad = node.status("read log node");
+        if (bad.ok()) {
+          bad = absl::DataLossError(absl::StrCat("exchange log: node ", level, "/", index,
+                                                 " (entries up to ", i, ") is missing"));
+        }
+      } else if (node.Blob(0) != hash) {
+        bad = absl::DataLossError(absl::StrCat("exchange log: node ", level, "/", index,
+                                               " does not match the entries below it (up to ",
+                                               i, ")"));
+      }
+      node.Reset();
+    });
+    if (auto it = checkpoint_roots.find(frontier.size());
+        bad.ok() && it != checkpoint_roots.end() && it->second != frontier.Root()) {
+      bad = absl::DataLossError(absl::StrCat("exchange log: the first ", frontier.size(),
+                                             " entries do not rebuild the root of the checkpoint "
+                                             "signed for that size"));
+    }
+  }
+  RETURN_IF_ERROR(bad);
+  RETURN_IF_ERROR(leaves.status("read log leaves"));
+  if (frontier.size() != end) {
+    return absl::DataLossError(
+        absl::StrCat("exchange log: entry ", frontier.size(), " is missing"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace caseway::server

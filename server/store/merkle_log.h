@@ -4,6 +4,7 @@
 #define CASEWAY_SERVER_STORE_MERKLE_LOG_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,20 @@ class MerkleLog : public TxnParticipant {
   // PerfectSubtreeHash reads a stored perfect subtree root [begin, end) from `db` (any
   // connection). NOT_FOUND when it is not stored (beyond the committed tree).
   static absl::StatusOr<std::string> PerfectSubtreeHash(sqlite3* db, uint64_t begin, uint64_t end);
+
+  // StoredFrontier rebuilds the frontier of the first `size` leaves from the stored perfect
+  // subtree hashes (any connection). NOT_FOUND when one is missing.
+  static absl::StatusOr<common::MerkleFrontier> StoredFrontier(sqlite3* db, uint64_t size);
+
+  // VerifyStored extends `frontier` over the stored leaves [frontier.size(), end), recomputing
+  // everything from the entry bytes: each entry must be canonical (common::ParseLogEntry) with a
+  // time no earlier than the entry before it, hash to its stored leaf hash, and complete exactly
+  // the stored node hashes; at every size in `checkpoint_roots` the root must be the signed one.
+  // `last_micros` is the time of the entry before frontier.size() and is advanced. DATA_LOSS
+  // naming the first contradiction; INTERNAL on read errors.
+  static absl::Status VerifyStored(sqlite3* db, uint64_t end, common::MerkleFrontier& frontier,
+                                   const std::map<uint64_t, std::string>& checkpoint_roots,
+                                   int64_t& last_micros);
 
  private:
   explicit MerkleLog(sqlite3* db);

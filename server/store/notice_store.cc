@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "caseway/v1/notice.pb.h"
+#include "common/log_entry.h"
 #include "common/status_macros.h"
 
 namespace caseway::server {
@@ -125,6 +126,22 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   std::unique_ptr<NoticeStore> store(new NoticeStore(options, std::move(stmts)));
   store->PrepareLogStatements(db->get());
   ASSIGN_OR_RETURN(store->log_, MerkleLog::Load(db->get()));
+  {
+    Stmt s(db->get(), "SELECT value FROM meta WHERE key = 'halted'");
+    if (s.Step()) {
+      absl::MutexLock lock(&store->halt_mu_);
+      store->halted_ = s.Text(0);
+    }
+    RETURN_IF_ERROR(s.status("read halt"));
+  }
+  {
+    Stmt s(db->get(), "SELECT bytes FROM log_leaf ORDER BY idx DESC LIMIT 1");
+    v1::LogEntry last;
+    if (s.Step() && last.ParseFromArray(s.Blob(0).data(), s.Blob(0).size())) {
+      store->last_entry_micros_ = common::EntryMicros(last);
+    }
+    RETURN_IF_ERROR(s.status("read last log entry"));
+  }
   {
     Stmt s(db->get(), "SELECT destination, head, acked FROM channel");
     absl::MutexLock lock(&store->mu_);
@@ -298,7 +315,10 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
         entry.set_kind(v1::LogEntry::KIND_PUBLISHED);
         entry.set_notice_id(n.notice_id);
         entry.set_digest(n.digest);
-        for (const auto& dest : n.destinations) entry.add_destinations(dest);
+        for (const auto& d : r.deliveries()) {
+          entry.add_destinations(d.destination());
+          entry.add_sequences(d.seq());
+        }
         RETURN_IF_ERROR(AppendEntry(entry).status());
       }
     }

@@ -4,6 +4,7 @@
 #define CASEWAY_SERVER_STORE_NOTICE_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -144,6 +145,7 @@ class NoticeStore {
   // --- Exchange log (docs/exchange-log.md); all no-ops or FAILED_PRECONDITION when disabled. ---
 
   bool log_enabled() const { return options_.log_enabled; }
+  const std::string& self() const { return options_.self; }
 
   // RecordSent durably stores a signed manifest sent to `destination` and appends its SENT entry.
   absl::Status RecordSent(const std::string& destination, const caseway::v1::BatchManifest& m,
@@ -197,6 +199,33 @@ class NoticeStore {
   absl::Status RecordCosigned(const std::string& peer, const common::Checkpoint& checkpoint,
                               const std::string& note);
 
+  // ReadNotices returns exact notice bytes of a channel from `first_seq` on, in sequence order,
+  // at most `limit` and about `max_bytes`: outbound (this node -> `peer`, as published here) or
+  // inbound (`peer` -> this node, as stored in the inbox).
+  absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> ReadNotices(
+      const std::string& peer, bool outbound, uint64_t first_seq, uint32_t limit,
+      uint64_t max_bytes);
+  // LastManifestReceived is the newest manifest received from `peer` (NOT_FOUND when none).
+  absl::StatusOr<caseway::v1::BatchManifest> LastManifestReceived(const std::string& peer);
+
+  // --- Integrity (docs/exchange-log.md, "Integrity") ---
+
+  // Halted is OK while the log is trusted. Once a check has found stored log data that
+  // contradicts itself or a signed checkpoint, it is FAILED_PRECONDITION with the reason: the
+  // store appends no entry any more, so publishing, sending, receiving and witnessing all stop,
+  // while the log stays readable for auditors. The halt is kept in the database across restarts.
+  absl::Status Halted();
+  // Halt durably records `reason` and halts (the first reason is kept; later calls only log).
+  void Halt(const std::string& reason);
+  // HaltListener hears a halt once, on the thread that called Halt. It must not block.
+  void SetHaltListener(std::function<void(const std::string&)> listener);
+  // StoredFrontier rebuilds the frontier of the first `size` entries from stored subtree hashes.
+  absl::StatusOr<common::MerkleFrontier> StoredFrontier(uint64_t size);
+  // VerifyStored extends `frontier` to `end` from the stored entry bytes (see
+  // MerkleLog::VerifyStored), checking the roots of the checkpoints it passes. DATA_LOSS names the
+  // first contradiction.
+  absl::Status VerifyStored(common::MerkleFrontier& frontier, uint64_t end);
+
   // Barrier returns once every write submitted before it has completed (its callback has run).
   void Barrier();
 
@@ -231,6 +260,13 @@ class NoticeStore {
   // AwaitWrite runs `submit` with a WriteDone and waits for it: the blocking form of a *Async
   // write.
   static absl::Status AwaitWrite(const std::function<void(WriteDone)>& submit);
+
+  // Writer thread: the time of the last entry appended (entry times never go backwards).
+  int64_t last_entry_micros_ = 0;
+
+  absl::Mutex halt_mu_;
+  std::string halted_ ABSL_GUARDED_BY(halt_mu_);
+  std::function<void(const std::string&)> halt_listener_ ABSL_GUARDED_BY(halt_mu_);
 
   const StoreOptions options_;
   const std::string& path_ = options_.path;

@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/digest.h"
+#include "common/log_entry.h"
 #include "common/proto_bytes.h"
 #include "common/fault.h"
 #include "common/log.h"
@@ -78,10 +79,109 @@ v1::Evidence EvidenceFromRow(const Stmt& s, const std::string& self, const std::
 }  // namespace
 
 absl::StatusOr<uint64_t> NoticeStore::AppendEntry(v1::LogEntry& entry) {
+  RETURN_IF_ERROR(Halted());
   entry.set_version(1);
   entry.set_index(log_->NextIndex());
-  *entry.mutable_time() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(absl::Now()));
+  // Entry times never go backwards, even when the clock does (docs/exchange-log.md).
+  last_entry_micros_ = std::max(last_entry_micros_, absl::ToUnixMicros(absl::Now()));
+  *entry.mutable_time() = TimeUtil::MicrosecondsToTimestamp(last_entry_micros_);
   return log_->Append(common::DeterministicBytes(entry));
+}
+
+absl::Status NoticeStore::Halted() {
+  absl::MutexLock lock(&halt_mu_);
+  if (halted_.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "exchange halted: this node's exchange log failed its integrity check (", halted_,
+      "); see docs/operator.md, \"A halted node\""));
+}
+
+void NoticeStore::Halt(const std::string& reason) {
+  std::function<void(const std::string&)> listener;
+  {
+    absl::MutexLock lock(&halt_mu_);
+    if (!halted_.empty()) return;
+    halted_ = reason;
+    listener = halt_listener_;
+  }
+  common::Log(common::LogLevel::kError, "exchange log integrity failure: exchange halted",
+              {{"reason", reason}});
+  absl::Status s = queue_->Run([&](sqlite3* db) {
+    Stmt st(db, "INSERT OR REPLACE INTO meta(key, value) VALUES('halted', ?)");
+    st.Bind(1, reason);
+    return Done(st, "record halt");
+  });
+  if (!s.ok()) {
+    common::Log(common::LogLevel::kError, "halt not recorded", {{"status", s.ToString()}});
+  }
+  if (listener) listener(reason);
+}
+
+void NoticeStore::SetHaltListener(std::function<void(const std::string&)> listener) {
+  absl::MutexLock lock(&halt_mu_);
+  halt_listener_ = std::move(listener);
+}
+
+absl::StatusOr<common::MerkleFrontier> NoticeStore::StoredFrontier(uint64_t size) {
+  return ReadOnly([&](sqlite3* db) { return MerkleLog::StoredFrontier(db, size); });
+}
+
+absl::Status NoticeStore::VerifyStored(common::MerkleFrontier& frontier, uint64_t end) {
+  return ReadOnly([&](sqlite3* db) -> absl::Status {
+    std::map<uint64_t, std::string> roots;
+    {
+      Stmt s(db, "SELECT size, root FROM checkpoint WHERE size > ? AND size <= ?");
+      s.Bind(1, static_cast<int64_t>(frontier.size())).Bind(2, static_cast<int64_t>(end));
+      while (s.Step()) roots[s.Int(0)] = std::string(s.Blob(1));
+      RETURN_IF_ERROR(s.status("read checkpoints"));
+    }
+    int64_t last_micros = 0;
+    if (frontier.size() > 0) {
+      Stmt s(db, "SELECT bytes FROM log_leaf WHERE idx = ?");
+      s.Bind(1, static_cast<int64_t>(frontier.size() - 1));
+      v1::LogEntry previous;
+      if (s.Step() && previous.ParseFromArray(s.Blob(0).data(), s.Blob(0).size())) {
+        last_micros = common::EntryMicros(previous);
+      }
+      RETURN_IF_ERROR(s.status("read log leaf"));
+    }
+    return MerkleLog::VerifyStored(db, end, frontier, roots, last_micros);
+  });
+}
+
+absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> NoticeStore::ReadNotices(
+    const std::string& peer, bool outbound, uint64_t first_seq, uint32_t limit,
+    uint64_t max_bytes) {
+  return ReadOnly([&](sqlite3* db)
+                      -> absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> {
+    std::vector<std::pair<uint64_t, std::string>> out;
+    Stmt s(db, outbound ? "SELECT e.seq, n.bytes FROM channel_entry e JOIN notice n "
+                          "ON n.notice_id = e.notice_id WHERE e.destination = ? AND e.seq >= ? "
+                          "ORDER BY e.seq LIMIT ?"
+                        : "SELECT channel_seq, bytes FROM inbox WHERE origin = ? AND "
+                          "channel_seq >= ? ORDER BY channel_seq LIMIT ?");
+    s.Bind(1, peer).Bind(2, static_cast<int64_t>(first_seq)).Bind(3, int64_t{limit});
+    uint64_t bytes = 0;
+    while (s.Step()) {
+      const absl::string_view b = s.Blob(1);
+      if (!out.empty() && bytes + b.size() > max_bytes) break;
+      bytes += b.size() + 16;
+      out.emplace_back(s.Int(0), std::string(b));
+    }
+    RETURN_IF_ERROR(s.status("read notices"));
+    return out;
+  });
+}
+
+absl::StatusOr<v1::BatchManifest> NoticeStore::LastManifestReceived(const std::string& peer) {
+  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<v1::BatchManifest> {
+    Stmt s(db, "SELECT message FROM evidence WHERE peer = ? AND kind = ? ORDER BY id DESC LIMIT 1");
+    s.Bind(1, peer).Bind(2, int64_t{v1::Evidence::KIND_MANIFEST_RECEIVED});
+    v1::BatchManifest m;
+    if (s.Step() && m.ParseFromArray(s.Blob(0).data(), s.Blob(0).size())) return m;
+    RETURN_IF_ERROR(s.status("read received manifest"));
+    return absl::NotFoundError(absl::StrCat("no manifest received from ", peer));
+  });
 }
 
 absl::Status NoticeStore::InsertEvidence(v1::Evidence::Kind kind, const std::string& peer,

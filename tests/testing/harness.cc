@@ -198,7 +198,7 @@ void NodeProcess::WriteConfig() {
       << exchange_yaml_
       << "exchange_log:\n  signing_key_file: " << cert << ".sign.key\n  directory_file: "
       << pki_->dir() << "/directory.yaml\n  checkpoint_interval: 200ms\n"
-      << "  witness_interval: 300ms\n" << "log:\n  level: debug\n";
+      << "  witness_interval: 300ms\n" << exchange_log_yaml_ << "log:\n  level: debug\n";
   if (!peers_.empty()) {
     out << "peers:\n";
     for (const auto& p : peers_) {
@@ -217,7 +217,10 @@ absl::Status NodeProcess::Start() {
   WriteConfig();
   std::string port_file = absl::StrCat(dir_, "/", jurisdiction_, ".port");
   unlink(port_file.c_str());
-  std::string binary = BinDir() + "/caseway-node";
+  // Fault injection exists only in the test build of the node (common/fault.h).
+  std::string binary = BinDir() + (env_.rfind("CASEWAY_FAULTS=", 0) == 0 && !production_binary_
+                                       ? "/caseway-node-faults"
+                                       : "/caseway-node");
   std::string config = config_path();
   std::string log = log_path();
   pid_ = fork();

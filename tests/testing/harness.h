@@ -77,8 +77,12 @@ class NodeProcess {
   void set_extra_yaml(std::string yaml) { extra_yaml_ = std::move(yaml); }
   // exchange_yaml adds settings under `exchange:` (e.g. "  window_batches: 2\n").
   void set_exchange_yaml(std::string yaml) { exchange_yaml_ = std::move(yaml); }
-  // env adds "NAME=value" to the node's environment (e.g. CASEWAY_FAULTS for fault injection).
+  // exchange_log_yaml adds settings under `exchange_log:` (e.g. "  scrub_rate: 0\n").
+  void set_exchange_log_yaml(std::string yaml) { exchange_log_yaml_ = std::move(yaml); }
+  // env adds "NAME=value" to the node's environment. CASEWAY_FAULTS=... (fault injection) runs
+  // the test build `caseway-node-faults` instead of `caseway-node`, unless use_production_binary.
   void set_env(std::string assignment) { env_ = std::move(assignment); }
+  void use_production_binary() { production_binary_ = true; }
 
   // Start launches the process and waits until it listens (its port file appears).
   absl::Status Start();
@@ -125,7 +129,9 @@ class NodeProcess {
   std::vector<Peer> peers_;
   std::string extra_yaml_;
   std::string exchange_yaml_;
+  std::string exchange_log_yaml_;
   std::string env_;
+  bool production_binary_ = false;
   int port_ = 0;
   pid_t pid_ = -1;
 };

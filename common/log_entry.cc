@@ -1,0 +1,32 @@
+#include "common/log_entry.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/proto_bytes.h"
+
+namespace caseway::common {
+
+absl::StatusOr<v1::LogEntry> ParseLogEntry(absl::string_view bytes, uint64_t index) {
+  v1::LogEntry e;
+  auto bad = [index](absl::string_view rule) {
+    return absl::InvalidArgumentError(absl::StrCat("entry ", index, ": ", rule));
+  };
+  if (!e.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return bad("not a caseway.v1.LogEntry");
+  }
+  if (e.version() != 1) return bad(absl::StrCat("version ", e.version(), ", 1 expected"));
+  if (e.index() != index) return bad(absl::StrCat("names index ", e.index()));
+  if (e.kind() == v1::LogEntry::KIND_UNSPECIFIED || !v1::LogEntry::Kind_IsValid(e.kind())) {
+    return bad("unknown kind");
+  }
+  if (!e.GetReflection()->GetUnknownFields(e).empty()) return bad("unknown fields");
+  if (DeterministicBytes(e) != bytes) return bad("not in canonical (deterministic) encoding");
+  return e;
+}
+
+int64_t EntryMicros(const v1::LogEntry& entry) {
+  return google::protobuf::util::TimeUtil::TimestampToMicroseconds(entry.time());
+}
+
+}  // namespace caseway::common

@@ -1,0 +1,24 @@
+// The exchange log's entry format as readers must check it (docs/exchange-log.md, "Entries").
+#ifndef CASEWAY_COMMON_LOG_ENTRY_H_
+#define CASEWAY_COMMON_LOG_ENTRY_H_
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "caseway/v1/exchange_log.pb.h"
+
+namespace caseway::common {
+
+// ParseLogEntry reads the exact bytes of the entry at leaf `index` and accepts them only in their
+// one canonical form: a caseway.v1.LogEntry of version 1 whose `index` is `index`, whose kind is
+// known, with no unknown fields, and whose deterministic serialization is exactly `bytes` (so one
+// entry has one encoding, and one leaf hash). INVALID_ARGUMENT naming the rule it breaks.
+absl::StatusOr<caseway::v1::LogEntry> ParseLogEntry(absl::string_view bytes, uint64_t index);
+
+// EntryMicros is an entry's time in POSIX microseconds.
+int64_t EntryMicros(const caseway::v1::LogEntry& entry);
+
+}  // namespace caseway::common
+
+#endif  // CASEWAY_COMMON_LOG_ENTRY_H_

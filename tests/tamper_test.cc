@@ -1,0 +1,361 @@
+// The tamper matrix: for each way an operator can edit a stopped node's database, what the node
+// does on restart, what its peer's witness reports, and what `caseway audit verify`,
+// `reconcile` and `verify-bundle` report. Real nodes, real mutual TLS, real SQLite files.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "caseway/v1/exchange_log.pb.h"
+#include "common/digest.h"
+#include "common/merkle.h"
+#include "common/proto_bytes.h"
+#include "tests/testing/harness.h"
+#include "tests/testing/status_matchers.h"
+
+namespace caseway::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kA[] = "360102";
+constexpr char kB[] = "440305";
+
+class TamperTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pki_ = std::make_unique<Pki>(dir_.path() + "/pki", "fed.test");
+    a_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), kA);
+    b_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), kB);
+    a_->AddPeer(*b_);
+    b_->AddPeer(*a_);
+    // A fast scrub, so that a restarted node has re-checked its whole log within a second.
+    a_->set_exchange_log_yaml("  scrub_rate: 1000000\n");
+    b_->set_exchange_log_yaml("  scrub_rate: 1000000\n");
+    auditor_ = pki_->Auditor("coordinator");
+  }
+
+  RunResult Audit(std::vector<std::string> args) {
+    std::vector<std::string> argv = {BinDir() + "/caseway", "audit"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    for (const std::string& f : std::vector<std::string>{"--directory", pki_->dir() + "/directory.yaml", "--ca", pki_->ca(), "--cert",
+          auditor_ + ".crt", "--key", auditor_ + ".key", "--state-dir", dir_.path() + "/state",
+          "--bundle-dir", dir_.path() + "/bundles"}) {
+      argv.push_back(f);
+    }
+    return RunCommand(argv);
+  }
+
+  // VerifyBundles runs verify-bundle on every bundle whose name starts with `prefix`, expects it
+  // to pass, and returns their combined output (empty when there is none).
+  std::string VerifyBundles(const std::string& prefix) {
+    std::string out;
+    if (!fs::exists(dir_.path() + "/bundles")) return out;
+    for (const auto& e : fs::directory_iterator(dir_.path() + "/bundles")) {
+      if (e.path().filename().string().rfind(prefix, 0) != 0) continue;
+      RunResult r = RunCommand({BinDir() + "/caseway", "audit", "verify-bundle", e.path(),
+                                "--directory", pki_->dir() + "/directory.yaml"});
+      EXPECT_EQ(r.exit_code, 0) << e.path() << "\n" << r.out << r.err;
+      out += r.out;
+    }
+    return out;
+  }
+
+  // Exchange publishes `n` notices A -> B in separate batches and one B -> A, waits until all are
+  // receipted, checkpointed and cosigned, and verifies both logs once (the auditor's state).
+  void Exchange(int n) {
+    ASSERT_OK(a_->Start());
+    ASSERT_OK(b_->Start());
+    auto a = a_->NewClient();
+    auto b = b_->NewClient();
+    for (int i = 1; i <= n; ++i) {
+      ASSERT_OK(a->Publish(SampleNotice(absl::StrCat("n-", i), {kB})));
+      ASSERT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") >= i; },
+                          absl::Seconds(15)));
+    }
+    ASSERT_OK(b->Publish(SampleNotice("back-1", {kA})));
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          return a_->Count("SELECT acked FROM channel WHERE destination = '440305'") == n &&
+                 b_->Count("SELECT acked FROM channel WHERE destination = '360102'") == 1;
+        },
+        absl::Seconds(15)));
+    for (NodeProcess* node : {a_.get(), b_.get()}) {
+      int64_t events = EventsSize(*node);
+      ASSERT_TRUE(WaitFor(
+          [&] { return node->Count("SELECT coalesce(max(size), 0) FROM checkpoint") >= events; },
+          absl::Seconds(15)));
+    }
+    const char* kCosigned =
+        "SELECT count(*) FROM cosignature WHERE size = (SELECT max(size) FROM checkpoint)";
+    ASSERT_TRUE(WaitFor([&] { return a_->Count(kCosigned) > 0 && b_->Count(kCosigned) > 0; },
+                        absl::Seconds(10)));
+    for (NodeProcess* node : {a_.get(), b_.get()}) {
+      RunResult r = Audit({"verify", node->address()});
+      ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    }
+  }
+
+  // EventsSize is 1 + the index of the last entry that records an event.
+  static int64_t EventsSize(NodeProcess& n) {
+    int64_t size = 0, i = 0;
+    for (const auto& bytes : n.Blobs("SELECT bytes FROM log_leaf ORDER BY idx")) {
+      v1::LogEntry e;
+      ++i;
+      if (e.ParseFromString(bytes) && e.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED) {
+        size = i;
+      }
+    }
+    return size;
+  }
+
+  // IndexOf returns the index of A's first entry of `kind`.
+  static int64_t IndexOf(NodeProcess& n, v1::LogEntry::Kind kind) {
+    int64_t i = 0;
+    for (const auto& bytes : n.Blobs("SELECT bytes FROM log_leaf ORDER BY idx")) {
+      v1::LogEntry e;
+      if (e.ParseFromString(bytes) && e.kind() == kind) return i;
+      ++i;
+    }
+    return -1;
+  }
+
+  // ExpectHalted checks the node's side of a halt: the reason in its log and status, publishing
+  // refused, and the peer's witness reporting it.
+  void ExpectHalted(NodeProcess& node, NodeProcess& peer, const std::string& reason) {
+    ASSERT_TRUE(WaitFor([&] { return node.log().find("exchange halted") != std::string::npos; },
+                        absl::Seconds(10)))
+        << node.log();
+    EXPECT_THAT(node.log(), HasSubstr(reason));
+    RunResult status = RunCommand([&] {
+      std::vector<std::string> argv = {BinDir() + "/caseway", "status"};
+      for (auto& f : node.CliFlags()) argv.push_back(f);
+      return argv;
+    }());
+    EXPECT_EQ(status.exit_code, 1) << status.out << status.err;
+    EXPECT_THAT(status.out, HasSubstr("HALTED: exchange halted"));
+    auto client = node.NewClient();
+    absl::Status refused =
+        client->Publish(SampleNotice("after-halt", {peer.jurisdiction()})).status();
+    EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          return peer.log().find(absl::StrCat("halted: ", node.jurisdiction())) != std::string::npos;
+        },
+        absl::Seconds(10)))
+        << peer.log();
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Pki> pki_;
+  std::unique_ptr<NodeProcess> a_, b_;
+  std::string auditor_;
+};
+
+// Row: entry bytes changed, stored hashes left as they were.
+TEST_F(TamperTest, EntryBytes) {
+  Exchange(4);
+  const int64_t idx = IndexOf(*a_, v1::LogEntry::KIND_SENT);
+  ASSERT_GT(idx, 0);
+  a_->Stop();
+  a_->Exec(absl::StrCat("UPDATE log_leaf SET bytes = bytes || x'01' WHERE idx = ", idx));
+  ASSERT_OK(a_->Start());
+  // Node: the scrub finds the entry; the node halts. Witness: reports the halt.
+  ExpectHalted(*a_, *b_, absl::StrCat("entry ", idx));
+  // verify: HALTED and LOG_CORRUPT naming exactly the edited entry, not all of them.
+  RunResult r = Audit({"verify", a_->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("HALTED"));
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat("entry ", idx, " is the first that does not prove")));
+  // verify-bundle: the signed parts verify; the serving is the auditor's observation.
+  EXPECT_THAT(VerifyBundles("log_corrupt"), HasSubstr("not provable offline"));
+  // reconcile: the corrupt log is a finding too.
+  RunResult rec = Audit({"reconcile", a_->address(), b_->address()});
+  EXPECT_EQ(rec.exit_code, 1) << rec.out << rec.err;
+  EXPECT_THAT(rec.out, HasSubstr("LOG_CORRUPT"));
+}
+
+// Row: an entry's bytes and its leaf hash changed together (nodes above left as they were).
+TEST_F(TamperTest, EntryBytesAndLeafHash) {
+  Exchange(4);
+  const int64_t idx = IndexOf(*a_, v1::LogEntry::KIND_PUBLISHED);
+  ASSERT_GE(idx, 0);
+  auto bytes = a_->Blobs(absl::StrCat("SELECT bytes FROM log_leaf WHERE idx = ", idx));
+  ASSERT_EQ(bytes.size(), 1u);
+  v1::LogEntry e;
+  ASSERT_TRUE(e.ParseFromString(bytes[0]));
+  e.set_notice_id("rewritten");
+  const std::string changed = common::DeterministicBytes(e);
+  a_->Stop();
+  a_->Exec(absl::StrCat("UPDATE log_leaf SET bytes = x'", common::ToHex(changed), "', hash = x'",
+                        common::ToHex(common::LeafHash(changed)), "' WHERE idx = ", idx));
+  ASSERT_OK(a_->Start());
+  ExpectHalted(*a_, *b_, "does not match the entries below it");
+  RunResult r = Audit({"verify", a_->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("LOG_CORRUPT"));
+  EXPECT_THAT(r.out, HasSubstr("HALTED"));
+  VerifyBundles("");
+}
+
+// Row: the log cut back, its checkpoints kept.
+TEST_F(TamperTest, Truncation) {
+  Exchange(4);
+  const int64_t size = a_->Count("SELECT count(*) FROM log_leaf");
+  a_->Stop();
+  a_->Exec(absl::StrCat("DELETE FROM log_leaf WHERE idx >= ", size - 3,
+                        "; DELETE FROM log_node WHERE ((idx + 1) << level) > ", size - 3, ";"));
+  ASSERT_OK(a_->Start());
+  // Node: refuses to sign a log shorter than its checkpoint, and halts.
+  ExpectHalted(*a_, *b_, "but a checkpoint of");
+  // verify: TRUNCATED as a finding (exit 1), never "could not run" (exit 2).
+  RunResult r = Audit({"verify", a_->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("TRUNCATED"));
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat("serves only ", size - 3)));
+  EXPECT_THAT(VerifyBundles("truncated"), HasSubstr("not provable offline"));
+}
+
+// Row: history rewritten and re-hashed consistently (leaves and nodes), checkpoints kept.
+TEST_F(TamperTest, RewrittenAndRehashedHistory) {
+  Exchange(4);
+  const int64_t idx = IndexOf(*a_, v1::LogEntry::KIND_RECEIPT_RECEIVED);
+  ASSERT_GT(idx, 0);
+  a_->Stop();
+  // Rebuild every hash from the rewritten entries, as a careful attacker would.
+  auto leaves = a_->Blobs("SELECT bytes FROM log_leaf ORDER BY idx");
+  v1::LogEntry e;
+  ASSERT_TRUE(e.ParseFromString(leaves[idx]));
+  e.set_peer_log_index(e.peer_log_index() + 1000);
+  leaves[idx] = common::DeterministicBytes(e);
+  std::string sql = "BEGIN; DELETE FROM log_node;";
+  common::MerkleFrontier frontier;
+  for (size_t i = 0; i < leaves.size(); ++i) {
+    const std::string leaf = common::LeafHash(leaves[i]);
+    absl::StrAppend(&sql, "UPDATE log_leaf SET bytes = x'", common::ToHex(leaves[i]), "', hash = x'",
+                    common::ToHex(leaf), "' WHERE idx = ", i, ";");
+    frontier.Append(leaf, [&](int level, uint64_t index, const std::string& hash) {
+      absl::StrAppend(&sql, "INSERT INTO log_node(level, idx, hash) VALUES(", level, ", ", index,
+                      ", x'", common::ToHex(hash), "');");
+    });
+  }
+  sql += "COMMIT;";
+  a_->Exec(sql);
+  ASSERT_OK(a_->Start());
+  // Node: its stored hashes no longer rebuild its own signed checkpoint.
+  ExpectHalted(*a_, *b_, "signed checkpoint");
+  // verify: one LOG_CORRUPT finding naming the edited entry (the auditor's saved checkpoint bounds
+  // what the node's rewritten proofs could blame), with a bundle verify-bundle accepts.
+  RunResult r = Audit({"verify", a_->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("LOG_CORRUPT"));
+  EXPECT_THAT(r.out, Not(HasSubstr("FORK")));
+  VerifyBundles("");
+}
+
+// Row: every checkpoint and cosignature removed. Nothing is lost: the node signs again over the
+// same history, the witness gives its cosignature again, and audits find nothing.
+TEST_F(TamperTest, RemovedCheckpoints) {
+  Exchange(3);
+  a_->Stop();
+  a_->Exec("DELETE FROM checkpoint; DELETE FROM cosignature;");
+  ASSERT_OK(a_->Start());
+  ASSERT_TRUE(WaitFor([&] { return a_->Count("SELECT count(*) FROM cosignature") > 0; },
+                      absl::Seconds(15)))
+      << a_->log();
+  RunResult r = Audit({"verify", a_->address()});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("cosigned by: 440305"));
+  EXPECT_THAT(a_->log(), Not(HasSubstr("exchange halted")));
+}
+
+// Row: the origin's stored notice bytes changed.
+TEST_F(TamperTest, NoticeBytesAtTheOrigin) {
+  Exchange(3);
+  a_->Stop();
+  a_->Exec("UPDATE notice SET bytes = bytes || x'00' WHERE notice_id = 'n-2'");
+  ASSERT_OK(a_->Start());
+  RunResult r = Audit({"verify", a_->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("NOTICE_BYTES"));
+  EXPECT_THAT(r.out, HasSubstr("the first is seq 2"));
+  EXPECT_THAT(VerifyBundles("notice_bytes"), HasSubstr("is not the digest of the bytes"));
+  // `audit evidence` blames the bytes, not the valid manifest that holds the original digest.
+  RunResult ev = Audit({"evidence", a_->address(), "n-2"});
+  EXPECT_EQ(ev.exit_code, 1) << ev.out << ev.err;
+  EXPECT_THAT(ev.out, HasSubstr("valid, signed by 360102; but the notice bytes"));
+  EXPECT_THAT(ev.out, HasSubstr("ok  receipt"));
+}
+
+// Row: the destination's inbox bytes changed.
+TEST_F(TamperTest, InboxBytesAtTheDestination) {
+  Exchange(3);
+  b_->Stop();
+  b_->Exec("UPDATE inbox SET bytes = bytes || x'00' WHERE notice_id = 'n-3'");
+  ASSERT_OK(b_->Start());
+  RunResult r = Audit({"verify", b_->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("NOTICE_BYTES"));
+  EXPECT_THAT(r.out, HasSubstr("channel 360102 -> 440305"));
+  EXPECT_THAT(VerifyBundles("notice_bytes"), HasSubstr("is not the digest of the bytes"));
+}
+
+// Row: a stored cosignature corrupted. The node serves only cosignatures that verify; the witness
+// sees its own missing from the latest checkpoint and gives it again (the same checkpoint: a
+// restart signs no witness-only checkpoint within a minute of the last one).
+TEST_F(TamperTest, Cosignatures) {
+  Exchange(3);
+  a_->Stop();
+  const int64_t size = a_->Count("SELECT max(size) FROM checkpoint");
+  const std::string query = absl::StrCat("SELECT line FROM cosignature WHERE size = ", size);
+  a_->Exec(absl::StrCat("UPDATE cosignature SET line = CAST(replace(CAST(line AS TEXT), 'A', 'B') "
+                        "AS BLOB) WHERE size = ", size));
+  const std::string corrupted = a_->Blobs(query).at(0);
+  ASSERT_OK(a_->Start());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto lines = a_->Blobs(query);
+        return !lines.empty() && lines[0] != corrupted;
+      },
+      absl::Seconds(15)))
+      << a_->log() << b_->log();
+  EXPECT_THAT(a_->log(), HasSubstr("stored cosignature does not verify"));
+  EXPECT_EQ(a_->Count("SELECT max(size) FROM checkpoint"), size) << "repaired, not re-signed";
+  RunResult r = Audit({"verify", a_->address()});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("cosigned by: 440305"));
+}
+
+// Row: a receipt in the origin's evidence altered: reconcile finds it UNSUPPORTED.
+TEST_F(TamperTest, Receipts) {
+  Exchange(3);
+  a_->Stop();
+  a_->Exec("UPDATE evidence SET signature = zeroblob(64) WHERE kind = 4 AND last_seq = 2");
+  ASSERT_OK(a_->Start());
+  RunResult r = Audit({"reconcile", a_->address(), b_->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("UNSUPPORTED +1 +0 +1"));
+  EXPECT_THAT(r.out, HasSubstr("whose signature does not verify"));
+  VerifyBundles("");
+}
+
+// Row: evidence rows removed (a manifest A sent). A's signed log covers the receipt for that
+// batch, so the SENT entry was committed long before: SENDER_OMITTED at once, not PENDING for the
+// whole --grace.
+TEST_F(TamperTest, EvidenceRows) {
+  Exchange(3);
+  a_->Stop();
+  a_->Exec("DELETE FROM evidence WHERE kind = 1 AND last_seq = 3");
+  ASSERT_OK(a_->Start());
+  RunResult r = Audit({"reconcile", a_->address(), b_->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("SENDER_OMITTED +1 +0 +1"));
+  EXPECT_THAT(r.out, HasSubstr("without the signed manifest to show for it"));
+  EXPECT_THAT(r.out, HasSubstr("already covers the batch's receipt"));
+  VerifyBundles("");
+}
+
+}  // namespace
+}  // namespace caseway::testing
