@@ -127,6 +127,9 @@ void FillDefaults(NodeConfig& c) {
   if (!xl->has_witness_interval()) *xl->mutable_witness_interval() = Dur(5000);
   if (!xl->has_scrub_rate()) xl->set_scrub_rate(5000);
   if (!xl->has_stale_checkpoint_after()) *xl->mutable_stale_checkpoint_after() = Dur(120000);
+  if (!xl->has_witness_checkpoint_interval()) {
+    *xl->mutable_witness_checkpoint_interval() = Dur(60000);
+  }
 }
 
 // Validator reports the first rule broken as `<source>: <field>: <rule>`.
@@ -218,6 +221,8 @@ absl::Status Validate(const NodeConfig& c, absl::string_view source) {
   v.Range("exchange_log.scrub_rate", xl.scrub_rate(), 0, 10000000);
   v.DurationRange("exchange_log.stale_checkpoint_after", xl.stale_checkpoint_after(), 10000,
                   86400000);
+  v.DurationRange("exchange_log.witness_checkpoint_interval", xl.witness_checkpoint_interval(),
+                  1000, 86400000);
   const std::string& level = c.log().level();
   if (level != "debug" && level != "info" && level != "warn" && level != "error") {
     v.Fail("log.level", "one of debug, info, warn, error");

@@ -73,5 +73,38 @@ TEST(SigningTest, PublishedSignedNoteExampleVerifies) {
   EXPECT_TRUE(VerifyNote(*note, "PeterNeumann", pub).ok());
 }
 
+TEST(SigningTest, CosignatureV1CarriesItsTimeAndVerifiesOnlyWithItsKeyAndBody) {
+  auto key = SigningKey::Generate();
+  auto other = SigningKey::Generate();
+  const std::string body = CheckpointBody({"fed/node/360102", 7, std::string(32, 'r'), 1795000000});
+  auto parsed = ParseCheckpointBody(body);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->time, 1795000000);
+  EXPECT_EQ(parsed->size, 7u);
+  const std::string line = SignCosignatureLine(body, "fed/node/440305", *key, 1795000123);
+  auto note = ParseNote(body + "\n" + line);
+  ASSERT_TRUE(note.ok()) << note.status();
+  auto t = VerifyCosignature(*note, "fed/node/440305", key->PublicKey());
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(*t, 1795000123);
+  // Another key, another name, or a note-signature (0x01) line in its place do not count.
+  EXPECT_EQ(VerifyCosignature(*note, "fed/node/440305", other->PublicKey()).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_FALSE(VerifyCosignature(*note, "fed/node/999999", key->PublicKey()).ok());
+  auto plain = ParseNote(body + "\n" + SignNoteLine(body, "fed/node/440305", *key));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(VerifyCosignature(*plain, "fed/node/440305", key->PublicKey()).ok());
+  // A cosignature over another body fails.
+  const std::string body2 = CheckpointBody({"fed/node/360102", 8, std::string(32, 'r'), 1795000000});
+  auto moved = ParseNote(body2 + "\n" + line);
+  ASSERT_TRUE(moved.ok());
+  EXPECT_EQ(VerifyCosignature(*moved, "fed/node/440305", key->PublicKey()).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  // The time extension line is read once and must be well formed.
+  EXPECT_FALSE(ParseCheckpointBody("o\n1\n" + std::string(44, 'A') + "\ntime 01\n").ok());
+  EXPECT_FALSE(ParseCheckpointBody(body + "time 5\n").ok());
+  EXPECT_TRUE(ParseCheckpointBody(body + "other extension\n").ok());
+}
+
 }  // namespace
 }  // namespace caseway::common

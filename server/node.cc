@@ -114,7 +114,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
     node->checkpointer_ = std::make_unique<Checkpointer>(
         node->store_.get(), signatures.key, signatures.directory->NoteName(config.jurisdiction()),
         absl::Milliseconds(google::protobuf::util::TimeUtil::DurationToMilliseconds(
-            config.exchange_log().checkpoint_interval())));
+            config.exchange_log().checkpoint_interval())),
+        absl::Milliseconds(google::protobuf::util::TimeUtil::DurationToMilliseconds(
+            config.exchange_log().witness_checkpoint_interval())));
     node->witness_ =
         std::make_unique<Witness>(config, channel_creds, node->store_.get(), signatures);
     if (config.exchange_log().scrub_rate() > 0) {

@@ -6,7 +6,10 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "caseway/v1/exchange_log.pb.h"
+#include "caseway/v1/exchange_log.grpc.pb.h"
+#include "common/config.h"
+#include "common/tls.h"
+#include <grpcpp/grpcpp.h>
 #include "common/digest.h"
 #include "common/merkle.h"
 #include "common/proto_bytes.h"
@@ -355,6 +358,120 @@ TEST_F(TamperTest, EvidenceRows) {
   EXPECT_THAT(r.out, HasSubstr("without the signed manifest to show for it"));
   EXPECT_THAT(r.out, HasSubstr("already covers the batch's receipt"));
   VerifyBundles("");
+}
+
+// The production caseway-node has no fault points: CASEWAY_FAULTS changes nothing, and the binary
+// does not even contain the variable's name.
+TEST_F(TamperTest, ProductionNodeIgnoresTestFaults) {
+  a_->use_production_binary();
+  a_->set_env("CASEWAY_FAULTS=omit_sent_log=1,equivocate_sent=1");
+  Exchange(1);
+  EXPECT_GE(IndexOf(*a_, v1::LogEntry::KIND_SENT), 0) << "SENT logged despite omit_sent_log";
+  RunResult rec = Audit({"reconcile", a_->address(), b_->address()});
+  EXPECT_EQ(rec.exit_code, 0) << rec.out << rec.err;
+  std::string binary = common::ReadFile(BinDir() + "/caseway-node").value_or("");
+  ASSERT_FALSE(binary.empty());
+  EXPECT_EQ(binary.find("CASEWAY_FAULTS"), std::string::npos);
+  EXPECT_NE(common::ReadFile(BinDir() + "/caseway-node-faults").value_or("").find("CASEWAY_FAULTS"),
+            std::string::npos);
+}
+
+// Idle nodes settle: once exchange stops, witnessing adds a bounded number of entries and
+// checkpoints, then nothing.
+TEST_F(TamperTest, IdleNodesSettle) {
+  for (NodeProcess* n : {a_.get(), b_.get()}) {
+    n->set_exchange_log_yaml("  witness_checkpoint_interval: 1s\n");
+  }
+  Exchange(2);
+  // Several witness rounds (300 ms) and witness-only checkpoint intervals (1 s) pass.
+  absl::SleepFor(absl::Seconds(5));
+  const int64_t leaves_a = a_->Count("SELECT count(*) FROM log_leaf");
+  const int64_t leaves_b = b_->Count("SELECT count(*) FROM log_leaf");
+  const int64_t checkpoints = a_->Count("SELECT count(*) FROM checkpoint") +
+                              b_->Count("SELECT count(*) FROM checkpoint");
+  absl::SleepFor(absl::Seconds(4));
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM log_leaf"), leaves_a);
+  EXPECT_EQ(b_->Count("SELECT count(*) FROM log_leaf"), leaves_b);
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM checkpoint") +
+                b_->Count("SELECT count(*) FROM checkpoint"),
+            checkpoints);
+}
+
+// A node that exchanges without signing checkpoints is reported stale by its peer's witness and by
+// the auditor.
+TEST_F(TamperTest, StaleCheckpointIsReported) {
+  b_->set_exchange_log_yaml("  stale_checkpoint_after: 10s\n");
+  Exchange(1);
+  a_->Stop();
+  a_->set_exchange_log_yaml("  checkpoint_interval: 1h\n");
+  ASSERT_OK(a_->Start());
+  auto a = a_->NewClient();
+  ASSERT_OK(a->Publish(SampleNotice("late", {kB})));
+  ASSERT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") == 2; },
+                      absl::Seconds(15)));
+  ASSERT_TRUE(WaitFor([&] { return b_->log().find("stale: 360102") != std::string::npos; },
+                      absl::Seconds(25)))
+      << b_->log();
+  RunResult status = RunCommand([&] {
+    std::vector<std::string> argv = {BinDir() + "/caseway", "status"};
+    for (auto& f : b_->CliFlags()) argv.push_back(f);
+    return argv;
+  }());
+  EXPECT_THAT(status.out, HasSubstr("witness: stale: 360102"));
+  RunResult r = Audit({"verify", a_->address(), "--stale", "10s"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("STALE_CHECKPOINT"));
+  VerifyBundles("stale_checkpoint");
+}
+
+// GetCheckpoint serves a past checkpoint by size; GetEvidence's last page says next = 0, and a
+// peer that is not another node of the federation is an error, not an empty page.
+TEST_F(TamperTest, PastCheckpointsAndEvidencePaging) {
+  Exchange(3);
+  auto creds = common::ChannelCredentials({pki_->ca(), auditor_ + ".crt", auditor_ + ".key"});
+  ASSERT_OK(creds.status());
+  auto stub = v1::ExchangeLog::NewStub(grpc::CreateChannel(a_->address(), *creds));
+  const int64_t first = a_->Count("SELECT min(size) FROM checkpoint");
+  const int64_t latest = a_->Count("SELECT max(size) FROM checkpoint");
+  ASSERT_LT(first, latest);
+  {
+    grpc::ClientContext ctx;
+    v1::GetCheckpointRequest req;
+    req.set_size(first);
+    v1::CheckpointResponse resp;
+    ASSERT_TRUE(stub->GetCheckpoint(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.size(), static_cast<uint64_t>(first));
+    EXPECT_GE(resp.log_size(), static_cast<uint64_t>(latest));
+    EXPECT_TRUE(resp.halted().empty());
+    EXPECT_NE(resp.note().find("\ntime "), std::string::npos) << resp.note();
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::GetCheckpointRequest req;
+    req.set_size(latest + 1000);
+    v1::CheckpointResponse resp;
+    EXPECT_EQ(stub->GetCheckpoint(&ctx, req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::GetEvidenceRequest req;
+    req.set_peer(kB);
+    req.set_direction(v1::GetEvidenceRequest::DIRECTION_OUTBOUND);
+    v1::GetEvidenceResponse resp;
+    ASSERT_TRUE(stub->GetEvidence(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.evidence_size(), 6) << "three manifests, three receipts";
+    EXPECT_EQ(resp.next(), 0u) << "the last page";
+  }
+  for (const std::string peer : {"999999", kA, ""}) {
+    grpc::ClientContext ctx;
+    v1::GetEvidenceRequest req;
+    req.set_peer(peer);
+    req.set_direction(v1::GetEvidenceRequest::DIRECTION_INBOUND);
+    v1::GetEvidenceResponse resp;
+    EXPECT_EQ(stub->GetEvidence(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT)
+        << peer;
+  }
 }
 
 }  // namespace

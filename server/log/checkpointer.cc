@@ -13,10 +13,12 @@ using common::Log;
 using common::LogLevel;
 
 Checkpointer::Checkpointer(NoticeStore* store, std::shared_ptr<const common::SigningKey> key,
-                           std::string name, absl::Duration interval)
+                           std::string name, absl::Duration interval,
+                           absl::Duration witness_only_interval)
     : store_(store),
       key_(std::move(key)),
       name_(std::move(name)),
+      witness_only_interval_(witness_only_interval),
       periodic_(interval, [this] { Tick(); }) {}
 
 Checkpointer::~Checkpointer() { Stop(); }
@@ -91,7 +93,7 @@ absl::Status Checkpointer::SignNow() {
   }
   ASSIGN_OR_RETURN(const bool significant, CheckNewEntries(last_size, size));
   if (!significant && last.ok() &&
-      (!last_significant_ || absl::Now() - last_signed_ < kWitnessOnlyInterval)) {
+      (!last_significant_ || absl::Now() - last_signed_ < witness_only_interval_)) {
     return absl::OkStatus();
   }
   // A checkpoint's time never goes back, even when the clock does.

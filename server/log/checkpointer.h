@@ -20,13 +20,14 @@ namespace caseway::server {
 // time order, leaf hash, node hashes) up to the new root. Any contradiction halts the store
 // (NoticeStore::Halt): nothing is signed or appended any more.
 // Growth made only of witness records is checkpointed at most once a minute
-// (kWitnessOnlyInterval), and only when the checkpoint before covered a real event, so that two
+// (exchange_log.witness_checkpoint_interval), and only when the checkpoint before covered a real event, so that two
 // idle witnesses settle after one round instead of cosigning each other forever.
 // Concurrency: own thread; SignNow() is thread-safe. Lifetime: `store` outlives it.
 class Checkpointer {
  public:
   Checkpointer(NoticeStore* store, std::shared_ptr<const common::SigningKey> key,
-               std::string name, absl::Duration interval);
+               std::string name, absl::Duration interval,
+               absl::Duration witness_only_interval = absl::Minutes(1));
   ~Checkpointer();
   void Start();
   void Stop();
@@ -39,7 +40,7 @@ class Checkpointer {
   NoticeStore* const store_;
   const std::shared_ptr<const common::SigningKey> key_;
   const std::string name_;
-  static constexpr absl::Duration kWitnessOnlyInterval = absl::Minutes(1);
+  const absl::Duration witness_only_interval_;
   void Tick();
 
   absl::Mutex sign_mu_;  // one signer at a time

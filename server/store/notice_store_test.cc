@@ -323,5 +323,47 @@ TEST_F(NoticeStoreTest, WaitWakesOnCommit) {
   EXPECT_GT(after, v);
 }
 
+// The stored log is checked from its bytes up: an edited entry is found, the halt it causes is
+// kept across a reopen, and a halted store appends nothing (so nothing is published).
+TEST_F(NoticeStoreTest, VerifyStoredFindsAnEditedEntryAndAHaltIsDurable) {
+  {
+    auto store = Open(/*log=*/true);
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_OK(store->Publish({Prepared("v-" + std::to_string(i), {"440305"})}).status());
+    }
+    common::MerkleFrontier frontier;
+    ASSERT_OK(store->VerifyStored(frontier, store->LogHead().first));
+    EXPECT_EQ(frontier.Root(), store->LogHead().second);
+    // The PUBLISHED entry names the channel sequence.
+    auto entries = store->ReadEntries(3, 4);
+    ASSERT_OK(entries.status());
+    v1::LogEntry e;
+    ASSERT_TRUE(e.ParseFromString((*entries)[0]));
+    ASSERT_EQ(e.sequences_size(), 1);
+    EXPECT_EQ(e.sequences(0), 4u);
+  }
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "UPDATE log_leaf SET bytes = bytes || x'00' WHERE idx = 2",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  {
+    auto store = Open(/*log=*/true);
+    common::MerkleFrontier frontier;
+    absl::Status s = store->VerifyStored(frontier, store->LogHead().first);
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kDataLoss, HasSubstr("entry 2")));
+    EXPECT_OK(store->Halted());
+    store->Halt(std::string(s.message()));
+    EXPECT_THAT(store->Publish({Prepared("after", {"440305"})}).status(),
+                StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("exchange halted")));
+  }
+  auto reopened = Open(/*log=*/true);
+  EXPECT_THAT(reopened->Halted(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("entry 2")));
+}
+
 }  // namespace
 }  // namespace caseway::server
