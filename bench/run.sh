@@ -8,7 +8,7 @@
 # Parts (ONLY selects): throughput (log and signatures on and off, batch and unary), latency
 # (1k/5k/20k per second offered), catchup (B offline while BACKLOG accumulate), import (the CLI),
 # fanout (one hub node serving FANOUT_STREAMS subscriptions, FANOUT_PER_STREAM notices each, live
-# and as a backlog), peers (NATS JetStream mirror and RabbitMQ shovel from ../shared/bench/peers).
+# and as a backlog), peers (NATS JetStream mirror and RabbitMQ shovel from bench/peers).
 # Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (32),
 # LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), FANOUT_STREAMS (3000),
 # FANOUT_PER_STREAM (100), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
@@ -171,7 +171,7 @@ if [[ " $ONLY " == *" fanout "* ]]; then
   bash "$root/deploy/pki.sh" node "$pki" "$hub" >/dev/null
   bash "$root/deploy/pki.sh" client "$pki" "$hub" bench >/dev/null
   "$bin/caseway-bench" fanout-pki --ca-cert "$pki/ca.crt" --ca-key "$pki/ca.key" --federation bench.caseway \
-    --regions "$root/../shared/data/regions/areas.csv" --hub "$hub" --directory "$pki/directory.yaml" \
+    --regions "$root/bench/data/regions/areas.csv" --hub "$hub" --directory "$pki/directory.yaml" \
     --out "$work/fanout" --count "$FANOUT_STREAMS" 2>&1 | tee -a "$out/summary.txt"
   port[$hub]=$((BASE_PORT + 2))
   for variant in live backlog; do
@@ -199,9 +199,9 @@ if [[ " $ONLY " == *" fanout "* ]]; then
 fi
 
 if [[ " $ONLY " == *" peers "* ]]; then
-  peers=$(cd "$root/../shared/bench/peers" 2>/dev/null && pwd || true)
+  peers=$(cd "$root/bench/peers" 2>/dev/null && pwd || true)
   if [ -z "$peers" ]; then
-    log "peers: ../shared/bench/peers not found; skipped"
+    log "peers: bench/peers not found; skipped"
   else
     log ""; log "== peers (same machine, same run): N=$PEER_N 1 KiB messages, mutual TLS"
     N=$PEER_N RUNS=1 VARIANTS=tls-async256 bash "$peers/nats_mirror.sh" >"$out/nats_mirror.txt" 2>&1 || true

@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 
 std::string Shared() {
   const char* src = getenv("CASEWAY_SOURCE_DIR");
-  return std::string(src ? src : CASEWAY_DEFAULT_SOURCE_DIR) + "/../shared/testdata/merkle";
+  return std::string(src ? src : CASEWAY_DEFAULT_SOURCE_DIR) + "/tests/testdata/merkle";
 }
 
 // InMemoryTree answers subtree hashes over leaves "leaf-0", "leaf-1", ... by direct computation.
@@ -173,7 +173,7 @@ TEST(MerkleTest, ConsistencyProofsOfTreesOf1To130LeavesVerifyAndEveryMutationFai
   EXPECT_FALSE(ConsistencyProof(5, 4, t.Fn()).ok());
 }
 
-// Reference vectors from ../shared/testdata/merkle (transparency-dev).
+// Reference vectors from tests/testdata/merkle (transparency-dev, Apache-2.0: see its LICENSE and README).
 struct Vector {
   std::string path;
   google::protobuf::Struct json;

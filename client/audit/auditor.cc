@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -378,6 +379,7 @@ absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings)
   };
   std::map<std::pair<bool, std::string>, std::map<uint64_t, Expect>> expected;
   std::map<std::string, std::map<std::string, v1::Signed>> inbound_manifests;  // peer -> digest
+  std::set<std::string> fetched;  // peers whose inbound evidence is in inbound_manifests
   for (uint64_t i = 0; i < log.parsed.size(); ++i) {
     const v1::LogEntry& e = log.parsed[i];
     if (e.kind() == v1::LogEntry::KIND_PUBLISHED && e.sequences_size() == e.destinations_size()) {
@@ -386,7 +388,7 @@ absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings)
       }
     } else if (e.kind() == v1::LogEntry::KIND_RECEIVED && SaneRange(e.first_seq(), e.last_seq())) {
       auto& by_digest = inbound_manifests[e.peer()];
-      if (by_digest.empty()) {
+      if (fetched.insert(e.peer()).second) {
         v1::GetEvidenceRequest req;
         req.set_peer(e.peer());
         req.set_direction(v1::GetEvidenceRequest::DIRECTION_INBOUND);
@@ -403,7 +405,6 @@ absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings)
           if (resp.next() == 0 || resp.next() <= req.after()) break;
           req.set_after(resp.next());
         }
-        by_digest[""];  // fetched
       }
       auto it = by_digest.find(e.digest());
       if (it == by_digest.end()) continue;  // reconcile judges a missing manifest
