@@ -30,14 +30,7 @@ class AuditTest : public ::testing::Test {
   }
 
   RunResult Audit(std::vector<std::string> args) {
-    std::vector<std::string> argv = {BinDir() + "/caseway", "audit"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    for (const std::string& f : std::vector<std::string>{"--directory", pki_->dir() + "/directory.yaml", "--ca", pki_->ca(),
-                          "--cert", auditor_ + ".crt", "--key", auditor_ + ".key", "--state-dir",
-                          dir_.path() + "/state", "--bundle-dir", dir_.path() + "/bundles"}) {
-      argv.push_back(f);
-    }
-    return RunCommand(argv);
+    return RunCommand(AuditCommand(*pki_, auditor_, dir_.path(), std::move(args)));
   }
 
   RunResult VerifyBundle(const std::string& path) {
@@ -61,19 +54,6 @@ class AuditTest : public ::testing::Test {
         << b_->log();
   }
 
-  // EventsSize is 1 + the index of the last entry that records an event (not a witness record):
-  // witness records alone are checkpointed only once a minute, events within the interval.
-  static int64_t EventsSize(NodeProcess& n) {
-    int64_t size = 0, i = 0;
-    for (const auto& bytes : n.Blobs("SELECT bytes FROM log_leaf ORDER BY idx")) {
-      v1::LogEntry e;
-      ++i;
-      if (e.ParseFromString(bytes) && e.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED) {
-        size = i;
-      }
-    }
-    return size;
-  }
 
   // Settled waits until both nodes have signed a checkpoint covering every event logged so far.
   void Settled() {

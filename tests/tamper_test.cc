@@ -41,14 +41,7 @@ class TamperTest : public ::testing::Test {
   }
 
   RunResult Audit(std::vector<std::string> args) {
-    std::vector<std::string> argv = {BinDir() + "/caseway", "audit"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    for (const std::string& f : std::vector<std::string>{"--directory", pki_->dir() + "/directory.yaml", "--ca", pki_->ca(), "--cert",
-          auditor_ + ".crt", "--key", auditor_ + ".key", "--state-dir", dir_.path() + "/state",
-          "--bundle-dir", dir_.path() + "/bundles"}) {
-      argv.push_back(f);
-    }
-    return RunCommand(argv);
+    return RunCommand(AuditCommand(*pki_, auditor_, dir_.path(), std::move(args)));
   }
 
   // VerifyBundles runs verify-bundle on every bundle whose name starts with `prefix`, expects it
@@ -101,18 +94,6 @@ class TamperTest : public ::testing::Test {
     }
   }
 
-  // EventsSize is 1 + the index of the last entry that records an event.
-  static int64_t EventsSize(NodeProcess& n) {
-    int64_t size = 0, i = 0;
-    for (const auto& bytes : n.Blobs("SELECT bytes FROM log_leaf ORDER BY idx")) {
-      v1::LogEntry e;
-      ++i;
-      if (e.ParseFromString(bytes) && e.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED) {
-        size = i;
-      }
-    }
-    return size;
-  }
 
   // IndexOf returns the index of A's first entry of `kind`.
   static int64_t IndexOf(NodeProcess& n, v1::LogEntry::Kind kind) {

@@ -1,5 +1,7 @@
 #include "tests/testing/harness.h"
 
+#include "caseway/v1/exchange_log.pb.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
@@ -375,6 +377,31 @@ std::string ToJsonLine(const google::protobuf::Message& message) {
   std::string out;
   (void)google::protobuf::util::MessageToJsonString(message, &out);
   return out;
+}
+
+std::vector<std::string> AuditCommand(const Pki& pki, const std::string& auditor,
+                                      const std::string& dir, std::vector<std::string> args) {
+  std::vector<std::string> argv = {BinDir() + "/caseway", "audit"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  for (const std::string& f : std::vector<std::string>{
+           "--directory", pki.dir() + "/directory.yaml", "--ca", pki.ca(), "--cert",
+           auditor + ".crt", "--key", auditor + ".key", "--state-dir", dir + "/state",
+           "--bundle-dir", dir + "/bundles"}) {
+    argv.push_back(f);
+  }
+  return argv;
+}
+
+int64_t EventsSize(const NodeProcess& n) {
+  int64_t size = 0, i = 0;
+  for (const auto& bytes : n.Blobs("SELECT bytes FROM log_leaf ORDER BY idx")) {
+    v1::LogEntry e;
+    ++i;
+    if (e.ParseFromString(bytes) && e.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED) {
+      size = i;
+    }
+  }
+  return size;
 }
 
 }  // namespace caseway::testing

@@ -136,6 +136,15 @@ class NodeProcess {
   pid_t pid_ = -1;
 };
 
+// AuditCommand returns argv for `caseway audit <args...>` as the auditor whose certificate has
+// path prefix `auditor`, with its state and bundles under `dir`.
+std::vector<std::string> AuditCommand(const Pki& pki, const std::string& auditor,
+                                      const std::string& dir, std::vector<std::string> args);
+
+// EventsSize is 1 + the index of the last entry of `n`'s log that records an event (not a witness
+// record): what a checkpoint must cover once the node has settled.
+int64_t EventsSize(const NodeProcess& n);
+
 // WaitFor polls `condition` every 20 ms until it holds or `timeout` passes.
 bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout);
 
