@@ -1,5 +1,7 @@
 #include "common/directory.h"
 
+#include "absl/strings/match.h"
+
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_cat.h"
@@ -52,6 +54,16 @@ absl::StatusOr<std::string> Directory::Key(const std::string& jurisdiction) cons
 
 std::string Directory::NoteName(const std::string& jurisdiction) const {
   return absl::StrCat(federation_, "/node/", jurisdiction);
+}
+
+absl::StatusOr<std::string> Directory::JurisdictionOf(absl::string_view note_name) const {
+  const std::string prefix = absl::StrCat(federation_, "/node/");
+  if (!absl::StartsWith(note_name, prefix) ||
+      keys_.count(std::string(note_name.substr(prefix.size()))) == 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("checkpoint origin ", note_name, " is not a node of ", federation_));
+  }
+  return std::string(note_name.substr(prefix.size()));
 }
 
 }  // namespace caseway::common

@@ -24,6 +24,9 @@ class Directory {
   absl::StatusOr<std::string> Key(const std::string& jurisdiction) const;
   // NoteName is the signed-note name and checkpoint origin of a node: "<federation>/node/<j>".
   std::string NoteName(const std::string& jurisdiction) const;
+  // JurisdictionOf is NoteName's inverse: the jurisdiction of "<federation>/node/<j>".
+  // PERMISSION_DENIED when `note_name` is not a node of this federation.
+  absl::StatusOr<std::string> JurisdictionOf(absl::string_view note_name) const;
   const std::map<std::string, std::string>& keys() const { return keys_; }
 
  private:

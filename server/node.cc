@@ -167,11 +167,12 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   // A halted node answers the health service NOT_SERVING (and its peers, auditors and clients
   // see why: CheckpointResponse.halted, StatusResponse.halted, FAILED_PRECONDITION).
   grpc::HealthCheckServiceInterface* health = node->server_->GetHealthCheckService();
-  node->store_->SetHaltListener([health](const std::string&) {
+  auto not_serving = [health](const std::string&) {
     if (health != nullptr) health->SetServingStatus(false);
-  });
+  };
+  node->store_->SetHaltListener(not_serving);
   if (absl::Status halted = node->store_->Halted(); !halted.ok()) {
-    if (health != nullptr) health->SetServingStatus(false);
+    not_serving("");
     Log(LogLevel::kError, "node starts halted: exchange refused until repaired",
         {{"status", halted.ToString()}});
   }

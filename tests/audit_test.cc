@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "caseway/v1/exchange_log.pb.h"
+#include "tests/testing/audited_pair.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/status_matchers.h"
 
@@ -15,24 +16,8 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-constexpr char kA[] = "360102";
-constexpr char kB[] = "440305";
-
-class AuditTest : public ::testing::Test {
+class AuditTest : public AuditedPairTest {
  protected:
-  void SetUp() override {
-    pki_ = std::make_unique<Pki>(dir_.path() + "/pki", "fed.test");
-    a_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), kA);
-    b_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), kB);
-    a_->AddPeer(*b_);
-    b_->AddPeer(*a_);
-    auditor_ = pki_->Auditor("coordinator");
-  }
-
-  RunResult Audit(std::vector<std::string> args) {
-    return RunCommand(AuditCommand(*pki_, auditor_, dir_.path(), std::move(args)));
-  }
-
   RunResult VerifyBundle(const std::string& path) {
     return RunCommand({BinDir() + "/caseway", "audit", "verify-bundle", path, "--directory",
                        pki_->dir() + "/directory.yaml"});
@@ -66,10 +51,6 @@ class AuditTest : public ::testing::Test {
     }
   }
 
-  TempDir dir_;
-  std::unique_ptr<Pki> pki_;
-  std::unique_ptr<NodeProcess> a_, b_;
-  std::string auditor_;
 };
 
 TEST_F(AuditTest, HealthyExchangeIsProvenBothWaysAndCheckpointsAreCosigned) {

@@ -13,6 +13,7 @@
 #include "common/digest.h"
 #include "common/merkle.h"
 #include "common/proto_bytes.h"
+#include "tests/testing/audited_pair.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/status_matchers.h"
 
@@ -23,25 +24,13 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-constexpr char kA[] = "360102";
-constexpr char kB[] = "440305";
-
-class TamperTest : public ::testing::Test {
+class TamperTest : public AuditedPairTest {
  protected:
   void SetUp() override {
-    pki_ = std::make_unique<Pki>(dir_.path() + "/pki", "fed.test");
-    a_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), kA);
-    b_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), kB);
-    a_->AddPeer(*b_);
-    b_->AddPeer(*a_);
+    AuditedPairTest::SetUp();
     // A fast scrub, so that a restarted node has re-checked its whole log within a second.
     a_->set_exchange_log_yaml("  scrub_rate: 1000000\n");
     b_->set_exchange_log_yaml("  scrub_rate: 1000000\n");
-    auditor_ = pki_->Auditor("coordinator");
-  }
-
-  RunResult Audit(std::vector<std::string> args) {
-    return RunCommand(AuditCommand(*pki_, auditor_, dir_.path(), std::move(args)));
   }
 
   // VerifyBundles runs verify-bundle on every bundle whose name starts with `prefix`, expects it
@@ -132,10 +121,6 @@ class TamperTest : public ::testing::Test {
         << peer.log();
   }
 
-  TempDir dir_;
-  std::unique_ptr<Pki> pki_;
-  std::unique_ptr<NodeProcess> a_, b_;
-  std::string auditor_;
 };
 
 // Row: entry bytes changed, stored hashes left as they were.

@@ -36,16 +36,6 @@ std::chrono::system_clock::time_point Deadline() {
   return std::chrono::system_clock::now() + std::chrono::seconds(30);
 }
 
-// JurisdictionOfOrigin maps a checkpoint origin "<federation>/node/<j>" to j.
-absl::StatusOr<std::string> JurisdictionOfOrigin(const common::Directory& dir,
-                                                 const std::string& origin) {
-  std::string prefix = absl::StrCat(dir.federation(), "/node/");
-  if (origin.rfind(prefix, 0) != 0) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("checkpoint origin ", origin, " is not a node of ", dir.federation()));
-  }
-  return origin.substr(prefix.size());
-}
 
 }  // namespace
 
@@ -198,7 +188,7 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
   log.halted = cp.halted();
   ASSIGN_OR_RETURN(common::Note note, common::ParseNote(log.note));
   ASSIGN_OR_RETURN(log.checkpoint, common::ParseCheckpointBody(note.body));
-  ASSIGN_OR_RETURN(log.jurisdiction, JurisdictionOfOrigin(directory_, log.checkpoint.origin));
+  ASSIGN_OR_RETURN(log.jurisdiction, directory_.JurisdictionOf(log.checkpoint.origin));
   // The address must be the node whose log it serves (its TLS certificate names it).
   auto id = peer ? common::IdentityFromAuthContext(*peer, directory_.federation())
                  : absl::StatusOr<common::Identity>(absl::UnauthenticatedError("no peer identity"));
@@ -375,7 +365,7 @@ absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings)
   struct Expect {
     std::string digest;
     uint64_t index = 0;            // the log entry that gives it
-    v1::Signed manifest;           // inbound: the signed manifest
+    std::string manifest_digest;   // inbound: the signed manifest (in inbound_manifests)
   };
   std::map<std::pair<bool, std::string>, std::map<uint64_t, Expect>> expected;
   std::map<std::string, std::map<std::string, v1::Signed>> inbound_manifests;  // peer -> digest
@@ -384,7 +374,7 @@ absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings)
     const v1::LogEntry& e = log.parsed[i];
     if (e.kind() == v1::LogEntry::KIND_PUBLISHED && e.sequences_size() == e.destinations_size()) {
       for (int d = 0; d < e.destinations_size(); ++d) {
-        expected[{true, e.destinations(d)}][e.sequences(d)] = {e.digest(), i, {}};
+        expected[{true, e.destinations(d)}][e.sequences(d)] = {e.digest(), i, ""};
       }
     } else if (e.kind() == v1::LogEntry::KIND_RECEIVED && SaneRange(e.first_seq(), e.last_seq())) {
       auto& by_digest = inbound_manifests[e.peer()];
@@ -411,7 +401,7 @@ absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings)
       auto m = OpenManifest(it->second, directory_, e.peer(), log.jurisdiction);
       if (!m) continue;
       for (uint64_t seq = m->first_seq(); seq <= m->last_seq(); ++seq) {
-        expected[{false, e.peer()}][seq] = {SeqDigest(*m, seq), i, it->second};
+        expected[{false, e.peer()}][seq] = {SeqDigest(*m, seq), i, it->first};
       }
     }
   }
@@ -452,7 +442,7 @@ absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings)
     f.bundle.set_seq(first->first);
     f.bundle.set_notice(first->second);
     RETURN_IF_ERROR(AddEntry(log, ex.index, f.bundle));
-    if (!outbound) *f.bundle.add_manifests() = ex.manifest;
+    if (!outbound) *f.bundle.add_manifests() = inbound_manifests[peer][ex.manifest_digest];
     findings->push_back(std::move(f));
   }
   return absl::OkStatus();

@@ -84,14 +84,17 @@ absl::Status Checkpointer::SignNow() {
     return halt(absl::StrCat("the stored hashes of the first ", last_size,
                              " entries do not rebuild their signed checkpoint"));
   }
-  absl::Status verified = store_->VerifyStored(*frontier, size);
+  // Whether the new entries hold an event other than witness records.
+  bool significant = false;
+  absl::Status verified = store_->VerifyStored(*frontier, size, [&](const v1::LogEntry& e) {
+    significant |= e.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED;
+  });
   if (verified.code() == absl::StatusCode::kDataLoss) return halt(std::string(verified.message()));
   RETURN_IF_ERROR(verified);
   if (frontier->Root() != root) {
     return halt(absl::StrCat("the stored entries up to ", size,
                              " do not rebuild the root the log holds in memory"));
   }
-  ASSIGN_OR_RETURN(const bool significant, CheckNewEntries(last_size, size));
   if (!significant && last.ok() &&
       (!last_significant_ || absl::Now() - last_signed_ < witness_only_interval_)) {
     return absl::OkStatus();
@@ -107,19 +110,6 @@ absl::Status Checkpointer::SignNow() {
   last_signed_ = absl::Now();
   last_significant_ = significant;
   return absl::OkStatus();
-}
-
-absl::StatusOr<bool> Checkpointer::CheckNewEntries(uint64_t begin, uint64_t end) {
-  for (uint64_t start = begin; start < end; start += 100) {
-    ASSIGN_OR_RETURN(auto entries, store_->ReadEntries(start, std::min(end, start + 100)));
-    for (const auto& bytes : entries) {
-      v1::LogEntry e;
-      if (!e.ParseFromString(bytes) || e.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED) {
-        return true;
-      }
-    }
-  }
-  return false;
 }
 
 }  // namespace caseway::server

@@ -19,9 +19,10 @@ namespace caseway::server {
 // bytes: the last checkpoint's root from the stored subtree hashes, then every new entry (format,
 // time order, leaf hash, node hashes) up to the new root. Any contradiction halts the store
 // (NoticeStore::Halt): nothing is signed or appended any more.
-// Growth made only of witness records is checkpointed at most once a minute
-// (exchange_log.witness_checkpoint_interval), and only when the checkpoint before covered a real event, so that two
-// idle witnesses settle after one round instead of cosigning each other forever.
+// Growth made only of witness records is checkpointed at most every `witness_only_interval`
+// (exchange_log.witness_checkpoint_interval), and only when the checkpoint before covered a real
+// event, so that two idle witnesses settle after one round instead of cosigning each other
+// forever.
 // Concurrency: own thread; SignNow() is thread-safe. Lifetime: `store` outlives it.
 class Checkpointer {
  public:
@@ -48,9 +49,6 @@ class Checkpointer {
   // Whether the last checkpoint signed covered an event other than witness records (unknown
   // after a restart: assumed so).
   bool last_significant_ ABSL_GUARDED_BY(sign_mu_) = true;
-  // SignedRange checks [begin, end) from the stored bytes and reports whether it holds an event
-  // other than witness records; DATA_LOSS on a contradiction.
-  absl::StatusOr<bool> CheckNewEntries(uint64_t begin, uint64_t end);
   Periodic periodic_;
 };
 

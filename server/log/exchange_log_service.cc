@@ -43,9 +43,9 @@ grpc::Status ExchangeLogService::GetCheckpoint(grpc::ServerContext* ctx,
     bool valid = false;
     if (parsed.ok() && one.ok() && one->signatures.size() == 1) {
       const std::string& name = one->signatures[0].name;
-      for (const auto& [j, key] : dir.keys()) {
-        if (dir.NoteName(j) == name) valid = common::VerifyCosignature(*one, name, key).ok();
-      }
+      auto witness = dir.JurisdictionOf(name);
+      auto key = witness.ok() ? dir.Key(*witness) : witness.status();
+      valid = key.ok() && common::VerifyCosignature(*one, name, *key).ok();
     }
     if (valid) {
       note += line;

@@ -23,7 +23,6 @@ absl::Status Scrubber::Step(uint64_t max_entries) {
   const uint64_t head = store_->LogHead().first;
   if (frontier_.size() >= head) {
     if (frontier_.size() > 0) {
-      ++passes_;
       Log(LogLevel::kDebug, "log scrub pass complete", {{"entries", absl::StrCat(head)}});
     }
     frontier_ = common::MerkleFrontier();

@@ -26,14 +26,11 @@ class Scrubber {
   // Step checks up to `max_entries` more entries (the thread calls it once a second with `rate`).
   // FAILED_PRECONDITION once the store halted; other errors are read errors.
   absl::Status Step(uint64_t max_entries);
-  // Passes is the number of complete passes so far.
-  uint64_t passes() const { return passes_; }
 
  private:
   NoticeStore* const store_;
   const uint32_t rate_;
   common::MerkleFrontier frontier_;  // the scrub's position (thread-confined)
-  uint64_t passes_ = 0;
   Periodic periodic_;  // last: its thread uses the members above
 };
 

@@ -98,7 +98,7 @@ absl::StatusOr<common::MerkleFrontier> MerkleLog::StoredFrontier(sqlite3* db, ui
 
 absl::Status MerkleLog::VerifyStored(sqlite3* db, uint64_t end, common::MerkleFrontier& frontier,
                                      const std::map<uint64_t, std::string>& checkpoint_roots,
-                                     int64_t& last_micros) {
+                                     int64_t& last_micros, const EntryVisitor& visit) {
   Stmt leaves(db, "SELECT idx, bytes, hash FROM log_leaf WHERE idx >= ? AND idx < ? ORDER BY idx");
   Stmt node(db, "SELECT hash FROM log_node WHERE level = ? AND idx = ?");
   leaves.Bind(1, static_cast<int64_t>(frontier.size())).Bind(2, static_cast<int64_t>(end));
@@ -147,6 +147,7 @@ absl::Status MerkleLog::VerifyStored(sqlite3* db, uint64_t end, common::MerkleFr
                                              " entries do not rebuild the root of the checkpoint "
                                              "signed for that size"));
     }
+    if (bad.ok() && visit) visit(*entry);
   }
   RETURN_IF_ERROR(bad);
   RETURN_IF_ERROR(leaves.status("read log leaves"));

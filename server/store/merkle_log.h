@@ -4,6 +4,7 @@
 #define CASEWAY_SERVER_STORE_MERKLE_LOG_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -12,6 +13,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "caseway/v1/exchange_log.pb.h"
 #include "common/merkle.h"
 #include "server/store/commit_queue.h"
 #include "server/store/sqlite.h"
@@ -57,11 +59,13 @@ class MerkleLog : public TxnParticipant {
   // everything from the entry bytes: each entry must be canonical (common::ParseLogEntry) with a
   // time no earlier than the entry before it, hash to its stored leaf hash, and complete exactly
   // the stored node hashes; at every size in `checkpoint_roots` the root must be the signed one.
-  // `last_micros` is the time of the entry before frontier.size() and is advanced. DATA_LOSS
-  // naming the first contradiction; INTERNAL on read errors.
+  // `last_micros` is the time of the entry before frontier.size() and is advanced. `visit`, when
+  // set, sees each entry once it has passed. DATA_LOSS naming the first contradiction; INTERNAL
+  // on read errors.
+  using EntryVisitor = std::function<void(const caseway::v1::LogEntry&)>;
   static absl::Status VerifyStored(sqlite3* db, uint64_t end, common::MerkleFrontier& frontier,
                                    const std::map<uint64_t, std::string>& checkpoint_roots,
-                                   int64_t& last_micros);
+                                   int64_t& last_micros, const EntryVisitor& visit = nullptr);
 
  private:
   explicit MerkleLog(sqlite3* db);

@@ -131,6 +131,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
     if (s.Step()) {
       absl::MutexLock lock(&store->halt_mu_);
       store->halted_ = s.Text(0);
+      store->is_halted_.store(true, std::memory_order_release);
     }
     RETURN_IF_ERROR(s.status("read halt"));
   }

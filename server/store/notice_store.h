@@ -3,6 +3,7 @@
 #ifndef CASEWAY_SERVER_STORE_NOTICE_STORE_H_
 #define CASEWAY_SERVER_STORE_NOTICE_STORE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -222,9 +223,10 @@ class NoticeStore {
   // StoredFrontier rebuilds the frontier of the first `size` entries from stored subtree hashes.
   absl::StatusOr<common::MerkleFrontier> StoredFrontier(uint64_t size);
   // VerifyStored extends `frontier` to `end` from the stored entry bytes (see
-  // MerkleLog::VerifyStored), checking the roots of the checkpoints it passes. DATA_LOSS names the
-  // first contradiction.
-  absl::Status VerifyStored(common::MerkleFrontier& frontier, uint64_t end);
+  // MerkleLog::VerifyStored), checking the roots of the checkpoints it passes; `visit` sees each
+  // verified entry. DATA_LOSS names the first contradiction.
+  absl::Status VerifyStored(common::MerkleFrontier& frontier, uint64_t end,
+                            const MerkleLog::EntryVisitor& visit = nullptr);
 
   // Barrier returns once every write submitted before it has completed (its callback has run).
   void Barrier();
@@ -265,6 +267,8 @@ class NoticeStore {
   int64_t last_entry_micros_ = 0;
 
   absl::Mutex halt_mu_;
+  // halted_ is set once; is_halted_ lets the append path check it without the mutex.
+  std::atomic<bool> is_halted_{false};
   std::string halted_ ABSL_GUARDED_BY(halt_mu_);
   std::function<void(const std::string&)> halt_listener_ ABSL_GUARDED_BY(halt_mu_);
 

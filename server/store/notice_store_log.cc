@@ -89,6 +89,7 @@ absl::StatusOr<uint64_t> NoticeStore::AppendEntry(v1::LogEntry& entry) {
 }
 
 absl::Status NoticeStore::Halted() {
+  if (!is_halted_.load(std::memory_order_acquire)) return absl::OkStatus();
   absl::MutexLock lock(&halt_mu_);
   if (halted_.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
@@ -102,6 +103,7 @@ void NoticeStore::Halt(const std::string& reason) {
     absl::MutexLock lock(&halt_mu_);
     if (!halted_.empty()) return;
     halted_ = reason;
+    is_halted_.store(true, std::memory_order_release);
     listener = halt_listener_;
   }
   common::Log(common::LogLevel::kError, "exchange log integrity failure: exchange halted",
@@ -126,7 +128,8 @@ absl::StatusOr<common::MerkleFrontier> NoticeStore::StoredFrontier(uint64_t size
   return ReadOnly([&](sqlite3* db) { return MerkleLog::StoredFrontier(db, size); });
 }
 
-absl::Status NoticeStore::VerifyStored(common::MerkleFrontier& frontier, uint64_t end) {
+absl::Status NoticeStore::VerifyStored(common::MerkleFrontier& frontier, uint64_t end,
+                                       const MerkleLog::EntryVisitor& visit) {
   return ReadOnly([&](sqlite3* db) -> absl::Status {
     std::map<uint64_t, std::string> roots;
     {
@@ -145,7 +148,7 @@ absl::Status NoticeStore::VerifyStored(common::MerkleFrontier& frontier, uint64_
       }
       RETURN_IF_ERROR(s.status("read log leaf"));
     }
-    return MerkleLog::VerifyStored(db, end, frontier, roots, last_micros);
+    return MerkleLog::VerifyStored(db, end, frontier, roots, last_micros, visit);
   });
 }
 
