@@ -8,7 +8,9 @@
 # Parts (ONLY selects): throughput (log and signatures on and off, batch and unary), latency
 # (1k/5k/20k per second offered), catchup (B offline while BACKLOG accumulate), import (the CLI),
 # fanout (one hub node serving FANOUT_STREAMS subscriptions, FANOUT_PER_STREAM notices each, live
-# and as a backlog), peers (NATS JetStream mirror and RabbitMQ shovel from bench/peers).
+# and as a backlog), peers (NATS JetStream mirror and RabbitMQ shovel from bench/peers),
+# integrity (the exchange log's own checks: batched throughput with the background scrub at its
+# default pace and off, alternated twice, and caseway-bench-log's check-before-signing figures).
 # Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (32),
 # LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), FANOUT_STREAMS (3000),
 # FANOUT_PER_STREAM (100), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
@@ -29,11 +31,11 @@ COUNT=${COUNT:-200000}; UNARY_COUNT=${UNARY_COUNT:-20000}; CLIENTS=${CLIENTS:-8}
 UNARY_CLIENTS=${UNARY_CLIENTS:-32}; LAT_SECONDS=${LAT_SECONDS:-10}; BACKLOG=${BACKLOG:-1000000}
 IMPORT=${IMPORT:-1000000}; PEER_N=${PEER_N:-100000}; BASE_PORT=${BASE_PORT:-17400}
 FANOUT_STREAMS=${FANOUT_STREAMS:-3000}; FANOUT_PER_STREAM=${FANOUT_PER_STREAM:-100}
-ONLY=${ONLY:-throughput latency catchup import fanout peers}
+ONLY=${ONLY:-throughput latency catchup import fanout peers integrity}
 
 bash "$root/deploy/install-deps.sh" >/dev/null
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j2 --target caseway-node caseway caseway-bench >/dev/null
+cmake --build "$build" -j2 --target caseway-node caseway caseway-bench caseway-bench-log >/dev/null
 bin=$build/bin
 
 out="$here/results/$(date -u +%Y%m%dT%H%M%SZ)"
@@ -54,7 +56,8 @@ declare -A port=([360102]=$BASE_PORT [440305]=$((BASE_PORT + 1)))
 declare -A pid=()
 peer_of() { [ "$1" = 360102 ] && echo 440305 || echo 360102; }
 
-# write_config J MODE: MODE is "on" (exchange log, signatures, receipts) or "off".
+# write_config J MODE: MODE is "on" (exchange log, signatures, receipts), "noscrub" (the same
+# without the background scrub) or "off".
 write_config() {
   local j=$1 mode=$2 p
   p=$(peer_of "$j")
@@ -70,6 +73,8 @@ write_config() {
     [ -n "${BATCH_MAX_ENTRIES:-}" ] && echo "exchange: {batch_max_entries: $BATCH_MAX_ENTRIES}"
     if [ "$mode" = on ]; then
       echo "exchange_log: {signing_key_file: $pki/nodes/$j.sign.key, directory_file: $pki/directory.yaml}"
+    elif [ "$mode" = noscrub ]; then
+      echo "exchange_log: {signing_key_file: $pki/nodes/$j.sign.key, directory_file: $pki/directory.yaml, scrub_rate: 0}"
     else
       echo "exchange_log: {disabled: true}"
     fi
@@ -124,6 +129,26 @@ if [[ " $ONLY " == *" throughput "* ]]; then
   done
   log "log and signatures on/off: batch $(awk "BEGIN{printf \"%.2f\", ${rate[batch-on]}/${rate[batch-off]}}"), unary $(awk "BEGIN{printf \"%.2f\", ${rate[unary-on]}/${rate[unary-off]}}")"
   echo "{\"bench\":\"log on/off ratio\",\"batch\":$(awk "BEGIN{printf \"%.3f\", ${rate[batch-on]}/${rate[batch-off]}}"),\"unary\":$(awk "BEGIN{printf \"%.3f\", ${rate[unary-on]}/${rate[unary-off]}}")}" >>"$results"
+fi
+
+if [[ " $ONLY " == *" integrity "* ]]; then
+  log ""; log "== integrity: batched throughput with the scrub at its default pace (on) and off (noscrub), alternated twice; $COUNT notices each"
+  declare -A sum=([on]=0 [noscrub]=0)
+  for round in 1 2; do
+    for mode in on noscrub; do
+      rm -rf "$work/data-$mode"
+      pair "$mode"
+      r=$(bench throughput "${A[@]}" --clients "$CLIENTS" --batch "$BATCH" --count "$COUNT" --label "batch-$mode-$round" | tail -1)
+      sum[$mode]=$(awk "BEGIN{print ${sum[$mode]} + $(field "$r" notices_per_s)}")
+      unpair
+    done
+  done
+  ratio=$(awk "BEGIN{printf \"%.3f\", ${sum[on]}/${sum[noscrub]}}")
+  log "scrub on/off (sum of two runs each): $ratio (target >= 0.95)"
+  echo "{\"bench\":\"scrub on/off ratio\",\"batch\":$ratio}" >>"$results"
+  "$bin/caseway-bench-log" --entries "$COUNT" 2>/dev/null >"$work/log.out" || true
+  grep -v '^JSON ' "$work/log.out" | tee -a "$out/summary.txt"
+  sed -n 's/^JSON //p' "$work/log.out" >>"$results"
 fi
 
 if [[ " $ONLY " == *" latency "* ]]; then

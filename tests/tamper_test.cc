@@ -440,5 +440,28 @@ TEST_F(TamperTest, PastCheckpointsAndEvidencePaging) {
   }
 }
 
+// Row: an entry of the tail that no checkpoint covered yet (the node was killed before signing
+// one), edited while the node was down. With the scrub off, the check before the first checkpoint
+// after the restart re-reads that tail from its bytes and halts the node. (B is never started.)
+TEST_F(TamperTest, UncheckpointedTailIsReReadAtStartUp) {
+  a_->set_exchange_log_yaml("  scrub_rate: 0\n  checkpoint_interval: 1h\n");
+  ASSERT_OK(a_->Start());
+  auto a = a_->NewClient();
+  for (int i = 1; i <= 3; ++i) ASSERT_OK(a->Publish(SampleNotice(absl::StrCat("t-", i), {kB})));
+  a_->Kill();
+  ASSERT_EQ(a_->Count("SELECT count(*) FROM checkpoint"), 0);
+  ASSERT_EQ(a_->Count("SELECT count(*) FROM log_leaf"), 3);
+  a_->Exec("UPDATE log_leaf SET bytes = bytes || x'01' WHERE idx = 1");
+  ASSERT_OK(a_->Start());
+  ASSERT_TRUE(WaitFor([&] { return a_->log().find("exchange halted") != std::string::npos; },
+                      absl::Seconds(10)))
+      << a_->log();
+  EXPECT_THAT(a_->log(), HasSubstr("entry 1"));
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM checkpoint"), 0) << "nothing signed over it";
+  a = a_->NewClient();
+  EXPECT_EQ(a->Publish(SampleNotice("t-4", {kB})).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 }  // namespace
 }  // namespace caseway::testing

@@ -77,25 +77,12 @@ absl::Status Checkpointer::SignNow() {
   } else if (last.status().code() != absl::StatusCode::kNotFound) {
     return last.status();
   }
-  // Verify before signing: the stored subtrees must rebuild the last signed root, and the new
-  // entries, recomputed from their bytes, must extend it to the root about to be signed.
-  auto frontier = store_->StoredFrontier(last_size);
-  if (!frontier.ok() || frontier->Root() != last_root) {
-    return halt(absl::StrCat("the stored hashes of the first ", last_size,
-                             " entries do not rebuild their signed checkpoint"));
+  auto significant = CheckBeforeSigning(last_size, last_root, size, root);
+  if (significant.status().code() == absl::StatusCode::kDataLoss) {
+    return halt(std::string(significant.status().message()));
   }
-  // Whether the new entries hold an event other than witness records.
-  bool significant = false;
-  absl::Status verified = store_->VerifyStored(*frontier, size, [&](const v1::LogEntry& e) {
-    significant |= e.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED;
-  });
-  if (verified.code() == absl::StatusCode::kDataLoss) return halt(std::string(verified.message()));
-  RETURN_IF_ERROR(verified);
-  if (frontier->Root() != root) {
-    return halt(absl::StrCat("the stored entries up to ", size,
-                             " do not rebuild the root the log holds in memory"));
-  }
-  if (!significant && last.ok() &&
+  RETURN_IF_ERROR(significant.status());
+  if (!*significant && last.ok() &&
       (!last_significant_ || absl::Now() - last_signed_ < witness_only_interval_)) {
     return absl::OkStatus();
   }
@@ -108,8 +95,36 @@ absl::Status Checkpointer::SignNow() {
   c.note = body + "\n" + common::SignNoteLine(body, name_, *key_);
   RETURN_IF_ERROR(store_->StoreCheckpoint(c));
   last_signed_ = absl::Now();
-  last_significant_ = significant;
+  last_significant_ = *significant;
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> Checkpointer::CheckBeforeSigning(uint64_t last_size,
+                                                      const std::string& last_root, uint64_t size,
+                                                      const std::string& root) {
+  // The stored subtrees must rebuild the last signed root.
+  auto frontier = store_->StoredFrontier(last_size);
+  if (!frontier.ok() || frontier->Root() != last_root) {
+    return absl::DataLossError(absl::StrCat("the stored hashes of the first ", last_size,
+                                            " entries do not rebuild their signed checkpoint"));
+  }
+  // Entries this process did not append (the tail left before a restart) are re-read from their
+  // bytes; those it appended were hashed from their bytes as it wrote them.
+  bool significant = store_->EventsEnd() > last_size;
+  const uint64_t tail_end = std::min(size, store_->LogSizeAtOpen());
+  if (last_size < tail_end) {
+    RETURN_IF_ERROR(store_->VerifyStored(*frontier, tail_end, [&](const v1::LogEntry& e) {
+      significant |= e.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED;
+    }));
+  }
+  // The stored hashes must agree with the root held in memory.
+  auto stored = store_->StoredFrontier(size);
+  if (!stored.ok() || stored->Root() != root) {
+    return absl::DataLossError(absl::StrCat("the stored hashes of the first ", size,
+                                            " entries do not rebuild the root the log holds in "
+                                            "memory"));
+  }
+  return significant;
 }
 
 }  // namespace caseway::server

@@ -15,9 +15,7 @@
 namespace caseway::server {
 
 // Checkpointer signs a C2SP checkpoint of the committed log, with its time, every `interval`
-// while it grows. Before signing it recomputes what the new checkpoint covers from the stored
-// bytes: the last checkpoint's root from the stored subtree hashes, then every new entry (format,
-// time order, leaf hash, node hashes) up to the new root. Any contradiction halts the store
+// while it grows, after CheckBeforeSigning. Any contradiction halts the store
 // (NoticeStore::Halt): nothing is signed or appended any more.
 // Growth made only of witness records is checkpointed at most every `witness_only_interval`
 // (exchange_log.witness_checkpoint_interval), and only when the checkpoint before covered a real
@@ -36,6 +34,17 @@ class Checkpointer {
   // the store halted) when the stored log contradicts itself or the last checkpoint, or when the
   // store had halted already.
   absl::Status SignNow();
+
+  // CheckBeforeSigning checks what a checkpoint of (size, root) adds to the last one
+  // (last_size, last_root): the stored subtree hashes must rebuild last_root; entries this process
+  // did not append itself (the tail left before a restart) are re-read from their bytes (format,
+  // time order, leaf and node hashes, see NoticeStore::VerifyStored); and the stored subtree
+  // hashes of the new tree must rebuild `root`, which the writer computed from the bytes it
+  // appended. Constant cost plus the tail: bytes changed later are the scrub's to find.
+  // Returns whether the new entries hold an event other than witness records; DATA_LOSS naming a
+  // contradiction.
+  absl::StatusOr<bool> CheckBeforeSigning(uint64_t last_size, const std::string& last_root,
+                                          uint64_t size, const std::string& root);
 
  private:
   NoticeStore* const store_;

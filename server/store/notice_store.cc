@@ -126,6 +126,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   std::unique_ptr<NoticeStore> store(new NoticeStore(options, std::move(stmts)));
   store->PrepareLogStatements(db->get());
   ASSIGN_OR_RETURN(store->log_, MerkleLog::Load(db->get()));
+  store->size_at_open_ = store->log_->Committed().first;
   {
     Stmt s(db->get(), "SELECT value FROM meta WHERE key = 'halted'");
     if (s.Step()) {

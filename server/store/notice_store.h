@@ -220,6 +220,12 @@ class NoticeStore {
   void Halt(const std::string& reason);
   // HaltListener hears a halt once, on the thread that called Halt. It must not block.
   void SetHaltListener(std::function<void(const std::string&)> listener);
+  // LogSizeAtOpen is the log's size when the store was opened: the entries below it were not
+  // appended (nor hashed from their bytes) by this process.
+  uint64_t LogSizeAtOpen() const { return size_at_open_; }
+  // EventsEnd is 1 + the index of the last entry other than a witness record appended by this
+  // process (0 when none; may run ahead of the committed log after a rollback).
+  uint64_t EventsEnd() const { return events_end_.load(std::memory_order_acquire); }
   // StoredFrontier rebuilds the frontier of the first `size` entries from stored subtree hashes.
   absl::StatusOr<common::MerkleFrontier> StoredFrontier(uint64_t size);
   // VerifyStored extends `frontier` to `end` from the stored entry bytes (see
@@ -265,6 +271,8 @@ class NoticeStore {
 
   // Writer thread: the time of the last entry appended (entry times never go backwards).
   int64_t last_entry_micros_ = 0;
+  uint64_t size_at_open_ = 0;
+  std::atomic<uint64_t> events_end_{0};
 
   absl::Mutex halt_mu_;
   // halted_ is set once; is_halted_ lets the append path check it without the mutex.

@@ -85,6 +85,10 @@ absl::StatusOr<uint64_t> NoticeStore::AppendEntry(v1::LogEntry& entry) {
   // Entry times never go backwards, even when the clock does (docs/exchange-log.md).
   last_entry_micros_ = std::max(last_entry_micros_, absl::ToUnixMicros(absl::Now()));
   *entry.mutable_time() = TimeUtil::MicrosecondsToTimestamp(last_entry_micros_);
+  if (entry.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED) {
+    events_end_.store(std::max(events_end_.load(std::memory_order_relaxed), entry.index() + 1),
+                      std::memory_order_release);
+  }
   return log_->Append(common::DeterministicBytes(entry));
 }
 
