@@ -2,6 +2,7 @@
 #include "server/store/statements.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <future>
 #include <utility>
 
@@ -10,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/log.h"
 #include "caseway/v1/notice.pb.h"
 #include "common/log_entry.h"
 #include "common/status_macros.h"
@@ -161,17 +163,37 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
 
 void NoticeStore::CheckpointLoop() {
   auto db = Db::Open(path_);
-  if (!db.ok()) return;
+  if (!db.ok()) StorageFault("open the checkpoint connection", db.status());
   absl::MutexLock lock(&mu_);
   while (!stop_checkpointer_) {
     mu_.AwaitWithTimeout(absl::Condition(&stop_checkpointer_), absl::Milliseconds(500));
+    const bool last = stop_checkpointer_;
     mu_.Unlock();
-    // PASSIVE only: it never takes the writer's lock. (A TRUNCATE here used to block the writer
-    // and make the WAL grow from zero again, so that every commit's fdatasync waited for an ext4
-    // journal commit behind the checkpoint's writes: the p99 latency spikes in PROFILE.md.)
-    sqlite3_wal_checkpoint_v2((*db)->get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    // PASSIVE only while the node runs: it never takes the writer's lock. (A TRUNCATE here used
+    // to block the writer and make the WAL grow from zero again, so that every commit's
+    // fdatasync waited for an ext4 journal commit behind the checkpoint's writes: the p99
+    // latency spikes in PROFILE.md.) The last one, after the writer has stopped, empties the WAL.
+    int rc = sqlite3_wal_checkpoint_v2((*db)->get(), nullptr,
+                                       last ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
+                                       nullptr, nullptr);
+    // BUSY: a reader or (at the last one) a straggler holds the WAL; the next round retries.
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
+      StorageFault("checkpoint the WAL into the database file", SqliteError((*db)->get(), "checkpoint"));
+    }
     mu_.Lock();
   }
+}
+
+void NoticeStore::StorageFault(absl::string_view what, const absl::Status& status) {
+  // After a failed write or sync the kernel may have dropped the pages it could not write, and
+  // SQLite's checkpoint position may already count them as written: the WAL holds the only good
+  // copy. Any further checkpoint, or closing the connections, could let SQLite reuse that WAL.
+  // Stop now, as PostgreSQL does after a failed fsync; the next start rebuilds the WAL index and
+  // checkpoints everything again from the WAL's first frame (docs/errors.md, "Storage faults").
+  common::Log(common::LogLevel::kError,
+              "storage fault: the node stops at once; restart it to recover from the WAL",
+              {{"operation", std::string(what)}, {"status", status.ToString()}});
+  std::_Exit(kStorageFaultExitCode);
 }
 
 NoticeStore::NoticeStore(StoreOptions options, std::unique_ptr<WriterStatements> stmts)

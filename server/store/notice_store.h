@@ -47,6 +47,9 @@ struct InboxRow {
 };
 
 // StoreOptions configure NoticeStore::Open.
+// The exit status of a node stopped by a storage fault (NoticeStore::StorageFault).
+inline constexpr int kStorageFaultExitCode = 75;
+
 struct StoreOptions {
   std::string path;
   int group_commit_max = 4096;
@@ -293,6 +296,9 @@ class NoticeStore {
   // WAL checkpointer: copies committed WAL frames into the database in the background (PASSIVE,
   // never blocking the writer) every 500 ms; the writer reuses the WAL from its start after.
   void CheckpointLoop();
+  // StorageFault ends the process at once (no destructor, no further SQLite call): an I/O error
+  // in a background write leaves the WAL as the only good copy of committed data.
+  [[noreturn]] static void StorageFault(absl::string_view what, const absl::Status& status);
   std::thread wal_checkpointer_;
   bool stop_checkpointer_ ABSL_GUARDED_BY(mu_) = false;
 

@@ -19,6 +19,10 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path) {
   std::unique_ptr<Db> db(new Db(raw));
   if (rc != SQLITE_OK) return SqliteError(raw, absl::StrCat("open ", path));
   sqlite3_busy_timeout(raw, 10000);
+  // No connection checkpoints when it closes: only NoticeStore's checkpoint loop does, and it
+  // checks the result (a checkpoint whose I/O failed must not be followed by another, see
+  // NoticeStore::StorageFault).
+  sqlite3_db_config(raw, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
   absl::Status s = db->Exec(
       "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
       // Checkpoints run on NoticeStore's background connection, not in a committing writer.

@@ -231,6 +231,7 @@ absl::Status NodeProcess::Start() {
     dup2(fd, 1);
     dup2(fd, 2);
     if (!env_.empty()) putenv(const_cast<char*>(env_.c_str()));
+    for (std::string& e : more_env_) putenv(e.data());
     execl(binary.c_str(), binary.c_str(), "--config", config.c_str(), nullptr);
     _exit(127);
   }
@@ -342,8 +343,10 @@ std::vector<std::string> NodeProcess::Blobs(const std::string& sql) const {
 
 bool NodeProcess::Exited() {
   if (pid_ <= 0) return true;
-  if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) == pid_) {
     pid_ = -1;
+    exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     return true;
   }
   return false;

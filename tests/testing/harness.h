@@ -82,6 +82,8 @@ class NodeProcess {
   // env adds "NAME=value" to the node's environment. CASEWAY_FAULTS=... (fault injection) runs
   // the test build `caseway-node-faults` instead of `caseway-node`, unless use_production_binary.
   void set_env(std::string assignment) { env_ = std::move(assignment); }
+  // add_env adds another NAME=value to the node's environment (e.g. LD_PRELOAD).
+  void add_env(std::string assignment) { more_env_.push_back(std::move(assignment)); }
   void use_production_binary() { production_binary_ = true; }
 
   // Start launches the process and waits until it listens (its port file appears).
@@ -95,7 +97,11 @@ class NodeProcess {
   const std::string& jurisdiction() const { return jurisdiction_; }
   std::string address() const;
   int port() const { return port_; }
-  std::string db_path() const { return dir_ + "/" + jurisdiction_ + ".db"; }
+  std::string db_path() const {
+    return db_path_.empty() ? dir_ + "/" + jurisdiction_ + ".db" : db_path_;
+  }
+  // set_db_path stores the node's database elsewhere (e.g. in a directory the node creates).
+  void set_db_path(std::string path) { db_path_ = std::move(path); }
   std::string config_path() const { return dir_ + "/" + jurisdiction_ + ".yaml"; }
   std::string log_path() const { return dir_ + "/" + jurisdiction_ + ".log"; }
   std::string log() const;
@@ -112,6 +118,8 @@ class NodeProcess {
   std::vector<std::string> Blobs(const std::string& sql) const;
   // Exited reports (and reaps) a process that ended by itself, e.g. through a crash fault.
   bool Exited();
+  // The exit status Exited() saw (128 + signal when killed), -1 before.
+  int exit_status() const { return exit_status_; }
   void ClearPeers() { peers_.clear(); }
   // set_port makes the node listen on `port` (e.g. one already taken, to test the refusal).
   void set_port(int port) { port_ = port; }
@@ -131,6 +139,9 @@ class NodeProcess {
   std::string exchange_yaml_;
   std::string exchange_log_yaml_;
   std::string env_;
+  std::vector<std::string> more_env_;
+  int exit_status_ = -1;
+  std::string db_path_;
   bool production_binary_ = false;
   int port_ = 0;
   pid_t pid_ = -1;
