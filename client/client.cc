@@ -30,8 +30,12 @@ absl::StatusOr<ConnectionOptions> LoadClientConfig(const std::string& path) {
   std::string dir = path.find('/') == std::string::npos ? "" : path.substr(0, path.rfind('/') + 1);
   ConnectionOptions o;
   for (const auto& kv : root) {
-    std::string key = kv.first.as<std::string>();
-    std::string value = kv.second.IsScalar() ? kv.second.as<std::string>() : "";
+    if (!kv.first.IsScalar()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": line ", kv.first.Mark().line + 1,
+                                                     ": mapping keys must be plain scalars"));
+    }
+    std::string key = kv.first.Scalar();
+    std::string value = kv.second.IsScalar() ? kv.second.Scalar() : "";
     auto resolve = [&](const std::string& v) { return v.empty() || v[0] == '/' ? v : dir + v; };
     if (key == "address") o.address = value;
     else if (key == "ca_file") o.ca_file = resolve(value);

@@ -4,6 +4,7 @@
 #include <google/protobuf/util/time_util.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -90,7 +91,10 @@ void EmitJson(const YAML::Node& node, const google::protobuf::FieldDescriptor* f
       for (const auto& kv : node) {
         if (!first) out.push_back(',');
         first = false;
-        std::string key = kv.first.as<std::string>();
+        if (!kv.first.IsScalar()) {
+          throw YAML::Exception(kv.first.Mark(), "a mapping key must be a plain scalar");
+        }
+        std::string key = kv.first.Scalar();
         const google::protobuf::FieldDescriptor* sub = nullptr;
         if (type != nullptr) {
           sub = type->FindFieldByName(key);
@@ -104,6 +108,13 @@ void EmitJson(const YAML::Node& node, const google::protobuf::FieldDescriptor* f
       return;
     }
   }
+}
+
+// MaxNoticeBytesBound is the largest notice that fits in a delivery batch with its manifest and
+// framing: entries take at most half of max_message_bytes, and 8 KiB is left for the rest.
+uint32_t MaxNoticeBytesBound(const ::caseway::v1::LimitsConfig& limits) {
+  const uint32_t half = limits.max_message_bytes() / 2;
+  return half > (8u << 10) ? half - (8u << 10) : 0;
 }
 
 Duration Dur(int64_t millis) { return TimeUtil::MillisecondsToDuration(millis); }
@@ -120,6 +131,9 @@ void FillDefaults(NodeConfig& c) {
   auto* li = c.mutable_limits();
   if (li->max_message_bytes() == 0) li->set_max_message_bytes(4 << 20);
   if (li->max_batch_notices() == 0) li->set_max_batch_notices(1000);
+  if (li->max_notice_bytes() == 0) {
+    li->set_max_notice_bytes(std::min<uint32_t>(256 << 10, MaxNoticeBytesBound(*li)));
+  }
   auto* lg = c.mutable_log();
   if (lg->level().empty()) lg->set_level("info");
   auto* xl = c.mutable_exchange_log();
@@ -157,7 +171,7 @@ class Validator {
     static const std::regex kHostPort("(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}");
     if (v.empty()) return Fail(field, "required");
     if (!std::regex_match(v, kHostPort)) return Fail(field, "host:port expected");
-    int port = std::stoi(v.substr(v.rfind(':') + 1));
+    int port = std::stoi(v.substr(v.rfind(':') + 1));  // at most 5 digits (the regex)
     if (port > 65535) Fail(field, "port must be in 0..65535");
   }
   absl::Status status() const { return status_; }
@@ -209,7 +223,11 @@ absl::Status Validate(const NodeConfig& c, absl::string_view source) {
   v.DurationRange("exchange.backoff_initial", ex.backoff_initial(), 10, 3600000);
   v.DurationRange("exchange.backoff_max", ex.backoff_max(),
                   TimeUtil::DurationToMilliseconds(ex.backoff_initial()), 3600000);
-  v.Range("limits.max_message_bytes", c.limits().max_message_bytes(), 1024, 64 << 20);
+  v.Range("limits.max_message_bytes", c.limits().max_message_bytes(), 64 << 10, 64 << 20);
+  if (v.status().ok()) {
+    v.Range("limits.max_notice_bytes", c.limits().max_notice_bytes(), 1024,
+            MaxNoticeBytesBound(c.limits()));
+  }
   v.Range("limits.max_batch_notices", c.limits().max_batch_notices(), 1, 100000);
   const auto& xl = c.exchange_log();
   if (!xl.disabled()) {
@@ -242,7 +260,17 @@ absl::StatusOr<std::string> YamlToJson(absl::string_view yaml,
                                                    ", column ", e.mark.column + 1, ": ", e.msg));
   }
   std::string out;
-  EmitJson(root, nullptr, schema, out);
+  try {
+    EmitJson(root, nullptr, schema, out);
+  } catch (const YAML::Exception& e) {
+    // e.g. a mapping key that is itself a mapping or a sequence
+    return absl::InvalidArgumentError(absl::StrCat("YAML at line ", e.mark.line + 1, ", column ",
+                                                   e.mark.column + 1,
+                                                   ": mapping keys must be plain scalars (", e.msg,
+                                                   ")"));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("YAML: a value out of range (", e.what(), ")"));
+  }
   return out;
 }
 

@@ -113,6 +113,26 @@ TEST(ConfigTest, UnknownFieldIsNamed) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("colour")));
 }
 
+TEST(ConfigTest, NonScalarKeysAndHugeNumbersAreErrorsNotCrashes) {
+  // A mapping key that is itself a sequence or a mapping (once an uncaught exception, exit 134).
+  for (const char* yaml : {"? [a, b]\n: 1\n", "limits:\n  ? {x: 1}\n  : 2\n"}) {
+    EXPECT_THAT(ParseNodeConfig(yaml, "node.yaml"),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("mapping keys must be plain scalars")))
+        << yaml;
+  }
+  std::string yaml = kValid;
+  const std::string from = "  heartbeat_interval: 500ms";
+  yaml.replace(yaml.find(from), from.size(), "  heartbeat_interval: " + std::string(400, '9') + "s");
+  EXPECT_THAT(ParseNodeConfig(yaml, "node.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  yaml = kValid;
+  const std::string max_notice = "limits:\n  max_message_bytes: 65536\n  max_notice_bytes: 40000\n";
+  EXPECT_THAT(ParseNodeConfig(yaml + max_notice, "node.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("limits.max_notice_bytes: must be in 1024..24576")));
+}
+
 TEST(ConfigTest, YamlSyntaxErrorGivesTheLine) {
   EXPECT_THAT(ParseNodeConfig("federation: [unclosed\n", "node.yaml"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("node.yaml: YAML syntax error at line")));

@@ -2,11 +2,45 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
 namespace caseway::common {
+
+namespace {
+
+// CutUtf8 returns the longest prefix of `s` of at most `max` bytes that ends on a character
+// boundary.
+absl::string_view CutUtf8(absl::string_view s, size_t max) {
+  if (s.size() <= max) return s;
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n);
+}
+
+}  // namespace
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+  absl::string_view message = status.message();
+  std::string text(CutUtf8(message, kMaxStatusMessageBytes - 3));
+  if (text.size() < message.size()) text += "...";
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::move(text));
+}
+
+std::string Echo(absl::string_view input, size_t max_bytes) {
+  absl::string_view cut = CutUtf8(input, max_bytes);
+  std::string out = "\"";
+  for (unsigned char c : cut) {
+    if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') {
+      absl::StrAppend(&out, absl::StrFormat("\\x%02x", c));
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  out += "\"";
+  if (cut.size() < input.size()) absl::StrAppend(&out, "... (", input.size(), " bytes)");
+  return out;
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {

@@ -6,12 +6,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "caseway/v1/notice.pb.h"
+#include "common/grpc_status.h"
 
 namespace caseway::common {
 namespace {
 
 using ::caseway::v1::Date;
 using ::caseway::v1::Notice;
+
+// Most items of one verification request.
+constexpr int kMaxItems = 64;
 
 // Province-level prefixes of GB/T 2260 (including 71 Taiwan, 81 Hong Kong, 82 Macao).
 constexpr int kProvinces[] = {11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42,
@@ -65,6 +69,23 @@ class Checker {
   void Enum(absl::string_view field, int value, bool known) {
     if (value == 0) Fail(field, "required (must not be *_UNSPECIFIED)");
     else if (!known) Fail(field, absl::StrCat("unknown enum value ", value));
+  }
+  // Instant checks a timestamp: nanos in 0..999999999 and a time in the years 1900..2200 (the
+  // range of every date in the contract); false when it failed.
+  bool Instant(absl::string_view field, const google::protobuf::Timestamp& ts) {
+    static const int64_t kMin =
+        absl::ToUnixSeconds(absl::FromCivil(absl::CivilDay(1900, 1, 1), absl::UTCTimeZone()));
+    static const int64_t kMax =
+        absl::ToUnixSeconds(absl::FromCivil(absl::CivilDay(2201, 1, 1), absl::UTCTimeZone()));
+    if (ts.nanos() < 0 || ts.nanos() > 999'999'999) {
+      Fail(absl::StrCat(field, ".nanos"), "must be in 0..999999999");
+      return false;
+    }
+    if (ts.seconds() < kMin || ts.seconds() >= kMax) {
+      Fail(field, "must be in the years 1900..2200");
+      return false;
+    }
+    return true;
   }
   void Range(absl::string_view field, int64_t value, int64_t min, int64_t max) {
     if (value < min || value > max) Fail(field, absl::StrCat("must be in ", min, "..", max));
@@ -145,6 +166,9 @@ void CheckBody(Checker& c, const Notice& n, absl::Time now) {
       const auto& b = n.verification_request();
       c.Text("verification_request.request_id", b.request_id(), 1, 64);
       if (b.items_size() == 0) c.Fail("verification_request.items", "at least one item required");
+      if (b.items_size() > kMaxItems) {
+        c.Fail("verification_request.items", absl::StrCat("at most ", kMaxItems, " items"));
+      }
       for (int i = 0; i < b.items_size(); ++i) {
         c.Text(absl::StrCat("verification_request.items[", i, "]"), b.items(i), 1, 128);
       }
@@ -256,8 +280,11 @@ void CheckBody(Checker& c, const Notice& n, absl::Time now) {
       if (n.in_reply_to().empty()) c.Fail("in_reply_to", "required for feedback");
       if (b.values_size() > 64) c.Fail("feedback.values", "at most 64 entries");
       for (const auto& [key, value] : b.values()) {
-        c.Text(absl::StrCat("feedback.values[", key, "]"), key, 1, 64);
-        c.Text(absl::StrCat("feedback.values[", key, "]"), value, 0, 512);
+        if (!c.ok()) break;
+        // The key is untrusted input: the field path quotes a bounded prefix of it.
+        std::string field = absl::StrCat("feedback.values[", Echo(key), "]");
+        c.Text(absl::StrCat(field, ".key"), key, 1, 64);
+        c.Text(field, value, 0, 512);
       }
       if (b.outcome() == v1::Feedback::OUTCOME_CORRECTED && b.values_size() == 0) {
         c.Fail("feedback.values", "required when outcome is OUTCOME_CORRECTED");
@@ -334,15 +361,11 @@ absl::StatusOr<std::vector<std::string>> ValidateNotice(const Notice& n, const N
   }
   if (!n.has_occurred_at()) {
     c.Fail("occurred_at", "required");
-  } else {
+  } else if (c.Instant("occurred_at", n.occurred_at())) {
     const auto& ts = n.occurred_at();
-    if (ts.nanos() < 0 || ts.nanos() > 999'999'999) c.Fail("occurred_at.nanos", "must be in 0..999999999");
     absl::Time t = absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
     if (rules.now != absl::InfinitePast() && t > rules.now + absl::Minutes(5)) {
       c.Fail("occurred_at", "must not be more than 5 minutes in the future");
-    }
-    if (ts.seconds() < absl::ToUnixSeconds(absl::FromCivil(absl::CivilDay(1900, 1, 1), absl::UTCTimeZone()))) {
-      c.Fail("occurred_at", "must not be before 1900");
     }
   }
   c.Enum("priority", n.priority(), v1::Priority_IsValid(n.priority()));
@@ -351,7 +374,7 @@ absl::StatusOr<std::vector<std::string>> ValidateNotice(const Notice& n, const N
   if (n.revision() > 0 && n.in_reply_to().empty()) {
     c.Fail("in_reply_to", "required when revision > 0 (names the notice corrected)");
   }
-  if (n.has_reply_due() && n.has_occurred_at() &&
+  if (n.has_reply_due() && c.Instant("reply_due", n.reply_due()) && n.has_occurred_at() &&
       (n.reply_due().seconds() < n.occurred_at().seconds())) {
     c.Fail("reply_due", "must not be before occurred_at");
   }

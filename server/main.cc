@@ -1,6 +1,7 @@
 // caseway-node: runs one jurisdiction's node. Wiring only; see server/node.h.
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <cstring>
@@ -42,6 +43,8 @@ int WritePortFile(const std::string& path, int port) {
 int main(int argc, char** argv) {
   // Lock-order checking costs on every Mutex operation; the test suite runs with it.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // Everything the node creates (database, WAL, port file) is for its own user only.
+  umask(0077);
   std::string config_path;
   bool check_only = false;
   for (int i = 1; i < argc; ++i) {

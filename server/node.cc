@@ -4,8 +4,11 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include <algorithm>
+#include <sys/stat.h>
+
 #include <filesystem>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include <google/protobuf/util/time_util.h>
@@ -16,6 +19,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
+#include "server/error_policy.h"
 
 namespace caseway::server {
 
@@ -85,12 +89,30 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
 
   std::unique_ptr<Node> node(new Node(config));
   const std::filesystem::path db_dir = std::filesystem::path(config.storage().path()).parent_path();
+  // The store holds personal data: a directory the node creates, and every file it creates in
+  // it, are for the node's user only (0700 and 0600), whatever the umask.
+  const mode_t old_umask = umask(0077);
+  absl::Cleanup restore_umask = [old_umask] { umask(old_umask); };
   if (!db_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(db_dir, ec);
     if (ec) {
       return absl::FailedPreconditionError(absl::StrCat(
           "storage.path: cannot create directory ", db_dir.string(), ": ", ec.message()));
+    }
+    namespace fs = std::filesystem;
+    const fs::perms others = fs::perms::group_all | fs::perms::others_all;
+    if ((fs::status(db_dir, ec).permissions() & others) != fs::perms::none) {
+      Log(LogLevel::kWarn, "storage directory is open to other users (chmod 700 it)",
+          {{"path", db_dir.string()}});
+    }
+  }
+  // Files made by an earlier version (0644) are closed to others too.
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    const std::string file = config.storage().path() + suffix;
+    struct stat st;
+    if (stat(file.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+      chmod(file.c_str(), st.st_mode & 0700);
     }
   }
   StoreOptions store_options;
@@ -150,6 +172,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   // letting gRPC create and destroy one per burst.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 4);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 256);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<ErrorPolicyInterceptorFactory>());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(node->gateway_.get());
   builder.RegisterService(node->peer_exchange_.get());
   builder.RegisterService(node->exchange_log_.get());

@@ -360,7 +360,13 @@ void Subscription::Step() {
             "write failed: the subscriber went away or the batch exceeds the transport limit");
       }
       if (!opened_) {
-        if (read_closed_) return absl::OkStatus();
+        if (read_closed_) {
+          // The subscriber half-closed at once, or its first message did not parse (gRPC does
+          // not tell the two apart); both break the protocol.
+          return absl::InvalidArgumentError(
+              "open: the first SubscribeRequest must be open (none was received, or it was not a "
+              "valid caseway.v1.SubscribeRequest)");
+        }
         if (!read_ready_) return absl::OkStatus();
         read_ready_ = false;
         RETURN_IF_ERROR(HandleOpen(read_msg_));

@@ -1,6 +1,8 @@
 #include "server/gateway/gateway_service.h"
 
 #include <google/protobuf/util/time_util.h>
+#include <grpcpp/support/proto_buffer_reader.h>
+#include <grpcpp/support/proto_buffer_writer.h>
 
 #include <deque>
 #include <thread>
@@ -45,6 +47,30 @@ std::string UnknownFieldPath(const google::protobuf::Message& m, const std::stri
   return "";
 }
 
+// Most inbox sequence numbers acknowledged in one InboxRequest.
+constexpr int kMaxAcksPerMessage = 10000;
+
+// ParseRequest parses a request received as bytes; INVALID_ARGUMENT when it does not parse.
+template <typename Request>
+absl::Status ParseRequest(const grpc::ByteBuffer& bytes, Request* request) {
+  grpc::ByteBuffer copy(bytes);  // shares the slices; Deserialize consumes its buffer
+  if (!grpc::SerializationTraits<Request>::Deserialize(&copy, request).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request: not a valid ", Request::descriptor()->full_name(),
+        " (malformed protobuf, or a string field that is not UTF-8)"));
+  }
+  return absl::OkStatus();
+}
+
+// FinishWith serializes `response` into the raw response buffer and finishes the call.
+void FinishWith(grpc::ServerUnaryReactor* reactor, const google::protobuf::Message& response,
+                grpc::ByteBuffer* out) {
+  bool own = false;
+  grpc::Status s = grpc::SerializationTraits<google::protobuf::Message>::Serialize(response, out,
+                                                                                    &own);
+  reactor->Finish(s);
+}
+
 }  // namespace
 
 GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
@@ -52,6 +78,7 @@ GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
                                OpenStreamsFn open_streams)
     : jurisdiction_(config.jurisdiction()),
       max_batch_notices_(config.limits().max_batch_notices()),
+      max_notice_bytes_(config.limits().max_notice_bytes()),
       store_(store),
       authz_(authz),
       subscriptions_(std::move(subscriptions)),
@@ -86,6 +113,12 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
     p.notice_id = n.notice_id();
     p.destinations.assign(n.destinations().begin(), n.destinations().end());
     p.bytes = common::DeterministicBytes(n);
+    if (p.bytes.size() > max_notice_bytes_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(batch ? absl::StrCat("notices[", i, "]") : "notice", ": ", p.bytes.size(),
+                       " bytes serialized, at most ", max_notice_bytes_,
+                       " (limits.max_notice_bytes, so that it fits in a delivery batch)"));
+    }
     p.digest = common::Sha256(p.bytes);
     p.warnings = std::move(*warnings);
   }
@@ -93,19 +126,24 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
 }
 
 grpc::ServerUnaryReactor* GatewayService::Publish(grpc::CallbackServerContext* ctx,
-                                                  const v1::PublishRequest* req,
-                                                  v1::PublishResult* resp) {
+                                                  const grpc::ByteBuffer* request,
+                                                  grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (auto id = authz_->Check(*ctx, Rpc::kPublish); !id.ok()) {
     reactor->Finish(ToGrpcStatus(id.status()));
     return reactor;
   }
-  if (!req->has_notice()) {
+  v1::PublishRequest req;
+  if (absl::Status s = ParseRequest(*request, &req); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  if (!req.has_notice()) {
     reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "notice: required"));
     return reactor;
   }
   google::protobuf::RepeatedPtrField<v1::Notice> one;
-  *one.Add() = req->notice();
+  one.Add()->Swap(req.mutable_notice());
   auto prepared = Prepare(one, /*batch=*/false);
   if (!prepared.ok()) {
     reactor->Finish(ToGrpcStatus(prepared.status()));
@@ -113,11 +151,10 @@ grpc::ServerUnaryReactor* GatewayService::Publish(grpc::CallbackServerContext* c
   }
   store_->PublishAsync(
       std::move(*prepared),
-      [reactor, resp, id = req->notice().notice_id()](
+      [reactor, response, id = one[0].notice_id()](
           absl::StatusOr<std::vector<v1::PublishResult>> results) {
         if (results.ok()) {
-          *resp = std::move((*results)[0]);
-          reactor->Finish(grpc::Status::OK);
+          FinishWith(reactor, (*results)[0], response);
           return;
         }
         absl::Status s = results.status();
@@ -135,30 +172,35 @@ grpc::ServerUnaryReactor* GatewayService::Publish(grpc::CallbackServerContext* c
 }
 
 grpc::ServerUnaryReactor* GatewayService::PublishBatch(grpc::CallbackServerContext* ctx,
-                                                       const v1::PublishBatchRequest* req,
-                                                       v1::PublishBatchResponse* resp) {
+                                                       const grpc::ByteBuffer* request,
+                                                       grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (auto id = authz_->Check(*ctx, Rpc::kPublishBatch); !id.ok()) {
     reactor->Finish(ToGrpcStatus(id.status()));
     return reactor;
   }
-  if (req->notices_size() == 0) {
+  v1::PublishBatchRequest req;
+  if (absl::Status s = ParseRequest(*request, &req); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  if (req.notices_size() == 0) {
     reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "notices: at least one required"));
     return reactor;
   }
-  if (static_cast<uint32_t>(req->notices_size()) > max_batch_notices_) {
+  if (static_cast<uint32_t>(req.notices_size()) > max_batch_notices_) {
     reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                  absl::StrCat("notices: at most ", max_batch_notices_,
                                               " per batch (limits.max_batch_notices)")));
     return reactor;
   }
-  auto prepared = Prepare(req->notices(), /*batch=*/true);
+  auto prepared = Prepare(req.notices(), /*batch=*/true);
   if (!prepared.ok()) {
     reactor->Finish(ToGrpcStatus(prepared.status()));
     return reactor;
   }
   store_->PublishAsync(std::move(*prepared),
-                       [reactor, resp](absl::StatusOr<std::vector<v1::PublishResult>> results) {
+                       [reactor, response](absl::StatusOr<std::vector<v1::PublishResult>> results) {
                          if (!results.ok()) {
                            if (results.status().code() != absl::StatusCode::kAlreadyExists) {
                              common::Log(common::LogLevel::kError, "publish batch failed",
@@ -167,8 +209,9 @@ grpc::ServerUnaryReactor* GatewayService::PublishBatch(grpc::CallbackServerConte
                            reactor->Finish(ToGrpcStatus(results.status()));
                            return;
                          }
-                         for (auto& r : *results) *resp->add_results() = std::move(r);
-                         reactor->Finish(grpc::Status::OK);
+                         v1::PublishBatchResponse resp;
+                         for (auto& r : *results) *resp.add_results() = std::move(r);
+                         FinishWith(reactor, resp, response);
                        });
   return reactor;
 }
@@ -178,7 +221,13 @@ grpc::Status GatewayService::Inbox(
     grpc::ServerReaderWriter<v1::InboxResponse, v1::InboxRequest>* stream) {
   if (auto id = authz_->Check(*ctx, Rpc::kInbox); !id.ok()) return ToGrpcStatus(id.status());
   v1::InboxRequest first;
-  if (!stream->Read(&first)) return grpc::Status::OK;
+  if (!stream->Read(&first)) {
+    // Either the client half-closed at once or its first message did not parse (gRPC does not
+    // tell the two apart); both break the protocol.
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "start: the first InboxRequest must be start (none was received, or it "
+                        "was not a valid caseway.v1.InboxRequest)");
+  }
   if (!first.has_start()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "start: the first InboxRequest must be start");
@@ -200,14 +249,23 @@ grpc::Status GatewayService::Inbox(
       if (!req.has_ack()) {
         absl::MutexLock lock(&mu);
         reader_error = absl::InvalidArgumentError("ack: every InboxRequest after start must be ack");
-        break;
+        reader_done = true;
+        return;
+      }
+      if (req.ack().inbox_seqs_size() > kMaxAcksPerMessage) {
+        absl::MutexLock lock(&mu);
+        reader_error = absl::InvalidArgumentError(
+            absl::StrCat("ack.inbox_seqs: at most ", kMaxAcksPerMessage, " per message"));
+        reader_done = true;
+        return;
       }
       std::vector<uint64_t> seqs(req.ack().inbox_seqs().begin(), req.ack().inbox_seqs().end());
       absl::Status s = store_->AckInbox(seqs);
       absl::MutexLock lock(&mu);
       if (!s.ok()) {
         reader_error = s;
-        break;
+        reader_done = true;
+        return;
       }
       for (uint64_t seq : seqs) outstanding.erase(seq);
     }
@@ -285,7 +343,16 @@ grpc::Status GatewayService::Inbox(
       store_->Wait(version, absl::Now() + absl::Milliseconds(200));
     }
   }
-  if (!result.ok()) ctx->TryCancel();
+  if (!result.ok()) {
+    // Unblock the reader if it still waits for a message; a reader that ended on its own (an
+    // error of the client's) must not be cancelled, or the client sees CANCELLED instead.
+    bool reader_ended;
+    {
+      absl::MutexLock lock(&mu);
+      reader_ended = reader_done;
+    }
+    if (!reader_ended) ctx->TryCancel();
+  }
   reader.join();
   return ToGrpcStatus(result);
 }

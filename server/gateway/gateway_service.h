@@ -26,20 +26,25 @@ using OpenStreamsFn = std::function<uint32_t(const std::string& destination)>;
 // finishes the call, so no thread waits for an fsync. Inbox and Status run on sync-server threads.
 // Lifetime: `store` must outlive the service. Call Shutdown() before the server's Shutdown so
 // that following Inbox streams end.
+//
+// Publish and PublishBatch take their requests as bytes: the caller is authorized before the
+// request is parsed (an unauthorized caller costs no parsing), and a request that does not parse
+// is INVALID_ARGUMENT (docs/errors.md).
 class GatewayService final
-    : public caseway::v1::Gateway::WithCallbackMethod_Publish<
-          caseway::v1::Gateway::WithCallbackMethod_PublishBatch<caseway::v1::Gateway::Service>> {
+    : public caseway::v1::Gateway::WithRawCallbackMethod_Publish<
+          caseway::v1::Gateway::WithRawCallbackMethod_PublishBatch<
+              caseway::v1::Gateway::Service>> {
  public:
   GatewayService(const caseway::v1::NodeConfig& config, NoticeStore* store,
                  const Authorizer* authz, SubscriptionStatusFn subscriptions,
                  OpenStreamsFn open_streams);
 
   grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* ctx,
-                                    const caseway::v1::PublishRequest* req,
-                                    caseway::v1::PublishResult* resp) override;
+                                    const grpc::ByteBuffer* request,
+                                    grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* PublishBatch(grpc::CallbackServerContext* ctx,
-                                         const caseway::v1::PublishBatchRequest* req,
-                                         caseway::v1::PublishBatchResponse* resp) override;
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
   grpc::Status Inbox(
       grpc::ServerContext* ctx,
       grpc::ServerReaderWriter<caseway::v1::InboxResponse, caseway::v1::InboxRequest>* stream)
@@ -56,6 +61,7 @@ class GatewayService final
 
   const std::string jurisdiction_;
   const uint32_t max_batch_notices_;
+  const uint32_t max_notice_bytes_;
   std::set<std::string> peers_;
   NoticeStore* const store_;
   const Authorizer* const authz_;

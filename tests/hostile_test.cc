@@ -1,0 +1,251 @@
+// A hostile or careless party against real nodes (docs/errors.md, docs/limits.md): undecodable
+// requests, oversized and out-of-range fields, echoed input, notices at the size limit, files
+// with personal data, and protocol misuse on the streams. Each case names the status it expects.
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <future>
+
+#include "absl/strings/str_cat.h"
+#include "caseway/v1/exchange_log.grpc.pb.h"
+#include "caseway/v1/peer_exchange.grpc.pb.h"
+#include "common/grpc_status.h"
+#include "common/tls.h"
+#include "tests/testing/harness.h"
+#include "tests/testing/status_matchers.h"
+
+namespace caseway::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kA[] = "360102";
+constexpr char kB[] = "440305";
+
+class HostileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pki_ = std::make_unique<Pki>(dir_.path() + "/pki", "fed.test");
+    a_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), kA);
+    b_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), kB);
+    a_->AddPeer(*b_);
+    b_->AddPeer(*a_);
+  }
+
+  void StartBoth(const std::string& limits_yaml = "") {
+    a_->set_extra_yaml(limits_yaml);
+    b_->set_extra_yaml(limits_yaml);
+    ASSERT_OK(a_->Start());
+    ASSERT_OK(b_->Start());
+  }
+
+  std::shared_ptr<grpc::Channel> ChannelAs(const std::string& prefix) {
+    auto creds = common::ChannelCredentials(
+        common::TlsFiles{pki_->ca(), prefix + ".crt", prefix + ".key"});
+    EXPECT_OK(creds);
+    return grpc::CreateChannel(a_->address(), *creds);
+  }
+
+  // RawUnary calls `method` on A with `bytes` as the request, as `prefix`.
+  grpc::Status RawUnary(const std::string& prefix, const std::string& method,
+                        const std::string& bytes) {
+    grpc::GenericStub stub(ChannelAs(prefix));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1), response;
+    std::promise<grpc::Status> done;
+    stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response,
+                   [&](grpc::Status s) { done.set_value(s); });
+    return done.get_future().get();
+  }
+
+  // RawStreamFirst opens a bidi stream, writes `bytes` as its first message and returns how the
+  // stream ends.
+  grpc::Status RawStreamFirst(const std::string& prefix, const std::string& method,
+                              const std::string& bytes) {
+    grpc::GenericStub stub(ChannelAs(prefix));
+    grpc::CompletionQueue cq;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    auto call = stub.PrepareCall(&ctx, method, &cq);
+    void* tag;
+    bool ok;
+    call->StartCall(reinterpret_cast<void*>(1));
+    cq.Next(&tag, &ok);
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1);
+    call->Write(request, reinterpret_cast<void*>(2));
+    cq.Next(&tag, &ok);
+    grpc::ByteBuffer response;
+    // Read until the stream ends (a heartbeat or nothing may come first).
+    do {
+      call->Read(&response, reinterpret_cast<void*>(3));
+      cq.Next(&tag, &ok);
+    } while (ok);
+    grpc::Status status;
+    call->Finish(&status, reinterpret_cast<void*>(4));
+    cq.Next(&tag, &ok);
+    return status;
+  }
+
+  std::string Office() { return pki_->Client(kA, "office"); }
+
+  TempDir dir_;
+  std::unique_ptr<Pki> pki_;
+  std::unique_ptr<NodeProcess> a_, b_;
+};
+
+// Bytes that no protobuf parser accepts: a field number 0 tag.
+const std::string kGarbage("\x00\x01\x02", 3);
+
+TEST_F(HostileTest, UndecodableRequestsAreInvalidArgumentOnEveryKindOfMethod) {
+  StartBoth();
+  for (const char* method : {"/caseway.v1.Gateway/Publish", "/caseway.v1.Gateway/PublishBatch",
+                             "/caseway.v1.Gateway/Status"}) {
+    grpc::Status s = RawUnary(Office(), method, kGarbage);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method;
+    EXPECT_THAT(s.error_message(), HasSubstr("request: not a valid")) << method;
+  }
+  grpc::Status s = RawUnary(pki_->Auditor("alice"), "/caseway.v1.ExchangeLog/GetCheckpoint",
+                            kGarbage);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  // A string field that is not UTF-8 (notice.case_id = "\xff").
+  v1::PublishRequest req;
+  *req.mutable_notice() = SampleNotice("utf8-1", {kB});
+  std::string bytes = req.SerializeAsString();
+  const std::string case_id = req.notice().case_id();
+  bytes.replace(bytes.find(case_id), 1, "\xff");
+  s = RawUnary(Office(), "/caseway.v1.Gateway/Publish", bytes);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("not UTF-8"));
+  // Streams whose first message does not parse.
+  s = RawStreamFirst(Office(), "/caseway.v1.Gateway/Inbox", kGarbage);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  s = RawStreamFirst(pki_->Node(kB), "/caseway.v1.PeerExchange/Subscribe", kGarbage);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM notice"), 0);
+}
+
+TEST_F(HostileTest, ErrorMessagesQuoteOnlyABoundedPrefixOfInput) {
+  StartBoth();
+  v1::Notice n = SampleNotice("echo-1", {kB});
+  n.set_in_reply_to("echo-0");
+  auto* fb = n.mutable_feedback();
+  fb->set_outcome(v1::Feedback::OUTCOME_CORRECTED);
+  (*fb->mutable_values())[std::string(65536, 'k')] = "v";
+  auto result = a_->NewClient()->Publish(n);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_LE(result.status().message().size(), common::kMaxStatusMessageBytes);
+  EXPECT_THAT(result.status().message(), HasSubstr("(65536 bytes)"));
+  EXPECT_THAT(result.status().message(), HasSubstr("at most 64 characters"));
+}
+
+TEST_F(HostileTest, EveryAcceptedNoticeIsDeliverableAndALargerOneIsRefused) {
+  // max_message_bytes 64 KiB: notices of at most 24 KiB (half, less 8 KiB for the framing).
+  StartBoth("limits:\n  max_message_bytes: 65536\n");
+  v1::Notice n = SampleNotice("large-1", {kB});
+  n.clear_residence_change();
+  auto* vr = n.mutable_verification_request();
+  vr->set_request_id("vr-1");
+  for (int i = 0; i < 60; ++i) {
+    std::string item;
+    for (int c = 0; c < 128; ++c) item += "查";  // 3 bytes each
+    vr->add_items(item);
+  }
+  // Grow the remarks until the stored notice (origin set) is exactly at the limit.
+  constexpr size_t kLimit = 24576;
+  n.set_origin(kA);
+  while (n.ByteSizeLong() + 3 < kLimit) vr->mutable_remarks()->append("查");
+  while (n.ByteSizeLong() < kLimit) vr->mutable_remarks()->push_back('r');
+  ASSERT_EQ(n.ByteSizeLong(), kLimit);
+  n.clear_origin();
+  v1::Notice over = n;
+  over.set_notice_id("large-2");
+  over.mutable_verification_request()->mutable_remarks()->push_back('r');
+  auto client = a_->NewClient();
+  EXPECT_THAT(client->Publish(over),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("at most 24576 (limits.max_notice_bytes")));
+  ASSERT_OK(client->Publish(n));
+  // The largest accepted notice reaches the destination's inbox.
+  ASSERT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") == 1; },
+                      absl::Seconds(20)))
+      << a_->log();
+  // And the channel keeps flowing behind it.
+  ASSERT_OK(client->Publish(SampleNotice("after-1", {kB})));
+  EXPECT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") == 2; },
+                      absl::Seconds(20)));
+  // Resending a sealed batch (a subscriber reconnecting) adds no SENT entry.
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 1"),
+            a_->Count("SELECT count(DISTINCT first_seq) FROM evidence WHERE kind = 1"));
+}
+
+TEST_F(HostileTest, RepeatedFieldsAndInstantsAreBounded) {
+  StartBoth();
+  auto client = a_->NewClient();
+  v1::Notice n = SampleNotice("items-1", {kB});
+  n.clear_residence_change();
+  n.mutable_verification_request()->set_request_id("r");
+  for (int i = 0; i < 65; ++i) n.mutable_verification_request()->add_items("x");
+  EXPECT_THAT(client->Publish(n),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("notice.verification_request.items: at most 64 items")));
+  n = SampleNotice("due-1", {kB});
+  n.mutable_reply_due()->set_seconds(253402300799);  // 9999-12-31T23:59:59Z
+  EXPECT_THAT(client->Publish(n),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("notice.reply_due: must be in the years 1900..2200")));
+  n = SampleNotice("due-2", {kB});
+  *n.mutable_reply_due() = n.occurred_at();
+  n.mutable_reply_due()->set_seconds(n.occurred_at().seconds() + 86400);
+  n.mutable_reply_due()->set_nanos(-1);
+  EXPECT_THAT(client->Publish(n),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("notice.reply_due.nanos: must be in 0..999999999")));
+  n = SampleNotice("occ-1", {kB});
+  n.mutable_occurred_at()->set_seconds(-62135596800);  // year 1
+  EXPECT_THAT(client->Publish(n), StatusIs(absl::StatusCode::kInvalidArgument,
+                                           HasSubstr("notice.occurred_at: must be in the years")));
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM notice"), 0);
+}
+
+TEST_F(HostileTest, InboxAckOfAnUnknownSequenceIsNotFound) {
+  StartBoth();
+  auto stub = v1::Gateway::NewStub(ChannelAs(Office()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = stub->Inbox(&ctx);
+  v1::InboxRequest start;
+  start.mutable_start()->set_ack(true);
+  start.mutable_start()->set_follow(true);
+  ASSERT_TRUE(stream->Write(start));
+  v1::InboxRequest ack;
+  ack.mutable_ack()->add_inbox_seqs(424242);
+  ASSERT_TRUE(stream->Write(ack));
+  v1::InboxResponse resp;
+  while (stream->Read(&resp)) {
+  }
+  grpc::Status s = stream->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("ack.inbox_seqs: 424242 is not in the inbox"));
+}
+
+TEST_F(HostileTest, FilesWithPersonalDataAreReadableByTheNodeUserOnly) {
+  a_->set_db_path(dir_.path() + "/data/360102.db");  // a directory the node creates
+  StartBoth();
+  ASSERT_OK(a_->NewClient()->Publish(SampleNotice("perm-1", {kB})));
+  struct stat st;
+  ASSERT_EQ(stat((dir_.path() + "/data").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  for (const std::string suffix : {"", "-wal", "-shm"}) {
+    ASSERT_EQ(stat((a_->db_path() + suffix).c_str(), &st), 0) << suffix;
+    EXPECT_EQ(st.st_mode & 077, 0u) << suffix << " is readable by others";
+  }
+}
+
+}  // namespace
+}  // namespace caseway::testing
