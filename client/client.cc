@@ -151,14 +151,14 @@ absl::Status Client::Inbox(const InboxOptions& options,
       if (acks.ack().inbox_seqs_size() >= group && !flush()) break;
     }
   }
-  if (options.ack && !stopped) flush();
-  if (stopped) {
-    // Acks already written may not all be committed; unacked items come again next time.
-    ctx.TryCancel();
-    stream->Finish().ok();
-    return absl::OkStatus();
-  }
+  if (options.ack) flush();
   stream->WritesDone();
+  if (stopped) {
+    // The node commits the acks written so far and ends the stream once it sees the
+    // half-close; what it sent meanwhile is dropped here, unacknowledged, and comes again.
+    while (stream->Read(&resp)) {
+    }
+  }
   // Without follow the server finishes after our half-close, once our acks are committed.
   return FromGrpcStatus(stream->Finish());
 }

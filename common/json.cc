@@ -1,5 +1,7 @@
 #include "common/json.h"
 
+#include "absl/strings/str_cat.h"
+
 #include <google/protobuf/util/json_util.h>
 
 #include <cstdio>
@@ -28,12 +30,21 @@ void AppendJsonString(absl::string_view s, std::string& out) {
   out.push_back('"');
 }
 
-std::string ProtoJson(const google::protobuf::Message& m) {
+absl::StatusOr<std::string> CheckedProtoJson(const google::protobuf::Message& m) {
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  auto s = google::protobuf::util::MessageToJsonString(m, &out, options);
+  if (!s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot be printed as protobuf JSON: ",
+                                                   std::string(s.message())));
+  }
   return out;
+}
+
+std::string ProtoJson(const google::protobuf::Message& m) {
+  auto json = CheckedProtoJson(m);
+  return json.ok() ? *json : "{}";
 }
 
 }  // namespace caseway::common

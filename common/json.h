@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "absl/status/statusor.h"
+
 #include "absl/strings/string_view.h"
 
 namespace google::protobuf {
@@ -23,7 +25,10 @@ inline std::string JsonQuote(absl::string_view s) {
   return out;
 }
 
-// ProtoJson renders `m` in protobuf's JSON mapping on one line, with the proto field names.
+// CheckedProtoJson renders `m` in protobuf's JSON mapping on one line, with the proto field
+// names; INVALID_ARGUMENT when a value has no JSON form (e.g. a timestamp beyond year 9999).
+absl::StatusOr<std::string> CheckedProtoJson(const google::protobuf::Message& m);
+// ProtoJson is CheckedProtoJson for messages this program made itself; "{}" on failure.
 std::string ProtoJson(const google::protobuf::Message& m);
 
 }  // namespace caseway::common

@@ -9,6 +9,7 @@
 #include <future>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "caseway/v1/exchange_log.grpc.pb.h"
 #include "caseway/v1/peer_exchange.grpc.pb.h"
 #include "common/grpc_status.h"
@@ -245,6 +246,34 @@ TEST_F(HostileTest, FilesWithPersonalDataAreReadableByTheNodeUserOnly) {
     ASSERT_EQ(stat((a_->db_path() + suffix).c_str(), &st), 0) << suffix;
     EXPECT_EQ(st.st_mode & 077, 0u) << suffix << " is readable by others";
   }
+}
+
+
+TEST_F(HostileTest, CliInboxNeverAcknowledgesANoticeItCannotPrintWhole) {
+  StartBoth();
+  auto client = a_->NewClient();
+  ASSERT_OK(client->Publish(SampleNotice("print-1", {kB})));
+  ASSERT_OK(client->Publish(SampleNotice("print-2", {kB})));
+  ASSERT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") == 2; },
+                      absl::Seconds(20)));
+  // The second inbox row as an older origin could have sent it: reply_due beyond year 9999,
+  // which has no JSON form.
+  v1::Notice n;
+  ASSERT_TRUE(n.ParseFromString(b_->Blobs("SELECT bytes FROM inbox WHERE inbox_seq = 2")[0]));
+  n.mutable_reply_due()->set_seconds(253402300799 + 86400);
+  std::string hex;
+  for (unsigned char c : n.SerializeAsString()) absl::StrAppendFormat(&hex, "%02x", c);
+  b_->Exec("UPDATE inbox SET bytes = x'" + hex + "' WHERE inbox_seq = 2");
+  std::vector<std::string> argv = {BinDir() + "/caseway", "inbox", "--ack"};
+  for (auto& f : b_->CliFlags()) argv.push_back(f);
+  RunResult r = RunCommand(argv);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("inbox_seq 2: cannot be printed as protobuf JSON"));
+  EXPECT_THAT(r.out, HasSubstr("print-1"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("print-2")));
+  // The first was printed and acknowledged; the second was not.
+  EXPECT_EQ(b_->Count("SELECT count(*) FROM inbox WHERE acked_at IS NULL"), 1);
+  EXPECT_EQ(b_->Count("SELECT inbox_seq FROM inbox WHERE acked_at IS NULL"), 2);
 }
 
 }  // namespace

@@ -264,13 +264,24 @@ int RunInbox(const Connection& conn, bool follow, bool ack, uint32_t window, siz
     return 2;
   }
   size_t count = 0;
+  absl::Status unprintable;
   caseway::client::InboxOptions options{follow, ack, window};
   absl::Status s = (*client)->Inbox(options, [&](const v1::InboxItem& item) {
-    printf("%s\n", ProtoJson(item).c_str());
+    // An item that cannot be printed whole is not printed, not counted and not acknowledged:
+    // the consumer never got it intact.
+    auto json = caseway::common::CheckedProtoJson(item);
+    if (!json.ok()) {
+      unprintable = absl::DataLossError(absl::StrCat("inbox_seq ", item.inbox_seq(), ": ",
+                                                     json.status().message(),
+                                                     " (left unacknowledged)"));
+      return false;
+    }
+    printf("%s\n", json->c_str());
     fflush(stdout);
     ++count;
     return limit == 0 || count < limit;
   });
+  if (s.ok()) s = unprintable;
   if (!s.ok()) {
     fprintf(stderr, "caseway inbox: %s: %s\n", absl::StatusCodeToString(s.code()).c_str(),
             std::string(s.message()).c_str());

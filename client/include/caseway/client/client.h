@@ -59,8 +59,9 @@ class Client {
   absl::StatusOr<caseway::v1::StatusResponse> Status();
 
   // Inbox streams unacknowledged received notices to `on_item`, oldest first. `on_item` returns
-  // false to stop. Without options.follow, returns OK once caught up. With options.ack, each
-  // item is acked after `on_item` returns true.
+  // false to stop (that item is not acknowledged; the acks of the items before it are committed
+  // before Inbox returns). Without options.follow, returns OK once caught up. With options.ack,
+  // each item is acked after `on_item` returns true.
   absl::Status Inbox(const InboxOptions& options,
                      const std::function<bool(const caseway::v1::InboxItem&)>& on_item);
 
