@@ -12,7 +12,9 @@
 #include "absl/strings/str_format.h"
 #include "caseway/v1/exchange_log.grpc.pb.h"
 #include "caseway/v1/peer_exchange.grpc.pb.h"
+#include "common/config.h"
 #include "common/grpc_status.h"
+#include "common/signing.h"
 #include "common/tls.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/status_matchers.h"
@@ -274,6 +276,57 @@ TEST_F(HostileTest, CliInboxNeverAcknowledgesANoticeItCannotPrintWhole) {
   // The first was printed and acknowledged; the second was not.
   EXPECT_EQ(b_->Count("SELECT count(*) FROM inbox WHERE acked_at IS NULL"), 1);
   EXPECT_EQ(b_->Count("SELECT inbox_seq FROM inbox WHERE acked_at IS NULL"), 2);
+}
+
+
+TEST_F(HostileTest, OnlyPeersCosignAndAWitnessIsServedItsOwnCosignatureOnly) {
+  const std::string stranger = pki_->Node("360111");  // in the directory, not a peer of A
+  StartBoth();
+  ASSERT_OK(a_->NewClient()->Publish(SampleNotice("cosign-1", {kB})));
+  ASSERT_TRUE(WaitFor([&] { return a_->Count("SELECT count(*) FROM checkpoint") > 0; },
+                      absl::Seconds(20)));
+  auto creds = [&](const std::string& prefix) {
+    return *common::ChannelCredentials(
+        common::TlsFiles{pki_->ca(), prefix + ".crt", prefix + ".key"});
+  };
+  auto as_stranger = v1::ExchangeLog::NewStub(grpc::CreateChannel(a_->address(), creds(stranger)));
+  v1::CheckpointResponse cp;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status got = as_stranger->GetCheckpoint(&ctx, v1::GetCheckpointRequest(), &cp);
+    ASSERT_TRUE(got.ok()) << got.error_code() << " " << got.error_message();
+  }
+  auto note = common::ParseNote(cp.note());
+  ASSERT_OK(note);
+  auto key_pem = common::ReadFile(stranger + ".sign.key");
+  ASSERT_OK(key_pem);
+  auto key = common::SigningKey::LoadPem(*key_pem);
+  ASSERT_OK(key);
+  v1::AddCosignatureRequest add;
+  add.set_note(cp.note() + common::SignCosignatureLine(note->body, "fed.test/node/360111", **key,
+                                                       absl::ToUnixSeconds(absl::Now())));
+  v1::AddCosignatureResponse added;
+  grpc::ClientContext ctx;
+  grpc::Status s = as_stranger->AddCosignature(&ctx, add, &added);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("not a peer of this node"));
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM cosignature WHERE witness LIKE '%360111'"), 0);
+
+  // B, the peer, cosigns A's checkpoints; asked for B's cosignature only, the note has A's
+  // signature and B's line, nothing else.
+  ASSERT_TRUE(WaitFor([&] { return a_->Count("SELECT count(*) FROM cosignature") > 0; },
+                      absl::Seconds(20)));
+  auto as_auditor = v1::ExchangeLog::NewStub(
+      grpc::CreateChannel(a_->address(), creds(pki_->Auditor("alice"))));
+  v1::GetCheckpointRequest only_b;
+  only_b.set_cosigner("fed.test/node/440305");
+  only_b.set_size(a_->Count("SELECT max(size) FROM cosignature"));
+  grpc::ClientContext ctx2;
+  ASSERT_TRUE(as_auditor->GetCheckpoint(&ctx2, only_b, &cp).ok());
+  note = common::ParseNote(cp.note());
+  ASSERT_OK(note);
+  ASSERT_EQ(note->signatures.size(), 2u) << cp.note();
+  EXPECT_EQ(note->signatures[1].name, "fed.test/node/440305");
 }
 
 }  // namespace

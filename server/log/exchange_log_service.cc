@@ -24,8 +24,11 @@ grpc::Status Disabled() {
 }  // namespace
 
 ExchangeLogService::ExchangeLogService(NoticeStore* store, const Authorizer* authz,
-                                       Signatures signatures)
-    : store_(store), authz_(authz), signatures_(std::move(signatures)) {}
+                                       Signatures signatures, std::set<std::string> cosigners)
+    : store_(store),
+      authz_(authz),
+      signatures_(std::move(signatures)),
+      cosigners_(std::move(cosigners)) {}
 
 grpc::Status ExchangeLogService::GetCheckpoint(grpc::ServerContext* ctx,
                                                const v1::GetCheckpointRequest* req,
@@ -43,6 +46,7 @@ grpc::Status ExchangeLogService::GetCheckpoint(grpc::ServerContext* ctx,
     bool valid = false;
     if (parsed.ok() && one.ok() && one->signatures.size() == 1) {
       const std::string& name = one->signatures[0].name;
+      if (!req->cosigner().empty() && name != req->cosigner()) continue;
       auto witness = dir.JurisdictionOf(name);
       auto key = witness.ok() ? dir.Key(*witness) : witness.status();
       valid = key.ok() && common::VerifyCosignature(*one, name, *key).ok();
@@ -214,6 +218,12 @@ grpc::Status ExchangeLogService::AddCosignature(grpc::ServerContext* ctx,
   if (ours->note.compare(0, note->body.size(), note->body) != 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "note: not this node's checkpoint of that size");
+  }
+  // Only this node's peers witness it: anyone else's line would only make the note longer.
+  if (cosigners_.count(id->jurisdiction) == 0) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        absl::StrCat(id->ToString(), " is not a peer of this node and may not "
+                                                     "cosign its checkpoints"));
   }
   const common::Directory& dir = *signatures_.directory;
   const std::string witness = dir.NoteName(id->jurisdiction);

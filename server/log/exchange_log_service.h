@@ -2,6 +2,9 @@
 #ifndef CASEWAY_SERVER_LOG_EXCHANGE_LOG_SERVICE_H_
 #define CASEWAY_SERVER_LOG_EXCHANGE_LOG_SERVICE_H_
 
+#include <set>
+#include <string>
+
 #include "caseway/v1/exchange_log.grpc.pb.h"
 #include "server/authz.h"
 #include "server/exchange/peer_exchange_service.h"
@@ -13,7 +16,9 @@ namespace caseway::server {
 // show anything that a crash could take back. Thread-safe. `store` outlives it.
 class ExchangeLogService final : public caseway::v1::ExchangeLog::Service {
  public:
-  ExchangeLogService(NoticeStore* store, const Authorizer* authz, Signatures signatures);
+  // Only `cosigners` (this node's configured peers) may add cosignatures.
+  ExchangeLogService(NoticeStore* store, const Authorizer* authz, Signatures signatures,
+                     std::set<std::string> cosigners);
 
   grpc::Status GetCheckpoint(grpc::ServerContext* ctx, const caseway::v1::GetCheckpointRequest* req,
                              caseway::v1::CheckpointResponse* resp) override;
@@ -43,6 +48,7 @@ class ExchangeLogService final : public caseway::v1::ExchangeLog::Service {
   NoticeStore* const store_;
   const Authorizer* const authz_;
   const Signatures signatures_;
+  const std::set<std::string> cosigners_;
 };
 
 }  // namespace caseway::server

@@ -25,6 +25,9 @@ Witness::Witness(const v1::NodeConfig& config, std::shared_ptr<grpc::ChannelCred
       periodic_(absl::Milliseconds(
                     TimeUtil::DurationToMilliseconds(config.exchange_log().witness_interval())),
                 [this] { Round(); }) {
+  // A witness asks each peer for a note with its own cosignature only (the note stays small
+  // however many witnesses the peer has).
+  own_cosignature_only_.set_cosigner(signatures_.directory->NoteName(self_));
   for (const auto& peer : config.peers()) {
     if (peer.serve_only()) continue;
     stubs_[peer.jurisdiction()] =
@@ -101,7 +104,7 @@ absl::Status Witness::WitnessPeer(const std::string& peer) {
     grpc::ClientContext ctx;
     ctx.set_deadline(deadline());
     RETURN_IF_ERROR(common::FromGrpcStatus(
-        stub->GetCheckpoint(&ctx, v1::GetCheckpointRequest(), &checkpoint)));
+        stub->GetCheckpoint(&ctx, own_cosignature_only_, &checkpoint)));
   }
   const common::Directory& dir = *signatures_.directory;
   ASSIGN_OR_RETURN(std::string key, dir.Key(peer));

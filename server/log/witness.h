@@ -50,6 +50,7 @@ class Witness {
   static constexpr size_t kMaxNoteBytes = 8192;
 
   const std::string self_;
+  v1::GetCheckpointRequest own_cosignature_only_;
   const absl::Duration stale_after_;
   absl::Mutex mu_;
   std::map<std::string, std::string> state_ ABSL_GUARDED_BY(mu_);
