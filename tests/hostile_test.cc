@@ -329,5 +329,70 @@ TEST_F(HostileTest, OnlyPeersCosignAndAWitnessIsServedItsOwnCosignatureOnly) {
   EXPECT_EQ(note->signatures[1].name, "fed.test/node/440305");
 }
 
+
+TEST_F(HostileTest, SubscribeStreamsAreBoundedAndAReconnectAddsNothingToTheLog) {
+  ASSERT_OK(a_->Start());  // only A runs; the test plays B by hand
+  auto client = a_->NewClient();
+  for (int i = 0; i < 3; ++i) ASSERT_OK(client->Publish(SampleNotice(absl::StrCat("rs-", i), {kB})));
+  auto stub = v1::PeerExchange::NewStub(ChannelAs(pki_->Node(kB)));
+  v1::SubscribeRequest open;
+  open.mutable_open()->set_destination(kB);
+  open.mutable_open()->set_cursor(0);
+
+  // A stream that never sends `open` ends after 10 s.
+  grpc::ClientContext idle_ctx;
+  idle_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto idle = stub->Subscribe(&idle_ctx);
+
+  // Open, take the first batch, go away without acking: five times. The batch is signed and
+  // logged once, then sent again as it was.
+  std::string first_manifest;
+  for (int round = 0; round < 5; ++round) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    auto stream = stub->Subscribe(&ctx);
+    ASSERT_TRUE(stream->Write(open));
+    v1::SubscribeResponse resp;
+    while (stream->Read(&resp) && !resp.has_batch()) {
+    }
+    ASSERT_TRUE(resp.has_batch()) << round;
+    EXPECT_EQ(resp.batch().entries_size(), 3);
+    if (round == 0) first_manifest = resp.batch().manifest().message();
+    EXPECT_EQ(resp.batch().manifest().message(), first_manifest) << round;
+    ctx.TryCancel();
+    stream->Finish();
+  }
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 1"), 1);
+
+  // At most four streams per peer at once (the idle one is the first).
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReaderWriter<v1::SubscribeRequest, v1::SubscribeResponse>>>
+      streams;
+  for (int i = 0; i < 3; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    streams.push_back(stub->Subscribe(contexts.back().get()));
+    v1::SubscribeResponse resp;
+    ASSERT_TRUE(streams.back()->Write(open));
+    ASSERT_TRUE(streams.back()->Read(&resp)) << i;  // the first heartbeat: the stream is held
+  }
+  {
+    grpc::ClientContext ctx;
+    auto fifth = stub->Subscribe(&ctx);
+    v1::SubscribeResponse resp;
+    fifth->Write(open);
+    EXPECT_FALSE(fifth->Read(&resp));
+    grpc::Status s = fifth->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  }
+  for (auto& c : contexts) c->TryCancel();
+  for (auto& st : streams) st->Finish();
+
+  v1::SubscribeResponse resp;
+  EXPECT_FALSE(idle->Read(&resp));
+  grpc::Status s = idle->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("open: not received within 10s"));
+}
+
 }  // namespace
 }  // namespace caseway::testing

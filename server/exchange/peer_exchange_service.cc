@@ -3,6 +3,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include <deque>
+#include <limits>
 #include <optional>
 #include <utility>
 
@@ -64,10 +65,16 @@ class Subscription final : public Steppable, public std::enable_shared_from_this
   v1::SubscribeRequest* read_buffer() { return &read_msg_; }
 
   const std::string& destination() const { return dest_; }
+  // The caller's jurisdiction, set once before the stream is registered.
+  void set_caller(std::string caller) { caller_ = std::move(caller); }
+  const std::string& caller() const { return caller_; }
   bool HeartbeatDue(absl::Time now) {
     absl::MutexLock lock(&mu_);
-    return !finished_ && (now >= next_heartbeat_ || cancelled_);
+    return !finished_ && (now >= next_heartbeat_ || cancelled_ ||
+                          (!opened_ && now - created_ > kOpenTimeout));
   }
+  // A stream that has not sent `open` within this time is ended.
+  static constexpr absl::Duration kOpenTimeout = absl::Seconds(10);
 
  private:
   // Actions decided under mu_ and carried out after it is released.
@@ -87,6 +94,11 @@ class Subscription final : public Steppable, public std::enable_shared_from_this
   // Prepare reads and signs the next batch (the lock is released for the read); false when
   // there is nothing to send or no room.
   absl::StatusOr<bool> Prepare() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Resend queues a batch already sealed (signed and logged) as it was sent before.
+  absl::StatusOr<bool> Resend(uint64_t from, const v1::Evidence& sent)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Most sealed batches looked up for sending again at open.
+  static constexpr int kMaxResend = 64;
 
   PeerExchangeService* const service_;
   grpc::CallbackServerContext* const ctx_;
@@ -94,6 +106,7 @@ class Subscription final : public Steppable, public std::enable_shared_from_this
   absl::Mutex mu_;
   SubscribeReactor* reactor_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::string dest_;  // set once, in HandleOpen (before any other thread reads it)
+  std::string caller_;
   bool opened_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
@@ -120,6 +133,10 @@ class Subscription final : public Steppable, public std::enable_shared_from_this
   bool ack_pending_ ABSL_GUARDED_BY(mu_) = false;  // an ack's store write is being committed
   std::optional<std::pair<uint64_t, absl::Status>> ack_result_ ABSL_GUARDED_BY(mu_);
   absl::Time next_heartbeat_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Batches already signed and logged (SENT) for this destination beyond the cursor, by
+  // first_seq: sent again exactly as they were, so that a reconnect adds nothing to the log.
+  std::map<uint64_t, v1::Evidence> resend_ ABSL_GUARDED_BY(mu_);
+  const absl::Time created_ = absl::Now();
 };
 
 class SubscribeReactor final
@@ -201,6 +218,13 @@ absl::Status Subscription::HandleOpen(const v1::SubscribeRequest& first) {
     return absl::FailedPreconditionError(
         absl::StrCat(dest, " is not listed in the federation directory"));
   }
+  if (sig.enabled()) {
+    auto sent = service_->store_->SentAfter(dest, open.cursor(), kMaxResend);
+    if (!sent.ok()) return sent.status();
+    for (auto& e : *sent) {
+      if (e.first_seq() > open.cursor()) resend_[e.first_seq()] = std::move(e);
+    }
+  }
   dest_ = dest;
   window_ = open.window() == 0 ? service_->default_window_ : open.window();
   acked_ = std::min(at_open.acked, open.cursor());
@@ -261,6 +285,15 @@ absl::StatusOr<bool> Subscription::Prepare() {
   if (service_->store_->Channel(dest_).head < from) return false;
   // One batch in memory per stream is always allowed; more only within the shared budget.
   if (holding && !service_->MayBuffer(shared_from_this())) return false;
+  if (!resend_.empty()) {
+    auto it = resend_.find(from);
+    if (it != resend_.end()) {
+      v1::Evidence sent = std::move(it->second);
+      resend_.erase(resend_.begin(), std::next(it));
+      return Resend(from, sent);
+    }
+    if (from > resend_.rbegin()->first) resend_.clear();
+  }
 
   mu_.Unlock();  // only Step() changes sent_, and Step() does not run twice at once
   auto entries = service_->store_->ReadChannel(dest_, from, service_->batch_max_entries_,
@@ -330,6 +363,34 @@ absl::StatusOr<bool> Subscription::Prepare() {
   return true;
 }
 
+absl::StatusOr<bool> Subscription::Resend(uint64_t from, const v1::Evidence& sent) {
+  const uint64_t count = sent.last_seq() - from + 1;
+  mu_.Unlock();  // only Step() changes sent_, and Step() does not run twice at once
+  auto entries = service_->store_->ReadChannel(dest_, from, static_cast<uint32_t>(count),
+                                               std::numeric_limits<uint64_t>::max());
+  mu_.Lock();
+  if (!entries.ok()) return entries.status();
+  if (entries->size() != count) {
+    return absl::InternalError(absl::StrCat("channel ", dest_, ": entries ", from, "..",
+                                            sent.last_seq(), " of a sent batch are missing"));
+  }
+  v1::SubscribeResponse resp;
+  v1::Batch* batch = resp.mutable_batch();
+  batch->set_first_seq(from);
+  int64_t bytes = 0;
+  for (auto& e : *entries) {
+    bytes += static_cast<int64_t>(e.notice().size()) + 16;
+    *batch->add_entries() = std::move(e);
+  }
+  *batch->mutable_manifest() = sent.signed_();
+  sent_ = sent.last_seq();
+  service_->Buffered(bytes);
+  held_bytes_ += bytes;
+  inflight_[sent_] = common::Sha256(sent.signed_().message());
+  outbox_.emplace_back(std::move(resp), bytes);
+  return true;
+}
+
 void Subscription::QueueHeartbeat(absl::Time now) {
   const ChannelState channel = service_->store_->Channel(dest_);
   v1::SubscribeResponse hb;
@@ -360,6 +421,9 @@ void Subscription::Step() {
             "write failed: the subscriber went away or the batch exceeds the transport limit");
       }
       if (!opened_) {
+        if (absl::Now() - created_ > kOpenTimeout) {
+          return absl::DeadlineExceededError("open: not received within 10s of the stream's start");
+        }
         if (read_closed_) {
           // The subscriber half-closed at once, or its first message did not parse (gRPC does
           // not tell the two apart); both break the protocol.
@@ -475,9 +539,40 @@ PeerExchangeService::~PeerExchangeService() {
   store_->Barrier();
 }
 
+namespace {
+
+// RefusedReactor ends a stream at once, before anything is read from it.
+class RefusedReactor final
+    : public grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse> {
+ public:
+  explicit RefusedReactor(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
 grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
 PeerExchangeService::Subscribe(grpc::CallbackServerContext* ctx) {
+  // The caller is checked before anything is read or held for it.
+  auto id = authz_->Check(*ctx, Rpc::kSubscribe);
+  if (!id.ok()) {
+    Log(LogLevel::kDebug, "subscription refused", {{"status", id.status().ToString()}});
+    return new RefusedReactor(id.status());
+  }
   auto sub = std::make_shared<Subscription>(this, ctx);
+  {
+    absl::MutexLock lock(&mu_);
+    uint32_t& streams = streams_by_caller_[id->jurisdiction];
+    if (streams >= kMaxStreamsPerCaller) {
+      Log(LogLevel::kWarn, "subscription refused: too many streams",
+          {{"caller", id->ToString()}, {"streams", absl::StrCat(streams)}});
+      return new RefusedReactor(absl::ResourceExhaustedError(
+          absl::StrCat(id->ToString(), " already holds ", streams,
+                       " Subscribe streams to this node (at most ", kMaxStreamsPerCaller, ")")));
+    }
+    ++streams;
+    sub->set_caller(id->jurisdiction);
+  }
   Register(sub);
   auto* reactor = new SubscribeReactor(this, sub, &dispatcher_);
   if (shutting_down_) dispatcher_.Schedule(sub);
@@ -513,6 +608,10 @@ void PeerExchangeService::Opened(const std::shared_ptr<Subscription>& sub,
 void PeerExchangeService::Unregister(const std::shared_ptr<Subscription>& sub) {
   absl::MutexLock lock(&mu_);
   all_.erase(sub);
+  auto streams = streams_by_caller_.find(sub->caller());
+  if (streams != streams_by_caller_.end() && --streams->second == 0) {
+    streams_by_caller_.erase(streams);
+  }
   buffer_waiters_.erase(sub);
   auto [begin, end] = by_destination_.equal_range(sub->destination());
   for (auto it = begin; it != end; ++it) {

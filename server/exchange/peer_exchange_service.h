@@ -50,6 +50,10 @@ class Subscription;
 // Concurrency: thread-safe.
 // Lifetime: `store` must outlive the service; call Shutdown() before the server's Shutdown and
 // destroy the service after it.
+// Limits (docs/limits.md): the caller is authorized before its stream is held; a peer holds at
+// most kMaxStreamsPerCaller streams at once (RESOURCE_EXHAUSTED beyond); a stream that sends no
+// `open` within 10 s ends with DEADLINE_EXCEEDED. Batches already signed and logged are sent
+// again as they were after a reconnect, so reconnecting adds no entry to the log.
 // Limitations: a destination may hold several streams at once (e.g. after a silent reconnect);
 // each streams independently from its own cursor and the subscriber's cursor check refuses
 // overlaps.
@@ -73,6 +77,9 @@ class PeerExchangeService final : public caseway::v1::PeerExchange::CallbackServ
   friend class SubscribeReactor;
   // Bytes of prepared, not yet written batches that all streams may hold beyond one each.
   static constexpr int64_t kBufferBudget = 64 << 20;
+  // Most Subscribe streams one peer may hold at once (a subscriber needs one; a reconnect may
+  // briefly overlap the stream it replaces).
+  static constexpr uint32_t kMaxStreamsPerCaller = 4;
 
   void Register(const std::shared_ptr<Subscription>& sub);
   void Opened(const std::shared_ptr<Subscription>& sub, const std::string& destination);
@@ -107,6 +114,7 @@ class PeerExchangeService final : public caseway::v1::PeerExchange::CallbackServ
   std::set<std::shared_ptr<Subscription>> all_ ABSL_GUARDED_BY(mu_);
   std::multimap<std::string, std::shared_ptr<Subscription>> by_destination_ ABSL_GUARDED_BY(mu_);
   int64_t buffered_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, uint32_t> streams_by_caller_ ABSL_GUARDED_BY(mu_);
   std::set<std::shared_ptr<Subscription>> buffer_waiters_ ABSL_GUARDED_BY(mu_);
   bool stop_ticker_ ABSL_GUARDED_BY(mu_) = false;
   std::thread ticker_;

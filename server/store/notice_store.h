@@ -160,6 +160,10 @@ class NoticeStore {
   // `last_seq` most recently (NOT_FOUND when none).
   absl::StatusOr<std::string> SentManifestDigest(const std::string& destination,
                                                  uint64_t first_seq, uint64_t last_seq);
+  // SentAfter returns up to `limit` manifests this node signed for `destination` that end after
+  // `after`, by last_seq: the batches a reconnecting subscriber is sent again as they were.
+  absl::StatusOr<std::vector<caseway::v1::Evidence>> SentAfter(const std::string& destination,
+                                                               uint64_t after, int limit);
   // RecordReceipt stores a verified receipt from `destination`, appends RECEIPT_RECEIVED and
   // raises the channel's acked position to receipt.last_seq.
   absl::Status RecordReceipt(const std::string& destination, const caseway::v1::Receipt& receipt,

@@ -317,6 +317,24 @@ absl::StatusOr<std::string> NoticeStore::SentManifestDigest(const std::string& d
   });
 }
 
+absl::StatusOr<std::vector<v1::Evidence>> NoticeStore::SentAfter(const std::string& destination,
+                                                                 uint64_t after, int limit) {
+  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<v1::Evidence>> {
+    const std::string sql = absl::StrCat("SELECT ", kEvidenceColumns,
+                                         " FROM evidence WHERE peer = ? AND kind = ? AND "
+                                         "last_seq > ? ORDER BY last_seq LIMIT ?");
+    Stmt s(db, sql.c_str());
+    s.Bind(1, destination)
+        .Bind(2, int64_t{v1::Evidence::KIND_MANIFEST_SENT})
+        .Bind(3, static_cast<int64_t>(after))
+        .Bind(4, int64_t{limit});
+    std::vector<v1::Evidence> out;
+    while (s.Step()) out.push_back(EvidenceFromRow(s, options_.self, destination));
+    RETURN_IF_ERROR(s.status("read sent manifests"));
+    return out;
+  });
+}
+
 absl::Status NoticeStore::RecordReceipt(const std::string& destination, const v1::Receipt& receipt,
                                         const v1::Signed& signed_receipt) {
   return AwaitWrite([&](WriteDone done) {
