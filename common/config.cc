@@ -134,6 +134,7 @@ void FillDefaults(NodeConfig& c) {
   if (li->max_notice_bytes() == 0) {
     li->set_max_notice_bytes(std::min<uint32_t>(256 << 10, MaxNoticeBytesBound(*li)));
   }
+  if (!c.tls().has_crl_reload_interval()) *c.mutable_tls()->mutable_crl_reload_interval() = Dur(10000);
   auto* lg = c.mutable_log();
   if (lg->level().empty()) lg->set_level("info");
   auto* xl = c.mutable_exchange_log();
@@ -223,6 +224,7 @@ absl::Status Validate(const NodeConfig& c, absl::string_view source) {
   v.DurationRange("exchange.backoff_initial", ex.backoff_initial(), 10, 3600000);
   v.DurationRange("exchange.backoff_max", ex.backoff_max(),
                   TimeUtil::DurationToMilliseconds(ex.backoff_initial()), 3600000);
+  v.DurationRange("tls.crl_reload_interval", c.tls().crl_reload_interval(), 1000, 3600000);
   v.Range("limits.max_message_bytes", c.limits().max_message_bytes(), 64 << 10, 64 << 20);
   if (v.status().ok()) {
     v.Range("limits.max_notice_bytes", c.limits().max_notice_bytes(), 1024,
@@ -309,6 +311,7 @@ absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& path) {
     for (std::string* file : {config.mutable_tls()->mutable_ca_file(),
                               config.mutable_tls()->mutable_cert_file(),
                               config.mutable_tls()->mutable_key_file(),
+                              config.mutable_tls()->mutable_crl_dir(),
                               config.mutable_storage()->mutable_path(),
                               config.mutable_port_file(),
                               config.mutable_exchange_log()->mutable_signing_key_file(),

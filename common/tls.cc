@@ -2,21 +2,66 @@
 
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include "common/config.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 
 namespace caseway::common {
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const TlsFiles& files) {
+namespace {
+
+// PeerVerifier runs a PeerCheck synchronously inside the handshake.
+class PeerVerifier final : public grpc::experimental::ExternalCertificateVerifier {
+ public:
+  explicit PeerVerifier(PeerCheck check) : check_(std::move(check)) {}
+
+  bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
+              std::function<void(grpc::Status)>, grpc::Status* sync_status) override {
+    std::vector<std::string> uris;
+    for (const auto& uri : request->uri_names()) uris.emplace_back(uri.data(), uri.size());
+    const grpc::string_ref pem = request->peer_cert();
+    absl::Status s = check_(uris, absl::string_view(pem.data(), pem.size()));
+    if (!s.ok()) {
+      Log(LogLevel::kWarn, "TLS handshake refused", {{"reason", std::string(s.message())}});
+      *sync_status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(s.message()));
+    } else {
+      *sync_status = grpc::Status::OK;
+    }
+    return true;  // answered synchronously
+  }
+  void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest*) override {}
+
+ private:
+  const PeerCheck check_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const TlsFiles& files,
+                                                                           PeerCheck check) {
   ASSIGN_OR_RETURN(std::string ca, ReadFile(files.ca_file));
   ASSIGN_OR_RETURN(std::string cert, ReadFile(files.cert_file));
   ASSIGN_OR_RETURN(std::string key, ReadFile(files.key_file));
-  grpc::SslServerCredentialsOptions options(
-      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  options.pem_root_certs = ca;
-  options.pem_key_cert_pairs.push_back({key, cert});
-  return grpc::SslServerCredentials(options);
+  if (check == nullptr) {
+    grpc::SslServerCredentialsOptions options(
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    options.pem_root_certs = ca;
+    options.pem_key_cert_pairs.push_back({key, cert});
+    return grpc::SslServerCredentials(options);
+  }
+  auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+      ca, std::vector<grpc::experimental::IdentityKeyCertPair>{{key, cert}});
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.set_certificate_verifier(
+      grpc::experimental::ExternalCertificateVerifier::Create<PeerVerifier>(std::move(check)));
+  return grpc::experimental::TlsServerCredentials(options);
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(

@@ -5,11 +5,14 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace caseway::common {
 
@@ -20,9 +23,17 @@ struct TlsFiles {
   std::string key_file;
 };
 
-// ServerCredentials requires and verifies a client certificate signed by the CA.
-// NOT_FOUND naming the file that cannot be read.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const TlsFiles& files);
+// PeerCheck decides, at the TLS handshake and after the chain verified against the CA, whether
+// a client certificate may connect: its URI SANs and its PEM. A non-OK status ends the handshake
+// (the client sees UNAVAILABLE) and is logged with the reason.
+using PeerCheck = std::function<absl::Status(const std::vector<std::string>& uri_sans,
+                                             absl::string_view leaf_pem)>;
+
+// ServerCredentials requires and verifies a client certificate signed by the CA and, with
+// `check`, accepts only the certificates it accepts. NOT_FOUND naming the file that cannot be
+// read.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const TlsFiles& files, PeerCheck check = nullptr);
 
 // ChannelCredentials presents our certificate and trusts only the CA.
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(const TlsFiles& files);

@@ -42,9 +42,67 @@ bool Authorizer::Allowed(const Identity& id, Rpc rpc) const {
   return false;
 }
 
+absl::Status Authorizer::CheckCertificate(const std::vector<std::string>& uri_sans,
+                                          absl::string_view leaf_pem) const {
+  const std::string* spiffe = nullptr;
+  for (const auto& uri : uri_sans) {
+    if (uri.rfind("spiffe://", 0) != 0) continue;
+    if (spiffe != nullptr) return absl::UnauthenticatedError("more than one SPIFFE id");
+    spiffe = &uri;
+  }
+  if (spiffe == nullptr) return absl::UnauthenticatedError("no SPIFFE id in the certificate");
+  auto id = common::ParseSpiffeId(*spiffe);
+  if (!id.ok()) return absl::UnauthenticatedError(id.status().message());
+  if (id->federation != federation_) {
+    return absl::PermissionDeniedError(absl::StrCat("federation ", id->federation, " is not ",
+                                                    federation_));
+  }
+  // A client of another jurisdiction connects, and each call is refused PERMISSION_DENIED by
+  // the table: a status that says why, where a refused handshake only says UNAVAILABLE.
+  if (revocations_ != nullptr) {
+    auto serial = common::CertificateSerial(leaf_pem);
+    if (serial.ok() && revocations_->Revoked(*serial)) {
+      return absl::UnauthenticatedError(
+          absl::StrCat("certificate ", *serial, " of ", id->ToString(), " is revoked"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string Authorizer::CallerSerial(const grpc::ServerContextBase& ctx) const {
+  auto auth = ctx.auth_context();
+  if (auth == nullptr) return "";
+  auto pems = auth->FindPropertyValues("x509_pem_cert");
+  if (pems.empty()) return "";
+  std::string pem(pems[0].data(), pems[0].size());
+  absl::MutexLock lock(&serials_mu_);
+  auto it = serials_.find(pem);
+  if (it != serials_.end()) return it->second;
+  auto serial = common::CertificateSerial(pem);
+  if (serials_.size() > 100000) serials_.clear();  // bounded: certificates seen recently
+  return serials_[pem] = serial.ok() ? *serial : "";
+}
+
+bool Authorizer::Revoked(const std::string& serial) const {
+  return revocations_ != nullptr && !serial.empty() && revocations_->Revoked(serial);
+}
+
+uint64_t Authorizer::RevocationGeneration() const {
+  return revocations_ == nullptr ? 0 : revocations_->Generation();
+}
+
 absl::StatusOr<Identity> Authorizer::Check(const grpc::ServerContextBase& ctx, Rpc rpc) const {
   auto auth = ctx.auth_context();
   if (auth == nullptr) return absl::UnauthenticatedError("no authentication context");
+  // A connection made before the CRL listed its certificate is refused from the next call on.
+  if (revocations_ != nullptr && revocations_->size() > 0) {
+    const std::string serial = CallerSerial(ctx);
+    if (Revoked(serial)) {
+      common::Log(common::LogLevel::kWarn, "refused caller: certificate revoked",
+                  {{"rpc", std::string(RpcName(rpc))}, {"serial", serial}});
+      return absl::UnauthenticatedError(absl::StrCat("certificate ", serial, " is revoked"));
+    }
+  }
   auto id = common::IdentityFromAuthContext(*auth, federation_);
   if (!id.ok()) {
     common::Log(common::LogLevel::kWarn, "refused caller",

@@ -5,10 +5,14 @@
 #include <grpcpp/server_context.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "common/identity.h"
+#include "common/revocation.h"
 
 namespace caseway::server {
 
@@ -43,10 +47,31 @@ absl::string_view RpcName(Rpc rpc);
 //   ExchangeLog.AddCosignature   yes      -                          -
 //
 // A client certificate of another jurisdiction is refused. Thread-safe (immutable).
+//
+// Revocation: with `revocations`, a certificate whose serial is revoked is refused at the TLS
+// handshake (CheckCertificate) and on every call (Check) of connections made before the CRL
+// listed it; long-lived streams re-check their caller with Revoked() when the list changes.
 class Authorizer {
  public:
-  Authorizer(std::string federation, std::string jurisdiction)
-      : federation_(std::move(federation)), jurisdiction_(std::move(jurisdiction)) {}
+  Authorizer(std::string federation, std::string jurisdiction,
+             const common::Revocations* revocations = nullptr)
+      : federation_(std::move(federation)),
+        jurisdiction_(std::move(jurisdiction)),
+        revocations_(revocations) {}
+
+  // CheckCertificate decides at the TLS handshake whether a client certificate (already
+  // verified against the federation CA) may connect at all: it must name exactly one valid
+  // SPIFFE id of this federation and not be revoked. Callers refused here cost the node no
+  // request parsing.
+  absl::Status CheckCertificate(const std::vector<std::string>& uri_sans,
+                                absl::string_view leaf_pem) const;
+
+  // CallerSerial is the serial number (hex) of the caller's certificate ("" when unknown).
+  std::string CallerSerial(const grpc::ServerContextBase& ctx) const;
+  // Revoked reports whether the certificate with `serial` is revoked now.
+  bool Revoked(const std::string& serial) const;
+  // RevocationGeneration changes whenever the revoked set does (0 without revocation lists).
+  uint64_t RevocationGeneration() const;
 
   // Allowed reports whether `id` may call `rpc` (the table above).
   bool Allowed(const common::Identity& id, Rpc rpc) const;
@@ -58,6 +83,10 @@ class Authorizer {
  private:
   const std::string federation_;
   const std::string jurisdiction_;
+  const common::Revocations* const revocations_;
+  // Serial numbers of the certificates seen, by PEM (parsed once per certificate).
+  mutable absl::Mutex serials_mu_;
+  mutable absl::flat_hash_map<std::string, std::string> serials_ ABSL_GUARDED_BY(serials_mu_);
 };
 
 }  // namespace caseway::server

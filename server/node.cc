@@ -84,7 +84,24 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   ASSIGN_OR_RETURN(Signatures signatures, LoadSignatures(config));
   common::TlsFiles files{config.tls().ca_file(), config.tls().cert_file(),
                          config.tls().key_file()};
-  ASSIGN_OR_RETURN(auto server_creds, common::ServerCredentials(files));
+  ASSIGN_OR_RETURN(std::string ca_pem, common::ReadFile(config.tls().ca_file()));
+  auto revocations = std::make_unique<common::Revocations>(
+      config.tls().crl_dir(), ca_pem,
+      absl::Milliseconds(google::protobuf::util::TimeUtil::DurationToMilliseconds(
+          config.tls().crl_reload_interval())));
+  if (absl::Status s = revocations->Reload(); !s.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("tls.crl_dir: ", s.message()));
+  }
+  auto authz = std::make_unique<Authorizer>(config.federation(), config.jurisdiction(),
+                                            revocations.get());
+  // Certificates without a usable identity, clients of other jurisdictions and revoked ones are
+  // refused at the handshake, before they can send a request.
+  const Authorizer* check = authz.get();
+  common::PeerCheck peer_check = [check](const std::vector<std::string>& uris,
+                                         absl::string_view pem) {
+    return check->CheckCertificate(uris, pem);
+  };
+  ASSIGN_OR_RETURN(auto server_creds, common::ServerCredentials(files, std::move(peer_check)));
   ASSIGN_OR_RETURN(auto channel_creds, common::ChannelCredentials(files));
 
   std::unique_ptr<Node> node(new Node(config));
@@ -122,7 +139,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   store_options.log_enabled = signatures.enabled();
   store_options.signing_key = signatures.key;
   ASSIGN_OR_RETURN(node->store_, NoticeStore::Open(store_options));
-  node->authz_ = std::make_unique<Authorizer>(config.federation(), config.jurisdiction());
+  node->revocations_ = std::move(revocations);
+  node->revocations_->Start();
+  node->authz_ = std::move(authz);
   node->peer_exchange_ = std::make_unique<PeerExchangeService>(config, node->store_.get(),
                                                                node->authz_.get(), signatures);
   std::set<std::string> peers;

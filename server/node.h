@@ -39,6 +39,7 @@ class Node {
 
   caseway::v1::NodeConfig config_;
   std::unique_ptr<NoticeStore> store_;
+  std::unique_ptr<common::Revocations> revocations_;
   std::unique_ptr<Authorizer> authz_;
   std::unique_ptr<PeerExchangeService> peer_exchange_;
   std::unique_ptr<GatewayService> gateway_;

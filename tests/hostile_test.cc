@@ -394,5 +394,82 @@ TEST_F(HostileTest, SubscribeStreamsAreBoundedAndAReconnectAddsNothingToTheLog) 
   EXPECT_THAT(s.error_message(), HasSubstr("open: not received within 10s"));
 }
 
+
+// Shell runs a bash script (for openssl); fails the test when it fails.
+void Shell(const std::string& script) {
+  RunResult r = RunCommand({"/bin/bash", "-euc", script});
+  ASSERT_EQ(r.exit_code, 0) << script << "\n" << r.err;
+}
+
+TEST_F(HostileTest, CertificateWithoutAnIdentityIsRefusedAtTheHandshake) {
+  StartBoth();
+  const std::string pki = pki_->dir();
+  Shell("cd " + pki + " && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 "
+        "-out nobody.key 2>/dev/null && openssl req -new -key nobody.key -subj /CN=nobody "
+        "-out nobody.csr && openssl x509 -req -in nobody.csr -CA ca.crt -CAkey ca.key "
+        "-CAcreateserial -days 1 -out nobody.crt -extfile <(printf "
+        "'extendedKeyUsage=clientAuth') 2>/dev/null");
+  grpc::Status s = RawUnary(pki + "/nobody", "/caseway.v1.Gateway/Publish", kGarbage);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_THAT(a_->log(), HasSubstr("TLS handshake refused"));
+  EXPECT_THAT(a_->log(), HasSubstr("no SPIFFE id in the certificate"));
+}
+
+TEST_F(HostileTest, RevokedCertificateIsRefusedOnNewAndExistingConnectionsAndItsStreamsEnd) {
+  const std::string crl_dir = dir_.path() + "/crl";
+  ASSERT_EQ(mkdir(crl_dir.c_str(), 0700), 0);
+  // A reads crl_dir every second.
+  a_->set_tls_yaml("  crl_dir: " + crl_dir + "\n  crl_reload_interval: 1s\n");
+  ASSERT_OK(a_->Start());
+  const std::string office = Office();
+  const std::string other = pki_->Client(kA, "other");
+  // An existing connection, and an open Inbox stream on it.
+  auto channel = ChannelAs(office);
+  auto stub = v1::Gateway::NewStub(channel);
+  auto status_call = [&](v1::Gateway::Stub* st) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::StatusResponse resp;
+    return st->Status(&ctx, v1::StatusRequest(), &resp);
+  };
+  ASSERT_TRUE(status_call(stub.get()).ok());
+  grpc::ClientContext inbox_ctx;
+  inbox_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto inbox = stub->Inbox(&inbox_ctx);
+  v1::InboxRequest start;
+  start.mutable_start()->set_follow(true);
+  ASSERT_TRUE(inbox->Write(start));
+  v1::InboxResponse resp;
+  ASSERT_TRUE(inbox->Read(&resp));  // caught_up: the stream is open
+
+  // Revoke the office's certificate.
+  const std::string pki = pki_->dir();
+  Shell("cd " + pki + " && mkdir -p ca-db && : > ca-db/index.txt && "
+        "printf '[ca]\ndefault_ca=d\n[d]\ndatabase=ca-db/index.txt\ncertificate=ca.crt\n"
+        "private_key=ca.key\ndefault_md=sha256\ndefault_crl_days=7\n' > ca-db/ca.cnf && "
+        "openssl ca -config ca-db/ca.cnf -revoke " + office + ".crt 2>/dev/null && "
+        "openssl ca -config ca-db/ca.cnf -gencrl -out " + crl_dir + "/ca.crl 2>/dev/null");
+
+  // Within a bounded time: the open stream ends, calls on the existing connection are refused,
+  // and a new connection fails its handshake; another client of the same office is unaffected.
+  while (inbox->Read(&resp)) {
+  }
+  grpc::Status ended = inbox->Finish();
+  // The sync Inbox handler must cancel its own reader to end, which the client sees as CANCELLED.
+  EXPECT_THAT(ended.error_code(), ::testing::AnyOf(grpc::StatusCode::UNAUTHENTICATED,
+                                                   grpc::StatusCode::CANCELLED))
+      << ended.error_message();
+  grpc::Status again = status_call(stub.get());
+  EXPECT_EQ(again.error_code(), grpc::StatusCode::UNAUTHENTICATED) << again.error_message();
+  EXPECT_THAT(again.error_message(), HasSubstr("is revoked"));
+  auto fresh = v1::Gateway::NewStub(ChannelAs(office));
+  EXPECT_EQ(status_call(fresh.get()).error_code(), grpc::StatusCode::UNAVAILABLE);
+  auto unaffected = v1::Gateway::NewStub(ChannelAs(other));
+  EXPECT_TRUE(status_call(unaffected.get()).ok());
+  EXPECT_THAT(a_->log(), HasSubstr("revocation lists loaded"));
+  EXPECT_THAT(a_->log(), HasSubstr("refused caller: certificate revoked"));
+  EXPECT_THAT(a_->log(), HasSubstr("TLS handshake refused"));
+}
+
 }  // namespace
 }  // namespace caseway::testing

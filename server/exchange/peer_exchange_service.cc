@@ -66,8 +66,17 @@ class Subscription final : public Steppable, public std::enable_shared_from_this
 
   const std::string& destination() const { return dest_; }
   // The caller's jurisdiction, set once before the stream is registered.
-  void set_caller(std::string caller) { caller_ = std::move(caller); }
+  void set_caller(std::string caller, std::string serial) {
+    caller_ = std::move(caller);
+    serial_ = std::move(serial);
+  }
   const std::string& caller() const { return caller_; }
+  const std::string& serial() const { return serial_; }
+  // Revoke ends the stream at its next step: the caller's certificate was revoked.
+  void Revoke() {
+    absl::MutexLock lock(&mu_);
+    revoked_ = true;
+  }
   bool HeartbeatDue(absl::Time now) {
     absl::MutexLock lock(&mu_);
     return !finished_ && (now >= next_heartbeat_ || cancelled_ ||
@@ -107,6 +116,8 @@ class Subscription final : public Steppable, public std::enable_shared_from_this
   SubscribeReactor* reactor_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::string dest_;  // set once, in HandleOpen (before any other thread reads it)
   std::string caller_;
+  std::string serial_;
+  bool revoked_ ABSL_GUARDED_BY(mu_) = false;
   bool opened_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
@@ -415,6 +426,10 @@ void Subscription::Step() {
     auto step = [&]() -> absl::Status {
       if (service_->shutting_down_) return absl::UnavailableError("node shutting down");
       if (cancelled_) return absl::CancelledError("the subscriber went away");
+      if (revoked_) {
+        return absl::UnauthenticatedError(
+            absl::StrCat("certificate ", serial_, " of ", caller_, " is revoked"));
+      }
       RETURN_IF_ERROR(error_);
       if (write_failed_) {
         return absl::UnavailableError(
@@ -571,7 +586,7 @@ PeerExchangeService::Subscribe(grpc::CallbackServerContext* ctx) {
                        " Subscribe streams to this node (at most ", kMaxStreamsPerCaller, ")")));
     }
     ++streams;
-    sub->set_caller(id->jurisdiction);
+    sub->set_caller(id->jurisdiction, authz_->CallerSerial(*ctx));
   }
   Register(sub);
   auto* reactor = new SubscribeReactor(this, sub, &dispatcher_);
@@ -641,8 +656,17 @@ void PeerExchangeService::Tick() {
     subs.assign(all_.begin(), all_.end());
   }
   const absl::Time now = absl::Now();
+  // The revocation lists changed: the streams of revoked certificates end.
+  const uint64_t generation = authz_->RevocationGeneration();
+  const bool recheck = generation != revocation_generation_;
+  revocation_generation_ = generation;
   for (auto& s : subs) {
-    if (s->HeartbeatDue(now)) dispatcher_.Schedule(s);
+    if (recheck && authz_->Revoked(s->serial())) {
+      s->Revoke();
+      dispatcher_.Schedule(s);
+    } else if (s->HeartbeatDue(now)) {
+      dispatcher_.Schedule(s);
+    }
   }
 }
 

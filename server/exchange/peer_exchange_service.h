@@ -115,6 +115,7 @@ class PeerExchangeService final : public caseway::v1::PeerExchange::CallbackServ
   std::multimap<std::string, std::shared_ptr<Subscription>> by_destination_ ABSL_GUARDED_BY(mu_);
   int64_t buffered_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, uint32_t> streams_by_caller_ ABSL_GUARDED_BY(mu_);
+  uint64_t revocation_generation_ = 0;  // seen by Tick (the ticker thread only)
   std::set<std::shared_ptr<Subscription>> buffer_waiters_ ABSL_GUARDED_BY(mu_);
   bool stop_ticker_ ABSL_GUARDED_BY(mu_) = false;
   std::thread ticker_;

@@ -276,7 +276,17 @@ grpc::Status GatewayService::Inbox(
   absl::Status result;
   uint64_t last_sent = 0;
   bool sent_caught_up = false;
+  const std::string serial = authz_->CallerSerial(*ctx);
+  uint64_t revocation_generation = authz_->RevocationGeneration();
   while (result.ok()) {
+    // The revocation lists changed: a revoked caller's stream ends (within one wait, 200 ms).
+    if (const uint64_t g = authz_->RevocationGeneration(); g != revocation_generation) {
+      revocation_generation = g;
+      if (authz_->Revoked(serial)) {
+        result = absl::UnauthenticatedError(absl::StrCat("certificate ", serial, " is revoked"));
+        break;
+      }
+    }
     uint64_t version = store_->Version();
     size_t room;
     {

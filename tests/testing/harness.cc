@@ -194,7 +194,7 @@ void NodeProcess::WriteConfig() {
       << "listen_address: " << address() << "\n"
       << "port_file: " << dir_ << "/" << jurisdiction_ << ".port\n"
       << "tls:\n  ca_file: " << pki_->ca() << "\n  cert_file: " << cert
-      << ".crt\n  key_file: " << cert << ".key\n"
+      << ".crt\n  key_file: " << cert << ".key\n" << tls_yaml_
       << "storage:\n  path: " << db_path() << "\n"
       << "exchange:\n  heartbeat_interval: 200ms\n  backoff_initial: 50ms\n  backoff_max: 500ms\n"
       << exchange_yaml_

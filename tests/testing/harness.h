@@ -79,6 +79,8 @@ class NodeProcess {
   void set_exchange_yaml(std::string yaml) { exchange_yaml_ = std::move(yaml); }
   // exchange_log_yaml adds settings under `exchange_log:` (e.g. "  scrub_rate: 0\n").
   void set_exchange_log_yaml(std::string yaml) { exchange_log_yaml_ = std::move(yaml); }
+  // tls_yaml adds settings under `tls:` (e.g. "  crl_dir: /path\n").
+  void set_tls_yaml(std::string yaml) { tls_yaml_ = std::move(yaml); }
   // env adds "NAME=value" to the node's environment. CASEWAY_FAULTS=... (fault injection) runs
   // the test build `caseway-node-faults` instead of `caseway-node`, unless use_production_binary.
   void set_env(std::string assignment) { env_ = std::move(assignment); }
@@ -142,6 +144,7 @@ class NodeProcess {
   std::vector<std::string> more_env_;
   int exit_status_ = -1;
   std::string db_path_;
+  std::string tls_yaml_;
   bool production_binary_ = false;
   int port_ = 0;
   pid_t pid_ = -1;
