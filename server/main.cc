@@ -40,7 +40,7 @@ int WritePortFile(const std::string& path, int port) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   // Lock-order checking costs on every Mutex operation; the test suite runs with it.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // Everything the node creates (database, WAL, port file) is for its own user only.
@@ -113,4 +113,16 @@ int main(int argc, char** argv) {
                        {{"signal", strsignal(sig)}});
   (*node)->Shutdown();
   return 0;
+}
+
+// No exception escapes (docs/errors.md): one that reaches here is a bug, reported as such.
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    fprintf(stderr, "caseway-node: internal error: %s\n", e.what());
+  } catch (...) {
+    fprintf(stderr, "caseway-node: internal error: unknown exception\n");
+  }
+  return 1;
 }

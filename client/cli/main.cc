@@ -335,7 +335,7 @@ int RunStatus(const Connection& conn, bool json) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   CLI::App app{
       "caseway: the command-line client of a Caseway node.\n"
       "Connection settings come from --client-config (or $CASEWAY_CLIENT_CONFIG) and flags."};
@@ -387,4 +387,16 @@ int main(int argc, char** argv) {
   if (status->parsed()) return RunStatus(conn, json);
   if (audit_commands.parsed()) return caseway::cli::RunAuditCommand(audit_commands);
   return 2;
+}
+
+// No exception escapes (docs/errors.md): one that reaches here is a bug, reported as such.
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    fprintf(stderr, "caseway: internal error: %s\n", e.what());
+  } catch (...) {
+    fprintf(stderr, "caseway: internal error: unknown exception\n");
+  }
+  return 1;
 }
