@@ -262,6 +262,7 @@ void Node::Shutdown() {
   server_.reset();
   // Every call has ended: the services can go, before the store they use.
   peer_exchange_.reset();
+  gateway_.reset();
   if (checkpointer_) {
     checkpointer_->Stop();
     // Cover the log's tail, so that an auditor sees everything committed before the stop.

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <fstream>
 #include <future>
 
 #include "absl/strings/str_cat.h"
@@ -455,10 +456,8 @@ TEST_F(HostileTest, RevokedCertificateIsRefusedOnNewAndExistingConnectionsAndIts
   while (inbox->Read(&resp)) {
   }
   grpc::Status ended = inbox->Finish();
-  // The sync Inbox handler must cancel its own reader to end, which the client sees as CANCELLED.
-  EXPECT_THAT(ended.error_code(), ::testing::AnyOf(grpc::StatusCode::UNAUTHENTICATED,
-                                                   grpc::StatusCode::CANCELLED))
-      << ended.error_message();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAUTHENTICATED) << ended.error_message();
+  EXPECT_THAT(ended.error_message(), HasSubstr("is revoked"));
   grpc::Status again = status_call(stub.get());
   EXPECT_EQ(again.error_code(), grpc::StatusCode::UNAUTHENTICATED) << again.error_message();
   EXPECT_THAT(again.error_message(), HasSubstr("is revoked"));
@@ -469,6 +468,49 @@ TEST_F(HostileTest, RevokedCertificateIsRefusedOnNewAndExistingConnectionsAndIts
   EXPECT_THAT(a_->log(), HasSubstr("revocation lists loaded"));
   EXPECT_THAT(a_->log(), HasSubstr("refused caller: certificate revoked"));
   EXPECT_THAT(a_->log(), HasSubstr("TLS handshake refused"));
+}
+
+
+// Threads of a process, from /proc.
+int Threads(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  }
+  return -1;
+}
+
+TEST_F(HostileTest, InboxStreamsHoldNoThreadAndNoPolling) {
+  StartBoth();
+  auto stub = v1::Gateway::NewStub(ChannelAs(Office()));
+  const int before = Threads(a_->pid());
+  constexpr int kStreams = 200;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReaderWriter<v1::InboxRequest, v1::InboxResponse>>>
+      streams;
+  v1::InboxRequest start;
+  start.mutable_start()->set_follow(true);
+  for (int i = 0; i < kStreams; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    streams.push_back(stub->Inbox(contexts.back().get()));
+    ASSERT_TRUE(streams.back()->Write(start));
+    v1::InboxResponse resp;
+    ASSERT_TRUE(streams.back()->Read(&resp));  // caught_up: the stream is open and waiting
+    ASSERT_TRUE(resp.has_caught_up());
+  }
+  // (Once two threads each: +400.)
+  EXPECT_LT(Threads(a_->pid()) - before, 40) << "threads before: " << before;
+  // A notice arriving wakes every waiting stream.
+  ASSERT_OK(b_->NewClient()->Publish(SampleNotice("wake-1", {kA})));
+  for (auto& st : streams) {
+    v1::InboxResponse resp;
+    ASSERT_TRUE(st->Read(&resp));
+    ASSERT_TRUE(resp.has_item());
+    EXPECT_EQ(resp.item().notice().notice_id(), "wake-1");
+  }
+  for (auto& c : contexts) c->TryCancel();
+  for (auto& st : streams) st->Finish();
 }
 
 }  // namespace

@@ -47,9 +47,6 @@ std::string UnknownFieldPath(const google::protobuf::Message& m, const std::stri
   return "";
 }
 
-// Most inbox sequence numbers acknowledged in one InboxRequest.
-constexpr int kMaxAcksPerMessage = 10000;
-
 // ParseRequest parses a request received as bytes; INVALID_ARGUMENT when it does not parse.
 template <typename Request>
 absl::Status ParseRequest(const grpc::ByteBuffer& bytes, Request* request) {
@@ -82,8 +79,20 @@ GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
       store_(store),
       authz_(authz),
       subscriptions_(std::move(subscriptions)),
-      open_streams_(std::move(open_streams)) {
+      open_streams_(std::move(open_streams)),
+      inbox_(store, authz) {
   for (const auto& peer : config.peers()) peers_.insert(peer.jurisdiction());
+  ticker_ = std::thread([this] {
+    uint64_t generation = authz_->RevocationGeneration();
+    absl::MutexLock lock(&ticker_mu_);
+    while (!stop_ticker_) {
+      ticker_mu_.AwaitWithTimeout(absl::Condition(&stop_ticker_), absl::Milliseconds(200));
+      if (const uint64_t g = authz_->RevocationGeneration(); g != generation) {
+        generation = g;
+        inbox_.RevocationsChanged();
+      }
+    }
+  });
 }
 
 absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
@@ -216,155 +225,31 @@ grpc::ServerUnaryReactor* GatewayService::PublishBatch(grpc::CallbackServerConte
   return reactor;
 }
 
-grpc::Status GatewayService::Inbox(
-    grpc::ServerContext* ctx,
-    grpc::ServerReaderWriter<v1::InboxResponse, v1::InboxRequest>* stream) {
-  if (auto id = authz_->Check(*ctx, Rpc::kInbox); !id.ok()) return ToGrpcStatus(id.status());
-  v1::InboxRequest first;
-  if (!stream->Read(&first)) {
-    // Either the client half-closed at once or its first message did not parse (gRPC does not
-    // tell the two apart); both break the protocol.
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "start: the first InboxRequest must be start (none was received, or it "
-                        "was not a valid caseway.v1.InboxRequest)");
+grpc::ServerBidiReactor<v1::InboxRequest, v1::InboxResponse>* GatewayService::Inbox(
+    grpc::CallbackServerContext* ctx) {
+  // The caller is checked before anything is read or held for it.
+  if (auto id = authz_->Check(*ctx, Rpc::kInbox); !id.ok()) {
+    class Refused final : public grpc::ServerBidiReactor<v1::InboxRequest, v1::InboxResponse> {
+     public:
+      explicit Refused(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
+      void OnDone() override { delete this; }
+    };
+    return new Refused(id.status());
   }
-  if (!first.has_start()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "start: the first InboxRequest must be start");
-  }
-  const v1::InboxRequest::Start start = first.start();
-  if (start.window() > 10000) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "start.window: must be in 0..10000");
-  }
-  const uint32_t window = start.window() == 0 ? 256 : start.window();
+  return inbox_.Start(ctx);
+}
 
-  // The reader thread takes acks while this thread sends; both share `mu`.
-  absl::Mutex mu;
-  std::set<uint64_t> outstanding;  // sent, not yet acked (only with start.ack)
-  bool reader_done = false;
-  absl::Status reader_error;
-  std::thread reader([&] {
-    v1::InboxRequest req;
-    while (stream->Read(&req)) {
-      if (!req.has_ack()) {
-        absl::MutexLock lock(&mu);
-        reader_error = absl::InvalidArgumentError("ack: every InboxRequest after start must be ack");
-        reader_done = true;
-        return;
-      }
-      if (req.ack().inbox_seqs_size() > kMaxAcksPerMessage) {
-        absl::MutexLock lock(&mu);
-        reader_error = absl::InvalidArgumentError(
-            absl::StrCat("ack.inbox_seqs: at most ", kMaxAcksPerMessage, " per message"));
-        reader_done = true;
-        return;
-      }
-      std::vector<uint64_t> seqs(req.ack().inbox_seqs().begin(), req.ack().inbox_seqs().end());
-      absl::Status s = store_->AckInbox(seqs);
-      absl::MutexLock lock(&mu);
-      if (!s.ok()) {
-        reader_error = s;
-        reader_done = true;
-        return;
-      }
-      for (uint64_t seq : seqs) outstanding.erase(seq);
-    }
-    absl::MutexLock lock(&mu);
-    reader_done = true;
-  });
+void GatewayService::Shutdown() {
+  shutting_down_ = true;
+  inbox_.Shutdown();
+}
 
-  absl::Status result;
-  uint64_t last_sent = 0;
-  bool sent_caught_up = false;
-  const std::string serial = authz_->CallerSerial(*ctx);
-  uint64_t revocation_generation = authz_->RevocationGeneration();
-  while (result.ok()) {
-    // The revocation lists changed: a revoked caller's stream ends (within one wait, 200 ms).
-    if (const uint64_t g = authz_->RevocationGeneration(); g != revocation_generation) {
-      revocation_generation = g;
-      if (authz_->Revoked(serial)) {
-        result = absl::UnauthenticatedError(absl::StrCat("certificate ", serial, " is revoked"));
-        break;
-      }
-    }
-    uint64_t version = store_->Version();
-    size_t room;
-    {
-      absl::MutexLock lock(&mu);
-      if (!reader_error.ok()) {
-        result = reader_error;
-        break;
-      }
-      if (reader_done) break;  // the client half-closed: no more acks can come
-      room = start.ack() ? window - std::min<size_t>(window, outstanding.size()) : 512;
-    }
-    if (ctx->IsCancelled() || shutting_down_) {
-      result = absl::UnavailableError("node shutting down");
-      break;
-    }
-    std::vector<InboxRow> rows;
-    if (room > 0 && !(sent_caught_up && !start.follow())) {
-      auto read = store_->ReadInbox(last_sent, static_cast<uint32_t>(std::min<size_t>(room, 512)));
-      if (!read.ok()) {
-        result = read.status();
-        break;
-      }
-      rows = std::move(*read);
-    }
-    for (const InboxRow& row : rows) {
-      v1::InboxResponse resp;
-      v1::InboxItem* item = resp.mutable_item();
-      item->set_inbox_seq(row.inbox_seq);
-      item->set_origin(row.origin);
-      item->set_channel_seq(row.channel_seq);
-      *item->mutable_received_at() =
-          TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(row.received_at));
-      if (!item->mutable_notice()->ParseFromString(row.bytes)) {
-        common::Log(common::LogLevel::kError, "unparsable inbox entry",
-                    {{"inbox_seq", absl::StrCat(row.inbox_seq)}});
-      }
-      if (start.ack()) {
-        absl::MutexLock lock(&mu);
-        outstanding.insert(row.inbox_seq);
-      }
-      if (!stream->Write(resp)) {
-        result = absl::CancelledError("client went away");
-        break;
-      }
-      last_sent = row.inbox_seq;
-      sent_caught_up = false;
-    }
-    if (!result.ok()) break;
-    // Caught up means nothing unsent remains, whether or not the window has room: a consumer
-    // may wait for caught_up before acking.
-    bool nothing_unsent = rows.empty() && room > 0;
-    if (room == 0 && !sent_caught_up) {
-      auto more = store_->ReadInbox(last_sent, 1);
-      nothing_unsent = more.ok() && more->empty();
-    }
-    if (nothing_unsent && !sent_caught_up) {
-      v1::InboxResponse resp;
-      resp.mutable_caught_up();
-      if (!stream->Write(resp)) break;
-      sent_caught_up = true;
-    }
-    if (rows.empty() || room == 0) {
-      // Wait for a commit (new notices or acks) or poll the reader's state shortly.
-      store_->Wait(version, absl::Now() + absl::Milliseconds(200));
-    }
+GatewayService::~GatewayService() {
+  {
+    absl::MutexLock lock(&ticker_mu_);
+    stop_ticker_ = true;
   }
-  if (!result.ok()) {
-    // Unblock the reader if it still waits for a message; a reader that ended on its own (an
-    // error of the client's) must not be cancelled, or the client sees CANCELLED instead.
-    bool reader_ended;
-    {
-      absl::MutexLock lock(&mu);
-      reader_ended = reader_done;
-    }
-    if (!reader_ended) ctx->TryCancel();
-  }
-  reader.join();
-  return ToGrpcStatus(result);
+  if (ticker_.joinable()) ticker_.join();
 }
 
 grpc::Status GatewayService::Status(grpc::ServerContext* ctx, const v1::StatusRequest* req,

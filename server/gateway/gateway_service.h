@@ -6,10 +6,12 @@
 #include <functional>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "caseway/v1/config.pb.h"
 #include "caseway/v1/gateway.grpc.pb.h"
 #include "server/authz.h"
+#include "server/gateway/inbox_stream.h"
 #include "server/store/notice_store.h"
 
 namespace caseway::server {
@@ -23,7 +25,8 @@ using OpenStreamsFn = std::function<uint32_t(const std::string& destination)>;
 // GatewayService validates, stores and serves notices for local clients.
 // Concurrency: thread-safe. Publish and PublishBatch use gRPC's callback API: the handler
 // validates, hands the notices to the store's commit queue and returns; the commit's completion
-// finishes the call, so no thread waits for an fsync. Inbox and Status run on sync-server threads.
+// finishes the call, so no thread waits for an fsync. Inbox streams are state machines stepped by
+// a small dispatcher (server/gateway/inbox_stream.h). Status runs on a sync-server thread.
 // Lifetime: `store` must outlive the service. Call Shutdown() before the server's Shutdown so
 // that following Inbox streams end.
 //
@@ -33,7 +36,7 @@ using OpenStreamsFn = std::function<uint32_t(const std::string& destination)>;
 class GatewayService final
     : public caseway::v1::Gateway::WithRawCallbackMethod_Publish<
           caseway::v1::Gateway::WithRawCallbackMethod_PublishBatch<
-              caseway::v1::Gateway::Service>> {
+              caseway::v1::Gateway::WithCallbackMethod_Inbox<caseway::v1::Gateway::Service>>> {
  public:
   GatewayService(const caseway::v1::NodeConfig& config, NoticeStore* store,
                  const Authorizer* authz, SubscriptionStatusFn subscriptions,
@@ -45,14 +48,13 @@ class GatewayService final
   grpc::ServerUnaryReactor* PublishBatch(grpc::CallbackServerContext* ctx,
                                          const grpc::ByteBuffer* request,
                                          grpc::ByteBuffer* response) override;
-  grpc::Status Inbox(
-      grpc::ServerContext* ctx,
-      grpc::ServerReaderWriter<caseway::v1::InboxResponse, caseway::v1::InboxRequest>* stream)
-      override;
+  grpc::ServerBidiReactor<caseway::v1::InboxRequest, caseway::v1::InboxResponse>* Inbox(
+      grpc::CallbackServerContext* ctx) override;
   grpc::Status Status(grpc::ServerContext* ctx, const caseway::v1::StatusRequest* req,
                       caseway::v1::StatusResponse* resp) override;
 
-  void Shutdown() { shutting_down_ = true; }
+  ~GatewayService() override;
+  void Shutdown();
 
  private:
   // Prepare validates `notices` and serializes each with the origin set.
@@ -68,6 +70,11 @@ class GatewayService final
   SubscriptionStatusFn subscriptions_;
   OpenStreamsFn open_streams_;
   std::atomic<bool> shutting_down_{false};
+  InboxHub inbox_;
+  // Watches the revocation lists: a change makes every Inbox stream check its caller again.
+  absl::Mutex ticker_mu_;
+  bool stop_ticker_ ABSL_GUARDED_BY(ticker_mu_) = false;
+  std::thread ticker_;
 };
 
 }  // namespace caseway::server

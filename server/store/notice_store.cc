@@ -502,8 +502,21 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::
         ASSIGN_OR_RETURN(receipt, LogReceived(origin, batch, now));
         return absl::OkStatus();
       },
-      [&] { Committed({}); }));
+      [&] {
+        Committed({});
+        std::function<void()> listener;
+        {
+          absl::MutexLock lock(&mu_);
+          listener = inbox_listener_;
+        }
+        if (listener) listener();
+      }));
   return receipt;
+}
+
+void NoticeStore::SetInboxListener(std::function<void()> listener) {
+  absl::MutexLock lock(&mu_);
+  inbox_listener_ = std::move(listener);
 }
 
 absl::StatusOr<std::vector<InboxRow>> NoticeStore::ReadInbox(uint64_t after, uint32_t limit) {
@@ -530,9 +543,17 @@ absl::StatusOr<std::vector<InboxRow>> NoticeStore::ReadInbox(uint64_t after, uin
 }
 
 absl::Status NoticeStore::AckInbox(const std::vector<uint64_t>& inbox_seqs) {
-  if (inbox_seqs.empty()) return absl::OkStatus();
+  return AwaitWrite([&](WriteDone done) { AckInboxAsync(inbox_seqs, std::move(done)); });
+}
+
+void NoticeStore::AckInboxAsync(std::vector<uint64_t> inbox_seqs,
+                                std::function<void(const absl::Status&)> done) {
+  if (inbox_seqs.empty()) {
+    done(absl::OkStatus());
+    return;
+  }
   WriterStatements& w = *stmts_;
-  return queue_->Run([&](sqlite3* db) -> absl::Status {
+  queue_->Submit([this, &w, inbox_seqs = std::move(inbox_seqs)](sqlite3* db) -> absl::Status {
     int64_t now = NowMicros();
     for (uint64_t seq : inbox_seqs) {
       w.ack_inbox.Bind(1, now).Bind(2, static_cast<int64_t>(seq));
@@ -547,7 +568,10 @@ absl::Status NoticeStore::AckInbox(const std::vector<uint64_t>& inbox_seqs) {
       }
     }
     return absl::OkStatus();
-  }, [&] { Committed({}); });
+  }, [this, done = std::move(done)](const absl::Status& s) {
+    if (s.ok()) Committed({});
+    done(s);
+  });
 }
 
 absl::StatusOr<std::pair<uint64_t, uint64_t>> NoticeStore::InboxCounts() {

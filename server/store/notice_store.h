@@ -140,8 +140,13 @@ class NoticeStore {
   // ReadInbox returns unacknowledged inbox rows with inbox_seq > after, oldest first.
   absl::StatusOr<std::vector<InboxRow>> ReadInbox(uint64_t after, uint32_t limit);
 
-  // AckInbox marks rows consumed. NOT_FOUND naming the first inbox_seq that does not exist.
+  // AckInbox marks rows consumed. NOT_FOUND naming the first inbox_seq that does not exist (and
+  // none of `inbox_seqs` is marked).
   absl::Status AckInbox(const std::vector<uint64_t>& inbox_seqs);
+  void AckInboxAsync(std::vector<uint64_t> inbox_seqs, std::function<void(const absl::Status&)> done);
+  // SetInboxListener registers the one callback run (on the writer thread; it must not block)
+  // after every commit that added rows to the inbox.
+  void SetInboxListener(std::function<void()> listener);
 
   // InboxCounts returns (total, unacknowledged).
   absl::StatusOr<std::pair<uint64_t, uint64_t>> InboxCounts();
@@ -310,6 +315,7 @@ class NoticeStore {
   std::map<std::string, ChannelState> channels_ ABSL_GUARDED_BY(mu_);
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   ChannelListener listener_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> inbox_listener_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace caseway::server
