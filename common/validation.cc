@@ -1,12 +1,15 @@
 #include "common/validation.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "caseway/v1/notice.pb.h"
+#include "common/digest.h"
 #include "common/grpc_status.h"
+#include "common/signing.h"
 
 namespace caseway::common {
 namespace {
@@ -381,6 +384,67 @@ absl::StatusOr<std::vector<std::string>> ValidateNotice(const Notice& n, const N
   if (c.ok()) CheckBody(c, n, rules.now);
   if (!c.ok()) return c.status();
   return std::move(c.warnings());
+}
+
+absl::Status CheckBatchManifest(const v1::Batch& batch, absl::string_view origin,
+                                absl::string_view self, absl::string_view origin_key) {
+  if (!batch.has_manifest()) return absl::FailedPreconditionError("batch.manifest: missing");
+  if (!VerifySignature(origin_key, kManifestContext, batch.manifest().message(),
+                       batch.manifest().signature())
+           .ok()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("batch.manifest.signature: does not verify with the key of ", origin));
+  }
+  v1::BatchManifest m;
+  if (!m.ParseFromString(batch.manifest().message())) {
+    return absl::InvalidArgumentError("batch.manifest.message: not a caseway.v1.BatchManifest");
+  }
+  const uint64_t last = batch.first_seq() + batch.entries_size() - 1;
+  if (m.origin() != origin || m.destination() != self || m.first_seq() != batch.first_seq() ||
+      m.last_seq() != last || m.digests_size() != batch.entries_size()) {
+    return absl::InvalidArgumentError("batch.manifest: does not describe this batch");
+  }
+  for (int i = 0; i < batch.entries_size(); ++i) {
+    if (Sha256(batch.entries(i).notice()) != m.digests(i)) {
+      return absl::DataLossError(absl::StrCat("batch.entries[", i, "]: seq ",
+                                              batch.entries(i).seq(),
+                                              " does not match its digest in the manifest"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> CheckReceivedEntries(const v1::Batch& batch,
+                                                              absl::string_view origin,
+                                                              absl::string_view self) {
+  std::vector<std::string> ids;
+  ids.reserve(batch.entries_size());
+  for (int i = 0; i < batch.entries_size(); ++i) {
+    const v1::Entry& e = batch.entries(i);
+    if (e.seq() != batch.first_seq() + i) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "batch.entries[", i, "].seq: ", e.seq(), " breaks contiguity (expected ",
+          batch.first_seq() + i, ")"));
+    }
+    v1::Notice n;
+    if (!n.ParseFromString(e.notice())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch.entries[", i, "].notice: not a parsable caseway.v1.Notice"));
+    }
+    // A peer may deliver only its own notices, addressed to this node.
+    if (n.origin() != origin) {
+      return absl::PermissionDeniedError(absl::StrCat("batch.entries[", i, "].notice.origin: ",
+                                                      Echo(n.origin()), " is not the sending peer ",
+                                                      origin));
+    }
+    if (std::find(n.destinations().begin(), n.destinations().end(), self) ==
+        n.destinations().end()) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("batch.entries[", i, "].notice.destinations: does not include ", self));
+    }
+    ids.push_back(n.notice_id());
+  }
+  return ids;
 }
 
 }  // namespace caseway::common

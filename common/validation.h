@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "caseway/v1/notice.pb.h"
+#include "caseway/v1/peer_exchange.pb.h"
 
 namespace caseway::common {
 
@@ -37,6 +38,18 @@ struct NoticeRules {
 absl::StatusOr<std::vector<std::string>> ValidateNotice(const caseway::v1::Notice& notice,
                                                         const NoticeRules& rules,
                                                         absl::string_view path = "");
+
+// CheckBatchManifest checks a delivered batch against its manifest before anything of it is
+// stored: the manifest's signature by `origin_key`, that it names this channel (origin ->
+// self) and exactly this batch's range, and each entry's digest.
+absl::Status CheckBatchManifest(const caseway::v1::Batch& batch, absl::string_view origin,
+                                absl::string_view self, absl::string_view origin_key);
+
+// CheckReceivedEntries checks a delivered batch's entries: contiguous sequence numbers from
+// first_seq, each a parsable notice of `origin` addressed to `self`. Returns their notice ids.
+absl::StatusOr<std::vector<std::string>> CheckReceivedEntries(const caseway::v1::Batch& batch,
+                                                              absl::string_view origin,
+                                                              absl::string_view self);
 
 }  // namespace caseway::common
 

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # install-deps.sh: installs every Debian 12 package that building, testing and running the
 # demo federation need. Idempotent; safe to run on a fresh machine as root (or with sudo).
+#
+#   install-deps.sh           what building, the demo and the plain test build need
+#   install-deps.sh --test    also Clang 14 and its sanitizer and libFuzzer runtimes, for the
+#                             sanitizer build and the fuzz targets that tests/run.sh runs
 set -euo pipefail
 
 packages=(
@@ -15,6 +19,9 @@ packages=(
   # demo and tests use these tools
   procps python3
 )
+if [ "${1:-}" = "--test" ]; then
+  packages+=(clang-14 libclang-rt-14-dev)
+fi
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi

@@ -103,7 +103,9 @@ TEST_P(StorageFaultTest, AcknowledgedNoticesSurviveExactlyOnceAndTheLogReconcile
   EXPECT_FALSE(hits.empty()) << "the shim injected no fault";
   if (fault.stops) {
     EXPECT_FALSE(stops_.empty()) << "the node went on after a failed checkpoint";
-    if (!stops_.empty()) EXPECT_EQ(stops_.front(), kStorageFaultExit) << a_->log();
+    if (!stops_.empty()) {
+      EXPECT_EQ(stops_.front(), kStorageFaultExit) << a_->log();
+    }
     EXPECT_THAT(a_->log(), HasSubstr("storage fault"));
   }
 

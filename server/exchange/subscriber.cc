@@ -14,6 +14,7 @@
 #include "common/grpc_status.h"
 #include "common/identity.h"
 #include "common/log.h"
+#include "common/validation.h"
 #include "common/status_macros.h"
 
 namespace caseway::server {
@@ -124,32 +125,8 @@ void Subscriber::Run() {
 }
 
 absl::Status Subscriber::VerifyBatch(const v1::Batch& batch) {
-  if (!batch.has_manifest()) return absl::FailedPreconditionError("batch.manifest: missing");
   ASSIGN_OR_RETURN(std::string key, signatures_.directory->Key(peer_.jurisdiction()));
-  if (!common::VerifySignature(key, common::kManifestContext, batch.manifest().message(),
-                               batch.manifest().signature())
-           .ok()) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "batch.manifest.signature: does not verify with the key of ", peer_.jurisdiction()));
-  }
-  v1::BatchManifest m;
-  if (!m.ParseFromString(batch.manifest().message())) {
-    return absl::InvalidArgumentError("batch.manifest.message: not a caseway.v1.BatchManifest");
-  }
-  const uint64_t last = batch.first_seq() + batch.entries_size() - 1;
-  if (m.origin() != peer_.jurisdiction() || m.destination() != self_ ||
-      m.first_seq() != batch.first_seq() || m.last_seq() != last ||
-      m.digests_size() != batch.entries_size()) {
-    return absl::InvalidArgumentError("batch.manifest: does not describe this batch");
-  }
-  for (int i = 0; i < batch.entries_size(); ++i) {
-    if (common::Sha256(batch.entries(i).notice()) != m.digests(i)) {
-      return absl::DataLossError(absl::StrCat("batch.entries[", i, "]: seq ",
-                                              batch.entries(i).seq(),
-                                              " does not match its digest in the manifest"));
-    }
-  }
-  return absl::OkStatus();
+  return common::CheckBatchManifest(batch, peer_.jurisdiction(), self_, key);
 }
 
 absl::Status Subscriber::Session() {

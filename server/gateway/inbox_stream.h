@@ -97,7 +97,6 @@ class InboxStream final : public Steppable, public std::enable_shared_from_this<
 
   InboxHub* const hub_;
   const std::string serial_;
-  uint64_t revocation_generation_ = 0;  // Step() only
 
   absl::Mutex mu_;
   InboxReactor* reactor_ ABSL_GUARDED_BY(mu_) = nullptr;

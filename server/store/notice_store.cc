@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "common/validation.h"
 #include "caseway/v1/notice.pb.h"
 #include "common/log_entry.h"
 #include "common/status_macros.h"
@@ -441,33 +442,8 @@ absl::StatusOr<uint64_t> NoticeStore::Cursor(const std::string& origin) {
 absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::string& origin,
                                                                      const v1::Batch& batch) {
   // Parse outside the writer thread: ids are needed, bytes are stored exactly as received.
-  std::vector<std::string> ids;
-  ids.reserve(batch.entries_size());
-  for (int i = 0; i < batch.entries_size(); ++i) {
-    const v1::Entry& e = batch.entries(i);
-    if (e.seq() != batch.first_seq() + i) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "batch.entries[", i, "].seq: ", e.seq(), " breaks contiguity (expected ",
-          batch.first_seq() + i, ")"));
-    }
-    v1::Notice n;
-    if (!n.ParseFromString(e.notice())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("batch.entries[", i, "].notice: not a parsable caseway.v1.Notice"));
-    }
-    // A peer may deliver only its own notices, addressed to this node.
-    if (n.origin() != origin) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "batch.entries[", i, "].notice.origin: ", n.origin(), " is not the sending peer ",
-          origin));
-    }
-    if (std::find(n.destinations().begin(), n.destinations().end(), options_.self) ==
-        n.destinations().end()) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "batch.entries[", i, "].notice.destinations: does not include ", options_.self));
-    }
-    ids.push_back(n.notice_id());
-  }
+  ASSIGN_OR_RETURN(std::vector<std::string> ids,
+                   common::CheckReceivedEntries(batch, origin, options_.self));
   if (batch.entries_size() == 0) return std::optional<v1::Signed>();
   const uint64_t last = batch.first_seq() + batch.entries_size() - 1;
   if (options_.log_enabled && !batch.has_manifest()) {
@@ -552,8 +528,8 @@ void NoticeStore::AckInboxAsync(std::vector<uint64_t> inbox_seqs,
     done(absl::OkStatus());
     return;
   }
-  WriterStatements& w = *stmts_;
-  queue_->Submit([this, &w, inbox_seqs = std::move(inbox_seqs)](sqlite3* db) -> absl::Status {
+  queue_->Submit([stmts = stmts_.get(), inbox_seqs = std::move(inbox_seqs)](sqlite3* db) -> absl::Status {
+    WriterStatements& w = *stmts;
     int64_t now = NowMicros();
     for (uint64_t seq : inbox_seqs) {
       w.ack_inbox.Bind(1, now).Bind(2, static_cast<int64_t>(seq));

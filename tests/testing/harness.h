@@ -73,6 +73,10 @@ class NodeProcess {
   // AddPeer configures a subscription to `peer` (call before Start).
   // AddPeer makes `peer` a peer of this node; a serve_only peer is served but not subscribed to.
   void AddPeer(const NodeProcess& peer, bool serve_only = false);
+  // AddPeerAt peers with `jurisdiction` dialed at `address` (e.g. through a LoopbackProxy).
+  void AddPeerAt(const std::string& jurisdiction, const std::string& address) {
+    peers_.push_back({jurisdiction, address, false});
+  }
   // extra_yaml is appended to the generated configuration (e.g. "exchange:\n  window_batches: 2").
   void set_extra_yaml(std::string yaml) { extra_yaml_ = std::move(yaml); }
   // exchange_yaml adds settings under `exchange:` (e.g. "  window_batches: 2\n").
