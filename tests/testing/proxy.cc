@@ -125,7 +125,7 @@ void LoopbackProxy::Run() {
       ssize_t n = read(from, buf, sizeof buf);
       bool ok = n > 0;
       for (ssize_t off = 0; ok && off < n;) {
-        ssize_t w = write(to, buf + off, n - off);
+        ssize_t w = send(to, buf + off, n - off, MSG_NOSIGNAL);
         if (w <= 0) ok = false;
         off += w;
       }
