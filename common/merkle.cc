@@ -2,6 +2,8 @@
 
 #include <openssl/evp.h>
 
+#include <memory>
+
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -13,7 +15,11 @@ namespace {
 
 std::string HashWithPrefix(char prefix, absl::string_view a, absl::string_view b) {
   static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  thread_local EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  struct CtxFree {
+    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+  };
+  thread_local std::unique_ptr<EVP_MD_CTX, CtxFree> owned(EVP_MD_CTX_new());  // freed with the thread
+  EVP_MD_CTX* ctx = owned.get();
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (EVP_DigestInit_ex(ctx, kSha256, nullptr) != 1 || EVP_DigestUpdate(ctx, &prefix, 1) != 1 ||
