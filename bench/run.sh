@@ -10,7 +10,9 @@
 # fanout (one hub node serving FANOUT_STREAMS subscriptions, FANOUT_PER_STREAM notices each, live
 # and as a backlog), peers (NATS JetStream mirror and RabbitMQ shovel from bench/peers),
 # integrity (the exchange log's own checks: batched throughput with the background scrub at its
-# default pace and off, alternated twice, and caseway-bench-log's check-before-signing figures).
+# default pace and off, alternated twice, and caseway-bench-log's check-before-signing figures),
+# flood (caseway-bench-flood: a client's publish p99 and the node's memory under each flood of
+# issue #10; FLOOD_SECONDS, FLOOD_RATE).
 # Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (32),
 # LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), FANOUT_STREAMS (3000),
 # FANOUT_PER_STREAM (100), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
@@ -31,11 +33,12 @@ COUNT=${COUNT:-200000}; UNARY_COUNT=${UNARY_COUNT:-20000}; CLIENTS=${CLIENTS:-8}
 UNARY_CLIENTS=${UNARY_CLIENTS:-32}; LAT_SECONDS=${LAT_SECONDS:-10}; BACKLOG=${BACKLOG:-1000000}
 IMPORT=${IMPORT:-1000000}; PEER_N=${PEER_N:-100000}; BASE_PORT=${BASE_PORT:-17400}
 FANOUT_STREAMS=${FANOUT_STREAMS:-3000}; FANOUT_PER_STREAM=${FANOUT_PER_STREAM:-100}
-ONLY=${ONLY:-throughput latency catchup import fanout peers integrity}
+ONLY=${ONLY:-throughput latency catchup import fanout peers integrity flood}
 
 bash "$root/deploy/install-deps.sh" >/dev/null
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j2 --target caseway-node caseway caseway-bench caseway-bench-log >/dev/null
+cmake --build "$build" -j2 --target caseway-node caseway caseway-bench caseway-bench-log \
+  caseway-bench-flood >/dev/null
 bin=$build/bin
 
 out="$here/results/$(date -u +%Y%m%dT%H%M%SZ)"
@@ -221,6 +224,31 @@ if [[ " $ONLY " == *" fanout "* ]]; then
       --per-stream "$FANOUT_PER_STREAM" --max-s 600 --label "$variant" "${flag[@]}" >/dev/null
     stop_node "$hub"
   done
+fi
+
+if [[ " $ONLY " == *" flood "* ]]; then
+  log ""; log "== flood: a client's unary publish p99 at ${FLOOD_RATE:-200}/s and the node's memory while each flood runs (${FLOOD_SECONDS:-10} s each; default limits)"
+  (cd "$pki" && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out nobody.key 2>/dev/null &&
+    openssl req -new -key nobody.key -subj /CN=nobody -out nobody.csr 2>/dev/null &&
+    openssl x509 -req -in nobody.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 \
+      -out nobody.crt -extfile <(printf 'extendedKeyUsage=clientAuth') 2>/dev/null)
+  bash "$root/deploy/pki.sh" client "$pki" 360102 flood >/dev/null
+  rm -rf "$work/data-on"
+  for j in 360102 440305; do
+    write_config "$j" on
+    sed -i '/^limits:/d' "$work/$j-on.yaml"  # the default 4 MiB message limit
+    start_node "$j" on
+  done
+  "$bin/caseway-bench-flood" --address "127.0.0.1:${port[360102]}" --ca "$pki/ca.crt" \
+    --client-cert "$pki/clients/360102-bench.crt" --client-key "$pki/clients/360102-bench.key" \
+    --peer-cert "$pki/nodes/440305.crt" --peer-key "$pki/nodes/440305.key" \
+    --nobody-cert "$pki/nobody.crt" --nobody-key "$pki/nobody.key" --pid "${pid[360102]}" \
+    --flood-cert "$pki/clients/360102-flood.crt" --flood-key "$pki/clients/360102-flood.key" \
+    --seconds "${FLOOD_SECONDS:-10}" --rate "${FLOOD_RATE:-200}" >"$work/flood.out" 2>&1 || true
+  grep -v '^JSON ' "$work/flood.out" | tee -a "$out/summary.txt"
+  sed -n 's/^JSON //p' "$work/flood.out" >>"$results"
+  log "node 360102 peak RSS over the floods: $(peak_rss_mb "${pid[360102]}") MiB"
+  unpair
 fi
 
 if [[ " $ONLY " == *" peers "* ]]; then

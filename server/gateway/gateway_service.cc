@@ -4,6 +4,8 @@
 #include <grpcpp/support/proto_buffer_reader.h>
 #include <grpcpp/support/proto_buffer_writer.h>
 
+#include <malloc.h>
+
 #include <deque>
 #include <thread>
 
@@ -82,6 +84,7 @@ GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
       open_streams_(std::move(open_streams)),
       inbox_(store, authz) {
   for (const auto& peer : config.peers()) peers_.insert(peer.jurisdiction());
+  large_worker_ = std::thread([this] { LargeRequestLoop(); });
   ticker_ = std::thread([this] {
     uint64_t generation = authz_->RevocationGeneration();
     absl::MutexLock lock(&ticker_mu_);
@@ -134,29 +137,109 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
   return out;
 }
 
+absl::StatusOr<GatewayService::ParseLease> GatewayService::LeaseParse(const std::string& caller,
+                                                                     size_t request_bytes) {
+  const int64_t bytes = static_cast<int64_t>(request_bytes);
+  if (bytes <= kLargeRequest) return ParseLease();
+  absl::MutexLock lock(&parse_mu_);
+  if (parsing_.count(caller) > 0) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "request: ", bytes, " bytes while another large request of ", caller,
+        " is being parsed (one at a time per caller): retry shortly"));
+  }
+  if (parse_bytes_ + bytes > kParseBudget) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "request: ", bytes, " bytes; the node is parsing other large requests (",
+        kParseBudget >> 20, " MiB at once): retry shortly"));
+  }
+  parse_bytes_ += bytes;
+  parsing_.insert(caller);
+  return ParseLease(this, caller, bytes);
+}
+
+void GatewayService::ReleaseParse(const std::string& caller, int64_t bytes) {
+  bool last;
+  {
+    absl::MutexLock lock(&parse_mu_);
+    parse_bytes_ -= bytes;
+    parsing_.erase(caller);
+    last = parse_bytes_ == 0;
+  }
+  // glibc keeps freed memory for reuse; after a burst of large requests give it back.
+  if (last) malloc_trim(0);
+}
+
 grpc::ServerUnaryReactor* GatewayService::Publish(grpc::CallbackServerContext* ctx,
                                                   const grpc::ByteBuffer* request,
                                                   grpc::ByteBuffer* response) {
+  return Admit(ctx, Rpc::kPublish, request, response, &GatewayService::PublishParsed);
+}
+
+grpc::ServerUnaryReactor* GatewayService::Admit(grpc::CallbackServerContext* ctx, Rpc rpc,
+                                                const grpc::ByteBuffer* request,
+                                                grpc::ByteBuffer* response, Handler handler) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (auto id = authz_->Check(*ctx, Rpc::kPublish); !id.ok()) {
+  auto id = authz_->Check(*ctx, rpc);
+  if (!id.ok()) {
     reactor->Finish(ToGrpcStatus(id.status()));
     return reactor;
   }
-  v1::PublishRequest req;
-  if (absl::Status s = ParseRequest(*request, &req); !s.ok()) {
-    reactor->Finish(ToGrpcStatus(s));
+  auto lease = LeaseParse(id->ToString(), request->Length());
+  if (!lease.ok()) {
+    reactor->Finish(ToGrpcStatus(lease.status()));
     return reactor;
+  }
+  if (request->Length() <= static_cast<size_t>(kLargeRequest)) {
+    (this->*handler)(reactor, *request, response);
+    return reactor;
+  }
+  // A large request is parsed on the large-request worker, one at a time, so that gRPC's
+  // callback threads stay free for everyone else.
+  auto held = std::make_shared<ParseLease>(std::move(*lease));
+  grpc::ByteBuffer bytes(*request);
+  {
+    absl::MutexLock lock(&large_mu_);
+    large_queue_.push_back([this, held, reactor, bytes = std::move(bytes), response, handler] {
+      (this->*handler)(reactor, bytes, response);
+    });
+  }
+  return reactor;
+}
+
+void GatewayService::LargeRequestLoop() {
+  absl::MutexLock lock(&large_mu_);
+  for (;;) {
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(large_mu_) {
+      return stop_large_ || !large_queue_.empty();
+    };
+    large_mu_.Await(absl::Condition(&ready));
+    if (large_queue_.empty()) return;  // stopping, and everything queued was handled
+    std::function<void()> task = std::move(large_queue_.front());
+    large_queue_.pop_front();
+    large_mu_.Unlock();
+    task();
+    task = nullptr;  // releases the request and its parse lease here, off gRPC's threads
+    large_mu_.Lock();
+  }
+}
+
+void GatewayService::PublishParsed(grpc::ServerUnaryReactor* reactor,
+                                   const grpc::ByteBuffer& request, grpc::ByteBuffer* response) {
+  v1::PublishRequest req;
+  if (absl::Status s = ParseRequest(request, &req); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return;
   }
   if (!req.has_notice()) {
     reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "notice: required"));
-    return reactor;
+    return;
   }
   google::protobuf::RepeatedPtrField<v1::Notice> one;
   one.Add()->Swap(req.mutable_notice());
   auto prepared = Prepare(one, /*batch=*/false);
   if (!prepared.ok()) {
     reactor->Finish(ToGrpcStatus(prepared.status()));
-    return reactor;
+    return;
   }
   store_->PublishAsync(
       std::move(*prepared),
@@ -177,36 +260,36 @@ grpc::ServerUnaryReactor* GatewayService::Publish(grpc::CallbackServerContext* c
         }
         reactor->Finish(ToGrpcStatus(s));
       });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* GatewayService::PublishBatch(grpc::CallbackServerContext* ctx,
                                                        const grpc::ByteBuffer* request,
                                                        grpc::ByteBuffer* response) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (auto id = authz_->Check(*ctx, Rpc::kPublishBatch); !id.ok()) {
-    reactor->Finish(ToGrpcStatus(id.status()));
-    return reactor;
-  }
+  return Admit(ctx, Rpc::kPublishBatch, request, response, &GatewayService::PublishBatchParsed);
+}
+
+void GatewayService::PublishBatchParsed(grpc::ServerUnaryReactor* reactor,
+                                        const grpc::ByteBuffer& request,
+                                        grpc::ByteBuffer* response) {
   v1::PublishBatchRequest req;
-  if (absl::Status s = ParseRequest(*request, &req); !s.ok()) {
+  if (absl::Status s = ParseRequest(request, &req); !s.ok()) {
     reactor->Finish(ToGrpcStatus(s));
-    return reactor;
+    return;
   }
   if (req.notices_size() == 0) {
     reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "notices: at least one required"));
-    return reactor;
+    return;
   }
   if (static_cast<uint32_t>(req.notices_size()) > max_batch_notices_) {
     reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                  absl::StrCat("notices: at most ", max_batch_notices_,
                                               " per batch (limits.max_batch_notices)")));
-    return reactor;
+    return;
   }
   auto prepared = Prepare(req.notices(), /*batch=*/true);
   if (!prepared.ok()) {
     reactor->Finish(ToGrpcStatus(prepared.status()));
-    return reactor;
+    return;
   }
   store_->PublishAsync(std::move(*prepared),
                        [reactor, response](absl::StatusOr<std::vector<v1::PublishResult>> results) {
@@ -222,7 +305,6 @@ grpc::ServerUnaryReactor* GatewayService::PublishBatch(grpc::CallbackServerConte
                          for (auto& r : *results) *resp.add_results() = std::move(r);
                          FinishWith(reactor, resp, response);
                        });
-  return reactor;
 }
 
 grpc::ServerBidiReactor<v1::InboxRequest, v1::InboxResponse>* GatewayService::Inbox(
@@ -250,6 +332,11 @@ GatewayService::~GatewayService() {
     stop_ticker_ = true;
   }
   if (ticker_.joinable()) ticker_.join();
+  {
+    absl::MutexLock lock(&large_mu_);
+    stop_large_ = true;
+  }
+  if (large_worker_.joinable()) large_worker_.join();
 }
 
 grpc::Status GatewayService::Status(grpc::ServerContext* ctx, const v1::StatusRequest* req,

@@ -3,6 +3,7 @@
 #define CASEWAY_SERVER_GATEWAY_GATEWAY_SERVICE_H_
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <set>
 #include <string>
@@ -61,6 +62,48 @@ class GatewayService final
   absl::StatusOr<std::vector<PreparedNotice>> Prepare(
       const google::protobuf::RepeatedPtrField<caseway::v1::Notice>& notices, bool batch) const;
 
+  // Large requests (over kLargeRequest bytes) are parsed one at a time per caller, and at most
+  // kParseBudget bytes of them at once in all: the parsed form of a request can take ten times
+  // its size (a million one-byte items), and parsing it costs CPU that legitimate callers need.
+  // Beyond either, RESOURCE_EXHAUSTED (retry shortly). A ParseLease holds a request's share while
+  // it is parsed and prepared; the last one released gives the freed memory back to the system.
+  class ParseLease {
+   public:
+    ParseLease() = default;
+    ParseLease(GatewayService* owner, std::string caller, int64_t bytes)
+        : owner_(owner), caller_(std::move(caller)), bytes_(bytes) {}
+    ParseLease(ParseLease&& o) noexcept
+        : owner_(o.owner_), caller_(std::move(o.caller_)), bytes_(o.bytes_) {
+      o.owner_ = nullptr;
+    }
+    ParseLease& operator=(ParseLease&&) = delete;
+    ~ParseLease() {
+      if (owner_ != nullptr) owner_->ReleaseParse(caller_, bytes_);
+    }
+
+   private:
+    GatewayService* owner_ = nullptr;
+    std::string caller_;
+    int64_t bytes_ = 0;
+  };
+  // Admit authorizes a raw request, takes its parse lease and runs `handler` on it: inline when
+  // small, on the large-request worker otherwise.
+  using Handler = void (GatewayService::*)(grpc::ServerUnaryReactor*, const grpc::ByteBuffer&,
+                                           grpc::ByteBuffer*);
+  grpc::ServerUnaryReactor* Admit(grpc::CallbackServerContext* ctx, Rpc rpc,
+                                  const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
+                                  Handler handler);
+  void PublishParsed(grpc::ServerUnaryReactor* reactor, const grpc::ByteBuffer& request,
+                     grpc::ByteBuffer* response);
+  void PublishBatchParsed(grpc::ServerUnaryReactor* reactor, const grpc::ByteBuffer& request,
+                          grpc::ByteBuffer* response);
+  void LargeRequestLoop();
+
+  static constexpr int64_t kLargeRequest = 64 << 10;
+  static constexpr int64_t kParseBudget = 8 << 20;
+  absl::StatusOr<ParseLease> LeaseParse(const std::string& caller, size_t request_bytes);
+  void ReleaseParse(const std::string& caller, int64_t bytes);
+
   const std::string jurisdiction_;
   const uint32_t max_batch_notices_;
   const uint32_t max_notice_bytes_;
@@ -70,6 +113,13 @@ class GatewayService final
   SubscriptionStatusFn subscriptions_;
   OpenStreamsFn open_streams_;
   std::atomic<bool> shutting_down_{false};
+  absl::Mutex parse_mu_;
+  int64_t parse_bytes_ ABSL_GUARDED_BY(parse_mu_) = 0;
+  std::set<std::string> parsing_ ABSL_GUARDED_BY(parse_mu_);  // callers with a large request
+  absl::Mutex large_mu_;
+  std::deque<std::function<void()>> large_queue_ ABSL_GUARDED_BY(large_mu_);
+  bool stop_large_ ABSL_GUARDED_BY(large_mu_) = false;
+  std::thread large_worker_;
   InboxHub inbox_;
   // Watches the revocation lists: a change makes every Inbox stream check its caller again.
   absl::Mutex ticker_mu_;

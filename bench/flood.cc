@@ -1,0 +1,288 @@
+// caseway-bench-flood: a legitimate client's publish latency and the node's memory while hostile
+// or careless callers flood it (issue #10's list): large requests holding a million one-byte
+// items, idle Subscribe streams, Subscribe streams opened and cancelled in a loop, and idle Inbox
+// streams, from a certificate without an identity, from a peer node, and from a client of the
+// node. Each flood is bounded in count and time. Prints one row per flood: the legitimate
+// client's publish p50/p99 (unary, at --rate per second) against the unloaded baseline, and the
+// node's resident memory (VmRSS, peak over the flood).
+#include <CLI/CLI.hpp>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "caseway/v1/gateway.grpc.pb.h"
+#include "caseway/v1/peer_exchange.grpc.pb.h"
+#include "common/tls.h"
+
+namespace {
+
+namespace v1 = caseway::v1;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string address, ca;
+  std::string client_cert, client_key, peer_cert, peer_key, nobody_cert, nobody_key;
+  std::string flood_cert, flood_key;  // another client of the node (a careless integrator)
+  std::string peer_jurisdiction = "440305";
+  std::string destination = "440305";
+  int pid = 0;
+  int seconds = 10;
+  int rate = 200;
+  int concurrency = 64;
+  int streams = 2000;
+};
+
+std::shared_ptr<grpc::Channel> Channel(const Options& o, const std::string& cert,
+                                       const std::string& key, int index = 0) {
+  auto creds = caseway::common::ChannelCredentials({o.ca, cert, key});
+  if (!creds.ok()) {
+    fprintf(stderr, "%s\n", creds.status().ToString().c_str());
+    exit(2);
+  }
+  grpc::ChannelArguments args;
+  args.SetInt("caseway.channel", index);  // distinct arguments: a connection of its own
+  args.SetMaxSendMessageSize(64 << 20);
+  return grpc::CreateCustomChannel(o.address, *creds, args);
+}
+
+long RssMb(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6)) / 1024;
+  }
+  return 0;
+}
+
+v1::Notice Sample(const std::string& id, const std::string& dest) {
+  v1::Notice n;
+  n.set_notice_id(id);
+  n.set_case_id("case-" + id);
+  auto* s = n.mutable_subject();
+  s->set_name("flood");
+  s->set_id_number("11010519491231002X");
+  s->set_sex(v1::SEX_FEMALE);
+  s->mutable_birth_date()->set_year(1990);
+  s->mutable_birth_date()->set_month(1);
+  s->mutable_birth_date()->set_day(1);
+  s->set_registered_region("360102");
+  n.add_destinations(dest);
+  n.mutable_occurred_at()->set_seconds(std::time(nullptr) - 60);
+  n.set_priority(v1::PRIORITY_NORMAL);
+  auto* rc = n.mutable_residence_change();
+  rc->set_direction(v1::ResidenceChange::DIRECTION_DEPARTURE);
+  rc->mutable_effective_date()->set_year(2026);
+  rc->mutable_effective_date()->set_month(1);
+  rc->mutable_effective_date()->set_day(1);
+  rc->set_residence_region(dest);
+  return n;
+}
+
+struct Measure {
+  double p50 = 0, p99 = 0;
+  int failed = 0;
+  long peak_rss = 0;
+};
+
+// Legit publishes at `rate`/s for `seconds` while sampling the node's RSS.
+Measure MeasureLegit(const Options& o, const std::string& label) {
+  auto stub = v1::Gateway::NewStub(Channel(o, o.client_cert, o.client_key, 1));
+  std::vector<double> ms;
+  Measure m;
+  const auto end = Clock::now() + std::chrono::seconds(o.seconds);
+  const auto gap = std::chrono::microseconds(1000000 / std::max(1, o.rate));
+  auto next = Clock::now();
+  int i = 0;
+  while (Clock::now() < end) {
+    std::this_thread::sleep_until(next);
+    next += gap;
+    v1::PublishRequest req;
+    *req.mutable_notice() = Sample(absl::StrCat("legit-", label, "-", i++), o.destination);
+    v1::PublishResult resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    const auto t0 = Clock::now();
+    grpc::Status s = stub->Publish(&ctx, req, &resp);
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    if (!s.ok()) ++m.failed;
+    m.peak_rss = std::max(m.peak_rss, RssMb(o.pid));
+  }
+  std::sort(ms.begin(), ms.end());
+  if (!ms.empty()) {
+    m.p50 = ms[ms.size() / 2];
+    m.p99 = ms[std::min(ms.size() - 1, ms.size() * 99 / 100)];
+  }
+  return m;
+}
+
+// A request of about 3 MB: one notice holding a million one-byte verification items.
+std::string BigRequest() {
+  v1::PublishBatchRequest req;
+  v1::Notice n = Sample("big", "440305");
+  n.clear_residence_change();
+  auto* vr = n.mutable_verification_request();
+  vr->set_request_id("big");
+  for (int i = 0; i < 1000000; ++i) vr->add_items("x");
+  *req.add_notices() = n;
+  return req.SerializeAsString();
+}
+
+// Floods run on their own threads until `stop`.
+using Flood = std::function<void(const Options&, std::atomic<bool>& stop, std::atomic<long>& sent)>;
+
+Flood BigRequests(bool identity) {
+  return [identity](const Options& o, std::atomic<bool>& stop, std::atomic<long>& sent) {
+    const std::string bytes = BigRequest();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < o.concurrency; ++t) {
+      threads.emplace_back([&, t] {
+        grpc::GenericStub stub(identity ? Channel(o, o.flood_cert, o.flood_key, 100 + t)
+                                        : Channel(o, o.nobody_cert, o.nobody_key, 100 + t));
+        while (!stop) {
+          grpc::ClientContext ctx;
+          ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+          grpc::Slice slice(bytes);
+          grpc::ByteBuffer request(&slice, 1), response;
+          std::promise<void> done;
+          stub.UnaryCall(&ctx, "/caseway.v1.Gateway/PublishBatch", grpc::StubOptions(), &request,
+                         &response, [&](grpc::Status) { done.set_value(); });
+          done.get_future().wait();
+          ++sent;
+          if (!identity) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+  };
+}
+
+// Streams opened and held (never read), `o.streams` of them, over 8 connections.
+template <typename Service, typename Req, typename Resp>
+Flood IdleStreams(bool identity_peer, bool inbox) {
+  return [=](const Options& o, std::atomic<bool>& stop, std::atomic<long>& sent) {
+    std::vector<std::shared_ptr<grpc::Channel>> channels;
+    for (int c = 0; c < 8; ++c) {
+      channels.push_back(identity_peer ? Channel(o, o.peer_cert, o.peer_key, 200 + c)
+                         : inbox       ? Channel(o, o.flood_cert, o.flood_key, 200 + c)
+                                       : Channel(o, o.nobody_cert, o.nobody_key, 200 + c));
+    }
+    std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+    std::vector<std::unique_ptr<grpc::ClientReaderWriter<Req, Resp>>> streams;
+    for (int i = 0; i < o.streams && !stop; ++i) {
+      auto stub = Service::NewStub(channels[i % channels.size()]);
+      contexts.push_back(std::make_unique<grpc::ClientContext>());
+      contexts.back()->set_deadline(std::chrono::system_clock::now() +
+                                    std::chrono::seconds(o.seconds * 3));
+      if constexpr (std::is_same_v<Req, v1::InboxRequest>) {
+        streams.push_back(stub->Inbox(contexts.back().get()));
+        Req start;
+        start.mutable_start()->set_follow(true);
+        streams.back()->Write(start);
+      } else {
+        streams.push_back(stub->Subscribe(contexts.back().get()));
+        if (identity_peer) {
+          Req open;
+          open.mutable_open()->set_destination(o.peer_jurisdiction);
+          streams.back()->Write(open);
+        }
+      }
+      ++sent;
+    }
+    while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (auto& c : contexts) c->TryCancel();
+    for (auto& s : streams) s->Finish();
+  };
+}
+
+// Subscribe opened, first batch taken, cancelled; again and again, as the peer.
+Flood SubscribeChurn() {
+  return [](const Options& o, std::atomic<bool>& stop, std::atomic<long>& sent) {
+    auto stub = v1::PeerExchange::NewStub(Channel(o, o.peer_cert, o.peer_key, 300));
+    while (!stop) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      auto stream = stub->Subscribe(&ctx);
+      v1::SubscribeRequest open;
+      open.mutable_open()->set_destination(o.peer_jurisdiction);
+      stream->Write(open);
+      v1::SubscribeResponse resp;
+      stream->Read(&resp);
+      ctx.TryCancel();
+      stream->Finish();
+      ++sent;
+    }
+  };
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"caseway-bench-flood: a legitimate client's publish p99 and the node's memory under floods"};
+  app.add_option("--address", o.address, "the node (host:port)")->required();
+  app.add_option("--ca", o.ca, "federation CA")->required();
+  app.add_option("--client-cert", o.client_cert, "a client of the node's jurisdiction")->required();
+  app.add_option("--client-key", o.client_key)->required();
+  app.add_option("--peer-cert", o.peer_cert, "the peer node's certificate")->required();
+  app.add_option("--peer-key", o.peer_key)->required();
+  app.add_option("--peer", o.peer_jurisdiction, "the peer's jurisdiction");
+  app.add_option("--nobody-cert", o.nobody_cert, "a CA-signed certificate without an identity")->required();
+  app.add_option("--nobody-key", o.nobody_key)->required();
+  app.add_option("--flood-cert", o.flood_cert, "another client of the node (default: --client-cert)");
+  app.add_option("--flood-key", o.flood_key);
+  app.add_option("--pid", o.pid, "the node's process id (for its memory)")->required();
+  app.add_option("--seconds", o.seconds, "seconds per measurement");
+  app.add_option("--rate", o.rate, "legitimate publishes per second");
+  app.add_option("--concurrency", o.concurrency, "concurrent large requests");
+  app.add_option("--streams", o.streams, "streams per stream flood");
+  CLI11_PARSE(app, argc, argv);
+  if (o.flood_cert.empty()) {
+    o.flood_cert = o.client_cert;
+    o.flood_key = o.client_key;
+  }
+
+  Measure base = MeasureLegit(o, "baseline");
+  printf("%-34s %9s %9s %8s %8s %10s\n", "flood", "p50 ms", "p99 ms", "p99/base", "failed",
+         "rss MiB");
+  printf("%-34s %9.2f %9.2f %8s %8d %10ld\n", "none (baseline)", base.p50, base.p99, "1.00",
+         base.failed, base.peak_rss);
+  printf("JSON {\"bench\":\"flood\",\"flood\":\"none\",\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"rss_mb\":%ld}\n",
+         base.p50, base.p99, base.peak_rss);
+  const std::vector<std::pair<std::string, Flood>> floods = {
+      {"large requests, no identity", BigRequests(false)},
+      {"large requests, another client", BigRequests(true)},
+      {"idle Subscribe, no identity", IdleStreams<v1::PeerExchange, v1::SubscribeRequest, v1::SubscribeResponse>(false, false)},
+      {"idle Subscribe, the peer", IdleStreams<v1::PeerExchange, v1::SubscribeRequest, v1::SubscribeResponse>(true, false)},
+      {"idle Inbox, another client", IdleStreams<v1::Gateway, v1::InboxRequest, v1::InboxResponse>(false, true)},
+      {"Subscribe open/cancel loop, the peer", SubscribeChurn()},
+  };
+  int round = 0;
+  for (const auto& [name, flood] : floods) {
+    std::atomic<bool> stop{false};
+    std::atomic<long> sent{0};
+    std::thread t([&, f = flood] { f(o, stop, sent); });
+    std::this_thread::sleep_for(std::chrono::seconds(2));  // let the flood build up
+    Measure m = MeasureLegit(o, absl::StrCat("flood", ++round));
+    stop = true;
+    t.join();
+    printf("%-34s %9.2f %9.2f %8.2f %8d %10ld   (%ld sent)\n", name.c_str(), m.p50, m.p99,
+           base.p99 > 0 ? m.p99 / base.p99 : 0, m.failed, m.peak_rss, sent.load());
+    printf("JSON {\"bench\":\"flood\",\"flood\":\"%s\",\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"p99_ratio\":%.2f,\"failed\":%d,\"rss_mb\":%ld,\"sent\":%ld}\n",
+           name.c_str(), m.p50, m.p99, base.p99 > 0 ? m.p99 / base.p99 : 0, m.failed, m.peak_rss,
+           sent.load());
+    fflush(stdout);
+  }
+  return 0;
+}
