@@ -17,6 +17,7 @@
 #include "common/grpc_status.h"
 #include "common/signing.h"
 #include "common/tls.h"
+#include "tests/testing/audited_pair.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/status_matchers.h"
 
@@ -25,18 +26,9 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr char kA[] = "360102";
-constexpr char kB[] = "440305";
-
-class HostileTest : public ::testing::Test {
+// Two peered nodes, 360102 (A, the one attacked) and 440305 (B), made but not started.
+class HostileTest : public AuditedPairTest {
  protected:
-  void SetUp() override {
-    pki_ = std::make_unique<Pki>(dir_.path() + "/pki", "fed.test");
-    a_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), kA);
-    b_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), kB);
-    a_->AddPeer(*b_);
-    b_->AddPeer(*a_);
-  }
 
   void StartBoth(const std::string& limits_yaml = "") {
     a_->set_extra_yaml(limits_yaml);
@@ -97,9 +89,6 @@ class HostileTest : public ::testing::Test {
 
   std::string Office() { return pki_->Client(kA, "office"); }
 
-  TempDir dir_;
-  std::unique_ptr<Pki> pki_;
-  std::unique_ptr<NodeProcess> a_, b_;
 };
 
 // Bytes that no protobuf parser accepts: a field number 0 tag.
