@@ -147,6 +147,15 @@ absl::StatusOr<GatewayService::ParseLease> GatewayService::LeaseParse(const std:
         "request: ", bytes, " bytes while another large request of ", caller,
         " is being parsed (one at a time per caller): retry shortly"));
   }
+  if (auto paced = paced_until_.find(caller); paced != paced_until_.end()) {
+    if (absl::Now() < paced->second) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "request: ", bytes, " bytes; ", caller,
+          " sends large requests faster than the node parses them: retry in ",
+          absl::FormatDuration(paced->second - absl::Now())));
+    }
+    paced_until_.erase(paced);
+  }
   if (parse_bytes_ + bytes > kParseBudget) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "request: ", bytes, " bytes; the node is parsing other large requests (",
@@ -157,13 +166,15 @@ absl::StatusOr<GatewayService::ParseLease> GatewayService::LeaseParse(const std:
   return ParseLease(this, caller, bytes);
 }
 
-void GatewayService::ReleaseParse(const std::string& caller, int64_t bytes) {
+void GatewayService::ReleaseParse(const std::string& caller, int64_t bytes, absl::Duration took) {
   bool last;
   {
     absl::MutexLock lock(&parse_mu_);
     parse_bytes_ -= bytes;
     parsing_.erase(caller);
     last = parse_bytes_ == 0;
+    if (paced_until_.size() > 10000) paced_until_.clear();  // bounded: recent callers only
+    paced_until_[caller] = absl::Now() + kPace * took;
   }
   // glibc keeps freed memory for reuse; after a burst of large requests give it back.
   if (last) malloc_trim(0);
@@ -200,6 +211,7 @@ grpc::ServerUnaryReactor* GatewayService::Admit(grpc::CallbackServerContext* ctx
   {
     absl::MutexLock lock(&large_mu_);
     large_queue_.push_back([this, held, reactor, bytes = std::move(bytes), response, handler] {
+      held->Start();
       (this->*handler)(reactor, bytes, response);
     });
   }

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <deque>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -73,18 +74,21 @@ class GatewayService final
     ParseLease(GatewayService* owner, std::string caller, int64_t bytes)
         : owner_(owner), caller_(std::move(caller)), bytes_(bytes) {}
     ParseLease(ParseLease&& o) noexcept
-        : owner_(o.owner_), caller_(std::move(o.caller_)), bytes_(o.bytes_) {
+        : owner_(o.owner_), caller_(std::move(o.caller_)), bytes_(o.bytes_), started_(o.started_) {
       o.owner_ = nullptr;
     }
     ParseLease& operator=(ParseLease&&) = delete;
     ~ParseLease() {
-      if (owner_ != nullptr) owner_->ReleaseParse(caller_, bytes_);
+      if (owner_ != nullptr) owner_->ReleaseParse(caller_, bytes_, absl::Now() - started_);
     }
+    // Start marks when the work on the request began (the pace counts from there).
+    void Start() { started_ = absl::Now(); }
 
    private:
     GatewayService* owner_ = nullptr;
     std::string caller_;
     int64_t bytes_ = 0;
+    absl::Time started_ = absl::Now();
   };
   // Admit authorizes a raw request, takes its parse lease and runs `handler` on it: inline when
   // small, on the large-request worker otherwise.
@@ -99,10 +103,14 @@ class GatewayService final
                           grpc::ByteBuffer* response);
   void LargeRequestLoop();
 
-  static constexpr int64_t kLargeRequest = 64 << 10;
+  // Over 1 MiB (a batch of a thousand ordinary notices is about that): large.
+  static constexpr int64_t kLargeRequest = 1 << 20;
   static constexpr int64_t kParseBudget = 8 << 20;
+  // After a caller's large request took d to parse and prepare, its next one waits kPace * d: a
+  // caller's large requests take at most 1/(1+kPace) of the worker.
+  static constexpr int kPace = 3;
   absl::StatusOr<ParseLease> LeaseParse(const std::string& caller, size_t request_bytes);
-  void ReleaseParse(const std::string& caller, int64_t bytes);
+  void ReleaseParse(const std::string& caller, int64_t bytes, absl::Duration took);
 
   const std::string jurisdiction_;
   const uint32_t max_batch_notices_;
@@ -116,6 +124,8 @@ class GatewayService final
   absl::Mutex parse_mu_;
   int64_t parse_bytes_ ABSL_GUARDED_BY(parse_mu_) = 0;
   std::set<std::string> parsing_ ABSL_GUARDED_BY(parse_mu_);  // callers with a large request
+  // When each caller may have its next large request parsed.
+  std::map<std::string, absl::Time> paced_until_ ABSL_GUARDED_BY(parse_mu_);
   absl::Mutex large_mu_;
   std::deque<std::function<void()>> large_queue_ ABSL_GUARDED_BY(large_mu_);
   bool stop_large_ ABSL_GUARDED_BY(large_mu_) = false;
