@@ -15,8 +15,10 @@ namespace caseway::server {
 namespace v1 = caseway::v1;
 using google::protobuf::util::TimeUtil;
 
-// Most rows read from the store per step.
+// Most rows read from the store per step, and about the most bytes of them queued per stream
+// (the rest are read again at the next step): a stream holds at most about 1 MiB.
 constexpr uint32_t kRowsPerRead = 512;
+constexpr size_t kQueuedBytes = 1 << 20;
 
 class InboxReactor final : public grpc::ServerBidiReactor<v1::InboxRequest, v1::InboxResponse> {
  public:
@@ -213,7 +215,10 @@ absl::StatusOr<bool> InboxStream::Fill() {
     mu_.Lock();
     nothing_unsent = more.ok() && more->empty();
   }
+  size_t queued = 0;
   for (InboxRow& row : rows) {
+    if (queued > 0 && queued + row.bytes.size() > kQueuedBytes) break;
+    queued += row.bytes.size();
     v1::InboxResponse& resp = outbox_.emplace_back();
     v1::InboxItem* item = resp.mutable_item();
     item->set_inbox_seq(row.inbox_seq);
