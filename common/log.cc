@@ -1,12 +1,15 @@
 #include "common/log.h"
 
 #include <cstdio>
+#include <map>
 #include <mutex>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/json.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/json.h"
 
 namespace caseway::common {
 namespace {
@@ -39,8 +42,20 @@ LogLevel ParseLogLevel(absl::string_view name) {
   return LogLevel::kInfo;
 }
 
+namespace {
+void WriteLine(LogLevel level, absl::string_view message, const LogField* begin,
+               const LogField* end);
+}  // namespace
+
 void Log(LogLevel level, absl::string_view message, std::initializer_list<LogField> fields) {
   if (level < g_level) return;
+  WriteLine(level, message, fields.begin(), fields.end());
+}
+
+namespace {
+void WriteLine(LogLevel level, absl::string_view message, const LogField* begin,
+               const LogField* end) {
+  const auto fields = absl::MakeConstSpan(begin, end);
   std::string ts = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone());
   std::string line;
   if (g_json) {
@@ -65,6 +80,45 @@ void Log(LogLevel level, absl::string_view message, std::initializer_list<LogFie
   std::lock_guard<std::mutex> lock(g_mu);
   fputs(line.c_str(), stderr);
   fflush(stderr);
+}
+}  // namespace
+
+void LogLimited(LogLevel level, absl::string_view message,
+                std::initializer_list<LogField> fields) {
+  if (level < g_level) return;
+  struct Window {
+    absl::Time start = absl::InfinitePast();
+    int written = 0;
+    int64_t suppressed = 0;
+  };
+  static std::mutex* const mu = new std::mutex;
+  static auto* const windows = new std::map<std::string, Window, std::less<>>;
+  int64_t suppressed = 0;
+  {
+    std::lock_guard<std::mutex> lock(*mu);
+    auto it = windows->find(message);
+    if (it == windows->end()) {
+      if (windows->size() > 1000) windows->clear();  // messages are constants: never many
+      it = windows->emplace(std::string(message), Window{}).first;
+    }
+    Window& w = it->second;
+    const absl::Time now = absl::Now();
+    if (now - w.start >= absl::Seconds(1)) {
+      w.start = now;
+      w.written = 0;
+    }
+    if (w.written >= 10) {
+      ++w.suppressed;
+      return;
+    }
+    ++w.written;
+    suppressed = w.suppressed;
+    w.suppressed = 0;
+  }
+  if (suppressed == 0) return Log(level, message, fields);
+  std::vector<LogField> all(fields);
+  all.emplace_back("suppressed", absl::StrCat(suppressed));
+  WriteLine(level, message, all.data(), all.data() + all.size());
 }
 
 }  // namespace caseway::common

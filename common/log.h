@@ -25,6 +25,12 @@ using LogField = std::pair<absl::string_view, std::string>;
 // Log writes one line: time, level, message and key=value fields. Thread-safe.
 void Log(LogLevel level, absl::string_view message, std::initializer_list<LogField> fields = {});
 
+// LogLimited is Log for events a caller can provoke at will (refused handshakes and calls,
+// refused streams): at most 10 lines per second per message; the next line written says how many
+// were left out (`suppressed=N`), so a flood cannot fill the disk with log lines.
+void LogLimited(LogLevel level, absl::string_view message,
+                std::initializer_list<LogField> fields = {});
+
 }  // namespace caseway::common
 
 #endif  // CASEWAY_COMMON_LOG_H_

@@ -26,7 +26,7 @@ class PeerVerifier final : public grpc::experimental::ExternalCertificateVerifie
     const grpc::string_ref pem = request->peer_cert();
     absl::Status s = check_(uris, absl::string_view(pem.data(), pem.size()));
     if (!s.ok()) {
-      Log(LogLevel::kWarn, "TLS handshake refused", {{"reason", std::string(s.message())}});
+      LogLimited(LogLevel::kWarn, "TLS handshake refused", {{"reason", std::string(s.message())}});
       *sync_status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(s.message()));
     } else {
       *sync_status = grpc::Status::OK;

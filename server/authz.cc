@@ -98,19 +98,19 @@ absl::StatusOr<Identity> Authorizer::Check(const grpc::ServerContextBase& ctx, R
   if (revocations_ != nullptr && revocations_->size() > 0) {
     const std::string serial = CallerSerial(ctx);
     if (Revoked(serial)) {
-      common::Log(common::LogLevel::kWarn, "refused caller: certificate revoked",
+      common::LogLimited(common::LogLevel::kWarn, "refused caller: certificate revoked",
                   {{"rpc", std::string(RpcName(rpc))}, {"serial", serial}});
       return absl::UnauthenticatedError(absl::StrCat("certificate ", serial, " is revoked"));
     }
   }
   auto id = common::IdentityFromAuthContext(*auth, federation_);
   if (!id.ok()) {
-    common::Log(common::LogLevel::kWarn, "refused caller",
+    common::LogLimited(common::LogLevel::kWarn, "refused caller",
                 {{"rpc", std::string(RpcName(rpc))}, {"reason", std::string(id.status().message())}});
     return id.status();
   }
   if (!Allowed(*id, rpc)) {
-    common::Log(common::LogLevel::kWarn, "permission denied",
+    common::LogLimited(common::LogLevel::kWarn, "permission denied",
                 {{"rpc", std::string(RpcName(rpc))}, {"caller", id->ToString()}});
     return absl::PermissionDeniedError(
         absl::StrCat(id->ToString(), " may not call ", RpcName(rpc), " on node ", jurisdiction_));

@@ -191,8 +191,12 @@ void Subscription::Finish(absl::Status status, Actions& act) {
   service_->GiveBack(held_bytes_);
   held_bytes_ = 0;
   written_bytes_ = 0;
-  if (!status.ok()) {
-    Log(LogLevel::kWarn, "subscription ended with error",
+  if (status.code() == absl::StatusCode::kCancelled) {
+    // The subscriber went away (a reconnect, a restart): ordinary, and a peer can do it at will.
+    Log(LogLevel::kDebug, "subscription cancelled",
+        {{"destination", dest_.empty() ? "(not open)" : dest_}});
+  } else if (!status.ok()) {
+    common::LogLimited(LogLevel::kWarn, "subscription ended with error",
         {{"destination", dest_.empty() ? "(not open)" : dest_}, {"status", status.ToString()}});
   } else if (opened_) {
     Log(LogLevel::kInfo, "subscription closed", {{"destination", dest_}});
@@ -579,7 +583,7 @@ PeerExchangeService::Subscribe(grpc::CallbackServerContext* ctx) {
     absl::MutexLock lock(&mu_);
     uint32_t& streams = streams_by_caller_[id->jurisdiction];
     if (streams >= kMaxStreamsPerCaller) {
-      Log(LogLevel::kWarn, "subscription refused: too many streams",
+      common::LogLimited(LogLevel::kWarn, "subscription refused: too many streams",
           {{"caller", id->ToString()}, {"streams", absl::StrCat(streams)}});
       return new RefusedReactor(absl::ResourceExhaustedError(
           absl::StrCat(id->ToString(), " already holds ", streams,
