@@ -142,9 +142,15 @@ absl::Status Revocations::Reload() {
   bool changed;
   {
     absl::MutexLock lock(&mu_);
+    if (!status.ok()) {
+      // Fail closed: a file that did not load (e.g. caught in the middle of a rewrite) keeps
+      // what it revoked before; the next reload tries again.
+      revoked.insert(revoked_.begin(), revoked_.end());
+    } else {
+      fingerprint_ = fingerprint;
+    }
     changed = revoked != revoked_;
     revoked_ = std::move(revoked);
-    fingerprint_ = fingerprint;
   }
   if (changed) {
     generation_.fetch_add(1, std::memory_order_acq_rel);

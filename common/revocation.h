@@ -22,7 +22,8 @@ absl::StatusOr<std::string> CertificateSerial(absl::string_view pem);
 // Revocations holds the serial numbers revoked by the CRLs in one directory (every regular file
 // holding PEM or DER CRLs, e.g. `ca.crl`). A CRL counts only when it is signed by one of the
 // federation CA certificates; one past its nextUpdate still revokes (fail closed) and is logged.
-// A file that is not a CRL, or whose signature does not verify, is logged and ignored.
+// A file that is not a CRL, or whose signature does not verify, is logged and ignored, and the
+// serials revoked before stay revoked (fail closed) until a reload reads every file.
 // Concurrency: thread-safe. Reload() runs on a background thread every `interval` once Start()
 // is called; Revoked() is a cheap check.
 class Revocations {

@@ -329,10 +329,14 @@ TEST_F(HostileTest, SubscribeStreamsAreBoundedAndAReconnectAddsNothingToTheLog) 
   open.mutable_open()->set_destination(kB);
   open.mutable_open()->set_cursor(0);
 
-  // A stream that never sends `open` ends after 10 s.
+  // A stream that never sends `open` (or an Inbox stream `start`) ends after 10 s.
   grpc::ClientContext idle_ctx;
   idle_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   auto idle = stub->Subscribe(&idle_ctx);
+  auto gateway = v1::Gateway::NewStub(ChannelAs(Office()));
+  grpc::ClientContext idle_inbox_ctx;
+  idle_inbox_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto idle_inbox = gateway->Inbox(&idle_inbox_ctx);
 
   // Open, take the first batch, go away without acking: five times. The batch is signed and
   // logged once, then sent again as it was.
@@ -382,6 +386,11 @@ TEST_F(HostileTest, SubscribeStreamsAreBoundedAndAReconnectAddsNothingToTheLog) 
   grpc::Status s = idle->Finish();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << s.error_message();
   EXPECT_THAT(s.error_message(), HasSubstr("open: not received within 10s"));
+  v1::InboxResponse inbox_resp;
+  EXPECT_FALSE(idle_inbox->Read(&inbox_resp));
+  s = idle_inbox->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("start: not received within 10s"));
 }
 
 
@@ -457,6 +466,13 @@ TEST_F(HostileTest, RevokedCertificateIsRefusedOnNewAndExistingConnectionsAndIts
   EXPECT_THAT(a_->log(), HasSubstr("revocation lists loaded"));
   EXPECT_THAT(a_->log(), HasSubstr("refused caller: certificate revoked"));
   EXPECT_THAT(a_->log(), HasSubstr("TLS handshake refused"));
+
+  // A CRL caught in the middle of a rewrite does not load: what it revoked stays revoked.
+  Shell("printf 'not a CRL' > " + crl_dir + "/ca.crl");
+  ASSERT_TRUE(WaitFor([&] { return a_->log().find("revocation list not loaded") != std::string::npos; },
+                      absl::Seconds(10)));
+  auto after_bad_file = v1::Gateway::NewStub(ChannelAs(office));
+  EXPECT_EQ(status_call(after_bad_file.get()).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 

@@ -94,6 +94,7 @@ GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
         generation = g;
         inbox_.RevocationsChanged();
       }
+      inbox_.Tick();
     }
   });
 }
@@ -156,7 +157,8 @@ absl::StatusOr<GatewayService::ParseLease> GatewayService::LeaseParse(const std:
     }
     paced_until_.erase(paced);
   }
-  if (parse_bytes_ + bytes > kParseBudget) {
+  // One request alone is always admitted (max_message_bytes may exceed the budget).
+  if (parse_bytes_ > 0 && parse_bytes_ + bytes > kParseBudget) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "request: ", bytes, " bytes; the node is parsing other large requests (",
         kParseBudget >> 20, " MiB at once): retry shortly"));

@@ -81,7 +81,22 @@ grpc::ServerBidiReactor<v1::InboxRequest, v1::InboxResponse>* InboxHub::Start(
     absl::MutexLock lock(&mu_);
     all_.insert(stream);
   }
-  return new InboxReactor(this, stream);
+  auto* reactor = new InboxReactor(this, stream);
+  // A shutdown that began meanwhile ends this stream too.
+  if (shutting_down_) dispatcher_.Schedule(stream);
+  return reactor;
+}
+
+void InboxHub::Tick() {
+  std::set<std::shared_ptr<Steppable>> streams;
+  {
+    absl::MutexLock lock(&mu_);
+    streams = all_;
+  }
+  const absl::Time now = absl::Now();
+  for (auto& s : streams) {
+    if (static_cast<InboxStream*>(s.get())->StartOverdue(now)) dispatcher_.Schedule(s);
+  }
 }
 
 void InboxHub::Shutdown() {
@@ -147,6 +162,11 @@ void InboxStream::Done() {
   absl::MutexLock lock(&mu_);
   reactor_ = nullptr;
 }
+bool InboxStream::StartOverdue(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  return !started_ && !finished_ && now - created_ > kStartTimeout;
+}
+
 void InboxStream::Recheck() {
   absl::MutexLock lock(&mu_);
   recheck_ = true;
@@ -258,6 +278,9 @@ absl::Status InboxStream::Advance(Actions& act) {
     }
   }
   if (!started_) {
+    if (absl::Now() - created_ > kStartTimeout) {
+      return absl::DeadlineExceededError("start: not received within 10s of the stream's start");
+    }
     if (read_closed_) {
       // Either the client half-closed at once or its first message did not parse (gRPC does not
       // tell the two apart); both break the protocol.

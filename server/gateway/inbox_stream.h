@@ -13,6 +13,8 @@
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "caseway/v1/gateway.grpc.pb.h"
 #include "server/authz.h"
 #include "server/exchange/dispatcher.h"
@@ -37,6 +39,8 @@ class InboxHub {
   void Shutdown();
   // RevocationsChanged makes every stream check its caller's certificate again.
   void RevocationsChanged();
+  // Tick (every 200 ms) ends the streams that have not sent `start` in time.
+  void Tick();
 
  private:
   friend class InboxStream;
@@ -69,6 +73,8 @@ class InboxHub {
 class InboxStream final : public Steppable, public std::enable_shared_from_this<InboxStream> {
  public:
   static constexpr int kMaxAcksPerMessage = 10000;
+  // A stream that has not sent `start` within this time ends with DEADLINE_EXCEEDED.
+  static constexpr absl::Duration kStartTimeout = absl::Seconds(10);
 
   InboxStream(InboxHub* hub, std::string caller_serial)
       : hub_(hub), serial_(std::move(caller_serial)) {}
@@ -81,6 +87,7 @@ class InboxStream final : public Steppable, public std::enable_shared_from_this<
   void Cancelled();
   void Done();
   void Recheck();
+  bool StartOverdue(absl::Time now);
   caseway::v1::InboxRequest* read_buffer() { return &read_msg_; }
 
  private:
@@ -102,7 +109,10 @@ class InboxStream final : public Steppable, public std::enable_shared_from_this<
   InboxReactor* reactor_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool recheck_ ABSL_GUARDED_BY(mu_) = false;
+  // The first step checks the caller against the revocation lists once more (they may have
+  // changed between its authorization and its registration).
+  bool recheck_ ABSL_GUARDED_BY(mu_) = true;
+  const absl::Time created_ = absl::Now();
 
   caseway::v1::InboxRequest read_msg_;
   bool read_ready_ ABSL_GUARDED_BY(mu_) = false;
