@@ -25,6 +25,7 @@ namespace {
 
 namespace v1 = caseway::v1;
 using Clock = std::chrono::steady_clock;
+using caseway::bench::Notice1K;
 
 struct Conn {
   std::string address, ca, cert, key;
@@ -32,31 +33,6 @@ struct Conn {
 
 std::unique_ptr<v1::Gateway::Stub> Stub(const Conn& c) {
   return caseway::bench::GatewayStub(c.address, {c.ca, c.cert, c.key});
-}
-
-// Notice1K builds a valid verification request whose serialized size is about 1 KiB.
-v1::Notice Notice1K(const std::string& id, const std::string& origin, const std::string& dest) {
-  v1::Notice n;
-  n.set_notice_id(id);
-  n.set_case_id("bench-case");
-  auto* s = n.mutable_subject();
-  s->set_name("测试人");
-  s->set_id_number("11010519491231002X");
-  s->set_sex(v1::SEX_FEMALE);
-  s->mutable_birth_date()->set_year(1990);
-  s->mutable_birth_date()->set_month(1);
-  s->mutable_birth_date()->set_day(1);
-  s->set_registered_region(origin);
-  n.add_destinations(dest);
-  n.mutable_occurred_at()->set_seconds(1'790'000'000);
-  n.set_priority(v1::PRIORITY_NORMAL);
-  auto* vr = n.mutable_verification_request();
-  vr->set_request_id("bench");
-  vr->add_items(std::string(120, 'a'));
-  vr->add_items(std::string(120, 'b'));
-  vr->add_items(std::string(120, 'c'));
-  vr->set_remarks(std::string(500, 'r'));
-  return n;
 }
 
 struct Percentiles {

@@ -16,6 +16,10 @@
 
 namespace caseway::bench {
 
+// Notice1K builds a valid verification request whose serialized size is about 1 KiB.
+caseway::v1::Notice Notice1K(const std::string& id, const std::string& origin,
+                             const std::string& dest);
+
 // GatewayStub is a Gateway client on its own connection (benchmark clients must not share one),
 // with 64 MiB message limits. Exits with status 2 when the certificate files cannot be read.
 std::unique_ptr<caseway::v1::Gateway::Stub> GatewayStub(const std::string& address,

@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "caseway/v1/gateway.grpc.pb.h"
+#include "bench/fanout.h"
 #include "caseway/v1/peer_exchange.grpc.pb.h"
 #include "common/tls.h"
 
@@ -66,30 +67,6 @@ long RssMb(int pid) {
   return 0;
 }
 
-v1::Notice Sample(const std::string& id, const std::string& dest) {
-  v1::Notice n;
-  n.set_notice_id(id);
-  n.set_case_id("case-" + id);
-  auto* s = n.mutable_subject();
-  s->set_name("flood");
-  s->set_id_number("11010519491231002X");
-  s->set_sex(v1::SEX_FEMALE);
-  s->mutable_birth_date()->set_year(1990);
-  s->mutable_birth_date()->set_month(1);
-  s->mutable_birth_date()->set_day(1);
-  s->set_registered_region("360102");
-  n.add_destinations(dest);
-  n.mutable_occurred_at()->set_seconds(std::time(nullptr) - 60);
-  n.set_priority(v1::PRIORITY_NORMAL);
-  auto* rc = n.mutable_residence_change();
-  rc->set_direction(v1::ResidenceChange::DIRECTION_DEPARTURE);
-  rc->mutable_effective_date()->set_year(2026);
-  rc->mutable_effective_date()->set_month(1);
-  rc->mutable_effective_date()->set_day(1);
-  rc->set_residence_region(dest);
-  return n;
-}
-
 struct Measure {
   double p50 = 0, p99 = 0;
   int failed = 0;
@@ -109,7 +86,8 @@ Measure MeasureLegit(const Options& o, const std::string& label) {
     std::this_thread::sleep_until(next);
     next += gap;
     v1::PublishRequest req;
-    *req.mutable_notice() = Sample(absl::StrCat("legit-", label, "-", i++), o.destination);
+    *req.mutable_notice() =
+        caseway::bench::Notice1K(absl::StrCat("legit-", label, "-", i++), "360102", o.destination);
     v1::PublishResult resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -130,10 +108,9 @@ Measure MeasureLegit(const Options& o, const std::string& label) {
 // A request of about 3 MB: one notice holding a million one-byte verification items.
 std::string BigRequest() {
   v1::PublishBatchRequest req;
-  v1::Notice n = Sample("big", "440305");
-  n.clear_residence_change();
+  v1::Notice n = caseway::bench::Notice1K("big", "360102", "440305");
   auto* vr = n.mutable_verification_request();
-  vr->set_request_id("big");
+  vr->clear_items();
   for (int i = 0; i < 1000000; ++i) vr->add_items("x");
   *req.add_notices() = n;
   return req.SerializeAsString();

@@ -2,7 +2,11 @@
 #ifndef CASEWAY_SERVER_ERROR_POLICY_H_
 #define CASEWAY_SERVER_ERROR_POLICY_H_
 
+#include <grpcpp/support/server_callback.h>
 #include <grpcpp/support/server_interceptor.h>
+
+#include "absl/status/status.h"
+#include "common/grpc_status.h"
 
 namespace caseway::server {
 
@@ -15,6 +19,17 @@ class ErrorPolicyInterceptorFactory final
  public:
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override;
+};
+
+// RefusedStream ends a bidi stream at once with `status`, before anything is read from it or
+// held for it (an unauthorized caller, too many streams, a node shutting down).
+template <typename Request, typename Response>
+class RefusedStream final : public grpc::ServerBidiReactor<Request, Response> {
+ public:
+  explicit RefusedStream(const absl::Status& status) {
+    this->Finish(common::ToGrpcStatus(status));
+  }
+  void OnDone() override { delete this; }
 };
 
 }  // namespace caseway::server

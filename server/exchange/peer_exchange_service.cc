@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/proto_bytes.h"
 #include "common/status_macros.h"
+#include "server/error_policy.h"
 
 namespace caseway::server {
 
@@ -77,7 +78,8 @@ class Subscription final : public Steppable, public std::enable_shared_from_this
     absl::MutexLock lock(&mu_);
     revoked_ = true;
   }
-  bool HeartbeatDue(absl::Time now) {
+  // StepDue: a heartbeat is due, the stream was cancelled, or it sent no open in time.
+  bool StepDue(absl::Time now) {
     absl::MutexLock lock(&mu_);
     return !finished_ && (now >= next_heartbeat_ || cancelled_ ||
                           (!opened_ && now - created_ > kOpenTimeout));
@@ -558,17 +560,7 @@ PeerExchangeService::~PeerExchangeService() {
   store_->Barrier();
 }
 
-namespace {
-
-// RefusedReactor ends a stream at once, before anything is read from it.
-class RefusedReactor final
-    : public grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse> {
- public:
-  explicit RefusedReactor(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
-  void OnDone() override { delete this; }
-};
-
-}  // namespace
+using RefusedReactor = RefusedStream<v1::SubscribeRequest, v1::SubscribeResponse>;
 
 grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
 PeerExchangeService::Subscribe(grpc::CallbackServerContext* ctx) {
@@ -668,7 +660,7 @@ void PeerExchangeService::Tick() {
     if (recheck && authz_->Revoked(s->serial())) {
       s->Revoke();
       dispatcher_.Schedule(s);
-    } else if (s->HeartbeatDue(now)) {
+    } else if (s->StepDue(now)) {
       dispatcher_.Schedule(s);
     }
   }

@@ -323,15 +323,6 @@ void GatewayService::PublishBatchParsed(grpc::ServerUnaryReactor* reactor,
 
 grpc::ServerBidiReactor<v1::InboxRequest, v1::InboxResponse>* GatewayService::Inbox(
     grpc::CallbackServerContext* ctx) {
-  // The caller is checked before anything is read or held for it.
-  if (auto id = authz_->Check(*ctx, Rpc::kInbox); !id.ok()) {
-    class Refused final : public grpc::ServerBidiReactor<v1::InboxRequest, v1::InboxResponse> {
-     public:
-      explicit Refused(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
-      void OnDone() override { delete this; }
-    };
-    return new Refused(id.status());
-  }
   return inbox_.Start(ctx);
 }
 

@@ -9,6 +9,7 @@
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "server/error_policy.h"
 
 namespace caseway::server {
 
@@ -50,16 +51,7 @@ class InboxReactor final : public grpc::ServerBidiReactor<v1::InboxRequest, v1::
   const std::shared_ptr<InboxStream> stream_;
 };
 
-namespace {
-
-// RefusedInbox ends a stream at once.
-class RefusedInbox final : public grpc::ServerBidiReactor<v1::InboxRequest, v1::InboxResponse> {
- public:
-  explicit RefusedInbox(const absl::Status& s) { Finish(common::ToGrpcStatus(s)); }
-  void OnDone() override { delete this; }
-};
-
-}  // namespace
+using RefusedInbox = RefusedStream<v1::InboxRequest, v1::InboxResponse>;
 
 InboxHub::InboxHub(NoticeStore* store, const Authorizer* authz)
     : store_(store), authz_(authz), dispatcher_(2) {
@@ -75,6 +67,8 @@ InboxHub::~InboxHub() {
 
 grpc::ServerBidiReactor<v1::InboxRequest, v1::InboxResponse>* InboxHub::Start(
     grpc::CallbackServerContext* ctx) {
+  // The caller is checked before anything is read or held for it.
+  if (auto id = authz_->Check(*ctx, Rpc::kInbox); !id.ok()) return new RefusedInbox(id.status());
   if (shutting_down_) return new RefusedInbox(absl::UnavailableError("node shutting down"));
   auto stream = std::make_shared<InboxStream>(this, authz_->CallerSerial(*ctx));
   {

@@ -32,7 +32,7 @@ class InboxHub {
   InboxHub(NoticeStore* store, const Authorizer* authz);
   ~InboxHub();
 
-  // Start makes the reactor of a new stream whose caller is already authorized.
+  // Start authorizes the caller (Gateway.Inbox) and makes the reactor of its new stream.
   grpc::ServerBidiReactor<caseway::v1::InboxRequest, caseway::v1::InboxResponse>* Start(
       grpc::CallbackServerContext* ctx);
   // Shutdown ends every stream with UNAVAILABLE and refuses new ones.
