@@ -43,7 +43,8 @@ int WritePortFile(const std::string& path, int port) {
 int Main(int argc, char** argv) {
   // Lock-order checking costs on every Mutex operation; the test suite runs with it.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  // Everything the node creates (database, WAL, port file) is for its own user only.
+  // Everything the node creates (database, WAL, shared memory, port file), whenever it creates
+  // it, is for its own user only: the store holds personal data.
   umask(0077);
   std::string config_path;
   bool check_only = false;

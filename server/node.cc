@@ -8,7 +8,6 @@
 
 #include <filesystem>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include <google/protobuf/util/time_util.h>
@@ -94,8 +93,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   }
   auto authz = std::make_unique<Authorizer>(config.federation(), config.jurisdiction(),
                                             revocations.get());
-  // Certificates without a usable identity, clients of other jurisdictions and revoked ones are
-  // refused at the handshake, before they can send a request.
+  // Certificates without a usable identity and revoked ones are refused at the handshake, before
+  // they can send a request (clients of other jurisdictions per call: PERMISSION_DENIED).
   const Authorizer* check = authz.get();
   common::PeerCheck peer_check = [check](const std::vector<std::string>& uris,
                                          absl::string_view pem) {
@@ -106,10 +105,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
 
   std::unique_ptr<Node> node(new Node(config));
   const std::filesystem::path db_dir = std::filesystem::path(config.storage().path()).parent_path();
-  // The store holds personal data: a directory the node creates, and every file it creates in
-  // it, are for the node's user only (0700 and 0600), whatever the umask.
-  const mode_t old_umask = umask(0077);
-  absl::Cleanup restore_umask = [old_umask] { umask(old_umask); };
+  // The store holds personal data: caseway-node runs with umask 077 (main.cc), so the directory
+  // and every file SQLite creates in it, now or later (WAL, shared memory), are the node user's
+  // alone.
   if (!db_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(db_dir, ec);
