@@ -1,27 +1,21 @@
 #include "server/gateway/gateway_service.h"
 
-#include <google/protobuf/util/time_util.h>
-#include <grpcpp/support/proto_buffer_reader.h>
-#include <grpcpp/support/proto_buffer_writer.h>
-
+#include <grpcpp/impl/codegen/proto_utils.h>
 #include <malloc.h>
-
-#include <deque>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/digest.h"
-#include "common/proto_bytes.h"
 #include "common/grpc_status.h"
+#include "common/proto_bytes.h"
 #include "common/log.h"
 #include "common/validation.h"
 
 namespace caseway::server {
 
 using common::ToGrpcStatus;
-using google::protobuf::util::TimeUtil;
 
 namespace {
 
@@ -327,7 +321,6 @@ grpc::ServerBidiReactor<v1::InboxRequest, v1::InboxResponse>* GatewayService::In
 }
 
 void GatewayService::Shutdown() {
-  shutting_down_ = true;
   inbox_.Shutdown();
 }
 

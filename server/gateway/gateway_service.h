@@ -120,7 +120,6 @@ class GatewayService final
   const Authorizer* const authz_;
   SubscriptionStatusFn subscriptions_;
   OpenStreamsFn open_streams_;
-  std::atomic<bool> shutting_down_{false};
   absl::Mutex parse_mu_;
   int64_t parse_bytes_ ABSL_GUARDED_BY(parse_mu_) = 0;
   std::set<std::string> parsing_ ABSL_GUARDED_BY(parse_mu_);  // callers with a large request
