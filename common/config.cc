@@ -44,6 +44,14 @@ void EmitScalar(const YAML::Node& node, const google::protobuf::FieldDescriptor*
     return AppendJsonString(v, out);
   }
   std::smatch m;
+  static const std::regex kDate("([0-9]{4})-([0-9]{2})-([0-9]{2})");
+  if (field != nullptr && field->message_type() != nullptr &&
+      field->message_type()->full_name() == "caseway.v1.Date" && std::regex_match(v, m, kDate)) {
+    // "2026-10-01" for a caseway.v1.Date (range checks are the validator's).
+    out += absl::StrFormat("{\"year\":%d,\"month\":%d,\"day\":%d}", std::stoi(m[1]),
+                           std::stoi(m[2]), std::stoi(m[3]));
+    return;
+  }
   if (!quoted && field != nullptr && field->message_type() != nullptr &&
       field->message_type()->full_name() == "google.protobuf.Duration" &&
       std::regex_match(v, m, kDuration)) {

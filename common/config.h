@@ -14,7 +14,7 @@ namespace caseway::common {
 // YamlToJson converts a YAML document to JSON text for protobuf's JSON parser. With `schema`, a
 // scalar takes the type of the field it maps onto: string fields stay strings even when they look
 // like numbers (region codes need no quotes), Duration fields also accept "250ms", "5s", "2m" and
-// "1h". Otherwise plain scalars that read as integers, floats, booleans or null become JSON
+// "1h", caseway.v1.Date fields also accept "2026-10-01". Otherwise plain scalars that read as integers, floats, booleans or null become JSON
 // numbers, booleans and null. INVALID_ARGUMENT with line and column on a YAML syntax error.
 absl::StatusOr<std::string> YamlToJson(absl::string_view yaml,
                                        const google::protobuf::Descriptor* schema = nullptr);

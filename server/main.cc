@@ -13,6 +13,9 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "server/node.h"
+#ifdef CASEWAY_TEST_FAULTS
+#include "common/test_clock.h"
+#endif
 
 namespace {
 
@@ -46,6 +49,9 @@ int Main(int argc, char** argv) {
   // Everything the node creates (database, WAL, shared memory, port file), whenever it creates
   // it, is for its own user only: the store holds personal data.
   umask(0077);
+#ifdef CASEWAY_TEST_FAULTS
+  caseway::common::InstallTestClockFromEnv();  // test build only (common/test_clock.h)
+#endif
   std::string config_path;
   bool check_only = false;
   for (int i = 1; i < argc; ++i) {

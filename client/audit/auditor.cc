@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/grpc_status.h"
 #include "common/identity.h"
@@ -79,7 +80,7 @@ v1::EvidenceBundle Auditor::NewBundle(const std::string& status, const std::stri
   b.set_status(status);
   b.set_detail(detail);
   b.set_federation(directory_.federation());
-  *b.mutable_created_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(absl::Now()));
+  *b.mutable_created_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(common::Now()));
   for (const NodeLog* log : logs) {
     auto* c = b.add_checkpoints();
     c->set_jurisdiction(log->jurisdiction);
@@ -221,7 +222,7 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
   }
   const absl::Time signed_at = absl::FromUnixSeconds(log.checkpoint.time);
   if (log.checkpoint.time > 0 && log.log_size > log.checkpoint.size &&
-      absl::Now() - signed_at > options_.stale) {
+      common::Now() - signed_at > options_.stale) {
     observed("STALE_CHECKPOINT",
              absl::StrCat(log.jurisdiction, ": its latest checkpoint (", log.checkpoint.size,
                           " entries) was signed at ", absl::FormatTime(signed_at),

@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "client/audit/auditor.h"
 #include "client/audit/evidence.h"
+#include "common/clock.h"
 #include "common/digest.h"
 #include "common/grpc_status.h"
 #include "common/merkle.h"
@@ -196,7 +197,7 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
   }
 
   std::set<std::string> delivered_digests;  // notice digests covered by some manifest
-  const absl::Time now = absl::Now();
+  const absl::Time now = common::Now();
   for (uint64_t s : seqs) {
     const auto& sb = sent_by_seq[s];
     const auto& rb = recv_by_seq[s];

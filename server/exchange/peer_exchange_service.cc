@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/clock.h"
 #include "common/digest.h"
 #include "common/fault.h"
 #include "common/grpc_status.h"
@@ -695,7 +696,7 @@ v1::BatchManifest PeerExchangeService::SignBatch(const std::string& dest, v1::Ba
   m.set_first_seq(batch.first_seq());
   m.set_last_seq(batch.first_seq() + batch.entries_size() - 1);
   for (const auto& e : batch.entries()) m.add_digests(common::Sha256(e.notice()));
-  *m.mutable_created_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(absl::Now()));
+  *m.mutable_created_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(common::Now()));
   v1::Signed* signed_manifest = batch.mutable_manifest();
   signed_manifest->set_message(common::DeterministicBytes(m));
   signed_manifest->set_signature(

@@ -7,6 +7,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "common/digest.h"
 #include "common/grpc_status.h"
 #include "common/proto_bytes.h"
@@ -98,7 +99,7 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
   common::NoticeRules rules;
   rules.self_jurisdiction = jurisdiction_;
   rules.peers = peers_;
-  rules.now = absl::Now();
+  rules.now = common::Now();
   std::vector<PreparedNotice> out;
   out.reserve(notices.size());
   std::set<std::string> ids;

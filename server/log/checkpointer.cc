@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/merkle.h"
 #include "caseway/v1/exchange_log.pb.h"
@@ -87,7 +88,7 @@ absl::Status Checkpointer::SignNow() {
     return absl::OkStatus();
   }
   // A checkpoint's time never goes back, even when the clock does.
-  const int64_t now = std::max(absl::ToUnixSeconds(absl::Now()), last_time);
+  const int64_t now = std::max(absl::ToUnixSeconds(common::Now()), last_time);
   std::string body = common::CheckpointBody({name_, size, root, now});
   StoredCheckpoint c;
   c.size = size;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/clock.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/merkle.h"
@@ -77,9 +78,9 @@ std::string Witness::Stale(const std::string& peer, const common::Checkpoint& c,
                            uint64_t log_size) {
   if (c.time <= 0) return "";
   const absl::Time signed_at = absl::FromUnixSeconds(c.time);
-  if (log_size > c.size && absl::Now() - signed_at > stale_after_) {
+  if (log_size > c.size && common::Now() - signed_at > stale_after_) {
     return absl::StrCat("stale: ", peer, "'s latest checkpoint (", c.size, " entries) was signed ",
-                        absl::FormatDuration(absl::Trunc(absl::Now() - signed_at, absl::Seconds(1))),
+                        absl::FormatDuration(absl::Trunc(common::Now() - signed_at, absl::Seconds(1))),
                         " ago while its log holds ", log_size);
   }
   // The peer appends SENT before it sends a batch: a manifest it signed well after its
@@ -187,7 +188,7 @@ absl::Status Witness::SendCosignature(v1::ExchangeLog::Stub& stub, const std::st
   v1::AddCosignatureRequest add;
   add.set_note(body + "\n" +
                common::SignCosignatureLine(body, signatures_.directory->NoteName(self_),
-                                           *signatures_.key, absl::ToUnixSeconds(absl::Now())));
+                                           *signatures_.key, absl::ToUnixSeconds(common::Now())));
   v1::AddCosignatureResponse added;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));

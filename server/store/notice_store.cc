@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/validation.h"
 #include "caseway/v1/notice.pb.h"
@@ -77,7 +78,7 @@ CREATE TABLE IF NOT EXISTS evidence(
 CREATE INDEX IF NOT EXISTS evidence_by_peer ON evidence(peer, kind, last_seq);
 )sql";
 
-int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
+int64_t NowMicros() { return absl::ToUnixMicros(common::Now()); }
 
 }  // namespace
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/clock.h"
 #include "common/digest.h"
 #include "common/log_entry.h"
 #include "common/proto_bytes.h"
@@ -83,7 +84,7 @@ absl::StatusOr<uint64_t> NoticeStore::AppendEntry(v1::LogEntry& entry) {
   entry.set_version(1);
   entry.set_index(log_->NextIndex());
   // Entry times never go backwards, even when the clock does (docs/exchange-log.md).
-  last_entry_micros_ = std::max(last_entry_micros_, absl::ToUnixMicros(absl::Now()));
+  last_entry_micros_ = std::max(last_entry_micros_, absl::ToUnixMicros(common::Now()));
   *entry.mutable_time() = TimeUtil::MicrosecondsToTimestamp(last_entry_micros_);
   if (entry.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED) {
     events_end_.store(std::max(events_end_.load(std::memory_order_relaxed), entry.index() + 1),
@@ -533,7 +534,7 @@ absl::Status NoticeStore::StoreCheckpoint(const StoredCheckpoint& c) {
     s.Bind(1, static_cast<int64_t>(c.size))
         .BindBlob(2, c.root)
         .BindBlob(3, c.note)
-        .Bind(4, absl::ToUnixMicros(absl::Now()));
+        .Bind(4, absl::ToUnixMicros(common::Now()));
     return Done(s, "insert checkpoint");
   });
 }
