@@ -114,6 +114,13 @@ absl::StatusOr<v1::StatusResponse> Client::Status() {
   return resp;
 }
 
+absl::StatusOr<v1::TodoResponse> Client::Todo(const v1::TodoRequest& request) {
+  v1::TodoResponse resp;
+  RETURN_IF_ERROR(FromGrpcStatus(CallIdempotent(
+      [&](grpc::ClientContext* ctx) { return stub_->Todo(ctx, request, &resp); })));
+  return resp;
+}
+
 absl::Status Client::Inbox(const InboxOptions& options,
                            const std::function<bool(const v1::InboxItem&)>& on_item) {
   grpc::ClientContext ctx;

@@ -323,7 +323,8 @@ absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& path) {
                               config.mutable_storage()->mutable_path(),
                               config.mutable_port_file(),
                               config.mutable_exchange_log()->mutable_signing_key_file(),
-                              config.mutable_exchange_log()->mutable_directory_file()}) {
+                              config.mutable_exchange_log()->mutable_directory_file(),
+                              config.mutable_policy_file()}) {
       if (!file->empty() && (*file)[0] != '/') *file = dir + *file;
     }
   }

@@ -373,6 +373,13 @@ absl::StatusOr<std::vector<std::string>> ValidateNotice(const Notice& n, const N
   }
   c.Enum("priority", n.priority(), v1::Priority_IsValid(n.priority()));
   if (!n.in_reply_to().empty()) c.Key("in_reply_to", n.in_reply_to(), 128);
+  if (!n.in_reply_to_origin().empty()) {
+    if (n.in_reply_to().empty()) {
+      c.Fail("in_reply_to_origin", "requires in_reply_to");
+    } else {
+      c.Region("in_reply_to_origin", n.in_reply_to_origin(), true);
+    }
+  }
   c.Range("revision", n.revision(), 0, 1000);
   if (n.revision() > 0 && n.in_reply_to().empty()) {
     c.Fail("in_reply_to", "required when revision > 0 (names the notice corrected)");
@@ -414,10 +421,10 @@ absl::Status CheckBatchManifest(const v1::Batch& batch, absl::string_view origin
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::string>> CheckReceivedEntries(const v1::Batch& batch,
+absl::StatusOr<std::vector<NoticeFacts>> CheckReceivedEntries(const v1::Batch& batch,
                                                               absl::string_view origin,
                                                               absl::string_view self) {
-  std::vector<std::string> ids;
+  std::vector<NoticeFacts> ids;
   ids.reserve(batch.entries_size());
   for (int i = 0; i < batch.entries_size(); ++i) {
     const v1::Entry& e = batch.entries(i);
@@ -442,7 +449,7 @@ absl::StatusOr<std::vector<std::string>> CheckReceivedEntries(const v1::Batch& b
       return absl::PermissionDeniedError(
           absl::StrCat("batch.entries[", i, "].notice.destinations: does not include ", self));
     }
-    ids.push_back(n.notice_id());
+    ids.push_back(FactsOf(n));
   }
   return ids;
 }

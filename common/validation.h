@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "caseway/v1/notice.pb.h"
 #include "caseway/v1/peer_exchange.pb.h"
+#include "common/notice_facts.h"
 
 namespace caseway::common {
 
@@ -46,8 +47,9 @@ absl::Status CheckBatchManifest(const caseway::v1::Batch& batch, absl::string_vi
                                 absl::string_view self, absl::string_view origin_key);
 
 // CheckReceivedEntries checks a delivered batch's entries: contiguous sequence numbers from
-// first_seq, each a parsable notice of `origin` addressed to `self`. Returns their notice ids.
-absl::StatusOr<std::vector<std::string>> CheckReceivedEntries(const caseway::v1::Batch& batch,
+// first_seq, each a parsable notice of `origin` addressed to `self`. Returns their facts (ids,
+// kinds, what they reply to) in order.
+absl::StatusOr<std::vector<NoticeFacts>> CheckReceivedEntries(const caseway::v1::Batch& batch,
                                                               absl::string_view origin,
                                                               absl::string_view self);
 

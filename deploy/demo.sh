@@ -99,18 +99,28 @@ for line in sys.stdin:
 '
 }
 
-say "360102 publishes 13 notices of every kind to 440305 (one also to 360111)"
+say "360102 publishes 12 notices of every kind to 440305 (one also to 360111)"
 cli 360102 publish "$here/samples/notices-360102.jsonl" | summarize_publish
-say "440305 publishes an arrival registration (to 360111) and a feedback (to 360102)"
+say "440305 publishes an arrival registration (to 360111) and an urgent verification request (to 360102)"
 cli 440305 publish "$here/samples/notices-440305.jsonl" | summarize_publish
 
 inbox_count() { cli "$1" status --json | sed -n 's/.*"inbox_total":"\{0,1\}\([0-9]*\).*/\1/p'; }
-for want in "440305 13" "360111 2" "360102 1"; do
-  set -- $want
+await_inbox() {
   for _ in $(seq 1 200); do [ "$(inbox_count "$1")" = "$2" ] && break; sleep 0.05; done
   [ "$(inbox_count "$1")" = "$2" ] || { echo "node $1 did not receive $2 notices"; exit 1; }
-done
+}
+await_inbox 440305 12
+await_inbox 360102 1
 
+say "Each answers the other's verification request (a feedback names the notice it answers)"
+cli 440305 publish "$here/samples/replies-440305.jsonl" | summarize_publish
+cli 360102 publish "$here/samples/replies-360102.jsonl" | summarize_publish
+await_inbox 440305 13
+await_inbox 360111 2
+await_inbox 360102 2
+
+say "To-do of 440305: the replies it owes (federation policy: docs/policy.md) and those it was given"
+cli 440305 todo --all
 say "Inbox of 440305 (kind, id, origin, channel seq), read and acknowledged"
 cli 440305 inbox --ack | python3 -c '
 import json, sys
@@ -135,7 +145,7 @@ audit_flags=(--directory "$run/pki/directory.yaml" --ca "$run/pki/ca.crt"
 # receipt is covered by a checkpoint.
 for _ in $(seq 1 40); do
   "$bin/caseway" audit reconcile "127.0.0.1:$(port_of 360102)" "127.0.0.1:$(port_of 440305)" \
-    "${audit_flags[@]}" >"$run/reconcile.txt" 2>&1 && grep -q "PROVEN  *13  *1" "$run/reconcile.txt" && break
+    "${audit_flags[@]}" >"$run/reconcile.txt" 2>&1 && grep -q "PROVEN  *13  *2" "$run/reconcile.txt" && break
   sleep 0.25
 done
 cat "$run/reconcile.txt"
@@ -145,6 +155,7 @@ cat <<TXT
 The demo federation is up. Things to try (from $root):
   export CASEWAY_CLIENT_CONFIG=$run/client-360102.yaml
   $bin/caseway status                         # channels, cursors and lag of 360102
+  $bin/caseway todo --owed-to-us               # replies 360102 is still waiting for
   $bin/caseway publish $here/samples/notices-360102.jsonl   # again: every line is a duplicate
   $bin/caseway inbox --follow --client-config $run/client-360111.yaml   # wait for new notices
   kill -9 ${pids[2]}; $bin/caseway status       # 440305 gone: its channel lags, subscription backs off

@@ -14,6 +14,7 @@ absl::string_view RpcName(Rpc rpc) {
     case Rpc::kPublishBatch: return "Gateway.PublishBatch";
     case Rpc::kInbox: return "Gateway.Inbox";
     case Rpc::kStatus: return "Gateway.Status";
+    case Rpc::kTodo: return "Gateway.Todo";
     case Rpc::kSubscribe: return "PeerExchange.Subscribe";
     case Rpc::kLogCheckpoint: return "ExchangeLog.GetCheckpoint/GetConsistencyProof";
     case Rpc::kLogAudit: return "ExchangeLog.GetEntries/GetInclusionProof/GetEvidence";
@@ -28,6 +29,7 @@ bool Authorizer::Allowed(const Identity& id, Rpc rpc) const {
     case Rpc::kPublish:
     case Rpc::kPublishBatch:
     case Rpc::kInbox:
+    case Rpc::kTodo:
       return own_client;
     case Rpc::kStatus:
       return own_client || id.role == Role::kAuditor;

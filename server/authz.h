@@ -23,6 +23,7 @@ enum class Rpc {
   kPublishBatch,
   kInbox,
   kStatus,
+  kTodo,
   kSubscribe,
   kLogCheckpoint,   // ExchangeLog.GetCheckpoint, GetConsistencyProof
   kLogAudit,        // ExchangeLog.GetEntries, GetInclusionProof, GetEvidence, GetNoticeEvidence
@@ -38,6 +39,7 @@ absl::string_view RpcName(Rpc rpc);
 //   Gateway.PublishBatch          -       yes                        -
 //   Gateway.Inbox                 -       yes                        -
 //   Gateway.Status                -       yes                        yes
+//   Gateway.Todo                  -       yes                        -
 //   PeerExchange.Subscribe       yes      -                          -
 //   ExchangeLog.GetCheckpoint,
 //     GetConsistencyProof        yes      -                          yes

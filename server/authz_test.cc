@@ -24,6 +24,7 @@ TEST(AuthorizerTest, RoleByRpcTable) {
       {Rpc::kPublishBatch, true, false, false, false},
       {Rpc::kInbox, true, false, false, false},
       {Rpc::kStatus, true, false, false, true},
+      {Rpc::kTodo, true, false, false, false},
       {Rpc::kSubscribe, false, false, true, false},
       {Rpc::kLogCheckpoint, false, false, true, true},
       {Rpc::kLogAudit, false, false, false, true},

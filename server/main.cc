@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/policy.h"
 #include "server/node.h"
 #ifdef CASEWAY_TEST_FAULTS
 #include "common/test_clock.h"
@@ -84,6 +85,12 @@ int Main(int argc, char** argv) {
   }
   caseway::common::ConfigureLog(caseway::common::ParseLogLevel(config->log().level()),
                                 config->log().format() == caseway::v1::LogConfig::FORMAT_JSON);
+  if (!config->policy_file().empty()) {
+    if (auto policy = caseway::common::Policy::Load(config->policy_file()); !policy.ok()) {
+      fprintf(stderr, "caseway-node: policy_file: %s\n", std::string(policy.status().message()).c_str());
+      return 2;
+    }
+  }
   if (check_only) {
     printf("%s: configuration is valid\n", config_path.c_str());
     return 0;

@@ -130,13 +130,26 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
       chmod(file.c_str(), st.st_mode & 0700);
     }
   }
+  if (config.policy_file().empty()) {
+    node->policy_ = std::make_unique<common::Policy>(common::Policy::Default());
+  } else {
+    auto policy = common::Policy::Load(config.policy_file());
+    if (!policy.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat("policy_file: ", policy.status().message()));
+    }
+    node->policy_ = std::make_unique<common::Policy>(std::move(*policy));
+  }
   StoreOptions store_options;
+  store_options.policy = node->policy_.get();
   store_options.path = config.storage().path();
   store_options.group_commit_max = static_cast<int>(config.storage().group_commit_max());
   store_options.self = config.jurisdiction();
   store_options.log_enabled = signatures.enabled();
   store_options.signing_key = signatures.key;
   ASSIGN_OR_RETURN(node->store_, NoticeStore::Open(store_options));
+  RETURN_IF_ERROR(node->store_->RecordPolicy(*node->policy_));
+  Log(LogLevel::kInfo, "federation policy",
+      {{"version", node->policy_->proto().version()}, {"digest", node->policy_->DigestHex()}});
   node->revocations_ = std::move(revocations);
   node->revocations_->Start();
   node->authz_ = std::move(authz);

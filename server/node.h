@@ -17,6 +17,7 @@
 #include "server/log/exchange_log_service.h"
 #include "server/log/scrubber.h"
 #include "server/log/witness.h"
+#include "common/policy.h"
 #include "server/store/notice_store.h"
 
 namespace caseway::server {
@@ -38,6 +39,7 @@ class Node {
   explicit Node(caseway::v1::NodeConfig config) : config_(std::move(config)) {}
 
   caseway::v1::NodeConfig config_;
+  std::unique_ptr<common::Policy> policy_;  // outlives everything that uses it
   std::unique_ptr<NoticeStore> store_;
   std::unique_ptr<common::Revocations> revocations_;
   std::unique_ptr<Authorizer> authz_;

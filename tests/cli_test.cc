@@ -52,9 +52,20 @@ TEST_F(CliTest, PublishesEveryKindAndTheDestinationsInboxPrintsThemOnce) {
   RunResult pub = Cli("360102", {"publish", samples});
   ASSERT_EQ(pub.exit_code, 0) << pub.out << pub.err;
   std::vector<std::string> results = Lines(pub.out);
-  ASSERT_EQ(results.size(), 13u);
+  ASSERT_EQ(results.size(), 12u);
   for (const auto& line : results) EXPECT_THAT(line, HasSubstr("\"status\":\"OK\""));
-  EXPECT_THAT(pub.err, HasSubstr("13 published, 0 failed"));
+  EXPECT_THAT(pub.err, HasSubstr("12 published, 0 failed"));
+  // The feedback answers 440305's verification request, which 360102 must have received first.
+  RunResult refused = Cli("360102", {"publish", SourceDir() + "/deploy/samples/replies-360102.jsonl"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.out, HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_THAT(refused.out, HasSubstr("notice.in_reply_to: no notice \\\"sz-2026-verification-1\\\" was "
+                                     "received from a peer (a feedback answers a received notice)"));
+  ASSERT_EQ(Cli("440305", {"publish", SourceDir() + "/deploy/samples/notices-440305.jsonl"}).exit_code, 0);
+  ASSERT_TRUE(WaitFor([&] { return nodes_["360102"]->Count("SELECT count(*) FROM inbox") == 1; },
+                      absl::Seconds(15)));
+  RunResult reply = Cli("360102", {"publish", SourceDir() + "/deploy/samples/replies-360102.jsonl"});
+  ASSERT_EQ(reply.exit_code, 0) << reply.out << reply.err;
 
   // 440305 receives all 13; 360111 only the departure addressed to both.
   ASSERT_TRUE(WaitFor([&] { return nodes_["440305"]->Count("SELECT count(*) FROM inbox") == 13; },
@@ -73,11 +84,12 @@ TEST_F(CliTest, PublishesEveryKindAndTheDestinationsInboxPrintsThemOnce) {
   EXPECT_EQ(kinds.size(), 12u) << "every notice kind arrived";
   EXPECT_TRUE(Lines(Cli("440305", {"inbox"}).out).empty()) << "acked notices are not printed again";
 
-  ASSERT_TRUE(WaitFor([&] { return nodes_["360111"]->Count("SELECT count(*) FROM inbox") == 1; },
+  // 360111: the departure addressed to it too, and 440305's arrival registration.
+  ASSERT_TRUE(WaitFor([&] { return nodes_["360111"]->Count("SELECT count(*) FROM inbox") == 2; },
                       absl::Seconds(15)));
   RunResult peek = Cli("360111", {"inbox"});
-  EXPECT_EQ(Lines(peek.out).size(), 1u);
-  EXPECT_EQ(Lines(Cli("360111", {"inbox"}).out).size(), 1u) << "without --ack nothing is consumed";
+  EXPECT_EQ(Lines(peek.out).size(), 2u);
+  EXPECT_EQ(Lines(Cli("360111", {"inbox"}).out).size(), 2u) << "without --ack nothing is consumed";
 
   // Republishing the file is idempotent: every line reports a duplicate.
   RunResult again = Cli("360102", {"publish", "--batch", "5", samples});

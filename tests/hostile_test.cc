@@ -149,7 +149,10 @@ TEST_F(HostileTest, EveryAcceptedNoticeIsDeliverableAndALargerOneIsRefused) {
     for (int c = 0; c < 128; ++c) item += "查";  // 3 bytes each
     vr->add_items(item);
   }
-  // Grow the remarks until the stored notice (origin set) is exactly at the limit.
+  // reply_due given, so that the node adds nothing. Grow the remarks until the stored notice
+  // (origin set) is exactly at the limit.
+  *n.mutable_reply_due() = n.occurred_at();
+  n.mutable_reply_due()->set_seconds(n.occurred_at().seconds() + 30 * 86400);
   constexpr size_t kLimit = 24576;
   n.set_origin(kA);
   while (n.ByteSizeLong() + 3 < kLimit) vr->mutable_remarks()->append("查");

@@ -1,4 +1,4 @@
-// caseway: the command-line client of a Caseway node (publish, inbox, status, audit).
+// caseway: the command-line client of a Caseway node (publish, inbox, status, todo, audit).
 #include <google/protobuf/util/json_util.h>
 
 #include <CLI/CLI.hpp>
@@ -20,6 +20,8 @@
 #include "common/config.h"
 #include "common/digest.h"
 #include "common/json.h"
+#include "common/policy.h"
+#include "absl/strings/ascii.h"
 
 namespace {
 
@@ -312,6 +314,7 @@ int RunStatus(const Connection& conn, bool json) {
          status->jurisdiction().c_str(), static_cast<unsigned long long>(status->inbox_total()),
          static_cast<unsigned long long>(status->inbox_unacked()));
   if (!status->halted().empty()) printf("HALTED: %s\n\n", status->halted().c_str());
+  printf("policy %s (%.16s…)\n\n", status->policy_version().c_str(), status->policy_digest().c_str());
   printf("%-14s %10s %10s %10s %8s\n", "CHANNEL TO", "HEAD", "ACKED", "BEHIND", "STREAMS");
   for (const auto& c : status->channels()) {
     printf("%-14s %10llu %10llu %10llu %8u\n", c.destination().c_str(),
@@ -329,8 +332,91 @@ int RunStatus(const Connection& conn, bool json) {
     if (!s.witness().empty() && s.witness() != "ok") {
       printf("%-14s witness: %s\n", "", s.witness().c_str());
     }
+    if (s.policy_mismatch()) {
+      printf("%-14s policy: the peer runs another federation policy (%.16s…)\n", "",
+             s.peer_policy_digest().c_str());
+    }
   }
   return status->halted().empty() ? 0 : 1;
+}
+
+struct TodoFlags {
+  bool owed_by_us = false, owed_to_us = false, overdue = false, all = false, json = false;
+  std::string kind, peer, priority;
+  uint32_t limit = 0;
+};
+
+std::string CstTime(const google::protobuf::Timestamp& t) {
+  return absl::FormatTime("%Y-%m-%d %H:%M", absl::FromUnixSeconds(t.seconds()),
+                          caseway::common::ChinaStandardTime());
+}
+
+int RunTodo(const Connection& conn, const TodoFlags& f) {
+  v1::TodoRequest req;
+  if (f.owed_by_us && f.owed_to_us) {
+    fprintf(stderr, "caseway todo: --owed-by-us and --owed-to-us exclude each other (neither: both)\n");
+    return 2;
+  }
+  req.set_side(f.owed_by_us   ? v1::TodoRequest::SIDE_OWED_BY_US
+               : f.owed_to_us ? v1::TodoRequest::SIDE_OWED_TO_US
+                              : v1::TodoRequest::SIDE_UNSPECIFIED);
+  req.set_kind(f.kind);
+  req.set_peer(f.peer);
+  if (f.priority == "subject") {
+    req.set_priority(v1::PRIORITY_SUBJECT);
+  } else if (f.priority == "normal") {
+    req.set_priority(v1::PRIORITY_NORMAL);
+  } else if (!f.priority.empty()) {
+    fprintf(stderr, "caseway todo: --priority: %s is not normal or subject\n", f.priority.c_str());
+    return 2;
+  }
+  req.set_overdue_only(f.overdue);
+  req.set_include_cleared(f.all);
+  req.set_limit(f.limit);
+  auto client = Open(conn);
+  if (!client.ok()) {
+    fprintf(stderr, "caseway todo: %s\n", std::string(client.status().message()).c_str());
+    return 2;
+  }
+  auto todo = (*client)->Todo(req);
+  if (!todo.ok()) {
+    fprintf(stderr, "caseway todo: %s: %s\n", absl::StatusCodeToString(todo.status().code()).c_str(),
+            std::string(todo.status().message()).c_str());
+    return 1;
+  }
+  if (f.json) {
+    for (const auto& item : todo->items()) printf("%s\n", ProtoJson(item).c_str());
+    for (const auto& a : todo->anomalies()) printf("{\"anomaly\":%s}\n", ProtoJson(a).c_str());
+    return 0;
+  }
+  printf("we owe %llu repl%s (%llu overdue); we are owed %llu\n\n",
+         static_cast<unsigned long long>(todo->owed_by_us()), todo->owed_by_us() == 1 ? "y" : "ies",
+         static_cast<unsigned long long>(todo->overdue_by_us()),
+         static_cast<unsigned long long>(todo->owed_to_us()));
+  if (todo->items_size() > 0) {
+    printf("%-10s %-8s %-28s %-26s %-8s %-17s %6s  %s\n", "SIDE", "PEER", "NOTICE", "KIND", "PRIORITY",
+           "DUE (CST)", "LEFT", "STATE");
+  }
+  for (const auto& i : todo->items()) {
+    std::string state = i.overdue() ? "OVERDUE"
+                        : i.state() == v1::TodoItem::STATE_OPEN
+                            ? "open"
+                            : absl::AsciiStrToLower(v1::TodoItem::State_Name(i.state()).substr(6));
+    if (i.due_mismatch()) absl::StrAppend(&state, " (sender's due ", CstTime(i.stated_due()), ")");
+    if (!i.cleared_by().empty()) absl::StrAppend(&state, " by ", i.cleared_by());
+    printf("%-10s %-8s %-28s %-26s %-8s %-17s %5dw  %s\n",
+           i.side() == v1::TodoRequest::SIDE_OWED_BY_US ? "we owe" : "owed us", i.peer().c_str(),
+           i.notice_id().c_str(), i.kind().c_str(),
+           i.priority() == v1::PRIORITY_SUBJECT ? "subject" : "normal", CstTime(i.due()).c_str(),
+           i.working_days_left(), state.c_str());
+  }
+  if (todo->anomalies_size() > 0) {
+    printf("\nANOMALIES (received notices that name nothing known here)\n");
+    for (const auto& a : todo->anomalies()) {
+      printf("  %s from %s: %s\n", a.notice_id().c_str(), a.peer().c_str(), a.problem().c_str());
+    }
+  }
+  return 0;
 }
 
 }  // namespace
@@ -378,6 +464,23 @@ int Main(int argc, char** argv) {
   status->add_flag("--json", json, "print caseway.v1.StatusResponse as JSON");
   AddConnectionFlags(status, &conn);
 
+  TodoFlags todo_flags;
+  CLI::App* todo = app.add_subcommand(
+      "todo",
+      "What this office owes its peers (received notices awaiting its reply) and what it is owed\n"
+      "(its notices awaiting a peer's reply), overdue first; LEFT is working days to the due day.");
+  todo->add_flag("--owed-by-us", todo_flags.owed_by_us, "only replies this office owes");
+  todo->add_flag("--owed-to-us", todo_flags.owed_to_us, "only replies owed to this office");
+  todo->add_option("--kind", todo_flags.kind, "only this notice kind, e.g. verification_request");
+  todo->add_option("--peer", todo_flags.peer, "only items with this peer (region code)");
+  todo->add_option("--priority", todo_flags.priority, "only this priority: normal or subject");
+  todo->add_flag("--overdue", todo_flags.overdue, "only items past their due time");
+  todo->add_flag("--all", todo_flags.all, "also items already answered, voided or superseded");
+  todo->add_option("--limit", todo_flags.limit, "at most this many items (0 = 1000)")
+      ->check(CLI::Range(0, 10000));
+  todo->add_flag("--json", todo_flags.json, "print caseway.v1.TodoItem JSON lines");
+  AddConnectionFlags(todo, &conn);
+
   caseway::cli::AuditCommands audit_commands;
   caseway::cli::AddAuditCommands(app, &audit_commands);
 
@@ -385,6 +488,7 @@ int Main(int argc, char** argv) {
   if (publish->parsed()) return RunPublish(conn, file, batch, jobs, progress);
   if (inbox->parsed()) return RunInbox(conn, follow, ack, window, limit);
   if (status->parsed()) return RunStatus(conn, json);
+  if (todo->parsed()) return RunTodo(conn, todo_flags);
   if (audit_commands.parsed()) return caseway::cli::RunAuditCommand(audit_commands);
   return 2;
 }

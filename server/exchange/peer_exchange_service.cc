@@ -414,6 +414,7 @@ void Subscription::QueueHeartbeat(absl::Time now) {
   v1::SubscribeResponse hb;
   hb.mutable_heartbeat()->set_head(channel.head);
   hb.mutable_heartbeat()->set_receipted(channel.acked);
+  hb.mutable_heartbeat()->set_policy_digest(service_->store_->policy().digest());
   outbox_.emplace_back(std::move(hb), 0);
   next_heartbeat_ = now + service_->heartbeat_interval_;
 }

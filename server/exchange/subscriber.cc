@@ -79,6 +79,10 @@ v1::StatusResponse::Subscription Subscriber::Status() {
   s.set_peer_head(peer_head_);
   s.set_lag(peer_head_ > cursor_ ? peer_head_ - cursor_ : 0);
   s.set_state(state_);
+  if (!peer_policy_digest_.empty()) {
+    s.set_peer_policy_digest(common::ToHex(peer_policy_digest_));
+    s.set_policy_mismatch(peer_policy_digest_ != store_->policy().digest());
+  }
   return s;
 }
 
@@ -185,6 +189,17 @@ absl::Status Subscriber::Session() {
       {
         absl::MutexLock lock(&mu_);
         peer_head_ = resp.heartbeat().head();
+        const std::string& theirs = resp.heartbeat().policy_digest();
+        if (!theirs.empty() && theirs != peer_policy_digest_) {
+          peer_policy_digest_ = theirs;
+          if (theirs != store_->policy().digest()) {
+            Log(LogLevel::kWarn,
+                "peer runs another federation policy: deadlines and the assessment may disagree",
+                {{"origin", peer_.jurisdiction()},
+                 {"peer_policy", common::ToHex(theirs)},
+                 {"our_policy", store_->policy().DigestHex()}});
+          }
+        }
       }
       // Receipts committed here that the origin has not recorded (we crashed before acking, or
       // the stream broke): send them again, once per session.

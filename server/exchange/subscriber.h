@@ -62,6 +62,7 @@ class Subscriber {
   grpc::ClientContext* current_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::string state_ ABSL_GUARDED_BY(mu_) = "connecting";
   uint64_t peer_head_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string peer_policy_digest_ ABSL_GUARDED_BY(mu_);  // as last announced
   uint64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_rx_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;

@@ -3,7 +3,11 @@
 #include <grpcpp/impl/codegen/proto_utils.h>
 #include <malloc.h>
 
+#include <google/protobuf/util/time_util.h>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -103,6 +107,7 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
   std::vector<PreparedNotice> out;
   out.reserve(notices.size());
   std::set<std::string> ids;
+  std::set<std::string> ids_before;
   for (int i = 0; i < notices.size(); ++i) {
     std::string path = batch ? absl::StrCat("notices[", i, "].") : "notice.";
     auto warnings = common::ValidateNotice(notices[i], rules, path);
@@ -120,6 +125,20 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
     PreparedNotice& p = out.emplace_back();
     p.notice_id = n.notice_id();
     p.destinations.assign(n.destinations().begin(), n.destinations().end());
+    // What the node completes is not part of what a retry is compared by: a retry on another
+    // day would get another reply_due.
+    std::optional<absl::Time> due;
+    if (!n.has_reply_due()) due = store_->policy().ReplyDue(n, rules.now);
+    if (due || (!n.in_reply_to().empty() && n.in_reply_to_origin().empty())) {
+      p.request_digest = common::Sha256(common::DeterministicBytes(n));
+    }
+    RETURN_IF_ERROR(ResolveReply(n, path, ids_before));
+    if (due) {
+      *n.mutable_reply_due() = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(
+          absl::ToUnixMicros(*due));
+    }
+    ids_before.insert(n.notice_id());
+    p.facts = common::FactsOf(n);
     p.bytes = common::DeterministicBytes(n);
     if (p.bytes.size() > max_notice_bytes_) {
       return absl::InvalidArgumentError(
@@ -131,6 +150,72 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
     p.warnings = std::move(*warnings);
   }
   return out;
+}
+
+absl::Status GatewayService::ResolveReply(v1::Notice& n, const std::string& path,
+                                          const std::set<std::string>& earlier) const {
+  if (n.in_reply_to().empty()) return absl::OkStatus();
+  const std::string& id = n.in_reply_to();
+  const std::string& given = n.in_reply_to_origin();
+  auto published = [&]() -> absl::StatusOr<bool> {
+    if (earlier.count(id) > 0) return true;
+    return store_->Published(id);
+  };
+  if (n.has_void_() || n.revision() > 0) {
+    const char* what = n.has_void_() ? "a void" : "a correction (revision > 0)";
+    if (!given.empty() && given != jurisdiction_) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, "in_reply_to_origin: ", given, " is not this node (", jurisdiction_, "): ", what,
+          " names one of this node's own notices"));
+    }
+    ASSIGN_OR_RETURN(bool known, published());
+    if (!known) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, "in_reply_to: no notice ", common::Echo(id), " was published by this node (", what,
+          " names one of its own notices)"));
+    }
+    n.set_in_reply_to_origin(jurisdiction_);
+    return absl::OkStatus();
+  }
+  // A reply (a feedback, or another kind that answers): to a notice received from a peer, or,
+  // except for a feedback, to one of this node's own notices.
+  const bool feedback = n.has_feedback();
+  std::string target = given;
+  if (target == jurisdiction_ || target.empty()) {
+    ASSIGN_OR_RETURN(std::vector<std::string> origins, store_->ReceivedFrom(id));
+    if (target.empty() && origins.size() == 1) {
+      target = origins[0];
+    } else if (target.empty() && origins.size() > 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, "in_reply_to_origin: required: notice ", common::Echo(id), " was received from ",
+          absl::StrJoin(origins, " and "), " (notice ids are unique per origin only)"));
+    } else if (feedback) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, "in_reply_to: no notice ", common::Echo(id),
+          " was received from a peer (a feedback answers a received notice)"));
+    } else {
+      ASSIGN_OR_RETURN(bool known, published());
+      if (!known) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            path, "in_reply_to: no notice ", common::Echo(id),
+            " was received from a peer or published by this node"));
+      }
+      target = jurisdiction_;
+    }
+  } else {
+    ASSIGN_OR_RETURN(std::vector<std::string> origins, store_->ReceivedFrom(id));
+    if (std::find(origins.begin(), origins.end(), target) == origins.end()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, "in_reply_to: no notice ", common::Echo(id), " was received from ", target));
+    }
+  }
+  if (feedback && std::find(n.destinations().begin(), n.destinations().end(), target) ==
+                      n.destinations().end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, "destinations: must include ", target, ", the origin of the notice answered"));
+  }
+  n.set_in_reply_to_origin(target);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<GatewayService::ParseLease> GatewayService::LeaseParse(const std::string& caller,
@@ -359,6 +444,32 @@ grpc::Status GatewayService::Status(grpc::ServerContext* ctx, const v1::StatusRe
   if (absl::Status halted = store_->Halted(); !halted.ok()) {
     resp->set_halted(std::string(halted.message()));
   }
+  resp->set_policy_version(store_->policy().proto().version());
+  resp->set_policy_digest(store_->policy().DigestHex());
+  return grpc::Status::OK;
+}
+
+grpc::Status GatewayService::Todo(grpc::ServerContext* ctx, const v1::TodoRequest* req,
+                                  v1::TodoResponse* resp) {
+  if (auto id = authz_->Check(*ctx, Rpc::kTodo); !id.ok()) return ToGrpcStatus(id.status());
+  if (!v1::TodoRequest::Side_IsValid(req->side())) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "side: not a TodoRequest.Side");
+  }
+  if (!v1::Priority_IsValid(req->priority())) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "priority: not a Priority");
+  }
+  if (req->limit() > 10000) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("limit: ", req->limit(), " is not in 0..10000"));
+  }
+  if (req->kind().size() > 64 || req->peer().size() > 12) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        req->kind().size() > 64 ? "kind: at most 64 characters"
+                                                : "peer: a region code of at most 12 digits");
+  }
+  auto todo = store_->Todo(*req, common::Now());
+  if (!todo.ok()) return ToGrpcStatus(todo.status());
+  *resp = std::move(*todo);
   return grpc::Status::OK;
 }
 

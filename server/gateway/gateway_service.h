@@ -54,14 +54,23 @@ class GatewayService final
       grpc::CallbackServerContext* ctx) override;
   grpc::Status Status(grpc::ServerContext* ctx, const caseway::v1::StatusRequest* req,
                       caseway::v1::StatusResponse* resp) override;
+  grpc::Status Todo(grpc::ServerContext* ctx, const caseway::v1::TodoRequest* req,
+                    caseway::v1::TodoResponse* resp) override;
 
   ~GatewayService() override;
   void Shutdown();
 
  private:
-  // Prepare validates `notices` and serializes each with the origin set.
+  // Prepare validates `notices` and serializes each with the origin set, the reply it names
+  // resolved (in_reply_to_origin) and reply_due set from the policy when the publisher left it
+  // empty.
   absl::StatusOr<std::vector<PreparedNotice>> Prepare(
       const google::protobuf::RepeatedPtrField<caseway::v1::Notice>& notices, bool batch) const;
+  // ResolveReply checks that `n.in_reply_to` names a notice this node knows (docs/protocol.md,
+  // "Replies") and fills in_reply_to_origin. `earlier` holds the ids published before it in the
+  // same batch. FAILED_PRECONDITION when it names nothing known, INVALID_ARGUMENT when ambiguous.
+  absl::Status ResolveReply(caseway::v1::Notice& n, const std::string& path,
+                            const std::set<std::string>& earlier) const;
 
   // Large requests (over kLargeRequest bytes) are parsed one at a time per caller, and at most
   // kParseBudget bytes of them at once in all: the parsed form of a request can take ten times

@@ -21,7 +21,7 @@
 namespace caseway::server {
 namespace {
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS notice(
   digest BLOB NOT NULL,
   bytes BLOB NOT NULL,
   published_at INTEGER NOT NULL,            -- unix microseconds
-  deliveries TEXT NOT NULL);                -- "dest:seq,dest:seq" in destination order
+  deliveries TEXT NOT NULL,                 -- "dest:seq,dest:seq" in destination order
+  request_digest BLOB);                     -- as the publisher sent it (v4; NULL: = digest)
 -- Outbound channels (this node -> destination): one row per destination.
 CREATE TABLE IF NOT EXISTS channel(
   destination TEXT PRIMARY KEY,
@@ -76,6 +77,25 @@ CREATE TABLE IF NOT EXISTS evidence(
   digest BLOB NOT NULL, message BLOB NOT NULL, signature BLOB NOT NULL,
   log_index INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS evidence_by_peer ON evidence(peer, kind, last_seq);
+-- Version 4: replies and the to-do list (docs/policy.md). One item per notice that owes a reply
+-- and party that owes it: side 1 (caseway.v1.TodoRequest.Side) this node owes `peer` a reply to
+-- a received notice; side 2 `peer` owes this node one. state = caseway.v1.TodoItem.State.
+CREATE INDEX IF NOT EXISTS inbox_by_notice ON inbox(notice_id);
+CREATE TABLE IF NOT EXISTS obligation(
+  origin TEXT NOT NULL, notice_id TEXT NOT NULL, peer TEXT NOT NULL,
+  side INTEGER NOT NULL,
+  case_id TEXT NOT NULL, kind TEXT NOT NULL, priority INTEGER NOT NULL,
+  opened_at INTEGER NOT NULL,               -- unix microseconds: received or published
+  due INTEGER NOT NULL,                     -- unix microseconds: the deadline applied here
+  stated_due INTEGER,                       -- the notice's reply_due, when it has one
+  state INTEGER NOT NULL,
+  cleared_by TEXT, cleared_at INTEGER, superseded_by TEXT,
+  PRIMARY KEY(origin, notice_id, peer)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS obligation_open ON obligation(due) WHERE state = 1;
+-- Received replies, voids and corrections that name a notice this node does not know.
+CREATE TABLE IF NOT EXISTS anomaly(
+  id INTEGER PRIMARY KEY, peer TEXT NOT NULL, notice_id TEXT NOT NULL,
+  received_at INTEGER NOT NULL, problem TEXT NOT NULL);
 )sql";
 
 int64_t NowMicros() { return absl::ToUnixMicros(common::Now()); }
@@ -85,10 +105,18 @@ int64_t NowMicros() { return absl::ToUnixMicros(common::Now()); }
 // Migrate brings a database of an older schema version up to kSchemaVersion, in one transaction.
 static absl::Status Migrate(Db& db) {
   bool has_deliveries = false;
+  bool has_request_digest = false;
   {
     Stmt s(db.get(), "SELECT name FROM pragma_table_info('notice')");
-    while (s.Step()) has_deliveries |= s.Text(0) == "deliveries";
+    while (s.Step()) {
+      has_deliveries |= s.Text(0) == "deliveries";
+      has_request_digest |= s.Text(0) == "request_digest";
+    }
     RETURN_IF_ERROR(s.status("read notice columns"));
+  }
+  // Version 4: the publisher's digest, for retries of notices the node completes.
+  if (!has_request_digest) {
+    RETURN_IF_ERROR(db.Exec("ALTER TABLE notice ADD COLUMN request_digest BLOB;"));
   }
   if (has_deliveries) return absl::OkStatus();
   // Versions 1 and 2: the assigned sequences lived only in channel_entry (indexed by notice).
@@ -282,7 +310,7 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
       for (const auto& warning : n.warnings) r.add_warnings(warning);
       w.find_notice.Bind(1, n.notice_id);
       if (w.find_notice.Step()) {
-        bool same = w.find_notice.Blob(0) == n.digest;
+        bool same = w.find_notice.Blob(0) == (n.request_digest.empty() ? n.digest : n.request_digest);
         if (!same) {
           w.find_notice.Reset();
           return absl::AlreadyExistsError(absl::StrCat(
@@ -331,7 +359,13 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
           .BindBlob(3, n.bytes)
           .Bind(4, now)
           .Bind(5, deliveries);
+      if (n.request_digest.empty() || n.request_digest == n.digest) {
+        w.insert_notice.BindNull(6);
+      } else {
+        w.insert_notice.BindBlob(6, n.request_digest);
+      }
       RETURN_IF_ERROR(Done(w.insert_notice, "insert notice"));
+      RETURN_IF_ERROR(TrackPublished(n.facts, r, now));
       for (const auto& d : r.deliveries()) {
         w.insert_entry.Bind(1, d.destination()).Bind(2, static_cast<int64_t>(d.seq())).Bind(3, n.notice_id);
         RETURN_IF_ERROR(Done(w.insert_entry, "insert channel entry"));
@@ -345,6 +379,7 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
           entry.add_destinations(d.destination());
           entry.add_sequences(d.seq());
         }
+        common::CopyFacts(n.facts, &entry);
         RETURN_IF_ERROR(AppendEntry(entry).status());
       }
     }
@@ -443,7 +478,7 @@ absl::StatusOr<uint64_t> NoticeStore::Cursor(const std::string& origin) {
 absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::string& origin,
                                                                      const v1::Batch& batch) {
   // Parse outside the writer thread: ids are needed, bytes are stored exactly as received.
-  ASSIGN_OR_RETURN(std::vector<std::string> ids,
+  ASSIGN_OR_RETURN(std::vector<common::NoticeFacts> facts,
                    common::CheckReceivedEntries(batch, origin, options_.self));
   if (batch.entries_size() == 0) return std::optional<v1::Signed>();
   const uint64_t last = batch.first_seq() + batch.entries_size() - 1;
@@ -468,10 +503,11 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::
           const v1::Entry& e = batch.entries(i);
           w.insert_inbox.Bind(1, origin)
               .Bind(2, static_cast<int64_t>(e.seq()))
-              .Bind(3, ids[i])
+              .Bind(3, facts[i].notice_id)
               .BindBlob(4, e.notice())
               .Bind(5, now);
           RETURN_IF_ERROR(Done(w.insert_inbox, "insert inbox"));
+          RETURN_IF_ERROR(TrackReceived(origin, facts[i], now));
         }
         w.upsert_cursor.Bind(1, origin).Bind(2, static_cast<int64_t>(last));
         RETURN_IF_ERROR(Done(w.upsert_cursor, "update cursor"));

@@ -20,6 +20,8 @@
 #include "caseway/v1/exchange_log.pb.h"
 #include "caseway/v1/gateway.pb.h"
 #include "caseway/v1/peer_exchange.pb.h"
+#include "common/notice_facts.h"
+#include "common/policy.h"
 #include "common/signing.h"
 #include "server/store/commit_queue.h"
 #include "server/store/merkle_log.h"
@@ -29,11 +31,15 @@ namespace caseway::server {
 
 // PreparedNotice is a validated notice ready to store: `bytes` is its serialization with the
 // origin set, stored and delivered byte for byte; `digest` is SHA-256 of `bytes`.
+// `request_digest` is SHA-256 of the notice as the publisher sent it (origin set, before the node
+// filled reply_due or in_reply_to_origin): what a retry is compared by.
 struct PreparedNotice {
   std::string notice_id;
   std::vector<std::string> destinations;
   std::string bytes;
   std::string digest;
+  std::string request_digest;
+  common::NoticeFacts facts;
   std::vector<std::string> warnings;
 };
 
@@ -59,6 +65,8 @@ struct StoreOptions {
   bool log_enabled = true;
   // Signs receipts inside the transaction that stores a batch (required when log_enabled).
   std::shared_ptr<const common::SigningKey> signing_key;
+  // The federation policy: which notices owe a reply, and by when (nullptr: the built-in one).
+  const common::Policy* policy = nullptr;
 };
 
 // StoredCheckpoint is a signed checkpoint as stored, with the cosignature lines received for it.
@@ -150,6 +158,22 @@ class NoticeStore {
 
   // InboxCounts returns (total, unacknowledged).
   absl::StatusOr<std::pair<uint64_t, uint64_t>> InboxCounts();
+
+  // --- Replies and the to-do list (notice_store_todo.cc, docs/policy.md) ---
+
+  // ReceivedFrom lists the origins from which a notice `notice_id` was received (indexed).
+  absl::StatusOr<std::vector<std::string>> ReceivedFrom(const std::string& notice_id);
+  // Published reports whether this node published `notice_id`.
+  absl::StatusOr<bool> Published(const std::string& notice_id);
+  // Todo answers Gateway.Todo at `now` (the request already validated).
+  absl::StatusOr<caseway::v1::TodoResponse> Todo(const caseway::v1::TodoRequest& request,
+                                                 absl::Time now);
+  // RecordPolicy appends a POLICY entry when `policy` differs from the last one recorded here
+  // (with the log on), and remembers it.
+  absl::Status RecordPolicy(const common::Policy& policy);
+  const common::Policy& policy() const {
+    return options_.policy != nullptr ? *options_.policy : common::Policy::Default();
+  }
 
   // --- Exchange log (docs/exchange-log.md); all no-ops or FAILED_PRECONDITION when disabled. ---
 
@@ -266,6 +290,18 @@ class NoticeStore {
   absl::StatusOr<std::optional<caseway::v1::Signed>> LogReceived(const std::string& origin,
                                                                  const caseway::v1::Batch& batch,
                                                                  int64_t now_micros);
+  // TrackPublished / TrackReceived open the items a new notice owes and clear those its reply,
+  // void or correction settles (writer thread, inside the notice's transaction).
+  struct TodoStatements;
+  absl::Status TrackPublished(const common::NoticeFacts& facts,
+                              const caseway::v1::PublishResult& result, int64_t now_micros);
+  absl::Status TrackReceived(const std::string& origin, const common::NoticeFacts& facts,
+                             int64_t now_micros);
+  // Settle moves the open item (origin, notice_id, peer), following corrections, to `state`.
+  // Returns false when there is no such item.
+  absl::StatusOr<bool> Settle(const std::string& origin, const std::string& notice_id,
+                              const std::string& peer, int state, const std::string& by,
+                              int64_t at);
   absl::Status InsertEvidence(caseway::v1::Evidence::Kind kind, const std::string& peer,
                               uint64_t first_seq, uint64_t last_seq, const std::string& digest,
                               const caseway::v1::Signed& signed_message, uint64_t log_index);
@@ -296,6 +332,7 @@ class NoticeStore {
   const std::string& path_ = options_.path;
   std::unique_ptr<WriterStatements> stmts_;  // outlives queue_: used by its thread
   std::unique_ptr<LogStatements> log_stmts_;  // outlives queue_
+  std::unique_ptr<TodoStatements> todo_stmts_;  // outlives queue_
   std::unique_ptr<MerkleLog> log_;            // outlives queue_ (its participant)
   std::unique_ptr<CommitQueue> queue_;
 

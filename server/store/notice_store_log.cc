@@ -26,6 +26,7 @@ using google::protobuf::util::TimeUtil;
 
 void NoticeStore::PrepareLogStatements(sqlite3* db) {
   log_stmts_ = std::make_unique<LogStatements>(db);
+  todo_stmts_ = std::make_unique<TodoStatements>(db);
 }
 
 // Defined here, where LogStatements is complete. The queue goes first: its thread uses the
@@ -43,15 +44,6 @@ NoticeStore::~NoticeStore() {
     stop_checkpointer_ = true;
   }
   if (wal_checkpointer_.joinable()) wal_checkpointer_.join();
-}
-
-template <typename Fn>
-auto NoticeStore::ReadOnly(Fn fn) -> decltype(fn(static_cast<sqlite3*>(nullptr))) {
-  auto db = AcquireReader();
-  if (!db.ok()) return db.status();
-  auto result = fn((*db)->get());
-  ReleaseReader(std::move(*db));
-  return result;
 }
 
 namespace {

@@ -20,9 +20,10 @@ inline absl::Status Done(Stmt& s, absl::string_view what) {
 // WriterStatements are prepared once on the writer connection and used only by its thread.
 struct NoticeStore::WriterStatements {
   explicit WriterStatements(sqlite3* db)
-      : find_notice(db, "SELECT digest, deliveries FROM notice WHERE notice_id = ?"),
-        insert_notice(db, "INSERT INTO notice(notice_id, digest, bytes, published_at, deliveries) "
-                          "VALUES(?, ?, ?, ?, ?)"),
+      : find_notice(db, "SELECT coalesce(request_digest, digest), deliveries FROM notice "
+                        "WHERE notice_id = ?"),
+        insert_notice(db, "INSERT INTO notice(notice_id, digest, bytes, published_at, deliveries, "
+                          "request_digest) VALUES(?, ?, ?, ?, ?, ?)"),
         head(db, "SELECT head FROM channel WHERE destination = ?"),
         upsert_head(db, "INSERT INTO channel(destination, head) VALUES(?, ?) "
                         "ON CONFLICT(destination) DO UPDATE SET head = excluded.head"),
@@ -64,6 +65,35 @@ struct NoticeStore::LogStatements {
                              "VALUES(?, ?, ?, ?)") {}
   Stmt insert_evidence, raise_acked, insert_checkpoint, insert_cosignature, upsert_witnessed;
 };
+
+// TodoStatements keep the to-do items (table obligation) on the writer connection.
+struct NoticeStore::TodoStatements {
+  explicit TodoStatements(sqlite3* db)
+      : open_item(db,
+                  "INSERT OR IGNORE INTO obligation(origin, notice_id, peer, side, case_id, kind, "
+                  "priority, opened_at, due, stated_due, state) "
+                  "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"),
+        find_item(db, "SELECT state, superseded_by FROM obligation "
+                      "WHERE origin = ? AND notice_id = ? AND peer = ?"),
+        settle_item(db, "UPDATE obligation SET state = ?, cleared_by = ?, cleared_at = ?, "
+                        "superseded_by = ? WHERE origin = ? AND notice_id = ? AND peer = ?"),
+        peers_of(db, "SELECT peer FROM obligation WHERE origin = ? AND notice_id = ?"),
+        received(db, "SELECT 1 FROM inbox WHERE notice_id = ? AND origin = ? LIMIT 1"),
+        published(db, "SELECT 1 FROM notice WHERE notice_id = ?"),
+        insert_anomaly(db, "INSERT INTO anomaly(peer, notice_id, received_at, problem) "
+                           "VALUES(?, ?, ?, ?)") {}
+  Stmt open_item, find_item, settle_item, peers_of, received, published, insert_anomaly;
+};
+
+// ReadOnly runs `fn` with a pooled read connection.
+template <typename Fn>
+auto NoticeStore::ReadOnly(Fn fn) -> decltype(fn(static_cast<sqlite3*>(nullptr))) {
+  auto db = AcquireReader();
+  if (!db.ok()) return db.status();
+  auto result = fn((*db)->get());
+  ReleaseReader(std::move(*db));
+  return result;
+}
 
 }  // namespace caseway::server
 

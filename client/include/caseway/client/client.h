@@ -57,6 +57,8 @@ class Client {
   absl::StatusOr<std::vector<caseway::v1::PublishResult>> PublishBatch(
       const std::vector<caseway::v1::Notice>& notices);
   absl::StatusOr<caseway::v1::StatusResponse> Status();
+  // Todo calls Gateway.Todo (idempotent, retried on UNAVAILABLE).
+  absl::StatusOr<caseway::v1::TodoResponse> Todo(const caseway::v1::TodoRequest& request);
 
   // Inbox streams unacknowledged received notices to `on_item`, oldest first. `on_item` returns
   // false to stop (that item is not acknowledged; the acks of the items before it are committed

@@ -1,0 +1,294 @@
+// Replies and the to-do list: the items each notice that owes a reply opens, and the replies,
+// voids and corrections that settle them (docs/policy.md, "To-do").
+#include <google/protobuf/util/time_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/status_macros.h"
+#include "server/store/notice_store.h"
+#include "server/store/statements.h"
+
+namespace caseway::server {
+
+using google::protobuf::util::TimeUtil;
+
+namespace {
+
+constexpr int kOwedByUs = v1::TodoRequest::SIDE_OWED_BY_US;
+constexpr int kOwedToUs = v1::TodoRequest::SIDE_OWED_TO_US;
+constexpr int kOpen = v1::TodoItem::STATE_OPEN;
+constexpr int kAnswered = v1::TodoItem::STATE_ANSWERED;
+constexpr int kVoided = v1::TodoItem::STATE_VOIDED;
+constexpr int kSuperseded = v1::TodoItem::STATE_SUPERSEDED;
+
+// A correction chain longer than this is not followed (revision is at most 1000).
+constexpr int kMaxChain = 1001;
+
+google::protobuf::Timestamp Micros(int64_t micros) {
+  return TimeUtil::MicrosecondsToTimestamp(micros);
+}
+
+}  // namespace
+
+absl::StatusOr<bool> NoticeStore::Settle(const std::string& origin, const std::string& notice_id,
+                                         const std::string& peer, int state,
+                                         const std::string& by, int64_t at) {
+  TodoStatements& t = *todo_stmts_;
+  std::string id = notice_id;
+  for (int hop = 0; hop < kMaxChain; ++hop) {
+    t.find_item.Bind(1, origin).Bind(2, id).Bind(3, peer);
+    if (!t.find_item.Step()) {
+      RETURN_IF_ERROR(t.find_item.status("find to-do item"));
+      t.find_item.Reset();
+      return hop > 0;
+    }
+    const int current = static_cast<int>(t.find_item.Int(0));
+    const std::string next = t.find_item.IsNull(1) ? "" : t.find_item.Text(1);
+    t.find_item.Reset();
+    // A reply to a notice that was corrected answers the correction.
+    if (current == kSuperseded && !next.empty() && state == kAnswered) {
+      id = next;
+      continue;
+    }
+    if (current != kOpen) return true;  // settled before: the first settlement stands
+    t.settle_item.Bind(1, int64_t{state}).Bind(2, by).Bind(3, at);
+    if (state == kSuperseded) {
+      t.settle_item.Bind(4, by);
+    } else {
+      t.settle_item.BindNull(4);
+    }
+    t.settle_item.Bind(5, origin).Bind(6, id).Bind(7, peer);
+    RETURN_IF_ERROR(Done(t.settle_item, "settle to-do item"));
+    return true;
+  }
+  return true;
+}
+
+absl::Status NoticeStore::TrackPublished(const common::NoticeFacts& f,
+                                         const v1::PublishResult& result, int64_t now) {
+  TodoStatements& t = *todo_stmts_;
+  const std::string& self = options_.self;
+  // Owed to us: the gateway has set reply_due when the policy owes a reply (or the publisher
+  // asked for one by setting it).
+  if (f.reply_due) {
+    for (const auto& d : result.deliveries()) {
+      t.open_item.Bind(1, self).Bind(2, f.notice_id).Bind(3, d.destination())
+          .Bind(4, int64_t{kOwedToUs}).Bind(5, f.case_id).Bind(6, f.kind)
+          .Bind(7, int64_t{f.priority}).Bind(8, now)
+          .Bind(9, absl::ToUnixMicros(*f.reply_due)).Bind(10, absl::ToUnixMicros(*f.reply_due));
+      RETURN_IF_ERROR(Done(t.open_item, "open to-do item"));
+    }
+  }
+  if (f.in_reply_to.empty()) return absl::OkStatus();
+  // The gateway filled in_reply_to_origin and checked that the notice named exists.
+  if (f.is_void() || f.is_correction()) {
+    std::vector<std::string> peers;
+    t.peers_of.Bind(1, self).Bind(2, f.in_reply_to);
+    while (t.peers_of.Step()) peers.push_back(t.peers_of.Text(0));
+    RETURN_IF_ERROR(t.peers_of.status("read to-do items"));
+    t.peers_of.Reset();
+    for (const auto& peer : peers) {
+      RETURN_IF_ERROR(Settle(self, f.in_reply_to, peer, f.is_void() ? kVoided : kSuperseded,
+                             f.notice_id, now).status());
+    }
+    return absl::OkStatus();
+  }
+  if (f.in_reply_to_origin != self) {
+    RETURN_IF_ERROR(Settle(f.in_reply_to_origin, f.in_reply_to, f.in_reply_to_origin, kAnswered,
+                           f.notice_id, now).status());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status NoticeStore::TrackReceived(const std::string& origin, const common::NoticeFacts& f,
+                                        int64_t now) {
+  TodoStatements& t = *todo_stmts_;
+  const std::string& self = options_.self;
+  // Owed by us: the policy's deadline counted from today, or the notice's own reply_due when the
+  // policy owes no reply for its kind.
+  std::optional<absl::Time> due;
+  const auto terms = policy().TermsFor(f.kind, f.priority);
+  if (terms.reply) {
+    due = common::EndOfDay(policy().DueDay(common::DayOf(absl::FromUnixMicros(now)), *terms.reply));
+  } else {
+    due = f.reply_due;
+  }
+  if (due) {
+    t.open_item.Bind(1, origin).Bind(2, f.notice_id).Bind(3, origin)
+        .Bind(4, int64_t{kOwedByUs}).Bind(5, f.case_id).Bind(6, f.kind)
+        .Bind(7, int64_t{f.priority}).Bind(8, now).Bind(9, absl::ToUnixMicros(*due));
+    if (f.reply_due) {
+      t.open_item.Bind(10, absl::ToUnixMicros(*f.reply_due));
+    } else {
+      t.open_item.BindNull(10);
+    }
+    RETURN_IF_ERROR(Done(t.open_item, "open to-do item"));
+  }
+  if (f.in_reply_to.empty()) return absl::OkStatus();
+
+  auto anomaly = [&](const std::string& problem) {
+    t.insert_anomaly.Bind(1, origin).Bind(2, f.notice_id).Bind(3, now).Bind(4, problem);
+    return Done(t.insert_anomaly, "record anomaly");
+  };
+  auto exists = [&](Stmt& s, const std::string& id, const std::string* from) -> absl::StatusOr<bool> {
+    s.Bind(1, id);
+    if (from != nullptr) s.Bind(2, *from);
+    const bool found = s.Step();
+    RETURN_IF_ERROR(s.status("find notice"));
+    s.Reset();
+    return found;
+  };
+  if (f.is_void() || f.is_correction()) {
+    // A void or correction names one of the sender's own notices.
+    const std::string target = f.in_reply_to_origin.empty() ? origin : f.in_reply_to_origin;
+    const char* what = f.is_void() ? "a void" : "a correction";
+    if (target != origin) {
+      return anomaly(absl::StrCat(what, " names ", target, "/", f.in_reply_to,
+                                  ", a notice of another origin than its sender"));
+    }
+    ASSIGN_OR_RETURN(bool settled, Settle(origin, f.in_reply_to, origin,
+                                          f.is_void() ? kVoided : kSuperseded, f.notice_id, now));
+    if (settled) return absl::OkStatus();
+    ASSIGN_OR_RETURN(bool known, exists(t.received, f.in_reply_to, &origin));
+    if (!known) {
+      return anomaly(absl::StrCat(what, " names ", origin, "/", f.in_reply_to,
+                                  ", which this node never received"));
+    }
+    return absl::OkStatus();
+  }
+  // A reply: to one of our notices (settles what the sender owed us), or, copied to us, to
+  // another party's notice (nothing of ours to settle).
+  const std::string target = f.in_reply_to_origin.empty() ? self : f.in_reply_to_origin;
+  if (target != self) return absl::OkStatus();
+  ASSIGN_OR_RETURN(bool settled, Settle(self, f.in_reply_to, origin, kAnswered, f.notice_id, now));
+  if (settled) return absl::OkStatus();
+  ASSIGN_OR_RETURN(bool known, exists(t.published, f.in_reply_to, nullptr));
+  if (!known) {
+    return anomaly(absl::StrCat("in_reply_to names ", self, "/", f.in_reply_to,
+                                ", which this node never published"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> NoticeStore::ReceivedFrom(const std::string& notice_id) {
+  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<std::string>> {
+    std::vector<std::string> origins;
+    Stmt s(db, "SELECT DISTINCT origin FROM inbox WHERE notice_id = ? ORDER BY origin");
+    s.Bind(1, notice_id);
+    while (s.Step()) origins.push_back(s.Text(0));
+    RETURN_IF_ERROR(s.status("find received notice"));
+    return origins;
+  });
+}
+
+absl::StatusOr<bool> NoticeStore::Published(const std::string& notice_id) {
+  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<bool> {
+    Stmt s(db, "SELECT 1 FROM notice WHERE notice_id = ?");
+    s.Bind(1, notice_id);
+    const bool found = s.Step();
+    RETURN_IF_ERROR(s.status("find published notice"));
+    return found;
+  });
+}
+
+absl::StatusOr<v1::TodoResponse> NoticeStore::Todo(const v1::TodoRequest& req, absl::Time now) {
+  const int64_t now_us = absl::ToUnixMicros(now);
+  const absl::CivilDay today = common::DayOf(now);
+  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<v1::TodoResponse> {
+    v1::TodoResponse resp;
+    {
+      Stmt s(db, "SELECT side, count(*), sum(due < ?) FROM obligation WHERE state = 1 GROUP BY side");
+      s.Bind(1, now_us);
+      while (s.Step()) {
+        if (s.Int(0) == kOwedByUs) {
+          resp.set_owed_by_us(s.Int(1));
+          resp.set_overdue_by_us(s.Int(2));
+        } else {
+          resp.set_owed_to_us(s.Int(1));
+        }
+      }
+      RETURN_IF_ERROR(s.status("count to-do items"));
+    }
+    {
+      Stmt s(db,
+             "SELECT side, peer, origin, notice_id, case_id, kind, priority, opened_at, due, "
+             "stated_due, state, cleared_by, cleared_at FROM obligation "
+             "WHERE (state = 1 OR ?1) AND (?2 = 0 OR side = ?2) AND (?3 = '' OR kind = ?3) "
+             "AND (?4 = '' OR peer = ?4) AND (?5 = 0 OR priority = ?5) AND (?6 = 0 OR due < ?7) "
+             "ORDER BY state <> 1, due, origin, notice_id, peer LIMIT ?8");
+      s.Bind(1, int64_t{req.include_cleared()})
+          .Bind(2, int64_t{req.side()})
+          .Bind(3, req.kind())
+          .Bind(4, req.peer())
+          .Bind(5, int64_t{req.priority()})
+          .Bind(6, int64_t{req.overdue_only()})
+          .Bind(7, now_us)
+          .Bind(8, int64_t{req.limit() == 0 ? 1000 : req.limit()});
+      while (s.Step()) {
+        v1::TodoItem& i = *resp.add_items();
+        i.set_side(static_cast<v1::TodoRequest::Side>(s.Int(0)));
+        i.set_peer(s.Text(1));
+        i.set_origin(s.Text(2));
+        i.set_notice_id(s.Text(3));
+        i.set_case_id(s.Text(4));
+        i.set_kind(s.Text(5));
+        i.set_priority(static_cast<v1::Priority>(s.Int(6)));
+        *i.mutable_opened_at() = Micros(s.Int(7));
+        const int64_t due = s.Int(8);
+        *i.mutable_due() = Micros(due);
+        if (!s.IsNull(9)) {
+          *i.mutable_stated_due() = Micros(s.Int(9));
+          i.set_due_mismatch(s.Int(9) != due);
+        }
+        i.set_state(static_cast<v1::TodoItem::State>(s.Int(10)));
+        if (!s.IsNull(11)) i.set_cleared_by(s.Text(11));
+        if (!s.IsNull(12)) *i.mutable_cleared_at() = Micros(s.Int(12));
+        const absl::Time due_time = absl::FromUnixMicros(due);
+        i.set_working_days_left(policy().WorkingDaysLeft(today, common::DayOf(due_time)));
+        i.set_overdue(i.state() == v1::TodoItem::STATE_OPEN && due < now_us);
+      }
+      RETURN_IF_ERROR(s.status("read to-do items"));
+    }
+    {
+      Stmt s(db, "SELECT peer, notice_id, received_at, problem FROM anomaly ORDER BY id DESC LIMIT 100");
+      while (s.Step()) {
+        v1::Anomaly& a = *resp.add_anomalies();
+        a.set_peer(s.Text(0));
+        a.set_notice_id(s.Text(1));
+        *a.mutable_received_at() = Micros(s.Int(2));
+        a.set_problem(s.Text(3));
+      }
+      RETURN_IF_ERROR(s.status("read anomalies"));
+    }
+    return resp;
+  });
+}
+
+absl::Status NoticeStore::RecordPolicy(const common::Policy& policy) {
+  const std::string hex = policy.DigestHex();
+  return queue_->Run(
+      [&](sqlite3* db) -> absl::Status {
+        std::string last;
+        {
+          Stmt s(db, "SELECT value FROM meta WHERE key = 'policy_digest'");
+          if (s.Step()) last = s.Text(0);
+          RETURN_IF_ERROR(s.status("read policy digest"));
+        }
+        if (last == hex) return absl::OkStatus();
+        if (options_.log_enabled) {
+          v1::LogEntry entry;
+          entry.set_kind(v1::LogEntry::KIND_POLICY);
+          entry.set_digest(policy.digest());
+          entry.set_policy_version(policy.proto().version());
+          RETURN_IF_ERROR(AppendEntry(entry).status());
+        }
+        Stmt s(db, "INSERT OR REPLACE INTO meta(key, value) VALUES('policy_digest', ?)");
+        s.Bind(1, hex);
+        while (s.Step()) {
+        }
+        return s.status("record policy digest");
+      },
+      [] {});
+}
+
+}  // namespace caseway::server
