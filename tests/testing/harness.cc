@@ -215,14 +215,24 @@ void NodeProcess::WriteConfig() {
   out << extra_yaml_ << "\n";
 }
 
+void NodeProcess::SetClockOffset(absl::Duration offset) {
+  test_clock_ = true;
+  const std::string tmp = clock_path() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << absl::ToInt64Seconds(offset) << "\n";
+  }
+  std::rename(tmp.c_str(), clock_path().c_str());
+}
+
 absl::Status NodeProcess::Start() {
   WriteConfig();
   std::string port_file = absl::StrCat(dir_, "/", jurisdiction_, ".port");
   unlink(port_file.c_str());
   // Fault injection exists only in the test build of the node (common/fault.h).
-  std::string binary = BinDir() + (env_.rfind("CASEWAY_FAULTS=", 0) == 0 && !production_binary_
-                                       ? "/caseway-node-faults"
-                                       : "/caseway-node");
+  const bool test_build = (env_.rfind("CASEWAY_FAULTS=", 0) == 0 || test_clock_) && !production_binary_;
+  std::string binary = BinDir() + (test_build ? "/caseway-node-faults" : "/caseway-node");
+  std::string clock_env = "CASEWAY_TEST_CLOCK=" + clock_path();
   std::string config = config_path();
   std::string log = log_path();
   pid_ = fork();
@@ -232,6 +242,7 @@ absl::Status NodeProcess::Start() {
     dup2(fd, 2);
     if (!env_.empty()) putenv(const_cast<char*>(env_.c_str()));
     for (std::string& e : more_env_) putenv(e.data());
+    if (test_clock_) putenv(clock_env.data());
     execl(binary.c_str(), binary.c_str(), "--config", config.c_str(), nullptr);
     _exit(127);
   }

@@ -91,6 +91,11 @@ class NodeProcess {
   // add_env adds another NAME=value to the node's environment (e.g. LD_PRELOAD).
   void add_env(std::string assignment) { more_env_.push_back(std::move(assignment)); }
   void use_production_binary() { production_binary_ = true; }
+  // SetClockOffset moves the node's clock (common::Now) to the real time plus `offset`, now or,
+  // before Start, from the start: it runs the test build of the node with CASEWAY_TEST_CLOCK
+  // (common/test_clock.h). The node sees the change within about 10 ms.
+  void SetClockOffset(absl::Duration offset);
+  std::string clock_path() const { return dir_ + "/" + jurisdiction_ + ".clock"; }
 
   // Start launches the process and waits until it listens (its port file appears).
   absl::Status Start();
@@ -150,6 +155,7 @@ class NodeProcess {
   std::string db_path_;
   std::string tls_yaml_;
   bool production_binary_ = false;
+  bool test_clock_ = false;
   int port_ = 0;
   pid_t pid_ = -1;
 };
