@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include "absl/strings/ascii.h"
 #include "common/policy.h"
 
 namespace caseway::common {
@@ -14,6 +15,18 @@ NoticeFacts FactsOf(const v1::Notice& n) {
   f.case_id = n.case_id();
   f.origin = n.origin();
   f.kind = NoticeKind(n);
+  if (n.has_residence_change()) {
+    f.subkind = n.residence_change().direction() == v1::ResidenceChange::DIRECTION_ARRIVAL ? "arrival"
+                : n.residence_change().direction() == v1::ResidenceChange::DIRECTION_DEPARTURE
+                    ? "departure"
+                    : "";
+  } else if (n.has_fee()) {
+    f.subkind = n.fee().stage() == v1::Fee::STAGE_DECISION     ? "decision"
+                : n.fee().stage() == v1::Fee::STAGE_COLLECTION ? "collection"
+                                                               : "";
+  } else if (n.has_certificate() && n.certificate().action() != v1::Certificate::ACTION_UNSPECIFIED) {
+    f.subkind = absl::AsciiStrToLower(v1::Certificate::Action_Name(n.certificate().action()).substr(7));
+  }
   f.priority = n.priority();
   f.in_reply_to_origin = n.in_reply_to_origin();
   f.in_reply_to = n.in_reply_to();
@@ -25,6 +38,7 @@ NoticeFacts FactsOf(const v1::Notice& n) {
 
 void CopyFacts(const NoticeFacts& f, v1::LogEntry* e) {
   e->set_notice_kind(f.kind);
+  e->set_notice_subkind(f.subkind);
   e->set_priority(f.priority);
   e->set_in_reply_to_origin(f.in_reply_to_origin);
   e->set_in_reply_to(f.in_reply_to);

@@ -18,6 +18,7 @@ struct NoticeFacts {
   std::string case_id;
   std::string origin;
   std::string kind;  // the body's field name
+  std::string subkind;  // arrival/departure, fee stage, certificate action (LogEntry.notice_subkind)
   caseway::v1::Priority priority = caseway::v1::PRIORITY_UNSPECIFIED;
   std::string in_reply_to_origin;
   std::string in_reply_to;

@@ -20,7 +20,8 @@ packages=(
   procps python3
 )
 if [ "${1:-}" = "--test" ]; then
-  packages+=(clang-14 libclang-rt-14-dev)
+  # chromium: the HTML assessment report is opened in headless Chromium (tests/report_test.cc)
+  packages+=(clang-14 libclang-rt-14-dev chromium)
 fi
 
 sudo_cmd=()

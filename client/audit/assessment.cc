@@ -84,10 +84,17 @@ class Counter {
 
 }  // namespace
 
-absl::Time TimeBounds::Witnessed() const { return std::min(std::max(claim, lo), hi); }
-
 bool TimeBounds::Moved() const {
   return claim < lo - kClockTolerance || claim > hi + kClockTolerance;
+}
+
+TimeBounds PublishedNotice::PublishedSeenBy(const std::string& witness) const {
+  TimeBounds t{published};
+  if (auto it = witnessed.find(witness); it != witnessed.end()) {
+    t.lo = it->second.first;
+    t.hi = it->second.second;
+  }
+  return t;
 }
 
 Assessment Assess(const History& history, const common::Policy& policy,
@@ -116,7 +123,7 @@ Assessment Assess(const History& history, const common::Policy& policy,
       if (target != n.origin) continue;  // only one's own notices can be retracted
       const NoticeKey key{n.origin, n.in_reply_to};
       auto it = retracted.find(key);
-      if (it == retracted.end() || n.published.Witnessed() < it->second->published.Witnessed()) {
+      if (it == retracted.end() || n.published < it->second->published) {
         retracted[key] = &n;
       }
       if (n.revision > 0) corrects[{n.origin, n.notice_id}] = n.in_reply_to;
@@ -126,35 +133,47 @@ Assessment Assess(const History& history, const common::Policy& policy,
   }
 
   Counter counter(policy, period.last.year());
+  std::map<std::tuple<std::string, std::string, std::string>, uint64_t> flows;
+  for (const PublishedNotice& n : history.notices) {
+    if (!in_period(n.published)) continue;
+    const std::string kind =
+        n.kind == "residence_change" && !n.subkind.empty() ? absl::StrCat(n.kind, ".", n.subkind) : n.kind;
+    for (const Delivery& d : n.deliveries) ++flows[{n.origin, d.destination, kind}];
+  }
+  for (const auto& [k, count] : flows) {
+    a.flows.push_back({std::get<0>(k), std::get<1>(k), std::get<2>(k), count});
+  }
   for (const PublishedNotice& n : history.notices) {
     const std::string& x = n.origin;
     const auto terms = policy.TermsFor(n.kind, n.priority);
-    const absl::Time published = n.published.Witnessed();
-    const bool published_moved = n.published.Moved();
     for (const Delivery& d : n.deliveries) {
       const std::string& y = d.destination;
       const std::string at_origin = absl::StrCat(x, " log entry ", n.log_index);
-      // Notification timeliness (the sender): published within the limit after it happened.
-      if (in_period(published)) {
+      const TimeBounds seen = n.PublishedSeenBy(y);
+      // Notification timeliness (the sender): published within the limit after it happened, not
+      // before the receiver saw the sender's log without it.
+      const absl::Time notified = seen.NotBefore();
+      if (in_period(notified)) {
         const absl::Time limit = EndOfDay(DayOf(n.occurred_at) + terms.notify_days);
-        const bool ok = published <= limit;
-        counter.Count("notification_timeliness", x, y, n.priority, ok, published_moved);
+        const bool ok = notified <= limit;
+        counter.Count("notification_timeliness", x, y, n.priority, ok, seen.Moved());
         if (!ok) {
           a.details.push_back({"notification_timeliness", "LATE_NOTIFICATION", x, y, n.notice_id,
-                               d.seq, limit, published, at_origin, published_moved});
+                               d.seq, limit, notified, at_origin, seen.Moved()});
         }
       }
-      // Receipt rate (the receiver): receipted within the limit after publication.
+      // Receipt rate (the receiver): receipted within the limit after publication (the sender's
+      // time: the receiver's own witness must not move its deadline), not before it was sent.
       std::optional<absl::Time> received;
       bool receipt_moved = false;
       if (d.receipt) {
-        received = d.receipt->Witnessed();
+        received = d.receipt->NotBefore();
         receipt_moved = d.receipt->Moved();
       }
-      const absl::Time receipt_due = EndOfDay(DayOf(published) + terms.receipt_days);
+      const absl::Time receipt_due = EndOfDay(DayOf(n.published) + terms.receipt_days);
       if (in_period(receipt_due)) {
         const bool ok = received && *received <= receipt_due;
-        const bool clock = receipt_moved || published_moved;
+        const bool clock = receipt_moved || seen.Moved();
         counter.Count("receipt_rate", x, y, n.priority, ok, clock);
         if (!ok) {
           a.details.push_back(
@@ -169,12 +188,13 @@ Assessment Assess(const History& history, const common::Policy& policy,
       // Feedback (the receiver): a reply owed by the policy, or asked for with reply_due.
       if (history.nodes.count(y) == 0) continue;  // the replier's log is not in the audit
       if (!terms.reply && !n.reply_due) continue;
-      const absl::Time anchor = received ? *received : published;
+      // The deadline counts from the receipt, not later than the sender logged it.
+      const absl::Time anchor = d.receipt ? d.receipt->NotAfter() : n.published;
       const absl::Time due =
           terms.reply ? EndOfDay(policy.DueDay(DayOf(anchor), *terms.reply)) : *n.reply_due;
       if (!in_period(due)) continue;
       if (auto r = retracted.find({x, n.notice_id});
-          r != retracted.end() && r->second->published.Witnessed() <= due) {
+          r != retracted.end() && r->second->published <= due) {
         continue;  // voided or corrected in time: the correction carries the obligation
       }
       // Replies to this notice or to what it corrects.
@@ -185,7 +205,8 @@ Assessment Assess(const History& history, const common::Policy& policy,
         if (auto it = replies.find({x, id}); it != replies.end()) {
           for (const PublishedNotice* r : it->second) {
             if (r->origin != y) continue;
-            const absl::Time t = r->published.Witnessed();
+            // Not before the sender saw the replier's log without the reply.
+            const absl::Time t = r->PublishedSeenBy(x).NotBefore();
             if (t < a.cutoff && (!replied || t < *replied)) {
               replied = t;
               reply = r;
@@ -195,7 +216,7 @@ Assessment Assess(const History& history, const common::Policy& policy,
         auto c = corrects.find({x, id});
         id = c == corrects.end() ? "" : c->second;
       }
-      const bool clock = (reply != nullptr && reply->published.Moved()) || receipt_moved;
+      const bool clock = (reply != nullptr && reply->PublishedSeenBy(x).Moved()) || receipt_moved;
       counter.Count("feedback_rate", x, y, n.priority, replied.has_value(), clock);
       counter.Count("timely_feedback_rate", x, y, n.priority, replied && *replied <= due, clock);
       if (!replied || *replied > due) {

@@ -3,18 +3,21 @@
 // computed from verified exchange logs and the signed receipts they hold, never from personal
 // data.
 //
-// Every time that counts is bounded by what the other side signed or witnessed, so that no side
-// improves its own score by back-dating:
-//  - publication: not before the other nodes last cosigned the publisher's log without the
-//    PUBLISHED entry, not after they first cosigned it with it;
-//  - receipt: the receiver's signed received_at, not before the origin's SENT entry for the batch
-//    and not after the origin logged the receipt;
-//  - reply: like publication, bounded by the cosignatures of the replier's log.
-// A claimed time moved by more than a minute to fit its bounds marks the item (`clock`): a skewed
-// clock or a back-dated record.
+// No side improves its own score by back-dating: each time that counts against a side is bounded
+// by what the other side of the pair signed or witnessed.
+//  - notification timeliness (scores the sender): publication not before the receiver last
+//    cosigned the sender's log without the PUBLISHED entry;
+//  - receipt rate (scores the receiver): the receiver's signed received_at, not before the
+//    sender's SENT entry for the batch; the deadline counts from the sender's publication time;
+//  - feedback (scores the receiver): the deadline counts from the received_at, not after the
+//    sender logged the receipt; the reply's publication not before the sender last cosigned the
+//    receiver's log without it.
+// A claimed time that disagrees with the other side's witness by more than a minute marks the
+// item (`clock`): a skewed clock or a back-dated record could have moved the figure.
 #ifndef CASEWAY_CLIENT_AUDIT_ASSESSMENT_H_
 #define CASEWAY_CLIENT_AUDIT_ASSESSMENT_H_
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -27,14 +30,14 @@
 
 namespace caseway::client::audit {
 
-// TimeBounds: a time one party claims, and the bounds the other parties witnessed.
+// TimeBounds: a time one party claims, and the bounds another party witnessed.
 struct TimeBounds {
   absl::Time claim;
   absl::Time lo = absl::InfinitePast();
   absl::Time hi = absl::InfiniteFuture();
-  // The time that counts: the claim, moved into [lo, hi].
-  absl::Time Witnessed() const;
-  // The claim was moved by more than kClockTolerance.
+  absl::Time NotBefore() const { return std::max(claim, lo); }
+  absl::Time NotAfter() const { return std::min(claim, hi); }
+  // The claim lies outside the witnessed bounds by more than kClockTolerance.
   bool Moved() const;
 };
 inline constexpr absl::Duration kClockTolerance = absl::Minutes(1);
@@ -52,14 +55,20 @@ struct PublishedNotice {
   std::string origin;
   std::string notice_id;
   std::string kind;
+  std::string subkind;  // arrival/departure, fee stage, certificate action
   caseway::v1::Priority priority = caseway::v1::PRIORITY_UNSPECIFIED;
   absl::Time occurred_at;
   std::optional<absl::Time> reply_due;
   std::string in_reply_to_origin, in_reply_to;
   int32_t revision = 0;
-  TimeBounds published;
+  absl::Time published;  // the publisher's claim (its log entry's time)
+  // Bounds on the publication from each other audited node that cosigned the publisher's log:
+  // lo, it saw the log without the entry then; hi, with it.
+  std::map<std::string, std::pair<absl::Time, absl::Time>> witnessed;
   uint64_t log_index = 0;
   std::vector<Delivery> deliveries;
+  // The publication as `witness` bounds it (unbounded when it did not cosign).
+  TimeBounds PublishedSeenBy(const std::string& witness) const;
 };
 
 // History: what the audited nodes' logs say they published, and the receipts they hold.
@@ -97,6 +106,14 @@ struct DetailRow {
   bool clock = false;
 };
 
+// FlowRow: how many notices of one kind went from origin to destination in the period (by
+// witnessed publication time): the flow statistics (统计监测). `kind` is the body's field name,
+// with ".arrival" / ".departure" for residence changes.
+struct FlowRow {
+  std::string origin, destination, kind;
+  uint64_t count = 0;
+};
+
 struct Assessment {
   common::ReportingPeriod period;
   absl::Time cutoff;  // deadlines after this are not yet judged (the period's end, or now)
@@ -104,6 +121,7 @@ struct Assessment {
   std::vector<IndicatorRow> rows;    // per pair, direction and priority, then per pair
   std::vector<IndicatorRow> totals;  // per indicator and scope
   std::vector<DetailRow> details;
+  std::vector<FlowRow> flows;
   std::vector<std::string> notes;
 };
 

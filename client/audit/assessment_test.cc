@@ -42,7 +42,7 @@ class AssessmentTest : public ::testing::Test {
     n.kind = kind;
     n.priority = priority;
     n.occurred_at = at - absl::Hours(1);
-    n.published.claim = at;
+    n.published = at;
     n.log_index = history_.notices.size();
     Delivery& d = n.deliveries.emplace_back();
     d.destination = dest;
@@ -133,7 +133,7 @@ TEST_F(AssessmentTest, RepliesAfterTheDeadlineVoidsCorrectionsAndBackDatedReplie
   Reply("f11", n11, Cst(10, 17));  // answers the correction, in time
   // A reply dated Oct 14 by its author, while X cosigned Y's log without it until Oct 25.
   PublishedNotice& f12 = Reply("f12", request("n12", Cst(10, 1)), Cst(10, 14));
-  f12.published.lo = Cst(10, 25);
+  f12.witnessed[kX] = {Cst(10, 25), absl::InfiniteFuture()};
   Assessment a = Run();
   const IndicatorRow* fb = Row(a, "feedback_rate", kX, kY, v1::PRIORITY_SUBJECT);
   const IndicatorRow* timely = Row(a, "timely_feedback_rate", kX, kY, v1::PRIORITY_SUBJECT);
@@ -147,6 +147,19 @@ TEST_F(AssessmentTest, RepliesAfterTheDeadlineVoidsCorrectionsAndBackDatedReplie
   EXPECT_EQ(Problems(a, "feedback_rate"), (std::vector<std::string>{"n9:NO_REPLY"}));
   EXPECT_EQ(Problems(a, "timely_feedback_rate"),
             (std::vector<std::string>{"n12:LATE_REPLY:clock", "n8:LATE_REPLY"}));
+}
+
+TEST_F(AssessmentTest, AReceiverCannotExtendItsDeadlineByPostDatingItsReceipt) {
+  // Received (the receiver claims) on Oct 10, but the sender logged the signed receipt on Oct 1:
+  // the 15 days count from Oct 1, and the reply on Oct 20 is late.
+  PublishedNotice& n = Publish("n", kX, kY, Cst(10, 1), "verification_request", v1::PRIORITY_SUBJECT);
+  Receipt(n, Cst(10, 10));
+  n.deliveries[0].receipt->hi = Cst(10, 1, 10, 1);
+  Reply("f", n, Cst(10, 20));
+  Assessment a = Run();
+  EXPECT_EQ(Problems(a, "timely_feedback_rate"), std::vector<std::string>{"n:LATE_REPLY:clock"});
+  // Its own claim makes the receipt late (due Oct 4): post-dating costs, it never pays.
+  EXPECT_EQ(Problems(a, "receipt_rate"), std::vector<std::string>{"n:LATE_RECEIPT:clock"});
 }
 
 TEST_F(AssessmentTest, WorkingDayDeadlinesCountTheCalendar) {
@@ -179,7 +192,7 @@ TEST_F(AssessmentTest, NotificationTimelinessScoresTheSenderByWitnessedPublicati
   at("c2", Cst(8, 1), Cst(10, 2));    // two months late
   at("c3", Cst(9, 1), Cst(10, 2));    // limit Oct 1: a day late
   // Claimed Sep 30 (in time, and in September), but C cosigned X's log without it until Oct 5.
-  at("c4", Cst(9, 1), Cst(9, 30)).published.lo = Cst(10, 5);
+  at("c4", Cst(9, 1), Cst(9, 30)).witnessed[kC] = {Cst(10, 5), absl::InfiniteFuture()};
   at("c5", Cst(9, 1), Cst(9, 29));    // September: another period
   Assessment a = Run();
   const IndicatorRow* r = Row(a, "notification_timeliness", kX, kC);

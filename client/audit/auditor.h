@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "caseway/v1/audit.pb.h"
 #include "caseway/v1/exchange_log.grpc.pb.h"
+#include "client/audit/assessment.h"
 #include "common/directory.h"
 #include "common/merkle.h"
 #include "common/signing.h"
@@ -88,6 +89,11 @@ absl::StatusOr<std::vector<std::string>> FetchInclusionProof(caseway::v1::Exchan
 absl::StatusOr<std::vector<std::string>> FetchConsistencyProof(
     caseway::v1::ExchangeLog::Stub& stub, uint64_t first, uint64_t second);
 
+// FetchEvidence pages through the node's signed manifests and receipts for `peer` in one
+// direction.
+absl::StatusOr<std::vector<caseway::v1::Evidence>> FetchEvidence(
+    NodeLog& log, const std::string& peer, caseway::v1::GetEvidenceRequest::Direction direction);
+
 // Auditor talks to nodes with an auditor certificate and judges them against the federation
 // directory. Thread-compatible.
 class Auditor {
@@ -108,6 +114,12 @@ class Auditor {
 
   // Reconcile classifies every exchange between two verified nodes, both directions.
   absl::StatusOr<ReconcileReport> Reconcile(NodeLog& a, NodeLog& b);
+
+  // CollectHistory gathers what the assessment needs from verified logs (assessment.h): every
+  // PUBLISHED entry's facts and deliveries, the receipts each origin holds (signatures checked
+  // against the directory; an invalid one counts as no receipt), and the bounds the other logs'
+  // cosignatures put on each entry's time.
+  absl::StatusOr<History> CollectHistory(const std::vector<NodeLog*>& logs);
 
   // WriteBundle writes `bundle` as JSON under bundle_dir and returns the path.
   absl::StatusOr<std::string> WriteBundle(const caseway::v1::EvidenceBundle& bundle,

@@ -48,6 +48,8 @@ absl::Time TimeOf(const v1::LogEntry& e) {
   return absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(e.time()));
 }
 
+}  // namespace
+
 absl::StatusOr<std::vector<v1::Evidence>> FetchEvidence(NodeLog& log, const std::string& peer,
                                                         v1::GetEvidenceRequest::Direction dir) {
   std::vector<v1::Evidence> out;
@@ -64,10 +66,6 @@ absl::StatusOr<std::vector<v1::Evidence>> FetchEvidence(NodeLog& log, const std:
     req.set_after(resp.next());
   }
 }
-
-
-
-}  // namespace
 
 absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, ReconcileReport& report) {
   const std::string& x = origin.jurisdiction;

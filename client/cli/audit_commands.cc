@@ -1,4 +1,5 @@
-// The `caseway audit` commands: a coordinator's verify, reconcile, evidence and verify-bundle.
+// The `caseway audit` commands: a coordinator's verify, reconcile, evidence, verify-bundle and
+// report (report_command.cc).
 #include "client/cli/audit_commands.h"
 
 #include <google/protobuf/util/json_util.h>
@@ -51,6 +52,8 @@ void AddAuditFlags(CLI::App* app, AuditFlags* f, bool needs_connection) {
                 "do not fetch the notice bytes to compare them with the logged digests");
 }
 
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<caseway::client::audit::Auditor>> MakeAuditor(const AuditFlags& f) {
   auto dir = caseway::common::Directory::Load(f.directory);
   if (!dir.ok()) return dir.status();
@@ -75,6 +78,8 @@ absl::StatusOr<std::unique_ptr<caseway::client::audit::Auditor>> MakeAuditor(con
   o.bundle_all = f.bundle_all;
   return std::make_unique<caseway::client::audit::Auditor>(o, std::move(*dir), std::move(*creds));
 }
+
+namespace {
 
 std::string Short(absl::string_view hash) { return caseway::common::ToHex(hash).substr(0, 16); }
 
@@ -367,17 +372,48 @@ void AddAuditCommands(CLI::App& app, AuditCommands* c) {
       "facts its status claims. No node needed.");
   c->bundle->add_option("file", c->target, "bundle JSON file")->required();
   AddAuditFlags(c->bundle, &c->flags, false);
+  c->report = audit->add_subcommand(
+      "report",
+      "The two-way assessment of one reporting period (docs/policy.md): verify every NODE's log,\n"
+      "then compute per pair, direction, scope and priority the receipt rate, feedback rate,\n"
+      "timely feedback rate and notification timeliness against the policy's targets, from times\n"
+      "the other side signed or witnessed. Exit 1 when a log fails verification.");
+  ReportFlags& r = c->report_flags;
+  c->report->add_option("nodes", r.nodes, "node addresses host:port (every node of the pairs)")
+      ->required();
+  c->report->add_option("--period", r.period, "reporting period: 2026-10 (monthly) or 2026-Q4")
+      ->required();
+  c->report->add_option("--policy", r.policy,
+                        "federation policy file (default: the built-in policy)");
+  c->report->add_option("--format", r.format, "table, csv or json")
+      ->check(CLI::IsMember({"table", "csv", "json"}))
+      ->capture_default_str();
+  c->report->add_flag("--details", r.details,
+                      "list every item counted against a side (notice ids and evidence, no "
+                      "personal data)");
+  c->report->add_option("--html", r.html,
+                        "also write the joint-meeting report to this file (self-contained HTML)");
+  c->report->add_option("--lang", r.lang, "language of the HTML report: zh or en")
+      ->check(CLI::IsMember({"zh", "en"}))
+      ->capture_default_str();
+  c->report->add_option("--level", r.level,
+                        "aggregate the HTML report's pairs by county, prefecture or province")
+      ->check(CLI::IsMember({"county", "prefecture", "province"}))
+      ->capture_default_str();
+  AddAuditFlags(c->report, &c->flags, true);
 }
 
 bool AuditCommands::parsed() const {
   return (verify && verify->parsed()) || (reconcile && reconcile->parsed()) ||
-         (evidence && evidence->parsed()) || (bundle && bundle->parsed());
+         (evidence && evidence->parsed()) || (bundle && bundle->parsed()) ||
+         (report && report->parsed());
 }
 
 int RunAuditCommand(const AuditCommands& c) {
   if (c.verify->parsed()) return RunAuditVerify(c.flags, c.node_a);
   if (c.reconcile->parsed()) return RunAuditReconcile(c.flags, c.node_a, c.node_b);
   if (c.bundle->parsed()) return RunAuditVerifyBundle(c.flags, c.target);
+  if (c.report->parsed()) return RunAuditReport(c.flags, c.report_flags);
   if (c.evidence->parsed()) {
     return RunAuditEvidence(c.flags, c.node_a, c.target, c.evidence_origin, c.evidence_json);
   }
