@@ -20,8 +20,9 @@ packages=(
   procps python3
 )
 if [ "${1:-}" = "--test" ]; then
-  # chromium: the HTML assessment report is opened in headless Chromium (tests/report_test.cc)
-  packages+=(clang-14 libclang-rt-14-dev chromium)
+  # chromium and a CJK font: the HTML assessment report is opened in headless Chromium and
+  # screenshotted (tests/report_test.cc)
+  packages+=(clang-14 libclang-rt-14-dev chromium fonts-wqy-microhei)
 fi
 
 sudo_cmd=()

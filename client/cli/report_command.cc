@@ -196,7 +196,7 @@ int RunAuditReport(const AuditFlags& flags, const ReportFlags& rf) {
     if (!log.ok()) return fail(absl::StrCat(address, ": ", log.status().ToString()));
     for (const auto& f : findings) {
       if (f.status == "STALE_CHECKPOINT") {
-        notes.push_back(absl::StrCat(log->jurisdiction, ": ", f.detail));
+        notes.push_back(f.detail);
         continue;
       }
       fprintf(stderr, "caseway audit report: %s (%s): %s: %s\n", address.c_str(),

@@ -258,7 +258,7 @@ std::string Lines(const std::vector<std::string>& periods,
                           percent ? absl::StrFormat("%.0f%%", v) : absl::StrFormat("%.0f", v));
   }
   for (size_t i = 0; i < periods.size(); ++i) {
-    if (i % 2 == periods.size() % 2 || i + 1 == periods.size()) {
+    if ((periods.size() - 1 - i) % 2 == 0) {  // every other period, ending with this one
       absl::StrAppendFormat(&s, "<text x=\"%d\" y=\"%d\" class=\"axis\">%s</text>", px(i) - 18,
                             h - 8, Esc(periods[i]));
     }
@@ -394,7 +394,7 @@ std::string RenderHtml(const v1::AssessmentReport& report,
           "data-num=\"%d\" data-den=\"%d\"><td class=\"l\">%s</td><td class=\"l\">%s</td>"
           "<td class=\"l\">%s</td><td class=\"l\">%s</td><td>%d</td><td>%d</td><td>%s</td>"
           "<td>%s</td><td class=\"l\">%s%s</td></tr>\n",
-          c.below() ? "below" : "", ind, std::get<1>(k), std::get<2>(k), t(ind),
+          c.below() ? "below" : "", ind, std::get<1>(k), std::get<2>(k), c.num, c.den, t(ind),
           Place(std::get<1>(k)), Place(std::get<2>(k)), t(scope), c.num, c.den, Pct(c.rate()),
           Pct(c.target), c.below() ? t("below") : t("ok"),
           c.clock > 0 ? absl::StrCat(" · ", t("clock"), " ", c.clock) : "");
