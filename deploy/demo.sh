@@ -99,10 +99,29 @@ for line in sys.stdin:
 '
 }
 
+# The samples describe events of October 2026; the demo dates them yesterday, so that the
+# assessment shows a fresh exchange (a reply_due a sample states keeps its distance).
+fresh() {
+  python3 -c '
+import datetime, json, sys
+day = datetime.timedelta(days=1)
+now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+for line in sys.stdin:
+    n = json.loads(line)
+    old = datetime.datetime.fromisoformat(n["occurred_at"].replace("Z", "+00:00"))
+    new = now - day
+    n["occurred_at"] = new.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if "reply_due" in n:
+        due = datetime.datetime.fromisoformat(n["reply_due"].replace("Z", "+00:00"))
+        n["reply_due"] = (new + (due - old)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    print(json.dumps(n, ensure_ascii=False))
+' <"$1"
+}
+
 say "360102 publishes 12 notices of every kind to 440305 (one also to 360111)"
-cli 360102 publish "$here/samples/notices-360102.jsonl" | summarize_publish
+fresh "$here/samples/notices-360102.jsonl" | cli 360102 publish - | summarize_publish
 say "440305 publishes an arrival registration (to 360111) and an urgent verification request (to 360102)"
-cli 440305 publish "$here/samples/notices-440305.jsonl" | summarize_publish
+fresh "$here/samples/notices-440305.jsonl" | cli 440305 publish - | summarize_publish
 
 inbox_count() { cli "$1" status --json | sed -n 's/.*"inbox_total":"\{0,1\}\([0-9]*\).*/\1/p'; }
 await_inbox() {
@@ -113,8 +132,8 @@ await_inbox 440305 12
 await_inbox 360102 1
 
 say "Each answers the other's verification request (a feedback names the notice it answers)"
-cli 440305 publish "$here/samples/replies-440305.jsonl" | summarize_publish
-cli 360102 publish "$here/samples/replies-360102.jsonl" | summarize_publish
+fresh "$here/samples/replies-440305.jsonl" | cli 440305 publish - | summarize_publish
+fresh "$here/samples/replies-360102.jsonl" | cli 360102 publish - | summarize_publish
 await_inbox 440305 13
 await_inbox 360111 2
 await_inbox 360102 2
@@ -150,12 +169,20 @@ for _ in $(seq 1 40); do
 done
 cat "$run/reconcile.txt"
 
+period=$(TZ=Asia/Shanghai date +%Y-%m)
+say "Coordinator: the two-way assessment of $period so far (docs/policy.md)"
+"$bin/caseway" audit report "127.0.0.1:$(port_of 360102)" "127.0.0.1:$(port_of 360111)" \
+  "127.0.0.1:$(port_of 440305)" --period "$period" "${audit_flags[@]}" \
+  --html "$run/report-$period.html" 2>&1 | grep -v "^caseway audit report: wrote"
+echo "The joint-meeting page: $run/report-$period.html (open it in a browser; it prints on A4)"
+
 cat <<TXT
 
 The demo federation is up. Things to try (from $root):
   export CASEWAY_CLIENT_CONFIG=$run/client-360102.yaml
   $bin/caseway status                         # channels, cursors and lag of 360102
   $bin/caseway todo --owed-to-us               # replies 360102 is still waiting for
+  $bin/caseway audit report 127.0.0.1:$(port_of 360102) 127.0.0.1:$(port_of 440305) --period $period --details ${audit_flags[*]}
   $bin/caseway publish $here/samples/notices-360102.jsonl   # again: every line is a duplicate
   $bin/caseway inbox --follow --client-config $run/client-360111.yaml   # wait for new notices
   kill -9 ${pids[2]}; $bin/caseway status       # 440305 gone: its channel lags, subscription backs off

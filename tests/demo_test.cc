@@ -63,6 +63,10 @@ TEST(DemoTest, DemoFederationExchangesEveryKindAndStops) {
   EXPECT_THAT(r.out, ::testing::ContainsRegex("owed us +360111 +sz-2026-arrival-1"));
   EXPECT_THAT(r.out, ::testing::ContainsRegex("PROVEN +13 +2 +15"));
   EXPECT_THAT(r.out, HasSubstr("OK: every exchange matched"));
+  // The coordinator's assessment of the current month, and its page.
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("Assessment 20[0-9][0-9]-[01][0-9] "));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("notification_timeliness +origin +360102 +440305"));
+  EXPECT_THAT(r.out, HasSubstr("The joint-meeting page: "));
   // The demo stopped its nodes: the ports are free again.
   EXPECT_TRUE(WaitFor([&] { return Bindable(base) && Bindable(base + 1) && Bindable(base + 2); },
                       absl::Seconds(10)));
