@@ -134,6 +134,7 @@ void FillDefaults(NodeConfig& c) {
   if (ex->batch_max_entries() == 0) ex->set_batch_max_entries(2048);
   if (ex->window_batches() == 0) ex->set_window_batches(8);
   if (!ex->has_heartbeat_interval()) *ex->mutable_heartbeat_interval() = Dur(1000);
+  if (!ex->has_max_clock_offset()) *ex->mutable_max_clock_offset() = Dur(30000);
   if (!ex->has_backoff_initial()) *ex->mutable_backoff_initial() = Dur(200);
   if (!ex->has_backoff_max()) *ex->mutable_backoff_max() = Dur(10000);
   auto* li = c.mutable_limits();
@@ -229,6 +230,7 @@ absl::Status Validate(const NodeConfig& c, absl::string_view source) {
   v.Range("exchange.batch_max_entries", ex.batch_max_entries(), 1, 10000);
   v.Range("exchange.window_batches", ex.window_batches(), 1, 64);
   v.DurationRange("exchange.heartbeat_interval", ex.heartbeat_interval(), 100, 3600000);
+  v.DurationRange("exchange.max_clock_offset", ex.max_clock_offset(), 1000, 86400000);
   v.DurationRange("exchange.backoff_initial", ex.backoff_initial(), 10, 3600000);
   v.DurationRange("exchange.backoff_max", ex.backoff_max(),
                   TimeUtil::DurationToMilliseconds(ex.backoff_initial()), 3600000);

@@ -6,6 +6,7 @@
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
 
+#include "absl/strings/str_cat.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -100,6 +101,40 @@ absl::StatusOr<std::vector<std::string>> CertificateUris(const std::string& pem)
   GENERAL_NAMES_free(names);
   X509_free(cert);
   return uris;
+}
+
+}  // namespace caseway::common
+
+namespace caseway::common {
+
+absl::StatusOr<CertificateWindow> CertificateValidity(const std::string& pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (cert == nullptr) return absl::InvalidArgumentError("not a PEM certificate");
+  auto to_time = [](const ASN1_TIME* t) {
+    struct tm tm {};
+    ASN1_TIME_to_tm(t, &tm);
+    return absl::FromCivil(absl::CivilSecond(tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                                             tm.tm_hour, tm.tm_min, tm.tm_sec),
+                           absl::UTCTimeZone());
+  };
+  CertificateWindow w{to_time(X509_get0_notBefore(cert)), to_time(X509_get0_notAfter(cert))};
+  X509_free(cert);
+  return w;
+}
+
+std::string ClockProblem(const CertificateWindow& w, absl::Time now) {
+  auto text = [](absl::Time t) { return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone()); };
+  if (now < w.not_before) {
+    return absl::StrCat("this clock (", text(now), ") is before the certificate's validity (from ",
+                        text(w.not_before), "): check the clock (NTP)");
+  }
+  if (now > w.not_after) {
+    return absl::StrCat("this clock (", text(now), ") is after the certificate's validity (until ",
+                        text(w.not_after), "): renew the certificate, or check the clock");
+  }
+  return "";
 }
 
 }  // namespace caseway::common

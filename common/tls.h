@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "absl/strings/string_view.h"
 
 namespace caseway::common {
@@ -46,6 +47,18 @@ namespace caseway::common {
 // CertificateUris returns the URI SANs of the first certificate in `pem`. INVALID_ARGUMENT when
 // it is not a PEM certificate.
 absl::StatusOr<std::vector<std::string>> CertificateUris(const std::string& pem);
+
+// CertificateWindow is a certificate's validity period.
+struct CertificateWindow {
+  absl::Time not_before;
+  absl::Time not_after;
+};
+absl::StatusOr<CertificateWindow> CertificateValidity(const std::string& pem);
+
+// ClockProblem says why a certificate valid in `window` fails at `now` by this clock ("" when
+// it does not): TLS checks validity against the system clock, so a clock set wrong makes every
+// handshake fail, and the peers only see a failed handshake.
+std::string ClockProblem(const CertificateWindow& window, absl::Time now);
 
 }  // namespace caseway::common
 #endif  // CASEWAY_COMMON_TLS_H_

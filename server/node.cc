@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include <google/protobuf/util/time_util.h>
 
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/directory.h"
 #include "common/identity.h"
@@ -39,6 +40,18 @@ absl::Status CheckNodeCertificate(const v1::NodeConfig& config) {
     return absl::FailedPreconditionError(
         absl::StrCat("tls.cert_file: ", config.tls().cert_file(), " names [",
                      absl::StrJoin(*uris, ", "), "], not ", want.ToString()));
+  }
+  // TLS checks certificates against the system clock: a clock set wrong makes every handshake
+  // fail, and peers and clients see only a failed handshake. Say so here, where the cause is.
+  for (const std::string* file : {&config.tls().cert_file(), &config.tls().ca_file()}) {
+    auto pem_file = common::ReadFile(*file);
+    if (!pem_file.ok()) continue;
+    auto window = common::CertificateValidity(*pem_file);
+    if (!window.ok()) continue;
+    if (std::string problem = common::ClockProblem(*window, common::Now()); !problem.empty()) {
+      Log(LogLevel::kError, "TLS will fail because of time",
+          {{"certificate", *file}, {"problem", problem}});
+    }
   }
   return absl::OkStatus();
 }

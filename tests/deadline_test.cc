@@ -377,5 +377,63 @@ TEST_F(DeadlineTest, ABadPolicyFileStopsTheNodeWithTheFieldNamed) {
   EXPECT_THAT(check.err, HasSubstr("bad.yaml: rules[0].reply.days: 400 is not in 1..366"));
 }
 
+TEST_F(DeadlineTest, ClockOffsetsToPeersAreMeasuredShownAndLogged) {
+  nodes_[kB]->SetClockOffset(absl::Minutes(2));  // B runs two minutes ahead (bound: 30 s)
+  ASSERT_OK(nodes_[kA]->Start());
+  ASSERT_OK(nodes_[kB]->Start());
+  auto subscription = [&](const std::string& node, const std::string& origin) {
+    v1::StatusResponse::Subscription out;
+    auto s = nodes_[node]->NewClient()->Status();
+    if (s.ok()) {
+      for (const auto& sub : s->subscriptions()) {
+        if (sub.origin() == origin) out = sub;
+      }
+    }
+    return out;
+  };
+  ASSERT_TRUE(WaitFor([&] { return subscription(kA, kB).clock_offset_exceeded(); }, absl::Seconds(15)));
+  const int64_t ahead = subscription(kA, kB).clock_offset_ms();
+  EXPECT_GT(ahead, 110000);
+  EXPECT_LT(ahead, 130000);
+  ASSERT_TRUE(WaitFor([&] { return subscription(kB, kA).clock_offset_exceeded(); }, absl::Seconds(15)));
+  EXPECT_LT(subscription(kB, kA).clock_offset_ms(), -110000);
+  EXPECT_THAT(nodes_[kA]->log(), HasSubstr("clock offset to peer beyond exchange.max_clock_offset"));
+  // `caseway status` shows it too.
+  RunResult status = RunCommand([&] {
+    std::vector<std::string> argv = {BinDir() + "/caseway", "status"};
+    for (auto& f : nodes_[kA]->CliFlags()) argv.push_back(f);
+    return argv;
+  }());
+  EXPECT_THAT(status.out, ::testing::ContainsRegex("clock: the peer.s clock is (1m5[0-9]s|2m[0-9]*s?) ahead of ours"));
+
+  auto offsets = [&](NodeProcess& n) {
+    std::vector<std::pair<bool, int64_t>> out;
+    for (const auto& bytes : n.Blobs("SELECT bytes FROM log_leaf ORDER BY idx")) {
+      v1::LogEntry e;
+      if (e.ParseFromString(bytes) && e.kind() == v1::LogEntry::KIND_CLOCK_OFFSET) {
+        EXPECT_EQ(e.peer(), kB);
+        out.push_back({e.clock_offset_exceeded(), e.clock_offset_micros() / 1000000});
+      }
+    }
+    return out;
+  };
+  ASSERT_TRUE(WaitFor([&] { return offsets(*nodes_[kA]).size() == 1; }, absl::Seconds(5)));
+  EXPECT_TRUE(offsets(*nodes_[kA])[0].first);
+  EXPECT_NEAR(offsets(*nodes_[kA])[0].second, 120, 10);
+  // A's clock catches up: back within the bound, and logged as such.
+  nodes_[kA]->SetClockOffset(absl::Minutes(2));
+  ASSERT_TRUE(WaitFor([&] { return !subscription(kA, kB).clock_offset_exceeded(); }, absl::Seconds(15)));
+  ASSERT_TRUE(WaitFor([&] { return offsets(*nodes_[kA]).size() == 2; }, absl::Seconds(5)));
+  EXPECT_FALSE(offsets(*nodes_[kA])[1].first);
+  EXPECT_LT(std::abs(subscription(kA, kB).clock_offset_ms()), 10000);
+}
+
+TEST_F(DeadlineTest, ANodeWhoseClockIsBeforeItsCertificatesSaysSo) {
+  nodes_[kA]->SetClockOffset(-absl::Hours(72));  // its certificates were made a moment ago
+  ASSERT_OK(nodes_[kA]->Start());
+  EXPECT_THAT(nodes_[kA]->log(), HasSubstr("TLS will fail because of time"));
+  EXPECT_THAT(nodes_[kA]->log(), HasSubstr("is before the certificate's validity"));
+}
+
 }  // namespace
 }  // namespace caseway::testing

@@ -332,6 +332,12 @@ int RunStatus(const Connection& conn, bool json) {
     if (!s.witness().empty() && s.witness() != "ok") {
       printf("%-14s witness: %s\n", "", s.witness().c_str());
     }
+    if (s.has_clock_offset_ms() && s.clock_offset_exceeded()) {
+      const int64_t ms = s.clock_offset_ms();
+      printf("%-14s clock: the peer's clock is %s %s ours (exchange.max_clock_offset)\n", "",
+             absl::FormatDuration(absl::Seconds(std::llabs(ms) / 1000)).c_str(),
+             ms > 0 ? "ahead of" : "behind");
+    }
     if (s.policy_mismatch()) {
       printf("%-14s policy: the peer runs another federation policy (%.16s…)\n", "",
              s.peer_policy_digest().c_str());

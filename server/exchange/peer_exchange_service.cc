@@ -415,6 +415,8 @@ void Subscription::QueueHeartbeat(absl::Time now) {
   hb.mutable_heartbeat()->set_head(channel.head);
   hb.mutable_heartbeat()->set_receipted(channel.acked);
   hb.mutable_heartbeat()->set_policy_digest(service_->store_->policy().digest());
+  *hb.mutable_heartbeat()->mutable_sent_at() =
+      TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(common::Now()));
   outbox_.emplace_back(std::move(hb), 0);
   next_heartbeat_ = now + service_->heartbeat_interval_;
 }

@@ -9,6 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/backoff.h"
+#include "absl/strings/ascii.h"
+#include "common/config.h"
+#include "common/clock.h"
 #include "common/digest.h"
 #include "common/fault.h"
 #include "common/grpc_status.h"
@@ -51,6 +54,31 @@ Subscriber::Subscriber(const v1::NodeConfig& config, const v1::PeerConfig& peer,
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // keep pinging an idle stream
   stub_ = v1::PeerExchange::NewStub(grpc::CreateCustomChannel(peer.address(), creds, args));
+  if (auto pem = common::ReadFile(config.tls().cert_file()); pem.ok()) {
+    if (auto window = common::CertificateValidity(*pem); window.ok()) cert_window_ = *window;
+  }
+}
+
+std::string Subscriber::TimeHint(const absl::Status& s) {
+  if (s.code() != absl::StatusCode::kUnavailable) return "";
+  const std::string lower = absl::AsciiStrToLower(s.message());
+  if (lower.find("handshake") == std::string::npos && lower.find("ssl") == std::string::npos &&
+      lower.find("certificate") == std::string::npos) {
+    return "";
+  }
+  if (cert_window_) {
+    if (std::string p = common::ClockProblem(*cert_window_, common::Now()); !p.empty()) {
+      return absl::StrCat(" (TLS fails because of time: this node's certificate: ", p, ")");
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  if (clock_exceeded_ && clock_offset_) {
+    return absl::StrCat(" (the peer's clock differed from ours by ",
+                        absl::FormatDuration(absl::Trunc(*clock_offset_, absl::Seconds(1))),
+                        ": a certificate may look not yet valid or expired to one side; check both "
+                        "clocks)");
+  }
+  return "";
 }
 
 Subscriber::~Subscriber() { Stop(); }
@@ -79,11 +107,50 @@ v1::StatusResponse::Subscription Subscriber::Status() {
   s.set_peer_head(peer_head_);
   s.set_lag(peer_head_ > cursor_ ? peer_head_ - cursor_ : 0);
   s.set_state(state_);
+  if (clock_offset_) {
+    s.set_clock_offset_ms(absl::ToInt64Milliseconds(*clock_offset_));
+    s.set_clock_offset_exceeded(clock_exceeded_);
+  }
   if (!peer_policy_digest_.empty()) {
     s.set_peer_policy_digest(common::ToHex(peer_policy_digest_));
     s.set_policy_mismatch(peer_policy_digest_ != store_->policy().digest());
   }
   return s;
+}
+
+void Subscriber::ObserveClock(absl::Time peer_time) {
+  const absl::Duration offset = peer_time - common::Now();
+  const absl::Duration bound = ToDuration(exchange_.max_clock_offset());
+  std::optional<bool> changed;
+  {
+    absl::MutexLock lock(&mu_);
+    clock_offset_ = offset;
+    // Back within the bound only below 80% of it, so that an offset near the bound does not
+    // log an entry per heartbeat.
+    if (!clock_exceeded_ && absl::AbsDuration(offset) > bound) {
+      clock_exceeded_ = true;
+      changed = true;
+    } else if (clock_exceeded_ && absl::AbsDuration(offset) < bound * 0.8) {
+      clock_exceeded_ = false;
+      changed = false;
+    }
+  }
+  if (!changed) return;
+  const std::string text = absl::FormatDuration(absl::Trunc(offset, absl::Milliseconds(1)));
+  if (*changed) {
+    Log(LogLevel::kWarn,
+        "clock offset to peer beyond exchange.max_clock_offset: check both clocks (NTP); "
+        "deadlines and the assessment of this pair may be judged on skewed times",
+        {{"origin", peer_.jurisdiction()}, {"offset", text},
+         {"bound", absl::FormatDuration(bound)}});
+  } else {
+    Log(LogLevel::kInfo, "clock offset to peer back within bounds",
+        {{"origin", peer_.jurisdiction()}, {"offset", text}});
+  }
+  if (absl::Status s = store_->RecordClockOffset(peer_.jurisdiction(), offset, *changed); !s.ok()) {
+    Log(LogLevel::kWarn, "clock offset not recorded in the exchange log",
+        {{"origin", peer_.jurisdiction()}, {"status", s.ToString()}});
+  }
 }
 
 // Watchdog cancels a session from which nothing (not even a heartbeat) arrived for
@@ -114,10 +181,11 @@ void Subscriber::Run() {
     // A session that ran for a while was a success: start the backoff afresh.
     if (absl::Now() - started > absl::Seconds(5)) backoff.Reset();
     absl::Duration delay = backoff.Next();
+    const std::string hint = s.ok() ? "" : TimeHint(s);
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
-      state_ = absl::StrCat("backoff: ", s.ToString());
+      state_ = absl::StrCat("backoff: ", s.ToString(), hint);
     }
     Log(LogLevel::kInfo, "subscription interrupted",
         {{"origin", peer_.jurisdiction()},
@@ -186,6 +254,10 @@ absl::Status Subscriber::Session() {
       identity_checked = true;
     }
     if (resp.has_heartbeat()) {
+      if (resp.heartbeat().has_sent_at()) {
+        ObserveClock(absl::FromUnixMicros(
+            TimeUtil::TimestampToMicroseconds(resp.heartbeat().sent_at())));
+      }
       {
         absl::MutexLock lock(&mu_);
         peer_head_ = resp.heartbeat().head();

@@ -5,10 +5,12 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "common/tls.h"
 #include "caseway/v1/config.pb.h"
 #include "caseway/v1/gateway.pb.h"
 #include "caseway/v1/peer_exchange.grpc.pb.h"
@@ -63,6 +65,15 @@ class Subscriber {
   std::string state_ ABSL_GUARDED_BY(mu_) = "connecting";
   uint64_t peer_head_ ABSL_GUARDED_BY(mu_) = 0;
   std::string peer_policy_digest_ ABSL_GUARDED_BY(mu_);  // as last announced
+  // The peer's clock minus ours, from its last heartbeat; and whether it is beyond the bound.
+  std::optional<absl::Duration> clock_offset_ ABSL_GUARDED_BY(mu_);
+  bool clock_exceeded_ ABSL_GUARDED_BY(mu_) = false;
+  // This node's certificate validity, to tell a handshake that failed because of time.
+  std::optional<common::CertificateWindow> cert_window_;
+  // TimeHint adds to a failed session's status what a clock may have to do with it.
+  std::string TimeHint(const absl::Status& s);
+  // ObserveClock updates the offset from a heartbeat sent at `peer_time` (the peer's clock).
+  void ObserveClock(absl::Time peer_time);
   uint64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_rx_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;

@@ -171,6 +171,9 @@ class NoticeStore {
   // RecordPolicy appends a POLICY entry when `policy` differs from the last one recorded here
   // (with the log on), and remembers it.
   absl::Status RecordPolicy(const common::Policy& policy);
+  // RecordClockOffset appends a CLOCK_OFFSET entry: the offset to `peer` went beyond the bound
+  // (`exceeded`) or came back within it.
+  absl::Status RecordClockOffset(const std::string& peer, absl::Duration offset, bool exceeded);
   const common::Policy& policy() const {
     return options_.policy != nullptr ? *options_.policy : common::Policy::Default();
   }

@@ -1,5 +1,6 @@
 // Replies and the to-do list: the items each notice that owes a reply opens, and the replies,
-// voids and corrections that settle them (docs/policy.md, "To-do").
+// voids and corrections that settle them (docs/policy.md, "To-do"); and the policy and clock
+// records of the exchange log.
 #include <google/protobuf/util/time_util.h>
 
 #include "absl/strings/str_cat.h"
@@ -287,6 +288,21 @@ absl::Status NoticeStore::RecordPolicy(const common::Policy& policy) {
         while (s.Step()) {
         }
         return s.status("record policy digest");
+      },
+      [] {});
+}
+
+absl::Status NoticeStore::RecordClockOffset(const std::string& peer, absl::Duration offset,
+                                            bool exceeded) {
+  if (!options_.log_enabled) return absl::OkStatus();
+  return queue_->Run(
+      [&](sqlite3*) -> absl::Status {
+        v1::LogEntry entry;
+        entry.set_kind(v1::LogEntry::KIND_CLOCK_OFFSET);
+        entry.set_peer(peer);
+        entry.set_clock_offset_micros(absl::ToInt64Microseconds(offset));
+        entry.set_clock_offset_exceeded(exceeded);
+        return AppendEntry(entry).status();
       },
       [] {});
 }
