@@ -12,7 +12,8 @@
 # integrity (the exchange log's own checks: batched throughput with the background scrub at its
 # default pace and off, alternated twice, and caseway-bench-log's check-before-signing figures),
 # flood (caseway-bench-flood: a client's publish p99 and the node's memory under each flood of
-# issue #10; FLOOD_SECONDS, FLOOD_RATE).
+# issue #10; FLOOD_SECONDS, FLOOD_RATE), report (REPORT_NODES real nodes exchange REPORT_N
+# notices, then `caseway audit report` over all of them: its time and memory; issue #8).
 # Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (32),
 # LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), FANOUT_STREAMS (3000),
 # FANOUT_PER_STREAM (100), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
@@ -26,14 +27,14 @@ root=$(cd "$here/.." && pwd)
 build=${CASEWAY_BUILD_DIR:-$root/build}
 if [ "${QUICK:-0}" = 1 ]; then
   : "${COUNT:=20000}" "${UNARY_COUNT:=2000}" "${LAT_SECONDS:=3}" "${BACKLOG:=20000}" "${IMPORT:=20000}"
-  : "${FANOUT_STREAMS:=300}" "${FANOUT_PER_STREAM:=20}"
+  : "${FANOUT_STREAMS:=300}" "${FANOUT_PER_STREAM:=20}" "${REPORT_NODES:=6}" "${REPORT_N:=20000}"
   : "${ONLY:=throughput latency catchup import fanout}"
 fi
 COUNT=${COUNT:-200000}; UNARY_COUNT=${UNARY_COUNT:-20000}; CLIENTS=${CLIENTS:-8}; BATCH=${BATCH:-100}
 UNARY_CLIENTS=${UNARY_CLIENTS:-32}; LAT_SECONDS=${LAT_SECONDS:-10}; BACKLOG=${BACKLOG:-1000000}
 IMPORT=${IMPORT:-1000000}; PEER_N=${PEER_N:-100000}; BASE_PORT=${BASE_PORT:-17400}
 FANOUT_STREAMS=${FANOUT_STREAMS:-3000}; FANOUT_PER_STREAM=${FANOUT_PER_STREAM:-100}
-ONLY=${ONLY:-throughput latency catchup import fanout peers integrity flood}
+ONLY=${ONLY:-throughput latency catchup import fanout peers integrity flood report}
 
 bash "$root/deploy/install-deps.sh" >/dev/null
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -249,6 +250,82 @@ if [[ " $ONLY " == *" flood "* ]]; then
   sed -n 's/^JSON //p' "$work/flood.out" >>"$results"
   log "node 360102 peak RSS over the floods: $(peak_rss_mb "${pid[360102]}") MiB"
   unpair
+fi
+
+if [[ " $ONLY " == *" report "* ]]; then
+  # A federation of REPORT_NODES real nodes (county codes of Jiangxi and Guangdong from the
+  # bundled table), each peered with the next two around a ring; REPORT_N notices published
+  # (each node to both of its next two), receipted and checkpointed; then one coordinator's
+  # `caseway audit report` over every node for the current period: its wall time and peak memory
+  # (targets: 60 s, 1 GiB).
+  RN=${REPORT_NODES:-30}; RTOTAL=${REPORT_N:-1000000}
+  log ""; log "== report: $RN nodes, $RTOTAL notices of 1 KiB (ring: each node to its next two), then caseway audit report over all"
+  mapfile -t codes < <(awk -F, 'NR > 1 && ($4 == 36 || $4 == 44) {print $1}' "$root/bench/data/regions/areas.csv" | head -n "$RN")
+  for j in "${codes[@]}"; do  # 360102 has its certificates already
+    [ -f "$pki/nodes/$j.crt" ] || bash "$root/deploy/pki.sh" node "$pki" "$j" >/dev/null
+    [ -f "$pki/clients/$j-bench.crt" ] || bash "$root/deploy/pki.sh" client "$pki" "$j" bench >/dev/null
+  done
+  bash "$root/deploy/pki.sh" directory "$pki" >/dev/null
+  bash "$root/deploy/pki.sh" auditor "$pki" coordinator >/dev/null 2>&1 || true
+  rport() { echo $((BASE_PORT + 100 + $1)); }
+  rpid=()
+  for i in "${!codes[@]}"; do
+    j=${codes[$i]}
+    {
+      echo "federation: bench.caseway"
+      echo "jurisdiction: \"$j\""
+      echo "listen_address: 127.0.0.1:$(rport "$i")"
+      echo "port_file: $work/r-$j.port"
+      echo "tls: {ca_file: $pki/ca.crt, cert_file: $pki/nodes/$j.crt, key_file: $pki/nodes/$j.key}"
+      echo "storage: {path: $work/data-report/$j.db}"
+      echo "peers:"
+      for d in 1 2 $((RN - 1)) $((RN - 2)); do
+        k=$(( (i + d) % RN )); echo "  - {jurisdiction: \"${codes[$k]}\", address: 127.0.0.1:$(rport "$k")}"
+      done
+      echo "limits: {max_batch_notices: 1000, max_message_bytes: 16777216}"
+      echo "exchange_log: {signing_key_file: $pki/nodes/$j.sign.key, directory_file: $pki/directory.yaml}"
+      echo "log: {level: warn}"
+    } >"$work/r-$j.yaml"
+    "$bin/caseway-node" --config "$work/r-$j.yaml" >>"$out/node-report-$j.log" 2>&1 &
+    rpid+=($!)
+  done
+  for j in "${codes[@]}"; do
+    for _ in $(seq 1 400); do [ -f "$work/r-$j.port" ] && break; sleep 0.05; done
+  done
+  per=$(( RTOTAL / (2 * RN) ))
+  t0=$(date +%s.%N)
+  for i in "${!codes[@]}"; do
+    j=${codes[$i]}
+    tp=()
+    for d in 1 2; do
+      k=$(( (i + d) % RN ))
+      "$bin/caseway-bench" throughput --a "127.0.0.1:$(rport "$i")" --ca "$pki/ca.crt" \
+        --a-cert "$pki/clients/$j-bench.crt" --a-key "$pki/clients/$j-bench.key" \
+        --origin "$j" --dest "${codes[$k]}" --clients 2 --batch 1000 --count "$per" \
+        --label "report-$j-${codes[$k]}" >"$work/r-$j-$d.out" 2>&1 &
+      tp+=($!)
+    done
+    wait "${tp[@]}"  # one node's two channels at a time (not `wait`: the nodes are children too)
+  done
+  t1=$(date +%s.%N)
+  log "published and receipted $((per * 2 * RN)) notices in $(awk "BEGIN{printf \"%.0f\", $t1 - $t0}") s"
+  sleep 10  # checkpoints (1 s) and cosignatures (5 s) cover the last batches
+  addrs=(); for i in "${!codes[@]}"; do addrs+=("127.0.0.1:$(rport "$i")"); done
+  period=$(TZ=Asia/Shanghai date +%Y-%m)
+  /usr/bin/time -f "%e %M" -o "$work/report.time" "$bin/caseway" audit report "${addrs[@]}" \
+    --period "$period" --format json --skip-notice-bytes --directory "$pki/directory.yaml" \
+    --ca "$pki/ca.crt" --cert "$pki/auditors/coordinator.crt" --key "$pki/auditors/coordinator.key" \
+    --state-dir "$work/audit-state" --bundle-dir "$work/audit-bundles" >"$work/report.json" 2>"$work/report.err" || true
+  read -r secs kb <"$work/report.time" || true
+  counted=$(python3 -c 'import json,sys
+r=json.load(open(sys.argv[1]))
+print(sum(int(t.get("denominator",0)) for t in r.get("totals",[]) if t["indicator"]=="notification_timeliness"))' "$work/report.json" 2>/dev/null || echo "?")
+  log "caseway audit report over $RN nodes: ${secs:-?} s, peak RSS $(( ${kb:-0} / 1024 )) MiB, $counted notices counted (targets: 60 s, 1024 MiB)"
+  [ -s "$work/report.err" ] && head -5 "$work/report.err" | tee -a "$out/summary.txt"
+  echo "{\"bench\":\"report\",\"nodes\":$RN,\"notices\":$((per * 2 * RN)),\"seconds\":${secs:-0},\"peak_rss_mib\":$(( ${kb:-0} / 1024 )),\"counted\":\"$counted\"}" >>"$results"
+  for p in "${rpid[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${rpid[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work/data-report"
 fi
 
 if [[ " $ONLY " == *" peers "* ]]; then

@@ -22,17 +22,20 @@ NoticeRules Rules() {
   return r;
 }
 
-// Samples reads deploy/samples/notices-360102.jsonl: one valid notice of every kind.
+// Samples reads 360102's sample notices (deploy/samples/notices-360102.jsonl) and its reply
+// (replies-360102.jsonl): one valid notice of every kind.
 std::vector<v1::Notice> Samples() {
   const char* src = getenv("CASEWAY_SOURCE_DIR");
-  std::ifstream in(std::string(src ? src : CASEWAY_DEFAULT_SOURCE_DIR) +
-                   "/deploy/samples/notices-360102.jsonl");
   std::vector<v1::Notice> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    v1::Notice n;
-    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(line, &n).ok()) << line;
-    out.push_back(n);
+  for (const char* file : {"notices-360102.jsonl", "replies-360102.jsonl"}) {
+    std::ifstream in(std::string(src ? src : CASEWAY_DEFAULT_SOURCE_DIR) + "/deploy/samples/" + file);
+    EXPECT_TRUE(in.good()) << file;
+    std::string line;
+    while (std::getline(in, line)) {
+      v1::Notice n;
+      EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(line, &n).ok()) << line;
+      out.push_back(n);
+    }
   }
   return out;
 }

@@ -18,6 +18,8 @@ packages=(
   libgtest-dev libgmock-dev
   # demo and tests use these tools
   procps python3
+  # bench/run.sh measures the report's time and memory with GNU time
+  time
 )
 if [ "${1:-}" = "--test" ]; then
   # chromium and a CJK font: the HTML assessment report is opened in headless Chromium and

@@ -213,6 +213,9 @@ int RunAuditReport(const AuditFlags& flags, const ReportFlags& rf) {
                                    "…, not the one applied here (", policy.DigestHex().substr(0, 16),
                                    "…)"));
     }
+    // The entries' bytes were needed to verify the log; the assessment reads the parsed ones.
+    log->entries.clear();
+    log->entries.shrink_to_fit();
     logs.push_back(std::move(*log));
   }
   if (unverified) {
