@@ -120,13 +120,14 @@ class ReportTest : public ::testing::Test {
   // Settled: every node's checkpoint covers every event it logged so far (witness records alone
   // are checkpointed less often), and every channel is receipted.
   void Settled() {
-    for (auto& [j, n] : nodes_) {
+    for (auto& entry : nodes_) {
+      NodeProcess* n = entry.second.get();
       const int64_t size = EventsSize(*n);
       ASSERT_TRUE(WaitFor([&] { return n->Count("SELECT coalesce(max(size), 0) FROM checkpoint") >= size; },
                           absl::Seconds(20)));
       ASSERT_TRUE(WaitFor([&] { return n->Count("SELECT count(*) FROM channel WHERE acked < head") == 0; },
                           absl::Seconds(20)))
-          << j << " has unreceipted notices";
+          << entry.first << " has unreceipted notices";
     }
   }
 
