@@ -220,7 +220,7 @@ FederationPolicy::Limit Days(uint32_t n, bool working = false) {
 }
 
 FederationPolicy DefaultProto() {
-  // docs/policy.md, "The built-in policy"; ../shared/design/domain.md, Deadlines.
+  // docs/policy.md, "The built-in policy" (the defaults of the domain design: Deadlines).
   FederationPolicy p;
   p.set_version("caseway-default-1");
   auto rule = [&p](const char* kind, v1::Priority priority, std::optional<FederationPolicy::Limit> reply) {
