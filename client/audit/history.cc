@@ -11,12 +11,15 @@
 
 namespace caseway::client::audit {
 
-using google::protobuf::util::TimeUtil;
-
 namespace {
 
+// TimeOf converts a time another node chose: saturating (a hostile log's seconds near the int64
+// limit must not overflow), and held to the years 1900..2200 that the calendar code handles.
 absl::Time TimeOf(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(t));
+  static const absl::Time kMin = absl::FromCivil(absl::CivilDay(1900, 1, 1), absl::UTCTimeZone());
+  static const absl::Time kMax = absl::FromCivil(absl::CivilDay(2200, 12, 31), absl::UTCTimeZone());
+  const absl::Time at = absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+  return std::clamp(at, kMin, kMax);
 }
 
 // Witnesses: the cosignatures other nodes logged of one node's checkpoints, as (tree size, time

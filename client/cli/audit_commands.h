@@ -32,7 +32,6 @@ struct ReportFlags {
   std::string html;              // write the joint-meeting page here
   std::string lang = "zh";       // zh, en
   std::string level = "county";  // county, prefecture, province
-  std::string regions;           // region names (code<TAB>name lines); default: the bundled table
 };
 
 // AuditCommands holds what the command line said for `caseway audit ...`.

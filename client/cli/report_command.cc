@@ -246,7 +246,7 @@ int RunAuditReport(const AuditFlags& flags, const ReportFlags& rf) {
     for (const std::string& label : PreviousPeriods(policy, *period, 11)) {
       if (auto r = trend(label)) history_reports.push_back(std::move(*r));
     }
-    HtmlOptions options{rf.lang, rf.level, rf.regions};
+    HtmlOptions options{rf.lang, rf.level};
     std::string page = RenderHtml(report, history_reports, options);
     std::ofstream out(rf.html, std::ios::trunc);
     out << page;

@@ -16,7 +16,6 @@ namespace caseway::cli {
 struct HtmlOptions {
   std::string lang = "zh";       // zh or en
   std::string level = "county";  // county, prefecture or province
-  std::string regions;           // unused: names come from the bundled region table
 };
 
 // PreviousPeriods returns the labels of the `n` periods before `period`, oldest first.

@@ -136,6 +136,14 @@ void Subscriber::ObserveClock(absl::Time peer_time) {
     }
   }
   if (!changed) return;
+  // A peer that flips its heartbeat time around the bound must not grow our log by an entry a
+  // second: at most kClockRecordsPerHour entries per peer an hour; the state above stays exact.
+  const absl::Time real_now = absl::Now();
+  while (!clock_records_.empty() && real_now - clock_records_.front() > absl::Hours(1)) {
+    clock_records_.pop_front();
+  }
+  const bool record = clock_records_.size() < kClockRecordsPerHour;
+  if (record) clock_records_.push_back(real_now);
   const std::string text = absl::FormatDuration(absl::Trunc(offset, absl::Milliseconds(1)));
   if (*changed) {
     Log(LogLevel::kWarn,
@@ -146,6 +154,11 @@ void Subscriber::ObserveClock(absl::Time peer_time) {
   } else {
     Log(LogLevel::kInfo, "clock offset to peer back within bounds",
         {{"origin", peer_.jurisdiction()}, {"offset", text}});
+  }
+  if (!record) {
+    common::LogLimited(LogLevel::kWarn, "clock offset changes too often; not all are logged",
+                       {{"origin", peer_.jurisdiction()}});
+    return;
   }
   if (absl::Status s = store_->RecordClockOffset(peer_.jurisdiction(), offset, *changed); !s.ok()) {
     Log(LogLevel::kWarn, "clock offset not recorded in the exchange log",
@@ -255,8 +268,9 @@ absl::Status Subscriber::Session() {
     }
     if (resp.has_heartbeat()) {
       if (resp.heartbeat().has_sent_at()) {
-        ObserveClock(absl::FromUnixMicros(
-            TimeUtil::TimestampToMicroseconds(resp.heartbeat().sent_at())));
+        // Saturating: the peer chose these numbers.
+        ObserveClock(absl::FromUnixSeconds(resp.heartbeat().sent_at().seconds()) +
+                     absl::Nanoseconds(resp.heartbeat().sent_at().nanos()));
       }
       {
         absl::MutexLock lock(&mu_);

@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <deque>
 #include <optional>
 #include <string>
 #include <thread>
@@ -74,6 +75,9 @@ class Subscriber {
   std::string TimeHint(const absl::Status& s);
   // ObserveClock updates the offset from a heartbeat sent at `peer_time` (the peer's clock).
   void ObserveClock(absl::Time peer_time);
+  // When CLOCK_OFFSET entries were last appended (real time; subscriber thread only).
+  static constexpr size_t kClockRecordsPerHour = 6;
+  std::deque<absl::Time> clock_records_;
   uint64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_rx_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
