@@ -367,7 +367,7 @@ absl::StatusOr<std::vector<std::string>> ValidateNotice(const Notice& n, const N
   } else if (c.Instant("occurred_at", n.occurred_at())) {
     const auto& ts = n.occurred_at();
     absl::Time t = absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-    if (rules.now != absl::InfinitePast() && t > rules.now + absl::Minutes(5)) {
+    if (rules.now != absl::InfinitePast() && t > rules.now + kMaxFutureSkew) {
       c.Fail("occurred_at", "must not be more than 5 minutes in the future");
     }
   }

@@ -26,6 +26,9 @@ absl::Status ValidateRegionCode(absl::string_view code);
 // REQUIRES: the first 17 characters of `id` are digits.
 char IdNumberCheckCharacter(absl::string_view id);
 
+// How far in the future, by the accepting node's clock, a notice's occurred_at may be.
+inline constexpr absl::Duration kMaxFutureSkew = absl::Minutes(5);
+
 // NoticeRules is what validation needs to know about the node that accepts a notice.
 struct NoticeRules {
   std::string self_jurisdiction;         // the origin; destinations may not name it

@@ -428,6 +428,29 @@ TEST_F(DeadlineTest, ClockOffsetsToPeersAreMeasuredShownAndLogged) {
   EXPECT_LT(std::abs(subscription(kA, kB).clock_offset_ms()), 10000);
 }
 
+TEST_F(DeadlineTest, ANoticeFromTheFutureOfTheReceiversClockIsStoredAndFlagged) {
+  nodes_[kB]->SetClockOffset(absl::Minutes(10));  // B runs ten minutes ahead
+  ASSERT_OK(nodes_[kA]->Start());
+  ASSERT_OK(nodes_[kB]->Start());
+  auto b = nodes_[kB]->NewClient();
+  // Two minutes ahead of B's clock (its gateway accepts it), twelve ahead of A's.
+  v1::Notice ahead = SampleNotice("from-the-future", {kA});
+  *ahead.mutable_occurred_at() = TimeUtil::MicrosecondsToTimestamp(
+      absl::ToUnixMicros(absl::Now() + absl::Minutes(12)));
+  ASSERT_OK(b->Publish(ahead));
+  v1::Notice now = SampleNotice("on-time", {kA});
+  *now.mutable_occurred_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(absl::Now()));
+  ASSERT_OK(b->Publish(now));
+  ASSERT_TRUE(Received(kA, 2)) << "stored: refusing it would block the channel";
+  v1::TodoResponse todo = Todo(kA, All());
+  ASSERT_EQ(todo.anomalies_size(), 1);
+  EXPECT_EQ(todo.anomalies(0).notice_id(), "from-the-future");
+  EXPECT_EQ(todo.anomalies(0).peer(), kB);
+  EXPECT_THAT(todo.anomalies(0).problem(),
+              ::testing::MatchesRegex("occurred_at is 1[12]m[0-9]+s in the future by this node's "
+                                      "clock \\(more than 5m\\); the origin's clock may be ahead"));
+}
+
 TEST_F(DeadlineTest, ANodeWhoseClockIsBeforeItsCertificatesSaysSo) {
   nodes_[kA]->SetClockOffset(-absl::Hours(72));  // its certificates were made a moment ago
   ASSERT_OK(nodes_[kA]->Start());

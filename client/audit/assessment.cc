@@ -4,6 +4,7 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "common/validation.h"
 
 namespace caseway::client::audit {
 namespace {
@@ -155,11 +156,16 @@ Assessment Assess(const History& history, const common::Policy& policy,
       const absl::Time notified = seen.NotBefore();
       if (in_period(notified)) {
         const absl::Time limit = EndOfDay(DayOf(n.occurred_at) + terms.notify_days);
-        const bool ok = notified <= limit;
-        counter.Count("notification_timeliness", x, y, n.priority, ok, seen.Moved());
+        // An event dated after the receiver saw it published is not on time but unprovable: a
+        // sender cannot earn timeliness by dating its events forward.
+        const bool after = n.occurred_at > seen.NotAfter() + common::kMaxFutureSkew;
+        const bool ok = notified <= limit && !after;
+        const bool clock = seen.Moved() || after;
+        counter.Count("notification_timeliness", x, y, n.priority, ok, clock);
         if (!ok) {
-          a.details.push_back({"notification_timeliness", "LATE_NOTIFICATION", x, y, n.notice_id,
-                               d.seq, limit, notified, at_origin, seen.Moved()});
+          a.details.push_back({"notification_timeliness",
+                               after ? "OCCURRED_AFTER_PUBLICATION" : "LATE_NOTIFICATION", x, y,
+                               n.notice_id, d.seq, limit, notified, at_origin, clock});
         }
       }
       // Receipt rate (the receiver): receipted within the limit after publication (the sender's

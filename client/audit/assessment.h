@@ -96,7 +96,8 @@ struct IndicatorRow {
 // DetailRow: one item counted against a side, with where its evidence is.
 struct DetailRow {
   std::string indicator;
-  std::string problem;  // NOT_RECEIPTED, LATE_RECEIPT, NO_REPLY, LATE_REPLY, LATE_NOTIFICATION
+  std::string problem;  // NOT_RECEIPTED, LATE_RECEIPT, NO_REPLY, LATE_REPLY, LATE_NOTIFICATION,
+                        // OCCURRED_AFTER_PUBLICATION
   std::string origin, destination;
   std::string notice_id;
   uint64_t seq = 0;

@@ -195,23 +195,27 @@ TEST_F(AssessmentTest, NotificationTimelinessScoresTheSenderByWitnessedPublicati
   // Claimed Sep 30 (in time, and in September), but C cosigned X's log without it until Oct 5.
   at("c4", Cst(9, 1), Cst(9, 30)).witnessed[kC] = {Cst(10, 5), absl::InfiniteFuture()};
   at("c5", Cst(9, 1), Cst(9, 29));    // September: another period
+  // Dated after C saw it published (X's clock ahead, or its events dated forward): not on time.
+  at("c6", Cst(10, 8, 12), Cst(10, 8, 11)).witnessed[kC] = {absl::InfinitePast(), Cst(10, 8, 11)};
+  at("c7", Cst(10, 8, 11, 3), Cst(10, 8, 11));  // within the tolerance of a clock
   Assessment a = Run();
   const IndicatorRow* r = Row(a, "notification_timeliness", kX, kC);
   ASSERT_NE(r, nullptr);
   EXPECT_EQ(r->scored, "origin");
   EXPECT_EQ(r->scope, v1::SCOPE_INTRA_PROVINCE);
   EXPECT_EQ(r->target, 85);
-  EXPECT_EQ(r->denominator, 4u);
-  EXPECT_EQ(r->numerator, 1u);
+  EXPECT_EQ(r->denominator, 6u);
+  EXPECT_EQ(r->numerator, 2u);
   EXPECT_EQ(Problems(a, "notification_timeliness"),
             (std::vector<std::string>{"c2:LATE_NOTIFICATION", "c3:LATE_NOTIFICATION",
-                                      "c4:LATE_NOTIFICATION:clock"}));
+                                      "c4:LATE_NOTIFICATION:clock",
+                                      "c6:OCCURRED_AFTER_PUBLICATION:clock"}));
   // The scope totals add every pair of the scope.
   bool found = false;
   for (const auto& t : a.totals) {
     if (t.indicator == "notification_timeliness" && t.scope == v1::SCOPE_INTRA_PROVINCE) {
       found = true;
-      EXPECT_EQ(t.denominator, 4u);
+      EXPECT_EQ(t.denominator, 6u);
     }
   }
   EXPECT_TRUE(found);

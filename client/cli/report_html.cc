@@ -73,6 +73,7 @@ const std::map<std::string, std::pair<const char*, const char*>>& Labels() {
       {"NO_REPLY", {"未反馈", "no reply"}},
       {"LATE_REPLY", {"逾期反馈", "late reply"}},
       {"LATE_NOTIFICATION", {"逾期通报", "notified late"}},
+      {"OCCURRED_AFTER_PUBLICATION", {"发生时间晚于通报", "dated after publication"}},
       {"residence_change.arrival", {"流入登记", "arrivals"}},
       {"residence_change.departure", {"流出登记", "departures"}},
       {"residence_change", {"流动变更", "residence changes"}},

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/status_macros.h"
+#include "common/validation.h"
 #include "server/store/notice_store.h"
 #include "server/store/statements.h"
 
@@ -125,12 +126,23 @@ absl::Status NoticeStore::TrackReceived(const std::string& origin, const common:
     }
     RETURN_IF_ERROR(Done(t.open_item, "open to-do item"));
   }
-  if (f.in_reply_to.empty()) return absl::OkStatus();
-
   auto anomaly = [&](const std::string& problem) {
     t.insert_anomaly.Bind(1, origin).Bind(2, f.notice_id).Bind(3, now).Bind(4, problem);
     return Done(t.insert_anomaly, "record anomaly");
   };
+  // The origin's gateway checked occurred_at against its own clock; one that runs ahead lets
+  // through notices that ours would refuse. They are stored (refusing would block the channel)
+  // and flagged, so that neither office takes the time at face value.
+  if (f.occurred_at) {
+    const absl::Duration ahead = *f.occurred_at - absl::FromUnixMicros(now);
+    if (ahead > common::kMaxFutureSkew) {
+      RETURN_IF_ERROR(anomaly(absl::StrCat(
+          "occurred_at is ", absl::FormatDuration(absl::Trunc(ahead, absl::Seconds(1))),
+          " in the future by this node's clock (more than ",
+          absl::FormatDuration(common::kMaxFutureSkew), "); the origin's clock may be ahead")));
+    }
+  }
+  if (f.in_reply_to.empty()) return absl::OkStatus();
   auto exists = [&](Stmt& s, const std::string& id, const std::string* from) -> absl::StatusOr<bool> {
     s.Bind(1, id);
     if (from != nullptr) s.Bind(2, *from);
