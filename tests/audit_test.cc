@@ -206,6 +206,28 @@ TEST_F(AuditTest, ReconcileScenarioProducesEveryStatus) {
   }
 }
 
+TEST_F(AuditTest, HowOldAnUndeliveredNoticeIsCountsOnTheOriginsOwnClock) {
+  // A runs two days ahead; B does not subscribe to it, so nothing A publishes is sent.
+  a_->SetClockOffset(absl::Hours(48));
+  b_->ClearPeers();
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  auto a = a_->NewClient();
+  ASSERT_OK(a->Publish(SampleNotice("old", {kB})));
+  a_->SetClockOffset(absl::Hours(49));  // an hour passes, on A's clock
+  ASSERT_OK(a->Publish(SampleNotice("fresh", {kB})));
+  Settled();
+  // By the auditor's clock both look two days in the future: both would stay PENDING for two
+  // days. By A's, "old" is an hour old.
+  RunResult r = Audit({"reconcile", a_->address(), b_->address(), "--grace", "30m"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex(
+                         "UNDELIVERED +360102->440305 seq 0 +old +published 1h(0m[0-9]+s)? ago by "
+                         "360102's clock, never sent"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("UNDELIVERED +1 +0 +1"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("PENDING +1 +0 +1")) << "fresh";
+}
+
 TEST_F(AuditTest, KillNineBetweenCommitAndReceiptKeepsTheReceiptedIndex) {
   b_->set_env("CASEWAY_FAULTS=crash_after_receive_commit=3");
   ASSERT_OK(a_->Start());

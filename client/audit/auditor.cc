@@ -171,6 +171,8 @@ std::optional<uint64_t> Auditor::FirstBadEntry(NodeLog& log) {
   return lo;
 }
 
+absl::Time NodeLog::NodeNow() const { return common::Now() + clock_offset; }
+
 absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
                                         std::vector<Finding>* findings) {
   NodeLog log;
@@ -178,10 +180,13 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
   log.stub = v1::ExchangeLog::NewStub(grpc::CreateChannel(address, credentials_));
   v1::CheckpointResponse cp;
   std::shared_ptr<const grpc::AuthContext> peer;
+  absl::Time asked, answered;
   {
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline());
+    asked = common::Now();
     RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetCheckpoint(&ctx, v1::GetCheckpointRequest(), &cp)));
+    answered = common::Now();
     peer = ctx.auth_context();
   }
   log.note = cp.note();
@@ -221,8 +226,15 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
                                     log.halted.substr(0, 1024)));
   }
   const absl::Time signed_at = absl::FromUnixSeconds(log.checkpoint.time);
+  if (cp.has_now()) {
+    // The node's reading, against the middle of the call on ours; a node cannot claim to be
+    // earlier than the checkpoint it signed.
+    const absl::Time theirs = std::max(
+        absl::FromUnixSeconds(cp.now().seconds()) + absl::Nanoseconds(cp.now().nanos()), signed_at);
+    log.clock_offset = theirs - (asked + (answered - asked) / 2);
+  }
   if (log.checkpoint.time > 0 && log.log_size > log.checkpoint.size &&
-      common::Now() - signed_at > options_.stale) {
+      log.NodeNow() - signed_at > options_.stale) {
     observed("STALE_CHECKPOINT",
              absl::StrCat(log.jurisdiction, ": its latest checkpoint (", log.checkpoint.size,
                           " entries) was signed at ", absl::FormatTime(signed_at),

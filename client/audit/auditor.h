@@ -48,6 +48,11 @@ struct NodeLog {
   std::vector<std::string> cosigners;  // jurisdictions whose cosignature/v1 verified
   uint64_t log_size = 0;               // the node's committed size as it reports it (unsigned)
   std::string halted;                  // the node's own integrity-failure report, if any
+  // The node's clock minus the auditor's, from the time it gave with its checkpoint (zero when it
+  // gave none); never behind its signed checkpoint's time.
+  absl::Duration clock_offset = absl::ZeroDuration();
+  // Now, on the node's clock: how old the node's own claims are is measured with it.
+  absl::Time NodeNow() const;
   std::vector<std::string> entries;    // exact bytes, by position
   std::vector<caseway::v1::LogEntry> parsed;
   common::LeafTree tree;               // leaf hashes of `entries`: roots and proofs, computed here

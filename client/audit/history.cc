@@ -6,6 +6,7 @@
 
 #include "client/audit/auditor.h"
 #include "client/audit/evidence.h"
+#include "client/audit/witnesses.h"
 #include "common/digest.h"
 #include "common/status_macros.h"
 
@@ -21,40 +22,6 @@ absl::Time TimeOf(const google::protobuf::Timestamp& t) {
   const absl::Time at = absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
   return std::clamp(at, kMin, kMax);
 }
-
-// Witnesses: the cosignatures other nodes logged of one node's checkpoints, as (tree size, time
-// of the witness's entry), with the bounds they put on the node's entry at a given index.
-class Witnesses {
- public:
-  void Add(uint64_t size, absl::Time at) { points_.push_back({size, at}); }
-  void Seal() {
-    std::sort(points_.begin(), points_.end());
-    prefix_max_.resize(points_.size());
-    suffix_min_.resize(points_.size());
-    for (size_t i = 0; i < points_.size(); ++i) {
-      prefix_max_[i] = i == 0 ? points_[i].second : std::max(prefix_max_[i - 1], points_[i].second);
-    }
-    for (size_t i = points_.size(); i-- > 0;) {
-      suffix_min_[i] = i + 1 == points_.size() ? points_[i].second
-                                               : std::min(suffix_min_[i + 1], points_[i].second);
-    }
-  }
-  // Bound returns (lo, hi): the witness saw the log without entry `index` at lo, with it at hi.
-  std::pair<absl::Time, absl::Time> Bound(uint64_t index) const {
-    std::pair<absl::Time, absl::Time> out{absl::InfinitePast(), absl::InfiniteFuture()};
-    // First point whose size > index: its checkpoint holds the entry.
-    auto it = std::upper_bound(points_.begin(), points_.end(),
-                               std::make_pair(index, absl::InfiniteFuture()));
-    const size_t k = static_cast<size_t>(it - points_.begin());
-    if (k > 0) out.first = prefix_max_[k - 1];
-    if (k < points_.size()) out.second = suffix_min_[k];
-    return out;
-  }
-
- private:
-  std::vector<std::pair<uint64_t, absl::Time>> points_;
-  std::vector<absl::Time> prefix_max_, suffix_min_;
-};
 
 }  // namespace
 

@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "client/audit/auditor.h"
 #include "client/audit/evidence.h"
+#include "client/audit/witnesses.h"
 #include "common/clock.h"
 #include "common/digest.h"
 #include "common/grpc_status.h"
@@ -195,7 +196,27 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
   }
 
   std::set<std::string> delivered_digests;  // notice digests covered by some manifest
-  const absl::Time now = common::Now();
+  // How old the origin's entry at `index`, claimed at `claim`, is: on the origin's own clock (so
+  // a skewed clock does not age it), and no older than since the destination last cosigned the
+  // origin's log without it (on the destination's clock), so an origin cannot age its claims.
+  Witnesses seen_by_dest;
+  for (const v1::LogEntry& e : dest.parsed) {
+    if (e.kind() == v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED && e.peer() == x) {
+      seen_by_dest.Add(e.last_seq(), TimeOf(e));
+    }
+  }
+  seen_by_dest.Seal();
+  const absl::Time origin_now = origin.NodeNow(), dest_now = dest.NodeNow();
+  auto age = [&](uint64_t index, absl::Time claim) {
+    absl::Duration a = origin_now - claim;
+    const absl::Time without = seen_by_dest.Bound(index).first;
+    if (without != absl::InfinitePast()) a = std::min(a, dest_now - without);
+    return std::max(a, absl::ZeroDuration());
+  };
+  auto ago = [&](absl::Duration a) {
+    return absl::StrCat(absl::FormatDuration(absl::Trunc(a, absl::Seconds(1))), " ago by ", x,
+                        "'s clock");
+  };
   for (uint64_t s : seqs) {
     const auto& sb = sent_by_seq[s];
     const auto& rb = recv_by_seq[s];
@@ -250,7 +271,7 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
           (ev_index != sent_evidence_index.end() && ev_index->second < origin.checkpoint.size) ||
           (origin.checkpoint.time > 0 &&
            absl::FromUnixSeconds(origin.checkpoint.time) - created > kSentCommitSlack);
-      if (valid_sent.empty() && now - created < options_.grace && !covered) {
+      if (valid_sent.empty() && origin_now - created < options_.grace && !covered) {
         row.status = "PENDING";
         row.detail = absl::StrCat("received; the sending is younger than --grace and may be past ",
                                   x, "'s checkpoint");
@@ -302,9 +323,10 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
         entries.emplace_back(&origin, receipt_by_seq[s][0]->log_index);
         receipts_used.push_back(receipt_by_seq[s][0]->signed_receipt);
       } else {
-        absl::Time when = sb.empty() ? now : sb.back()->time;  // the latest sending
-        row.status = now - when < options_.grace ? "PENDING" : "UNDELIVERED";
-        row.detail = absl::StrCat("sent ", absl::FormatDuration(now - when), " ago, not received");
+        const absl::Duration a =
+            sb.empty() ? absl::ZeroDuration() : age(sb.back()->log_index, sb.back()->time);
+        row.status = a < options_.grace ? "PENDING" : "UNDELIVERED";
+        row.detail = absl::StrCat("sent ", ago(a), ", not received");
       }
     }
     if (IsProblem(row.status) || options_.bundle_all) {
@@ -323,8 +345,9 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
   // Published for y but in no manifest at all: not yet sent.
   for (const auto& [digest, p] : published) {
     if (delivered_digests.count(digest)) continue;
-    Row row{x, y, 0, p.notice_id, now - p.time < options_.grace ? "PENDING" : "UNDELIVERED",
-            absl::StrCat("published ", absl::FormatDuration(now - p.time), " ago, never sent")};
+    const absl::Duration a = age(p.log_index, p.time);
+    Row row{x, y, 0, p.notice_id, a < options_.grace ? "PENDING" : "UNDELIVERED",
+            absl::StrCat("published ", ago(a), ", never sent")};
     if (IsProblem(row.status) || options_.bundle_all) {
       row.bundle = NewBundle(row.status, row.detail, {&origin, &dest});
       row.bundle.set_origin(x);

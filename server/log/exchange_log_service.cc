@@ -1,6 +1,9 @@
 #include "server/log/exchange_log_service.h"
 
+#include <google/protobuf/util/time_util.h>
+
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/signing.h"
@@ -10,6 +13,7 @@ namespace caseway::server {
 using common::Log;
 using common::LogLevel;
 using common::ToGrpcStatus;
+using google::protobuf::util::TimeUtil;
 
 namespace {
 
@@ -62,6 +66,7 @@ grpc::Status ExchangeLogService::GetCheckpoint(grpc::ServerContext* ctx,
   resp->set_size(c->size);
   resp->set_root(c->root);
   resp->set_log_size(store_->LogHead().first);
+  *resp->mutable_now() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(common::Now()));
   if (absl::Status halted = store_->Halted(); !halted.ok()) {
     resp->set_halted(std::string(halted.message()));
   }

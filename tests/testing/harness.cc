@@ -223,6 +223,9 @@ void NodeProcess::SetClockOffset(absl::Duration offset) {
     out << absl::ToInt64Seconds(offset) << "\n";
   }
   std::rename(tmp.c_str(), clock_path().c_str());
+  // A running node looks at the file at most every 10 ms (common/test_clock.cc): wait that out,
+  // so that whatever the test does next sees the moved clock.
+  if (pid_ > 0) absl::SleepFor(absl::Milliseconds(25));
 }
 
 absl::Status NodeProcess::Start() {
