@@ -10,7 +10,9 @@
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
+#include "common/clock.h"
 #include "common/tls.h"
+#include "common/tls_diagnosis.h"
 
 namespace caseway::client {
 
@@ -61,7 +63,17 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ConnectionOptions&
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(-1);  // the node enforces its own limit, with a clear status
   auto channel = grpc::CreateCustomChannel(options.address, creds, args);
-  return std::unique_ptr<Client>(new Client(v1::Gateway::NewStub(channel)));
+  return std::unique_ptr<Client>(new Client(v1::Gateway::NewStub(channel), options));
+}
+
+absl::Status Client::Checked(const grpc::Status& status) const {
+  absl::Status s = FromGrpcStatus(status);
+  if (s.code() != absl::StatusCode::kUnavailable) return s;
+  const std::string why = common::DiagnoseHandshake(
+      options_.address,
+      common::TlsFiles{options_.ca_file, options_.cert_file, options_.key_file}, common::Now());
+  if (why.empty()) return s;
+  return absl::UnavailableError(absl::StrCat(s.message(), "; TLS: ", why));
 }
 
 grpc::Status CallIdempotent(const std::function<grpc::Status(grpc::ClientContext*)>& call) {
@@ -92,7 +104,7 @@ absl::StatusOr<v1::PublishResult> Client::Publish(const v1::Notice& notice) {
   v1::PublishRequest req;
   *req.mutable_notice() = notice;
   v1::PublishResult result;
-  RETURN_IF_ERROR(FromGrpcStatus(CallIdempotent(
+  RETURN_IF_ERROR(Checked(CallIdempotent(
       [&](grpc::ClientContext* ctx) { return stub_->Publish(ctx, req, &result); })));
   return result;
 }
@@ -102,21 +114,21 @@ absl::StatusOr<std::vector<v1::PublishResult>> Client::PublishBatch(
   v1::PublishBatchRequest req;
   for (const auto& n : notices) *req.add_notices() = n;
   v1::PublishBatchResponse resp;
-  RETURN_IF_ERROR(FromGrpcStatus(CallIdempotent(
+  RETURN_IF_ERROR(Checked(CallIdempotent(
       [&](grpc::ClientContext* ctx) { return stub_->PublishBatch(ctx, req, &resp); })));
   return std::vector<v1::PublishResult>(resp.results().begin(), resp.results().end());
 }
 
 absl::StatusOr<v1::StatusResponse> Client::Status() {
   v1::StatusResponse resp;
-  RETURN_IF_ERROR(FromGrpcStatus(CallIdempotent(
+  RETURN_IF_ERROR(Checked(CallIdempotent(
       [&](grpc::ClientContext* ctx) { return stub_->Status(ctx, v1::StatusRequest(), &resp); })));
   return resp;
 }
 
 absl::StatusOr<v1::TodoResponse> Client::Todo(const v1::TodoRequest& request) {
   v1::TodoResponse resp;
-  RETURN_IF_ERROR(FromGrpcStatus(CallIdempotent(
+  RETURN_IF_ERROR(Checked(CallIdempotent(
       [&](grpc::ClientContext* ctx) { return stub_->Todo(ctx, request, &resp); })));
   return resp;
 }
@@ -129,7 +141,7 @@ absl::Status Client::Inbox(const InboxOptions& options,
   start.mutable_start()->set_follow(options.follow);
   start.mutable_start()->set_ack(options.ack);
   start.mutable_start()->set_window(options.window);
-  if (!stream->Write(start)) return FromGrpcStatus(stream->Finish());
+  if (!stream->Write(start)) return Checked(stream->Finish());
   // Acks go in groups (one commit at the node per group): flushed every `group` items, at each
   // catch-up, and at the end. A group is at most half the window so the stream never stalls.
   const uint32_t window = options.window == 0 ? 256 : options.window;
@@ -167,7 +179,7 @@ absl::Status Client::Inbox(const InboxOptions& options,
     }
   }
   // Without follow the server finishes after our half-close, once our acks are committed.
-  return FromGrpcStatus(stream->Finish());
+  return Checked(stream->Finish());
 }
 
 }  // namespace caseway::client

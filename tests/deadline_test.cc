@@ -12,6 +12,7 @@
 #include "caseway/v1/exchange_log.pb.h"
 #include "common/digest.h"
 #include "common/policy.h"
+#include "common/tls_diagnosis.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/status_matchers.h"
 
@@ -456,6 +457,43 @@ TEST_F(DeadlineTest, ANodeWhoseClockIsBeforeItsCertificatesSaysSo) {
   ASSERT_OK(nodes_[kA]->Start());
   EXPECT_THAT(nodes_[kA]->log(), HasSubstr("TLS will fail because of time"));
   EXPECT_THAT(nodes_[kA]->log(), HasSubstr("is before the certificate's validity"));
+}
+
+TEST_F(DeadlineTest, AClientWhoseHandshakeFailsIsToldWhy) {
+  // gRPC says only UNAVAILABLE: the client library finds out why the handshake fails (a refusal
+  // of a certificate that chains is in HostileTest.RevokedCertificateIsRefusedOnNewAndExistingConnectionsAndItsStreamsEnd).
+  auto status = [&](NodeProcess& n) {
+    std::vector<std::string> argv = {BinDir() + "/caseway", "status"};
+    for (auto& f : n.CliFlags()) argv.push_back(f);
+    return RunCommand(argv);
+  };
+  // A healthy node: no diagnosis to add, and none is made up.
+  ASSERT_OK(nodes_[kC]->Start());
+  RunResult fine = status(*nodes_[kC]);
+  EXPECT_EQ(fine.exit_code, 0) << fine.err;
+  // A refusal by OpenSSL itself (a certificate of another federation's CA) is named by its
+  // alert, without a word about clocks.
+  Pki other(dir_.path() + "/other-pki", "other.test");
+  const std::string stranger = other.Client(kC, "stranger");
+  RunResult refused = RunCommand({BinDir() + "/caseway", "status", "--address",
+                                  nodes_[kC]->address(), "--ca", pki_->ca(), "--cert",
+                                  stranger + ".crt", "--key", stranger + ".key"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_THAT(refused.err, HasSubstr("without accepting this client's certificate: it is not "
+                                     "issued by the federation CA in"));
+  EXPECT_THAT(refused.err, ::testing::Not(HasSubstr("clock")));
+  // This machine's own clock before this client's certificate: said before anything else.
+  const std::string mine = pki_->Client(kC, "default");
+  const std::string why = common::DiagnoseHandshake(
+      nodes_[kC]->address(), common::TlsFiles{pki_->ca(), mine + ".crt", mine + ".key"},
+      absl::Now() - absl::Hours(72));
+  EXPECT_THAT(why, ::testing::StartsWith("this client's certificate (" + mine + ".crt): this clock ("));
+  EXPECT_THAT(why, HasSubstr("is before the certificate's validity"));
+  EXPECT_EQ(common::DiagnoseHandshake(nodes_[kC]->address(),
+                                      common::TlsFiles{pki_->ca(), mine + ".crt", mine + ".key"},
+                                      absl::Now()),
+            "")
+      << "a handshake that works has nothing to diagnose";
 }
 
 }  // namespace

@@ -464,6 +464,14 @@ TEST_F(HostileTest, RevokedCertificateIsRefusedOnNewAndExistingConnectionsAndIts
   EXPECT_THAT(again.error_message(), HasSubstr("is revoked"));
   auto fresh = v1::Gateway::NewStub(ChannelAs(office));
   EXPECT_EQ(status_call(fresh.get()).error_code(), grpc::StatusCode::UNAVAILABLE);
+  // The CLI, told only UNAVAILABLE by gRPC, says what it can find out.
+  RunResult cli = RunCommand({BinDir() + "/caseway", "status", "--address", a_->address(), "--ca",
+                              pki_->ca(), "--cert", office + ".crt", "--key", office + ".key"});
+  EXPECT_NE(cli.exit_code, 0);
+  EXPECT_THAT(cli.err, HasSubstr("TLS: the node closed the connection after the handshake without "
+                                 "accepting this client's certificate, which is valid from"));
+  EXPECT_THAT(cli.err, HasSubstr("either the node's clock is outside that window, or the node "
+                                 "does not accept this certificate (revoked"));
   auto unaffected = v1::Gateway::NewStub(ChannelAs(other));
   EXPECT_TRUE(status_call(unaffected.get()).ok());
   EXPECT_THAT(a_->log(), HasSubstr("revocation lists loaded"));

@@ -47,7 +47,8 @@ grpc::Status CallIdempotent(const std::function<grpc::Status(grpc::ClientContext
 class Client {
  public:
   // Connect builds a mutual-TLS channel. NOT_FOUND naming an unreadable certificate file.
-  // Connection errors appear on the first call (UNAVAILABLE).
+  // Connection errors appear on the first call (UNAVAILABLE; when the TLS handshake is what
+  // fails, the message says why, e.g. a clock outside a certificate's validity).
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const ConnectionOptions& options);
 
   // Publish stores one notice at the node; see Gateway.Publish for the error codes. Publish,
@@ -70,8 +71,15 @@ class Client {
   caseway::v1::Gateway::Stub* stub() { return stub_.get(); }
 
  private:
-  explicit Client(std::unique_ptr<caseway::v1::Gateway::Stub> stub) : stub_(std::move(stub)) {}
+  Client(std::unique_ptr<caseway::v1::Gateway::Stub> stub, ConnectionOptions options)
+      : stub_(std::move(stub)), options_(std::move(options)) {}
+  // Checked converts a call's status; an UNAVAILABLE one gets the reason a TLS handshake with
+  // the node fails, when it is one (a certificate outside its validity by either side's clock,
+  // a refused certificate), since gRPC reports all of them as UNAVAILABLE.
+  absl::Status Checked(const grpc::Status& status) const;
+
   std::unique_ptr<caseway::v1::Gateway::Stub> stub_;
+  ConnectionOptions options_;
 };
 
 }  // namespace caseway::client
