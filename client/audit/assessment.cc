@@ -89,11 +89,19 @@ bool TimeBounds::Moved() const {
   return claim < lo - kClockTolerance || claim > hi + kClockTolerance;
 }
 
-TimeBounds PublishedNotice::PublishedSeenBy(const std::string& witness) const {
-  TimeBounds t{published};
-  if (auto it = witnessed.find(witness); it != witnessed.end()) {
-    t.lo = it->second.first;
-    t.hi = it->second.second;
+TimeBounds History::SeenBy(const PublishedNotice& n, const std::string& witness) const {
+  TimeBounds t{n.published};
+  for (const auto& w : n.witnessed) {
+    if (w.witness == witness) {
+      t.lo = w.lo;
+      t.hi = w.hi;
+      return t;
+    }
+  }
+  if (auto by = witnesses.find(n.origin); by != witnesses.end()) {
+    if (auto w = by->second.find(witness); w != by->second.end()) {
+      std::tie(t.lo, t.hi) = w->second.Bound(n.log_index);
+    }
   }
   return t;
 }
@@ -150,7 +158,7 @@ Assessment Assess(const History& history, const common::Policy& policy,
     for (const Delivery& d : n.deliveries) {
       const std::string& y = d.destination;
       const std::string at_origin = absl::StrCat(x, " log entry ", n.log_index);
-      const TimeBounds seen = n.PublishedSeenBy(y);
+      const TimeBounds seen = history.SeenBy(n, y);
       // Notification timeliness (the sender): published within the limit after it happened, not
       // before the receiver saw the sender's log without it.
       const absl::Time notified = seen.NotBefore();
@@ -212,7 +220,7 @@ Assessment Assess(const History& history, const common::Policy& policy,
           for (const PublishedNotice* r : it->second) {
             if (r->origin != y) continue;
             // Not before the sender saw the replier's log without the reply.
-            const absl::Time t = r->PublishedSeenBy(x).NotBefore();
+            const absl::Time t = history.SeenBy(*r, x).NotBefore();
             if (t < a.cutoff && (!replied || t < *replied)) {
               replied = t;
               reply = r;
@@ -222,7 +230,7 @@ Assessment Assess(const History& history, const common::Policy& policy,
         auto c = corrects.find({x, id});
         id = c == corrects.end() ? "" : c->second;
       }
-      const bool clock = (reply != nullptr && reply->PublishedSeenBy(x).Moved()) || receipt_moved;
+      const bool clock = (reply != nullptr && history.SeenBy(*reply, x).Moved()) || receipt_moved;
       counter.Count("feedback_rate", x, y, n.priority, replied.has_value(), clock);
       counter.Count("timely_feedback_rate", x, y, n.priority, replied && *replied <= due, clock);
       if (!replied || *replied > due) {

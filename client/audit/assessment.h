@@ -26,6 +26,7 @@
 
 #include "absl/time/time.h"
 #include "caseway/v1/policy.pb.h"
+#include "client/audit/witnesses.h"
 #include "common/policy.h"
 
 namespace caseway::client::audit {
@@ -62,20 +63,28 @@ struct PublishedNotice {
   std::string in_reply_to_origin, in_reply_to;
   int32_t revision = 0;
   absl::Time published;  // the publisher's claim (its log entry's time)
-  // Bounds on the publication from each other audited node that cosigned the publisher's log:
-  // lo, it saw the log without the entry then; hi, with it.
-  std::map<std::string, std::pair<absl::Time, absl::Time>> witnessed;
   uint64_t log_index = 0;
   std::vector<Delivery> deliveries;
-  // The publication as `witness` bounds it (unbounded when it did not cosign).
-  TimeBounds PublishedSeenBy(const std::string& witness) const;
+  // Bounds on the publication given explicitly (hand-built histories); collected histories
+  // take them from History::witnesses instead.
+  struct Witnessed {
+    std::string witness;
+    absl::Time lo, hi;  // the witness saw the log without the entry at lo, with it at hi
+  };
+  std::vector<Witnessed> witnessed;
 };
 
-// History: what the audited nodes' logs say they published, and the receipts they hold.
+// History: what the audited nodes' logs say they published, the receipts they hold, and the
+// cosignatures each logged of the others' checkpoints.
 struct History {
   std::set<std::string> nodes;  // the audited jurisdictions
   std::vector<PublishedNotice> notices;
   uint64_t without_facts = 0;  // PUBLISHED entries written before Caseway 0.3 (skipped)
+  // By witnessed node, then by witness (sealed once every log is in).
+  std::map<std::string, std::map<std::string, Witnesses>> witnesses;
+
+  // The publication of `n` as `witness` bounds it (unbounded when it did not cosign).
+  TimeBounds SeenBy(const PublishedNotice& n, const std::string& witness) const;
 };
 
 // IndicatorRow: one indicator for one pair, direction and priority (PRIORITY_UNSPECIFIED: the

@@ -133,7 +133,7 @@ TEST_F(AssessmentTest, RepliesAfterTheDeadlineVoidsCorrectionsAndBackDatedReplie
   Reply("f11", n11, Cst(10, 17));  // answers the correction, in time
   // A reply dated Oct 14 by its author, while X cosigned Y's log without it until Oct 25.
   PublishedNotice& f12 = Reply("f12", request("n12", Cst(10, 1)), Cst(10, 14));
-  f12.witnessed[kX] = {Cst(10, 25), absl::InfiniteFuture()};
+  f12.witnessed.push_back({kX, Cst(10, 25), absl::InfiniteFuture()});
   Assessment a = Run();
   const IndicatorRow* fb = Row(a, "feedback_rate", kX, kY, v1::PRIORITY_SUBJECT);
   const IndicatorRow* timely = Row(a, "timely_feedback_rate", kX, kY, v1::PRIORITY_SUBJECT);
@@ -193,10 +193,10 @@ TEST_F(AssessmentTest, NotificationTimelinessScoresTheSenderByWitnessedPublicati
   at("c2", Cst(8, 1), Cst(10, 2));    // two months late
   at("c3", Cst(9, 1), Cst(10, 2));    // limit Oct 1: a day late
   // Claimed Sep 30 (in time, and in September), but C cosigned X's log without it until Oct 5.
-  at("c4", Cst(9, 1), Cst(9, 30)).witnessed[kC] = {Cst(10, 5), absl::InfiniteFuture()};
+  at("c4", Cst(9, 1), Cst(9, 30)).witnessed.push_back({kC, Cst(10, 5), absl::InfiniteFuture()});
   at("c5", Cst(9, 1), Cst(9, 29));    // September: another period
   // Dated after C saw it published (X's clock ahead, or its events dated forward): not on time.
-  at("c6", Cst(10, 8, 12), Cst(10, 8, 11)).witnessed[kC] = {absl::InfinitePast(), Cst(10, 8, 11)};
+  at("c6", Cst(10, 8, 12), Cst(10, 8, 11)).witnessed.push_back({kC, absl::InfinitePast(), Cst(10, 8, 11)});
   at("c7", Cst(10, 8, 11, 3), Cst(10, 8, 11));  // within the tolerance of a clock
   Assessment a = Run();
   const IndicatorRow* r = Row(a, "notification_timeliness", kX, kC);

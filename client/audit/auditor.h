@@ -125,6 +125,10 @@ class Auditor {
   // against the directory; an invalid one counts as no receipt), and the bounds the other logs'
   // cosignatures put on each entry's time.
   absl::StatusOr<History> CollectHistory(const std::vector<NodeLog*>& logs);
+  // The same one log at a time, so that each can be dropped once folded in (the report over a
+  // large federation never holds more than one log): CollectInto each, then FinishHistory.
+  absl::Status CollectInto(NodeLog& log, History& history);
+  void FinishHistory(History& history);
 
   // WriteBundle writes `bundle` as JSON under bundle_dir and returns the path.
   absl::StatusOr<std::string> WriteBundle(const caseway::v1::EvidenceBundle& bundle,

@@ -186,8 +186,10 @@ int RunAuditReport(const AuditFlags& flags, const ReportFlags& rf) {
   auto auditor = MakeAuditor(flags);
   if (!auditor.ok()) return fail(std::string(auditor.status().message()));
 
-  std::vector<caseway::client::audit::NodeLog> logs;
-  logs.reserve(rf.nodes.size());
+  // Each log is verified and folded into the history, then dropped: memory grows with the
+  // facts of the notices, not with the logs.
+  caseway::client::audit::History history;
+  std::vector<std::string> nodes;
   std::vector<std::string> notes;
   bool unverified = false;
   for (const auto& address : rf.nodes) {
@@ -213,25 +215,19 @@ int RunAuditReport(const AuditFlags& flags, const ReportFlags& rf) {
                                    "…, not the one applied here (", policy.DigestHex().substr(0, 16),
                                    "…)"));
     }
-    // The entries' bytes were needed to verify the log; the assessment reads the parsed ones.
-    log->entries.clear();
-    log->entries.shrink_to_fit();
-    logs.push_back(std::move(*log));
+    if (unverified) continue;  // no report; the remaining logs are still verified for stderr
+    if (absl::Status s = (*auditor)->CollectInto(*log, history); !s.ok()) {
+      return fail(absl::StrCat(address, ": ", s.ToString()));
+    }
+    nodes.push_back(log->jurisdiction);
   }
   if (unverified) {
     fprintf(stderr, "caseway audit report: no report: it rests on verified logs only (run "
                     "`caseway audit verify` for the findings and their bundles)\n");
     return 1;
   }
-  std::vector<caseway::client::audit::NodeLog*> ptrs;
-  std::vector<std::string> nodes;
-  for (auto& l : logs) {
-    ptrs.push_back(&l);
-    nodes.push_back(l.jurisdiction);
-  }
-  auto history = (*auditor)->CollectHistory(ptrs);
-  if (!history.ok()) return fail(history.status().ToString());
-  Assessment a = caseway::client::audit::Assess(*history, policy, *period, common::Now());
+  (*auditor)->FinishHistory(history);
+  Assessment a = caseway::client::audit::Assess(history, policy, *period, common::Now());
   a.notes.insert(a.notes.begin(), notes.begin(), notes.end());
   v1::AssessmentReport report = ToProto(a, nodes, rf.details || !rf.html.empty());
 
@@ -239,7 +235,7 @@ int RunAuditReport(const AuditFlags& flags, const ReportFlags& rf) {
     auto trend = [&](const std::string& label) -> std::optional<v1::AssessmentReport> {
       auto p = policy.PeriodNamed(label);
       if (!p.ok()) return std::nullopt;
-      return ToProto(caseway::client::audit::Assess(*history, policy, *p, common::Now()), nodes,
+      return ToProto(caseway::client::audit::Assess(history, policy, *p, common::Now()), nodes,
                      false);
     };
     std::vector<v1::AssessmentReport> history_reports;
