@@ -18,6 +18,7 @@
 #define CASEWAY_CLIENT_AUDIT_ASSESSMENT_H_
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -78,7 +79,8 @@ struct PublishedNotice {
 // cosignatures each logged of the others' checkpoints.
 struct History {
   std::set<std::string> nodes;  // the audited jurisdictions
-  std::vector<PublishedNotice> notices;
+  // A deque: references stay valid as it grows, and growing never copies a million notices.
+  std::deque<PublishedNotice> notices;
   uint64_t without_facts = 0;  // PUBLISHED entries written before Caseway 0.3 (skipped)
   // By witnessed node, then by witness (sealed once every log is in).
   std::map<std::string, std::map<std::string, Witnesses>> witnesses;

@@ -29,7 +29,6 @@ class AssessmentTest : public ::testing::Test {
  protected:
   AssessmentTest() : policy_(*common::Policy::Parse(kPolicy, "policy.yaml")) {
     history_.nodes = {kX, kY};
-    history_.notices.reserve(100);  // the tests hold references to the notices they built
   }
 
   // Publish adds a notice of `origin` to one destination, published (claimed) at `at`.
