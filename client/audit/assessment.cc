@@ -107,7 +107,7 @@ TimeBounds History::SeenBy(const PublishedNotice& n, const std::string& witness)
 }
 
 Assessment Assess(const History& history, const common::Policy& policy,
-                  const common::ReportingPeriod& period, absl::Time now) {
+                  const common::ReportingPeriod& period, absl::Time now, bool details) {
   Assessment a;
   a.period = period;
   a.cutoff = std::min(period.end(), now);
@@ -115,6 +115,9 @@ Assessment Assess(const History& history, const common::Policy& policy,
   a.policy_digest = policy.DigestHex();
   const absl::Time begin = period.begin();
   auto in_period = [&](absl::Time t) { return t >= begin && t < a.cutoff; };
+  auto add_detail = [&](DetailRow row) {
+    if (details) a.details.push_back(std::move(row));
+  };
 
   // Replies by the notice they answer; voids and corrections by the notice they retract; what
   // each correction corrects.
@@ -171,7 +174,7 @@ Assessment Assess(const History& history, const common::Policy& policy,
         const bool clock = seen.Moved() || after;
         counter.Count("notification_timeliness", x, y, n.priority, ok, clock);
         if (!ok) {
-          a.details.push_back({"notification_timeliness",
+          add_detail({"notification_timeliness",
                                after ? "OCCURRED_AFTER_PUBLICATION" : "LATE_NOTIFICATION", x, y,
                                n.notice_id, d.seq, limit, notified, at_origin, clock});
         }
@@ -190,7 +193,7 @@ Assessment Assess(const History& history, const common::Policy& policy,
         const bool clock = receipt_moved || seen.Moved();
         counter.Count("receipt_rate", x, y, n.priority, ok, clock);
         if (!ok) {
-          a.details.push_back(
+          add_detail(
               {"receipt_rate", received ? "LATE_RECEIPT" : "NOT_RECEIPTED", x, y, n.notice_id,
                d.seq, receipt_due, received,
                received ? absl::StrCat(at_origin, "; receipt in ", x, " log entry ",
@@ -237,7 +240,7 @@ Assessment Assess(const History& history, const common::Policy& policy,
         std::string evidence = at_origin;
         if (reply != nullptr) absl::StrAppend(&evidence, "; reply ", reply->notice_id, " in ", y,
                                               " log entry ", reply->log_index);
-        a.details.push_back({replied ? "timely_feedback_rate" : "feedback_rate",
+        add_detail({replied ? "timely_feedback_rate" : "feedback_rate",
                              replied ? "LATE_REPLY" : "NO_REPLY", x, y, n.notice_id, d.seq, due,
                              replied, evidence, clock});
       }

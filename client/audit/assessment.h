@@ -140,9 +140,11 @@ struct Assessment {
 inline constexpr const char* kIndicators[] = {"receipt_rate", "feedback_rate",
                                               "timely_feedback_rate", "notification_timeliness"};
 
-// Assess computes the indicators of `period` at `now`.
+// Assess computes the indicators of `period` at `now`; with `details`, lists every item counted
+// against a side (without, only the counts: a period where every notice is late has as many
+// items as notices).
 Assessment Assess(const History& history, const common::Policy& policy,
-                  const common::ReportingPeriod& period, absl::Time now);
+                  const common::ReportingPeriod& period, absl::Time now, bool details = true);
 
 }  // namespace caseway::client::audit
 

@@ -227,16 +227,17 @@ int RunAuditReport(const AuditFlags& flags, const ReportFlags& rf) {
     return 1;
   }
   (*auditor)->FinishHistory(history);
-  Assessment a = caseway::client::audit::Assess(history, policy, *period, common::Now());
+  const bool details = rf.details || !rf.html.empty();
+  Assessment a = caseway::client::audit::Assess(history, policy, *period, common::Now(), details);
   a.notes.insert(a.notes.begin(), notes.begin(), notes.end());
-  v1::AssessmentReport report = ToProto(a, nodes, rf.details || !rf.html.empty());
+  v1::AssessmentReport report = ToProto(a, nodes, details);
 
   if (!rf.html.empty()) {
     auto trend = [&](const std::string& label) -> std::optional<v1::AssessmentReport> {
       auto p = policy.PeriodNamed(label);
       if (!p.ok()) return std::nullopt;
-      return ToProto(caseway::client::audit::Assess(history, policy, *p, common::Now()), nodes,
-                     false);
+      return ToProto(caseway::client::audit::Assess(history, policy, *p, common::Now(), false),
+                     nodes, false);
     };
     std::vector<v1::AssessmentReport> history_reports;
     for (const std::string& label : PreviousPeriods(policy, *period, 11)) {

@@ -64,6 +64,7 @@ const std::map<std::string, std::pair<const char*, const char*>>& Labels() {
       {"ok", {"达标", "met"}},
       {"clock", {"时钟存疑", "clock-marked"}},
       {"none", {"无", "none"}},
+      {"more", {"其余", "more:"}},
       {"office", {"单位", "Office"}},
       {"kind", {"类别", "Kind"}},
       {"count", {"数量", "Count"}},
@@ -240,7 +241,8 @@ std::string Bars(const std::vector<std::pair<std::string, Cell>>& rows, const Te
 std::string Lines(const std::vector<std::string>& periods,
                   const std::vector<std::pair<std::string, std::vector<std::optional<double>>>>& series,
                   double target, bool percent, double max_value) {
-  const int w = 520, h = 200, left = 44, right = 10, top = 10, bottom = 30;
+  // right: room for half the last period's label, centred under its point.
+  const int w = 520, h = 200, left = 44, right = 28, top = 10, bottom = 30;
   const double top_value = percent ? 100 : std::max(1.0, max_value);
   auto px = [&](size_t i) {
     return left + (periods.size() <= 1 ? 0 : static_cast<int>((w - left - right) * i / (periods.size() - 1)));
@@ -260,8 +262,8 @@ std::string Lines(const std::vector<std::string>& periods,
   }
   for (size_t i = 0; i < periods.size(); ++i) {
     if ((periods.size() - 1 - i) % 2 == 0) {  // every other period, ending with this one
-      absl::StrAppendFormat(&s, "<text x=\"%d\" y=\"%d\" class=\"axis\">%s</text>", px(i) - 18,
-                            h - 8, Esc(periods[i]));
+      absl::StrAppendFormat(&s, "<text x=\"%d\" y=\"%d\" class=\"axis\" text-anchor=\"middle\">%s</text>",
+                            px(i), h - 8, Esc(periods[i]));
     }
   }
   if (percent && target > 0) {
@@ -486,9 +488,16 @@ std::string RenderHtml(const v1::AssessmentReport& report,
   for (const auto& [office, items] : by_office) {
     absl::StrAppend(&h, "<h3 data-office=\"", Esc(office), "\">", Place(office), " (", items.size(),
                     ")</h3>\n<ul class=\"items\">");
-    for (const auto* d : items) {
+    // A page to read, not a dump: the first items; `--details` lists them all.
+    constexpr size_t kShown = 200;
+    for (size_t i = 0; i < items.size() && i < kShown; ++i) {
+      const auto* d = items[i];
       absl::StrAppend(&h, "<li>", Esc(d->notice_id()), " — ", t(d->problem()), " (", Esc(d->origin()),
                       "→", Esc(d->destination()), ")</li>");
+    }
+    if (items.size() > kShown) {
+      absl::StrAppend(&h, "<li class=\"more\">", t("more"), " ", items.size() - kShown,
+                      " (caseway audit report --details)</li>");
     }
     absl::StrAppend(&h, "</ul>\n");
   }
