@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/refusal.h"
 
 namespace caseway::common {
 
@@ -25,7 +26,14 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   absl::string_view message = status.message();
   std::string text(CutUtf8(message, kMaxStatusMessageBytes - 3));
   if (text.size() < message.size()) text += "...";
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::move(text));
+  const auto code = static_cast<grpc::StatusCode>(status.code());
+  if (auto details = Details(status)) {
+    // Sent as grpc-status-details-bin; its code and message are the status's own.
+    details->set_code(static_cast<int>(code));
+    details->set_message(text);
+    return grpc::Status(code, text, details->SerializeAsString());
+  }
+  return grpc::Status(code, std::move(text));
 }
 
 std::string Echo(absl::string_view input, size_t max_bytes) {
@@ -45,7 +53,11 @@ std::string Echo(absl::string_view input, size_t max_bytes) {
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  absl::Status s(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  if (!status.error_details().empty()) {
+    s.SetPayload(kDetailsPayload, absl::Cord(status.error_details()));
+  }
+  return s;
 }
 
 }  // namespace caseway::common

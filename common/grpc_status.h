@@ -15,8 +15,9 @@ namespace caseway::common {
 // longer than this is cut at a UTF-8 boundary and ends in "...".
 inline constexpr size_t kMaxStatusMessageBytes = 1024;
 
-// ToGrpcStatus maps the code one to one (absl and gRPC codes share their numbering) and the
-// message cut to kMaxStatusMessageBytes.
+// ToGrpcStatus maps the code one to one (absl and gRPC codes share their numbering), the
+// message cut to kMaxStatusMessageBytes, and typed details (refusal.h) to the
+// grpc-status-details-bin trailer.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // Echo quotes untrusted input for an error message: at most `max_bytes` of it (cut at a UTF-8
@@ -24,7 +25,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 // "abc..." (65536 bytes).
 std::string Echo(absl::string_view input, size_t max_bytes = 32);
 
-// FromGrpcStatus is the inverse of ToGrpcStatus.
+// FromGrpcStatus is the inverse of ToGrpcStatus (typed details included).
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
 }  // namespace caseway::common

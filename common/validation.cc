@@ -9,6 +9,7 @@
 #include "caseway/v1/notice.pb.h"
 #include "common/digest.h"
 #include "common/grpc_status.h"
+#include "common/refusal.h"
 #include "common/signing.h"
 
 namespace caseway::common {
@@ -24,17 +25,33 @@ constexpr int kMaxItems = 64;
 constexpr int kProvinces[] = {11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42,
                               43, 44, 45, 46, 50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82};
 
-// Checker accumulates the first error, with field paths relative to a prefix.
+// Checker accumulates every violation (the first broken rule of each field), with field paths
+// relative to a prefix.
 class Checker {
  public:
   explicit Checker(std::string prefix) : prefix_(std::move(prefix)) {}
 
-  bool ok() const { return status_.ok(); }
-  absl::Status status() const { return status_; }
+  bool ok() const { return violations_.empty(); }
+  size_t failures() const { return violations_.size(); }
+  // Every violation found, in field order; the reason is the first one's (docs/errors.md).
+  absl::Status status() const { return ok() ? absl::OkStatus() : BadInput(reason_, violations_); }
+  const std::vector<Violation>& violations() const { return violations_; }
+  const std::string& reason() const { return reason_; }
   std::vector<std::string>& warnings() { return warnings_; }
 
   void Fail(absl::string_view field, absl::string_view rule) {
-    if (status_.ok()) status_ = absl::InvalidArgumentError(absl::StrCat(prefix_, field, ": ", rule));
+    FailAs("INVALID_NOTICE", field, rule);
+  }
+  void FailAs(absl::string_view reason, absl::string_view field, absl::string_view rule) {
+    if (violations_.empty()) reason_ = std::string(reason);
+    // A field fails once (its first broken rule), and a hostile notice cannot make the answer
+    // unbounded.
+    if (violations_.size() >= kMaxViolations) return;
+    std::string path = absl::StrCat(prefix_, field);
+    for (const auto& v : violations_) {
+      if (v.field == path) return;
+    }
+    violations_.push_back({std::move(path), std::string(rule)});
   }
   void Warn(absl::string_view field, absl::string_view rule) {
     warnings_.push_back(absl::StrCat(prefix_, field, ": ", rule));
@@ -134,7 +151,9 @@ class Checker {
 
  private:
   std::string prefix_;
-  absl::Status status_;
+  std::vector<Violation> violations_;
+  std::string reason_;
+  static constexpr size_t kMaxViolations = 100;
   std::vector<std::string> warnings_;
 };
 
@@ -224,13 +243,14 @@ void CheckBody(Checker& c, const Notice& n, absl::Time now) {
     }
     case Notice::kCertificate: {
       const auto& b = n.certificate();
+      const size_t before = c.failures();
       c.Enum("certificate.action", b.action(), v1::Certificate::Action_IsValid(b.action()));
       c.Enum("certificate.type", b.type(), v1::Certificate::Type_IsValid(b.type()));
       c.Text("certificate.number", b.number(), 1, 32);
       c.DateField("certificate.valid_from", b.has_valid_from(), b.valid_from(), true, now, false);
       c.DateField("certificate.valid_until", b.has_valid_until(), b.valid_until(), true, now,
                   false);
-      if (c.ok()) {
+      if (c.failures() == before) {
         const auto& f = b.valid_from();
         const auto& u = b.valid_until();
         if (absl::CivilDay(u.year(), u.month(), u.day()) <
@@ -282,8 +302,9 @@ void CheckBody(Checker& c, const Notice& n, absl::Time now) {
       c.Enum("feedback.outcome", b.outcome(), v1::Feedback::Outcome_IsValid(b.outcome()));
       if (n.in_reply_to().empty()) c.Fail("in_reply_to", "required for feedback");
       if (b.values_size() > 64) c.Fail("feedback.values", "at most 64 entries");
+      const size_t before = c.failures();
       for (const auto& [key, value] : b.values()) {
-        if (!c.ok()) break;
+        if (c.failures() != before) break;
         // The key is untrusted input: the field path quotes a bounded prefix of it.
         std::string field = absl::StrCat("feedback.values[", Echo(key), "]");
         c.Text(absl::StrCat(field, ".key"), key, 1, 64);
@@ -356,10 +377,11 @@ absl::StatusOr<std::vector<std::string>> ValidateNotice(const Notice& n, const N
   for (int i = 0; i < n.destinations_size(); ++i) {
     const std::string& d = n.destinations(i);
     std::string field = absl::StrCat("destinations[", i, "]");
+    const size_t before = c.failures();
     c.Region(field, d, true);
-    if (!c.ok()) break;
+    if (c.failures() != before) continue;
     if (d == rules.self_jurisdiction) c.Fail(field, "must not be the origin itself");
-    else if (rules.peers.count(d) == 0) c.Fail(field, absl::StrCat(d, " is not a peer of this node"));
+    else if (rules.peers.count(d) == 0) c.FailAs("NOT_A_PEER", field, absl::StrCat(d, " is not a peer of this node"));
     else if (!seen.insert(d).second) c.Fail(field, "duplicate destination");
   }
   if (!n.has_occurred_at()) {
@@ -388,7 +410,7 @@ absl::StatusOr<std::vector<std::string>> ValidateNotice(const Notice& n, const N
       (n.reply_due().seconds() < n.occurred_at().seconds())) {
     c.Fail("reply_due", "must not be before occurred_at");
   }
-  if (c.ok()) CheckBody(c, n, rules.now);
+  CheckBody(c, n, rules.now);
   if (!c.ok()) return c.status();
   return std::move(c.warnings());
 }

@@ -2,6 +2,7 @@
 // stored (checked in the node's SQLite file).
 #include <gtest/gtest.h>
 
+#include "common/refusal.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/status_matchers.h"
 
@@ -121,14 +122,51 @@ TEST_F(BadInputTest, OneInvalidNoticeRefusesTheWholeBatch) {
   ExpectNothingStored();
 }
 
+TEST_F(BadInputTest, EveryBadFieldOfEveryNoticeIsNamedInTheTypedDetails) {
+  std::vector<v1::Notice> batch;
+  for (int i = 0; i < 5; ++i) batch.push_back(SampleNotice("t-" + std::to_string(i), {"440305"}));
+  batch[1].mutable_subject()->set_id_number("12345");
+  batch[1].set_case_id("");
+  batch[3].set_destinations(0, "440306");  // a valid code, not a peer
+  batch[4].set_notice_id("t-0");
+  auto refused = client_->PublishBatch(batch);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  // The message: the first violation, and how many more the details hold.
+  EXPECT_EQ(refused.status().message(),
+            "notices[1].case_id: required (and 3 more: see the BadRequest details)");
+  EXPECT_EQ(common::ReasonOf(refused.status()), "INVALID_NOTICE");
+  std::vector<std::string> fields;
+  for (const auto& v : common::ViolationsOf(refused.status())) fields.push_back(v.field);
+  EXPECT_EQ(fields, (std::vector<std::string>{"notices[1].case_id", "notices[1].subject.id_number",
+                                              "notices[3].destinations[0]",
+                                              "notices[4].notice_id"}));
+  EXPECT_EQ(common::ViolationsOf(refused.status())[2].description,
+            "440306 is not a peer of this node");
+  ExpectNothingStored();
+  // The same rule, the same words, from Publish: only the path differs.
+  auto one = client_->Publish(batch[3]);
+  EXPECT_EQ(one.status().message(), "notice.destinations[0]: 440306 is not a peer of this node");
+  EXPECT_EQ(common::ReasonOf(one.status()), "NOT_A_PEER");
+  ASSERT_EQ(common::ViolationsOf(one.status()).size(), 1u);
+  EXPECT_EQ(common::ViolationsOf(one.status())[0].field, "notice.destinations[0]");
+  ExpectNothingStored();
+}
+
 TEST_F(BadInputTest, SameIdWithOtherContentIsAlreadyExistsAndBatchStoresNothing) {
   ASSERT_OK(client_->Publish(SampleNotice("x-1", {"440305"})));
   v1::Notice other = SampleNotice("x-1", {"440305"});
   other.set_case_id("different");
-  EXPECT_THAT(client_->Publish(other),
-              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("notice.notice_id: x-1")));
-  EXPECT_THAT(client_->PublishBatch({SampleNotice("x-2", {"440305"}), other}),
-              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("notices[1]")));
+  // A retry must be identical; the refusal says so, and how to change a stored notice instead.
+  auto single = client_->Publish(other);
+  EXPECT_THAT(single, StatusIs(absl::StatusCode::kAlreadyExists,
+                               HasSubstr("notice.notice_id: x-1 is already stored with other "
+                                         "content. A retry must resend the identical notice")));
+  EXPECT_EQ(common::ReasonOf(single.status()), "CONTENT_CONFLICT");
+  auto batch = client_->PublishBatch({SampleNotice("x-2", {"440305"}), other});
+  EXPECT_THAT(batch, StatusIs(absl::StatusCode::kAlreadyExists,
+                              HasSubstr("notices[1].notice_id: x-1 is already stored with other "
+                                        "content. A retry must resend the identical notice")));
+  EXPECT_EQ(common::ReasonOf(batch.status()), "CONTENT_CONFLICT");
   EXPECT_EQ(a_->Count("SELECT count(*) FROM notice"), 1);
   EXPECT_EQ(a_->Count("SELECT head FROM channel"), 1);
 }

@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/digest.h"
 #include "common/grpc_status.h"
+#include "common/refusal.h"
 #include "common/proto_bytes.h"
 #include "common/log.h"
 #include "common/validation.h"
@@ -69,6 +70,15 @@ void FinishWith(grpc::ServerUnaryReactor* reactor, const google::protobuf::Messa
   reactor->Finish(s);
 }
 
+
+// Refuse: a typed refusal of one field (docs/errors.md): INVALID_ARGUMENT with a BadRequest, any
+// other code with the field in the ErrorInfo's metadata.
+absl::Status Refuse(absl::StatusCode code, absl::string_view reason, const std::string& field,
+                    const std::string& rule) {
+  if (code == absl::StatusCode::kInvalidArgument) return common::BadInput(reason, {{field, rule}});
+  return common::Refusal(code, reason, absl::StrCat(field, ": ", rule), {}, {{"field", field}});
+}
+
 }  // namespace
 
 GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
@@ -108,18 +118,36 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
   out.reserve(notices.size());
   std::set<std::string> ids;
   std::set<std::string> ids_before;
+  // First every notice's fields: a batch is refused once, naming every bad field of every notice.
+  std::vector<common::Violation> violations;
+  std::string reason;
+  std::vector<std::vector<std::string>> warnings(notices.size());
   for (int i = 0; i < notices.size(); ++i) {
-    std::string path = batch ? absl::StrCat("notices[", i, "].") : "notice.";
-    auto warnings = common::ValidateNotice(notices[i], rules, path);
-    if (!warnings.ok()) return warnings.status();
+    const std::string path = batch ? absl::StrCat("notices[", i, "].") : "notice.";
+    auto checked = common::ValidateNotice(notices[i], rules, path);
+    auto add = [&](absl::string_view why, std::vector<common::Violation> more) {
+      if (violations.empty()) reason = std::string(why);
+      for (auto& v : more) violations.push_back(std::move(v));
+    };
+    if (!checked.ok()) {
+      add(common::ReasonOf(checked.status()), common::ViolationsOf(checked.status()));
+    } else {
+      warnings[i] = std::move(*checked);
+    }
     if (batch && !ids.insert(notices[i].notice_id()).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, "notice_id: appears more than once in the batch"));
+      add("DUPLICATE_IN_BATCH",
+          {{absl::StrCat(path, "notice_id"),
+            "appears more than once in the batch (each notice once; a batch is stored whole or "
+            "not at all)"}});
     }
     if (auto unknown = UnknownFieldPath(notices[i]); !unknown.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, unknown, ": unknown field (not in caseway.v1; upgrade the node or drop it)"));
+      add("UNKNOWN_FIELD", {{absl::StrCat(path, unknown),
+                             "unknown field (not in caseway.v1; upgrade the node or drop it)"}});
     }
+  }
+  if (!violations.empty()) return common::BadInput(reason, violations);
+  for (int i = 0; i < notices.size(); ++i) {
+    const std::string path = batch ? absl::StrCat("notices[", i, "].") : "notice.";
     v1::Notice n = notices[i];
     n.set_origin(jurisdiction_);
     PreparedNotice& p = out.emplace_back();
@@ -141,13 +169,13 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
     p.facts = common::FactsOf(n);
     p.bytes = common::DeterministicBytes(n);
     if (p.bytes.size() > max_notice_bytes_) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(batch ? absl::StrCat("notices[", i, "]") : "notice", ": ", p.bytes.size(),
-                       " bytes serialized, at most ", max_notice_bytes_,
-                       " (limits.max_notice_bytes, so that it fits in a delivery batch)"));
+      return Refuse(absl::StatusCode::kInvalidArgument, "NOTICE_TOO_LARGE",
+                    batch ? absl::StrCat("notices[", i, "]") : "notice",
+                    absl::StrCat(p.bytes.size(), " bytes serialized, at most ", max_notice_bytes_,
+                                 " (limits.max_notice_bytes, so that it fits in a delivery batch)"));
     }
     p.digest = common::Sha256(p.bytes);
-    p.warnings = std::move(*warnings);
+    p.warnings = std::move(warnings[i]);
   }
   return out;
 }
@@ -161,18 +189,24 @@ absl::Status GatewayService::ResolveReply(v1::Notice& n, const std::string& path
     if (earlier.count(id) > 0) return true;
     return store_->Published(id);
   };
+  auto refuse = [&](absl::StatusCode code, absl::string_view reason, absl::string_view field,
+                    std::string rule) {
+    return Refuse(code, reason, absl::StrCat(path, field), std::move(rule));
+  };
+  constexpr auto kPrecondition = absl::StatusCode::kFailedPrecondition;
+  constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
   if (n.has_void_() || n.revision() > 0) {
     const char* what = n.has_void_() ? "a void" : "a correction (revision > 0)";
     if (!given.empty() && given != jurisdiction_) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          path, "in_reply_to_origin: ", given, " is not this node (", jurisdiction_, "): ", what,
-          " names one of this node's own notices"));
+      return refuse(kPrecondition, "NOT_OWN_NOTICE", "in_reply_to_origin",
+                    absl::StrCat(given, " is not this node (", jurisdiction_, "): ", what,
+                                 " names one of this node's own notices"));
     }
     ASSIGN_OR_RETURN(bool known, published());
     if (!known) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          path, "in_reply_to: no notice ", common::Echo(id), " was published by this node (", what,
-          " names one of its own notices)"));
+      return refuse(kPrecondition, "REPLY_TARGET_UNKNOWN", "in_reply_to",
+                    absl::StrCat("no notice ", common::Echo(id), " was published by this node (",
+                                 what, " names one of its own notices)"));
     }
     n.set_in_reply_to_origin(jurisdiction_);
     return absl::OkStatus();
@@ -186,33 +220,34 @@ absl::Status GatewayService::ResolveReply(v1::Notice& n, const std::string& path
     if (target.empty() && origins.size() == 1) {
       target = origins[0];
     } else if (target.empty() && origins.size() > 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, "in_reply_to_origin: required: notice ", common::Echo(id), " was received from ",
-          absl::StrJoin(origins, " and "), " (notice ids are unique per origin only)"));
+      return refuse(kInvalid, "REPLY_TARGET_AMBIGUOUS", "in_reply_to_origin",
+                    absl::StrCat("required: notice ", common::Echo(id), " was received from ",
+                                 absl::StrJoin(origins, " and "),
+                                 " (notice ids are unique per origin only)"));
     } else if (feedback) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          path, "in_reply_to: no notice ", common::Echo(id),
-          " was received from a peer (a feedback answers a received notice)"));
+      return refuse(kPrecondition, "REPLY_TARGET_UNKNOWN", "in_reply_to",
+                    absl::StrCat("no notice ", common::Echo(id),
+                                 " was received from a peer (a feedback answers a received notice)"));
     } else {
       ASSIGN_OR_RETURN(bool known, published());
       if (!known) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            path, "in_reply_to: no notice ", common::Echo(id),
-            " was received from a peer or published by this node"));
+        return refuse(kPrecondition, "REPLY_TARGET_UNKNOWN", "in_reply_to",
+                      absl::StrCat("no notice ", common::Echo(id),
+                                   " was received from a peer or published by this node"));
       }
       target = jurisdiction_;
     }
   } else {
     ASSIGN_OR_RETURN(std::vector<std::string> origins, store_->ReceivedFrom(id));
     if (std::find(origins.begin(), origins.end(), target) == origins.end()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          path, "in_reply_to: no notice ", common::Echo(id), " was received from ", target));
+      return refuse(kPrecondition, "REPLY_TARGET_UNKNOWN", "in_reply_to",
+                    absl::StrCat("no notice ", common::Echo(id), " was received from ", target));
     }
   }
   if (feedback && std::find(n.destinations().begin(), n.destinations().end(), target) ==
                       n.destinations().end()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, "destinations: must include ", target, ", the origin of the notice answered"));
+    return refuse(kInvalid, "REPLY_NOT_ADDRESSED", "destinations",
+                  absl::StrCat("must include ", target, ", the origin of the notice answered"));
   }
   n.set_in_reply_to_origin(target);
   return absl::OkStatus();
@@ -346,9 +381,7 @@ void GatewayService::PublishParsed(grpc::ServerUnaryReactor* reactor,
         absl::Status s = results.status();
         if (s.code() == absl::StatusCode::kAlreadyExists) {
           // The store names batch positions; a single publish names the notice.
-          s = absl::AlreadyExistsError(absl::StrCat(
-              "notice.notice_id: ", id,
-              " is already stored with different content (publish a new revision instead)"));
+          s = ContentConflict("notice.", id);
         } else {
           common::Log(common::LogLevel::kError, "publish failed", {{"status", s.ToString()}});
         }

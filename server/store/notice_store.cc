@@ -15,7 +15,9 @@
 #include "common/log.h"
 #include "common/validation.h"
 #include "caseway/v1/notice.pb.h"
+#include "common/grpc_status.h"
 #include "common/log_entry.h"
+#include "common/refusal.h"
 #include "common/status_macros.h"
 
 namespace caseway::server {
@@ -313,9 +315,7 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
         bool same = w.find_notice.Blob(0) == (n.request_digest.empty() ? n.digest : n.request_digest);
         if (!same) {
           w.find_notice.Reset();
-          return absl::AlreadyExistsError(absl::StrCat(
-              "notices[", i, "]: notice_id ", n.notice_id,
-              " is already stored with different content (publish a new revision instead)"));
+          return ContentConflict(absl::StrCat("notices[", i, "]."), n.notice_id);
         }
         r.set_duplicate(true);
         // The original result, from the notice row (no index on channel entries by notice).
@@ -473,6 +473,16 @@ absl::StatusOr<uint64_t> NoticeStore::Cursor(const std::string& origin) {
   }
   ReleaseReader(std::move(db));
   return seq;
+}
+
+absl::Status ContentConflict(const std::string& path, const std::string& notice_id) {
+  return common::Refusal(
+      absl::StatusCode::kAlreadyExists, "CONTENT_CONFLICT",
+      absl::StrCat(path, "notice_id: ", notice_id,  // validated: [A-Za-z0-9._:-]{1,128}
+                   " is already stored with other content. A retry must resend the identical "
+                   "notice (every field, occurred_at included); to change a stored notice, "
+                   "publish a correction: a new notice_id, revision + 1, in_reply_to = this id"),
+      {}, {{"field", absl::StrCat(path, "notice_id")}, {"notice_id", notice_id}});
 }
 
 absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::string& origin,

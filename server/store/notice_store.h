@@ -83,6 +83,10 @@ struct ChannelState {
   uint64_t acked = 0;
 };
 
+// ContentConflict is the ALREADY_EXISTS refusal of a notice_id stored with other content
+// (reason CONTENT_CONFLICT); `path` prefixes the field ("notices[3]." or "notice.").
+absl::Status ContentConflict(const std::string& path, const std::string& notice_id);
+
 // NoticeStore is the node's storage.
 //
 // Operation: writes go through one CommitQueue (group commit, WAL, synchronous=FULL); a method
