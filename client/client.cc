@@ -100,9 +100,10 @@ grpc::Status CallIdempotent(const std::function<grpc::Status(grpc::ClientContext
   }
 }
 
-absl::StatusOr<v1::PublishResult> Client::Publish(const v1::Notice& notice) {
+absl::StatusOr<v1::PublishResult> Client::Publish(const v1::Notice& notice, bool validate_only) {
   v1::PublishRequest req;
   *req.mutable_notice() = notice;
+  req.set_validate_only(validate_only);
   v1::PublishResult result;
   RETURN_IF_ERROR(Checked(CallIdempotent(
       [&](grpc::ClientContext* ctx) { return stub_->Publish(ctx, req, &result); })));
@@ -110,8 +111,9 @@ absl::StatusOr<v1::PublishResult> Client::Publish(const v1::Notice& notice) {
 }
 
 absl::StatusOr<std::vector<v1::PublishResult>> Client::PublishBatch(
-    const std::vector<v1::Notice>& notices) {
+    const std::vector<v1::Notice>& notices, bool validate_only) {
   v1::PublishBatchRequest req;
+  req.set_validate_only(validate_only);
   for (const auto& n : notices) *req.add_notices() = n;
   v1::PublishBatchResponse resp;
   RETURN_IF_ERROR(Checked(CallIdempotent(

@@ -209,5 +209,39 @@ TEST_F(BadInputTest, CliBatchIsolatesTheInvalidLine) {
   EXPECT_EQ(a_->Count("SELECT count(*) FROM notice"), 5);
 }
 
+TEST_F(BadInputTest, CliDryRunNamesEveryBadLineAndStoresNothing) {
+  ASSERT_OK(client_->Publish(SampleNotice("dry-stored", {"440305"})));
+  std::string input;
+  for (int i = 1; i <= 6; ++i) {
+    v1::Notice n = SampleNotice("dry-" + std::to_string(i), {"440305"});
+    if (i == 2) n.set_priority(v1::PRIORITY_UNSPECIFIED);
+    if (i == 5) {
+      n.mutable_subject()->set_id_number("12345");
+      n.set_case_id("");
+    }
+    input += ToJsonLine(n) + "\n";
+  }
+  input += ToJsonLine(SampleNotice("dry-stored", {"440305"})) + "\n";  // already stored, identical
+  std::vector<std::string> argv = {BinDir() + "/caseway", "publish", "--dry-run", "--batch", "10", "-"};
+  for (auto& f : a_->CliFlags()) argv.push_back(f);
+  RunResult r = RunCommand(argv, input);
+  EXPECT_EQ(r.exit_code, 1);
+  // Both bad lines of the one batch are named, each with all of its fields.
+  EXPECT_THAT(r.out, HasSubstr("{\"line\":2,\"status\":\"INVALID_ARGUMENT\",\"notice_id\":\"dry-2\","
+                               "\"error\":\"notice.priority: required"));
+  EXPECT_THAT(r.out, HasSubstr("{\"line\":5,\"status\":\"INVALID_ARGUMENT\",\"notice_id\":\"dry-5\","
+                               "\"error\":\"notice.case_id: required; notice.subject.id_number: "));
+  EXPECT_THAT(r.out, HasSubstr("{\"line\":7,\"status\":\"OK\",\"notice_id\":\"dry-stored\",\"duplicate\":true"));
+  EXPECT_THAT(r.err, HasSubstr("dry run: 5 valid, 2 failed (nothing stored)"));
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM notice"), 1) << "only the notice stored before";
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM channel_entry"), 1);
+  // Another content under a stored id is found too.
+  v1::Notice other = SampleNotice("dry-stored", {"440305"});
+  other.set_case_id("changed");
+  auto conflict = client_->Publish(other, /*validate_only=*/true);
+  EXPECT_EQ(conflict.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(common::ReasonOf(conflict.status()), "CONTENT_CONFLICT");
+}
+
 }  // namespace
 }  // namespace caseway::testing

@@ -15,12 +15,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "caseway/client/client.h"
 #include "client/cli/audit_commands.h"
 #include "common/config.h"
 #include "common/digest.h"
 #include "common/json.h"
 #include "common/policy.h"
+#include "common/refusal.h"
 #include "absl/strings/ascii.h"
 
 namespace {
@@ -120,24 +122,43 @@ void PrintError(size_t line, absl::string_view notice_id, const absl::Status& s)
 
 // PublishPending publishes `batch`, isolating failures: when the node names `notices[i]`, that
 // line is reported and the rest is retried. Returns the number of failed lines.
-size_t PublishPending(Client& client, std::vector<PendingLine> batch) {
+size_t PublishPending(Client& client, std::vector<PendingLine> batch, bool dry_run) {
   static const std::regex kIndex("^notices\\[([0-9]+)\\]\\.?(.*)$");
   size_t failed = 0;
   while (!batch.empty()) {
     absl::StatusOr<std::vector<v1::PublishResult>> results;
     if (batch.size() == 1) {
-      auto one = client.Publish(batch[0].notice);
+      auto one = client.Publish(batch[0].notice, dry_run);
       if (one.ok()) results = std::vector<v1::PublishResult>{*one};
       else results = one.status();
     } else {
       std::vector<v1::Notice> notices;
       notices.reserve(batch.size());
       for (const auto& p : batch) notices.push_back(p.notice);
-      results = client.PublishBatch(notices);
+      results = client.PublishBatch(notices, dry_run);
     }
     if (results.ok()) {
       for (size_t i = 0; i < batch.size(); ++i) PrintOk(batch[i].line, (*results)[i]);
       return failed;
+    }
+    // Every bad notice the node named in the details: each line gets its own fields, and the
+    // rest of the batch is sent again.
+    std::map<size_t, std::vector<std::string>> bad;
+    for (const auto& v : caseway::common::ViolationsOf(results.status())) {
+      std::smatch vm;
+      if (batch.size() > 1 && std::regex_search(v.field, vm, kIndex) &&
+          std::stoul(vm[1]) < batch.size()) {
+        bad[std::stoul(vm[1])].push_back(absl::StrCat("notice.", std::string(vm[2]), ": ", v.description));
+      }
+    }
+    if (!bad.empty()) {
+      for (auto it = bad.rbegin(); it != bad.rend(); ++it) {
+        PrintError(batch[it->first].line, batch[it->first].notice.notice_id(),
+                   absl::Status(results.status().code(), absl::StrJoin(it->second, "; ")));
+        ++failed;
+        batch.erase(batch.begin() + it->first);
+      }
+      continue;
     }
     std::smatch m;
     std::string msg(results.status().message());
@@ -159,7 +180,7 @@ size_t PublishPending(Client& client, std::vector<PendingLine> batch) {
 }
 
 int RunPublish(const Connection& conn, const std::string& file, size_t batch_size, int jobs,
-               bool progress) {
+               bool progress, bool dry_run) {
   std::istream* in = &std::cin;
   std::ifstream f;
   if (file != "-") {
@@ -219,10 +240,13 @@ int RunPublish(const Connection& conn, const std::string& file, size_t batch_siz
           batch.push_back(std::move(p));
         }
         size_t n = batch.size();
-        size_t bad = n == 0 ? 0 : PublishPending(**client, std::move(batch));
+        size_t bad = n == 0 ? 0 : PublishPending(**client, std::move(batch), dry_run);
         failed += bad;
         ok += n - bad;
-        if (progress) fprintf(stderr, "\rpublished %zu, failed %zu", ok.load(), failed.load());
+        if (progress) {
+          fprintf(stderr, "\r%s %zu, failed %zu", dry_run ? "valid" : "published", ok.load(),
+                  failed.load());
+        }
       }
     });
   }
@@ -255,7 +279,12 @@ int RunPublish(const Connection& conn, const std::string& file, size_t batch_siz
   cv.notify_all();
   for (auto& t : senders) t.join();
   if (progress) fprintf(stderr, "\n");
-  fprintf(stderr, "caseway publish: %zu published, %zu failed\n", ok.load(), failed.load());
+  if (dry_run) {
+    fprintf(stderr, "caseway publish: dry run: %zu valid, %zu failed (nothing stored)\n", ok.load(),
+            failed.load());
+  } else {
+    fprintf(stderr, "caseway publish: %zu published, %zu failed\n", ok.load(), failed.load());
+  }
   return failed == 0 ? 0 : 1;
 }
 
@@ -451,6 +480,10 @@ int Main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
   publish->add_flag("--progress", progress, "show a running count on stderr");
+  bool dry_run = false;
+  publish->add_flag("--dry-run", dry_run,
+                    "check every notice as the node would (fields, peers, replies, ids already "
+                    "taken) and store nothing");
   AddConnectionFlags(publish, &conn);
 
   bool follow = false, ack = false;
@@ -491,7 +524,7 @@ int Main(int argc, char** argv) {
   caseway::cli::AddAuditCommands(app, &audit_commands);
 
   CLI11_PARSE(app, argc, argv);
-  if (publish->parsed()) return RunPublish(conn, file, batch, jobs, progress);
+  if (publish->parsed()) return RunPublish(conn, file, batch, jobs, progress, dry_run);
   if (inbox->parsed()) return RunInbox(conn, follow, ack, window, limit);
   if (status->parsed()) return RunStatus(conn, json);
   if (todo->parsed()) return RunTodo(conn, todo_flags);

@@ -180,6 +180,25 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
   return out;
 }
 
+absl::StatusOr<std::vector<v1::PublishResult>> GatewayService::ValidateOnly(
+    const std::vector<PreparedNotice>& prepared, bool batch) const {
+  std::vector<v1::PublishResult> out;
+  for (size_t i = 0; i < prepared.size(); ++i) {
+    const PreparedNotice& p = prepared[i];
+    v1::PublishResult& r = out.emplace_back();
+    r.set_notice_id(p.notice_id);
+    r.set_digest(p.digest);
+    for (const auto& w : p.warnings) r.add_warnings(w);
+    ASSIGN_OR_RETURN(std::optional<std::string> stored, store_->StoredDigest(p.notice_id));
+    if (!stored) continue;
+    if (*stored != (p.request_digest.empty() ? p.digest : p.request_digest)) {
+      return ContentConflict(batch ? absl::StrCat("notices[", i, "].") : "notice.", p.notice_id);
+    }
+    r.set_duplicate(true);
+  }
+  return out;
+}
+
 absl::Status GatewayService::ResolveReply(v1::Notice& n, const std::string& path,
                                           const std::set<std::string>& earlier) const {
   if (n.in_reply_to().empty()) return absl::OkStatus();
@@ -370,6 +389,15 @@ void GatewayService::PublishParsed(grpc::ServerUnaryReactor* reactor,
     reactor->Finish(ToGrpcStatus(prepared.status()));
     return;
   }
+  if (req.validate_only()) {
+    auto results = ValidateOnly(*prepared, /*batch=*/false);
+    if (!results.ok()) {
+      reactor->Finish(ToGrpcStatus(results.status()));
+    } else {
+      FinishWith(reactor, (*results)[0], response);
+    }
+    return;
+  }
   store_->PublishAsync(
       std::move(*prepared),
       [reactor, response, id = one[0].notice_id()](
@@ -416,6 +444,17 @@ void GatewayService::PublishBatchParsed(grpc::ServerUnaryReactor* reactor,
   auto prepared = Prepare(req.notices(), /*batch=*/true);
   if (!prepared.ok()) {
     reactor->Finish(ToGrpcStatus(prepared.status()));
+    return;
+  }
+  if (req.validate_only()) {
+    auto results = ValidateOnly(*prepared, /*batch=*/true);
+    if (!results.ok()) {
+      reactor->Finish(ToGrpcStatus(results.status()));
+      return;
+    }
+    v1::PublishBatchResponse resp;
+    for (auto& r : *results) *resp.add_results() = std::move(r);
+    FinishWith(reactor, resp, response);
     return;
   }
   store_->PublishAsync(std::move(*prepared),

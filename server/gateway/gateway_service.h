@@ -66,6 +66,10 @@ class GatewayService final
   // empty.
   absl::StatusOr<std::vector<PreparedNotice>> Prepare(
       const google::protobuf::RepeatedPtrField<caseway::v1::Notice>& notices, bool batch) const;
+  // ValidateOnly answers a validate_only publish: the results a publish would give, without
+  // deliveries, storing nothing; ALREADY_EXISTS for a notice_id taken by other content.
+  absl::StatusOr<std::vector<caseway::v1::PublishResult>> ValidateOnly(
+      const std::vector<PreparedNotice>& prepared, bool batch) const;
   // ResolveReply checks that `n.in_reply_to` names a notice this node knows (docs/protocol.md,
   // "Replies") and fills in_reply_to_origin. `earlier` holds the ids published before it in the
   // same batch. FAILED_PRECONDITION when it names nothing known, INVALID_ARGUMENT when ambiguous.

@@ -169,6 +169,9 @@ class NoticeStore {
   absl::StatusOr<std::vector<std::string>> ReceivedFrom(const std::string& notice_id);
   // Published reports whether this node published `notice_id`.
   absl::StatusOr<bool> Published(const std::string& notice_id);
+  // StoredDigest returns what a publish of `notice_id` is compared by (the digest of the notice
+  // as its publisher sent it), nullopt when it is not stored.
+  absl::StatusOr<std::optional<std::string>> StoredDigest(const std::string& notice_id);
   // Todo answers Gateway.Todo at `now` (the request already validated).
   absl::StatusOr<caseway::v1::TodoResponse> Todo(const caseway::v1::TodoRequest& request,
                                                  absl::Time now);

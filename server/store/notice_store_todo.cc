@@ -204,6 +204,17 @@ absl::StatusOr<bool> NoticeStore::Published(const std::string& notice_id) {
   });
 }
 
+absl::StatusOr<std::optional<std::string>> NoticeStore::StoredDigest(const std::string& notice_id) {
+  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::optional<std::string>> {
+    Stmt s(db, "SELECT coalesce(request_digest, digest) FROM notice WHERE notice_id = ?");
+    s.Bind(1, notice_id);
+    std::optional<std::string> digest;
+    if (s.Step()) digest = std::string(s.Blob(0));
+    RETURN_IF_ERROR(s.status("find published notice"));
+    return digest;
+  });
+}
+
 absl::StatusOr<v1::TodoResponse> NoticeStore::Todo(const v1::TodoRequest& req, absl::Time now) {
   const int64_t now_us = absl::ToUnixMicros(now);
   const absl::CivilDay today = common::DayOf(now);

@@ -53,10 +53,12 @@ class Client {
 
   // Publish stores one notice at the node; see Gateway.Publish for the error codes. Publish,
   // PublishBatch and Status are retried on UNAVAILABLE (CallIdempotent).
-  absl::StatusOr<caseway::v1::PublishResult> Publish(const caseway::v1::Notice& notice);
+  // With `validate_only` the node checks the notice and stores nothing (PublishRequest).
+  absl::StatusOr<caseway::v1::PublishResult> Publish(const caseway::v1::Notice& notice,
+                                                     bool validate_only = false);
   // PublishBatch stores the notices atomically; see Gateway.PublishBatch.
   absl::StatusOr<std::vector<caseway::v1::PublishResult>> PublishBatch(
-      const std::vector<caseway::v1::Notice>& notices);
+      const std::vector<caseway::v1::Notice>& notices, bool validate_only = false);
   absl::StatusOr<caseway::v1::StatusResponse> Status();
   // Todo calls Gateway.Todo (idempotent, retried on UNAVAILABLE).
   absl::StatusOr<caseway::v1::TodoResponse> Todo(const caseway::v1::TodoRequest& request);
