@@ -7,6 +7,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 #include <memory>
 #include <sstream>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -140,6 +143,20 @@ std::string DiagnoseHandshake(const std::string& address, const TlsFiles& files,
   const std::string port = target.substr(colon + 1);
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
 
+  // The node may close the connection at any moment (it refuses us, or it is going down): a
+  // write then raises SIGPIPE, which must not end the caller's process. OpenSSL writes with
+  // write(2), without MSG_NOSIGNAL, so SIGPIPE is blocked on this thread for the probe and any
+  // raised meanwhile is consumed before it is unblocked.
+  sigset_t pipe_set, old_set;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+  absl::Cleanup restore = [&] {
+    const timespec zero{0, 0};
+    while (sigtimedwait(&pipe_set, nullptr, &zero) > 0) {
+    }
+    pthread_sigmask(SIG_SETMASK, &old_set, nullptr);
+  };
   const int fd = Connect(host, port, timeout);
   if (fd < 0) return "";
   std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()),
@@ -188,7 +205,7 @@ std::string DiagnoseHandshake(const std::string& address, const TlsFiles& files,
       closed = !absl::StrContains(failure, "alert");
     }
   }
-  SSL_shutdown(ssl.get());
+  // No close_notify: the probe only reads the verdict, and the node may be gone.
   ssl.reset();
   close(fd);
   if (!theirs.empty()) return theirs;

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/refusal.h"
 
 namespace caseway::server {
 
@@ -102,20 +103,23 @@ absl::StatusOr<Identity> Authorizer::Check(const grpc::ServerContextBase& ctx, R
     if (Revoked(serial)) {
       common::LogLimited(common::LogLevel::kWarn, "refused caller: certificate revoked",
                   {{"rpc", std::string(RpcName(rpc))}, {"serial", serial}});
-      return absl::UnauthenticatedError(absl::StrCat("certificate ", serial, " is revoked"));
+      return common::Refusal(absl::StatusCode::kUnauthenticated, "CERTIFICATE_REVOKED",
+                             absl::StrCat("certificate ", serial, " is revoked"));
     }
   }
   auto id = common::IdentityFromAuthContext(*auth, federation_);
   if (!id.ok()) {
     common::LogLimited(common::LogLevel::kWarn, "refused caller",
                 {{"rpc", std::string(RpcName(rpc))}, {"reason", std::string(id.status().message())}});
-    return id.status();
+    return common::Refusal(id.status().code(), "NO_IDENTITY", id.status().message());
   }
   if (!Allowed(*id, rpc)) {
     common::LogLimited(common::LogLevel::kWarn, "permission denied",
                 {{"rpc", std::string(RpcName(rpc))}, {"caller", id->ToString()}});
-    return absl::PermissionDeniedError(
-        absl::StrCat(id->ToString(), " may not call ", RpcName(rpc), " on node ", jurisdiction_));
+    return common::Refusal(
+        absl::StatusCode::kPermissionDenied, "NOT_PERMITTED",
+        absl::StrCat(id->ToString(), " may not call ", RpcName(rpc), " on node ", jurisdiction_),
+        {}, {{"caller", id->ToString()}, {"rpc", std::string(RpcName(rpc))}});
   }
   return id;
 }

@@ -10,6 +10,7 @@
 
 #include "caseway/v1/peer_exchange.grpc.pb.h"
 #include "common/grpc_status.h"
+#include "common/refusal.h"
 #include "common/tls.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/status_matchers.h"
@@ -91,10 +92,11 @@ TEST_F(SecurityTest, ClientOfTheNodesJurisdictionMayPublish) {
 }
 
 TEST_F(SecurityTest, ClientOfAnotherJurisdictionIsPermissionDenied) {
-  EXPECT_THAT(PublishAs(pki_->Client("440305", "office")),
-              StatusIs(absl::StatusCode::kPermissionDenied,
-                       HasSubstr("spiffe://fed.test/client/440305/office may not call "
-                                 "Gateway.Publish")));
+  auto refused = PublishAs(pki_->Client("440305", "office"));
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kPermissionDenied,
+                                HasSubstr("spiffe://fed.test/client/440305/office may not call "
+                                          "Gateway.Publish")));
+  EXPECT_EQ(common::ReasonOf(refused), "NOT_PERMITTED") << "typed details (errors.md)";
   EXPECT_EQ(Stored(), 0);
 }
 

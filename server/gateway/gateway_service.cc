@@ -379,7 +379,7 @@ void GatewayService::PublishParsed(grpc::ServerUnaryReactor* reactor,
     return;
   }
   if (!req.has_notice()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "notice: required"));
+    reactor->Finish(ToGrpcStatus(common::BadInput("INVALID_NOTICE", {{"notice", "required"}})));
     return;
   }
   google::protobuf::RepeatedPtrField<v1::Notice> one;
@@ -432,13 +432,16 @@ void GatewayService::PublishBatchParsed(grpc::ServerUnaryReactor* reactor,
     return;
   }
   if (req.notices_size() == 0) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "notices: at least one required"));
+    reactor->Finish(
+        ToGrpcStatus(common::BadInput("INVALID_NOTICE", {{"notices", "at least one required"}})));
     return;
   }
   if (static_cast<uint32_t>(req.notices_size()) > max_batch_notices_) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                 absl::StrCat("notices: at most ", max_batch_notices_,
-                                              " per batch (limits.max_batch_notices)")));
+    reactor->Finish(ToGrpcStatus(common::Refusal(
+        absl::StatusCode::kResourceExhausted, "BATCH_TOO_LARGE",
+        absl::StrCat("notices: at most ", max_batch_notices_,
+                     " per batch (limits.max_batch_notices)"),
+        {}, {{"max_batch_notices", absl::StrCat(max_batch_notices_)}})));
     return;
   }
   auto prepared = Prepare(req.notices(), /*batch=*/true);
