@@ -233,6 +233,11 @@ TEST_F(BadInputTest, CliDryRunNamesEveryBadLineAndStoresNothing) {
                                "\"error\":\"notice.case_id: required; notice.subject.id_number: "));
   EXPECT_THAT(r.out, HasSubstr("{\"line\":7,\"status\":\"OK\",\"notice_id\":\"dry-stored\",\"duplicate\":true"));
   EXPECT_THAT(r.err, HasSubstr("dry run: 5 valid, 2 failed (nothing stored)"));
+  // One notice at a time (--batch 1): all of its bad fields too.
+  argv[4] = "1";
+  RunResult unary = RunCommand(argv, input);
+  EXPECT_THAT(unary.out, HasSubstr("{\"line\":5,\"status\":\"INVALID_ARGUMENT\",\"notice_id\":\"dry-5\","
+                                   "\"error\":\"notice.case_id: required; notice.subject.id_number: "));
   EXPECT_EQ(a_->Count("SELECT count(*) FROM notice"), 1) << "only the notice stored before";
   EXPECT_EQ(a_->Count("SELECT count(*) FROM channel_entry"), 1);
   // Another content under a stored id is found too.

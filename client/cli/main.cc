@@ -160,6 +160,18 @@ size_t PublishPending(Client& client, std::vector<PendingLine> batch, bool dry_r
       }
       continue;
     }
+    if (batch.size() == 1) {
+      // One notice: every bad field of it, not only the first the message names.
+      std::vector<std::string> fields;
+      for (const auto& v : caseway::common::ViolationsOf(results.status())) {
+        fields.push_back(absl::StrCat(v.field, ": ", v.description));
+      }
+      if (!fields.empty()) {
+        PrintError(batch[0].line, batch[0].notice.notice_id(),
+                   absl::Status(results.status().code(), absl::StrJoin(fields, "; ")));
+        return failed + 1;
+      }
+    }
     std::smatch m;
     std::string msg(results.status().message());
     if (batch.size() > 1 && std::regex_search(msg, m, kIndex)) {
