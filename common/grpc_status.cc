@@ -27,7 +27,17 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   std::string text(CutUtf8(message, kMaxStatusMessageBytes - 3));
   if (text.size() < message.size()) text += "...";
   const auto code = static_cast<grpc::StatusCode>(status.code());
-  if (auto details = Details(status)) {
+  auto details = Details(status);
+  if (!details && status.code() == absl::StatusCode::kInvalidArgument) {
+    // A refusal made without typed details still gets them: "<field>: <rule>" is one violation.
+    const size_t colon = message.find(": ");
+    const absl::string_view field = message.substr(0, colon == absl::string_view::npos ? 0 : colon);
+    if (!field.empty() && field.find(' ') == absl::string_view::npos) {
+      details = Details(BadInput("INVALID_REQUEST", {{std::string(field),
+                                                      std::string(message.substr(colon + 2))}}));
+    }
+  }
+  if (details) {
     // Sent as grpc-status-details-bin; its code and message are the status's own.
     details->set_code(static_cast<int>(code));
     details->set_message(text);

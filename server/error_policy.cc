@@ -23,10 +23,9 @@ class ErrorPolicyInterceptor final : public grpc::experimental::Interceptor {
           (status.error_code() == grpc::StatusCode::INTERNAL ||
            status.error_code() == grpc::StatusCode::UNIMPLEMENTED);
       if (undecodable) {
-        methods->ModifySendStatus(grpc::Status(
-            grpc::StatusCode::INVALID_ARGUMENT,
+        methods->ModifySendStatus(common::ToGrpcStatus(absl::InvalidArgumentError(
             absl::StrCat("request: not a valid request message for ", method_,
-                         " (malformed protobuf, or a string field that is not UTF-8)")));
+                         " (malformed protobuf, or a string field that is not UTF-8)"))));
       } else if (status.error_message().size() > common::kMaxStatusMessageBytes) {
         methods->ModifySendStatus(common::ToGrpcStatus(
             absl::Status(static_cast<absl::StatusCode>(status.error_code()),

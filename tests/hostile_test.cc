@@ -15,6 +15,7 @@
 #include "caseway/v1/peer_exchange.grpc.pb.h"
 #include "common/config.h"
 #include "common/grpc_status.h"
+#include "common/refusal.h"
 #include "common/signing.h"
 #include "common/tls.h"
 #include "tests/testing/audited_pair.h"
@@ -101,10 +102,16 @@ TEST_F(HostileTest, UndecodableRequestsAreInvalidArgumentOnEveryKindOfMethod) {
     grpc::Status s = RawUnary(Office(), method, kGarbage);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method;
     EXPECT_THAT(s.error_message(), HasSubstr("request: not a valid")) << method;
+    // With typed details, whichever path refused it (errors.md).
+    const absl::Status typed = common::FromGrpcStatus(s);
+    EXPECT_EQ(common::ReasonOf(typed), "INVALID_REQUEST") << method;
+    ASSERT_EQ(common::ViolationsOf(typed).size(), 1u) << method;
+    EXPECT_EQ(common::ViolationsOf(typed)[0].field, "request") << method;
   }
   grpc::Status s = RawUnary(pki_->Auditor("alice"), "/caseway.v1.ExchangeLog/GetCheckpoint",
                             kGarbage);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_EQ(common::ReasonOf(common::FromGrpcStatus(s)), "INVALID_REQUEST");
   // A string field that is not UTF-8 (notice.case_id = "\xff").
   v1::PublishRequest req;
   *req.mutable_notice() = SampleNotice("utf8-1", {kB});

@@ -527,21 +527,15 @@ grpc::Status GatewayService::Status(grpc::ServerContext* ctx, const v1::StatusRe
 grpc::Status GatewayService::Todo(grpc::ServerContext* ctx, const v1::TodoRequest* req,
                                   v1::TodoResponse* resp) {
   if (auto id = authz_->Check(*ctx, Rpc::kTodo); !id.ok()) return ToGrpcStatus(id.status());
-  if (!v1::TodoRequest::Side_IsValid(req->side())) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "side: not a TodoRequest.Side");
-  }
-  if (!v1::Priority_IsValid(req->priority())) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "priority: not a Priority");
-  }
+  std::vector<common::Violation> bad;
+  if (!v1::TodoRequest::Side_IsValid(req->side())) bad.push_back({"side", "not a TodoRequest.Side"});
+  if (!v1::Priority_IsValid(req->priority())) bad.push_back({"priority", "not a Priority"});
   if (req->limit() > 10000) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("limit: ", req->limit(), " is not in 0..10000"));
+    bad.push_back({"limit", absl::StrCat(req->limit(), " is not in 0..10000")});
   }
-  if (req->kind().size() > 64 || req->peer().size() > 12) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        req->kind().size() > 64 ? "kind: at most 64 characters"
-                                                : "peer: a region code of at most 12 digits");
-  }
+  if (req->kind().size() > 64) bad.push_back({"kind", "at most 64 characters"});
+  if (req->peer().size() > 12) bad.push_back({"peer", "a region code of at most 12 digits"});
+  if (!bad.empty()) return ToGrpcStatus(common::BadInput("INVALID_REQUEST", bad));
   auto todo = store_->Todo(*req, common::Now());
   if (!todo.ok()) return ToGrpcStatus(todo.status());
   *resp = std::move(*todo);
