@@ -1,8 +1,9 @@
 #include "common/log_entry.h"
 
-#include <google/protobuf/util/time_util.h>
+#include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/civil_time.h"
 #include "common/proto_bytes.h"
 
 namespace caseway::common {
@@ -25,8 +26,13 @@ absl::StatusOr<v1::LogEntry> ParseLogEntry(absl::string_view bytes, uint64_t ind
   return e;
 }
 
-int64_t EntryMicros(const v1::LogEntry& entry) {
-  return google::protobuf::util::TimeUtil::TimestampToMicroseconds(entry.time());
+absl::Time TimeOf(const google::protobuf::Timestamp& t) {
+  static const absl::Time kMin = absl::FromCivil(absl::CivilDay(1900, 1, 1), absl::UTCTimeZone());
+  static const absl::Time kMax = absl::FromCivil(absl::CivilDay(2200, 12, 31), absl::UTCTimeZone());
+  const absl::Time at = absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+  return std::clamp(at, kMin, kMax);
 }
+
+int64_t EntryMicros(const v1::LogEntry& entry) { return absl::ToUnixMicros(TimeOf(entry.time())); }
 
 }  // namespace caseway::common

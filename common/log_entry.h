@@ -6,6 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "caseway/v1/exchange_log.pb.h"
 
 namespace caseway::common {
@@ -16,7 +17,12 @@ namespace caseway::common {
 // entry has one encoding, and one leaf hash). INVALID_ARGUMENT naming the rule it breaks.
 absl::StatusOr<caseway::v1::LogEntry> ParseLogEntry(absl::string_view bytes, uint64_t index);
 
-// EntryMicros is an entry's time in POSIX microseconds.
+// TimeOf converts a time another node chose (a log entry's, a receipt's, a clock reading):
+// saturating, so that a hostile value near the int64 limit cannot overflow, and held to the years
+// 1900..2200 that the calendar code handles.
+absl::Time TimeOf(const google::protobuf::Timestamp& t);
+
+// EntryMicros is an entry's time in POSIX microseconds (through TimeOf).
 int64_t EntryMicros(const caseway::v1::LogEntry& entry);
 
 }  // namespace caseway::common

@@ -14,14 +14,13 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/config.h"
 
 namespace caseway::common {
 namespace {
@@ -68,7 +67,7 @@ int Connect(const std::string& host, const std::string& port, absl::Duration tim
   return fd;
 }
 
-// LastAlert returns the reason of the last OpenSSL error ("sslv3 alert bad certificate"), "" when
+// LastError returns the reason of the last OpenSSL error ("sslv3 alert bad certificate"), "" when
 // none, and clears the queue.
 std::string LastError() {
   std::string reason;
@@ -118,13 +117,7 @@ std::string ChainProblem(const std::string& pem, const std::string& ca_file) {
 
 std::string DiagnoseHandshake(const std::string& address, const TlsFiles& files, absl::Time now,
                               absl::Duration timeout) {
-  std::string own_pem;
-  {
-    std::ifstream in(files.cert_file);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    own_pem = ss.str();
-  }
+  const std::string own_pem = ReadFile(files.cert_file).value_or("");
   auto own = CertificateValidity(own_pem);
   if (own.ok()) {
     if (std::string p = ClockProblem(*own, now); !p.empty()) {

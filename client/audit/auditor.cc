@@ -229,8 +229,7 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
   if (cp.has_now()) {
     // The node's reading, against the middle of the call on ours; a node cannot claim to be
     // earlier than the checkpoint it signed.
-    const absl::Time theirs = std::max(
-        absl::FromUnixSeconds(cp.now().seconds()) + absl::Nanoseconds(cp.now().nanos()), signed_at);
+    const absl::Time theirs = std::max(common::TimeOf(cp.now()), signed_at);
     log.clock_offset = theirs - (asked + (answered - asked) / 2);
   }
   if (log.checkpoint.time > 0 && log.log_size > log.checkpoint.size &&

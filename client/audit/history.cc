@@ -1,6 +1,4 @@
 // Auditor::CollectHistory: the assessment's facts from verified logs (assessment.h).
-#include <google/protobuf/util/time_util.h>
-
 #include <algorithm>
 #include <map>
 
@@ -8,22 +6,12 @@
 #include "client/audit/evidence.h"
 #include "client/audit/witnesses.h"
 #include "common/digest.h"
+#include "common/log_entry.h"
 #include "common/status_macros.h"
 
 namespace caseway::client::audit {
 
-namespace {
-
-// TimeOf converts a time another node chose: saturating (a hostile log's seconds near the int64
-// limit must not overflow), and held to the years 1900..2200 that the calendar code handles.
-absl::Time TimeOf(const google::protobuf::Timestamp& t) {
-  static const absl::Time kMin = absl::FromCivil(absl::CivilDay(1900, 1, 1), absl::UTCTimeZone());
-  static const absl::Time kMax = absl::FromCivil(absl::CivilDay(2200, 12, 31), absl::UTCTimeZone());
-  const absl::Time at = absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-  return std::clamp(at, kMin, kMax);
-}
-
-}  // namespace
+using common::TimeOf;
 
 absl::Status Auditor::CollectInto(NodeLog& log, History& h) {
   const std::string& x = log.jurisdiction;

@@ -1,6 +1,4 @@
 // Reconciliation of two nodes' exchange logs (docs/exchange-log.md, "Reconciliation").
-#include <google/protobuf/util/time_util.h>
-
 #include <map>
 #include <set>
 
@@ -13,13 +11,13 @@
 #include "common/clock.h"
 #include "common/digest.h"
 #include "common/grpc_status.h"
+#include "common/log_entry.h"
 #include "common/merkle.h"
 #include "common/status_macros.h"
 
 namespace caseway::client::audit {
 
 using common::FromGrpcStatus;
-using google::protobuf::util::TimeUtil;
 
 namespace {
 
@@ -45,9 +43,7 @@ struct ReceiptRec {
 // How long an origin may take from signing a manifest to committing its SENT entry.
 constexpr absl::Duration kSentCommitSlack = absl::Seconds(10);
 
-absl::Time TimeOf(const v1::LogEntry& e) {
-  return absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(e.time()));
-}
+absl::Time TimeOf(const v1::LogEntry& e) { return common::TimeOf(e.time()); }
 
 }  // namespace
 
@@ -259,8 +255,7 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
       for (const Batch* b : sb) {
         if (b->signature_valid) valid_sent.push_back(b);
       }
-      const absl::Time created = absl::FromUnixMicros(
-          TimeUtil::TimestampToMicroseconds(r->manifest.created_at()));
+      const absl::Time created = common::TimeOf(r->manifest.created_at());
       // The origin appends SENT and commits it before it sends, so its signed checkpoint must
       // already cover the SENT entry (no --grace) when it covers the receipt for that batch, when
       // its evidence names a log index below the checkpoint, or when it was signed well after the
