@@ -135,6 +135,24 @@ absl::StatusOr<v1::TodoResponse> Client::Todo(const v1::TodoRequest& request) {
   return resp;
 }
 
+absl::StatusOr<v1::QueryPeerResponse> Client::QueryPeer(const v1::QueryPeerRequest& request) {
+  v1::QueryPeerResponse resp;
+  grpc::ClientContext ctx;
+  // The node waits up to 10 s for the peer.
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  RETURN_IF_ERROR(Checked(stub_->QueryPeer(&ctx, request, &resp)));
+  return resp;
+}
+
+absl::StatusOr<v1::CaseResponse> Client::Case(const std::string& case_id) {
+  v1::CaseRequest req;
+  req.set_case_id(case_id);
+  v1::CaseResponse resp;
+  RETURN_IF_ERROR(Checked(CallIdempotent(
+      [&](grpc::ClientContext* ctx) { return stub_->Case(ctx, req, &resp); })));
+  return resp;
+}
+
 absl::Status Client::Inbox(const InboxOptions& options,
                            const std::function<bool(const v1::InboxItem&)>& on_item) {
   grpc::ClientContext ctx;

@@ -140,6 +140,7 @@ void FillDefaults(NodeConfig& c) {
   auto* li = c.mutable_limits();
   if (li->max_message_bytes() == 0) li->set_max_message_bytes(4 << 20);
   if (li->max_batch_notices() == 0) li->set_max_batch_notices(1000);
+  if (li->peer_queries_per_minute() == 0) li->set_peer_queries_per_minute(120);
   if (li->max_notice_bytes() == 0) {
     li->set_max_notice_bytes(std::min<uint32_t>(256 << 10, MaxNoticeBytesBound(*li)));
   }
@@ -241,6 +242,7 @@ absl::Status Validate(const NodeConfig& c, absl::string_view source) {
             MaxNoticeBytesBound(c.limits()));
   }
   v.Range("limits.max_batch_notices", c.limits().max_batch_notices(), 1, 100000);
+  v.Range("limits.peer_queries_per_minute", c.limits().peer_queries_per_minute(), 1, 60000);
   const auto& xl = c.exchange_log();
   if (!xl.disabled()) {
     v.Required("exchange_log.signing_key_file", xl.signing_key_file());

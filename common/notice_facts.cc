@@ -3,6 +3,8 @@
 #include <google/protobuf/util/time_util.h>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/digest.h"
 #include "common/policy.h"
 
 namespace caseway::common {
@@ -33,7 +35,13 @@ NoticeFacts FactsOf(const v1::Notice& n) {
   f.revision = n.revision();
   if (n.has_occurred_at()) f.occurred_at = absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(n.occurred_at()));
   if (n.has_reply_due()) f.reply_due = absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(n.reply_due()));
+  f.subject_digest = SubjectDigest(n.subject().id_number());
   return f;
+}
+
+std::string SubjectDigest(absl::string_view id_number) {
+  return Sha256(absl::StrCat("caseway/v1 subject", absl::string_view("\0", 1),
+                             absl::AsciiStrToUpper(id_number)));
 }
 
 void CopyFacts(const NoticeFacts& f, v1::LogEntry* e) {

@@ -1,6 +1,7 @@
 // NoticeFacts: the non-personal facts of a notice that deadlines, the to-do list and the
 // assessment need (kind, priority, what it replies to, its times), read once from the notice.
-// Never carries the subject's data.
+// Never carries the subject's data; only `subject_digest`, from which the store keys its
+// lookup by identity number (never logged, never in a log entry).
 #ifndef CASEWAY_COMMON_NOTICE_FACTS_H_
 #define CASEWAY_COMMON_NOTICE_FACTS_H_
 
@@ -25,6 +26,8 @@ struct NoticeFacts {
   int32_t revision = 0;
   std::optional<absl::Time> occurred_at;
   std::optional<absl::Time> reply_due;
+  // SubjectDigest(subject.id_number): the store salts it again before it keeps it.
+  std::string subject_digest;
 
   bool is_feedback() const { return kind == "feedback"; }
   bool is_void() const { return kind == "void"; }
@@ -32,6 +35,11 @@ struct NoticeFacts {
 };
 
 NoticeFacts FactsOf(const caseway::v1::Notice& notice);
+
+// SubjectDigest is SHA-256 of "caseway/v1 subject", 0x00 and the identity number in upper case:
+// what a notice and a remote query by identity number are matched by (each store keys it with
+// its own salt).
+std::string SubjectDigest(absl::string_view id_number);
 
 // CopyFacts writes the facts into a KIND_PUBLISHED log entry (notice_kind ... reply_due).
 void CopyFacts(const NoticeFacts& facts, caseway::v1::LogEntry* entry);

@@ -16,6 +16,7 @@ namespace caseway::common {
 // Signature contexts: a signature made for one can never verify for another.
 inline constexpr absl::string_view kManifestContext = "caseway/v1 batch manifest";
 inline constexpr absl::string_view kReceiptContext = "caseway/v1 receipt";
+inline constexpr absl::string_view kQueryAnswerContext = "caseway/v1 query answer";
 
 // SigningKey is a node's long-lived Ed25519 key (not its TLS key). Thread-safe (immutable).
 class SigningKey {

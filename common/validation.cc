@@ -349,6 +349,22 @@ absl::Status ValidateRegionCode(absl::string_view code) {
       absl::StrCat("region code: ", code.substr(0, 2), " is not a province-level code"));
 }
 
+absl::Status ValidateCaseKey(absl::string_view path, absl::string_view case_id,
+                             absl::string_view id_number, bool either_key) {
+  Checker c{std::string(path)};
+  if (!either_key) {
+    c.Key("case_id", case_id, 64);
+  } else if (case_id.empty() == id_number.empty()) {
+    c.Fail("case_id", "give exactly one of case_id and id_number");
+  } else if (!case_id.empty()) {
+    c.Key("case_id", case_id, 64);
+  } else {
+    c.IdNumber("id_number", id_number, true);
+  }
+  if (c.ok()) return absl::OkStatus();
+  return BadInput("INVALID_REQUEST", c.violations());
+}
+
 char IdNumberCheckCharacter(absl::string_view id) {
   static constexpr int kWeights[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
   static constexpr char kChecks[] = "10X98765432";

@@ -43,6 +43,14 @@ absl::StatusOr<std::vector<std::string>> ValidateNotice(const caseway::v1::Notic
                                                         const NoticeRules& rules,
                                                         absl::string_view path = "");
 
+// ValidateCaseKey checks what a case lookup names (a remote query, Gateway.QueryPeer and
+// Gateway.Case): `case_id` by the rules of Notice.case_id and `id_number` as an identity number
+// (18 characters: 17 digits and 0-9 or X; the check character is not checked). With
+// `either_key`, exactly one of them must be given; otherwise only the case id. INVALID_ARGUMENT
+// (reason INVALID_REQUEST) naming each bad field, prefixed with `path`.
+absl::Status ValidateCaseKey(absl::string_view path, absl::string_view case_id,
+                             absl::string_view id_number, bool either_key);
+
 // CheckBatchManifest checks a delivered batch against its manifest before anything of it is
 // stored: the manifest's signature by `origin_key`, that it names this channel (origin ->
 // self) and exactly this batch's range, and each entry's digest.

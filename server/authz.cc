@@ -16,7 +16,10 @@ absl::string_view RpcName(Rpc rpc) {
     case Rpc::kInbox: return "Gateway.Inbox";
     case Rpc::kStatus: return "Gateway.Status";
     case Rpc::kTodo: return "Gateway.Todo";
+    case Rpc::kQueryPeer: return "Gateway.QueryPeer";
+    case Rpc::kCase: return "Gateway.Case";
     case Rpc::kSubscribe: return "PeerExchange.Subscribe";
+    case Rpc::kQuery: return "PeerExchange.Query";
     case Rpc::kLogCheckpoint: return "ExchangeLog.GetCheckpoint/GetConsistencyProof";
     case Rpc::kLogAudit: return "ExchangeLog.GetEntries/GetInclusionProof/GetEvidence";
     case Rpc::kLogCosign: return "ExchangeLog.AddCosignature";
@@ -31,10 +34,13 @@ bool Authorizer::Allowed(const Identity& id, Rpc rpc) const {
     case Rpc::kPublishBatch:
     case Rpc::kInbox:
     case Rpc::kTodo:
+    case Rpc::kQueryPeer:
+    case Rpc::kCase:
       return own_client;
     case Rpc::kStatus:
       return own_client || id.role == Role::kAuditor;
     case Rpc::kSubscribe:
+    case Rpc::kQuery:
     case Rpc::kLogCosign:
       return id.role == Role::kNode;
     case Rpc::kLogCheckpoint:

@@ -24,7 +24,10 @@ enum class Rpc {
   kInbox,
   kStatus,
   kTodo,
+  kQueryPeer,       // Gateway.QueryPeer
+  kCase,            // Gateway.Case
   kSubscribe,
+  kQuery,           // PeerExchange.Query
   kLogCheckpoint,   // ExchangeLog.GetCheckpoint, GetConsistencyProof
   kLogAudit,        // ExchangeLog.GetEntries, GetInclusionProof, GetEvidence, GetNoticeEvidence
   kLogCosign,       // ExchangeLog.AddCosignature
@@ -40,7 +43,9 @@ absl::string_view RpcName(Rpc rpc);
 //   Gateway.Inbox                 -       yes                        -
 //   Gateway.Status                -       yes                        yes
 //   Gateway.Todo                  -       yes                        -
+//   Gateway.QueryPeer, Case       -       yes                        -
 //   PeerExchange.Subscribe       yes      -                          -
+//   PeerExchange.Query           yes      -                          -
 //   ExchangeLog.GetCheckpoint,
 //     GetConsistencyProof        yes      -                          yes
 //   ExchangeLog.GetEntries,

@@ -191,6 +191,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
           std::make_unique<Scrubber>(node->store_.get(), config.exchange_log().scrub_rate());
     }
   }
+  node->asker_ = std::make_unique<PeerAsker>(config, channel_creds, node->store_.get(), signatures);
   Node* raw = node.get();
   node->gateway_ = std::make_unique<GatewayService>(
       config, node->store_.get(), node->authz_.get(),
@@ -202,7 +203,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
         }
         return subs;
       },
-      [raw](const std::string& dest) { return raw->peer_exchange_->OpenStreams(dest); });
+      [raw](const std::string& dest) { return raw->peer_exchange_->OpenStreams(dest); },
+      node->asker_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

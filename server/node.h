@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "caseway/v1/config.pb.h"
 #include "server/authz.h"
+#include "server/exchange/peer_asker.h"
 #include "server/exchange/peer_exchange_service.h"
 #include "server/exchange/subscriber.h"
 #include "server/gateway/gateway_service.h"
@@ -44,6 +45,7 @@ class Node {
   std::unique_ptr<common::Revocations> revocations_;
   std::unique_ptr<Authorizer> authz_;
   std::unique_ptr<PeerExchangeService> peer_exchange_;
+  std::unique_ptr<PeerAsker> asker_;  // outlives gateway_
   std::unique_ptr<GatewayService> gateway_;
   std::unique_ptr<ExchangeLogService> exchange_log_;
   std::unique_ptr<Checkpointer> checkpointer_;

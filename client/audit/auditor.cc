@@ -65,7 +65,7 @@ absl::StatusOr<std::vector<std::string>> FetchConsistencyProof(v1::ExchangeLog::
 }
 
 bool IsProblem(const std::string& status) {
-  return status != "MATCHED" && status != "PROVEN" && status != "PENDING";
+  return status != "MATCHED" && status != "PROVEN" && status != "PENDING" && status != "ANSWERED";
 }
 
 Auditor::Auditor(AuditOptions options, common::Directory directory,

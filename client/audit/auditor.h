@@ -137,6 +137,10 @@ class Auditor {
   const common::Directory& directory() const { return directory_; }
 
  private:
+  // ReconcileQueries pairs `asker`'s QUERY_ASKED entries (and the signed answers it keeps) with
+  // `answerer`'s QUERY_ANSWERED entries: ANSWERED, ANSWER_NOT_LOGGED, QUESTION_NOT_LOGGED,
+  // UNSUPPORTED or PENDING rows (docs/coordinators.md).
+  absl::Status ReconcileQueries(NodeLog& asker, NodeLog& answerer, ReconcileReport& report);
   absl::Status ReconcileChannel(NodeLog& origin, NodeLog& dest, ReconcileReport& report);
   absl::Status CheckView(NodeLog& holder, NodeLog& subject, ReconcileReport& report);
   // FetchEntries fills log.entries up to the checkpoint size or the first refusal.

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "client/audit/auditor.h"
@@ -249,6 +250,54 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
     }
     if (valid < 2) return Fail("claim DUPLICATE: needs two RECEIVED entries with valid manifests");
     claim = absl::StrCat(y, "'s log records seq ", seq, " as received ", valid, " times");
+  } else if (st == "ANSWERED" || st == "ANSWER_NOT_LOGGED" || st == "QUESTION_NOT_LOGGED" ||
+             (st == "PENDING" && b.seq() == 0 && absl::StartsWith(b.notice_id(), "query-") &&
+              (!entries_of(x, v1::LogEntry::KIND_QUERY_ASKED, y).empty() ||
+               !entries_of(y, v1::LogEntry::KIND_QUERY_ANSWERED, x).empty()))) {
+    // Remote queries: x asked, y answered.
+    std::map<std::string, v1::QueryAnswer> valid_answer;  // by digest of the signed bytes
+    for (const auto& s : b.answers()) {
+      auto a = OpenAnswer(s, dir, x, y);
+      report.push_back(absl::StrCat(a ? "ok   " : "BAD  ", "answer ",
+                                    a ? "signed by " : "not a valid answer of ", y, " to ", x));
+      if (a) valid_answer[common::Sha256(s.message())] = *a;
+    }
+    auto asked = entries_of(x, v1::LogEntry::KIND_QUERY_ASKED, y);
+    auto answered = entries_of(y, v1::LogEntry::KIND_QUERY_ANSWERED, x);
+    auto answer_for = [&](const ProvenEntry* e) -> const v1::QueryAnswer* {
+      auto it = valid_answer.find(e->entry.digest());
+      if (it == valid_answer.end() || it->second.request_digest() != e->entry.request_digest() ||
+          it->second.log_index() != e->entry.peer_log_index()) {
+        return nullptr;
+      }
+      return &it->second;
+    };
+    if (st == "ANSWERED") {
+      if (asked.empty() || answered.empty() || answer_for(asked[0]) == nullptr ||
+          answered[0]->index != asked[0]->entry.peer_log_index() ||
+          answered[0]->entry.digest() != asked[0]->entry.digest()) {
+        return Fail("claim ANSWERED: needs x's QUERY_ASKED entry, y's signed answer it names and "
+                    "y's QUERY_ANSWERED entry at the index the answer gives");
+      }
+      claim = absl::StrCat(x, " asked ", y, " and both logs record the same signed answer");
+    } else if (st == "ANSWER_NOT_LOGGED") {
+      if (asked.empty() || answer_for(asked[0]) == nullptr) {
+        return Fail("claim ANSWER_NOT_LOGGED: needs x's QUERY_ASKED entry and y's signed answer it "
+                    "names");
+      }
+      claim = absl::StrCat(y, " signed an answer to ", x, " naming its log entry ",
+                           asked[0]->entry.peer_log_index(),
+                           " (that the entry is not that answer is shown by auditing its whole log)");
+    } else if (st == "QUESTION_NOT_LOGGED") {
+      if (answered.empty()) return Fail("claim QUESTION_NOT_LOGGED: needs y's QUERY_ANSWERED entry");
+      claim = absl::StrCat(y, "'s log records an answer to ", x, " (that ", x,
+                           "'s log lacks the question is shown by auditing its whole log)");
+    } else {
+      if (asked.empty() && answered.empty()) {
+        return Fail("claim PENDING: needs x's QUERY_ASKED or y's QUERY_ANSWERED entry");
+      }
+      claim = absl::StrCat("a query of ", x, " to ", y, " is recorded by one side so far");
+    }
   } else if (st == "PENDING" || st == "UNDELIVERED") {
     bool published = false;
     for (const auto& p : proven) {

@@ -30,4 +30,16 @@ std::optional<v1::Receipt> OpenReceipt(const v1::Signed& s, const common::Direct
   return r;
 }
 
+std::optional<v1::QueryAnswer> OpenAnswer(const v1::Signed& s, const common::Directory& dir,
+                                          const std::string& asker, const std::string& answerer) {
+  auto key = dir.Key(answerer);
+  v1::QueryAnswer a;
+  if (!key.ok() || !a.ParseFromString(s.message()) || a.answerer() != answerer ||
+      a.asker() != asker ||
+      !common::VerifySignature(*key, common::kQueryAnswerContext, s.message(), s.signature()).ok()) {
+    return std::nullopt;
+  }
+  return a;
+}
+
 }  // namespace caseway::client::audit

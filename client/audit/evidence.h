@@ -8,6 +8,7 @@
 #include <string>
 
 #include "caseway/v1/exchange_log.pb.h"
+#include "caseway/v1/peer_exchange.pb.h"
 #include "common/directory.h"
 
 namespace caseway::client::audit {
@@ -34,6 +35,13 @@ std::optional<caseway::v1::Receipt> OpenReceipt(const caseway::v1::Signed& s,
                                                 const common::Directory& directory,
                                                 const std::string& origin,
                                                 const std::string& destination);
+
+// OpenAnswer returns the QueryAnswer in `s` when it is signed by `answerer` (its directory key,
+// context "caseway/v1 query answer") and answers `asker`; nullopt otherwise.
+std::optional<caseway::v1::QueryAnswer> OpenAnswer(const caseway::v1::Signed& s,
+                                                   const common::Directory& dir,
+                                                   const std::string& asker,
+                                                   const std::string& answerer);
 
 // Covers reports whether a manifest opened by OpenManifest holds `seq`.
 inline bool Covers(const caseway::v1::BatchManifest& m, uint64_t seq) {

@@ -355,6 +355,93 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
   return absl::OkStatus();
 }
 
+absl::Status Auditor::ReconcileQueries(NodeLog& asker, NodeLog& answerer, ReconcileReport& report) {
+  const std::string& x = asker.jurisdiction;
+  const std::string& y = answerer.jurisdiction;
+  // The signed answers x keeps, by digest.
+  std::map<std::string, v1::Signed> answers;
+  ASSIGN_OR_RETURN(auto ev, FetchEvidence(asker, y, v1::GetEvidenceRequest::DIRECTION_QUERIES));
+  for (const auto& e : ev) {
+    if (e.kind() == v1::Evidence::KIND_QUERY_ANSWER_RECEIVED) {
+      answers[common::Sha256(e.signed_().message())] = e.signed_();
+    }
+  }
+  std::map<uint64_t, const v1::LogEntry*> answered;  // y's answers to x, by y's index
+  for (uint64_t i = 0; i < answerer.parsed.size(); ++i) {
+    const v1::LogEntry& e = answerer.parsed[i];
+    if (e.kind() == v1::LogEntry::KIND_QUERY_ANSWERED && e.peer() == x) answered[i] = &e;
+  }
+  auto add = [&](Row row, const std::vector<std::pair<NodeLog*, uint64_t>>& entries,
+                 const v1::Signed* answer) -> absl::Status {
+    if (IsProblem(row.status) || options_.bundle_all) {
+      row.bundle = NewBundle(row.status, row.detail, {&asker, &answerer});
+      row.bundle.set_origin(x);
+      row.bundle.set_destination(y);
+      row.bundle.set_notice_id(row.notice_id);
+      for (const auto& [log, index] : entries) RETURN_IF_ERROR(AddEntry(*log, index, row.bundle));
+      if (answer != nullptr) *row.bundle.add_answers() = *answer;
+    }
+    report.rows.push_back(std::move(row));
+    return absl::OkStatus();
+  };
+  std::set<uint64_t> paired;
+  for (uint64_t i = 0; i < asker.parsed.size(); ++i) {
+    const v1::LogEntry& e = asker.parsed[i];
+    if (e.kind() != v1::LogEntry::KIND_QUERY_ASKED || e.peer() != y) continue;
+    Row row{x, y, 0, absl::StrCat("query-", x, "-", i), "", "", {}};
+    auto it = answers.find(e.digest());
+    std::optional<v1::QueryAnswer> a;
+    if (it != answers.end()) a = OpenAnswer(it->second, directory_, x, y);
+    const v1::Signed* shown = it == answers.end() ? nullptr : &it->second;
+    if (!a || a->request_digest() != e.request_digest() || a->log_index() != e.peer_log_index()) {
+      row.status = "UNSUPPORTED";
+      row.detail = absl::StrCat(x, " records an answer of ", y, " (entry ", i, ") ",
+                                shown == nullptr ? "without the signed answer to show for it"
+                                                 : "whose signed answer does not verify or match");
+      RETURN_IF_ERROR(add(std::move(row), {{&asker, i}}, shown));
+      continue;
+    }
+    auto match = answered.find(e.peer_log_index());
+    if (match != answered.end() && match->second->digest() == e.digest() &&
+        match->second->request_digest() == e.request_digest()) {
+      paired.insert(match->first);
+      row.status = "ANSWERED";
+      row.detail = absl::StrCat(y, " answered with ", a->notices_size(), " notice",
+                                a->notices_size() == 1 ? "" : "s", " (its entry ", match->first,
+                                ")");
+      RETURN_IF_ERROR(add(std::move(row), {{&asker, i}, {&answerer, match->first}}, shown));
+    } else if (e.peer_log_index() >= answerer.checkpoint.size) {
+      row.status = "PENDING";
+      row.detail = absl::StrCat(y, "'s answer names its entry ", e.peer_log_index(),
+                                ", past its audited checkpoint");
+      RETURN_IF_ERROR(add(std::move(row), {{&asker, i}}, shown));
+    } else {
+      row.status = "ANSWER_NOT_LOGGED";
+      row.detail = absl::StrCat(y, " signed an answer to ", x, "'s query naming its log entry ",
+                                e.peer_log_index(), ", which does not record that answer");
+      RETURN_IF_ERROR(add(std::move(row), {{&asker, i}}, shown));
+    }
+  }
+  const absl::Time answerer_now = answerer.NodeNow();
+  for (const auto& [index, e] : answered) {
+    if (paired.count(index)) continue;
+    const absl::Duration age = answerer_now - TimeOf(*e);
+    Row row{x, y, 0, absl::StrCat("query-", y, "-", index), "", "", {}};
+    if (age < options_.grace) {
+      row.status = "PENDING";
+      row.detail = absl::StrCat(y, " answered ", x, " (its entry ", index,
+                                "); the question may be past ", x, "'s checkpoint");
+    } else {
+      row.status = "QUESTION_NOT_LOGGED";
+      row.detail = absl::StrCat(y, " answered a query of ", x, " (its entry ", index, ") that ", x,
+                                "'s log does not record (its node may have failed before "
+                                "recording the answer, or hides the question)");
+    }
+    RETURN_IF_ERROR(add(std::move(row), {{&answerer, index}}, nullptr));
+  }
+  return absl::OkStatus();
+}
+
 // CheckView compares the latest checkpoint of `subject` that `holder` cosigned (a note signed by
 // the subject, kept in the holder's log) with what `subject` shows the auditor: they must lie on
 // one append-only history, else SPLIT_VIEW. A record whose note the subject did not sign is the
@@ -428,6 +515,8 @@ absl::StatusOr<ReconcileReport> Auditor::Reconcile(NodeLog& a, NodeLog& b) {
   RETURN_IF_ERROR(CheckView(b, a, report));
   RETURN_IF_ERROR(ReconcileChannel(a, b, report));
   RETURN_IF_ERROR(ReconcileChannel(b, a, report));
+  RETURN_IF_ERROR(ReconcileQueries(a, b, report));
+  RETURN_IF_ERROR(ReconcileQueries(b, a, report));
   return report;
 }
 

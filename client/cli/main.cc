@@ -1,4 +1,5 @@
-// caseway: the command-line client of a Caseway node (publish, inbox, status, todo, audit).
+// caseway: the command-line client of a Caseway node (publish, inbox, status, todo, query, case,
+// audit).
 #include <google/protobuf/util/json_util.h>
 
 #include <CLI/CLI.hpp>
@@ -18,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "caseway/client/client.h"
 #include "client/cli/audit_commands.h"
+#include "client/cli/case_commands.h"
 #include "common/config.h"
 #include "common/digest.h"
 #include "common/json.h"
@@ -532,6 +534,30 @@ int Main(int argc, char** argv) {
   todo->add_flag("--json", todo_flags.json, "print caseway.v1.TodoItem JSON lines");
   AddConnectionFlags(todo, &conn);
 
+  caseway::cli::QueryFlags query_flags;
+  CLI::App* query = app.add_subcommand(
+      "query",
+      "Ask a peer node, through this node, what it holds about a case: the notices in which this\n"
+      "jurisdiction is a party. The peer's answer is signed and recorded in both exchange logs.");
+  query->add_option("peer", query_flags.peer, "the peer jurisdiction (region code)")->required();
+  query->add_option("--case", query_flags.case_id, "the case id");
+  query->add_option("--subject", query_flags.subject,
+                    "the subject's identity number (never logged; only digests are recorded)");
+  query->add_flag("--json", query_flags.json, "print caseway.v1.QueryPeerResponse as JSON");
+  AddConnectionFlags(query, &conn);
+
+  caseway::cli::CaseFlags case_flags;
+  CLI::App* case_cmd = app.add_subcommand(
+      "case",
+      "Show a case's timeline: every notice sent and received for it, oldest first, with its\n"
+      "delivery, receipt and reply state; --peers adds what each peer party answers.");
+  case_cmd->add_option("case_id", case_flags.case_id, "the case id")->required();
+  case_cmd->add_flag("--peers", case_flags.peers,
+                     "also ask every peer party of the case (remote queries, logged)");
+  case_cmd->add_option("--peer", case_flags.peer_list, "also ask this peer (repeatable)");
+  case_cmd->add_flag("--json", case_flags.json, "print caseway.v1.CaseEvent JSON lines");
+  AddConnectionFlags(case_cmd, &conn);
+
   caseway::cli::AuditCommands audit_commands;
   caseway::cli::AddAuditCommands(app, &audit_commands);
 
@@ -540,6 +566,16 @@ int Main(int argc, char** argv) {
   if (inbox->parsed()) return RunInbox(conn, follow, ack, window, limit);
   if (status->parsed()) return RunStatus(conn, json);
   if (todo->parsed()) return RunTodo(conn, todo_flags);
+  if (query->parsed() || case_cmd->parsed()) {
+    const char* name = query->parsed() ? "query" : "case";
+    auto client = Open(conn);
+    if (!client.ok()) {
+      fprintf(stderr, "caseway %s: %s\n", name, std::string(client.status().message()).c_str());
+      return 2;
+    }
+    return query->parsed() ? caseway::cli::RunQuery(**client, query_flags)
+                           : caseway::cli::RunCase(**client, case_flags);
+  }
   if (audit_commands.parsed()) return caseway::cli::RunAuditCommand(audit_commands);
   return 2;
 }

@@ -522,6 +522,12 @@ void Subscription::Step() {
   if (act.write) reactor->StartWrite(act.write);
 }
 
+// limits.peer_queries_per_minute, or its default when the configuration was not completed.
+static double QueriesPerMinute(const v1::NodeConfig& config) {
+  const uint32_t n = config.limits().peer_queries_per_minute();
+  return n == 0 ? 120.0 : n;
+}
+
 PeerExchangeService::PeerExchangeService(const v1::NodeConfig& config, NoticeStore* store,
                                          const Authorizer* authz, Signatures signatures)
     : self_(config.jurisdiction()),
@@ -533,6 +539,8 @@ PeerExchangeService::PeerExchangeService(const v1::NodeConfig& config, NoticeSto
       max_batch_bytes_(config.limits().max_message_bytes() / 2),
       heartbeat_interval_(absl::Milliseconds(
           TimeUtil::DurationToMilliseconds(config.exchange().heartbeat_interval()))),
+      max_answer_bytes_(config.limits().max_message_bytes() / 2),
+      query_rate_(QueriesPerMinute(config), std::max(10.0, QueriesPerMinute(config) / 10)),
       store_(store),
       authz_(authz),
       dispatcher_(2) {

@@ -17,6 +17,7 @@
 #include "common/signing.h"
 #include "server/authz.h"
 #include "server/exchange/dispatcher.h"
+#include "server/exchange/rate_limiter.h"
 #include "server/store/notice_store.h"
 
 namespace caseway::server {
@@ -57,7 +58,12 @@ class Subscription;
 // Limitations: a destination may hold several streams at once (e.g. after a silent reconnect);
 // each streams independently from its own cursor and the subscriber's cursor check refuses
 // overlaps.
-class PeerExchangeService final : public caseway::v1::PeerExchange::CallbackService {
+//
+// Query (peer_query.cc) is a plain synchronous handler: it reads the case index, then waits for
+// the group commit of its log entry. Each caller is held to limits.peer_queries_per_minute.
+class PeerExchangeService final
+    : public caseway::v1::PeerExchange::WithCallbackMethod_Subscribe<
+          caseway::v1::PeerExchange::Service> {
  public:
   PeerExchangeService(const caseway::v1::NodeConfig& config, NoticeStore* store,
                       const Authorizer* authz, Signatures signatures);
@@ -65,6 +71,9 @@ class PeerExchangeService final : public caseway::v1::PeerExchange::CallbackServ
 
   grpc::ServerBidiReactor<caseway::v1::SubscribeRequest, caseway::v1::SubscribeResponse>*
   Subscribe(grpc::CallbackServerContext* ctx) override;
+
+  grpc::Status Query(grpc::ServerContext* ctx, const caseway::v1::QueryRequest* req,
+                     caseway::v1::QueryResponse* resp) override;
 
   // OpenStreams is the number of open (past `open`) streams now for `destination`.
   uint32_t OpenStreams(const std::string& destination);
@@ -105,6 +114,9 @@ class PeerExchangeService final : public caseway::v1::PeerExchange::CallbackServ
   const uint32_t default_window_;
   const uint64_t max_batch_bytes_;
   const absl::Duration heartbeat_interval_;
+  // Remote queries: the largest answer (notice bytes) and each caller's rate.
+  const uint64_t max_answer_bytes_;
+  RateLimiter query_rate_;
   NoticeStore* const store_;
   const Authorizer* const authz_;
   std::atomic<bool> shutting_down_{false};

@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/case_events.h"
 #include "common/clock.h"
 #include "common/digest.h"
 #include "common/grpc_status.h"
@@ -83,11 +84,12 @@ absl::Status Refuse(absl::StatusCode code, absl::string_view reason, const std::
 
 GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
                                const Authorizer* authz, SubscriptionStatusFn subscriptions,
-                               OpenStreamsFn open_streams)
+                               OpenStreamsFn open_streams, PeerAsker* asker)
     : jurisdiction_(config.jurisdiction()),
       max_batch_notices_(config.limits().max_batch_notices()),
       max_notice_bytes_(config.limits().max_notice_bytes()),
       store_(store),
+      asker_(asker),
       authz_(authz),
       subscriptions_(std::move(subscriptions)),
       open_streams_(std::move(open_streams)),
@@ -539,6 +541,67 @@ grpc::Status GatewayService::Todo(grpc::ServerContext* ctx, const v1::TodoReques
   auto todo = store_->Todo(*req, common::Now());
   if (!todo.ok()) return ToGrpcStatus(todo.status());
   *resp = std::move(*todo);
+  return grpc::Status::OK;
+}
+
+}  // namespace caseway::server
+
+namespace caseway::server {
+
+grpc::Status GatewayService::QueryPeer(grpc::ServerContext* ctx, const v1::QueryPeerRequest* req,
+                                       v1::QueryPeerResponse* resp) {
+  if (auto id = authz_->Check(*ctx, Rpc::kQueryPeer); !id.ok()) return ToGrpcStatus(id.status());
+  if (asker_ == nullptr) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "remote queries are off");
+  std::vector<common::Violation> bad;
+  if (req->peer().empty()) bad.push_back({"peer", "required"});
+  if (absl::Status key = common::ValidateCaseKey("", req->case_id(), req->id_number(), true);
+      !key.ok()) {
+    for (auto& v : common::ViolationsOf(key)) bad.push_back(std::move(v));
+  }
+  if (!bad.empty()) return ToGrpcStatus(common::BadInput("INVALID_REQUEST", bad));
+  auto answer = asker_->Ask(*req);
+  if (!answer.ok()) return ToGrpcStatus(answer.status());
+  *resp = std::move(*answer);
+  return grpc::Status::OK;
+}
+
+grpc::Status GatewayService::Case(grpc::ServerContext* ctx, const v1::CaseRequest* req,
+                                  v1::CaseResponse* resp) {
+  if (auto id = authz_->Check(*ctx, Rpc::kCase); !id.ok()) return ToGrpcStatus(id.status());
+  if (absl::Status key = common::ValidateCaseKey("", req->case_id(), "", false); !key.ok()) {
+    return ToGrpcStatus(key);
+  }
+  constexpr size_t kMaxEvents = 10000;
+  bool more = false;
+  auto found = store_->FindCase(req->case_id(), false, kMaxEvents, &more);
+  if (!found.ok()) return ToGrpcStatus(found.status());
+  const absl::Time now = common::Now();
+  const std::map<std::string, ChannelState> channels = store_->Channels();
+  for (const NoticeStore::CaseRecord& r : *found) {
+    v1::CaseEvent& e = *resp->add_events();
+    e.set_role(r.role);
+    e.set_holder(jurisdiction_);
+    if (!e.mutable_notice()->ParseFromString(r.bytes)) {
+      return grpc::Status(grpc::StatusCode::DATA_LOSS, "a stored notice does not parse");
+    }
+    e.set_digest(common::Sha256(r.bytes));
+    *e.mutable_stored_at() =
+        google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(r.stored_at));
+    for (const auto& [dest, seq] : r.deliveries) {
+      v1::CaseEvent::Delivery& d = *e.add_deliveries();
+      d.set_destination(dest);
+      d.set_seq(seq);
+      auto c = channels.find(dest);
+      d.set_receipted(c != channels.end() && seq <= c->second.acked);
+    }
+    e.set_channel_seq(r.channel_seq);
+    e.set_consumed(r.consumed);
+    auto replies = store_->RepliesOf(r.origin, r.notice_id, now);
+    if (!replies.ok()) return ToGrpcStatus(replies.status());
+    for (auto& item : *replies) *e.add_replies() = std::move(item);
+  }
+  common::SortCaseEvents(resp->mutable_events());
+  resp->set_truncated(more);
   return grpc::Status::OK;
 }
 

@@ -13,6 +13,7 @@
 #include "caseway/v1/config.pb.h"
 #include "caseway/v1/gateway.grpc.pb.h"
 #include "server/authz.h"
+#include "server/exchange/peer_asker.h"
 #include "server/gateway/inbox_stream.h"
 #include "server/store/notice_store.h"
 
@@ -40,9 +41,10 @@ class GatewayService final
           caseway::v1::Gateway::WithRawCallbackMethod_PublishBatch<
               caseway::v1::Gateway::WithCallbackMethod_Inbox<caseway::v1::Gateway::Service>>> {
  public:
+  // `asker` (may be null: QueryPeer is then UNIMPLEMENTED) must outlive the service.
   GatewayService(const caseway::v1::NodeConfig& config, NoticeStore* store,
                  const Authorizer* authz, SubscriptionStatusFn subscriptions,
-                 OpenStreamsFn open_streams);
+                 OpenStreamsFn open_streams, PeerAsker* asker);
 
   grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* ctx,
                                     const grpc::ByteBuffer* request,
@@ -56,6 +58,10 @@ class GatewayService final
                       caseway::v1::StatusResponse* resp) override;
   grpc::Status Todo(grpc::ServerContext* ctx, const caseway::v1::TodoRequest* req,
                     caseway::v1::TodoResponse* resp) override;
+  grpc::Status QueryPeer(grpc::ServerContext* ctx, const caseway::v1::QueryPeerRequest* req,
+                         caseway::v1::QueryPeerResponse* resp) override;
+  grpc::Status Case(grpc::ServerContext* ctx, const caseway::v1::CaseRequest* req,
+                    caseway::v1::CaseResponse* resp) override;
 
   ~GatewayService() override;
   void Shutdown();
@@ -130,6 +136,7 @@ class GatewayService final
   const uint32_t max_notice_bytes_;
   std::set<std::string> peers_;
   NoticeStore* const store_;
+  PeerAsker* const asker_;
   const Authorizer* const authz_;
   SubscriptionStatusFn subscriptions_;
   OpenStreamsFn open_streams_;

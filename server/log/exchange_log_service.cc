@@ -136,6 +136,9 @@ grpc::Status ExchangeLogService::GetEvidence(grpc::ServerContext* ctx,
       kind1 = v1::Evidence::KIND_MANIFEST_RECEIVED;
       kind2 = v1::Evidence::KIND_RECEIPT_SENT;
       break;
+    case v1::GetEvidenceRequest::DIRECTION_QUERIES:
+      kind1 = kind2 = v1::Evidence::KIND_QUERY_ANSWER_RECEIVED;
+      break;
     default:
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "direction: required (must not be DIRECTION_UNSPECIFIED)");

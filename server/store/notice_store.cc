@@ -23,7 +23,7 @@
 namespace caseway::server {
 namespace {
 
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -98,6 +98,12 @@ CREATE INDEX IF NOT EXISTS obligation_open ON obligation(due) WHERE state = 1;
 CREATE TABLE IF NOT EXISTS anomaly(
   id INTEGER PRIMARY KEY, peer TEXT NOT NULL, notice_id TEXT NOT NULL,
   received_at INTEGER NOT NULL, problem TEXT NOT NULL);
+-- Version 5: cases and subjects, for Gateway.Case and remote queries. Two rows per notice held
+-- (published here: origin = this node; received: origin = the sender): key 'c' || case_id, and
+-- 's' || SHA-256(subject_salt || common::SubjectDigest(id_number)), never the number itself.
+CREATE TABLE IF NOT EXISTS case_index(
+  key BLOB NOT NULL, origin TEXT NOT NULL, notice_id TEXT NOT NULL,
+  PRIMARY KEY(key, origin, notice_id)) WITHOUT ROWID;
 )sql";
 
 int64_t NowMicros() { return absl::ToUnixMicros(common::Now()); }
@@ -138,10 +144,11 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(path));
   RETURN_IF_ERROR(db->Exec(kSchema));
+  int found = 0;
   {
     Stmt v(db->get(), "SELECT value FROM meta WHERE key = 'schema_version'");
     if (v.Step()) {
-      int found = std::stoi(v.Text(0));
+      found = std::stoi(v.Text(0));
       if (found > kSchemaVersion) {
         return absl::FailedPreconditionError(
             absl::StrCat(path, ": schema version ", found, " is newer than this binary's ",
@@ -151,6 +158,8 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
     RETURN_IF_ERROR(v.status("read schema version"));
   }
   RETURN_IF_ERROR(Migrate(*db));
+  ASSIGN_OR_RETURN(std::string subject_salt, SubjectSalt(*db));
+  if (found != 0 && found < 5) RETURN_IF_ERROR(IndexExistingCases(*db, options.self, subject_salt));
   RETURN_IF_ERROR(db->Exec(
       absl::StrCat("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '",
                    kSchemaVersion, "')")
@@ -158,6 +167,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   auto stmts = std::make_unique<WriterStatements>(db->get());
   RETURN_IF_ERROR(stmts->Check());
   std::unique_ptr<NoticeStore> store(new NoticeStore(options, std::move(stmts)));
+  store->subject_salt_ = std::move(subject_salt);
   store->PrepareLogStatements(db->get());
   ASSIGN_OR_RETURN(store->log_, MerkleLog::Load(db->get()));
   store->size_at_open_ = store->log_->Committed().first;
@@ -365,6 +375,7 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
         w.insert_notice.BindBlob(6, n.request_digest);
       }
       RETURN_IF_ERROR(Done(w.insert_notice, "insert notice"));
+      RETURN_IF_ERROR(IndexCase(options_.self, n.facts));
       RETURN_IF_ERROR(TrackPublished(n.facts, r, now));
       for (const auto& d : r.deliveries()) {
         w.insert_entry.Bind(1, d.destination()).Bind(2, static_cast<int64_t>(d.seq())).Bind(3, n.notice_id);
@@ -517,6 +528,7 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::
               .BindBlob(4, e.notice())
               .Bind(5, now);
           RETURN_IF_ERROR(Done(w.insert_inbox, "insert inbox"));
+          RETURN_IF_ERROR(IndexCase(origin, facts[i]));
           RETURN_IF_ERROR(TrackReceived(origin, facts[i], now));
         }
         w.upsert_cursor.Bind(1, origin).Bind(2, static_cast<int64_t>(last));

@@ -185,6 +185,41 @@ class NoticeStore {
     return options_.policy != nullptr ? *options_.policy : common::Policy::Default();
   }
 
+  // --- Cases and remote queries (notice_store_case.cc, docs/protocol.md "Remote query") ---
+
+  // CaseRecord is one notice of a case as this node holds it.
+  struct CaseRecord {
+    caseway::v1::QueryNotice::Role role = caseway::v1::QueryNotice::ROLE_UNSPECIFIED;
+    std::string origin;  // the notice's origin: this node when published here
+    std::string notice_id;
+    std::string bytes;   // exact, as stored
+    absl::Time stored_at;
+    // Published: (destination, channel seq) in destination order.
+    std::vector<std::pair<std::string, uint64_t>> deliveries;
+    // Received: the channel seq from `origin`, and whether the local consumer acked it.
+    uint64_t channel_seq = 0;
+    bool consumed = false;
+  };
+  // FindCase returns the notices held for a case id, or with `by_subject` for a subject's
+  // identity number (looked up by its salted digest, never scanned), oldest stored first: at most
+  // `limit`, `*truncated` set when there were more.
+  absl::StatusOr<std::vector<CaseRecord>> FindCase(absl::string_view key, bool by_subject,
+                                                   size_t limit, bool* truncated);
+  // RepliesOf returns the to-do items (open and cleared) of the notice (origin, notice_id).
+  absl::StatusOr<std::vector<caseway::v1::TodoItem>> RepliesOf(const std::string& origin,
+                                                                const std::string& notice_id,
+                                                                absl::Time now);
+  // AnswerQuery completes `answer` (answerer, log_index, answered_at), signs it, appends its
+  // QUERY_ANSWERED entry and commits, in one transaction; returns the signed answer. Without the
+  // log the answer is returned unsigned and nothing is stored.
+  absl::StatusOr<caseway::v1::Signed> AnswerQuery(caseway::v1::QueryAnswer answer);
+  // RecordQueryAsked appends QUERY_ASKED for `peer`'s verified answer and keeps the signed answer
+  // as evidence (KIND_QUERY_ANSWER_RECEIVED), in one transaction; returns the entry's index
+  // (0 without the log).
+  absl::StatusOr<uint64_t> RecordQueryAsked(const std::string& peer,
+                                            const caseway::v1::QueryAnswer& answer,
+                                            const caseway::v1::Signed& signed_answer);
+
   // --- Exchange log (docs/exchange-log.md); all no-ops or FAILED_PRECONDITION when disabled. ---
 
   bool log_enabled() const { return options_.log_enabled; }
@@ -312,6 +347,14 @@ class NoticeStore {
   absl::StatusOr<bool> Settle(const std::string& origin, const std::string& notice_id,
                               const std::string& peer, int state, const std::string& by,
                               int64_t at);
+  // IndexCase adds the case_index rows of a notice stored here (writer thread, in its transaction).
+  absl::Status IndexCase(const std::string& origin, const common::NoticeFacts& facts);
+  // The case_index key of a subject digest (common::SubjectDigest).
+  std::string SubjectKey(absl::string_view subject_digest) const;
+  // FillTodoItem reads one row of kTodoColumns into `item`, judged at `now`.
+  void FillTodoItem(const Stmt& s, absl::Time now, caseway::v1::TodoItem* item) const;
+  // Salt of the subject keys in case_index (meta 'subject_salt', made once per database).
+  std::string subject_salt_;
   absl::Status InsertEvidence(caseway::v1::Evidence::Kind kind, const std::string& peer,
                               uint64_t first_seq, uint64_t last_seq, const std::string& digest,
                               const caseway::v1::Signed& signed_message, uint64_t log_index);

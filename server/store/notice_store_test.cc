@@ -304,6 +304,16 @@ TEST_F(NoticeStoreTest, VersionTwoDatabaseIsMigrated) {
                           "INSERT INTO channel VALUES('440305', 7, 0);"));
   }
   auto store = Open();
+  // Version 5 indexes the notices already stored by case (and subject).
+  bool truncated = true;
+  auto found = store->FindCase("c", /*by_subject=*/false, 10, &truncated);
+  ASSERT_OK(found);
+  ASSERT_EQ(found->size(), 1u);
+  EXPECT_EQ((*found)[0].notice_id, "a");
+  EXPECT_EQ((*found)[0].role, v1::QueryNotice::ROLE_PUBLISHED);
+  EXPECT_EQ((*found)[0].deliveries,
+            (std::vector<std::pair<std::string, uint64_t>>{{"440305", 7}}));
+  EXPECT_FALSE(truncated);
   auto again = store->Publish({a});
   ASSERT_OK(again);
   EXPECT_TRUE((*again)[0].duplicate());

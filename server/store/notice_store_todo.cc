@@ -215,9 +215,34 @@ absl::StatusOr<std::optional<std::string>> NoticeStore::StoredDigest(const std::
   });
 }
 
-absl::StatusOr<v1::TodoResponse> NoticeStore::Todo(const v1::TodoRequest& req, absl::Time now) {
+void NoticeStore::FillTodoItem(const Stmt& s, absl::Time now, v1::TodoItem* item) const {
   const int64_t now_us = absl::ToUnixMicros(now);
   const absl::CivilDay today = common::DayOf(now);
+  v1::TodoItem& i = *item;
+  i.set_side(static_cast<v1::TodoRequest::Side>(s.Int(0)));
+  i.set_peer(s.Text(1));
+  i.set_origin(s.Text(2));
+  i.set_notice_id(s.Text(3));
+  i.set_case_id(s.Text(4));
+  i.set_kind(s.Text(5));
+  i.set_priority(static_cast<v1::Priority>(s.Int(6)));
+  *i.mutable_opened_at() = Micros(s.Int(7));
+  const int64_t due = s.Int(8);
+  *i.mutable_due() = Micros(due);
+  if (!s.IsNull(9)) {
+    *i.mutable_stated_due() = Micros(s.Int(9));
+    i.set_due_mismatch(s.Int(9) != due);
+  }
+  i.set_state(static_cast<v1::TodoItem::State>(s.Int(10)));
+  if (!s.IsNull(11)) i.set_cleared_by(s.Text(11));
+  if (!s.IsNull(12)) *i.mutable_cleared_at() = Micros(s.Int(12));
+  const absl::Time due_time = absl::FromUnixMicros(due);
+  i.set_working_days_left(policy().WorkingDaysLeft(today, common::DayOf(due_time)));
+  i.set_overdue(i.state() == v1::TodoItem::STATE_OPEN && due < now_us);
+}
+
+absl::StatusOr<v1::TodoResponse> NoticeStore::Todo(const v1::TodoRequest& req, absl::Time now) {
+  const int64_t now_us = absl::ToUnixMicros(now);
   return ReadOnly([&](sqlite3* db) -> absl::StatusOr<v1::TodoResponse> {
     v1::TodoResponse resp;
     {
@@ -234,12 +259,12 @@ absl::StatusOr<v1::TodoResponse> NoticeStore::Todo(const v1::TodoRequest& req, a
       RETURN_IF_ERROR(s.status("count to-do items"));
     }
     {
-      Stmt s(db,
-             "SELECT side, peer, origin, notice_id, case_id, kind, priority, opened_at, due, "
-             "stated_due, state, cleared_by, cleared_at FROM obligation "
-             "WHERE (state = 1 OR ?1) AND (?2 = 0 OR side = ?2) AND (?3 = '' OR kind = ?3) "
-             "AND (?4 = '' OR peer = ?4) AND (?5 = 0 OR priority = ?5) AND (?6 = 0 OR due < ?7) "
-             "ORDER BY state <> 1, due, origin, notice_id, peer LIMIT ?8");
+      const std::string sql = absl::StrCat(
+          "SELECT ", kTodoColumns, " FROM obligation "
+          "WHERE (state = 1 OR ?1) AND (?2 = 0 OR side = ?2) AND (?3 = '' OR kind = ?3) "
+          "AND (?4 = '' OR peer = ?4) AND (?5 = 0 OR priority = ?5) AND (?6 = 0 OR due < ?7) "
+          "ORDER BY state <> 1, due, origin, notice_id, peer LIMIT ?8");
+      Stmt s(db, sql.c_str());
       s.Bind(1, int64_t{req.include_cleared()})
           .Bind(2, int64_t{req.side()})
           .Bind(3, req.kind())
@@ -249,27 +274,7 @@ absl::StatusOr<v1::TodoResponse> NoticeStore::Todo(const v1::TodoRequest& req, a
           .Bind(7, now_us)
           .Bind(8, int64_t{req.limit() == 0 ? 1000 : req.limit()});
       while (s.Step()) {
-        v1::TodoItem& i = *resp.add_items();
-        i.set_side(static_cast<v1::TodoRequest::Side>(s.Int(0)));
-        i.set_peer(s.Text(1));
-        i.set_origin(s.Text(2));
-        i.set_notice_id(s.Text(3));
-        i.set_case_id(s.Text(4));
-        i.set_kind(s.Text(5));
-        i.set_priority(static_cast<v1::Priority>(s.Int(6)));
-        *i.mutable_opened_at() = Micros(s.Int(7));
-        const int64_t due = s.Int(8);
-        *i.mutable_due() = Micros(due);
-        if (!s.IsNull(9)) {
-          *i.mutable_stated_due() = Micros(s.Int(9));
-          i.set_due_mismatch(s.Int(9) != due);
-        }
-        i.set_state(static_cast<v1::TodoItem::State>(s.Int(10)));
-        if (!s.IsNull(11)) i.set_cleared_by(s.Text(11));
-        if (!s.IsNull(12)) *i.mutable_cleared_at() = Micros(s.Int(12));
-        const absl::Time due_time = absl::FromUnixMicros(due);
-        i.set_working_days_left(policy().WorkingDaysLeft(today, common::DayOf(due_time)));
-        i.set_overdue(i.state() == v1::TodoItem::STATE_OPEN && due < now_us);
+        FillTodoItem(s, now, resp.add_items());
       }
       RETURN_IF_ERROR(s.status("read to-do items"));
     }

@@ -8,6 +8,16 @@
 
 namespace caseway::server {
 
+// The columns of table obligation that NoticeStore::FillTodoItem reads, in its order.
+inline constexpr char kTodoColumns[] =
+    "side, peer, origin, notice_id, case_id, kind, priority, opened_at, due, stated_due, state, "
+    "cleared_by, cleared_at";
+
+// SubjectSalt returns the database's salt for subject keys, made on first use (notice_store_case.cc).
+absl::StatusOr<std::string> SubjectSalt(Db& db);
+// IndexExistingCases fills case_index for the notices of a database made before version 5.
+absl::Status IndexExistingCases(Db& db, const std::string& self, const std::string& salt);
+
 // Done runs a statement to completion and resets it, returning its status.
 inline absl::Status Done(Stmt& s, absl::string_view what) {
   while (s.Step()) {
@@ -35,19 +45,20 @@ struct NoticeStore::WriterStatements {
         insert_inbox(db, "INSERT INTO inbox(origin, channel_seq, notice_id, bytes, received_at) "
                          "VALUES(?, ?, ?, ?, ?)"),
         ack_inbox(db, "UPDATE inbox SET acked_at = ? WHERE inbox_seq = ? AND acked_at IS NULL"),
-        inbox_exists(db, "SELECT 1 FROM inbox WHERE inbox_seq = ?") {}
+        inbox_exists(db, "SELECT 1 FROM inbox WHERE inbox_seq = ?"),
+        insert_case(db, "INSERT OR IGNORE INTO case_index(key, origin, notice_id) VALUES(?, ?, ?)") {}
 
   absl::Status Check() const {
     for (const Stmt* s : {&find_notice, &insert_notice, &head, &upsert_head,
                           &insert_entry, &ack, &cursor, &upsert_cursor, &insert_inbox, &ack_inbox,
-                          &inbox_exists}) {
+                          &inbox_exists, &insert_case}) {
       RETURN_IF_ERROR(s->status("prepare writer statement"));
     }
     return absl::OkStatus();
   }
 
   Stmt find_notice, insert_notice, head, upsert_head, insert_entry, ack, cursor,
-      upsert_cursor, insert_inbox, ack_inbox, inbox_exists;
+      upsert_cursor, insert_inbox, ack_inbox, inbox_exists, insert_case;
 };
 
 // LogStatements are prepared on the writer connection and used only by its thread.

@@ -62,6 +62,11 @@ class Client {
   absl::StatusOr<caseway::v1::StatusResponse> Status();
   // Todo calls Gateway.Todo (idempotent, retried on UNAVAILABLE).
   absl::StatusOr<caseway::v1::TodoResponse> Todo(const caseway::v1::TodoRequest& request);
+  // QueryPeer calls Gateway.QueryPeer once (not retried: an UNAVAILABLE may be the peer's).
+  absl::StatusOr<caseway::v1::QueryPeerResponse> QueryPeer(
+      const caseway::v1::QueryPeerRequest& request);
+  // Case calls Gateway.Case (idempotent, retried on UNAVAILABLE).
+  absl::StatusOr<caseway::v1::CaseResponse> Case(const std::string& case_id);
 
   // Inbox streams unacknowledged received notices to `on_item`, oldest first. `on_item` returns
   // false to stop (that item is not acknowledged; the acks of the items before it are committed

@@ -1,0 +1,44 @@
+// PeerAsker: asks peer nodes about a case (PeerExchange.Query) for Gateway.QueryPeer.
+#ifndef CASEWAY_SERVER_EXCHANGE_PEER_ASKER_H_
+#define CASEWAY_SERVER_EXCHANGE_PEER_ASKER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "caseway/v1/config.pb.h"
+#include "caseway/v1/gateway.pb.h"
+#include "caseway/v1/peer_exchange.grpc.pb.h"
+#include "server/exchange/peer_exchange_service.h"
+#include "server/store/notice_store.h"
+
+namespace caseway::server {
+
+// PeerAsker sends a configured peer a QueryRequest with a fresh random nonce, verifies the
+// signed answer (the peer's directory key, this question's digest, addressed to this node),
+// records it (NoticeStore::RecordQueryAsked) and returns it. An answer that does not verify is
+// DATA_LOSS and nothing is recorded. Thread-safe. Lifetime: `store` outlives it.
+class PeerAsker {
+ public:
+  PeerAsker(const caseway::v1::NodeConfig& config, std::shared_ptr<grpc::ChannelCredentials> creds,
+            NoticeStore* store, Signatures signatures);
+
+  // Ask asks `req.peer()` (the request already validated). INVALID_ARGUMENT (NOT_A_PEER) for
+  // a jurisdiction that is not a configured peer; the peer's refusal as it gave it.
+  absl::StatusOr<caseway::v1::QueryPeerResponse> Ask(const caseway::v1::QueryPeerRequest& req);
+
+ private:
+  // How long a peer may take to answer.
+  static constexpr absl::Duration kAnswerDeadline = absl::Seconds(10);
+  const std::string self_;
+  NoticeStore* const store_;
+  const Signatures signatures_;
+  std::map<std::string, std::unique_ptr<caseway::v1::PeerExchange::Stub>> stubs_;  // immutable
+};
+
+}  // namespace caseway::server
+
+#endif  // CASEWAY_SERVER_EXCHANGE_PEER_ASKER_H_

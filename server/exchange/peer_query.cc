@@ -1,0 +1,128 @@
+// PeerExchange.Query: a peer's question about a case, answered with the notices it is a party to.
+#include <google/protobuf/util/time_util.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/digest.h"
+#include "common/grpc_status.h"
+#include "common/log.h"
+#include "common/proto_bytes.h"
+#include "common/refusal.h"
+#include "common/validation.h"
+#include "server/exchange/peer_exchange_service.h"
+
+namespace caseway::server {
+
+namespace v1 = caseway::v1;
+using common::Log;
+using common::LogLevel;
+using common::ToGrpcStatus;
+using google::protobuf::util::TimeUtil;
+
+namespace {
+
+// The most notices one answer holds (then `truncated`).
+constexpr size_t kMaxAnswerNotices = 1000;
+// The most notices of one case or subject that are looked at.
+constexpr size_t kMaxCaseNotices = 10000;
+
+}  // namespace
+
+grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::QueryRequest* req,
+                                        v1::QueryResponse* resp) {
+  auto id = authz_->Check(*ctx, Rpc::kQuery);
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "node shutting down");
+  const std::string& asker = id->jurisdiction;
+  if (req->asker() != asker) {
+    return ToGrpcStatus(common::Refusal(
+        absl::StatusCode::kPermissionDenied, "NOT_ASKER",
+        absl::StrCat("asker: ", id->ToString(), " may ask only as ", asker)));
+  }
+  std::vector<common::Violation> bad;
+  if (req->nonce().size() < 16 || req->nonce().size() > 64) {
+    bad.push_back({"nonce", "16..64 random bytes required"});
+  }
+  if (absl::Status key = common::ValidateCaseKey("", req->case_id(), req->id_number(), true);
+      !key.ok()) {
+    for (auto& v : common::ViolationsOf(key)) bad.push_back(std::move(v));
+  }
+  if (!bad.empty()) return ToGrpcStatus(common::BadInput("INVALID_REQUEST", bad));
+  if (!query_rate_.Take(asker)) {
+    common::LogLimited(LogLevel::kWarn, "remote query refused: rate limit",
+                       {{"peer", asker}});
+    return ToGrpcStatus(common::Refusal(
+        absl::StatusCode::kResourceExhausted, "QUERY_RATE_EXCEEDED",
+        absl::StrCat(asker, " asked more often than this node answers one peer "
+                            "(limits.peer_queries_per_minute); retry in a few seconds")));
+  }
+  if (absl::Status halted = store_->Halted(); !halted.ok()) return ToGrpcStatus(halted);
+
+  const bool by_subject = !req->id_number().empty();
+  bool more = false;
+  auto found = store_->FindCase(by_subject ? req->id_number() : req->case_id(), by_subject,
+                                kMaxCaseNotices, &more);
+  if (!found.ok()) return ToGrpcStatus(found.status());
+  v1::QueryAnswer answer;
+  answer.set_asker(asker);
+  answer.set_request_digest(common::Sha256(common::DeterministicBytes(*req)));
+  answer.set_truncated(more);
+  const uint64_t acked_by_asker = store_->Channel(asker).acked;
+  const absl::Time now = common::Now();
+  uint64_t bytes = 0;
+  for (const NoticeStore::CaseRecord& r : *found) {
+    // Only notices the asker is a party to: published here to it, received from it, or received
+    // from a third node with it among the destinations.
+    uint64_t seq = 0;
+    bool acknowledged = false;
+    if (r.role == v1::QueryNotice::ROLE_PUBLISHED) {
+      for (const auto& [dest, s] : r.deliveries) {
+        if (dest == asker) seq = s;
+      }
+      if (seq == 0) continue;
+      acknowledged = seq <= acked_by_asker;
+    } else {
+      if (r.origin != asker) {
+        v1::Notice n;
+        if (!n.ParseFromString(r.bytes)) continue;
+        if (std::find(n.destinations().begin(), n.destinations().end(), asker) ==
+            n.destinations().end()) {
+          continue;
+        }
+      }
+      seq = r.channel_seq;
+      acknowledged = r.consumed;
+    }
+    if (answer.notices_size() == static_cast<int>(kMaxAnswerNotices) ||
+        bytes + r.bytes.size() > max_answer_bytes_) {
+      answer.set_truncated(true);
+      break;
+    }
+    v1::QueryNotice& q = *answer.add_notices();
+    q.set_notice(r.bytes);
+    q.set_role(r.role);
+    *q.mutable_stored_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(r.stored_at));
+    q.set_seq(seq);
+    q.set_acknowledged(acknowledged);
+    auto replies = store_->RepliesOf(r.origin, r.notice_id, now);
+    if (!replies.ok()) return ToGrpcStatus(replies.status());
+    for (const v1::TodoItem& item : *replies) {
+      if (item.state() != v1::TodoItem::STATE_OPEN) continue;
+      q.add_replies_owed_by(item.side() == v1::TodoRequest::SIDE_OWED_BY_US ? self_ : item.peer());
+    }
+    bytes += r.bytes.size();
+  }
+  const int count = answer.notices_size();
+  auto signed_answer = store_->AnswerQuery(std::move(answer));
+  if (!signed_answer.ok()) return ToGrpcStatus(signed_answer.status());
+  *resp->mutable_answer() = std::move(*signed_answer);
+  // Who asked and how many notices went back; never what was asked about.
+  Log(LogLevel::kInfo, "remote query answered",
+      {{"peer", asker}, {"by", by_subject ? "id_number" : "case_id"},
+       {"notices", absl::StrCat(count)}});
+  return grpc::Status::OK;
+}
+
+}  // namespace caseway::server
