@@ -25,6 +25,10 @@ if [ "${1:-}" = "--test" ]; then
   # chromium and a CJK font: the HTML assessment report is opened in headless Chromium and
   # screenshotted (tests/report_test.cc)
   packages+=(clang-14 libclang-rt-14-dev chromium fonts-wqy-microhei)
+  # the integrator examples run in the suite: Python with Debian's gRPC (examples/python), and
+  # the buf CLI and @grpc/grpc-js from the npm registry (tests/npm-install.sh), which need npm
+  packages+=(python3-grpcio python3-protobuf git)
+  if ! command -v npm >/dev/null 2>&1; then packages+=(nodejs npm); fi
 fi
 
 sudo_cmd=()

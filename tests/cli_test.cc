@@ -3,7 +3,11 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include <google/protobuf/util/message_differencer.h>
+
+#include <algorithm>
 #include <fstream>
+#include <set>
 
 #include "absl/strings/str_split.h"
 #include "tests/testing/harness.h"
@@ -163,7 +167,12 @@ TEST_F(CliTest, EveryCommandHasHelp) {
   for (std::vector<std::string> args : {std::vector<std::string>{"--help"},
                                         {"publish", "--help"},
                                         {"inbox", "--help"},
-                                        {"status", "--help"}}) {
+                                        {"status", "--help"},
+                                        {"todo", "--help"},
+                                        {"query", "--help"},
+                                        {"case", "--help"},
+                                        {"conformance", "--help"},
+                                        {"audit", "--help"}}) {
     args.insert(args.begin(), BinDir() + "/caseway");
     RunResult r = RunCommand(args);
     EXPECT_EQ(r.exit_code, 0) << args[1];
@@ -172,6 +181,48 @@ TEST_F(CliTest, EveryCommandHasHelp) {
   RunResult pki = RunCommand({"/bin/bash", SourceDir() + "/deploy/pki.sh", "--help"});
   EXPECT_EQ(pki.exit_code, 0);
   EXPECT_THAT(pki.out, HasSubstr("pki.sh init"));
+}
+
+// The integrators' guide shows one example per notice kind: each must be one of the sample
+// notices that the test above publishes to real nodes (so no example in the guide is invalid).
+TEST(IntegratorsGuideTest, TheIntegratorsGuideShowsTheSamplesThatArePublished) {
+  auto parse = [](const std::string& json) {
+    v1::Notice n;
+    auto s = google::protobuf::util::JsonStringToMessage(json, &n);
+    EXPECT_TRUE(s.ok()) << s.ToString() << "\n" << json;
+    return n;
+  };
+  std::vector<v1::Notice> samples;
+  for (const char* f : {"notices-360102.jsonl", "notices-440305.jsonl", "replies-360102.jsonl",
+                        "replies-440305.jsonl"}) {
+    std::ifstream in(SourceDir() + "/deploy/samples/" + f);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty()) samples.push_back(parse(line));
+    }
+  }
+  std::ifstream doc(SourceDir() + "/docs/integrators.md");
+  std::set<std::string> kinds;
+  std::string block;
+  bool in_block = false;
+  for (std::string line; std::getline(doc, line);) {
+    if (line == "```json") {
+      in_block = true;
+      block.clear();
+    } else if (in_block && line == "```") {
+      in_block = false;
+      v1::Notice n = parse(block);
+      const auto* body = n.GetReflection()->GetOneofFieldDescriptor(
+          n, v1::Notice::descriptor()->FindOneofByName("body"));
+      ASSERT_NE(body, nullptr) << block;
+      kinds.insert(body->name());
+      EXPECT_TRUE(std::any_of(samples.begin(), samples.end(), [&](const v1::Notice& s) {
+        return google::protobuf::util::MessageDifferencer::Equals(s, n);
+      })) << "not a published sample: " << n.notice_id();
+    } else if (in_block) {
+      block += line + "\n";
+    }
+  }
+  EXPECT_EQ(kinds.size(), 12u) << "one example per notice kind";
 }
 
 }  // namespace

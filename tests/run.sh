@@ -12,6 +12,8 @@ build=${CASEWAY_BUILD_DIR:-$root/build}
 bash "$root/deploy/install-deps.sh" --test
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCASEWAY_BUILD_TESTS=ON
 cmake --build "$build" -j2
+# The JavaScript packages the examples and the proto lint run (pinned by their lock files).
+bash "$root/tests/npm-install.sh" "$build"
 # Integration tests start real node processes; two at a time fit the two cores.
 (cd "$build" && ctest -j2 --output-on-failure --timeout 300 "$@")
 
@@ -24,6 +26,7 @@ if [ "${CASEWAY_SANITIZE:-1}" != "0" ]; then
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCASEWAY_BUILD_TESTS=ON -DCASEWAY_SANITIZE=ON \
     -DCASEWAY_FUZZ=ON -DCASEWAY_BUILD_BENCH=OFF
   cmake --build "$sanitize" -j2
+  bash "$root/tests/npm-install.sh" "$sanitize"
   # gRPC's c-ares leaks 40 bytes at exit (docs/testing.md); everything else is a failure.
   export LSAN_OPTIONS="suppressions=$root/tests/lsan.supp:print_suppressions=0"
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"

@@ -20,6 +20,7 @@
 #include "caseway/client/client.h"
 #include "client/cli/audit_commands.h"
 #include "client/cli/case_commands.h"
+#include "client/cli/conformance.h"
 #include "common/config.h"
 #include "common/digest.h"
 #include "common/json.h"
@@ -558,6 +559,20 @@ int Main(int argc, char** argv) {
   case_cmd->add_flag("--json", case_flags.json, "print caseway.v1.CaseEvent JSON lines");
   AddConnectionFlags(case_cmd, &conn);
 
+  caseway::cli::ConformanceFlags conformance_flags;
+  CLI::App* conformance = app.add_subcommand(
+      "conformance",
+      "Check the node you deployed with your own client certificate: publish test notices to the\n"
+      "federation's test destination, then check the round trip, idempotency, the refusals of\n"
+      "bad input, the case timeline and the inbox. Prints a pass/fail table; exit 1 on a failure.");
+  conformance->add_option("--destination", conformance_flags.destination,
+                          "the federation's test destination (a peer whose inbox nobody uses)")
+      ->required();
+  conformance->add_option("--timeout", conformance_flags.timeout_seconds,
+                          "seconds the round trip may take (default 30)")
+      ->check(CLI::Range(1, 3600));
+  AddConnectionFlags(conformance, &conn);
+
   caseway::cli::AuditCommands audit_commands;
   caseway::cli::AddAuditCommands(app, &audit_commands);
 
@@ -566,13 +581,14 @@ int Main(int argc, char** argv) {
   if (inbox->parsed()) return RunInbox(conn, follow, ack, window, limit);
   if (status->parsed()) return RunStatus(conn, json);
   if (todo->parsed()) return RunTodo(conn, todo_flags);
-  if (query->parsed() || case_cmd->parsed()) {
-    const char* name = query->parsed() ? "query" : "case";
+  if (query->parsed() || case_cmd->parsed() || conformance->parsed()) {
+    const char* name = query->parsed() ? "query" : case_cmd->parsed() ? "case" : "conformance";
     auto client = Open(conn);
     if (!client.ok()) {
       fprintf(stderr, "caseway %s: %s\n", name, std::string(client.status().message()).c_str());
       return 2;
     }
+    if (conformance->parsed()) return caseway::cli::RunConformance(**client, conformance_flags);
     return query->parsed() ? caseway::cli::RunQuery(**client, query_flags)
                            : caseway::cli::RunCase(**client, case_flags);
   }
