@@ -1,5 +1,7 @@
 #include "common/refusal.h"
 
+#include "absl/strings/match.h"
+
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "google/rpc/error_details.pb.h"
@@ -51,6 +53,17 @@ absl::Status BadInput(absl::string_view reason, const std::vector<Violation>& vi
   return Refusal(absl::StatusCode::kInvalidArgument, reason, message, listed,
                  {{"violations", absl::StrCat(violations.size())},
                   {"listed", absl::StrCat(listed.size())}});
+}
+
+std::string DefaultReason(absl::StatusCode code, absl::string_view message) {
+  if (code == absl::StatusCode::kFailedPrecondition &&
+      absl::StrContains(message, "exchange halted")) {
+    return "NODE_HALTED";
+  }
+  if (code == absl::StatusCode::kUnavailable && absl::StrContains(message, "shutting down")) {
+    return "SHUTTING_DOWN";
+  }
+  return absl::StatusCodeToString(code);
 }
 
 std::optional<google::rpc::Status> Details(const absl::Status& status) {

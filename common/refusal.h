@@ -41,6 +41,11 @@ absl::Status Refusal(absl::StatusCode code, absl::string_view reason, absl::stri
 inline constexpr size_t kMaxDetailBytes = 4096;
 absl::Status BadInput(absl::string_view reason, const std::vector<Violation>& violations);
 
+// DefaultReason is the ErrorInfo reason of a refusal made without one (the node's error policy
+// adds it to every caseway.v1 refusal, docs/errors.md): NODE_HALTED and SHUTTING_DOWN by their
+// message, otherwise the status code's name (e.g. "NOT_FOUND", "RESOURCE_EXHAUSTED").
+std::string DefaultReason(absl::StatusCode code, absl::string_view message);
+
 // Details returns the google.rpc.Status a status carries (nullopt when none).
 std::optional<google::rpc::Status> Details(const absl::Status& status);
 // ReasonOf returns the ErrorInfo reason ("" when none); ViolationsOf every BadRequest violation.

@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/refusal.h"
 
 namespace caseway::server {
 namespace {
@@ -26,6 +27,20 @@ class ErrorPolicyInterceptor final : public grpc::experimental::Interceptor {
         methods->ModifySendStatus(common::ToGrpcStatus(absl::InvalidArgumentError(
             absl::StrCat("request: not a valid request message for ", method_,
                          " (malformed protobuf, or a string field that is not UTF-8)"))));
+      } else if (!status.ok() && status.error_details().empty()) {
+        // Every refusal carries a google.rpc.ErrorInfo: one made without details gets the
+        // default reason (docs/errors.md); ToGrpcStatus also cuts an overlong message.
+        const auto code = static_cast<absl::StatusCode>(status.error_code());
+        grpc::Status typed = common::ToGrpcStatus(absl::Status(code, status.error_message()));
+        if (typed.error_details().empty()) {
+          typed = common::ToGrpcStatus(common::Refusal(
+              code,
+              code == absl::StatusCode::kInvalidArgument
+                  ? "INVALID_REQUEST"
+                  : common::DefaultReason(code, status.error_message()),
+              status.error_message()));
+        }
+        methods->ModifySendStatus(typed);
       } else if (status.error_message().size() > common::kMaxStatusMessageBytes) {
         methods->ModifySendStatus(common::ToGrpcStatus(
             absl::Status(static_cast<absl::StatusCode>(status.error_code()),

@@ -1,8 +1,12 @@
 // Bad input to a real node: each case gets a specific status code and message, and nothing is
 // stored (checked in the node's SQLite file).
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include "caseway/v1/exchange_log.grpc.pb.h"
+#include "common/grpc_status.h"
 #include "common/refusal.h"
+#include "common/tls.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/status_matchers.h"
 
@@ -246,6 +250,55 @@ TEST_F(BadInputTest, CliDryRunNamesEveryBadLineAndStoresNothing) {
   auto conflict = client_->Publish(other, /*validate_only=*/true);
   EXPECT_EQ(conflict.status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(common::ReasonOf(conflict.status()), "CONTENT_CONFLICT");
+}
+
+// Refusals other than bad arguments carry an ErrorInfo too: the default reason is the code's name,
+// whether the refusal comes from a handler, the log service or a stream.
+TEST_F(BadInputTest, EveryRefusalCarriesAReason) {
+  // An ack of an inbox entry that does not exist (a stream's refusal).
+  {
+    auto stub = client_->stub();
+    grpc::ClientContext ctx;
+    auto stream = stub->Inbox(&ctx);
+    v1::InboxRequest start;
+    start.mutable_start()->set_ack(true);
+    ASSERT_TRUE(stream->Write(start));
+    v1::InboxRequest ack;
+    ack.mutable_ack()->add_inbox_seqs(4242);
+    ASSERT_TRUE(stream->Write(ack));
+    stream->WritesDone();
+    v1::InboxResponse resp;
+    while (stream->Read(&resp)) {
+    }
+    absl::Status s = common::FromGrpcStatus(stream->Finish());
+    EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+    EXPECT_EQ(common::ReasonOf(s), "NOT_FOUND") << s;
+  }
+  // The exchange log's: a checkpoint of a size never signed, as an auditor.
+  const std::string auditor = pki_->Auditor("alice");
+  auto creds = common::ChannelCredentials({pki_->ca(), auditor + ".crt", auditor + ".key"});
+  ASSERT_OK(creds);
+  auto log = v1::ExchangeLog::NewStub(grpc::CreateChannel(a_->address(), *creds));
+  {
+    grpc::ClientContext ctx;
+    v1::GetCheckpointRequest req;
+    req.set_size(987654);
+    v1::CheckpointResponse resp;
+    absl::Status s = common::FromGrpcStatus(log->GetCheckpoint(&ctx, req, &resp));
+    EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+    EXPECT_EQ(common::ReasonOf(s), "NOT_FOUND") << s;
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::GetEvidenceRequest req;
+    req.set_peer("440305");
+    v1::GetEvidenceResponse resp;
+    absl::Status s = common::FromGrpcStatus(log->GetEvidence(&ctx, req, &resp));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_EQ(common::ReasonOf(s), "INVALID_REQUEST") << s;
+    ASSERT_EQ(common::ViolationsOf(s).size(), 1u) << s;
+    EXPECT_EQ(common::ViolationsOf(s)[0].field, "direction");
+  }
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "common/merkle.h"
 #include "common/proto_bytes.h"
 #include "tests/testing/audited_pair.h"
+#include "common/refusal.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/status_matchers.h"
 
@@ -113,6 +114,7 @@ class TamperTest : public AuditedPairTest {
     absl::Status refused =
         client->Publish(SampleNotice("after-halt", {peer.jurisdiction()})).status();
     EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+    EXPECT_EQ(common::ReasonOf(refused), "NODE_HALTED") << refused;
     EXPECT_TRUE(WaitFor(
         [&] {
           return peer.log().find(absl::StrCat("halted: ", node.jurisdiction())) != std::string::npos;
