@@ -78,7 +78,8 @@ void PrintResult(const std::string& name, const std::vector<std::pair<std::strin
 }
 
 int Throughput(const Conn& a_conn, const std::string& origin, const std::string& dest, int clients,
-               int batch, uint64_t count, int max_s, const std::string& label, bool wait) {
+               int batch, uint64_t count, int max_s, const std::string& label, bool wait,
+               uint64_t cases) {
   auto probe = Stub(a_conn);
   const uint64_t base = Head(*probe, dest).first;
   const std::string run = absl::StrCat(label, "-", std::chrono::system_clock::now().time_since_epoch().count());
@@ -98,12 +99,16 @@ int Throughput(const Conn& a_conn, const std::string& origin, const std::string&
         if (batch == 1) {
           v1::PublishRequest req;
           *req.mutable_notice() = Notice1K(absl::StrCat(run, "-", first), origin, dest);
+          caseway::bench::SpreadCase(*req.mutable_notice(), first, cases);
           v1::PublishResult resp;
           s = caseway::client::CallIdempotent(
               [&](grpc::ClientContext* ctx) { return stub->Publish(ctx, req, &resp); });
         } else {
           v1::PublishBatchRequest req;
-          for (uint64_t i = 0; i < n; ++i) *req.add_notices() = Notice1K(absl::StrCat(run, "-", first + i), origin, dest);
+          for (uint64_t i = 0; i < n; ++i) {
+            *req.add_notices() = Notice1K(absl::StrCat(run, "-", first + i), origin, dest);
+            caseway::bench::SpreadCase(*req.mutable_notices(req.notices_size() - 1), first + i, cases);
+          }
           v1::PublishBatchResponse resp;
           s = caseway::client::CallIdempotent(
               [&](grpc::ClientContext* ctx) { return stub->PublishBatch(ctx, req, &resp); });
@@ -300,6 +305,10 @@ int main(int argc, char** argv) {
   tp->add_option("--label", label)->capture_default_str();
   bool no_wait = false;
   tp->add_flag("--no-wait", no_wait, "do not wait for receipts (destination offline)");
+  uint64_t cases = 0;
+  tp->add_option("--cases", cases,
+                 "spread the notices over this many cases and subjects (0: one case)")
+      ->capture_default_str();
   auto* lat = app.add_subcommand("latency", "open-loop publishes at RATE/s; publish -> stored at B percentiles");
   conn_flags(lat, true);
   lat->add_option("--rate", rate)->capture_default_str();
@@ -356,7 +365,7 @@ int main(int argc, char** argv) {
         PrintResult);
   }
   b.ca = a.ca;
-  if (tp->parsed()) return Throughput(a, origin, dest, clients, batch, count, max_s, label, !no_wait);
+  if (tp->parsed()) return Throughput(a, origin, dest, clients, batch, count, max_s, label, !no_wait, cases);
   if (lat->parsed()) return Latency(a, b, origin, dest, rate, seconds, batch_ms);
   if (wait->parsed()) return WaitCaughtUp(a, dest, max_s, label);
   if (gen->parsed()) return GenJsonl(out, count, origin, dest);

@@ -44,6 +44,7 @@
 #include "common/proto_bytes.h"
 #include "common/signing.h"
 #include "common/tls.h"
+#include "common/validation.h"
 
 namespace caseway::bench {
 namespace {
@@ -359,6 +360,20 @@ v1::Notice Notice1K(const std::string& id, const std::string& origin, const std:
   vr->add_items(std::string(120, 'c'));
   vr->set_remarks(std::string(500, 'r'));
   return n;
+}
+
+std::string BenchCase(uint64_t k) { return absl::StrCat("bench-case-", k); }
+
+std::string BenchIdNumber(uint64_t k) {
+  std::string id = absl::StrFormat("%017d", 11000000000000000ULL + k);
+  id.push_back(common::IdNumberCheckCharacter(id));
+  return id;
+}
+
+void SpreadCase(v1::Notice& n, uint64_t i, uint64_t cases) {
+  if (cases == 0) return;
+  n.set_case_id(BenchCase(i % cases));
+  n.mutable_subject()->set_id_number(BenchIdNumber(i % cases));
 }
 
 std::unique_ptr<v1::Gateway::Stub> GatewayStub(const std::string& address,

@@ -20,6 +20,13 @@ namespace caseway::bench {
 caseway::v1::Notice Notice1K(const std::string& id, const std::string& origin,
                              const std::string& dest);
 
+// SpreadCase puts notice `i` into case bench-case-<i % cases>, whose subject has its own identity
+// number (BenchIdNumber): queries and timelines then find `count / cases` notices per case.
+// cases = 0 leaves the notice as it is.
+void SpreadCase(caseway::v1::Notice& notice, uint64_t i, uint64_t cases);
+std::string BenchCase(uint64_t k);
+std::string BenchIdNumber(uint64_t k);
+
 // GatewayStub is a Gateway client on its own connection (benchmark clients must not share one),
 // with 64 MiB message limits. Exits with status 2 when the certificate files cannot be read.
 std::unique_ptr<caseway::v1::Gateway::Stub> GatewayStub(const std::string& address,

@@ -13,7 +13,9 @@
 # default pace and off, alternated twice, and caseway-bench-log's check-before-signing figures),
 # flood (caseway-bench-flood: a client's publish p99 and the node's memory under each flood of
 # issue #10; FLOOD_SECONDS, FLOOD_RATE), report (REPORT_NODES real nodes exchange REPORT_N
-# notices, then `caseway audit report` over all of them: its time and memory; issue #8).
+# notices, then `caseway audit report` over all of them: its time and memory; issue #8), query
+# (QUERY_N notices over QUERY_N/10 cases, then remote queries and case timelines, and the per-peer
+# rate limit under a flood of queries from one node while another asks; issue #9).
 # Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (32),
 # LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), FANOUT_STREAMS (3000),
 # FANOUT_PER_STREAM (100), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
@@ -34,12 +36,13 @@ COUNT=${COUNT:-200000}; UNARY_COUNT=${UNARY_COUNT:-20000}; CLIENTS=${CLIENTS:-8}
 UNARY_CLIENTS=${UNARY_CLIENTS:-32}; LAT_SECONDS=${LAT_SECONDS:-10}; BACKLOG=${BACKLOG:-1000000}
 IMPORT=${IMPORT:-1000000}; PEER_N=${PEER_N:-100000}; BASE_PORT=${BASE_PORT:-17400}
 FANOUT_STREAMS=${FANOUT_STREAMS:-3000}; FANOUT_PER_STREAM=${FANOUT_PER_STREAM:-100}
-ONLY=${ONLY:-throughput latency catchup import fanout peers integrity flood report}
+QUERY_N=${QUERY_N:-1000000}
+ONLY=${ONLY:-throughput latency catchup import fanout peers integrity flood report query}
 
 bash "$root/deploy/install-deps.sh" >/dev/null
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j2 --target caseway-node caseway caseway-bench caseway-bench-log \
-  caseway-bench-flood >/dev/null
+  caseway-bench-flood caseway-bench-query >/dev/null
 bin=$build/bin
 
 out="$here/results/$(date -u +%Y%m%dT%H%M%SZ)"
@@ -73,7 +76,7 @@ write_config() {
     echo "tls: {ca_file: $pki/ca.crt, cert_file: $pki/nodes/$j.crt, key_file: $pki/nodes/$j.key}"
     echo "storage: {path: $work/data-$mode/$j.db}"
     echo "peers: [{jurisdiction: \"$p\", address: 127.0.0.1:${port[$p]}}]"
-    echo "limits: {max_batch_notices: 1000, max_message_bytes: 16777216}"
+    echo "limits: {max_batch_notices: 1000, max_message_bytes: 16777216, peer_queries_per_minute: ${QUERY_LIMIT:-120}}"
     [ -n "${BATCH_MAX_ENTRIES:-}" ] && echo "exchange: {batch_max_entries: $BATCH_MAX_ENTRIES}"
     if [ "$mode" = on ]; then
       echo "exchange_log: {signing_key_file: $pki/nodes/$j.sign.key, directory_file: $pki/directory.yaml}"
@@ -155,6 +158,40 @@ if [[ " $ONLY " == *" integrity "* ]]; then
   sed -n 's/^JSON //p' "$work/log.out" >>"$results"
 fi
 
+if [[ " $ONLY " == *" query "* ]]; then
+  cases=${QUERY_CASES:-$((QUERY_N / 10))}
+  log ""; log "== query: A publishes $QUERY_N notices to B over $cases cases (10 each); then A's office asks B (remote query: signed and logged on both sides) and reads case timelines"
+  rm -rf "$work/data-on"
+  QUERY_LIMIT=60000 pair on  # the latency part must not meet the rate limit
+  bench throughput "${A[@]}" --clients "$CLIENTS" --batch 500 --count "$QUERY_N" --cases "$cases" --max-s 900 --label "query-load" >/dev/null
+  log "B's store: $(du -m "$work/data-on/440305.db" | cut -f1) MiB; A's: $(du -m "$work/data-on/360102.db" | cut -f1) MiB"
+  "$bin/caseway-bench-query" latency --a "127.0.0.1:${port[360102]}" --ca "$pki/ca.crt" \
+    --a-cert "$pki/clients/360102-bench.crt" --a-key "$pki/clients/360102-bench.key" \
+    --peer 440305 --cases "$cases" --count "${QUERY_COUNT:-2000}" >"$work/query.out" 2>&1 || true
+  grep -v '^JSON ' "$work/query.out" | tee -a "$out/summary.txt"
+  sed -n 's/^JSON //p' "$work/query.out" >>"$results"
+  # The CLI's own timeline with the peer's view, process start included.
+  t0=$(date +%s%N)
+  "$bin/caseway" case bench-case-7 --peers --address "127.0.0.1:${port[360102]}" --ca "$pki/ca.crt" \
+    --cert "$pki/clients/360102-bench.crt" --key "$pki/clients/360102-bench.key" >"$work/case.out" 2>&1 || true
+  ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  log "caseway case bench-case-7 --peers: $ms ms ($(head -1 "$work/case.out"))"
+  echo "{\"bench\":\"caseway case --peers\",\"notices_held\":$QUERY_N,\"ms\":$ms}" >>"$results"
+  unpair
+  # The rate limit under a flood: B at its default limit (120 a minute); node A floods, node C asks
+  # once a second (within its own limit).
+  bash "$root/deploy/pki.sh" node "$pki" 360111 >/dev/null
+  bash "$root/deploy/pki.sh" directory "$pki" >/dev/null
+  write_config 440305 on; start_node 440305 on
+  "$bin/caseway-bench-query" flood --target "127.0.0.1:${port[440305]}" --ca "$pki/ca.crt" \
+    --flood-cert "$pki/nodes/360102.crt" --flood-key "$pki/nodes/360102.key" --flood-as 360102 \
+    --other-cert "$pki/nodes/360111.crt" --other-key "$pki/nodes/360111.key" --other-as 360111 \
+    --cases "$cases" --seconds "${QUERY_FLOOD_SECONDS:-20}" --other-rate 1 --limit-per-minute 120 >"$work/flood.out" 2>&1 || true
+  grep -v '^JSON ' "$work/flood.out" | tee -a "$out/summary.txt"
+  sed -n 's/^JSON //p' "$work/flood.out" >>"$results"
+  stop_node 440305
+fi
+
 if [[ " $ONLY " == *" latency "* ]]; then
   log ""; log "== latency: a fixed offered rate for ${LAT_SECONDS}s (unary calls, then a batch every 5 ms); publish -> delivered from B's store"
   rm -rf "$work/data-on"
@@ -212,7 +249,7 @@ if [[ " $ONLY " == *" fanout "* ]]; then
       echo "port_file: $work/$hub.port"
       echo "tls: {ca_file: $pki/ca.crt, cert_file: $pki/nodes/$hub.crt, key_file: $pki/nodes/$hub.key}"
       echo "storage: {path: $work/data-fanout/$hub.db}"
-      echo "limits: {max_batch_notices: 1000, max_message_bytes: 16777216}"
+      echo "limits: {max_batch_notices: 1000, max_message_bytes: 16777216, peer_queries_per_minute: ${QUERY_LIMIT:-120}}"
       echo "exchange_log: {signing_key_file: $pki/nodes/$hub.sign.key, directory_file: $work/fanout/directory.yaml}"
       echo "log: {level: warn}"
       cat "$work/fanout/peers.yaml"
@@ -282,7 +319,7 @@ if [[ " $ONLY " == *" report "* ]]; then
       for d in 1 2 $((RN - 1)) $((RN - 2)); do
         k=$(( (i + d) % RN )); echo "  - {jurisdiction: \"${codes[$k]}\", address: 127.0.0.1:$(rport "$k")}"
       done
-      echo "limits: {max_batch_notices: 1000, max_message_bytes: 16777216}"
+      echo "limits: {max_batch_notices: 1000, max_message_bytes: 16777216, peer_queries_per_minute: ${QUERY_LIMIT:-120}}"
       echo "exchange_log: {signing_key_file: $pki/nodes/$j.sign.key, directory_file: $pki/directory.yaml}"
       echo "log: {level: warn}"
     } >"$work/r-$j.yaml"

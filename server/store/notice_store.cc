@@ -98,12 +98,12 @@ CREATE INDEX IF NOT EXISTS obligation_open ON obligation(due) WHERE state = 1;
 CREATE TABLE IF NOT EXISTS anomaly(
   id INTEGER PRIMARY KEY, peer TEXT NOT NULL, notice_id TEXT NOT NULL,
   received_at INTEGER NOT NULL, problem TEXT NOT NULL);
--- Version 5: cases and subjects, for Gateway.Case and remote queries. Two rows per notice held
--- (published here: origin = this node; received: origin = the sender): key 'c' || case_id, and
--- 's' || SHA-256(subject_salt || common::SubjectDigest(id_number)), never the number itself.
+-- Version 5: cases and subjects, for Gateway.Case and remote queries. Two rows per notice held:
+-- key = the first 8 bytes of SHA-256(subject_salt || 'c' || case_id), and of SHA-256(subject_salt
+-- || 's' || common::SubjectDigest(id_number)) (never the number itself), as an integer; ref = the
+-- notice_id (TEXT) of a notice published here, or the inbox_seq (INTEGER) of a received one.
 CREATE TABLE IF NOT EXISTS case_index(
-  key BLOB NOT NULL, origin TEXT NOT NULL, notice_id TEXT NOT NULL,
-  PRIMARY KEY(key, origin, notice_id)) WITHOUT ROWID;
+  key INTEGER NOT NULL, ref NOT NULL, PRIMARY KEY(key, ref)) WITHOUT ROWID;
 )sql";
 
 int64_t NowMicros() { return absl::ToUnixMicros(common::Now()); }
@@ -159,7 +159,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   }
   RETURN_IF_ERROR(Migrate(*db));
   ASSIGN_OR_RETURN(std::string subject_salt, SubjectSalt(*db));
-  if (found != 0 && found < 5) RETURN_IF_ERROR(IndexExistingCases(*db, options.self, subject_salt));
+  if (found != 0 && found < 5) RETURN_IF_ERROR(IndexExistingCases(*db, subject_salt));
   RETURN_IF_ERROR(db->Exec(
       absl::StrCat("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '",
                    kSchemaVersion, "')")
@@ -375,7 +375,7 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
         w.insert_notice.BindBlob(6, n.request_digest);
       }
       RETURN_IF_ERROR(Done(w.insert_notice, "insert notice"));
-      RETURN_IF_ERROR(IndexCase(options_.self, n.facts));
+      RETURN_IF_ERROR(IndexPublished(n.facts));
       RETURN_IF_ERROR(TrackPublished(n.facts, r, now));
       for (const auto& d : r.deliveries()) {
         w.insert_entry.Bind(1, d.destination()).Bind(2, static_cast<int64_t>(d.seq())).Bind(3, n.notice_id);
@@ -509,7 +509,7 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::
   WriterStatements& w = *stmts_;
   std::optional<v1::Signed> receipt;
   RETURN_IF_ERROR(queue_->Run(
-      [&](sqlite3*) -> absl::Status {
+      [&](sqlite3* db) -> absl::Status {
         uint64_t cursor = 0;
         w.cursor.Bind(1, origin);
         if (w.cursor.Step()) cursor = w.cursor.Int(0);
@@ -528,7 +528,7 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::
               .BindBlob(4, e.notice())
               .Bind(5, now);
           RETURN_IF_ERROR(Done(w.insert_inbox, "insert inbox"));
-          RETURN_IF_ERROR(IndexCase(origin, facts[i]));
+          RETURN_IF_ERROR(IndexReceived(sqlite3_last_insert_rowid(db), facts[i]));
           RETURN_IF_ERROR(TrackReceived(origin, facts[i], now));
         }
         w.upsert_cursor.Bind(1, origin).Bind(2, static_cast<int64_t>(last));

@@ -347,10 +347,10 @@ class NoticeStore {
   absl::StatusOr<bool> Settle(const std::string& origin, const std::string& notice_id,
                               const std::string& peer, int state, const std::string& by,
                               int64_t at);
-  // IndexCase adds the case_index rows of a notice stored here (writer thread, in its transaction).
-  absl::Status IndexCase(const std::string& origin, const common::NoticeFacts& facts);
-  // The case_index key of a subject digest (common::SubjectDigest).
-  std::string SubjectKey(absl::string_view subject_digest) const;
+  // IndexPublished / IndexReceived add the case_index rows of a notice published here, or
+  // received into inbox row `inbox_seq` (writer thread, in the notice's transaction).
+  absl::Status IndexPublished(const common::NoticeFacts& facts);
+  absl::Status IndexReceived(int64_t inbox_seq, const common::NoticeFacts& facts);
   // FillTodoItem reads one row of kTodoColumns into `item`, judged at `now`.
   void FillTodoItem(const Stmt& s, absl::Time now, caseway::v1::TodoItem* item) const;
   // Salt of the subject keys in case_index (meta 'subject_salt', made once per database).

@@ -22,10 +22,27 @@ using google::protobuf::util::TimeUtil;
 
 namespace {
 
-std::string CaseKey(absl::string_view case_id) { return absl::StrCat("c", case_id); }
+// IndexKey is the case_index key of a case id ('c') or a subject digest ('s'): the first 8 bytes
+// of SHA-256(salt || kind || value) as a signed integer. Short keys keep the index small (it
+// grows by two random B-tree inserts per notice); a key shared by chance is told apart when the
+// notice is read (FindCase compares the case id or the subject's digest).
+int64_t IndexKey(absl::string_view salt, char kind, absl::string_view value) {
+  const std::string d = common::Sha256(absl::StrCat(salt, absl::string_view(&kind, 1), value));
+  uint64_t k = 0;
+  for (int i = 0; i < 8; ++i) k = (k << 8) | static_cast<unsigned char>(d[i]);
+  return static_cast<int64_t>(k);
+}
 
-std::string SaltedSubjectKey(absl::string_view salt, absl::string_view subject_digest) {
-  return absl::StrCat("s", common::Sha256(absl::StrCat(salt, subject_digest)));
+// InsertKeys adds the two index rows of a notice; `ref` is its notice_id (published here) or its
+// inbox_seq (received).
+template <typename Ref>
+absl::Status InsertKeys(Stmt& insert, absl::string_view salt, const std::string& case_id,
+                        const std::string& subject_digest, const Ref& ref) {
+  for (int64_t key : {IndexKey(salt, 'c', case_id), IndexKey(salt, 's', subject_digest)}) {
+    insert.Bind(1, key).Bind(2, ref);
+    RETURN_IF_ERROR(Done(insert, "index case"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -45,29 +62,33 @@ absl::StatusOr<std::string> SubjectSalt(Db& db) {
   return hex;
 }
 
-absl::Status IndexExistingCases(Db& db, const std::string& self, const std::string& salt) {
+absl::Status IndexExistingCases(Db& db, const std::string& salt) {
   RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE;"));
   auto index = [&]() -> absl::Status {
-    Stmt insert(db.get(), "INSERT OR IGNORE INTO case_index(key, origin, notice_id) VALUES(?, ?, ?)");
-    auto add = [&](const std::string& origin, absl::string_view bytes) -> absl::Status {
-      v1::Notice n;
-      if (!n.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    Stmt insert(db.get(), "INSERT OR IGNORE INTO case_index(key, ref) VALUES(?, ?)");
+    auto parse = [](absl::string_view bytes, v1::Notice* n) -> absl::Status {
+      if (!n->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
         return absl::DataLossError("index cases: a stored notice does not parse");
-      }
-      for (const std::string& key : {CaseKey(n.case_id()),
-                                     SaltedSubjectKey(salt, common::SubjectDigest(n.subject().id_number()))}) {
-        insert.BindBlob(1, key).Bind(2, origin).Bind(3, n.notice_id());
-        RETURN_IF_ERROR(Done(insert, "index case"));
       }
       return absl::OkStatus();
     };
     {
-      Stmt s(db.get(), "SELECT bytes FROM notice");
-      while (s.Step()) RETURN_IF_ERROR(add(self, s.Blob(0)));
+      Stmt s(db.get(), "SELECT notice_id, bytes FROM notice");
+      while (s.Step()) {
+        v1::Notice n;
+        RETURN_IF_ERROR(parse(s.Blob(1), &n));
+        RETURN_IF_ERROR(InsertKeys(insert, salt, n.case_id(),
+                                   common::SubjectDigest(n.subject().id_number()), s.Text(0)));
+      }
       RETURN_IF_ERROR(s.status("read notices"));
     }
-    Stmt s(db.get(), "SELECT origin, bytes FROM inbox");
-    while (s.Step()) RETURN_IF_ERROR(add(s.Text(0), s.Blob(1)));
+    Stmt s(db.get(), "SELECT inbox_seq, bytes FROM inbox");
+    while (s.Step()) {
+      v1::Notice n;
+      RETURN_IF_ERROR(parse(s.Blob(1), &n));
+      RETURN_IF_ERROR(InsertKeys(insert, salt, n.case_id(),
+                                 common::SubjectDigest(n.subject().id_number()), s.Int(0)));
+    }
     return s.status("read inbox");
   };
   if (absl::Status st = index(); !st.ok()) {
@@ -77,17 +98,14 @@ absl::Status IndexExistingCases(Db& db, const std::string& self, const std::stri
   return db.Exec("COMMIT;");
 }
 
-std::string NoticeStore::SubjectKey(absl::string_view subject_digest) const {
-  return SaltedSubjectKey(subject_salt_, subject_digest);
+absl::Status NoticeStore::IndexPublished(const common::NoticeFacts& facts) {
+  return InsertKeys(stmts_->insert_case, subject_salt_, facts.case_id, facts.subject_digest,
+                    facts.notice_id);
 }
 
-absl::Status NoticeStore::IndexCase(const std::string& origin, const common::NoticeFacts& facts) {
-  Stmt& s = stmts_->insert_case;
-  for (const std::string& key : {CaseKey(facts.case_id), SubjectKey(facts.subject_digest)}) {
-    s.BindBlob(1, key).Bind(2, origin).Bind(3, facts.notice_id);
-    RETURN_IF_ERROR(Done(s, "index case"));
-  }
-  return absl::OkStatus();
+absl::Status NoticeStore::IndexReceived(int64_t inbox_seq, const common::NoticeFacts& facts) {
+  return InsertKeys(stmts_->insert_case, subject_salt_, facts.case_id, facts.subject_digest,
+                    inbox_seq);
 }
 
 absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(absl::string_view key,
@@ -96,21 +114,35 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(absl:
                                                                            bool* truncated) {
   // More index rows than this for one key are not read (a case of 100,000 notices is a bug).
   constexpr int64_t kMaxRows = 100000;
-  const std::string index_key =
-      by_subject ? SubjectKey(common::SubjectDigest(key)) : CaseKey(key);
+  const std::string subject_digest = by_subject ? common::SubjectDigest(key) : "";
+  const int64_t index_key = by_subject ? IndexKey(subject_salt_, 's', subject_digest)
+                                       : IndexKey(subject_salt_, 'c', key);
   return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<CaseRecord>> {
     std::vector<CaseRecord> out;
-    Stmt keys(db, "SELECT origin, notice_id FROM case_index WHERE key = ? LIMIT ?");
+    Stmt refs(db, "SELECT ref FROM case_index WHERE key = ? LIMIT ?");
     Stmt published(db, "SELECT bytes, published_at, deliveries FROM notice WHERE notice_id = ?");
-    Stmt received(db, "SELECT bytes, received_at, channel_seq, acked_at IS NOT NULL FROM inbox "
-                      "WHERE notice_id = ? AND origin = ?");
-    keys.BindBlob(1, index_key).Bind(2, kMaxRows);
-    while (keys.Step()) {
+    Stmt received(db, "SELECT origin, notice_id, bytes, received_at, channel_seq, "
+                      "acked_at IS NOT NULL FROM inbox WHERE inbox_seq = ?");
+    refs.Bind(1, index_key).Bind(2, kMaxRows);
+    while (refs.Step()) {
       CaseRecord r;
-      r.origin = keys.Text(0);
-      r.notice_id = keys.Text(1);
-      if (r.origin == options_.self) {
+      if (refs.IsInteger(0)) {
+        r.role = v1::QueryNotice::ROLE_RECEIVED;
+        received.Bind(1, refs.Int(0));
+        if (received.Step()) {
+          r.origin = received.Text(0);
+          r.notice_id = received.Text(1);
+          r.bytes = std::string(received.Blob(2));
+          r.stored_at = absl::FromUnixMicros(received.Int(3));
+          r.channel_seq = received.Int(4);
+          r.consumed = received.Int(5) != 0;
+        }
+        RETURN_IF_ERROR(received.status("read case notice"));
+        received.Reset();
+      } else {
         r.role = v1::QueryNotice::ROLE_PUBLISHED;
+        r.origin = options_.self;
+        r.notice_id = refs.Text(0);
         published.Bind(1, r.notice_id);
         if (published.Step()) {
           r.bytes = std::string(published.Blob(0));
@@ -124,21 +156,16 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(absl:
         }
         RETURN_IF_ERROR(published.status("read case notice"));
         published.Reset();
-      } else {
-        r.role = v1::QueryNotice::ROLE_RECEIVED;
-        received.Bind(1, r.notice_id).Bind(2, r.origin);
-        if (received.Step()) {
-          r.bytes = std::string(received.Blob(0));
-          r.stored_at = absl::FromUnixMicros(received.Int(1));
-          r.channel_seq = received.Int(2);
-          r.consumed = received.Int(3) != 0;
-        }
-        RETURN_IF_ERROR(received.status("read case notice"));
-        received.Reset();
       }
-      if (!r.bytes.empty()) out.push_back(std::move(r));
+      if (r.bytes.empty()) continue;
+      // Keys are short: a notice of another case or subject may share one. Keep only matches.
+      v1::Notice n;
+      if (!n.ParseFromString(r.bytes)) return absl::DataLossError("a stored notice does not parse");
+      const bool match = by_subject ? common::SubjectDigest(n.subject().id_number()) == subject_digest
+                                    : n.case_id() == key;
+      if (match) out.push_back(std::move(r));
     }
-    RETURN_IF_ERROR(keys.status("read case index"));
+    RETURN_IF_ERROR(refs.status("read case index"));
     std::stable_sort(out.begin(), out.end(), [](const CaseRecord& a, const CaseRecord& b) {
       return a.stored_at < b.stored_at;
     });

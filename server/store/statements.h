@@ -16,7 +16,7 @@ inline constexpr char kTodoColumns[] =
 // SubjectSalt returns the database's salt for subject keys, made on first use (notice_store_case.cc).
 absl::StatusOr<std::string> SubjectSalt(Db& db);
 // IndexExistingCases fills case_index for the notices of a database made before version 5.
-absl::Status IndexExistingCases(Db& db, const std::string& self, const std::string& salt);
+absl::Status IndexExistingCases(Db& db, const std::string& salt);
 
 // Done runs a statement to completion and resets it, returning its status.
 inline absl::Status Done(Stmt& s, absl::string_view what) {
@@ -46,7 +46,7 @@ struct NoticeStore::WriterStatements {
                          "VALUES(?, ?, ?, ?, ?)"),
         ack_inbox(db, "UPDATE inbox SET acked_at = ? WHERE inbox_seq = ? AND acked_at IS NULL"),
         inbox_exists(db, "SELECT 1 FROM inbox WHERE inbox_seq = ?"),
-        insert_case(db, "INSERT OR IGNORE INTO case_index(key, origin, notice_id) VALUES(?, ?, ?)") {}
+        insert_case(db, "INSERT OR IGNORE INTO case_index(key, ref) VALUES(?, ?)") {}
 
   absl::Status Check() const {
     for (const Stmt* s : {&find_notice, &insert_notice, &head, &upsert_head,
