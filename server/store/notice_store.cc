@@ -104,6 +104,11 @@ CREATE TABLE IF NOT EXISTS anomaly(
 -- notice_id (TEXT) of a notice published here, or the inbox_seq (INTEGER) of a received one.
 CREATE TABLE IF NOT EXISTS case_index(
   key INTEGER NOT NULL, ref NOT NULL, PRIMARY KEY(key, ref)) WITHOUT ROWID;
+-- Index rows not yet merged into case_index: appended, in id order, in each notice's own
+-- transaction (cheap), and moved into case_index sorted, many at once, by
+-- NoticeStore::MergeCaseIndex (a random insert per row into a large B-tree costs a page write
+-- each when done per commit).
+CREATE TABLE IF NOT EXISTS case_index_new(id INTEGER PRIMARY KEY, key INTEGER NOT NULL, ref NOT NULL);
 )sql";
 
 int64_t NowMicros() { return absl::ToUnixMicros(common::Now()); }
@@ -168,6 +173,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   RETURN_IF_ERROR(stmts->Check());
   std::unique_ptr<NoticeStore> store(new NoticeStore(options, std::move(stmts)));
   store->subject_salt_ = std::move(subject_salt);
+  RETURN_IF_ERROR(store->LoadPendingKeys(*db));
   store->PrepareLogStatements(db->get());
   ASSIGN_OR_RETURN(store->log_, MerkleLog::Load(db->get()));
   store->size_at_open_ = store->log_->Committed().first;
@@ -211,6 +217,15 @@ void NoticeStore::CheckpointLoop() {
     mu_.AwaitWithTimeout(absl::Condition(&stop_checkpointer_), absl::Milliseconds(500));
     const bool last = stop_checkpointer_;
     mu_.Unlock();
+    if (!last) {
+      absl::MutexLock merging(&merge_mu_);
+      if (!stop_merging_) {
+        if (absl::Status m = MergeCaseIndex(); !m.ok()) {
+          common::Log(common::LogLevel::kWarn, "case index not merged (retried)",
+                      {{"status", m.ToString()}});
+        }
+      }
+    }
     // PASSIVE only while the node runs: it never takes the writer's lock. (A TRUNCATE here used
     // to block the writer and make the WAL grow from zero again, so that every commit's
     // fdatasync waited for an ext4 journal commit behind the checkpoint's writes: the p99
@@ -300,6 +315,7 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
     std::vector<PreparedNotice> notices;
     std::vector<v1::PublishResult> results;
     std::map<std::string, ChannelState> changes;
+    std::vector<PendingKey> keys;
     PublishDone done;
   };
   auto state = std::make_shared<State>();
@@ -312,6 +328,7 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
     auto& results = state->results;
     auto& changes = state->changes;
     changes.clear();
+    state->keys.clear();
     int64_t now = NowMicros();
     for (size_t i = 0; i < notices.size(); ++i) {
       const PreparedNotice& n = notices[i];
@@ -375,7 +392,7 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
         w.insert_notice.BindBlob(6, n.request_digest);
       }
       RETURN_IF_ERROR(Done(w.insert_notice, "insert notice"));
-      RETURN_IF_ERROR(IndexPublished(n.facts));
+      RETURN_IF_ERROR(IndexPublished(n.facts, &state->keys));
       RETURN_IF_ERROR(TrackPublished(n.facts, r, now));
       for (const auto& d : r.deliveries()) {
         w.insert_entry.Bind(1, d.destination()).Bind(2, static_cast<int64_t>(d.seq())).Bind(3, n.notice_id);
@@ -405,6 +422,7 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
       state->done(s);
       return;
     }
+    AddPendingKeys(std::move(state->keys));
     Committed(state->changes);
     state->done(std::move(state->results));
   });
@@ -508,8 +526,10 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::
   }
   WriterStatements& w = *stmts_;
   std::optional<v1::Signed> receipt;
+  std::vector<PendingKey> keys;
   RETURN_IF_ERROR(queue_->Run(
       [&](sqlite3* db) -> absl::Status {
+        keys.clear();
         uint64_t cursor = 0;
         w.cursor.Bind(1, origin);
         if (w.cursor.Step()) cursor = w.cursor.Int(0);
@@ -528,7 +548,7 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::
               .BindBlob(4, e.notice())
               .Bind(5, now);
           RETURN_IF_ERROR(Done(w.insert_inbox, "insert inbox"));
-          RETURN_IF_ERROR(IndexReceived(sqlite3_last_insert_rowid(db), facts[i]));
+          RETURN_IF_ERROR(IndexReceived(sqlite3_last_insert_rowid(db), facts[i], &keys));
           RETURN_IF_ERROR(TrackReceived(origin, facts[i], now));
         }
         w.upsert_cursor.Bind(1, origin).Bind(2, static_cast<int64_t>(last));
@@ -538,6 +558,7 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::
         return absl::OkStatus();
       },
       [&] {
+        AddPendingKeys(std::move(keys));
         Committed({});
         std::function<void()> listener;
         {

@@ -5,12 +5,14 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <thread>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -187,6 +189,13 @@ class NoticeStore {
 
   // --- Cases and remote queries (notice_store_case.cc, docs/protocol.md "Remote query") ---
 
+  // PendingKey is a row of case_index_new: an index row committed, not yet merged.
+  struct PendingKey {
+    int64_t id = 0;  // case_index_new.id
+    int64_t key = 0;
+    std::variant<int64_t, std::string> ref;  // inbox_seq, or notice_id
+  };
+
   // CaseRecord is one notice of a case as this node holds it.
   struct CaseRecord {
     caseway::v1::QueryNotice::Role role = caseway::v1::QueryNotice::ROLE_UNSPECIFIED;
@@ -347,10 +356,23 @@ class NoticeStore {
   absl::StatusOr<bool> Settle(const std::string& origin, const std::string& notice_id,
                               const std::string& peer, int state, const std::string& by,
                               int64_t at);
-  // IndexPublished / IndexReceived add the case_index rows of a notice published here, or
-  // received into inbox row `inbox_seq` (writer thread, in the notice's transaction).
-  absl::Status IndexPublished(const common::NoticeFacts& facts);
-  absl::Status IndexReceived(int64_t inbox_seq, const common::NoticeFacts& facts);
+  // The case index (notice_store_case.cc): each notice's two rows go to case_index_new in its
+  // own transaction and, once committed, into `pending_keys_` (what FindCase reads besides
+  // case_index); MergeCaseIndex moves them into case_index, sorted, every 500 ms.
+  // IndexPublished / IndexReceived append the index rows of a notice published here, or
+  // received into inbox row `inbox_seq` (writer thread, in the notice's transaction), to `keys`.
+  absl::Status IndexPublished(const common::NoticeFacts& facts, std::vector<PendingKey>* keys);
+  absl::Status IndexReceived(int64_t inbox_seq, const common::NoticeFacts& facts,
+                             std::vector<PendingKey>* keys);
+  // AddPendingKeys makes committed rows visible to FindCase (writer thread, after the commit).
+  void AddPendingKeys(std::vector<PendingKey> keys);
+  absl::Status LoadPendingKeys(Db& db);
+  // MergeCaseIndex moves the rows of case_index_new committed so far into case_index.
+  absl::Status MergeCaseIndex();
+  absl::Mutex index_mu_;
+  std::deque<PendingKey> pending_keys_ ABSL_GUARDED_BY(index_mu_);  // in id order
+  absl::Mutex merge_mu_;  // held by a merge; the destructor takes it to stop merging
+  bool stop_merging_ ABSL_GUARDED_BY(merge_mu_) = false;
   // FillTodoItem reads one row of kTodoColumns into `item`, judged at `now`.
   void FillTodoItem(const Stmt& s, absl::Time now, caseway::v1::TodoItem* item) const;
   // Salt of the subject keys in case_index (meta 'subject_salt', made once per database).

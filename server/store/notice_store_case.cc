@@ -33,14 +33,18 @@ int64_t IndexKey(absl::string_view salt, char kind, absl::string_view value) {
   return static_cast<int64_t>(k);
 }
 
-// InsertKeys adds the two index rows of a notice; `ref` is its notice_id (published here) or its
-// inbox_seq (received).
+// InsertKeys adds the two index rows of a notice with the statement `insert`; `ref` is its
+// notice_id (published here) or its inbox_seq (received). With `keys`, each row's id is kept.
 template <typename Ref>
 absl::Status InsertKeys(Stmt& insert, absl::string_view salt, const std::string& case_id,
-                        const std::string& subject_digest, const Ref& ref) {
+                        const std::string& subject_digest, const Ref& ref,
+                        std::vector<NoticeStore::PendingKey>* keys) {
   for (int64_t key : {IndexKey(salt, 'c', case_id), IndexKey(salt, 's', subject_digest)}) {
     insert.Bind(1, key).Bind(2, ref);
     RETURN_IF_ERROR(Done(insert, "index case"));
+    if (keys != nullptr) {
+      keys->push_back({sqlite3_last_insert_rowid(insert.db()), key, ref});
+    }
   }
   return absl::OkStatus();
 }
@@ -78,7 +82,8 @@ absl::Status IndexExistingCases(Db& db, const std::string& salt) {
         v1::Notice n;
         RETURN_IF_ERROR(parse(s.Blob(1), &n));
         RETURN_IF_ERROR(InsertKeys(insert, salt, n.case_id(),
-                                   common::SubjectDigest(n.subject().id_number()), s.Text(0)));
+                                   common::SubjectDigest(n.subject().id_number()), s.Text(0),
+                                   nullptr));
       }
       RETURN_IF_ERROR(s.status("read notices"));
     }
@@ -87,7 +92,8 @@ absl::Status IndexExistingCases(Db& db, const std::string& salt) {
       v1::Notice n;
       RETURN_IF_ERROR(parse(s.Blob(1), &n));
       RETURN_IF_ERROR(InsertKeys(insert, salt, n.case_id(),
-                                 common::SubjectDigest(n.subject().id_number()), s.Int(0)));
+                                 common::SubjectDigest(n.subject().id_number()), s.Int(0),
+                                 nullptr));
     }
     return s.status("read inbox");
   };
@@ -98,14 +104,67 @@ absl::Status IndexExistingCases(Db& db, const std::string& salt) {
   return db.Exec("COMMIT;");
 }
 
-absl::Status NoticeStore::IndexPublished(const common::NoticeFacts& facts) {
+absl::Status NoticeStore::IndexPublished(const common::NoticeFacts& facts,
+                                         std::vector<PendingKey>* keys) {
   return InsertKeys(stmts_->insert_case, subject_salt_, facts.case_id, facts.subject_digest,
-                    facts.notice_id);
+                    facts.notice_id, keys);
 }
 
-absl::Status NoticeStore::IndexReceived(int64_t inbox_seq, const common::NoticeFacts& facts) {
+absl::Status NoticeStore::IndexReceived(int64_t inbox_seq, const common::NoticeFacts& facts,
+                                        std::vector<PendingKey>* keys) {
   return InsertKeys(stmts_->insert_case, subject_salt_, facts.case_id, facts.subject_digest,
-                    inbox_seq);
+                    inbox_seq, keys);
+}
+
+void NoticeStore::AddPendingKeys(std::vector<PendingKey> keys) {
+  if (keys.empty()) return;
+  absl::MutexLock lock(&index_mu_);
+  for (auto& k : keys) pending_keys_.push_back(std::move(k));
+}
+
+absl::Status NoticeStore::LoadPendingKeys(Db& db) {
+  Stmt s(db.get(), "SELECT id, key, ref FROM case_index_new ORDER BY id");
+  absl::MutexLock lock(&index_mu_);
+  while (s.Step()) {
+    PendingKey k{s.Int(0), s.Int(1), {}};
+    if (s.IsInteger(2)) {
+      k.ref = s.Int(2);
+    } else {
+      k.ref = s.Text(2);
+    }
+    pending_keys_.push_back(std::move(k));
+  }
+  return s.status("read unmerged case index rows");
+}
+
+absl::Status NoticeStore::MergeCaseIndex() {
+  int64_t through = 0;
+  {
+    absl::MutexLock lock(&index_mu_);
+    if (pending_keys_.empty()) return absl::OkStatus();
+    through = pending_keys_.back().id;
+  }
+  // Sorted by key, the inserts touch each page of case_index once; committed rows only (what
+  // pending_keys_ holds), so a notice being stored now keeps its rows for the next merge.
+  const std::string sql = absl::StrCat(
+      "INSERT OR IGNORE INTO case_index(key, ref) SELECT key, ref FROM case_index_new WHERE id <= ",
+      through, " ORDER BY key, ref; DELETE FROM case_index_new WHERE id <= ", through, ";");
+  return queue_->Run(
+      [&](sqlite3* db) -> absl::Status {
+        char* error = nullptr;
+        if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
+          std::string what = error != nullptr ? error : "unknown error";
+          sqlite3_free(error);
+          return absl::InternalError(absl::StrCat("merge the case index: ", what));
+        }
+        return absl::OkStatus();
+      },
+      [&] {
+        absl::MutexLock lock(&index_mu_);
+        while (!pending_keys_.empty() && pending_keys_.front().id <= through) {
+          pending_keys_.pop_front();
+        }
+      });
 }
 
 absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(absl::string_view key,
@@ -117,6 +176,15 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(absl:
   const std::string subject_digest = by_subject ? common::SubjectDigest(key) : "";
   const int64_t index_key = by_subject ? IndexKey(subject_salt_, 's', subject_digest)
                                        : IndexKey(subject_salt_, 'c', key);
+  // The rows not merged yet first: a merge that commits meanwhile removes them from memory only
+  // after its commit, so the index read below (a later snapshot) then holds them.
+  std::vector<std::variant<int64_t, std::string>> found;
+  {
+    absl::MutexLock lock(&index_mu_);
+    for (const PendingKey& k : pending_keys_) {
+      if (k.key == index_key) found.push_back(k.ref);
+    }
+  }
   return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<CaseRecord>> {
     std::vector<CaseRecord> out;
     Stmt refs(db, "SELECT ref FROM case_index WHERE key = ? LIMIT ?");
@@ -125,10 +193,20 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(absl:
                       "acked_at IS NOT NULL FROM inbox WHERE inbox_seq = ?");
     refs.Bind(1, index_key).Bind(2, kMaxRows);
     while (refs.Step()) {
-      CaseRecord r;
       if (refs.IsInteger(0)) {
+        found.push_back(refs.Int(0));
+      } else {
+        found.push_back(refs.Text(0));
+      }
+    }
+    RETURN_IF_ERROR(refs.status("read case index"));
+    std::sort(found.begin(), found.end());
+    found.erase(std::unique(found.begin(), found.end()), found.end());
+    for (const auto& ref : found) {
+      CaseRecord r;
+      if (std::holds_alternative<int64_t>(ref)) {
         r.role = v1::QueryNotice::ROLE_RECEIVED;
-        received.Bind(1, refs.Int(0));
+        received.Bind(1, std::get<int64_t>(ref));
         if (received.Step()) {
           r.origin = received.Text(0);
           r.notice_id = received.Text(1);
@@ -142,7 +220,7 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(absl:
       } else {
         r.role = v1::QueryNotice::ROLE_PUBLISHED;
         r.origin = options_.self;
-        r.notice_id = refs.Text(0);
+        r.notice_id = std::get<std::string>(ref);
         published.Bind(1, r.notice_id);
         if (published.Step()) {
           r.bytes = std::string(published.Blob(0));
@@ -165,7 +243,6 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(absl:
                                     : n.case_id() == key;
       if (match) out.push_back(std::move(r));
     }
-    RETURN_IF_ERROR(refs.status("read case index"));
     std::stable_sort(out.begin(), out.end(), [](const CaseRecord& a, const CaseRecord& b) {
       return a.stored_at < b.stored_at;
     });

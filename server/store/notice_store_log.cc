@@ -32,6 +32,11 @@ void NoticeStore::PrepareLogStatements(sqlite3* db) {
 // Defined here, where LogStatements is complete. The queue goes first: its thread uses the
 // statements and the Merkle log.
 NoticeStore::~NoticeStore() {
+  {
+    // No merge may use the queue once it is going.
+    absl::MutexLock merging(&merge_mu_);
+    stop_merging_ = true;
+  }
   if (queue_) {
     common::Log(common::LogLevel::kInfo, "store closed",
                 {{"commits", absl::StrCat(queue_->groups_committed())},

@@ -324,6 +324,65 @@ TEST_F(NoticeStoreTest, VersionTwoDatabaseIsMigrated) {
   EXPECT_EQ((*next)[0].deliveries(0).seq(), 8u);
 }
 
+// A notice is found by case and by subject as soon as it is committed (its index rows wait in
+// case_index_new and in memory), across a reopen before the merge, and after the merge moved
+// them into case_index.
+TEST_F(NoticeStoreTest, CasesAreFoundBeforeAndAfterTheIndexMerges) {
+  auto prepared = [](const std::string& id, const std::string& case_id, const std::string& idn) {
+    PreparedNotice p = Prepared(id, {"440305"}, case_id);
+    v1::Notice n;
+    n.ParseFromString(p.bytes);
+    n.mutable_subject()->set_id_number(idn);
+    p.bytes = n.SerializeAsString();
+    p.digest = common::Sha256(p.bytes);
+    p.facts = common::FactsOf(n);
+    return p;
+  };
+  auto ids = [](const absl::StatusOr<std::vector<NoticeStore::CaseRecord>>& r) {
+    std::vector<std::string> out;
+    if (r.ok()) {
+      for (const auto& c : *r) out.push_back(c.notice_id);
+    }
+    return out;
+  };
+  auto count = [&](const char* sql) {
+    auto db = Db::Open(path_);
+    Stmt s((*db)->get(), sql);
+    return s.Step() ? s.Int(0) : -1;
+  };
+  bool truncated = false;
+  {
+    auto store = Open();
+    ASSERT_OK(store->Publish({prepared("a", "case-1", "11010519491231002X"),
+                              prepared("b", "case-2", "11010519491231002X"),
+                              prepared("c", "case-1", "110105194912310029")}));
+    EXPECT_EQ(ids(store->FindCase("case-1", false, 10, &truncated)),
+              (std::vector<std::string>{"a", "c"}));
+    EXPECT_EQ(ids(store->FindCase("11010519491231002X", true, 10, &truncated)),
+              (std::vector<std::string>{"a", "b"}));
+    EXPECT_TRUE(ids(store->FindCase("case-3", false, 10, &truncated)).empty());
+  }
+  // Reopened: whatever was not merged is read back from case_index_new.
+  {
+    auto store = Open();
+    EXPECT_EQ(ids(store->FindCase("case-1", false, 10, &truncated)),
+              (std::vector<std::string>{"a", "c"}));
+    // The merge runs every 500 ms: then every row is in case_index and none waits.
+    ASSERT_TRUE([&] {
+      for (int i = 0; i < 100; ++i) {
+        if (count("SELECT count(*) FROM case_index_new") == 0) return true;
+        absl::SleepFor(absl::Milliseconds(50));
+      }
+      return false;
+    }());
+    EXPECT_EQ(count("SELECT count(*) FROM case_index"), 6);
+    EXPECT_EQ(ids(store->FindCase("case-1", false, 10, &truncated)),
+              (std::vector<std::string>{"a", "c"}));
+    EXPECT_EQ(ids(store->FindCase("110105194912310029", true, 10, &truncated)),
+              (std::vector<std::string>{"c"}));
+  }
+}
+
 TEST_F(NoticeStoreTest, WaitWakesOnCommit) {
   auto store = Open();
   uint64_t v = store->Version();

@@ -54,6 +54,8 @@ class Stmt {
   Stmt& operator=(const Stmt&) = delete;
 
   bool ok() const { return stmt_ != nullptr; }
+  // The connection the statement belongs to.
+  sqlite3* db() const { return db_; }
   Stmt& Bind(int i, int64_t v);
   Stmt& Bind(int i, absl::string_view text);
   Stmt& BindBlob(int i, absl::string_view blob);

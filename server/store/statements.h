@@ -46,7 +46,7 @@ struct NoticeStore::WriterStatements {
                          "VALUES(?, ?, ?, ?, ?)"),
         ack_inbox(db, "UPDATE inbox SET acked_at = ? WHERE inbox_seq = ? AND acked_at IS NULL"),
         inbox_exists(db, "SELECT 1 FROM inbox WHERE inbox_seq = ?"),
-        insert_case(db, "INSERT OR IGNORE INTO case_index(key, ref) VALUES(?, ?)") {}
+        insert_case(db, "INSERT INTO case_index_new(key, ref) VALUES(?, ?)") {}
 
   absl::Status Check() const {
     for (const Stmt* s : {&find_notice, &insert_notice, &head, &upsert_head,
