@@ -171,7 +171,8 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(absl:
                                                                            bool by_subject,
                                                                            size_t limit,
                                                                            bool* truncated) {
-  // More index rows than this for one key are not read (a case of 100,000 notices is a bug).
+  // More index rows than this for one key are not read (a case of 100,000 notices is a bug);
+  // `truncated` then says so too.
   constexpr int64_t kMaxRows = 100000;
   const std::string subject_digest = by_subject ? common::SubjectDigest(key) : "";
   const int64_t index_key = by_subject ? IndexKey(subject_salt_, 's', subject_digest)
@@ -192,7 +193,9 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(absl:
     Stmt received(db, "SELECT origin, notice_id, bytes, received_at, channel_seq, "
                       "acked_at IS NOT NULL FROM inbox WHERE inbox_seq = ?");
     refs.Bind(1, index_key).Bind(2, kMaxRows);
+    int64_t rows = 0;
     while (refs.Step()) {
+      ++rows;
       if (refs.IsInteger(0)) {
         found.push_back(refs.Int(0));
       } else {
@@ -202,7 +205,31 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(absl:
     RETURN_IF_ERROR(refs.status("read case index"));
     std::sort(found.begin(), found.end());
     found.erase(std::unique(found.begin(), found.end()), found.end());
+    // Oldest first, reading only the times; then the notices themselves up to `limit`, so a
+    // subject with very many notices costs memory for `limit` of them only.
+    Stmt published_at(db, "SELECT published_at FROM notice WHERE notice_id = ?");
+    Stmt received_at(db, "SELECT received_at FROM inbox WHERE inbox_seq = ?");
+    std::vector<std::pair<int64_t, const std::variant<int64_t, std::string>*>> by_time;
     for (const auto& ref : found) {
+      Stmt& t = std::holds_alternative<int64_t>(ref) ? received_at : published_at;
+      if (std::holds_alternative<int64_t>(ref)) {
+        t.Bind(1, std::get<int64_t>(ref));
+      } else {
+        t.Bind(1, std::get<std::string>(ref));
+      }
+      if (t.Step()) by_time.emplace_back(t.Int(0), &ref);
+      RETURN_IF_ERROR(t.status("read case notice time"));
+      t.Reset();
+    }
+    std::stable_sort(by_time.begin(), by_time.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    *truncated = rows == kMaxRows;
+    for (const auto& [time, ref_ptr] : by_time) {
+      const auto& ref = *ref_ptr;
+      if (out.size() == limit) {
+        *truncated = true;
+        break;
+      }
       CaseRecord r;
       if (std::holds_alternative<int64_t>(ref)) {
         r.role = v1::QueryNotice::ROLE_RECEIVED;
@@ -243,11 +270,6 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(absl:
                                     : n.case_id() == key;
       if (match) out.push_back(std::move(r));
     }
-    std::stable_sort(out.begin(), out.end(), [](const CaseRecord& a, const CaseRecord& b) {
-      return a.stored_at < b.stored_at;
-    });
-    *truncated = out.size() > limit;
-    if (out.size() > limit) out.resize(limit);
     return out;
   });
 }
