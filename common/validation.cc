@@ -358,6 +358,9 @@ absl::Status ValidateCaseKey(absl::string_view path, absl::string_view case_id,
     c.Fail("case_id", "give exactly one of case_id and id_number");
   } else if (!case_id.empty()) {
     c.Key("case_id", case_id, 64);
+  } else if (id_number == "000000000000000000") {
+    c.Fail("id_number", "the placeholder names no one (it stands for an unknown number): ask by "
+                        "case id");
   } else {
     c.IdNumber("id_number", id_number, true);
   }

@@ -45,7 +45,8 @@ absl::StatusOr<std::vector<std::string>> ValidateNotice(const caseway::v1::Notic
 
 // ValidateCaseKey checks what a case lookup names (a remote query, Gateway.QueryPeer and
 // Gateway.Case): `case_id` by the rules of Notice.case_id and `id_number` as an identity number
-// (18 characters: 17 digits and 0-9 or X; the check character is not checked). With
+// (18 characters: 17 digits and 0-9 or X; the check character is not checked; the placeholder
+// of 18 zeros is refused, as it names no one). With
 // `either_key`, exactly one of them must be given; otherwise only the case id. INVALID_ARGUMENT
 // (reason INVALID_REQUEST) naming each bad field, prefixed with `path`.
 absl::Status ValidateCaseKey(absl::string_view path, absl::string_view case_id,

@@ -265,6 +265,14 @@ TEST_F(QueryTest, APeerSeesOnlyTheNoticesItIsAPartyToAndTheAnswerIsSigned) {
   stranger.set_case_id("case-q");
   auto refused = a->QueryPeer(stranger);
   EXPECT_EQ(common::ReasonOf(refused.status()), "NOT_A_PEER") << refused.status();
+  // The placeholder identity number names no one: asking by it is refused.
+  v1::QueryPeerRequest placeholder;
+  placeholder.set_peer(kB);
+  placeholder.set_id_number("000000000000000000");
+  refused = a->QueryPeer(placeholder);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+  ASSERT_EQ(common::ViolationsOf(refused.status()).size(), 1u);
+  EXPECT_EQ(common::ViolationsOf(refused.status())[0].field, "id_number");
 
   // The logs hold digests only: B's answer entries never carry the identity number, and neither
   // node's log file names it.
@@ -397,6 +405,58 @@ TEST_F(QueryTest, ACaseTimelineFollowsTheCaseAcrossThreeNodes) {
   r = Cli(kA, {"query", kB, "--case", "bad case id"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("case_id: only letters"));
+}
+
+// What a reconcile finds is shown offline by its bundle: an answerer whose log names another
+// answer than the one it signed (ANSWER_NOT_LOGGED, with the contradicting entry proven), and an
+// asker whose kept answer no longer verifies (UNSUPPORTED).
+TEST_F(QueryTest, ContradictedAndUnverifiableAnswersAreProvenOffline) {
+  node(kB).set_env("CASEWAY_FAULTS=forge_query_answered=1");
+  StartAll();
+  Exchange();
+  auto a = node(kA).NewClient();
+  v1::QueryPeerRequest req;
+  req.set_peer(kB);
+  req.set_case_id("case-q");
+  ASSERT_OK(a->QueryPeer(req));  // the answer verifies: only B's log lies
+  Settled({kA, kB});
+  const std::string auditor = pki_->Auditor("coordinator");
+  auto reconcile = [&] {
+    return RunCommand(AuditCommand(*pki_, auditor, dir_.path(),
+                                   {"reconcile", node(kA).address(), node(kB).address()}));
+  };
+  auto bundle_of = [](const RunResult& r, const std::string& status) {
+    for (const auto& line : absl::StrSplit(r.out, '\n')) {
+      if (absl::StrContains(line, "bundle: ") && absl::StrContains(line, status)) {
+        return std::string(line.substr(line.find("bundle: ") + 8));
+      }
+    }
+    return std::string();
+  };
+  auto verify = [&](const std::string& bundle) {
+    return RunCommand({BinDir() + "/caseway", "audit", "verify-bundle", bundle, "--directory",
+                       pki_->dir() + "/directory.yaml"});
+  };
+  RunResult r = reconcile();
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("ANSWER_NOT_LOGGED +1 +0 +1"));
+  std::string bundle = bundle_of(r, "answer_not_logged");
+  ASSERT_FALSE(bundle.empty()) << r.out;
+  RunResult v = verify(bundle);
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  EXPECT_THAT(v.out, HasSubstr("entry of its signed log is a KIND_QUERY_ANSWERED entry, not the answer"));
+
+  // A's kept answer altered (its signature broken): A's record is no longer supported.
+  node(kA).Stop();
+  node(kA).Exec("UPDATE evidence SET signature = zeroblob(64) WHERE kind = 5");
+  ASSERT_OK(node(kA).Start());
+  r = reconcile();
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  bundle = bundle_of(r, "unsupported");
+  ASSERT_FALSE(bundle.empty()) << r.out;
+  v = verify(bundle);
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  EXPECT_THAT(v.out, HasSubstr("BAD  answer not a valid answer of 440305 to 360102"));
 }
 
 }  // namespace

@@ -179,6 +179,17 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
     return out;
   };
 
+  // Signed query answers by digest: valid only if signed by y for x.
+  std::map<std::string, v1::QueryAnswer> valid_answer;
+  std::set<std::string> present_answer;
+  for (const auto& s : b.answers()) {
+    auto a = OpenAnswer(s, dir, x, y);
+    present_answer.insert(common::Sha256(s.message()));
+    report.push_back(absl::StrCat(a ? "ok   " : "BAD  ", "answer ",
+                                  a ? "signed by " : "not a valid answer of ", y, " to ", x));
+    if (a) valid_answer[common::Sha256(s.message())] = *a;
+  }
+
   // 4. The claim.
   std::string claim;
   if (st == "PROVEN" || st == "MATCHED" || st == "CONFLICT") {
@@ -233,6 +244,15 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
       unsupported |= present_receipt.count(e->entry.receipt_digest()) &&
                      !valid_receipt.count(e->entry.receipt_digest());
     }
+    // x records an answer of y that the bundle shows and that does not verify, or answers
+    // another question or names another entry.
+    for (const ProvenEntry* e : entries_of(x, v1::LogEntry::KIND_QUERY_ASKED, y)) {
+      auto valid = valid_answer.find(e->entry.digest());
+      unsupported |= present_answer.count(e->entry.digest()) &&
+                     (valid == valid_answer.end() ||
+                      valid->second.request_digest() != e->entry.request_digest() ||
+                      valid->second.log_index() != e->entry.peer_log_index());
+    }
     // A holder's record of x's checkpoint that x did not sign.
     for (const auto& p : proven) {
       if (p.entry.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED || p.entry.peer() != x) continue;
@@ -255,13 +275,6 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
               (!entries_of(x, v1::LogEntry::KIND_QUERY_ASKED, y).empty() ||
                !entries_of(y, v1::LogEntry::KIND_QUERY_ANSWERED, x).empty()))) {
     // Remote queries: x asked, y answered.
-    std::map<std::string, v1::QueryAnswer> valid_answer;  // by digest of the signed bytes
-    for (const auto& s : b.answers()) {
-      auto a = OpenAnswer(s, dir, x, y);
-      report.push_back(absl::StrCat(a ? "ok   " : "BAD  ", "answer ",
-                                    a ? "signed by " : "not a valid answer of ", y, " to ", x));
-      if (a) valid_answer[common::Sha256(s.message())] = *a;
-    }
     auto asked = entries_of(x, v1::LogEntry::KIND_QUERY_ASKED, y);
     auto answered = entries_of(y, v1::LogEntry::KIND_QUERY_ANSWERED, x);
     auto answer_for = [&](const ProvenEntry* e) -> const v1::QueryAnswer* {
@@ -285,9 +298,24 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
         return Fail("claim ANSWER_NOT_LOGGED: needs x's QUERY_ASKED entry and y's signed answer it "
                     "names");
       }
-      claim = absl::StrCat(y, " signed an answer to ", x, " naming its log entry ",
-                           asked[0]->entry.peer_log_index(),
-                           " (that the entry is not that answer is shown by auditing its whole log)");
+      // y's own entry at the index its signed answer names, proven into y's checkpoint, is
+      // something else.
+      const uint64_t named = asked[0]->entry.peer_log_index();
+      const ProvenEntry* at = nullptr;
+      for (const auto& p : proven) {
+        if (p.jurisdiction == y && p.index == named) at = &p;
+      }
+      if (at == nullptr) {
+        return Fail(absl::StrCat("claim ANSWER_NOT_LOGGED: needs y's entry ", named,
+                                 " proven into y's checkpoint"));
+      }
+      if (at->entry.kind() == v1::LogEntry::KIND_QUERY_ANSWERED && at->entry.peer() == x &&
+          at->entry.digest() == asked[0]->entry.digest()) {
+        return Fail("claim ANSWER_NOT_LOGGED: y's entry records that answer");
+      }
+      claim = absl::StrCat(y, " signed an answer to ", x, " naming its log entry ", named,
+                           ", and that entry of its signed log is a ",
+                           v1::LogEntry::Kind_Name(at->entry.kind()), " entry, not the answer");
     } else if (st == "QUESTION_NOT_LOGGED") {
       if (answered.empty()) return Fail("claim QUESTION_NOT_LOGGED: needs y's QUERY_ANSWERED entry");
       claim = absl::StrCat(y, "'s log records an answer to ", x, " (that ", x,

@@ -419,7 +419,8 @@ absl::Status Auditor::ReconcileQueries(NodeLog& asker, NodeLog& answerer, Reconc
       row.status = "ANSWER_NOT_LOGGED";
       row.detail = absl::StrCat(y, " signed an answer to ", x, "'s query naming its log entry ",
                                 e.peer_log_index(), ", which does not record that answer");
-      RETURN_IF_ERROR(add(std::move(row), {{&asker, i}}, shown));
+      // y's entry at that index, proven, shows offline what it is instead.
+      RETURN_IF_ERROR(add(std::move(row), {{&asker, i}, {&answerer, e.peer_log_index()}}, shown));
     }
   }
   const absl::Time answerer_now = answerer.NodeNow();
@@ -434,8 +435,9 @@ absl::Status Auditor::ReconcileQueries(NodeLog& asker, NodeLog& answerer, Reconc
     } else {
       row.status = "QUESTION_NOT_LOGGED";
       row.detail = absl::StrCat(y, " answered a query of ", x, " (its entry ", index, ") that ", x,
-                                "'s log does not record (its node may have failed before "
-                                "recording the answer, or hides the question)");
+                                "'s log does not record: the answer was lost on the way or came "
+                                "too late, ", x, " refused it as unverifiable, its node failed "
+                                "before recording it, or it hides the question");
     }
     RETURN_IF_ERROR(add(std::move(row), {{&answerer, index}}, nullptr));
   }

@@ -539,7 +539,7 @@ PeerExchangeService::PeerExchangeService(const v1::NodeConfig& config, NoticeSto
       max_batch_bytes_(config.limits().max_message_bytes() / 2),
       heartbeat_interval_(absl::Milliseconds(
           TimeUtil::DurationToMilliseconds(config.exchange().heartbeat_interval()))),
-      max_answer_bytes_(config.limits().max_message_bytes() / 2),
+      max_answer_bytes_(config.limits().max_message_bytes() / 4),
       query_rate_(QueriesPerMinute(config), std::max(10.0, QueriesPerMinute(config) / 10)),
       store_(store),
       authz_(authz),

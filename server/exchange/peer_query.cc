@@ -2,6 +2,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
@@ -25,8 +26,8 @@ namespace {
 
 // The most notices one answer holds (then `truncated`).
 constexpr size_t kMaxAnswerNotices = 1000;
-// The most notices of one case or subject that are looked at.
-constexpr size_t kMaxCaseNotices = 10000;
+// The most queries answered at once, from all peers together (each reads and signs).
+constexpr int kMaxQueriesInFlight = 8;
 
 }  // namespace
 
@@ -59,11 +60,24 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
                             "(limits.peer_queries_per_minute); retry in a few seconds")));
   }
   if (absl::Status halted = store_->Halted(); !halted.ok()) return ToGrpcStatus(halted);
+  // However many peers ask, a bounded number of answers is prepared at once.
+  struct InFlight {
+    std::atomic<int>& n;
+    ~InFlight() { --n; }
+  } in_flight{queries_in_flight_};
+  if (++queries_in_flight_ > kMaxQueriesInFlight) {
+    return ToGrpcStatus(common::Refusal(
+        absl::StatusCode::kResourceExhausted, "QUERIES_BUSY",
+        absl::StrCat("this node is answering ", kMaxQueriesInFlight,
+                     " queries already; retry in a moment")));
+  }
 
   const bool by_subject = !req->id_number().empty();
   bool more = false;
+  // Only the notices the asker is a party to are read into the answer, and only they count
+  // towards its limit and `truncated`: a case the asker may not see answers as an unknown one.
   auto found = store_->FindCase(by_subject ? req->id_number() : req->case_id(), by_subject,
-                                kMaxCaseNotices, &more);
+                                kMaxAnswerNotices, &more, asker);
   if (!found.ok()) return ToGrpcStatus(found.status());
   v1::QueryAnswer answer;
   answer.set_asker(asker);
@@ -73,8 +87,8 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
   const absl::Time now = common::Now();
   uint64_t bytes = 0;
   for (const NoticeStore::CaseRecord& r : *found) {
-    // Only notices the asker is a party to: published here to it, received from it, or received
-    // from a third node with it among the destinations.
+    // FindCase kept only the asker's: published here to it, received from it, or received from
+    // a third node with it among the destinations.
     uint64_t seq = 0;
     bool acknowledged = false;
     if (r.role == v1::QueryNotice::ROLE_PUBLISHED) {
@@ -84,19 +98,10 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
       if (seq == 0) continue;
       acknowledged = seq <= acked_by_asker;
     } else {
-      if (r.origin != asker) {
-        v1::Notice n;
-        if (!n.ParseFromString(r.bytes)) continue;
-        if (std::find(n.destinations().begin(), n.destinations().end(), asker) ==
-            n.destinations().end()) {
-          continue;
-        }
-      }
       seq = r.channel_seq;
       acknowledged = r.consumed;
     }
-    if (answer.notices_size() == static_cast<int>(kMaxAnswerNotices) ||
-        bytes + r.bytes.size() > max_answer_bytes_) {
+    if (bytes + r.bytes.size() > max_answer_bytes_) {
       answer.set_truncated(true);
       break;
     }
@@ -109,8 +114,13 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
     auto replies = store_->RepliesOf(r.origin, r.notice_id, now);
     if (!replies.ok()) return ToGrpcStatus(replies.status());
     for (const v1::TodoItem& item : *replies) {
+      // Replies owed by this node or by the asker: never what a third party owes.
       if (item.state() != v1::TodoItem::STATE_OPEN) continue;
-      q.add_replies_owed_by(item.side() == v1::TodoRequest::SIDE_OWED_BY_US ? self_ : item.peer());
+      if (item.side() == v1::TodoRequest::SIDE_OWED_BY_US) {
+        q.add_replies_owed_by(self_);
+      } else if (item.peer() == asker) {
+        q.add_replies_owed_by(asker);
+      }
     }
     bytes += r.bytes.size();
   }

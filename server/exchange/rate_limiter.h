@@ -3,30 +3,31 @@
 #define CASEWAY_SERVER_EXCHANGE_RATE_LIMITER_H_
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <string>
 
 #include "absl/synchronization/mutex.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
 
 namespace caseway::server {
 
 // RateLimiter lets each caller make `per_minute` calls a minute on average, in bursts of up to
-// `burst`. It measures elapsed time on the machine's clock (not common::Now(): a test clock
-// moved by days must not refill every bucket). Thread-safe.
+// `burst`. It measures elapsed time on the monotonic clock (not common::Now(), nor the wall
+// clock: a clock stepped back must not empty every bucket, nor one moved ahead refill them).
+// Thread-safe.
 class RateLimiter {
  public:
   RateLimiter(double per_minute, double burst) : per_second_(per_minute / 60.0), burst_(burst) {}
 
   // Take spends one call of `caller`; false when its bucket is empty.
   bool Take(const std::string& caller) {
-    const absl::Time now = absl::Now();
+    const auto now = std::chrono::steady_clock::now();
     absl::MutexLock lock(&mu_);
     auto [it, fresh] = buckets_.try_emplace(caller, Bucket{burst_, now});
     Bucket& b = it->second;
     if (!fresh) {
-      b.tokens = std::min(burst_, b.tokens + absl::ToDoubleSeconds(now - b.last) * per_second_);
+      b.tokens = std::min(
+          burst_, b.tokens + std::chrono::duration<double>(now - b.last).count() * per_second_);
       b.last = now;
     }
     if (b.tokens < 1.0) return false;
@@ -37,7 +38,7 @@ class RateLimiter {
  private:
   struct Bucket {
     double tokens;
-    absl::Time last;
+    std::chrono::steady_clock::time_point last;
   };
   const double per_second_;
   const double burst_;

@@ -88,6 +88,9 @@ GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
     : jurisdiction_(config.jurisdiction()),
       max_batch_notices_(config.limits().max_batch_notices()),
       max_notice_bytes_(config.limits().max_notice_bytes()),
+      max_case_bytes_(config.limits().max_message_bytes() == 0
+                          ? uint64_t{1} << 20
+                          : config.limits().max_message_bytes() / 4),
       store_(store),
       asker_(asker),
       authz_(authz),
@@ -577,7 +580,14 @@ grpc::Status GatewayService::Case(grpc::ServerContext* ctx, const v1::CaseReques
   if (!found.ok()) return ToGrpcStatus(found.status());
   const absl::Time now = common::Now();
   const std::map<std::string, ChannelState> channels = store_->Channels();
+  uint64_t bytes = 0;
   for (const NoticeStore::CaseRecord& r : *found) {
+    // The response must fit in one message: notice bytes up to a quarter of the limit.
+    if (bytes + r.bytes.size() > max_case_bytes_) {
+      more = true;
+      break;
+    }
+    bytes += r.bytes.size();
     v1::CaseEvent& e = *resp->add_events();
     e.set_role(r.role);
     e.set_holder(jurisdiction_);

@@ -134,6 +134,8 @@ class GatewayService final
   const std::string jurisdiction_;
   const uint32_t max_batch_notices_;
   const uint32_t max_notice_bytes_;
+  // Gateway.Case: the most notice bytes in one response.
+  const uint64_t max_case_bytes_;
   std::set<std::string> peers_;
   NoticeStore* const store_;
   PeerAsker* const asker_;

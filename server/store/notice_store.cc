@@ -164,7 +164,20 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   }
   RETURN_IF_ERROR(Migrate(*db));
   ASSIGN_OR_RETURN(std::string subject_salt, SubjectSalt(*db));
-  if (found != 0 && found < 5) RETURN_IF_ERROR(IndexExistingCases(*db, subject_salt));
+  bool reindex = found != 0 && found < 5;
+  {
+    // A case index of the first layout (keys with origin and notice id, made by a development
+    // build of version 5) is rebuilt.
+    Stmt s(db->get(), "SELECT 1 FROM pragma_table_info('case_index') WHERE name = 'origin'");
+    const bool old_layout = s.Step();
+    RETURN_IF_ERROR(s.status("read case_index columns"));
+    if (old_layout) {
+      RETURN_IF_ERROR(db->Exec("DROP TABLE case_index; DELETE FROM case_index_new;"));
+      RETURN_IF_ERROR(db->Exec(kSchema));
+      reindex = true;
+    }
+  }
+  if (reindex) RETURN_IF_ERROR(IndexExistingCases(*db, subject_salt));
   RETURN_IF_ERROR(db->Exec(
       absl::StrCat("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '",
                    kSchemaVersion, "')")

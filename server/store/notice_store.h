@@ -211,9 +211,13 @@ class NoticeStore {
   };
   // FindCase returns the notices held for a case id, or with `by_subject` for a subject's
   // identity number (looked up by its salted digest, never scanned), oldest stored first: at most
-  // `limit`, `*truncated` set when there were more.
+  // `limit`, `*truncated` set when more follow. With a `party`, only the notices that
+  // jurisdiction is a party to count (published to it, received from it, or received with it
+  // among the destinations): `limit` and `truncated` then concern those alone. At most 100,000
+  // index rows of one key are looked at (without a party, `truncated` then says so too).
   absl::StatusOr<std::vector<CaseRecord>> FindCase(absl::string_view key, bool by_subject,
-                                                   size_t limit, bool* truncated);
+                                                   size_t limit, bool* truncated,
+                                                   const std::string& party = "");
   // RepliesOf returns the to-do items (open and cleared) of the notice (origin, notice_id).
   absl::StatusOr<std::vector<caseway::v1::TodoItem>> RepliesOf(const std::string& origin,
                                                                 const std::string& notice_id,

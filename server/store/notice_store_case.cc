@@ -9,6 +9,7 @@
 #include "absl/strings/str_split.h"
 #include "common/clock.h"
 #include "common/digest.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "common/proto_bytes.h"
 #include "common/signing.h"
@@ -167,10 +168,9 @@ absl::Status NoticeStore::MergeCaseIndex() {
       });
 }
 
-absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(absl::string_view key,
-                                                                           bool by_subject,
-                                                                           size_t limit,
-                                                                           bool* truncated) {
+absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(
+    absl::string_view key, bool by_subject, size_t limit, bool* truncated,
+    const std::string& party) {
   // More index rows than this for one key are not read (a case of 100,000 notices is a bug);
   // `truncated` then says so too.
   constexpr int64_t kMaxRows = 100000;
@@ -223,13 +223,9 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(absl:
     }
     std::stable_sort(by_time.begin(), by_time.end(),
                      [](const auto& a, const auto& b) { return a.first < b.first; });
-    *truncated = rows == kMaxRows;
+    *truncated = party.empty() && rows == kMaxRows;
     for (const auto& [time, ref_ptr] : by_time) {
       const auto& ref = *ref_ptr;
-      if (out.size() == limit) {
-        *truncated = true;
-        break;
-      }
       CaseRecord r;
       if (std::holds_alternative<int64_t>(ref)) {
         r.role = v1::QueryNotice::ROLE_RECEIVED;
@@ -263,12 +259,27 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(absl:
         published.Reset();
       }
       if (r.bytes.empty()) continue;
+      if (!party.empty() && r.role == v1::QueryNotice::ROLE_PUBLISHED &&
+          std::none_of(r.deliveries.begin(), r.deliveries.end(),
+                       [&](const auto& d) { return d.first == party; })) {
+        continue;
+      }
       // Keys are short: a notice of another case or subject may share one. Keep only matches.
       v1::Notice n;
       if (!n.ParseFromString(r.bytes)) return absl::DataLossError("a stored notice does not parse");
       const bool match = by_subject ? common::SubjectDigest(n.subject().id_number()) == subject_digest
                                     : n.case_id() == key;
-      if (match) out.push_back(std::move(r));
+      if (!match) continue;
+      if (!party.empty() && r.role == v1::QueryNotice::ROLE_RECEIVED && r.origin != party &&
+          std::find(n.destinations().begin(), n.destinations().end(), party) ==
+              n.destinations().end()) {
+        continue;
+      }
+      if (out.size() == limit) {  // one more that counts: there are more than `limit`
+        *truncated = true;
+        break;
+      }
+      out.push_back(std::move(r));
     }
     return out;
   });
@@ -311,6 +322,10 @@ absl::StatusOr<v1::Signed> NoticeStore::AnswerQuery(v1::QueryAnswer answer) {
         entry.set_peer(answer.asker());
         entry.set_request_digest(answer.request_digest());
         entry.set_digest(common::Sha256(out.message()));
+        // Test fault: an answerer whose log contradicts the answer it signed.
+        if (common::FaultHits("forge_query_answered", 1, 1)) {
+          entry.set_digest(common::Sha256("not the answer that was signed"));
+        }
         entry.set_first_seq(answer.notices_size());
         ASSIGN_OR_RETURN(uint64_t index, AppendEntry(entry));
         if (index != answer.log_index()) {

@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "common/digest.h"
 #include "common/merkle.h"
 #include "common/signing.h"
@@ -381,6 +382,42 @@ TEST_F(NoticeStoreTest, CasesAreFoundBeforeAndAfterTheIndexMerges) {
     EXPECT_EQ(ids(store->FindCase("110105194912310029", true, 10, &truncated)),
               (std::vector<std::string>{"c"}));
   }
+}
+
+// With a party, only the notices that jurisdiction is a party to count: towards the limit and
+// towards `truncated` (a case it may not see answers as an unknown one).
+TEST_F(NoticeStoreTest, APartyCountsOnlyItsOwnNoticesOfACase) {
+  auto store = Open();
+  std::vector<PreparedNotice> notices;
+  for (int i = 0; i < 3; ++i) {
+    notices.push_back(Prepared(absl::StrCat("to-b-", i), {"440305"}, "case-p"));
+    notices.push_back(Prepared(absl::StrCat("to-c-", i), {"360111"}, "case-p"));
+  }
+  for (auto& p : notices) {
+    v1::Notice n;
+    n.ParseFromString(p.bytes);
+    p.facts = common::FactsOf(n);
+  }
+  ASSERT_OK(store->Publish(notices));
+  bool truncated = false;
+  auto found = store->FindCase("case-p", false, 2, &truncated, "360111");
+  ASSERT_OK(found);
+  ASSERT_EQ(found->size(), 2u);
+  EXPECT_EQ((*found)[0].notice_id, "to-c-0");
+  EXPECT_EQ((*found)[1].notice_id, "to-c-1");
+  EXPECT_TRUE(truncated);
+  found = store->FindCase("case-p", false, 3, &truncated, "360111");
+  ASSERT_OK(found);
+  EXPECT_EQ(found->size(), 3u);
+  EXPECT_FALSE(truncated);  // three to B follow, but they are not 360111's
+  found = store->FindCase("case-p", false, 0, &truncated, "110101");
+  ASSERT_OK(found);
+  EXPECT_TRUE(found->empty());
+  EXPECT_FALSE(truncated);  // as for a case nobody has
+  found = store->FindCase("case-p", false, 5, &truncated);
+  ASSERT_OK(found);
+  EXPECT_EQ(found->size(), 5u);
+  EXPECT_TRUE(truncated);
 }
 
 TEST_F(NoticeStoreTest, WaitWakesOnCommit) {
