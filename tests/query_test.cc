@@ -144,6 +144,28 @@ class QueryTest : public ::testing::Test {
     }
   }
 
+  // Reconcile runs `caseway audit reconcile A B EXTRA...` as the coordinator.
+  RunResult Reconcile(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"reconcile", node(kA).address(), node(kB).address()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return RunCommand(AuditCommand(*pki_, pki_->Auditor("coordinator"), dir_.path(), args));
+  }
+
+  // BundleOf is the path of the bundle a reconcile wrote for a row of `status` (lower case).
+  static std::string BundleOf(const RunResult& r, const std::string& status) {
+    for (const auto& line : absl::StrSplit(r.out, '\n')) {
+      if (absl::StrContains(line, "bundle: ") && absl::StrContains(line, status)) {
+        return std::string(line.substr(line.find("bundle: ") + 8));
+      }
+    }
+    return "";
+  }
+
+  RunResult VerifyBundle(const std::string& bundle) {
+    return RunCommand({BinDir() + "/caseway", "audit", "verify-bundle", bundle, "--directory",
+                       pki_->dir() + "/directory.yaml"});
+  }
+
   RunResult Cli(const std::string& at, std::vector<std::string> args) {
     std::vector<std::string> argv = {BinDir() + "/caseway"};
     argv.insert(argv.end(), args.begin(), args.end());
@@ -319,13 +341,7 @@ TEST_F(QueryTest, QueriesAndAnswersAreReconciledFromBothLogs) {
   ASSERT_OK(a->QueryPeer(req));
   // A's log records the question with B's entry; B's the answer: same digests.
   Settled({kA, kB});
-  const std::string auditor = pki_->Auditor("coordinator");
-  auto reconcile = [&](std::vector<std::string> extra) {
-    std::vector<std::string> args = {"reconcile", node(kA).address(), node(kB).address()};
-    args.insert(args.end(), extra.begin(), extra.end());
-    return RunCommand(AuditCommand(*pki_, auditor, dir_.path(), args));
-  };
-  RunResult r = reconcile({});
+  RunResult r = Reconcile();
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, ::testing::ContainsRegex("ANSWERED +2 +0 +2"));
 
@@ -333,18 +349,12 @@ TEST_F(QueryTest, QueriesAndAnswersAreReconciledFromBothLogs) {
   // --grace, QUESTION_NOT_LOGGED, with a bundle that verifies offline.
   ASSERT_OK(AskAs(kA, kB, "case-q"));
   Settled({kA, kB});
-  r = reconcile({"--grace", "0s"});
+  r = Reconcile({"--grace", "0s"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_THAT(r.out, ::testing::ContainsRegex("QUESTION_NOT_LOGGED +1 +0 +1"));
-  std::string bundle;
-  for (const auto& line : absl::StrSplit(r.out, '\n')) {
-    if (absl::StrContains(line, "bundle: ") && absl::StrContains(line, "question_not_logged")) {
-      bundle = std::string(line.substr(line.find("bundle: ") + 8));
-    }
-  }
+  const std::string bundle = BundleOf(r, "question_not_logged");
   ASSERT_FALSE(bundle.empty()) << r.out;
-  RunResult v = RunCommand({BinDir() + "/caseway", "audit", "verify-bundle", bundle, "--directory",
-                            pki_->dir() + "/directory.yaml"});
+  RunResult v = VerifyBundle(bundle);
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
   EXPECT_THAT(v.out, HasSubstr("QUERY_ANSWERED"));
   // The signed answers A keeps are served to auditors.
@@ -420,29 +430,12 @@ TEST_F(QueryTest, ContradictedAndUnverifiableAnswersAreProvenOffline) {
   req.set_case_id("case-q");
   ASSERT_OK(a->QueryPeer(req));  // the answer verifies: only B's log lies
   Settled({kA, kB});
-  const std::string auditor = pki_->Auditor("coordinator");
-  auto reconcile = [&] {
-    return RunCommand(AuditCommand(*pki_, auditor, dir_.path(),
-                                   {"reconcile", node(kA).address(), node(kB).address()}));
-  };
-  auto bundle_of = [](const RunResult& r, const std::string& status) {
-    for (const auto& line : absl::StrSplit(r.out, '\n')) {
-      if (absl::StrContains(line, "bundle: ") && absl::StrContains(line, status)) {
-        return std::string(line.substr(line.find("bundle: ") + 8));
-      }
-    }
-    return std::string();
-  };
-  auto verify = [&](const std::string& bundle) {
-    return RunCommand({BinDir() + "/caseway", "audit", "verify-bundle", bundle, "--directory",
-                       pki_->dir() + "/directory.yaml"});
-  };
-  RunResult r = reconcile();
+  RunResult r = Reconcile();
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_THAT(r.out, ::testing::ContainsRegex("ANSWER_NOT_LOGGED +1 +0 +1"));
-  std::string bundle = bundle_of(r, "answer_not_logged");
+  std::string bundle = BundleOf(r, "answer_not_logged");
   ASSERT_FALSE(bundle.empty()) << r.out;
-  RunResult v = verify(bundle);
+  RunResult v = VerifyBundle(bundle);
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
   EXPECT_THAT(v.out, HasSubstr("entry of its signed log is a KIND_QUERY_ANSWERED entry, not the answer"));
 
@@ -450,11 +443,11 @@ TEST_F(QueryTest, ContradictedAndUnverifiableAnswersAreProvenOffline) {
   node(kA).Stop();
   node(kA).Exec("UPDATE evidence SET signature = zeroblob(64) WHERE kind = 5");
   ASSERT_OK(node(kA).Start());
-  r = reconcile();
+  r = Reconcile();
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  bundle = bundle_of(r, "unsupported");
+  bundle = BundleOf(r, "unsupported");
   ASSERT_FALSE(bundle.empty()) << r.out;
-  v = verify(bundle);
+  v = VerifyBundle(bundle);
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
   EXPECT_THAT(v.out, HasSubstr("BAD  answer not a valid answer of 440305 to 360102"));
 }
