@@ -376,15 +376,20 @@ void SpreadCase(v1::Notice& n, uint64_t i, uint64_t cases) {
   n.mutable_subject()->set_id_number(BenchIdNumber(i % cases));
 }
 
-std::unique_ptr<v1::Gateway::Stub> GatewayStub(const std::string& address,
-                                               const common::TlsFiles& files) {
+std::shared_ptr<grpc::Channel> BenchChannel(const std::string& address,
+                                            const common::TlsFiles& files) {
   auto creds = common::ChannelCredentials(files);
   if (!creds.ok()) Die(creds.status().ToString());
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetMaxSendMessageSize(64 << 20);
   args.SetMaxReceiveMessageSize(64 << 20);
-  return v1::Gateway::NewStub(grpc::CreateCustomChannel(address, *creds, args));
+  return grpc::CreateCustomChannel(address, *creds, args);
+}
+
+std::unique_ptr<v1::Gateway::Stub> GatewayStub(const std::string& address,
+                                               const common::TlsFiles& files) {
+  return v1::Gateway::NewStub(BenchChannel(address, files));
 }
 
 namespace {

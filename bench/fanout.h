@@ -27,6 +27,11 @@ void SpreadCase(caseway::v1::Notice& notice, uint64_t i, uint64_t cases);
 std::string BenchCase(uint64_t k);
 std::string BenchIdNumber(uint64_t k);
 
+// BenchChannel is a channel of its own (benchmark clients must not share one) with 64 MiB
+// message limits, presenting `files`. Exits with status 2 when they cannot be read.
+std::shared_ptr<grpc::Channel> BenchChannel(const std::string& address,
+                                            const caseway::common::TlsFiles& files);
+
 // GatewayStub is a Gateway client on its own connection (benchmark clients must not share one),
 // with 64 MiB message limits. Exits with status 2 when the certificate files cannot be read.
 std::unique_ptr<caseway::v1::Gateway::Stub> GatewayStub(const std::string& address,

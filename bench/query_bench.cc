@@ -170,15 +170,7 @@ struct FloodOptions {
 
 std::unique_ptr<v1::PeerExchange::Stub> PeerStub(const std::string& address, const std::string& ca,
                                                  const std::string& cert, const std::string& key) {
-  auto creds = caseway::common::ChannelCredentials({ca, cert, key});
-  if (!creds.ok()) {
-    fprintf(stderr, "%s\n", creds.status().ToString().c_str());
-    exit(2);
-  }
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetMaxReceiveMessageSize(64 << 20);
-  return v1::PeerExchange::NewStub(grpc::CreateCustomChannel(address, *creds, args));
+  return v1::PeerExchange::NewStub(caseway::bench::BenchChannel(address, {ca, cert, key}));
 }
 
 int Flood(const FloodOptions& o) {

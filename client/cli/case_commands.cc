@@ -26,12 +26,6 @@ std::string Cst(const google::protobuf::Timestamp& t) {
                           caseway::common::ChinaStandardTime());
 }
 
-std::string KindOf(const v1::Notice& n) {
-  const auto* field = n.GetReflection()->GetOneofFieldDescriptor(
-      n, v1::Notice::descriptor()->FindOneofByName("body"));
-  return field == nullptr ? "?" : field->name();
-}
-
 void PrintError(const char* command, const absl::Status& s) {
   fprintf(stderr, "caseway %s: %s: %s\n", command, absl::StatusCodeToString(s.code()).c_str(),
           std::string(s.message()).c_str());
@@ -109,7 +103,7 @@ void PrintTimeline(const std::string& case_id, const google::protobuf::RepeatedP
   printf("\n");
   for (const auto& key : order) {
     const v1::Notice& n = by_notice[key].front()->notice();
-    std::string what = KindOf(n);
+    std::string what = caseway::common::NoticeKind(n);
     if (!n.in_reply_to().empty()) absl::StrAppend(&what, " to ", n.in_reply_to());
     if (n.revision() > 0) absl::StrAppend(&what, " (revision ", n.revision(), ")");
     printf("\n%s  %s -> %s  %s  %s%s\n", Cst(n.occurred_at()).c_str(), n.origin().c_str(),
@@ -151,7 +145,8 @@ int RunQuery(caseway::client::Client& client, const QueryFlags& f) {
     v1::CaseEvent e = EventOf(a.answerer(), a.asker(), a.notices(i), n);
     printf("  %s  %s -> %s  %s  %s  case %s\n    %s\n", Cst(n.occurred_at()).c_str(),
            n.origin().c_str(), absl::StrJoin(n.destinations(), ",").c_str(),
-           n.notice_id().c_str(), KindOf(n).c_str(), n.case_id().c_str(), View(e).c_str());
+           n.notice_id().c_str(), caseway::common::NoticeKind(n).c_str(), n.case_id().c_str(),
+           View(e).c_str());
   }
   return 0;
 }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/policy.h"
 #include "common/refusal.h"
 
 namespace caseway::cli {
@@ -49,7 +50,7 @@ v1::Notice TestNotice(const std::string& id, const std::string& case_id, const s
   n.set_priority(v1::PRIORITY_NORMAL);
   v1::StatusChange* c = n.mutable_status_change();
   c->set_new_state(v1::StatusChange::CASE_STATE_FLOATING);
-  const absl::CivilDay day = absl::ToCivilDay(now, absl::FixedTimeZone(8 * 3600));
+  const absl::CivilDay day = caseway::common::DayOf(now);
   c->mutable_effective_date()->set_year(static_cast<int>(day.year()));
   c->mutable_effective_date()->set_month(day.month());
   c->mutable_effective_date()->set_day(day.day());
