@@ -5,6 +5,9 @@
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <openssl/crypto.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
@@ -12,6 +15,8 @@
 #include "common/status_macros.h"
 
 namespace caseway::common {
+
+void KeepOpenSslAtExit() { OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr); }
 
 namespace {
 
@@ -76,12 +81,6 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
   return grpc::SslCredentials(options);
 }
 
-}  // namespace caseway::common
-
-#include <openssl/pem.h>
-#include <openssl/x509v3.h>
-
-namespace caseway::common {
 
 absl::StatusOr<std::vector<std::string>> CertificateUris(const std::string& pem) {
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
@@ -102,10 +101,6 @@ absl::StatusOr<std::vector<std::string>> CertificateUris(const std::string& pem)
   X509_free(cert);
   return uris;
 }
-
-}  // namespace caseway::common
-
-namespace caseway::common {
 
 absl::StatusOr<CertificateWindow> CertificateValidity(const std::string& pem) {
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));

@@ -17,6 +17,13 @@
 
 namespace caseway::common {
 
+// KeepOpenSslAtExit initializes OpenSSL without its exit-time clean-up. Call it first in main,
+// before anything else touches OpenSSL. gRPC's threads outlive main: with the default clean-up,
+// OpenSSL frees its state and deletes its thread-local keys while those threads still run, so a
+// thread ending after it leaks its error queue and random generator, and one still using
+// OpenSSL uses freed state. A process that is ending needs no clean-up; the system reclaims it.
+void KeepOpenSslAtExit();
+
 // TlsFiles names a CA bundle, a certificate and its key (PEM).
 struct TlsFiles {
   std::string ca_file;

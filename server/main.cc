@@ -13,6 +13,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/policy.h"
+#include "common/tls.h"
 #include "server/node.h"
 #ifdef CASEWAY_TEST_FAULTS
 #include "common/test_clock.h"
@@ -131,6 +132,7 @@ int Main(int argc, char** argv) {
 
 // No exception escapes (docs/errors.md): one that reaches here is a bug, reported as such.
 int main(int argc, char** argv) {
+  caseway::common::KeepOpenSslAtExit();
   try {
     return Main(argc, argv);
   } catch (const std::exception& e) {

@@ -14,6 +14,7 @@
 #include <thread>
 #include <regex>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -26,7 +27,7 @@
 #include "common/json.h"
 #include "common/policy.h"
 #include "common/refusal.h"
-#include "absl/strings/ascii.h"
+#include "common/tls.h"
 
 namespace {
 
@@ -598,6 +599,7 @@ int Main(int argc, char** argv) {
 
 // No exception escapes (docs/errors.md): one that reaches here is a bug, reported as such.
 int main(int argc, char** argv) {
+  caseway::common::KeepOpenSslAtExit();
   try {
     return Main(argc, argv);
   } catch (const std::exception& e) {
