@@ -206,6 +206,15 @@ absl::Status Validate(const NodeConfig& c, absl::string_view source) {
     v.Fail("jurisdiction", s.message());
   }
   v.HostPort("listen_address", c.listen_address());
+  if (const std::string& metrics = c.metrics().listen_address(); !metrics.empty()) {
+    // The metrics endpoint (civetweb) binds an address, it does not look up names.
+    static const std::regex kIpPort("([0-9]{1,3}(\\.[0-9]{1,3}){3}|\\[[0-9a-fA-F:.]+\\]):[0-9]{1,5}");
+    if (!std::regex_match(metrics, kIpPort)) {
+      v.Fail("metrics.listen_address", "an IP address and port expected (127.0.0.1:9464, [::1]:9464)");
+    } else {
+      v.HostPort("metrics.listen_address", metrics);
+    }
+  }
   if (!c.has_tls()) v.Fail("tls", "required");
   v.Required("tls.ca_file", c.tls().ca_file());
   v.Required("tls.cert_file", c.tls().cert_file());

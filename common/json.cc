@@ -30,10 +30,12 @@ void AppendJsonString(absl::string_view s, std::string& out) {
   out.push_back('"');
 }
 
-absl::StatusOr<std::string> CheckedProtoJson(const google::protobuf::Message& m) {
+absl::StatusOr<std::string> CheckedProtoJson(const google::protobuf::Message& m,
+                                             bool with_zeros) {
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = with_zeros;
   auto s = google::protobuf::util::MessageToJsonString(m, &out, options);
   if (!s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("cannot be printed as protobuf JSON: ",
@@ -42,8 +44,8 @@ absl::StatusOr<std::string> CheckedProtoJson(const google::protobuf::Message& m)
   return out;
 }
 
-std::string ProtoJson(const google::protobuf::Message& m) {
-  auto json = CheckedProtoJson(m);
+std::string ProtoJson(const google::protobuf::Message& m, bool with_zeros) {
+  auto json = CheckedProtoJson(m, with_zeros);
   return json.ok() ? *json : "{}";
 }
 

@@ -27,9 +27,12 @@ inline std::string JsonQuote(absl::string_view s) {
 
 // CheckedProtoJson renders `m` in protobuf's JSON mapping on one line, with the proto field
 // names; INVALID_ARGUMENT when a value has no JSON form (e.g. a timestamp beyond year 9999).
-absl::StatusOr<std::string> CheckedProtoJson(const google::protobuf::Message& m);
+absl::StatusOr<std::string> CheckedProtoJson(const google::protobuf::Message& m,
+                                             bool with_zeros = false);
 // ProtoJson is CheckedProtoJson for messages this program made itself; "{}" on failure.
-std::string ProtoJson(const google::protobuf::Message& m);
+// `with_zeros` prints fields at their default value too (0, "", false, []), so that a reader
+// sees every field of the message.
+std::string ProtoJson(const google::protobuf::Message& m, bool with_zeros = false);
 
 }  // namespace caseway::common
 

@@ -206,6 +206,16 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
       [raw](const std::string& dest) { return raw->peer_exchange_->OpenStreams(dest); },
       node->asker_.get());
 
+  if (const std::string& address = config.metrics().listen_address(); !address.empty()) {
+    ASSIGN_OR_RETURN(node->metrics_,
+                     Metrics::Start(
+                         address, [raw] { return raw->gateway_->Snapshot(); }, node->store_.get()));
+    Metrics* metrics = node->metrics_.get();
+    node->store_->SetCommitObserver([metrics](absl::Duration took, size_t ops, bool committed) {
+      metrics->ObserveCommit(took, ops, committed);
+    });
+  }
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -221,6 +231,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 256);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<ErrorPolicyInterceptorFactory>());
+  if (node->metrics_) interceptors.push_back(node->metrics_->InterceptorFactory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(node->gateway_.get());
   builder.RegisterService(node->peer_exchange_.get());
@@ -264,6 +275,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
        {"port", absl::StrCat(node->port_)},
        {"peers", absl::StrCat(config.peers_size())},
        {"subscriptions", absl::StrCat(node->subscribers_.size())}});
+  if (node->metrics_) {
+    Log(LogLevel::kInfo, "metrics endpoint",
+        {{"address", config.metrics().listen_address()},
+         {"port", absl::StrCat(node->metrics_->port())}});
+  }
   return node;
 }
 
@@ -273,6 +289,7 @@ void Node::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   Log(LogLevel::kInfo, "node shutting down", {{"jurisdiction", config_.jurisdiction()}});
+  if (metrics_) metrics_->StopServing();  // no scrape reads the services while they stop
   if (witness_) witness_->Stop();
   if (scrubber_) scrubber_->Stop();
   Log(LogLevel::kDebug, "shutdown: witness stopped");
@@ -296,7 +313,10 @@ void Node::Shutdown() {
     if (!s.ok()) Log(LogLevel::kError, "final checkpoint not signed", {{"status", s.ToString()}});
   }
   store_.reset();  // drains the commit queue: everything acknowledged is committed
+  metrics_.reset();
   Log(LogLevel::kInfo, "node stopped", {{"jurisdiction", config_.jurisdiction()}});
 }
+
+int Node::metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
 }  // namespace caseway::server

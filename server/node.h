@@ -18,6 +18,7 @@
 #include "server/log/exchange_log_service.h"
 #include "server/log/scrubber.h"
 #include "server/log/witness.h"
+#include "server/metrics.h"
 #include "common/policy.h"
 #include "server/store/notice_store.h"
 
@@ -34,6 +35,8 @@ class Node {
   ~Node();
 
   int port() const { return port_; }
+  // The metrics endpoint's port (0 when metrics.listen_address is empty).
+  int metrics_port() const;
   void Shutdown();
 
  private:
@@ -41,6 +44,7 @@ class Node {
 
   caseway::v1::NodeConfig config_;
   std::unique_ptr<common::Policy> policy_;  // outlives everything that uses it
+  std::unique_ptr<Metrics> metrics_;        // outlives the store (its commit observer) and server
   std::unique_ptr<NoticeStore> store_;
   std::unique_ptr<common::Revocations> revocations_;
   std::unique_ptr<Authorizer> authz_;

@@ -22,6 +22,7 @@
 #include "client/cli/audit_commands.h"
 #include "client/cli/case_commands.h"
 #include "client/cli/conformance.h"
+#include "client/cli/status_command.h"
 #include "common/config.h"
 #include "common/digest.h"
 #include "common/json.h"
@@ -338,57 +339,13 @@ int RunInbox(const Connection& conn, bool follow, bool ack, uint32_t window, siz
   return 0;
 }
 
-int RunStatus(const Connection& conn, bool json) {
+int RunStatus(const Connection& conn, const caseway::cli::StatusFlags& flags) {
   auto client = Open(conn);
   if (!client.ok()) {
     fprintf(stderr, "caseway status: %s\n", std::string(client.status().message()).c_str());
     return 2;
   }
-  auto status = (*client)->Status();
-  if (!status.ok()) {
-    fprintf(stderr, "caseway status: %s: %s\n",
-            absl::StatusCodeToString(status.status().code()).c_str(),
-            std::string(status.status().message()).c_str());
-    return 1;
-  }
-  if (json) {
-    printf("%s\n", ProtoJson(*status).c_str());
-    return 0;
-  }
-  printf("node %s   inbox: %llu received, %llu unacknowledged\n\n",
-         status->jurisdiction().c_str(), static_cast<unsigned long long>(status->inbox_total()),
-         static_cast<unsigned long long>(status->inbox_unacked()));
-  if (!status->halted().empty()) printf("HALTED: %s\n\n", status->halted().c_str());
-  printf("policy %s (%.16s…)\n\n", status->policy_version().c_str(), status->policy_digest().c_str());
-  printf("%-14s %10s %10s %10s %8s\n", "CHANNEL TO", "HEAD", "ACKED", "BEHIND", "STREAMS");
-  for (const auto& c : status->channels()) {
-    printf("%-14s %10llu %10llu %10llu %8u\n", c.destination().c_str(),
-           static_cast<unsigned long long>(c.head()), static_cast<unsigned long long>(c.acked()),
-           static_cast<unsigned long long>(c.head() - std::min(c.head(), c.acked())),
-           c.open_streams());
-  }
-  printf("\n%-14s %-22s %10s %10s %8s  %s\n", "SUBSCRIBED TO", "ADDRESS", "CURSOR", "PEER HEAD",
-         "LAG", "STATE");
-  for (const auto& s : status->subscriptions()) {
-    printf("%-14s %-22s %10llu %10llu %8llu  %s\n", s.origin().c_str(), s.address().c_str(),
-           static_cast<unsigned long long>(s.cursor()),
-           static_cast<unsigned long long>(s.peer_head()),
-           static_cast<unsigned long long>(s.lag()), s.state().c_str());
-    if (!s.witness().empty() && s.witness() != "ok") {
-      printf("%-14s witness: %s\n", "", s.witness().c_str());
-    }
-    if (s.has_clock_offset_ms() && s.clock_offset_exceeded()) {
-      const int64_t ms = s.clock_offset_ms();
-      printf("%-14s clock: the peer's clock is %s %s ours (exchange.max_clock_offset)\n", "",
-             absl::FormatDuration(absl::Seconds(std::llabs(ms) / 1000)).c_str(),
-             ms > 0 ? "ahead of" : "behind");
-    }
-    if (s.policy_mismatch()) {
-      printf("%-14s policy: the peer runs another federation policy (%.16s…)\n", "",
-             s.peer_policy_digest().c_str());
-    }
-  }
-  return status->halted().empty() ? 0 : 1;
+  return caseway::cli::RunStatus(**client, flags);
 }
 
 struct TodoFlags {
@@ -513,10 +470,26 @@ int Main(int argc, char** argv) {
   inbox->add_option("--limit", limit, "stop after this many notices (0 = no limit)");
   AddConnectionFlags(inbox, &conn);
 
-  bool json = false;
+  caseway::cli::StatusFlags status_flags;
   CLI::App* status = app.add_subcommand(
-      "status", "Show channels (heads, acked), subscriptions (cursors, peer heads, lag) and inbox.");
-  status->add_flag("--json", json, "print caseway.v1.StatusResponse as JSON");
+      "status",
+      "Show channels (heads, acked), subscriptions (cursors, peer heads, lag, last contact) and\n"
+      "inbox. Exit status: 0 healthy, 1 halted or (with --check) a problem, 2 node not reached.");
+  status->add_flag("--json", status_flags.json,
+                   "print caseway.v1.StatusResponse as JSON, every field (zeros too)");
+  status->add_flag("--check", status_flags.check,
+                   "also list problems on stderr and exit 1 if any: a peer not connected, a\n"
+                   "backlog or inbox older than its limit, a certificate near its end, a witness\n"
+                   "finding, another policy, a skewed clock, a halted node");
+  status->add_option("--backlog-age", status_flags.backlog_age,
+                     "with --check: oldest notice a destination may leave unacknowledged")
+      ->capture_default_str();
+  status->add_option("--inbox-age", status_flags.inbox_age,
+                     "with --check: oldest notice the local consumer may leave untaken")
+      ->capture_default_str();
+  status->add_option("--cert-days", status_flags.cert_days,
+                     "with --check: least days of certificate validity left")
+      ->capture_default_str();
   AddConnectionFlags(status, &conn);
 
   TodoFlags todo_flags;
@@ -580,7 +553,7 @@ int Main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (publish->parsed()) return RunPublish(conn, file, batch, jobs, progress, dry_run);
   if (inbox->parsed()) return RunInbox(conn, follow, ack, window, limit);
-  if (status->parsed()) return RunStatus(conn, json);
+  if (status->parsed()) return RunStatus(conn, status_flags);
   if (todo->parsed()) return RunTodo(conn, todo_flags);
   if (query->parsed() || case_cmd->parsed() || conformance->parsed()) {
     const char* name = query->parsed() ? "query" : case_cmd->parsed() ? "case" : "conformance";

@@ -17,6 +17,7 @@
 #include "common/grpc_status.h"
 #include "common/identity.h"
 #include "common/log.h"
+#include "common/refusal.h"
 #include "common/validation.h"
 #include "common/status_macros.h"
 
@@ -115,7 +116,29 @@ v1::StatusResponse::Subscription Subscriber::Status() {
     s.set_peer_policy_digest(common::ToHex(peer_policy_digest_));
     s.set_policy_mismatch(peer_policy_digest_ != store_->policy().digest());
   }
+  if (last_contact_) {
+    *s.mutable_last_contact_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(*last_contact_));
+  }
+  s.set_last_error_code(last_error_code_);
+  s.mutable_refused_batches()->insert(refused_.begin(), refused_.end());
   return s;
+}
+
+void Subscriber::Contact() {
+  last_rx_ = absl::Now();
+  last_contact_ = common::Now();
+  if (state_ != "connected") {
+    state_ = "connected";
+    last_error_code_.clear();
+    if (outage_since_ && outage_warned_) {
+      Log(LogLevel::kInfo, "peer reachable again",
+          {{"origin", peer_.jurisdiction()},
+           {"outage", absl::FormatDuration(absl::Trunc(absl::Now() - *outage_since_,
+                                                        absl::Seconds(1)))}});
+    }
+    outage_since_.reset();
+    outage_warned_ = false;
+  }
 }
 
 void Subscriber::ObserveClock(absl::Time peer_time) {
@@ -195,14 +218,35 @@ void Subscriber::Run() {
     if (absl::Now() - started > absl::Seconds(5)) backoff.Reset();
     absl::Duration delay = backoff.Next();
     const std::string hint = s.ok() ? "" : TimeHint(s);
+    // An outage is logged at info when it starts and at debug while it is retried; once it has
+    // outlasted the retries' growth (kOutageRetries times exchange.backoff_max) at warn, then
+    // hourly while it lasts (docs/operator.md, "Logs").
+    LogLevel level = LogLevel::kDebug;
+    std::string message = "subscription interrupted";
+    absl::Duration outage;
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
       state_ = absl::StrCat("backoff: ", s.ToString(), hint);
+      last_error_code_ = absl::StatusCodeToString(s.code());
+      const absl::Time now = absl::Now();
+      if (!outage_since_) {
+        outage_since_ = now;
+        level = LogLevel::kInfo;
+      }
+      outage = now - *outage_since_;
+      const absl::Duration warn_after = kOutageRetries * ToDuration(exchange_.backoff_max());
+      if (outage >= warn_after && (!outage_warned_ || now - last_outage_warning_ >= absl::Hours(1))) {
+        message = outage_warned_ ? "peer still unreachable" : "peer unreachable";
+        outage_warned_ = true;
+        last_outage_warning_ = now;
+        level = LogLevel::kWarn;
+      }
     }
-    Log(LogLevel::kInfo, "subscription interrupted",
+    Log(level, message,
         {{"origin", peer_.jurisdiction()},
          {"status", s.ToString()},
+         {"outage", absl::FormatDuration(absl::Trunc(outage, absl::Seconds(1)))},
          {"retry_in", absl::FormatDuration(delay)}});
     absl::MutexLock lock(&mu_);
     mu_.AwaitWithTimeout(absl::Condition(&stopping_), delay);
@@ -249,11 +293,6 @@ absl::Status Subscriber::Session() {
   absl::Status failure;
   v1::SubscribeResponse resp;
   while (stream->Read(&resp)) {
-    {
-      absl::MutexLock lock(&mu_);
-      last_rx_ = absl::Now();
-      state_ = "connected";
-    }
     if (!identity_checked) {
       // TLS verified the certificate chain and the host name; the SPIFFE id must be the peer's.
       auto auth = ctx.auth_context();
@@ -265,6 +304,10 @@ absl::Status Subscriber::Session() {
         break;
       }
       identity_checked = true;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      Contact();
     }
     if (resp.has_heartbeat()) {
       if (resp.heartbeat().has_sent_at()) {
@@ -344,6 +387,12 @@ absl::Status Subscriber::Session() {
   if (!failure.ok()) {
     Log(LogLevel::kError, "batch refused",
         {{"origin", peer_.jurisdiction()}, {"status", failure.ToString()}});
+    std::string reason = common::ReasonOf(failure);
+    if (reason.empty()) reason = common::DefaultReason(failure.code(), failure.message());
+    {
+      absl::MutexLock lock(&mu_);
+      ++refused_[reason];
+    }
     ctx.TryCancel();
   }
   grpc::Status finish = stream->Finish();

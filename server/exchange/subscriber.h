@@ -4,8 +4,9 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <memory>
 #include <deque>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -79,7 +80,17 @@ class Subscriber {
   static constexpr size_t kClockRecordsPerHour = 6;
   std::deque<absl::Time> clock_records_;
   uint64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time last_rx_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_rx_ ABSL_GUARDED_BY(mu_);  // absl::Now(): the watchdog's steady view
+  std::optional<absl::Time> last_contact_ ABSL_GUARDED_BY(mu_);  // common::Now(): for Status
+  std::string last_error_code_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, uint64_t> refused_ ABSL_GUARDED_BY(mu_);  // batches refused, by reason
+  // The outage in progress (Run): when the last connected session ended, and whether it was
+  // reported at warn. A session that hears from the peer ends it.
+  std::optional<absl::Time> outage_since_ ABSL_GUARDED_BY(mu_);
+  bool outage_warned_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_outage_warning_ ABSL_GUARDED_BY(mu_);
+  static constexpr int kOutageRetries = 3;
+  void Contact() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::thread thread_;
   std::thread watchdog_;
 };

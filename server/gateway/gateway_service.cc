@@ -7,17 +7,19 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/status_macros.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/case_events.h"
 #include "common/clock.h"
+#include "common/config.h"
 #include "common/digest.h"
 #include "common/grpc_status.h"
-#include "common/refusal.h"
-#include "common/proto_bytes.h"
 #include "common/log.h"
+#include "common/proto_bytes.h"
+#include "common/refusal.h"
+#include "common/status_macros.h"
+#include "common/tls.h"
 #include "common/validation.h"
 
 namespace caseway::server {
@@ -86,6 +88,7 @@ GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
                                const Authorizer* authz, SubscriptionStatusFn subscriptions,
                                OpenStreamsFn open_streams, PeerAsker* asker)
     : jurisdiction_(config.jurisdiction()),
+      cert_file_(config.tls().cert_file()),
       max_batch_notices_(config.limits().max_batch_notices()),
       max_notice_bytes_(config.limits().max_notice_bytes()),
       max_case_bytes_(config.limits().max_message_bytes() == 0
@@ -506,27 +509,49 @@ GatewayService::~GatewayService() {
 grpc::Status GatewayService::Status(grpc::ServerContext* ctx, const v1::StatusRequest* req,
                                     v1::StatusResponse* resp) {
   if (auto id = authz_->Check(*ctx, Rpc::kStatus); !id.ok()) return ToGrpcStatus(id.status());
-  resp->set_jurisdiction(jurisdiction_);
+  auto snapshot = Snapshot();
+  if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
+  *resp = std::move(*snapshot);
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<v1::StatusResponse> GatewayService::Snapshot() const {
+  auto stamp = [](absl::Time t) {
+    return google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(t));
+  };
+  v1::StatusResponse resp;
+  const absl::Time now = common::Now();
+  *resp.mutable_now() = stamp(now);
+  resp.set_jurisdiction(jurisdiction_);
   std::map<std::string, ChannelState> channels = store_->Channels();
   for (const auto& peer : peers_) channels.emplace(peer, ChannelState{});
+  ASSIGN_OR_RETURN(const auto oldest, store_->OldestUnacked());
   for (const auto& [dest, state] : channels) {
-    auto* c = resp->add_channels();
+    auto* c = resp.add_channels();
     c->set_destination(dest);
     c->set_head(state.head);
     c->set_acked(state.acked);
     c->set_open_streams(open_streams_(dest));
+    if (auto it = oldest.find(dest); it != oldest.end()) {
+      *c->mutable_oldest_unacked_at() = stamp(it->second);
+    }
   }
-  for (auto& sub : subscriptions_()) *resp->add_subscriptions() = std::move(sub);
-  auto counts = store_->InboxCounts();
-  if (!counts.ok()) return ToGrpcStatus(counts.status());
-  resp->set_inbox_total(counts->first);
-  resp->set_inbox_unacked(counts->second);
+  for (auto& sub : subscriptions_()) *resp.add_subscriptions() = std::move(sub);
+  ASSIGN_OR_RETURN(const NoticeStore::InboxSummary inbox, store_->Inbox());
+  resp.set_inbox_total(inbox.total);
+  resp.set_inbox_unacked(inbox.unacked);
+  if (inbox.oldest_unacked) *resp.mutable_inbox_oldest_unacked_at() = stamp(*inbox.oldest_unacked);
   if (absl::Status halted = store_->Halted(); !halted.ok()) {
-    resp->set_halted(std::string(halted.message()));
+    resp.set_halted(std::string(halted.message()));
   }
-  resp->set_policy_version(store_->policy().proto().version());
-  resp->set_policy_digest(store_->policy().DigestHex());
-  return grpc::Status::OK;
+  resp.set_policy_version(store_->policy().proto().version());
+  resp.set_policy_digest(store_->policy().DigestHex());
+  if (auto pem = common::ReadFile(cert_file_); pem.ok()) {
+    if (auto window = common::CertificateValidity(*pem); window.ok()) {
+      *resp.mutable_certificate_not_after() = stamp(window->not_after);
+    }
+  }
+  return resp;
 }
 
 grpc::Status GatewayService::Todo(grpc::ServerContext* ctx, const v1::TodoRequest* req,

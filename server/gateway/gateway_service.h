@@ -66,6 +66,10 @@ class GatewayService final
   ~GatewayService() override;
   void Shutdown();
 
+  // Snapshot is what Status answers: channels, subscriptions, the inbox, the certificate, on the
+  // node's clock. Also read by the metrics endpoint at each scrape.
+  absl::StatusOr<caseway::v1::StatusResponse> Snapshot() const;
+
  private:
   // Prepare validates `notices` and serializes each with the origin set, the reply it names
   // resolved (in_reply_to_origin) and reply_due set from the policy when the publisher left it
@@ -132,6 +136,7 @@ class GatewayService final
   void ReleaseParse(const std::string& caller, int64_t bytes, absl::Duration took);
 
   const std::string jurisdiction_;
+  const std::string cert_file_;  // read at each Snapshot: a renewed certificate shows at once
   const uint32_t max_batch_notices_;
   const uint32_t max_notice_bytes_;
   // Gateway.Case: the most notice bytes in one response.

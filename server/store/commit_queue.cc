@@ -41,6 +41,11 @@ absl::Status CommitQueue::Run(Apply apply, std::function<void()> after_commit) {
   return result.get();
 }
 
+void CommitQueue::SetObserver(Observer observer) {
+  absl::MutexLock lock(&observer_mu_);
+  observer_ = std::move(observer);
+}
+
 void CommitQueue::Loop() {
   sqlite3* db = db_->get();
   std::vector<Op> group;
@@ -91,12 +96,16 @@ void CommitQueue::Loop() {
         participant_->OnCommit();
       }
     }
-    busy_us_.fetch_add(std::chrono::duration_cast<std::chrono::microseconds>(
-                           std::chrono::steady_clock::now() - began)
-                           .count());
+    const auto busy = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - began);
+    busy_us_.fetch_add(busy.count());
     if (txn.ok()) {
       groups_.fetch_add(1);
       ops_.fetch_add(group.size());
+    }
+    {
+      absl::MutexLock lock(&observer_mu_);
+      if (observer_) observer_(absl::FromChrono(busy), group.size(), txn.ok());
     }
     for (size_t i = 0; i < group.size(); ++i) {
       group[i].done(txn.ok() ? results[i] : txn);

@@ -11,6 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/store/sqlite.h"
 
 namespace caseway::server {
@@ -53,6 +54,12 @@ class CommitQueue {
   // Run submits and waits for the durable result.
   absl::Status Run(Apply apply, std::function<void()> after_commit = nullptr);
 
+  // SetObserver installs the one callback run on the writer thread after every group
+  // transaction: its duration from BEGIN to the end of COMMIT, its size and whether it committed.
+  // It must not block.
+  using Observer = std::function<void(absl::Duration, size_t operations, bool committed)>;
+  void SetObserver(Observer observer);
+
   // Stats for status pages and benchmarks.
   uint64_t groups_committed() const { return groups_.load(); }
   uint64_t ops_committed() const { return ops_.load(); }
@@ -75,6 +82,8 @@ class CommitQueue {
   std::atomic<uint64_t> groups_{0};
   std::atomic<uint64_t> ops_{0};
   std::atomic<uint64_t> busy_us_{0};
+  absl::Mutex observer_mu_;
+  Observer observer_ ABSL_GUARDED_BY(observer_mu_);
   std::thread thread_;  // the writer: the only thread that writes to db_
 };
 

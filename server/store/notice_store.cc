@@ -643,17 +643,45 @@ void NoticeStore::AckInboxAsync(std::vector<uint64_t> inbox_seqs,
   });
 }
 
-absl::StatusOr<std::pair<uint64_t, uint64_t>> NoticeStore::InboxCounts() {
-  ASSIGN_OR_RETURN(std::unique_ptr<Db> db, AcquireReader());
-  std::pair<uint64_t, uint64_t> counts;
-  {
-    Stmt s(db->get(),
-           "SELECT count(*), (SELECT count(*) FROM inbox WHERE acked_at IS NULL) FROM inbox");
-    if (s.Step()) counts = {s.Int(0), s.Int(1)};
+absl::StatusOr<NoticeStore::InboxSummary> NoticeStore::Inbox() {
+  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<InboxSummary> {
+    InboxSummary summary;
+    // The oldest unconsumed row is the first of the partial index inbox_unacked.
+    Stmt s(db,
+           "SELECT count(*), (SELECT count(*) FROM inbox WHERE acked_at IS NULL), "
+           "(SELECT received_at FROM inbox WHERE acked_at IS NULL ORDER BY inbox_seq LIMIT 1) "
+           "FROM inbox");
+    if (s.Step()) {
+      summary.total = static_cast<uint64_t>(s.Int(0));
+      summary.unacked = static_cast<uint64_t>(s.Int(1));
+      if (!s.IsNull(2)) summary.oldest_unacked = absl::FromUnixMicros(s.Int(2));
+    }
     RETURN_IF_ERROR(s.status("count inbox"));
-  }
-  ReleaseReader(std::move(db));
-  return counts;
+    return summary;
+  });
+}
+
+absl::StatusOr<std::map<std::string, absl::Time>> NoticeStore::OldestUnacked() {
+  std::map<std::string, absl::Time> oldest;
+  const std::map<std::string, ChannelState> channels = Channels();
+  RETURN_IF_ERROR(ReadOnly([&](sqlite3* db) -> absl::Status {
+    Stmt s(db,
+           "SELECT n.published_at FROM channel_entry e JOIN notice n USING(notice_id) "
+           "WHERE e.destination = ? AND e.seq = ?");
+    for (const auto& [destination, state] : channels) {
+      if (state.head <= state.acked) continue;
+      s.Reset();
+      s.Bind(1, destination).Bind(2, static_cast<int64_t>(state.acked + 1));
+      if (s.Step()) oldest[destination] = absl::FromUnixMicros(s.Int(0));
+      RETURN_IF_ERROR(s.status("date the oldest unacknowledged notice"));
+    }
+    return absl::OkStatus();
+  }));
+  return oldest;
+}
+
+void NoticeStore::SetCommitObserver(CommitObserver observer) {
+  queue_->SetObserver(std::move(observer));
 }
 
 void NoticeStore::Barrier() {

@@ -77,6 +77,7 @@ struct StoredCheckpoint {
   std::string root;
   std::string note;                       // body + blank line + this node's signature line
   std::vector<std::string> cosignatures;  // extra signature lines
+  absl::Time created_at;                  // when this node stored it (read back only)
 };
 
 // ChannelState is an outbound channel's positions.
@@ -162,10 +163,29 @@ class NoticeStore {
   // after every commit that added rows to the inbox.
   void SetInboxListener(std::function<void()> listener);
 
-  // InboxCounts returns (total, unacknowledged).
-  absl::StatusOr<std::pair<uint64_t, uint64_t>> InboxCounts();
+  // InboxSummary counts the inbox and dates its oldest notice not yet taken by the consumer.
+  struct InboxSummary {
+    uint64_t total = 0;
+    uint64_t unacked = 0;
+    std::optional<absl::Time> oldest_unacked;  // received_at; nullopt when everything is taken
+  };
+  absl::StatusOr<InboxSummary> Inbox();
+
+  // OldestUnacked returns, for every outbound channel with notices its destination has not
+  // acknowledged, when the first of them (seq acked + 1) was published here.
+  absl::StatusOr<std::map<std::string, absl::Time>> OldestUnacked();
+
+  // CommitObserver hears, on the writer thread after each group transaction, how long it took
+  // from BEGIN to the end of COMMIT, how many operations it held and whether it committed. It
+  // must not block. Set it before the store is used.
+  using CommitObserver = std::function<void(absl::Duration, size_t operations, bool committed)>;
+  void SetCommitObserver(CommitObserver observer);
 
   // --- Replies and the to-do list (notice_store_todo.cc, docs/policy.md) ---
+
+  // Overdue counts open to-do items past their due time at `now`, per peer: how many this node
+  // owes the peer (first) and the peer owes this node (second). Peers without any are absent.
+  absl::StatusOr<std::map<std::string, std::pair<uint64_t, uint64_t>>> Overdue(absl::Time now);
 
   // ReceivedFrom lists the origins from which a notice `notice_id` was received (indexed).
   absl::StatusOr<std::vector<std::string>> ReceivedFrom(const std::string& notice_id);

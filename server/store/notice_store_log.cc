@@ -542,8 +542,9 @@ absl::StatusOr<StoredCheckpoint> NoticeStore::CheckpointAt(uint64_t size) {
     {
       Stmt s(db,
              size == UINT64_MAX
-                 ? "SELECT size, root, note FROM checkpoint WHERE size >= ? ORDER BY size DESC LIMIT 1"
-                 : "SELECT size, root, note FROM checkpoint WHERE size = ?");
+                 ? "SELECT size, root, note, created_at FROM checkpoint WHERE size >= ? "
+                   "ORDER BY size DESC LIMIT 1"
+                 : "SELECT size, root, note, created_at FROM checkpoint WHERE size = ?");
       s.Bind(1, size == UINT64_MAX ? int64_t{0} : static_cast<int64_t>(size));
       if (!s.Step()) {
         RETURN_IF_ERROR(s.status("read checkpoint"));
@@ -552,6 +553,7 @@ absl::StatusOr<StoredCheckpoint> NoticeStore::CheckpointAt(uint64_t size) {
       c.size = s.Int(0);
       c.root = std::string(s.Blob(1));
       c.note = std::string(s.Blob(2));
+      c.created_at = absl::FromUnixMicros(s.Int(3));
     }
     Stmt s(db, "SELECT line FROM cosignature WHERE size = ? ORDER BY witness");
     s.Bind(1, static_cast<int64_t>(c.size));

@@ -8,6 +8,7 @@
 #include "common/digest.h"
 #include "common/merkle.h"
 #include "common/signing.h"
+#include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
 
 namespace caseway::server {
@@ -175,9 +176,9 @@ TEST_F(NoticeStoreTest, ReceivedBatchMustStartAtCursorPlusOne) {
   // A peer may deliver only its own notices, addressed to this node.
   EXPECT_THAT(store->StoreReceived("360111", MakeBatch(1, 1)),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("is not the sending peer")));
-  auto counts = store->InboxCounts();
-  ASSERT_OK(counts);
-  EXPECT_EQ(counts->first, 2u);
+  auto inbox = store->Inbox();
+  ASSERT_OK(inbox);
+  EXPECT_EQ(inbox->total, 2u);
 }
 
 TEST_F(NoticeStoreTest, InboxAcksAreDurableAndUnknownSeqsAreNamed) {
@@ -197,6 +198,49 @@ TEST_F(NoticeStoreTest, InboxAcksAreDurableAndUnknownSeqsAreNamed) {
   ASSERT_OK(rows);
   ASSERT_EQ(rows->size(), 1u);
   EXPECT_EQ((*rows)[0].channel_seq, 2u);
+}
+
+// What `caseway status --check` and the metrics age: the oldest notice a destination has not
+// acknowledged, the oldest the consumer has not taken, and the overdue to-do items per peer.
+TEST_F(NoticeStoreTest, BacklogsAreDatedByTheirOldestNotice) {
+  const absl::Time t0 = absl::FromCivil(absl::CivilSecond(2026, 3, 1, 8, 0, 0), absl::UTCTimeZone());
+  caseway::testing::FakeClock clock(t0);
+  caseway::testing::ScopedClock scoped(&clock);
+  auto store = Open();
+  ASSERT_OK(store->Publish({Prepared("a", {"440305"})}));
+  clock.Advance(absl::Minutes(10));
+  ASSERT_OK(store->Publish({Prepared("b", {"440305"})}));
+  auto oldest = store->OldestUnacked();
+  ASSERT_OK(oldest);
+  EXPECT_EQ(oldest->at("440305"), t0);
+  ASSERT_OK(store->RecordAck("440305", 1));
+  oldest = store->OldestUnacked();
+  ASSERT_OK(oldest);
+  EXPECT_EQ(oldest->at("440305"), t0 + absl::Minutes(10));
+  ASSERT_OK(store->RecordAck("440305", 2));
+  oldest = store->OldestUnacked();
+  ASSERT_OK(oldest);
+  EXPECT_TRUE(oldest->empty());
+
+  auto inbox = store->Inbox();
+  ASSERT_OK(inbox);
+  EXPECT_FALSE(inbox->oldest_unacked.has_value());
+  clock.Advance(absl::Minutes(5));
+  ASSERT_OK(store->StoreReceived("440305", MakeBatch(1, 2)));
+  clock.Advance(absl::Minutes(5));
+  ASSERT_OK(store->StoreReceived("440305", MakeBatch(3, 1)));
+  auto rows = store->ReadInbox(0, 10);
+  ASSERT_OK(rows);
+  ASSERT_OK(store->AckInbox({(*rows)[0].inbox_seq}));
+  inbox = store->Inbox();
+  ASSERT_OK(inbox);
+  EXPECT_EQ(inbox->total, 3u);
+  EXPECT_EQ(inbox->unacked, 2u);
+  EXPECT_EQ(inbox->oldest_unacked, t0 + absl::Minutes(15));
+  ASSERT_OK(store->AckInbox({(*rows)[1].inbox_seq, (*rows)[2].inbox_seq}));
+  inbox = store->Inbox();
+  ASSERT_OK(inbox);
+  EXPECT_FALSE(inbox->oldest_unacked.has_value());
 }
 
 TEST_F(NoticeStoreTest, ReadChannelNeverPassesTheByteBudgetButReturnsAtLeastOne) {

@@ -241,6 +241,24 @@ void NoticeStore::FillTodoItem(const Stmt& s, absl::Time now, v1::TodoItem* item
   i.set_overdue(i.state() == v1::TodoItem::STATE_OPEN && due < now_us);
 }
 
+absl::StatusOr<std::map<std::string, std::pair<uint64_t, uint64_t>>> NoticeStore::Overdue(
+    absl::Time now) {
+  return ReadOnly([&](sqlite3* db)
+                      -> absl::StatusOr<std::map<std::string, std::pair<uint64_t, uint64_t>>> {
+    std::map<std::string, std::pair<uint64_t, uint64_t>> overdue;
+    // The partial index obligation_open(due) WHERE state = 1 holds exactly the open items.
+    Stmt s(db, "SELECT peer, side, count(*) FROM obligation WHERE state = 1 AND due < ? "
+               "GROUP BY peer, side");
+    s.Bind(1, absl::ToUnixMicros(now));
+    while (s.Step()) {
+      auto& counts = overdue[s.Text(0)];
+      (s.Int(1) == kOwedByUs ? counts.first : counts.second) = static_cast<uint64_t>(s.Int(2));
+    }
+    RETURN_IF_ERROR(s.status("count overdue to-do items"));
+    return overdue;
+  });
+}
+
 absl::StatusOr<v1::TodoResponse> NoticeStore::Todo(const v1::TodoRequest& req, absl::Time now) {
   const int64_t now_us = absl::ToUnixMicros(now);
   return ReadOnly([&](sqlite3* db) -> absl::StatusOr<v1::TodoResponse> {

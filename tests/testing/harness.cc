@@ -145,6 +145,35 @@ std::string Pki::Auditor(const std::string& name) {
   return prefix;
 }
 
+absl::StatusOr<std::pair<int, std::string>> HttpGet(int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  timeval timeout{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return absl::UnavailableError(absl::StrCat("nothing listens on 127.0.0.1:", port));
+  }
+  const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+  if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+    close(fd);
+    return absl::UnavailableError("request not sent");
+  }
+  std::string response;
+  char buf[65536];
+  for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) response.append(buf, n);
+  close(fd);
+  const size_t head_end = response.find("\r\n\r\n");
+  int code = 0;
+  if (head_end == std::string::npos || sscanf(response.c_str(), "HTTP/%*s %d", &code) != 1) {
+    return absl::DataLossError(absl::StrCat("not an HTTP response: ", response.substr(0, 200)));
+  }
+  return std::make_pair(code, response.substr(head_end + 4));
+}
+
 int FreePort() {
   // Never hand out the same port twice in one process: the kernel may offer a released port again.
   static std::set<int>* const given = new std::set<int>();

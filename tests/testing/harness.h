@@ -64,6 +64,10 @@ class Pki {
 // FreePort returns a port on 127.0.0.1 that was free a moment ago (bind to 0, read it back).
 int FreePort();
 
+// HttpGet fetches http://127.0.0.1:<port><path> (HTTP/1.0) and returns the status code and body;
+// UNAVAILABLE when nothing answers.
+absl::StatusOr<std::pair<int, std::string>> HttpGet(int port, const std::string& path);
+
 // NodeProcess is one caseway-node child process with its own config and database.
 class NodeProcess {
  public:
