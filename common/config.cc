@@ -145,6 +145,7 @@ void FillDefaults(NodeConfig& c) {
     li->set_max_notice_bytes(std::min<uint32_t>(256 << 10, MaxNoticeBytesBound(*li)));
   }
   if (!c.tls().has_crl_reload_interval()) *c.mutable_tls()->mutable_crl_reload_interval() = Dur(10000);
+  if (!c.tls().has_reload_interval()) *c.mutable_tls()->mutable_reload_interval() = Dur(10000);
   auto* lg = c.mutable_log();
   if (lg->level().empty()) lg->set_level("info");
   auto* xl = c.mutable_exchange_log();
@@ -245,6 +246,7 @@ absl::Status Validate(const NodeConfig& c, absl::string_view source) {
   v.DurationRange("exchange.backoff_max", ex.backoff_max(),
                   TimeUtil::DurationToMilliseconds(ex.backoff_initial()), 3600000);
   v.DurationRange("tls.crl_reload_interval", c.tls().crl_reload_interval(), 1000, 3600000);
+  v.DurationRange("tls.reload_interval", c.tls().reload_interval(), 1000, 3600000);
   v.Range("limits.max_message_bytes", c.limits().max_message_bytes(), 64 << 10, 64 << 20);
   if (v.status().ok()) {
     v.Range("limits.max_notice_bytes", c.limits().max_notice_bytes(), 1024,

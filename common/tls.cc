@@ -6,6 +6,7 @@
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
@@ -47,8 +48,18 @@ class PeerVerifier final : public grpc::experimental::ExternalCertificateVerifie
 
 }  // namespace
 
+namespace {
+
+// The file watcher's period in whole seconds (at least 1).
+unsigned int ReloadSeconds(absl::Duration reload) {
+  return static_cast<unsigned int>(std::max<int64_t>(1, absl::ToInt64Seconds(reload)));
+}
+
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const TlsFiles& files,
-                                                                           PeerCheck check) {
+                                                                           PeerCheck check,
+                                                                           absl::Duration reload) {
   ASSIGN_OR_RETURN(std::string ca, ReadFile(files.ca_file));
   ASSIGN_OR_RETURN(std::string cert, ReadFile(files.cert_file));
   ASSIGN_OR_RETURN(std::string key, ReadFile(files.key_file));
@@ -59,8 +70,15 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const
     options.pem_key_cert_pairs.push_back({key, cert});
     return grpc::SslServerCredentials(options);
   }
-  auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
-      ca, std::vector<grpc::experimental::IdentityKeyCertPair>{{key, cert}});
+  std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider;
+  if (reload > absl::ZeroDuration()) {
+    // Read now (the files were checked above) and again every `reload`.
+    provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        files.key_file, files.cert_file, files.ca_file, ReloadSeconds(reload));
+  } else {
+    provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+        ca, std::vector<grpc::experimental::IdentityKeyCertPair>{{key, cert}});
+  }
   grpc::experimental::TlsServerCredentialsOptions options(provider);
   options.watch_root_certs();
   options.watch_identity_key_cert_pairs();
@@ -68,6 +86,24 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const
   options.set_certificate_verifier(
       grpc::experimental::ExternalCertificateVerifier::Create<PeerVerifier>(std::move(check)));
   return grpc::experimental::TlsServerCredentials(options);
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ReloadingChannelCredentials(
+    const TlsFiles& files, absl::Duration reload) {
+  // Fail here, naming the file, rather than with an anonymous handshake error later.
+  for (const std::string* f : {&files.ca_file, &files.cert_file, &files.key_file}) {
+    RETURN_IF_ERROR(ReadFile(*f).status());
+  }
+  grpc::experimental::TlsChannelCredentialsOptions options;
+  options.set_certificate_provider(
+      std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+          files.key_file, files.cert_file, files.ca_file, ReloadSeconds(reload)));
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_verify_server_certs(true);
+  options.set_certificate_verifier(
+      std::make_shared<grpc::experimental::HostNameCertificateVerifier>());
+  return grpc::experimental::TlsCredentials(options);
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
@@ -81,6 +117,27 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
   return grpc::SslCredentials(options);
 }
 
+
+absl::Status KeyMatchesCertificate(const std::string& cert_pem, const std::string& key_pem) {
+  BIO* cert_bio = BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size()));
+  X509* cert = PEM_read_bio_X509(cert_bio, nullptr, nullptr, nullptr);
+  BIO_free(cert_bio);
+  BIO* key_bio = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio, nullptr, nullptr, nullptr);
+  BIO_free(key_bio);
+  absl::Status s;
+  if (cert == nullptr) {
+    s = absl::InvalidArgumentError("not a PEM certificate");
+  } else if (key == nullptr) {
+    s = absl::InvalidArgumentError("not a PEM private key (or one protected by a passphrase)");
+  } else if (X509_check_private_key(cert, key) != 1) {
+    s = absl::InvalidArgumentError("the key is not the certificate's (renewed one without the other?)");
+  }
+  ERR_clear_error();
+  EVP_PKEY_free(key);
+  X509_free(cert);
+  return s;
+}
 
 absl::StatusOr<std::vector<std::string>> CertificateUris(const std::string& pem) {
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));

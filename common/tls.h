@@ -24,6 +24,10 @@ namespace caseway::common {
 // OpenSSL uses freed state. A process that is ending needs no clean-up; the system reclaims it.
 void KeepOpenSslAtExit();
 
+// KeyMatchesCertificate checks that `key_pem` is a private key (PEM) and the one of the
+// certificate `cert_pem`. INVALID_ARGUMENT saying which is wrong.
+absl::Status KeyMatchesCertificate(const std::string& cert_pem, const std::string& key_pem);
+
 // TlsFiles names a CA bundle, a certificate and its key (PEM).
 struct TlsFiles {
   std::string ca_file;
@@ -39,9 +43,18 @@ using PeerCheck = std::function<absl::Status(const std::vector<std::string>& uri
 
 // ServerCredentials requires and verifies a client certificate signed by the CA and, with
 // `check`, accepts only the certificates it accepts. NOT_FOUND naming the file that cannot be
-// read.
+// read. With `reload` (and a `check`), the three files are read again every `reload`: a renewed
+// certificate and key serve new handshakes without a restart (a key that does not match its
+// certificate is ignored until it does).
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
-    const TlsFiles& files, PeerCheck check = nullptr);
+    const TlsFiles& files, PeerCheck check = nullptr,
+    absl::Duration reload = absl::ZeroDuration());
+
+// ReloadingChannelCredentials presents our certificate, read again every `reload` like the
+// server's, verifies the server's against the CA and the host name dialed. For a node's own
+// connections to its peers; clients use ChannelCredentials.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ReloadingChannelCredentials(
+    const TlsFiles& files, absl::Duration reload);
 
 // ChannelCredentials presents our certificate and trusts only the CA.
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(const TlsFiles& files);

@@ -1,21 +1,32 @@
 #!/usr/bin/env bash
 # pki.sh: a federation's certificate authority and its node, client and auditor certificates.
 #
+# Joining a federation (docs/operator.md, "Joining a federation"): keys never leave their owner.
+#   At the county (no CA here):
+#   pki.sh request DIR JURISDICTION            DIR/J.key (new TLS key) and DIR/J.csr to send to the CA
+#   pki.sh signing-key DIR JURISDICTION        once: DIR/J.sign.key (Ed25519, stays here) and
+#                                              DIR/J.sign.pub to send to the CA
+#   At the coordinating office (the CA):
+#   pki.sh sign DIR FILE.csr JURISDICTION [FILE.sign.pub]
+#                                              DIR/nodes/J.crt from the county's request (spiffe://F/node/J,
+#                                              EKU serverAuth+clientAuth, SANs as for `node`); with a
+#                                              public signing key, records it and rewrites the directory.
+#                                              Send back: nodes/J.crt, ca.crt, directory.yaml
+#
 #   pki.sh init    DIR FEDERATION              create DIR/ca.{key,crt} (10 years) for FEDERATION
-#   pki.sh node    DIR JURISDICTION            DIR/nodes/J.{key,crt}: spiffe://F/node/J,
-#                                              EKU serverAuth+clientAuth, SAN DNS:localhost, IP:127.0.0.1;
-#                                              and once, DIR/nodes/J.sign.key: the node's long-lived
-#                                              Ed25519 signing key (kept when the TLS cert is renewed)
+#   pki.sh node    DIR JURISDICTION            all at the CA, for tests and demos: DIR/nodes/J.{key,crt}
+#                                              and, once, DIR/nodes/J.sign.key (kept when renewed)
 #   pki.sh directory DIR                       (re)write DIR/directory.yaml: every node's signing key
 #   pki.sh client  DIR JURISDICTION NAME       DIR/clients/J-NAME.{key,crt}: spiffe://F/client/J/NAME
 #   pki.sh auditor DIR NAME                    DIR/auditors/NAME.{key,crt}: spiffe://F/auditor/NAME
 #   pki.sh show    FILE.crt                    print subject, SANs, key usages and validity
 #
 # TLS keys are ECDSA P-256, all keys mode 0600. Leaf certificates are valid for DAYS (env,
-# default 397). Extra server names: SANS="DNS:node1.example.gov,IP:10.0.0.5" (env) for `node`.
+# default 397). Extra server names: SANS="DNS:node1.example.gov,IP:10.0.0.5" (env) for `node`
+# and `sign`.
 set -euo pipefail
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 die() { echo "pki.sh: $*" >&2; exit 2; }
 
 region_ok() { [[ "$1" =~ ^[0-9]{6}([0-9]{6})?$ ]] || die "jurisdiction '$1': a 6- or 12-digit region code expected"; }
@@ -26,9 +37,10 @@ federation_of() {
   cat "$1/federation"
 }
 
-# issue DIR OUT_BASENAME CN SAN EKU
-issue() {
-  local dir=$1 out=$2 cn=$3 san=$4 eku=$5 days=${DAYS:-397}
+# sign_csr DIR CSR OUT.crt SAN EKU: the CA signs a request. Only the request's public key is
+# used: subject and extensions are the CA's.
+sign_csr() {
+  local dir=$1 csr=$2 out=$3 san=$4 eku=$5 days=${DAYS:-397}
   local ext
   ext=$(mktemp)
   cat >"$ext" <<EXT
@@ -39,12 +51,38 @@ subjectAltName = $san
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 EXT
-  (umask 077; openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$out.key" 2>/dev/null)
-  openssl req -new -key "$out.key" -subj "/O=Caseway/CN=$cn" -out "$out.csr" 2>/dev/null
-  openssl x509 -req -in "$out.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
-    -days "$days" -sha256 -extfile "$ext" -out "$out.crt" 2>/dev/null
-  rm -f "$out.csr" "$ext"
+  openssl x509 -req -in "$csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days "$days" -sha256 -extfile "$ext" -out "$out.tmp" 2>/dev/null \
+    || { rm -f "$ext" "$out.tmp"; die "$csr: not signed (openssl x509 -req failed)"; }
+  rm -f "$ext"
+  mv "$out.tmp" "$out"
+}
+
+# new_key_and_csr OUT CN: OUT.key (0600) and OUT.csr.
+new_key_and_csr() {
+  (umask 077; openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.key" 2>/dev/null)
+  openssl req -new -key "$1.key" -subj "/O=Caseway/CN=$2" -out "$1.csr" 2>/dev/null
+}
+
+# issue DIR OUT_BASENAME CN SAN EKU: key, request and certificate in one place (tests, demos,
+# clients and auditors of the coordinating office).
+issue() {
+  local dir=$1 out=$2 cn=$3 san=$4 eku=$5
+  new_key_and_csr "$out" "$cn"
+  sign_csr "$dir" "$out.csr" "$out.crt" "$san" "$eku"
+  rm -f "$out.csr"
   echo "$out.crt"
+}
+
+node_san() { echo "URI:spiffe://$1/node/$2,DNS:localhost,IP:127.0.0.1${SANS:+,$SANS}"; }
+
+# public_key_b64 FILE: the raw Ed25519 public key (32 bytes, base64) of a private or public PEM.
+public_key_b64() {
+  if grep -q "PRIVATE KEY" "$1"; then
+    openssl pkey -in "$1" -pubout -outform DER | tail -c 32 | base64 -w0
+  else
+    openssl pkey -pubin -in "$1" -outform DER | tail -c 32 | base64 -w0
+  fi
 }
 
 # write_directory DIR: the federation directory (caseway.v1.FederationDirectory as YAML).
@@ -56,11 +94,13 @@ write_directory() {
     echo "# Generated by deploy/pki.sh; give the same file to every node and auditor."
     echo "federation: $fed"
     echo "nodes:"
-    for key in "$dir"/nodes/*.sign.key; do
-      [ -f "$key" ] || continue
-      j=$(basename "$key" .sign.key)
+    # A county's public key (nodes/J.sign.pub, from `sign`) or, for nodes made here by `node`,
+    # the key itself.
+    for j in $( (ls "$dir"/nodes/ 2>/dev/null || true) | sed -n 's/\.sign\.\(pub\|key\)$//p' | sort -u); do
+      key="$dir/nodes/$j.sign.pub"
+      [ -f "$key" ] || key="$dir/nodes/$j.sign.key"
       echo "  - jurisdiction: \"$j\""
-      echo "    signing_key: $(openssl pkey -in "$key" -pubout -outform DER | tail -c 32 | base64 -w0)"
+      echo "    signing_key: $(public_key_b64 "$key")"
     done
   } >"$dir/directory.yaml.tmp"
   mv "$dir/directory.yaml.tmp" "$dir/directory.yaml"
@@ -81,12 +121,48 @@ case "$cmd" in
     echo "$fed" >"$dir/federation"
     echo "$dir/ca.crt"
     ;;
+  request)
+    [ $# -eq 2 ] || usage
+    dir=$1 j=$2; region_ok "$j"
+    [ -f "$dir/ca.key" ] && die "$dir holds ca.key: make requests on the node's machine, not at the CA"
+    mkdir -p "$dir"
+    new_key_and_csr "$dir/$j" "node $j"
+    echo "$dir/$j.csr"
+    echo "pki.sh: send $dir/$j.csr to the coordinating office; $dir/$j.key stays here" >&2
+    ;;
+  signing-key)
+    [ $# -eq 2 ] || usage
+    dir=$1 j=$2; region_ok "$j"
+    [ -f "$dir/$j.sign.key" ] && die "$dir/$j.sign.key exists: a node keeps its signing key (docs/operator.md, 'A compromised key')"
+    mkdir -p "$dir"
+    (umask 077; openssl genpkey -algorithm ED25519 -out "$dir/$j.sign.key" 2>/dev/null)
+    openssl pkey -in "$dir/$j.sign.key" -pubout -out "$dir/$j.sign.pub" 2>/dev/null
+    echo "$dir/$j.sign.pub"
+    echo "pki.sh: send $dir/$j.sign.pub to the coordinating office; $dir/$j.sign.key stays here" >&2
+    ;;
+  sign)
+    [ $# -eq 3 ] || [ $# -eq 4 ] || usage
+    dir=$1 csr=$2 j=$3 pub=${4:-}; region_ok "$j"; fed=$(federation_of "$dir")
+    [ -f "$dir/ca.key" ] || die "$dir/ca.key: sign at the CA"
+    openssl req -in "$csr" -noout -verify 2>/dev/null || die "$csr: not a certificate request with a valid signature"
+    if [ -n "$pub" ]; then
+      openssl pkey -pubin -in "$pub" -noout 2>/dev/null && openssl pkey -pubin -in "$pub" -text -noout | grep -q ED25519 \
+        || die "$pub: not an Ed25519 public key (pki.sh signing-key makes one)"
+    fi
+    mkdir -p "$dir/nodes"
+    sign_csr "$dir" "$csr" "$dir/nodes/$j.crt" "$(node_san "$fed" "$j")" "serverAuth, clientAuth"
+    if [ -n "$pub" ]; then
+      cp "$pub" "$dir/nodes/$j.sign.pub.tmp" && mv "$dir/nodes/$j.sign.pub.tmp" "$dir/nodes/$j.sign.pub"
+      write_directory "$dir"
+    fi
+    echo "$dir/nodes/$j.crt"
+    echo "pki.sh: send back $dir/nodes/$j.crt, $dir/ca.crt and $dir/directory.yaml" >&2
+    ;;
   node)
     [ $# -eq 2 ] || usage
     dir=$1 j=$2; region_ok "$j"; fed=$(federation_of "$dir")
     mkdir -p "$dir/nodes"
-    san="URI:spiffe://$fed/node/$j,DNS:localhost,IP:127.0.0.1${SANS:+,$SANS}"
-    issue "$dir" "$dir/nodes/$j" "node $j" "$san" "serverAuth, clientAuth"
+    issue "$dir" "$dir/nodes/$j" "node $j" "$(node_san "$fed" "$j")" "serverAuth, clientAuth"
     if [ ! -f "$dir/nodes/$j.sign.key" ]; then
       (umask 077; openssl genpkey -algorithm ED25519 -out "$dir/nodes/$j.sign.key" 2>/dev/null)
     fi

@@ -93,7 +93,13 @@ int Main(int argc, char** argv) {
     }
   }
   if (check_only) {
-    printf("%s: configuration is valid\n", config_path.c_str());
+    // Everything the node would open, opened as this user (run --check as the node's user).
+    if (absl::Status s = caseway::server::Node::Check(*config); !s.ok()) {
+      fprintf(stderr, "caseway-node: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+    printf("%s: configuration is valid; every file it names can be read by this user\n",
+           config_path.c_str());
     return 0;
   }
 

@@ -3,9 +3,12 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
-#include <algorithm>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -40,6 +43,11 @@ absl::Status CheckNodeCertificate(const v1::NodeConfig& config) {
     return absl::FailedPreconditionError(
         absl::StrCat("tls.cert_file: ", config.tls().cert_file(), " names [",
                      absl::StrJoin(*uris, ", "), "], not ", want.ToString()));
+  }
+  ASSIGN_OR_RETURN(std::string key_pem, common::ReadFile(config.tls().key_file()));
+  if (absl::Status s = common::KeyMatchesCertificate(pem, key_pem); !s.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("tls.key_file: ", config.tls().key_file(), ": ", s.message()));
   }
   // TLS checks certificates against the system clock: a clock set wrong makes every handshake
   // fail, and peers and clients see only a failed handshake. Say so here, where the cause is.
@@ -89,7 +97,45 @@ absl::StatusOr<Signatures> LoadSignatures(const v1::NodeConfig& config) {
   return sig;
 }
 
+// CheckStorage: the database's directory exists (or can be made) and this user may write in it,
+// and an existing database file is this user's to read and write.
+absl::Status CheckStorage(const v1::NodeConfig& config) {
+  namespace fs = std::filesystem;
+  const fs::path db(config.storage().path());
+  fs::path dir = db.parent_path();
+  if (dir.empty()) dir = ".";
+  std::error_code ec;
+  fs::path existing = dir;
+  while (!fs::exists(existing, ec) && existing.has_parent_path() && existing != existing.parent_path()) {
+    existing = existing.parent_path();
+  }
+  if (access(existing.c_str(), W_OK | X_OK) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "storage.path: ", existing.string(), ": not writable by this user (", strerror(errno), ")"));
+  }
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    const std::string file = config.storage().path() + suffix;
+    if (fs::exists(file, ec) && access(file.c_str(), R_OK | W_OK) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "storage.path: ", file, ": not readable and writable by this user (", strerror(errno),
+          ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status Node::Check(const v1::NodeConfig& config) {
+  RETURN_IF_ERROR(CheckNodeCertificate(config));
+  RETURN_IF_ERROR(LoadSignatures(config).status());
+  ASSIGN_OR_RETURN(std::string ca_pem, common::ReadFile(config.tls().ca_file()));
+  common::Revocations revocations(config.tls().crl_dir(), ca_pem, absl::Seconds(10));
+  if (absl::Status s = revocations.Reload(); !s.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("tls.crl_dir: ", s.message()));
+  }
+  return CheckStorage(config);
+}
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) {
   RETURN_IF_ERROR(CheckNodeCertificate(config));
@@ -113,8 +159,13 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
                                          absl::string_view pem) {
     return check->CheckCertificate(uris, pem);
   };
-  ASSIGN_OR_RETURN(auto server_creds, common::ServerCredentials(files, std::move(peer_check)));
-  ASSIGN_OR_RETURN(auto channel_creds, common::ChannelCredentials(files));
+  // The certificate, key and CA are read again every tls.reload_interval, by the server and by
+  // this node's own connections to its peers: a renewed certificate needs no restart.
+  const absl::Duration reload = absl::Milliseconds(
+      google::protobuf::util::TimeUtil::DurationToMilliseconds(config.tls().reload_interval()));
+  ASSIGN_OR_RETURN(auto server_creds,
+                   common::ServerCredentials(files, std::move(peer_check), reload));
+  ASSIGN_OR_RETURN(auto channel_creds, common::ReloadingChannelCredentials(files, reload));
 
   std::unique_ptr<Node> node(new Node(config));
   const std::filesystem::path db_dir = std::filesystem::path(config.storage().path()).parent_path();

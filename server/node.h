@@ -32,6 +32,10 @@ class Node {
   // Start checks the node certificate against the configured federation and jurisdiction
   // (FAILED_PRECONDITION when they differ), opens the store and starts serving.
   static absl::StatusOr<std::unique_ptr<Node>> Start(const caseway::v1::NodeConfig& config);
+  // Check opens, as this process's user, every file Start would read (CA, certificate, key and
+  // that they match, signing key, directory, CRLs) and checks that the storage is writable, without
+  // starting anything. FAILED_PRECONDITION or NOT_FOUND naming the field and the path.
+  static absl::Status Check(const caseway::v1::NodeConfig& config);
   ~Node();
 
   int port() const { return port_; }

@@ -3,9 +3,11 @@
 // processes over mutual TLS on 127.0.0.1.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -250,6 +252,159 @@ TEST_F(OperationsTest, AnOutageIsLoggedAtWarnOnceItOutlastsTheRetries) {
       },
       absl::Seconds(15)))
       << outage_log();
+}
+
+// Sh runs a shell command line (a step of the operator's runbook) and returns its result.
+RunResult Sh(const std::string& line) { return RunCommand({"/bin/sh", "-c", line}); }
+
+// A county joins without handing over a key: it makes its TLS key and signing key on its own
+// machine and sends a certificate request and its public signing key; the coordinating office
+// signs and updates the directory. No node holds ca.key and the CA holds no key of the county.
+// `caseway-node --check` opens every file as the user it runs as: a key the node's user cannot
+// read, or one that is not the certificate's, is exit 2 naming the path.
+TEST_F(OperationsTest, AJoiningCountyKeepsItsKeysAndCheckOpensEveryFileAsItsUser) {
+  const std::string pki = pki_->dir();
+  const std::string county = dir_.path() + "/county";
+  const std::string script = SourceDir() + "/deploy/pki.sh";
+  // The harness made every node's files at its CA; this county makes its own instead.
+  ASSERT_EQ(Sh("rm " + pki + "/nodes/" + kA + ".key " + pki + "/nodes/" + kA + ".sign.key " +
+               pki + "/nodes/" + kA + ".crt")
+                .exit_code,
+            0);
+  RunResult r = Sh("bash " + script + " request " + county + " " + kA + " && bash " + script +
+                   " signing-key " + county + " " + kA);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(absl::StrCat("send ", county, "/", kA, ".csr")));
+  // At the CA: only the request and the public key arrive.
+  r = Sh("bash " + script + " sign " + pki + " " + county + "/" + kA + ".csr " + kA + " " + county +
+         "/" + kA + ".sign.pub");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Back at the county: the certificate (the CA and directory stay where the harness keeps them).
+  ASSERT_EQ(Sh("cp " + pki + "/nodes/" + kA + ".crt " + county + "/").exit_code, 0);
+  EXPECT_EQ(Sh("test -e " + county + "/ca.key").exit_code, 1);
+  EXPECT_EQ(Sh("ls " + pki + "/nodes/" + kA + ".key " + pki + "/nodes/" + kA + ".sign.key").exit_code,
+            2);  // neither exists at the CA
+  // A request made at the CA is refused: keys are made where they stay.
+  EXPECT_EQ(Sh("bash " + script + " request " + pki + " " + kA).exit_code, 2);
+
+  a_->set_tls_files(county + "/" + kA + ".crt", county + "/" + kA + ".key");
+  a_->set_signing_files(county + "/" + kA + ".sign.key", pki + "/directory.yaml");
+  a_->WriteConfig();
+  const std::string node = BinDir() + "/caseway-node";
+  r = RunCommand({node, "--config", a_->config_path(), "--check"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("every file it names can be read by this user"));
+
+  // As another user (the node's, under systemd) the root-only key cannot be read.
+  ASSERT_EQ(Sh("chmod 755 " + dir_.path() + " " + county + " && chmod 644 " + a_->config_path())
+                .exit_code,
+            0);
+  r = RunCommand({"/usr/sbin/runuser", "-u", "nobody", "--", node, "--config", a_->config_path(),
+                  "--check"});
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr(county + "/" + kA + ".key"));
+
+  // A key that is not the certificate's (a renewal that replaced one file of the two).
+  a_->set_tls_files(county + "/" + kA + ".crt", pki_->Node(kB) + ".key");
+  a_->WriteConfig();
+  r = RunCommand({node, "--config", a_->config_path(), "--check"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("tls.key_file"));
+  EXPECT_THAT(r.err, HasSubstr("the key is not the certificate's"));
+
+  // With its own files the county exchanges with a peer, both ways, signatures verified.
+  a_->set_tls_files(county + "/" + kA + ".crt", county + "/" + kA + ".key");
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  ASSERT_OK(a_->NewClient()->Publish(SampleNotice("j-1", {kB})));
+  ASSERT_OK(b_->NewClient()->Publish(SampleNotice("j-2", {kA})));
+  EXPECT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") == 1; },
+                      absl::Seconds(15)));
+  EXPECT_TRUE(WaitFor([&] { return a_->Count("SELECT count(*) FROM inbox") == 1; },
+                      absl::Seconds(15)));
+}
+
+// A renewed certificate and key, switched in place while the node runs, are served to new
+// connections and presented to peers within tls.reload_interval: with the old certificate then
+// revoked at the peer, the exchange continues both ways, and no publish fails meanwhile.
+TEST_F(OperationsTest, ARenewedCertificateIsTakenUpWhileTheNodeRunsAndNoPublishFails) {
+  const std::string pki = pki_->dir();
+  const std::string script = SourceDir() + "/deploy/pki.sh";
+  const std::string tls = dir_.path() + "/tlsA";
+  const std::string issued = pki_->Node(kA);
+  // The operator's layout: one directory per version, `current` a symlink switched atomically.
+  ASSERT_EQ(Sh("mkdir -p " + tls + "/v1 && cp " + issued + ".crt " + tls + "/v1/node.crt && cp " +
+               issued + ".key " + tls + "/v1/node.key && ln -s v1 " + tls + "/current")
+                .exit_code,
+            0);
+  a_->set_tls_files(tls + "/current/node.crt", tls + "/current/node.key");
+  a_->set_signing_files(issued + ".sign.key", pki + "/directory.yaml");
+  a_->set_tls_yaml("  reload_interval: 1s\n");
+  const std::string crl_dir = dir_.path() + "/crl";
+  ASSERT_EQ(Sh("mkdir -p " + crl_dir).exit_code, 0);
+  b_->set_tls_yaml("  crl_dir: " + crl_dir + "\n  crl_reload_interval: 1s\n");
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+
+  const std::string client = pki_->Client(kA, "office");  // issued before the threads start
+  // A publisher that never stops while the certificate changes (bounded: 20 s, 3,000 notices).
+  std::atomic<bool> stop{false};
+  std::atomic<int> published{0}, failed{0};
+  std::string first_failure;
+  std::thread publisher([&] {
+    auto client = a_->NewClient();
+    const absl::Time end = absl::Now() + absl::Seconds(20);
+    for (int i = 0; !stop && i < 3000 && absl::Now() < end; ++i) {
+      auto r = client->Publish(SampleNotice(absl::StrCat("r-", i), {kB}));
+      if (r.ok()) {
+        ++published;
+      } else if (failed++ == 0) {
+        first_failure = r.status().ToString();
+      }
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  });
+  auto served_serial = [&] {
+    return Sh("echo | /usr/bin/openssl s_client -connect " + a_->address() + " -CAfile " +
+              pki_->ca() + " -cert " + client + ".crt -key " + client +
+              ".key 2>/dev/null | /usr/bin/openssl x509 -noout -serial")
+        .out;
+  };
+  const std::string old_serial = served_serial();
+  ASSERT_THAT(old_serial, HasSubstr("serial="));
+  absl::SleepFor(absl::Milliseconds(500));
+
+  // Renew: a new key and certificate in v2, then the switch.
+  RunResult r = Sh("bash " + script + " node " + pki + " " + kA + " >/dev/null && mkdir " + tls +
+                   "/v2 && cp " + issued + ".crt " + tls + "/v2/node.crt && cp " + issued +
+                   ".key " + tls + "/v2/node.key && ln -s v2 " + tls + "/next && mv -T " + tls +
+                   "/next " + tls + "/current");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string new_serial = Sh("/usr/bin/openssl x509 -noout -serial -in " + tls + "/v2/node.crt").out;
+  ASSERT_NE(new_serial, old_serial);
+  EXPECT_TRUE(WaitFor([&] { return served_serial() == new_serial; }, absl::Seconds(10)));
+
+  // Revoke the old certificate at B: A's subscription to B must come back with the new one.
+  r = Sh("cd " + pki + " && mkdir -p ca-db && : > ca-db/index.txt && "
+         "printf '[ca]\ndefault_ca=d\n[d]\ndatabase=ca-db/index.txt\ncertificate=ca.crt\n"
+         "private_key=ca.key\ndefault_md=sha256\ndefault_crl_days=7\n' > ca-db/ca.cnf && "
+         "openssl ca -config ca-db/ca.cnf -revoke " + tls + "/v1/node.crt 2>/dev/null && "
+         "openssl ca -config ca-db/ca.cnf -gencrl -out " + crl_dir + "/ca.crl 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  absl::SleepFor(absl::Seconds(2));  // B has read the CRL
+  ASSERT_OK(b_->NewClient()->Publish(SampleNotice("after-revocation", {kA})));
+  EXPECT_TRUE(WaitFor([&] { return a_->Count("SELECT count(*) FROM inbox") == 1; },
+                      absl::Seconds(20)))
+      << a_->log().substr(a_->log().size() > 4000 ? a_->log().size() - 4000 : 0);
+
+  stop = true;
+  publisher.join();
+  EXPECT_EQ(failed.load(), 0) << first_failure;
+  EXPECT_GT(published.load(), 50);
+  EXPECT_TRUE(WaitFor(
+      [&] { return b_->Count("SELECT count(*) FROM inbox") == published.load(); },
+      absl::Seconds(20)));
+  EXPECT_EQ(b_->Count("SELECT count(DISTINCT notice_id) FROM inbox"), published.load());
 }
 
 }  // namespace

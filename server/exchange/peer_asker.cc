@@ -24,15 +24,17 @@ PeerAsker::PeerAsker(const v1::NodeConfig& config, std::shared_ptr<grpc::Channel
   for (const auto& peer : config.peers()) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(static_cast<int>(config.limits().max_message_bytes()));
-    stubs_[peer.jurisdiction()] =
-        v1::PeerExchange::NewStub(grpc::CreateCustomChannel(peer.address(), creds, args));
+    channels_[peer.jurisdiction()] = std::make_unique<common::PeerChannel>(
+        peer.address(), creds, args, config.tls().cert_file(),
+        absl::Milliseconds(TimeUtil::DurationToMilliseconds(config.tls().reload_interval())) +
+            absl::Seconds(1));
   }
 }
 
 absl::StatusOr<v1::QueryPeerResponse> PeerAsker::Ask(const v1::QueryPeerRequest& req) {
   const std::string& peer = req.peer();
-  auto stub = stubs_.find(peer);
-  if (stub == stubs_.end()) {
+  auto channel = channels_.find(peer);
+  if (channel == channels_.end()) {
     return common::BadInput("NOT_A_PEER",
                             {{"peer", absl::StrCat(peer.substr(0, 64), " is not a peer of ", self_,
                                                    " (its configuration lists its peers)")}});
@@ -54,7 +56,10 @@ absl::StatusOr<v1::QueryPeerResponse> PeerAsker::Ask(const v1::QueryPeerRequest&
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + kAnswerDeadline));
   v1::QueryResponse resp;
-  if (absl::Status s = common::FromGrpcStatus(stub->second->Query(&ctx, q, &resp)); !s.ok()) {
+  auto stub = v1::PeerExchange::NewStub(channel->second->Get());
+  const grpc::Status answered = stub->Query(&ctx, q, &resp);
+  channel->second->Saw(answered.error_code());
+  if (absl::Status s = common::FromGrpcStatus(answered); !s.ok()) {
     // The peer's refusal keeps its code and details; the message says who refused.
     absl::Status out(s.code(), absl::StrCat("peer ", peer, ": ", s.message()));
     s.ForEachPayload([&out](absl::string_view url, const absl::Cord& payload) {

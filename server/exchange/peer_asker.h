@@ -12,6 +12,7 @@
 #include "caseway/v1/config.pb.h"
 #include "caseway/v1/gateway.pb.h"
 #include "caseway/v1/peer_exchange.grpc.pb.h"
+#include "common/peer_channel.h"
 #include "server/exchange/peer_exchange_service.h"
 #include "server/store/notice_store.h"
 
@@ -36,7 +37,7 @@ class PeerAsker {
   const std::string self_;
   NoticeStore* const store_;
   const Signatures signatures_;
-  std::map<std::string, std::unique_ptr<caseway::v1::PeerExchange::Stub>> stubs_;  // immutable
+  std::map<std::string, std::unique_ptr<common::PeerChannel>> channels_;  // the map is immutable
 };
 
 }  // namespace caseway::server

@@ -17,6 +17,7 @@
 #include "common/grpc_status.h"
 #include "common/identity.h"
 #include "common/log.h"
+#include "common/peer_channel.h"
 #include "common/refusal.h"
 #include "common/validation.h"
 #include "common/status_macros.h"
@@ -44,7 +45,8 @@ Subscriber::Subscriber(const v1::NodeConfig& config, const v1::PeerConfig& peer,
       silence_limit_(3 * ToDuration(config.exchange().heartbeat_interval()) + absl::Seconds(2)),
       peer_(peer),
       exchange_(config.exchange()),
-      store_(store) {
+      store_(store),
+      cert_file_(config.tls().cert_file()) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(config.limits().max_message_bytes()));
   args.SetMaxSendMessageSize(static_cast<int>(config.limits().max_message_bytes()));
@@ -54,7 +56,10 @@ Subscriber::Subscriber(const v1::NodeConfig& config, const v1::PeerConfig& peer,
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // keep pinging an idle stream
-  stub_ = v1::PeerExchange::NewStub(grpc::CreateCustomChannel(peer.address(), creds, args));
+  channel_ = std::make_unique<common::PeerChannel>(
+      peer.address(), std::move(creds), args, config.tls().cert_file(),
+      absl::Milliseconds(TimeUtil::DurationToMilliseconds(config.tls().reload_interval())) +
+          absl::Seconds(1));
   if (auto pem = common::ReadFile(config.tls().cert_file()); pem.ok()) {
     if (auto window = common::CertificateValidity(*pem); window.ok()) cert_window_ = *window;
   }
@@ -263,6 +268,16 @@ absl::Status Subscriber::Session() {
   RETURN_IF_ERROR(store_->Halted());
   auto cursor = store_->Cursor(peer_.jurisdiction());
   if (!cursor.ok()) return cursor.status();
+  // A connection made with a certificate since renewed, or one the peer refused as
+  // unauthenticated (say, the old certificate revoked), is not used again (common/peer_channel.h).
+  bool renewed = false;
+  auto stub = v1::PeerExchange::NewStub(channel_->Get(&renewed));
+  if (renewed) {
+    Log(LogLevel::kInfo, "certificate renewed: new connection", {{"origin", peer_.jurisdiction()}});
+    if (auto pem = common::ReadFile(cert_file_); pem.ok()) {
+      if (auto window = common::CertificateValidity(*pem); window.ok()) cert_window_ = *window;
+    }
+  }
   grpc::ClientContext ctx;
   {
     absl::MutexLock lock(&mu_);
@@ -280,7 +295,7 @@ absl::Status Subscriber::Session() {
     }
   } clear{this};
 
-  auto stream = stub_->Subscribe(&ctx);
+  auto stream = stub->Subscribe(&ctx);
   v1::SubscribeRequest open;
   open.mutable_open()->set_destination(self_);
   open.mutable_open()->set_cursor(*cursor);
@@ -396,6 +411,7 @@ absl::Status Subscriber::Session() {
     ctx.TryCancel();
   }
   grpc::Status finish = stream->Finish();
+  channel_->Saw(finish.error_code());
   if (!failure.ok()) return failure;
   if (finish.ok()) return absl::UnavailableError("peer closed the stream");
   return common::FromGrpcStatus(finish);

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "common/peer_channel.h"
 #include "common/tls.h"
 #include "caseway/v1/config.pb.h"
 #include "caseway/v1/gateway.pb.h"
@@ -59,7 +60,8 @@ class Subscriber {
   const caseway::v1::PeerConfig peer_;
   const caseway::v1::ExchangeConfig exchange_;
   NoticeStore* const store_;
-  std::unique_ptr<caseway::v1::PeerExchange::Stub> stub_;
+  const std::string cert_file_;
+  std::unique_ptr<common::PeerChannel> channel_;
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

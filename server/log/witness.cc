@@ -31,8 +31,10 @@ Witness::Witness(const v1::NodeConfig& config, std::shared_ptr<grpc::ChannelCred
   own_cosignature_only_.set_cosigner(signatures_.directory->NoteName(self_));
   for (const auto& peer : config.peers()) {
     if (peer.serve_only()) continue;
-    stubs_[peer.jurisdiction()] =
-        v1::ExchangeLog::NewStub(grpc::CreateChannel(peer.address(), creds));
+    channels_[peer.jurisdiction()] = std::make_unique<common::PeerChannel>(
+        peer.address(), creds, grpc::ChannelArguments(), config.tls().cert_file(),
+        absl::Milliseconds(TimeUtil::DurationToMilliseconds(config.tls().reload_interval())) +
+            absl::Seconds(1));
   }
 }
 
@@ -43,8 +45,10 @@ void Witness::Start() { periodic_.Start(); }
 void Witness::Stop() { periodic_.Stop(); }
 
 void Witness::Round() {
-  for (const auto& [peer, stub] : stubs_) {
+  for (const auto& [peer, channel] : channels_) {
     absl::Status s = WitnessPeer(peer);
+    // A peer that refused this node's (old) certificate gets a new connection next round.
+    channel->Saw(static_cast<grpc::StatusCode>(s.code()));
     std::string state = s.ok() ? "ok" : std::string(s.message());
     if (s.code() != absl::StatusCode::kFailedPrecondition && !s.ok()) {
       state = absl::StrCat("unreachable: ", s.message());
@@ -98,7 +102,8 @@ std::string Witness::Stale(const std::string& peer, const common::Checkpoint& c,
 }
 
 absl::Status Witness::WitnessPeer(const std::string& peer) {
-  v1::ExchangeLog::Stub* stub = stubs_.at(peer).get();
+  auto owned = v1::ExchangeLog::NewStub(channels_.at(peer)->Get());
+  v1::ExchangeLog::Stub* stub = owned.get();
   auto deadline = [] { return std::chrono::system_clock::now() + std::chrono::seconds(5); };
   v1::CheckpointResponse checkpoint;
   {

@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "caseway/v1/config.pb.h"
 #include "caseway/v1/exchange_log.grpc.pb.h"
+#include "common/peer_channel.h"
 #include "server/exchange/peer_exchange_service.h"
 #include "server/log/periodic.h"
 #include "server/store/notice_store.h"
@@ -56,7 +57,7 @@ class Witness {
   std::map<std::string, std::string> state_ ABSL_GUARDED_BY(mu_);
   NoticeStore* const store_;
   const Signatures signatures_;
-  std::map<std::string, std::unique_ptr<caseway::v1::ExchangeLog::Stub>> stubs_;
+  std::map<std::string, std::unique_ptr<common::PeerChannel>> channels_;  // Round's thread
   Periodic periodic_;  // last: its thread uses the members above
 };
 

@@ -216,19 +216,24 @@ void NodeProcess::AddPeer(const NodeProcess& peer, bool serve_only) {
 std::string NodeProcess::address() const { return absl::StrCat("127.0.0.1:", port_); }
 
 void NodeProcess::WriteConfig() {
-  std::string cert = pki_->Node(jurisdiction_);
+  // The Pki issues this node's files unless the test brought all of its own.
+  const bool own = !tls_cert_.empty() && !sign_key_.empty();
+  std::string cert = own ? "" : pki_->Node(jurisdiction_);
   std::ofstream out(config_path(), std::ios::trunc);
   out << "federation: " << pki_->federation() << "\n"
       << "jurisdiction: \"" << jurisdiction_ << "\"\n"
       << "listen_address: " << address() << "\n"
       << "port_file: " << dir_ << "/" << jurisdiction_ << ".port\n"
-      << "tls:\n  ca_file: " << pki_->ca() << "\n  cert_file: " << cert
-      << ".crt\n  key_file: " << cert << ".key\n" << tls_yaml_
+      << "tls:\n  ca_file: " << pki_->ca()
+      << "\n  cert_file: " << (tls_cert_.empty() ? cert + ".crt" : tls_cert_)
+      << "\n  key_file: " << (tls_key_.empty() ? cert + ".key" : tls_key_) << "\n" << tls_yaml_
       << "storage:\n  path: " << db_path() << "\n"
       << "exchange:\n  heartbeat_interval: 200ms\n  backoff_initial: 50ms\n  backoff_max: 500ms\n"
       << exchange_yaml_
-      << "exchange_log:\n  signing_key_file: " << cert << ".sign.key\n  directory_file: "
-      << pki_->dir() << "/directory.yaml\n  checkpoint_interval: 200ms\n"
+      << "exchange_log:\n  signing_key_file: "
+      << (sign_key_.empty() ? cert + ".sign.key" : sign_key_) << "\n  directory_file: "
+      << (directory_.empty() ? pki_->dir() + "/directory.yaml" : directory_)
+      << "\n  checkpoint_interval: 200ms\n"
       << "  witness_interval: 300ms\n" << exchange_log_yaml_ << "log:\n  level: debug\n";
   if (!peers_.empty()) {
     out << "peers:\n";

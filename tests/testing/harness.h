@@ -89,6 +89,17 @@ class NodeProcess {
   void set_exchange_log_yaml(std::string yaml) { exchange_log_yaml_ = std::move(yaml); }
   // tls_yaml adds settings under `tls:` (e.g. "  crl_dir: /path\n").
   void set_tls_yaml(std::string yaml) { tls_yaml_ = std::move(yaml); }
+  // set_tls_files uses these certificate and key files instead of the ones Pki::Node issues
+  // (e.g. behind a symlink that a test switches to renew them).
+  void set_tls_files(std::string cert, std::string key) {
+    tls_cert_ = std::move(cert);
+    tls_key_ = std::move(key);
+  }
+  // set_signing_files uses this signing key and federation directory instead of the Pki's.
+  void set_signing_files(std::string sign_key, std::string directory) {
+    sign_key_ = std::move(sign_key);
+    directory_ = std::move(directory);
+  }
   // env adds "NAME=value" to the node's environment. CASEWAY_FAULTS=... (fault injection) runs
   // the test build `caseway-node-faults` instead of `caseway-node`, unless use_production_binary.
   void set_env(std::string assignment) { env_ = std::move(assignment); }
@@ -103,6 +114,8 @@ class NodeProcess {
 
   // Start launches the process and waits until it listens (its port file appears).
   absl::Status Start();
+  // WriteConfig writes the configuration Start would use, to config_path().
+  void WriteConfig();
   // Kill sends SIGKILL and reaps; Stop sends SIGTERM and waits for a clean exit (returns status).
   void Kill();
   int Stop();
@@ -140,7 +153,7 @@ class NodeProcess {
   void set_port(int port) { port_ = port; }
 
  private:
-  void WriteConfig();
+  std::string tls_cert_, tls_key_, sign_key_, directory_;  // overrides; empty: the Pki's
 
   Pki* pki_;
   std::string dir_;

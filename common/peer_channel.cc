@@ -1,0 +1,57 @@
+#include "common/peer_channel.h"
+
+#include <utility>
+
+namespace caseway::common {
+
+PeerChannel::PeerChannel(std::string address, std::shared_ptr<grpc::ChannelCredentials> creds,
+                         grpc::ChannelArguments args, std::string cert_file,
+                         absl::Duration settle)
+    : address_(std::move(address)),
+      creds_(std::move(creds)),
+      args_(std::move(args)),
+      cert_file_(std::move(cert_file)),
+      settle_(settle) {
+  // This channel's connections are its own, not shared through gRPC's global subchannel pool:
+  // a new channel is then a new TLS handshake.
+  args_.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+}
+
+PeerChannel::FileStamp PeerChannel::Stamp() const {
+  FileStamp f;
+  struct stat st;
+  if (!cert_file_.empty() && stat(cert_file_.c_str(), &st) == 0) {  // follows a symlink
+    f.inode = st.st_ino;
+    f.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+    f.size = st.st_size;
+  }
+  return f;
+}
+
+std::shared_ptr<grpc::Channel> PeerChannel::Get(bool* renewed) {
+  const FileStamp now = Stamp();
+  absl::MutexLock lock(&mu_);
+  bool changed = false;
+  if (channel_ != nullptr && now != stamp_) {
+    // Wait until the credentials have read the new file too (steady time, not the node clock).
+    const absl::Time real_now = absl::Now();
+    if (changed_at_ == absl::InfiniteFuture()) changed_at_ = real_now;
+    changed = real_now - changed_at_ >= settle_;
+  }
+  if (channel_ == nullptr || changed || refused_) {
+    channel_ = grpc::CreateCustomChannel(address_, creds_, args_);
+    stamp_ = now;
+    refused_ = false;
+    changed_at_ = absl::InfiniteFuture();
+  }
+  if (renewed != nullptr) *renewed = changed;
+  return channel_;
+}
+
+void PeerChannel::Saw(grpc::StatusCode code) {
+  if (code != grpc::StatusCode::UNAUTHENTICATED) return;
+  absl::MutexLock lock(&mu_);
+  refused_ = true;
+}
+
+}  // namespace caseway::common
