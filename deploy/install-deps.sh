@@ -30,8 +30,9 @@ if [ "${1:-}" = "--test" ]; then
   # the integrator examples run in the suite: Python with Debian's gRPC (examples/python), and
   # the buf CLI and @grpc/grpc-js from the npm registry (tests/npm-install.sh), which need npm
   packages+=(python3-grpcio python3-protobuf git)
-  # promtool: the alert rules' unit tests and the lint of a scraped node (tests/operations_test.cc)
-  packages+=(prometheus)
+  # promtool: the alert rules' unit tests and the lint of a scraped node (tests/operations_test.cc);
+  # systemd-analyze: the unit's verification (tests/systemd_check.sh)
+  packages+=(prometheus systemd)
   if ! command -v npm >/dev/null 2>&1; then packages+=(nodejs npm); fi
 fi
 
