@@ -8,8 +8,8 @@
 set -euo pipefail
 
 packages=(
-  # build
-  cmake g++ ninja-build pkg-config
+  # build (dpkg-dev: the Debian package's library dependencies, cpack -G DEB)
+  cmake g++ ninja-build pkg-config dpkg-dev
   # gRPC, protobuf, Abseil (grpc_cpp_plugin lives in protobuf-compiler-grpc)
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   # crypto, storage, config
