@@ -33,7 +33,7 @@ std::shared_ptr<grpc::Channel> PeerChannel::Get(bool* renewed) {
   absl::MutexLock lock(&mu_);
   bool changed = false;
   if (channel_ != nullptr && now != stamp_) {
-    // Wait until the credentials have read the new file too (steady time, not the node clock).
+    // Wait until the credentials have read the new file too (real time, not the node's clock).
     const absl::Time real_now = absl::Now();
     if (changed_at_ == absl::InfiniteFuture()) changed_at_ = real_now;
     changed = real_now - changed_at_ >= settle_;
@@ -46,6 +46,15 @@ std::shared_ptr<grpc::Channel> PeerChannel::Get(bool* renewed) {
   }
   if (renewed != nullptr) *renewed = changed;
   return channel_;
+}
+
+bool PeerChannel::Renewable() {
+  const FileStamp now = Stamp();
+  absl::MutexLock lock(&mu_);
+  if (channel_ == nullptr || now == stamp_) return false;
+  const absl::Time real_now = absl::Now();
+  if (changed_at_ == absl::InfiniteFuture()) changed_at_ = real_now;
+  return real_now - changed_at_ >= settle_;
 }
 
 void PeerChannel::Saw(grpc::StatusCode code) {

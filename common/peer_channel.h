@@ -30,6 +30,9 @@ class PeerChannel {
   // Get returns the channel for the next call; `renewed` (optional) is set when it is a new one
   // made because the certificate changed.
   std::shared_ptr<grpc::Channel> Get(bool* renewed = nullptr);
+  // Renewable reports that the certificate changed and has settled: the next Get() makes a new
+  // channel. A long-lived stream polls it to end itself and reconnect with the new certificate.
+  bool Renewable();
   // Saw reports a call's outcome: UNAUTHENTICATED makes the next Get() use a new channel.
   void Saw(grpc::StatusCode code);
 
@@ -40,9 +43,10 @@ class PeerChannel {
     ino_t inode = 0;
     int64_t mtime_ns = 0;
     off_t size = 0;
-    bool operator!=(const FileStamp& o) const {
-      return inode != o.inode || mtime_ns != o.mtime_ns || size != o.size;
+    bool operator==(const FileStamp& o) const {
+      return inode == o.inode && mtime_ns == o.mtime_ns && size == o.size;
     }
+    bool operator!=(const FileStamp& o) const { return !(*this == o); }
   };
   FileStamp Stamp() const;
 

@@ -119,11 +119,16 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
 
 
 absl::Status KeyMatchesCertificate(const std::string& cert_pem, const std::string& key_pem) {
+  // OpenSSL 3's decoders fail on an error left in this thread's queue by earlier work (a
+  // civetweb or gRPC thread's): start from an empty one.
+  ERR_clear_error();
   BIO* cert_bio = BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size()));
   X509* cert = PEM_read_bio_X509(cert_bio, nullptr, nullptr, nullptr);
   BIO_free(cert_bio);
   BIO* key_bio = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
-  EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio, nullptr, nullptr, nullptr);
+  // No passphrase prompt on the terminal: an encrypted key is refused (gRPC could not use it).
+  pem_password_cb* no_passphrase = [](char*, int, int, void*) { return 0; };
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio, nullptr, no_passphrase, nullptr);
   BIO_free(key_bio);
   absl::Status s;
   if (cert == nullptr) {
@@ -140,6 +145,9 @@ absl::Status KeyMatchesCertificate(const std::string& cert_pem, const std::strin
 }
 
 absl::StatusOr<std::vector<std::string>> CertificateUris(const std::string& pem) {
+  // OpenSSL 3's decoders fail on an error left in this thread's queue by earlier work (a
+  // civetweb or gRPC thread's): start from an empty one.
+  ERR_clear_error();
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
   X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
   BIO_free(bio);
@@ -160,6 +168,9 @@ absl::StatusOr<std::vector<std::string>> CertificateUris(const std::string& pem)
 }
 
 absl::StatusOr<CertificateWindow> CertificateValidity(const std::string& pem) {
+  // OpenSSL 3's decoders fail on an error left in this thread's queue by earlier work (a
+  // civetweb or gRPC thread's): start from an empty one.
+  ERR_clear_error();
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
   X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
   BIO_free(bio);

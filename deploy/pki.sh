@@ -37,10 +37,10 @@ federation_of() {
   cat "$1/federation"
 }
 
-# sign_csr DIR CSR OUT.crt SAN EKU: the CA signs a request. Only the request's public key is
+# sign_csr DIR CSR OUT.crt SAN EKU CN: the CA signs a request. Only the request's public key is
 # used: subject and extensions are the CA's.
 sign_csr() {
-  local dir=$1 csr=$2 out=$3 san=$4 eku=$5 days=${DAYS:-397}
+  local dir=$1 csr=$2 out=$3 san=$4 eku=$5 cn=$6 days=${DAYS:-397}
   local ext
   ext=$(mktemp)
   cat >"$ext" <<EXT
@@ -52,7 +52,7 @@ subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 EXT
   openssl x509 -req -in "$csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
-    -days "$days" -sha256 -extfile "$ext" -out "$out.tmp" 2>/dev/null \
+    -subj "/O=Caseway/CN=$cn" -days "$days" -sha256 -extfile "$ext" -out "$out.tmp" 2>/dev/null \
     || { rm -f "$ext" "$out.tmp"; die "$csr: not signed (openssl x509 -req failed)"; }
   rm -f "$ext"
   mv "$out.tmp" "$out"
@@ -69,7 +69,7 @@ new_key_and_csr() {
 issue() {
   local dir=$1 out=$2 cn=$3 san=$4 eku=$5
   new_key_and_csr "$out" "$cn"
-  sign_csr "$dir" "$out.csr" "$out.crt" "$san" "$eku"
+  sign_csr "$dir" "$out.csr" "$out.crt" "$san" "$eku" "$cn"
   rm -f "$out.csr"
   echo "$out.crt"
 }
@@ -125,6 +125,7 @@ case "$cmd" in
     [ $# -eq 2 ] || usage
     dir=$1 j=$2; region_ok "$j"
     [ -f "$dir/ca.key" ] && die "$dir holds ca.key: make requests on the node's machine, not at the CA"
+    [ -e "$dir/$j.key" ] && die "$dir/$j.key exists: renew into a new directory (docs/operator.md, 'Renewing a certificate')"
     mkdir -p "$dir"
     new_key_and_csr "$dir/$j" "node $j"
     echo "$dir/$j.csr"
@@ -150,7 +151,7 @@ case "$cmd" in
         || die "$pub: not an Ed25519 public key (pki.sh signing-key makes one)"
     fi
     mkdir -p "$dir/nodes"
-    sign_csr "$dir" "$csr" "$dir/nodes/$j.crt" "$(node_san "$fed" "$j")" "serverAuth, clientAuth"
+    sign_csr "$dir" "$csr" "$dir/nodes/$j.crt" "$(node_san "$fed" "$j")" "serverAuth, clientAuth" "node $j"
     if [ -n "$pub" ]; then
       cp "$pub" "$dir/nodes/$j.sign.pub.tmp" && mv "$dir/nodes/$j.sign.pub.tmp" "$dir/nodes/$j.sign.pub"
       write_directory "$dir"

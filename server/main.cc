@@ -92,12 +92,14 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
+  // Everything the node would open, opened as this user: a file it cannot read, or a key that is
+  // not its certificate's, is exit status 2 (a configuration error: systemd does not restart it),
+  // with or without --check.
+  if (absl::Status s = caseway::server::Node::Check(*config); !s.ok()) {
+    fprintf(stderr, "caseway-node: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   if (check_only) {
-    // Everything the node would open, opened as this user (run --check as the node's user).
-    if (absl::Status s = caseway::server::Node::Check(*config); !s.ok()) {
-      fprintf(stderr, "caseway-node: %s\n", std::string(s.message()).c_str());
-      return 2;
-    }
     printf("%s: configuration is valid; every file it names can be read by this user\n",
            config_path.c_str());
     return 0;

@@ -183,18 +183,29 @@ TEST_F(OperationsTest, StatusCheckNamesEachProblemAndExitsNonZero) {
         return st.ok() && st->subscriptions(0).state() != "connected";
       },
       absl::Seconds(15)));
+  // A peer down for less than --down-for (1m) is a restart, not a problem...
   r = Cli(*a_, {"status", "--check"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  // ...unless the operator says otherwise.
+  r = Cli(*a_, {"status", "--check", "--down-for", "0s"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_THAT(r.err, HasSubstr(absl::StrCat("problem: ", kB, ": subscription not connected")));
   EXPECT_THAT(r.err, Not(HasSubstr("not acknowledged")));  // the backlog is fresh
   EXPECT_THAT(r.err, Not(HasSubstr("inbox:")));
   // Plain status still exits 0: only --check judges.
   EXPECT_EQ(Cli(*a_, {"status"}).exit_code, 0);
+  // A node that cannot be reached is exit status 2, not a problem found.
+  r = RunCommand({BinDir() + "/caseway", "status", "--check", "--address", b_->address(), "--ca",
+                  pki_->ca(), "--cert", pki_->Client(kB, "office") + ".crt", "--key",
+                  pki_->Client(kB, "office") + ".key"});
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
 
-  // Twenty minutes later on A's clock: the backlog has waited past 15 minutes.
+  // Twenty minutes later on A's clock: the backlog has waited past 15 minutes, and the peer has
+  // been silent past --down-for.
   a_->SetClockOffset(absl::Minutes(20));
   r = Cli(*a_, {"status", "--check"});
   EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr(absl::StrCat("problem: ", kB, ": subscription not connected")));
   EXPECT_THAT(r.err, HasSubstr(absl::StrCat("problem: ", kB,
                                             ": 1 notice(s) not acknowledged, the oldest for 20m")));
   EXPECT_THAT(r.err, Not(HasSubstr("inbox:")));
@@ -215,6 +226,14 @@ TEST_F(OperationsTest, StatusCheckNamesEachProblemAndExitsNonZero) {
   EXPECT_THAT(r.err, HasSubstr("problem: certificate: expires in"));
   r = Cli(*a_, {"status", "--check", "--cert-days", "10"});
   EXPECT_THAT(r.err, Not(HasSubstr("certificate")));
+
+  // A renewal that replaced the key but not the certificate: the node keeps serving the old pair
+  // (this very call works) and says so.
+  const std::string files = pki_->Node(kA);
+  ASSERT_EQ(RunCommand({"/bin/cp", pki_->Node(kB) + ".key", files + ".key"}).exit_code, 0);
+  r = Cli(*a_, {"status", "--check", "--cert-days", "10"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("problem: certificate: tls.key_file: the key is not the certificate's"));
 }
 
 // A peer outage is logged at info when it starts, then quietly retried; once it outlasts the
@@ -391,7 +410,16 @@ TEST_F(OperationsTest, ARenewedCertificateIsTakenUpWhileTheNodeRunsAndNoPublishF
          "openssl ca -config ca-db/ca.cnf -revoke " + tls + "/v1/node.crt 2>/dev/null && "
          "openssl ca -config ca-db/ca.cnf -gencrl -out " + crl_dir + "/ca.crl 2>/dev/null");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  absl::SleepFor(absl::Seconds(2));  // B has read the CRL
+  // B has read the CRL once it refuses the old certificate: A's stream on its old connection
+  // ends UNAUTHENTICATED, which proves the old connection is no longer what carries the exchange.
+  // (A may already have reconnected on its own: then the old connection is gone anyway.)
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        const std::string log = a_->log();
+        return absl::StrContains(log, "is revoked") ||
+               absl::StrContains(log, "certificate renewed: reconnecting");
+      },
+      absl::Seconds(15)));
   ASSERT_OK(b_->NewClient()->Publish(SampleNotice("after-revocation", {kA})));
   EXPECT_TRUE(WaitFor([&] { return a_->Count("SELECT count(*) FROM inbox") == 1; },
                       absl::Seconds(20)))

@@ -8,6 +8,11 @@ set -euo pipefail
 build=${1:?usage: package_test.sh BUILD}
 here=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" -eq 0 ] || { echo "package_test: needs root for dpkg -i; skipped"; exit 77; }
+# Never on a machine that runs Caseway: this test installs and purges the package.
+if dpkg -s caseway >/dev/null 2>&1 || [ -e /etc/caseway ]; then
+  echo "package_test: caseway is installed here (or /etc/caseway exists); skipped"
+  exit 77
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -15,7 +20,7 @@ walk=""
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   [ -n "$walk" ] && rm -rf "/etc/caseway/$walk" /var/lib/caseway/"$walk"*
-  rm -f /etc/caseway/360102.yaml /etc/caseway/360111.yaml
+  [ -n "$walk" ] && rm -f "/etc/caseway/$walk-360102.yaml" "/etc/caseway/$walk-360111.yaml"
   dpkg --purge caseway >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -73,7 +78,7 @@ s=[socket.socket() for _ in range(2)]
 [x.bind(("127.0.0.1",0)) for x in s]
 print(*[x.getsockname()[1] for x in s])')
 write_config() {  # J PORT PEER PEER_PORT
-  cat >"/etc/caseway/$1.yaml" <<YAML
+  cat >"/etc/caseway/$walk-$1.yaml" <<YAML
 federation: fed.walk
 jurisdiction: "$1"
 listen_address: 127.0.0.1:$2
@@ -90,18 +95,18 @@ exchange_log:
   signing_key_file: $walk/$1/$1.sign.key
   directory_file: $walk/$1/directory.yaml
 YAML
-  chown root:caseway "/etc/caseway/$1.yaml" && chmod 640 "/etc/caseway/$1.yaml"
+  chown root:caseway "/etc/caseway/$walk-$1.yaml" && chmod 640 "/etc/caseway/$walk-$1.yaml"
 }
 write_config 360102 "$port_a" 360111 "$port_b"
 write_config 360111 "$port_b" 360102 "$port_a"
 
 # 5. Check as the node's user, then start as it (what the unit does), and exchange.
 for j in 360102 360111; do
-  runuser -u caseway -- /usr/bin/caseway-node --config "/etc/caseway/$j.yaml" --check >/dev/null \
+  runuser -u caseway -- /usr/bin/caseway-node --config "/etc/caseway/$walk-$j.yaml" --check >/dev/null \
     || fail "--check of $j as caseway"
 done
 chmod 600 "/etc/caseway/$walk/360102/360102.key"  # root-only: --check must name it
-if out=$(runuser -u caseway -- /usr/bin/caseway-node --config /etc/caseway/360102.yaml --check 2>&1); then
+if out=$(runuser -u caseway -- /usr/bin/caseway-node --config "/etc/caseway/$walk-360102.yaml" --check 2>&1); then
   fail "--check accepted a key its user cannot read"
 fi
 grep -q "360102/360102.key" <<<"$out" || fail "--check did not name the key: $out"
@@ -109,7 +114,7 @@ chmod 640 "/etc/caseway/$walk/360102/360102.key"
 for j in 360102 360111; do
   # setpriv execs the node itself (as systemd would), so $! is the node's PID.
   setpriv --reuid=caseway --regid=caseway --init-groups -- \
-    /usr/bin/caseway-node --config "/etc/caseway/$j.yaml" 2>"$work/$j.log" &
+    /usr/bin/caseway-node --config "/etc/caseway/$walk-$j.yaml" 2>"$work/$j.log" &
   pids+=($!)
 done
 conn() { echo --address "127.0.0.1:$1" --ca "$ca/ca.crt" --cert "$ca/clients/$2-office.crt" --key "$ca/clients/$2-office.key"; }

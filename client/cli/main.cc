@@ -490,6 +490,10 @@ int Main(int argc, char** argv) {
   status->add_option("--cert-days", status_flags.cert_days,
                      "with --check: least days of certificate validity left")
       ->capture_default_str();
+  status->add_option("--down-for", status_flags.down_for,
+                     "with --check: how long a subscription may be down (not heard from) before\n"
+                     "it is a problem (a peer's restart is not)")
+      ->capture_default_str();
   AddConnectionFlags(status, &conn);
 
   TodoFlags todo_flags;

@@ -44,7 +44,9 @@ std::vector<std::string> Problems(const caseway::v1::StatusResponse& status,
   const absl::Time now = status.has_now() ? ToTime(status.now()) : absl::Now();
   if (!status.halted().empty()) out.push_back(absl::StrCat("node halted: ", status.halted()));
   for (const auto& s : status.subscriptions()) {
-    if (s.state() != "connected") {
+    const bool silent = !s.has_last_contact_at() ||
+                        now - ToTime(s.last_contact_at()) > limits.down_for;
+    if (s.state() != "connected" && silent) {
       out.push_back(absl::StrCat(s.origin(), ": subscription not connected (", s.state(),
                                  "); last heard ", LastHeard(s, now)));
     }
@@ -79,6 +81,9 @@ std::vector<std::string> Problems(const caseway::v1::StatusResponse& status,
                                  Span(waited), " (--inbox-age ", Span(limits.inbox_age), ")"));
     }
   }
+  if (!status.certificate_problem().empty()) {
+    out.push_back(absl::StrCat("certificate: ", status.certificate_problem()));
+  }
   if (status.has_certificate_not_after()) {
     const absl::Time end = ToTime(status.certificate_not_after());
     const std::string day = absl::FormatTime("%Y-%m-%d", end, absl::UTCTimeZone());
@@ -110,13 +115,22 @@ int RunStatus(caseway::client::Client& client, const StatusFlags& flags) {
     return 2;
   }
   limits.certificate = absl::Hours(24) * flags.cert_days;
+  if (!absl::ParseDuration(flags.down_for, &limits.down_for) ||
+      limits.down_for < absl::ZeroDuration()) {
+    fprintf(stderr, "caseway status: --down-for: a duration expected (\"1m\", \"0s\")\n");
+    return 2;
+  }
 
   auto status = client.Status();
   if (!status.ok()) {
     fprintf(stderr, "caseway status: %s: %s\n",
             absl::StatusCodeToString(status.status().code()).c_str(),
             std::string(status.status().message()).c_str());
-    return 1;
+    // Not reached is not a refusal: a monitoring script tells "node down" from "problem found".
+    const absl::StatusCode code = status.status().code();
+    return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded
+               ? 2
+               : 1;
   }
   const absl::Time now = status->has_now() ? ToTime(status->now()) : absl::Now();
   if (flags.json) {
@@ -128,6 +142,9 @@ int RunStatus(caseway::client::Client& client, const StatusFlags& flags) {
     if (!status->halted().empty()) printf("HALTED: %s\n\n", status->halted().c_str());
     printf("policy %s (%.16s…)\n", status->policy_version().c_str(),
            status->policy_digest().c_str());
+    if (!status->certificate_problem().empty()) {
+      printf("CERTIFICATE: %s\n", status->certificate_problem().c_str());
+    }
     if (status->has_certificate_not_after()) {
       printf("certificate valid until %s\n",
              absl::FormatTime("%Y-%m-%d %H:%M UTC", ToTime(status->certificate_not_after()),

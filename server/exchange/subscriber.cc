@@ -205,6 +205,11 @@ void Subscriber::Watchdog() {
           {{"origin", peer_.jurisdiction()}, {"silent_for", absl::FormatDuration(silence_limit_)}});
       current_->TryCancel();
       last_rx_ = absl::Now();
+    } else if (current_ != nullptr && channel_->Renewable()) {
+      // The certificate was renewed: end this session, whose connection presented the old one;
+      // the next session's handshake presents the new one (common/peer_channel.h).
+      Log(LogLevel::kInfo, "certificate renewed: reconnecting", {{"origin", peer_.jurisdiction()}});
+      current_->TryCancel();
     }
   }
 }

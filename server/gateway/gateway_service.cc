@@ -89,6 +89,7 @@ GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
                                OpenStreamsFn open_streams, PeerAsker* asker)
     : jurisdiction_(config.jurisdiction()),
       cert_file_(config.tls().cert_file()),
+      key_file_(config.tls().key_file()),
       max_batch_notices_(config.limits().max_batch_notices()),
       max_notice_bytes_(config.limits().max_notice_bytes()),
       max_case_bytes_(config.limits().max_message_bytes() == 0
@@ -550,6 +551,14 @@ absl::StatusOr<v1::StatusResponse> GatewayService::Snapshot() const {
     if (auto window = common::CertificateValidity(*pem); window.ok()) {
       *resp.mutable_certificate_not_after() = stamp(window->not_after);
     }
+    auto key = common::ReadFile(key_file_);
+    absl::Status usable = key.ok() ? common::KeyMatchesCertificate(*pem, *key) : key.status();
+    if (!usable.ok()) {
+      resp.set_certificate_problem(absl::StrCat(
+          "tls.key_file: ", usable.message(), "; the node serves the certificate it loaded before"));
+    }
+  } else {
+    resp.set_certificate_problem(std::string(pem.status().message()));
   }
   return resp;
 }

@@ -137,6 +137,7 @@ class GatewayService final
 
   const std::string jurisdiction_;
   const std::string cert_file_;  // read at each Snapshot: a renewed certificate shows at once
+  const std::string key_file_;
   const uint32_t max_batch_notices_;
   const uint32_t max_notice_bytes_;
   // Gateway.Case: the most notice bytes in one response.
