@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "tests/testing/audited_pair.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/status_matchers.h"
 
@@ -22,8 +23,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-constexpr char kA[] = "360102";  // Nanchang Donghu (Jiangxi)
-constexpr char kB[] = "360111";  // Nanchang Qingshanhu (Jiangxi)
 
 // Sample returns the value of the series `name` whose labels include every one of `labels`, from
 // a scrape in Prometheus' text format (nullopt when there is none).
@@ -44,16 +43,9 @@ std::optional<double> Sample(const std::string& text, const std::string& name,
   return std::nullopt;
 }
 
-class OperationsTest : public ::testing::Test {
+// Two peered nodes, A (360102) and B (440305), not started (tests/testing/audited_pair.h).
+class OperationsTest : public AuditedPairTest {
  protected:
-  void SetUp() override {
-    pki_ = std::make_unique<Pki>(dir_.path() + "/pki", "fed.test");
-    a_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), kA);
-    b_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path(), kB);
-    a_->AddPeer(*b_);
-    b_->AddPeer(*a_);
-  }
-
   std::string Scrape() {
     auto got = HttpGet(metrics_port_, "/metrics");
     EXPECT_OK(got);
@@ -74,9 +66,6 @@ class OperationsTest : public ::testing::Test {
     return RunCommand(argv);
   }
 
-  TempDir dir_;
-  std::unique_ptr<Pki> pki_;
-  std::unique_ptr<NodeProcess> a_, b_;
   int metrics_port_ = 0;
 };
 
