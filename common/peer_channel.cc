@@ -1,5 +1,7 @@
 #include "common/peer_channel.h"
 
+#include <google/protobuf/util/time_util.h>
+
 #include <utility>
 
 namespace caseway::common {
@@ -15,6 +17,16 @@ PeerChannel::PeerChannel(std::string address, std::shared_ptr<grpc::ChannelCrede
   // This channel's connections are its own, not shared through gRPC's global subchannel pool:
   // a new channel is then a new TLS handshake.
   args_.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+}
+
+std::unique_ptr<PeerChannel> PeerChannel::ForPeer(const caseway::v1::NodeConfig& config,
+                                                  const std::string& address,
+                                                  std::shared_ptr<grpc::ChannelCredentials> creds,
+                                                  grpc::ChannelArguments args) {
+  const absl::Duration reload = absl::Milliseconds(
+      google::protobuf::util::TimeUtil::DurationToMilliseconds(config.tls().reload_interval()));
+  return std::make_unique<PeerChannel>(address, std::move(creds), std::move(args),
+                                       config.tls().cert_file(), reload + absl::Seconds(1));
 }
 
 PeerChannel::FileStamp PeerChannel::Stamp() const {

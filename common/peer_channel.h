@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "caseway/v1/config.pb.h"
 
 namespace caseway::common {
 
@@ -35,6 +36,13 @@ class PeerChannel {
   bool Renewable();
   // Saw reports a call's outcome: UNAUTHENTICATED makes the next Get() use a new channel.
   void Saw(grpc::StatusCode code);
+
+  // ForPeer makes a node's channel to `address` with its tls.cert_file watched, settling a second
+  // after tls.reload_interval.
+  static std::unique_ptr<PeerChannel> ForPeer(const caseway::v1::NodeConfig& config,
+                                              const std::string& address,
+                                              std::shared_ptr<grpc::ChannelCredentials> creds,
+                                              grpc::ChannelArguments args = {});
 
   const std::string& address() const { return address_; }
 

@@ -10,6 +10,7 @@
 #include <prometheus/registry.h>
 
 #include <exception>
+#include <map>
 #include <utility>
 #include <vector>
 
@@ -66,13 +67,12 @@ class Families {
 
  private:
   MetricFamily& Family(const std::string& name, const std::string& help, MetricType type) {
-    for (auto& f : families_) {
-      if (f.name == name) return f;
-    }
-    families_.push_back(MetricFamily{name, help, type, {}});
-    return families_.back();
+    auto [it, added] = index_.try_emplace(name, families_.size());
+    if (added) families_.push_back(MetricFamily{name, help, type, {}});
+    return families_[it->second];
   }
   std::vector<MetricFamily> families_;
+  std::map<std::string, size_t> index_;  // name -> position in families_ (a hub adds ~45,000)
 };
 
 // Scraped reads the node's state at each scrape.

@@ -24,10 +24,7 @@ PeerAsker::PeerAsker(const v1::NodeConfig& config, std::shared_ptr<grpc::Channel
   for (const auto& peer : config.peers()) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(static_cast<int>(config.limits().max_message_bytes()));
-    channels_[peer.jurisdiction()] = std::make_unique<common::PeerChannel>(
-        peer.address(), creds, args, config.tls().cert_file(),
-        absl::Milliseconds(TimeUtil::DurationToMilliseconds(config.tls().reload_interval())) +
-            absl::Seconds(1));
+    channels_[peer.jurisdiction()] = common::PeerChannel::ForPeer(config, peer.address(), creds, args);
   }
 }
 

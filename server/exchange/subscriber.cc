@@ -56,11 +56,12 @@ Subscriber::Subscriber(const v1::NodeConfig& config, const v1::PeerConfig& peer,
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // keep pinging an idle stream
-  channel_ = std::make_unique<common::PeerChannel>(
-      peer.address(), std::move(creds), args, config.tls().cert_file(),
-      absl::Milliseconds(TimeUtil::DurationToMilliseconds(config.tls().reload_interval())) +
-          absl::Seconds(1));
-  if (auto pem = common::ReadFile(config.tls().cert_file()); pem.ok()) {
+  channel_ = common::PeerChannel::ForPeer(config, peer.address(), std::move(creds), args);
+  ReadCertificateWindow();
+}
+
+void Subscriber::ReadCertificateWindow() {
+  if (auto pem = common::ReadFile(cert_file_); pem.ok()) {
     if (auto window = common::CertificateValidity(*pem); window.ok()) cert_window_ = *window;
   }
 }
@@ -279,9 +280,7 @@ absl::Status Subscriber::Session() {
   auto stub = v1::PeerExchange::NewStub(channel_->Get(&renewed));
   if (renewed) {
     Log(LogLevel::kInfo, "certificate renewed: new connection", {{"origin", peer_.jurisdiction()}});
-    if (auto pem = common::ReadFile(cert_file_); pem.ok()) {
-      if (auto window = common::CertificateValidity(*pem); window.ok()) cert_window_ = *window;
-    }
+    ReadCertificateWindow();
   }
   grpc::ClientContext ctx;
   {

@@ -73,7 +73,8 @@ class Subscriber {
   std::optional<absl::Duration> clock_offset_ ABSL_GUARDED_BY(mu_);
   bool clock_exceeded_ ABSL_GUARDED_BY(mu_) = false;
   // This node's certificate validity, to tell a handshake that failed because of time.
-  std::optional<common::CertificateWindow> cert_window_;
+  std::optional<common::CertificateWindow> cert_window_;  // Run's thread (after the constructor)
+  void ReadCertificateWindow();
   // TimeHint adds to a failed session's status what a clock may have to do with it.
   std::string TimeHint(const absl::Status& s);
   // ObserveClock updates the offset from a heartbeat sent at `peer_time` (the peer's clock).

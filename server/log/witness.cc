@@ -31,10 +31,7 @@ Witness::Witness(const v1::NodeConfig& config, std::shared_ptr<grpc::ChannelCred
   own_cosignature_only_.set_cosigner(signatures_.directory->NoteName(self_));
   for (const auto& peer : config.peers()) {
     if (peer.serve_only()) continue;
-    channels_[peer.jurisdiction()] = std::make_unique<common::PeerChannel>(
-        peer.address(), creds, grpc::ChannelArguments(), config.tls().cert_file(),
-        absl::Milliseconds(TimeUtil::DurationToMilliseconds(config.tls().reload_interval())) +
-            absl::Seconds(1));
+    channels_[peer.jurisdiction()] = common::PeerChannel::ForPeer(config, peer.address(), creds);
   }
 }
 
