@@ -26,11 +26,14 @@ constexpr char kUsage[] = R"(caseway-node: a Caseway node (one jurisdiction's ga
 Usage:
   caseway-node --config node.yaml      run the node until SIGTERM or SIGINT
   caseway-node --config node.yaml --check
-                                       validate the configuration and certificate, then exit
+                                       validate the configuration and open, as this user, every
+                                       file it names (CA, certificate and key and that they match,
+                                       signing key, directory, CRLs; storage writable), then exit
   caseway-node --help | --version
 
-The configuration is YAML mapped onto caseway.v1.NodeConfig (see docs/configuration.md).
-Exit status: 0 after a clean shutdown, 2 for a bad command line or configuration, 1 otherwise.
+The configuration is YAML mapped onto caseway.v1.NodeConfig (see docs/configuration.md). The same
+checks run before every start. Exit status: 0 after a clean shutdown, 2 for a bad command line,
+configuration or file (the message names the field and the path), 1 otherwise.
 )";
 
 int WritePortFile(const std::string& path, int port) {
