@@ -33,6 +33,8 @@ if [ "${1:-}" = "--test" ]; then
   # promtool: the alert rules' unit tests and the lint of a scraped node (tests/operations_test.cc);
   # systemd-analyze: the unit's verification (tests/systemd_check.sh)
   packages+=(prometheus systemd)
+  # adduser: the Debian package's dependency, installed with dpkg -i by tests/package_test.sh
+  packages+=(adduser)
   if ! command -v npm >/dev/null 2>&1; then packages+=(nodejs npm); fi
 fi
 
