@@ -2,6 +2,7 @@
 #include "server/store/statements.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <future>
 #include <utility>
@@ -148,20 +149,28 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
     return absl::FailedPreconditionError("store: the exchange log needs a signing key");
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(path));
-  RETURN_IF_ERROR(db->Exec(kSchema));
+  // A database of a newer version is refused before anything touches it: creating this version's
+  // tables in it would change a file a newer binary owns (after a rollback, say).
   int found = 0;
   {
-    Stmt v(db->get(), "SELECT value FROM meta WHERE key = 'schema_version'");
-    if (v.Step()) {
-      found = std::stoi(v.Text(0));
-      if (found > kSchemaVersion) {
-        return absl::FailedPreconditionError(
-            absl::StrCat(path, ": schema version ", found, " is newer than this binary's ",
-                         kSchemaVersion));
+    Stmt has_meta(db->get(), "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
+    const bool existing = has_meta.Step() && has_meta.Int(0) > 0;
+    RETURN_IF_ERROR(has_meta.status("look for the meta table"));
+    if (existing) {
+      Stmt v(db->get(), "SELECT value FROM meta WHERE key = 'schema_version'");
+      if (v.Step()) {
+        if (!absl::SimpleAtoi(v.Text(0), &found)) found = INT_MAX;
+        if (found > kSchemaVersion) {
+          return absl::FailedPreconditionError(
+              absl::StrCat(path, ": schema version ", v.Text(0), " is newer than this binary's ",
+                           kSchemaVersion, " (run the newer caseway-node, or restore a backup "
+                           "made by this version)"));
+        }
       }
+      RETURN_IF_ERROR(v.status("read schema version"));
     }
-    RETURN_IF_ERROR(v.status("read schema version"));
   }
+  RETURN_IF_ERROR(db->Exec(kSchema));
   RETURN_IF_ERROR(Migrate(*db));
   ASSIGN_OR_RETURN(std::string subject_salt, SubjectSalt(*db));
   bool reindex = found != 0 && found < 5;

@@ -320,6 +320,30 @@ TEST_F(NoticeStoreTest, WithTheLogOnABatchNeedsItsManifest) {
   EXPECT_EQ(store->LogHead().first, 0u);
 }
 
+// A database made by a newer binary (a rollback after an upgrade) is refused, and left as it was:
+// not one table of this version is created in it.
+TEST_F(NoticeStoreTest, ANewerDatabaseIsRefusedUntouched) {
+  {
+    auto db = Db::Open(path_);
+    ASSERT_OK(db);
+    ASSERT_OK((*db)->Exec("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                          "INSERT INTO meta VALUES('schema_version', '99');"
+                          "CREATE TABLE notice_v99(notice_id TEXT PRIMARY KEY);"));
+  }
+  StoreOptions options;
+  options.path = path_;
+  options.self = "360102";
+  options.log_enabled = false;
+  EXPECT_THAT(NoticeStore::Open(options),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("schema version 99 is newer than this binary's")));
+  auto db = Db::Open(path_);
+  ASSERT_OK(db);
+  Stmt tables((*db)->get(), "SELECT group_concat(name, ',') FROM sqlite_master WHERE type = 'table'");
+  ASSERT_TRUE(tables.Step());
+  EXPECT_EQ(tables.Text(0), "meta,notice_v99");
+}
+
 TEST_F(NoticeStoreTest, VersionTwoDatabaseIsMigrated) {
   {
     // A version-2 database: no notice.deliveries, sequences found through an index.
