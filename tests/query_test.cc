@@ -166,6 +166,15 @@ class QueryTest : public ::testing::Test {
                        pki_->dir() + "/directory.yaml"});
   }
 
+  // Ask has node `from` ask `peer` (through Gateway.QueryPeer) about `case_id`.
+  absl::StatusOr<v1::QueryPeerResponse> Ask(const std::string& from, const std::string& peer,
+                                            const std::string& case_id) {
+    v1::QueryPeerRequest req;
+    req.set_peer(peer);
+    req.set_case_id(case_id);
+    return node(from).NewClient()->QueryPeer(req);
+  }
+
   RunResult Cli(const std::string& at, std::vector<std::string> args) {
     std::vector<std::string> argv = {BinDir() + "/caseway"};
     argv.insert(argv.end(), args.begin(), args.end());
@@ -184,10 +193,7 @@ TEST_F(QueryTest, APeerSeesOnlyTheNoticesItIsAPartyToAndTheAnswerIsSigned) {
   Exchange();
   auto a = node(kA).NewClient();
   // Party, by case id: what B published to A, received from A, and received from C naming A.
-  v1::QueryPeerRequest req;
-  req.set_peer(kB);
-  req.set_case_id("case-q");
-  auto answer = a->QueryPeer(req);
+  auto answer = Ask(kA, kB, "case-q");
   ASSERT_OK(answer);
   EXPECT_THAT(Ids(*answer), UnorderedElementsAre("a1", "b1", "c1"));  // never b2 (B -> C)
   EXPECT_EQ(answer->answer().signer(), kB);
@@ -332,13 +338,8 @@ TEST_F(QueryTest, EachPeerIsHeldToItsRateWhileOthersAreAnswered) {
 TEST_F(QueryTest, QueriesAndAnswersAreReconciledFromBothLogs) {
   StartAll();
   Exchange();
-  auto a = node(kA).NewClient();
-  v1::QueryPeerRequest req;
-  req.set_peer(kB);
-  req.set_case_id("case-q");
-  ASSERT_OK(a->QueryPeer(req));
-  req.set_case_id("case-ab");
-  ASSERT_OK(a->QueryPeer(req));
+  ASSERT_OK(Ask(kA, kB, "case-q"));
+  ASSERT_OK(Ask(kA, kB, "case-ab"));
   // A's log records the question with B's entry; B's the answer: same digests.
   Settled({kA, kB});
   RunResult r = Reconcile();
@@ -424,11 +425,7 @@ TEST_F(QueryTest, ContradictedAndUnverifiableAnswersAreProvenOffline) {
   node(kB).set_env("CASEWAY_FAULTS=forge_query_answered=1");
   StartAll();
   Exchange();
-  auto a = node(kA).NewClient();
-  v1::QueryPeerRequest req;
-  req.set_peer(kB);
-  req.set_case_id("case-q");
-  ASSERT_OK(a->QueryPeer(req));  // the answer verifies: only B's log lies
+  ASSERT_OK(Ask(kA, kB, "case-q"));  // the answer verifies: only B's log lies
   Settled({kA, kB});
   RunResult r = Reconcile();
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
