@@ -10,6 +10,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/clock.h"
@@ -134,13 +135,38 @@ static absl::Status Migrate(Db& db) {
   }
   if (has_deliveries) return absl::OkStatus();
   // Versions 1 and 2: the assigned sequences lived only in channel_entry (indexed by notice).
-  return db.Exec(
-      "BEGIN IMMEDIATE;"
-      "ALTER TABLE notice ADD COLUMN deliveries TEXT NOT NULL DEFAULT '';"
-      "UPDATE notice SET deliveries = coalesce((SELECT group_concat(destination || ':' || seq, ',') "
-      "  FROM channel_entry WHERE channel_entry.notice_id = notice.notice_id), '');"
-      "DROP INDEX IF EXISTS channel_entry_by_notice;"
-      "COMMIT;");
+  // `deliveries` lists them in the notice's destination order, as a publisher's retry answers.
+  RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE;"
+                          "ALTER TABLE notice ADD COLUMN deliveries TEXT NOT NULL DEFAULT '';"));
+  absl::Status status = [&]() -> absl::Status {
+    Stmt notices(db.get(), "SELECT notice_id, bytes FROM notice");
+    Stmt seq(db.get(), "SELECT seq FROM channel_entry WHERE notice_id = ? AND destination = ?");
+    Stmt update(db.get(), "UPDATE notice SET deliveries = ? WHERE notice_id = ?");
+    while (notices.Step()) {
+      const std::string id = notices.Text(0);
+      v1::Notice n;
+      if (!n.ParseFromString(std::string(notices.Blob(1)))) {
+        return absl::DataLossError(absl::StrCat("notice ", id, ": stored bytes do not parse"));
+      }
+      std::vector<std::string> parts;
+      for (const std::string& destination : n.destinations()) {
+        seq.Bind(1, id).Bind(2, destination);
+        if (seq.Step()) parts.push_back(absl::StrCat(destination, ":", seq.Int(0)));
+        RETURN_IF_ERROR(seq.status("read channel_entry"));
+        seq.Reset();
+      }
+      update.Bind(1, absl::StrJoin(parts, ",")).Bind(2, id);
+      update.Step();
+      RETURN_IF_ERROR(update.status("set notice.deliveries"));
+      update.Reset();
+    }
+    return notices.status("read notices");
+  }();
+  if (!status.ok()) {
+    (void)db.Exec("ROLLBACK;");
+    return status;
+  }
+  return db.Exec("DROP INDEX IF EXISTS channel_entry_by_notice; COMMIT;");
 }
 
 absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOptions& options) {

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/config.h"
 #include "common/digest.h"
 #include "common/merkle.h"
 #include "common/signing.h"
@@ -391,6 +392,101 @@ TEST_F(NoticeStoreTest, VersionTwoDatabaseIsMigrated) {
   auto next = store->Publish({Prepared("b", {"440305"})});
   ASSERT_OK(next);
   EXPECT_EQ((*next)[0].deliveries(0).seq(), 8u);
+}
+
+// Every earlier schema migrates: a database made with each version's exact DDL (as that
+// version's caseway-node created it, tests/testdata/schemas/) and filled with the rows that
+// version had (copied from a database this version filled) opens, keeps every notice, channel
+// position, inbox row and log entry, and goes on where it stopped.
+TEST_F(NoticeStoreTest, EveryEarlierSchemaMigrates) {
+  const std::string source = path_;
+  std::pair<uint64_t, std::string> log_head;
+  {
+    auto store = Open(/*log=*/true);
+    ASSERT_OK(store->Publish({Prepared("m-1", {"440305"}, "case-1"),
+                              Prepared("m-2", {"440305", "110101"}, "case-2")})
+                  .status());
+    ASSERT_OK(store->Publish({Prepared("m-3", {"440305"}, "case-1")}).status());
+    ASSERT_OK(store->StoreReceived("440305", MakeBatch(1, 3, /*sign=*/true)).status());
+    auto rows = store->ReadInbox(0, 10);
+    ASSERT_OK(rows.status());
+    ASSERT_EQ(rows->size(), 3u);
+    ASSERT_OK(store->AckInbox({(*rows)[0].inbox_seq}));
+    log_head = store->LogHead();
+    ASSERT_EQ(log_head.first, 4u);  // three PUBLISHED, one RECEIVED
+  }
+  const char* src = getenv("CASEWAY_SOURCE_DIR");
+  const std::string schemas = std::string(src ? src : CASEWAY_DEFAULT_SOURCE_DIR) + "/tests/testdata/schemas";
+  for (int version = 1; version <= 4; ++version) {
+    SCOPED_TRACE(absl::StrCat("schema version ", version));
+    path_ = absl::StrCat(dir_, "/v", version, ".db");
+    {
+      auto ddl = common::ReadFile(absl::StrCat(schemas, "/schema-v", version, ".sql"));
+      ASSERT_OK(ddl.status());
+      auto db = Db::Open(path_);
+      ASSERT_OK(db);
+      ASSERT_OK((*db)->Exec(ddl->c_str()));
+      ASSERT_OK((*db)->Exec(absl::StrCat("INSERT INTO meta VALUES('schema_version', '", version,
+                                         "'); ATTACH '", source, "' AS src;")
+                                .c_str()));
+      // Each table of that version gets the rows of the columns it had.
+      std::vector<std::string> tables;
+      {
+        Stmt t((*db)->get(),
+               "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT IN "
+               "('meta', 'sqlite_sequence')");
+        while (t.Step()) tables.push_back(t.Text(0));
+        ASSERT_OK(t.status("tables"));
+      }
+      for (const std::string& table : tables) {
+        Stmt c((*db)->get(), absl::StrCat("SELECT group_concat(name, ',') FROM pragma_table_info('",
+                                          table, "', 'main')")
+                                 .c_str());
+        ASSERT_TRUE(c.Step());
+        const std::string columns = c.Text(0);
+        ASSERT_OK((*db)->Exec(absl::StrCat("INSERT INTO main.", table, "(", columns, ") SELECT ",
+                                           columns, " FROM src.", table)
+                                  .c_str()));
+      }
+      ASSERT_OK((*db)->Exec("DETACH src;"));
+    }
+    auto store = Open(/*log=*/true);
+    ASSERT_NE(store, nullptr);
+    // The channels continue: a notice published before is a duplicate with its sequences, the
+    // next one follows the last.
+    auto again = store->Publish({Prepared("m-2", {"440305", "110101"}, "case-2")});
+    ASSERT_OK(again.status());
+    ASSERT_TRUE((*again)[0].duplicate());
+    ASSERT_EQ((*again)[0].deliveries_size(), 2);
+    EXPECT_EQ((*again)[0].deliveries(0).seq(), 2u);
+    EXPECT_EQ((*again)[0].deliveries(1).seq(), 1u);
+    // The case index is built for the notices already held.
+    bool truncated = true;
+    auto found = store->FindCase("case-1", /*by_subject=*/false, 10, &truncated);
+    ASSERT_OK(found.status());
+    EXPECT_EQ(found->size(), 2u);
+    // The inbox keeps what was taken and what was not; the cursor goes on.
+    auto inbox = store->Inbox();
+    ASSERT_OK(inbox.status());
+    EXPECT_EQ(inbox->total, 3u);
+    EXPECT_EQ(inbox->unacked, 2u);
+    auto cursor = store->Cursor("440305");
+    ASSERT_OK(cursor.status());
+    EXPECT_EQ(*cursor, 3u);
+    // Version 1 had no exchange log: it starts empty. Later ones keep every entry, unchanged.
+    const uint64_t kept = version == 1 ? 0 : log_head.first;
+    auto head = store->LogHead();
+    EXPECT_EQ(head.first, kept);
+    if (version > 1) {
+      EXPECT_EQ(head.second, log_head.second);
+    }
+    common::MerkleFrontier frontier;
+    ASSERT_OK(store->VerifyStored(frontier, head.first));
+    auto next = store->Publish({Prepared("m-4", {"440305"}, "case-4")});
+    ASSERT_OK(next.status());
+    EXPECT_EQ((*next)[0].deliveries(0).seq(), 4u);
+    EXPECT_EQ(store->LogHead().first, kept + 1);
+  }
 }
 
 // A notice is found by case and by subject as soon as it is committed (its index rows wait in
