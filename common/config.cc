@@ -130,6 +130,7 @@ Duration Dur(int64_t millis) { return TimeUtil::MillisecondsToDuration(millis); 
 void FillDefaults(NodeConfig& c) {
   auto* st = c.mutable_storage();
   if (st->group_commit_max() == 0) st->set_group_commit_max(4096);
+  if (!st->has_purge_interval()) *st->mutable_purge_interval() = Dur(3600000);
   auto* ex = c.mutable_exchange();
   if (ex->batch_max_entries() == 0) ex->set_batch_max_entries(2048);
   if (ex->window_batches() == 0) ex->set_window_batches(8);
@@ -222,6 +223,14 @@ absl::Status Validate(const NodeConfig& c, absl::string_view source) {
   v.Required("tls.key_file", c.tls().key_file());
   v.Required("storage.path", c.storage().path());
   v.Range("storage.group_commit_max", c.storage().group_commit_max(), 1, 100000);
+  if (c.storage().has_retention()) {
+    // The message says it in hours: "1h..100y" reads better than milliseconds here.
+    const int64_t ms = TimeUtil::DurationToMilliseconds(c.storage().retention());
+    if (ms < 3600000 || ms > int64_t{100} * 365 * 86400000) {
+      v.Fail("storage.retention", "must be in 1h..100y (unset keeps personal data forever)");
+    }
+  }
+  v.DurationRange("storage.purge_interval", c.storage().purge_interval(), 1000, 86400000);
   std::set<std::string> seen;
   for (int i = 0; i < c.peers_size(); ++i) {
     const auto& p = c.peers(i);

@@ -20,6 +20,7 @@ absl::string_view RpcName(Rpc rpc) {
     case Rpc::kCase: return "Gateway.Case";
     case Rpc::kSubscribe: return "PeerExchange.Subscribe";
     case Rpc::kQuery: return "PeerExchange.Query";
+    case Rpc::kPeerView: return "PeerExchange.GetPeerView";
     case Rpc::kLogCheckpoint: return "ExchangeLog.GetCheckpoint/GetConsistencyProof";
     case Rpc::kLogAudit: return "ExchangeLog.GetEntries/GetInclusionProof/GetEvidence";
     case Rpc::kLogCosign: return "ExchangeLog.AddCosignature";
@@ -41,6 +42,7 @@ bool Authorizer::Allowed(const Identity& id, Rpc rpc) const {
       return own_client || id.role == Role::kAuditor;
     case Rpc::kSubscribe:
     case Rpc::kQuery:
+    case Rpc::kPeerView:
     case Rpc::kLogCosign:
       return id.role == Role::kNode;
     case Rpc::kLogCheckpoint:

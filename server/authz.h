@@ -28,6 +28,7 @@ enum class Rpc {
   kCase,            // Gateway.Case
   kSubscribe,
   kQuery,           // PeerExchange.Query
+  kPeerView,        // PeerExchange.GetPeerView
   kLogCheckpoint,   // ExchangeLog.GetCheckpoint, GetConsistencyProof
   kLogAudit,        // ExchangeLog.GetEntries, GetInclusionProof, GetEvidence, GetNoticeEvidence
   kLogCosign,       // ExchangeLog.AddCosignature

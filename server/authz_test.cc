@@ -29,6 +29,7 @@ TEST(AuthorizerTest, RoleByRpcTable) {
       {Rpc::kCase, true, false, false, false},
       {Rpc::kSubscribe, false, false, true, false},
       {Rpc::kQuery, false, false, true, false},
+      {Rpc::kPeerView, false, false, true, false},
       {Rpc::kLogCheckpoint, false, false, true, true},
       {Rpc::kLogAudit, false, false, false, true},
       {Rpc::kLogCosign, false, false, true, false},

@@ -97,6 +97,32 @@ absl::StatusOr<Signatures> LoadSignatures(const v1::NodeConfig& config) {
   return sig;
 }
 
+// PurgeExpired removes the personal data settled before now - `retention` (NoticeStore::Purge),
+// a thousand rows of each kind per transaction so that publishing never waits long behind it.
+void PurgeExpired(NoticeStore* store, absl::Duration retention) {
+  const absl::Time before = common::Now() - retention;
+  NoticeStore::PurgeCounts total;
+  for (int round = 0; round < 10000; ++round) {
+    auto counts = store->Purge(before, 1000);
+    if (!counts.ok()) {
+      Log(LogLevel::kWarn, "retention: purge failed; retried at the next interval",
+          {{"status", counts.status().ToString()}});
+      break;
+    }
+    total.published += counts->published;
+    total.received += counts->received;
+    total.answers += counts->answers;
+    if (!counts->more) break;
+  }
+  if (total.published + total.received + total.answers > 0) {
+    Log(LogLevel::kInfo, "retention: personal data removed",
+        {{"settled_before", absl::FormatTime(absl::RFC3339_sec, before, absl::UTCTimeZone())},
+         {"published", absl::StrCat(total.published)},
+         {"received", absl::StrCat(total.received)},
+         {"query_answers", absl::StrCat(total.answers)}});
+  }
+}
+
 // CheckStorage: the database's directory exists (or can be made) and this user may write in it,
 // and an existing database file is this user's to read and write.
 absl::Status CheckStorage(const v1::NodeConfig& config) {
@@ -242,6 +268,13 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
           std::make_unique<Scrubber>(node->store_.get(), config.exchange_log().scrub_rate());
     }
   }
+  if (config.storage().has_retention()) {
+    const absl::Duration retention =
+        absl::Milliseconds(google::protobuf::util::TimeUtil::DurationToMilliseconds(config.storage().retention()));
+    node->retention_ = std::make_unique<Periodic>(
+        absl::Milliseconds(google::protobuf::util::TimeUtil::DurationToMilliseconds(config.storage().purge_interval())),
+        [store = node->store_.get(), retention] { PurgeExpired(store, retention); });
+  }
   node->asker_ = std::make_unique<PeerAsker>(config, channel_creds, node->store_.get(), signatures);
   Node* raw = node.get();
   node->gateway_ = std::make_unique<GatewayService>(
@@ -321,6 +354,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   if (node->checkpointer_) node->checkpointer_->Start();
   if (node->witness_) node->witness_->Start();
   if (node->scrubber_) node->scrubber_->Start();
+  if (node->retention_) node->retention_->Start();
   Log(LogLevel::kInfo, "node started",
       {{"jurisdiction", config.jurisdiction()},
        {"port", absl::StrCat(node->port_)},
@@ -343,6 +377,7 @@ void Node::Shutdown() {
   if (metrics_) metrics_->StopServing();  // no scrape reads the services while they stop
   if (witness_) witness_->Stop();
   if (scrubber_) scrubber_->Stop();
+  if (retention_) retention_->Stop();
   Log(LogLevel::kDebug, "shutdown: witness stopped");
   for (auto& s : subscribers_) s->Stop();
   Log(LogLevel::kDebug, "shutdown: subscribers stopped");

@@ -59,6 +59,7 @@ class Node {
   std::unique_ptr<Checkpointer> checkpointer_;
   std::unique_ptr<Witness> witness_;
   std::unique_ptr<Scrubber> scrubber_;
+  std::unique_ptr<Periodic> retention_;  // storage.retention: removes settled personal data
   std::vector<std::unique_ptr<Subscriber>> subscribers_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/config.h"
 #include "tests/testing/audited_pair.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/status_matchers.h"
@@ -422,6 +423,119 @@ TEST_F(OperationsTest, ARenewedCertificateIsTakenUpWhileTheNodeRunsAndNoPublishF
       [&] { return b_->Count("SELECT count(*) FROM inbox") == published.load(); },
       absl::Seconds(20)));
   EXPECT_EQ(b_->Count("SELECT count(DISTINCT notice_id) FROM inbox"), published.load());
+}
+
+// FileHolds says whether `path` (a database file or its WAL) contains `needle` as raw bytes.
+bool FileHolds(const std::string& path, const std::string& needle) {
+  auto bytes = common::ReadFile(path);
+  return bytes.ok() && bytes->find(needle) != std::string::npos;
+}
+
+// Retention: a month after they settled, the bodies of what was delivered, receipted, taken
+// and owes no reply are gone from both nodes' files (a query answer's too), what still owes a
+// reply stays, and the coordinator's audit verifies and reconciles exactly as before the purge.
+TEST_F(OperationsTest, RetentionRemovesSettledPersonalDataAndTheAuditStillReconciles) {
+  for (NodeProcess* n : {a_.get(), b_.get()}) {
+    n->set_storage_yaml("  retention: 720h\n  purge_interval: 1s\n");
+    n->SetClockOffset(absl::ZeroDuration());
+  }
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  // Settled: a residence change B takes. Still owed: a verification request B has not answered.
+  v1::Notice settled = SampleNotice("ret-settled", {kB});
+  settled.set_case_id("case-ret");
+  settled.mutable_subject()->set_name("Settled Subject Name");
+  v1::Notice owed = SampleNotice("ret-owed", {kB});
+  owed.set_case_id("case-ret");
+  owed.mutable_subject()->set_name("Owed Subject Name");
+  owed.clear_residence_change();
+  owed.mutable_verification_request()->set_request_id("vr-ret");
+  owed.mutable_verification_request()->add_items("marital status");
+  auto client = a_->NewClient();
+  ASSERT_OK(client->Publish(settled).status());
+  ASSERT_OK(client->Publish(owed).status());
+  RunResult taken = Cli(*b_, {"inbox", "--ack"});
+  ASSERT_EQ(taken.exit_code, 0) << taken.err;
+  ASSERT_EQ(std::vector<std::string>(absl::StrSplit(taken.out, '\n', absl::SkipEmpty())).size(), 2u)
+      << taken.out;
+  // B answers the residence change (a feedback A takes); the verification request stays owed.
+  v1::Notice feedback = SampleNotice("ret-feedback", {kA});
+  feedback.clear_residence_change();
+  feedback.set_case_id("case-ret");
+  feedback.mutable_subject()->set_name("Settled Subject Name");
+  feedback.set_in_reply_to("ret-settled");
+  feedback.mutable_feedback()->set_outcome(v1::Feedback::OUTCOME_CONFIRMED);
+  ASSERT_OK(b_->NewClient()->Publish(feedback).status());
+  ASSERT_TRUE(WaitFor([&] {
+    RunResult r = Cli(*a_, {"inbox", "--ack"});
+    return absl::StrContains(r.out, "ret-feedback");
+  }, absl::Seconds(15)));
+  // A asks B about the case: the signed answer A keeps holds the notices B holds of it.
+  v1::QueryPeerRequest ask;
+  ask.set_peer(kB);
+  ask.set_case_id("case-ret");
+  auto answer = client->QueryPeer(ask);
+  ASSERT_OK(answer.status());
+  ASSERT_EQ(answer->parsed().notices_size(), 3);
+  for (NodeProcess* n : {a_.get(), b_.get()}) {
+    ASSERT_TRUE(WaitFor([&] {
+      auto st = n->NewClient()->Status();
+      return st.ok() && st->channels_size() == 1 && st->channels(0).acked() == st->channels(0).head();
+    }, absl::Seconds(15)));
+  }
+  RunResult before = Audit({"reconcile", a_->address(), b_->address()});
+  ASSERT_EQ(before.exit_code, 0) << before.out << before.err;
+  EXPECT_THAT(before.out, ::testing::ContainsRegex("PROVEN +2 +1 +3"));
+
+  // A month and a day later.
+  for (NodeProcess* n : {a_.get(), b_.get()}) n->SetClockOffset(absl::Hours(24 * 31));
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(a_->log(), "retention: personal data removed"); },
+                      absl::Seconds(15)))
+      << a_->log();
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(b_->log(), "retention: personal data removed"); },
+                      absl::Seconds(15)));
+  // Each node removed, in the same pass: A the residence change it published, the feedback it
+  // took and the answer it was given; B the residence change it took and the feedback it sent.
+  auto purge_line = [](const std::string& log) {
+    for (absl::string_view line : absl::StrSplit(log, '\n')) {
+      if (absl::StrContains(line, "retention: personal data removed")) return std::string(line);
+    }
+    return std::string();
+  };
+  for (const char* want : {"published=1", "received=1", "query_answers=1"}) {
+    EXPECT_THAT(purge_line(a_->log()), HasSubstr(want));
+  }
+  for (const char* want : {"published=1", "received=1", "query_answers=0"}) {
+    EXPECT_THAT(purge_line(b_->log()), HasSubstr(want));
+  }
+  // The settled name is nowhere in either node's files once the WAL is cut back; the one still
+  // owed a reply is kept. The purge is logged with counts only.
+  for (NodeProcess* n : {a_.get(), b_.get()}) {
+    EXPECT_TRUE(WaitFor([&] {
+      return !FileHolds(n->db_path(), "Settled Subject Name") &&
+             !FileHolds(n->db_path() + "-wal", "Settled Subject Name");
+    }, absl::Seconds(15))) << n->jurisdiction();
+    EXPECT_TRUE(FileHolds(n->db_path(), "Owed Subject Name") ||
+                FileHolds(n->db_path() + "-wal", "Owed Subject Name"))
+        << n->jurisdiction();
+    EXPECT_THAT(n->log(), Not(HasSubstr("Subject Name")));
+  }
+  // The case is found by the notice still held only; the purged one's evidence stays provable.
+  auto found = client->Case("case-ret");
+  ASSERT_OK(found.status());
+  ASSERT_EQ(found->events_size(), 1);
+  EXPECT_EQ(found->events(0).notice().notice_id(), "ret-owed");
+  RunResult evidence = Audit({"evidence", a_->address(), "ret-settled"});
+  EXPECT_EQ(evidence.exit_code, 0) << evidence.out << evidence.err;
+  EXPECT_THAT(evidence.out, HasSubstr("body purged under the node's retention period"));
+  EXPECT_THAT(evidence.out, HasSubstr("OK: every signature and digest verifies"));
+  // The audit: the same exchanges, proven as before; the query paired by its digests.
+  RunResult after = Audit({"reconcile", a_->address(), b_->address()});
+  EXPECT_EQ(after.exit_code, 0) << after.out << after.err;
+  EXPECT_THAT(after.out, ::testing::ContainsRegex("PROVEN +2 +1 +3"));
+  EXPECT_THAT(after.out, HasSubstr("OK: every exchange matched"));
+  RunResult all = Audit({"reconcile", a_->address(), b_->address(), "--bundle-all"});
+  EXPECT_THAT(all.out, HasSubstr("purged the answer under its retention period"));
 }
 
 }  // namespace

@@ -360,9 +360,14 @@ absl::Status Auditor::ReconcileQueries(NodeLog& asker, NodeLog& answerer, Reconc
   const std::string& y = answerer.jurisdiction;
   // The signed answers x keeps, by digest.
   std::map<std::string, v1::Signed> answers;
+  // Answers whose message x's retention period removed (personal data): only their digests.
+  std::set<std::string> purged;
   ASSIGN_OR_RETURN(auto ev, FetchEvidence(asker, y, v1::GetEvidenceRequest::DIRECTION_QUERIES));
   for (const auto& e : ev) {
-    if (e.kind() == v1::Evidence::KIND_QUERY_ANSWER_RECEIVED) {
+    if (e.kind() != v1::Evidence::KIND_QUERY_ANSWER_RECEIVED) continue;
+    if (!e.purged_digest().empty()) {
+      purged.insert(e.purged_digest());
+    } else {
       answers[common::Sha256(e.signed_().message())] = e.signed_();
     }
   }
@@ -393,7 +398,9 @@ absl::Status Auditor::ReconcileQueries(NodeLog& asker, NodeLog& answerer, Reconc
     std::optional<v1::QueryAnswer> a;
     if (it != answers.end()) a = OpenAnswer(it->second, directory_, x, y);
     const v1::Signed* shown = it == answers.end() ? nullptr : &it->second;
-    if (!a || a->request_digest() != e.request_digest() || a->log_index() != e.peer_log_index()) {
+    // A purged answer is paired by the digests both logs record; its signature cannot be shown.
+    const bool was_purged = it == answers.end() && purged.count(e.digest()) > 0;
+    if (!was_purged && (!a || a->request_digest() != e.request_digest() || a->log_index() != e.peer_log_index())) {
       row.status = "UNSUPPORTED";
       row.detail = absl::StrCat(x, " records an answer of ", y, " (entry ", i, ") ",
                                 shown == nullptr ? "without the signed answer to show for it"
@@ -406,9 +413,13 @@ absl::Status Auditor::ReconcileQueries(NodeLog& asker, NodeLog& answerer, Reconc
         match->second->request_digest() == e.request_digest()) {
       paired.insert(match->first);
       row.status = "ANSWERED";
-      row.detail = absl::StrCat(y, " answered with ", a->notices_size(), " notice",
-                                a->notices_size() == 1 ? "" : "s", " (its entry ", match->first,
-                                ")");
+      row.detail = was_purged
+                       ? absl::StrCat(y, " answered (its entry ", match->first, "); ", x,
+                                      " purged the answer under its retention period, and both "
+                                      "logs record its digest")
+                       : absl::StrCat(y, " answered with ", a->notices_size(), " notice",
+                                      a->notices_size() == 1 ? "" : "s", " (its entry ",
+                                      match->first, ")");
       RETURN_IF_ERROR(add(std::move(row), {{&asker, i}, {&answerer, match->first}}, shown));
     } else if (e.peer_log_index() >= answerer.checkpoint.size) {
       row.status = "PENDING";

@@ -222,8 +222,14 @@ int RunAuditEvidence(const AuditFlags& flags, const std::string& node, const std
   }
   if (json) printf("%s\n", ProtoJson(ev).c_str());
   const std::string digest = caseway::common::Sha256(ev.notice());
-  printf("notice %s: %zu bytes, sha256 %s\n", notice_id.c_str(), ev.notice().size(),
-         caseway::common::ToHex(digest).c_str());
+  if (ev.purged()) {
+    printf("notice %s: body purged under the node's retention period; the manifests below "
+           "still sign its digest\n",
+           notice_id.c_str());
+  } else {
+    printf("notice %s: %zu bytes, sha256 %s\n", notice_id.c_str(), ev.notice().size(),
+           caseway::common::ToHex(digest).c_str());
+  }
   int bad = 0;
   for (const auto& ch : ev.channels()) {
     printf("  channel %s -> %s, seq %llu\n", ch.origin().c_str(), ch.destination().c_str(),
@@ -244,13 +250,16 @@ int RunAuditEvidence(const AuditFlags& flags, const std::string& node, const std
         // manifest's.
         const bool valid = opened && caseway::client::audit::Covers(m, ch.seq());
         const bool bytes_match =
-            valid && caseway::client::audit::SeqDigest(m, ch.seq()) == digest;
+            valid && (ev.purged() || caseway::client::audit::SeqDigest(m, ch.seq()) == digest);
         if (valid) manifests.insert(caseway::common::Sha256(sig.message()));
         has_manifest |= valid;
         bad += !bytes_match;
         std::string verdict;
         if (!valid) {
           verdict = "signature, channel or range does not match";
+        } else if (bytes_match && ev.purged()) {
+          verdict = absl::StrCat("signed by ", ch.origin(), ", holds this notice's digest ",
+                                 Short(caseway::client::audit::SeqDigest(m, ch.seq())), "...");
         } else if (bytes_match) {
           verdict = absl::StrCat("signed by ", ch.origin(), ", holds this notice's digest");
         } else {

@@ -75,6 +75,11 @@ class PeerExchangeService final
   grpc::Status Query(grpc::ServerContext* ctx, const caseway::v1::QueryRequest* req,
                      caseway::v1::QueryResponse* resp) override;
 
+  // GetPeerView answers the calling node with what this node holds of it (its channel's cursor
+  // here, the latest checkpoint of it cosigned here).
+  grpc::Status GetPeerView(grpc::ServerContext* ctx, const caseway::v1::PeerViewRequest* req,
+                           caseway::v1::PeerView* resp) override;
+
   // OpenStreams is the number of open (past `open`) streams now for `destination`.
   uint32_t OpenStreams(const std::string& destination);
 

@@ -135,4 +135,24 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
   return grpc::Status::OK;
 }
 
+grpc::Status PeerExchangeService::GetPeerView(grpc::ServerContext* ctx,
+                                              const v1::PeerViewRequest* /*req*/,
+                                              v1::PeerView* resp) {
+  // Any node of the federation, and only about itself: the identity is the question.
+  auto id = authz_->Check(*ctx, Rpc::kPeerView);
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  auto cursor = store_->Cursor(id->jurisdiction);
+  if (!cursor.ok()) return ToGrpcStatus(cursor.status());
+  resp->set_cursor(*cursor);
+  std::string note;
+  auto witnessed = store_->Witnessed(id->jurisdiction, &note);
+  if (witnessed.ok()) {
+    resp->set_witnessed_size(witnessed->size);
+    resp->set_witnessed_note(std::move(note));
+  } else if (!absl::IsNotFound(witnessed.status())) {
+    return ToGrpcStatus(witnessed.status());
+  }
+  return grpc::Status::OK;
+}
+
 }  // namespace caseway::server

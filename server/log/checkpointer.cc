@@ -84,7 +84,7 @@ absl::Status Checkpointer::SignNow() {
   }
   RETURN_IF_ERROR(significant.status());
   if (!*significant && last.ok() &&
-      (!last_significant_ || absl::Now() - last_signed_ < witness_only_interval_)) {
+      (!last_significant_ || common::Now() - last_signed_ < witness_only_interval_)) {
     return absl::OkStatus();
   }
   // A checkpoint's time never goes back, even when the clock does.
@@ -95,7 +95,7 @@ absl::Status Checkpointer::SignNow() {
   c.root = root;
   c.note = body + "\n" + common::SignNoteLine(body, name_, *key_);
   RETURN_IF_ERROR(store_->StoreCheckpoint(c));
-  last_signed_ = absl::Now();
+  last_signed_ = common::Now();
   last_significant_ = *significant;
   return absl::OkStatus();
 }

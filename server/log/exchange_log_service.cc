@@ -192,6 +192,7 @@ grpc::Status ExchangeLogService::GetNotices(grpc::ServerContext* ctx,
   for (auto& [seq, bytes] : *notices) {
     auto* n = resp->add_notices();
     n->set_seq(seq);
+    n->set_purged(bytes.empty());  // a notice's bytes are never empty: retention removed them
     n->set_notice(std::move(bytes));
   }
   return grpc::Status::OK;

@@ -278,9 +278,13 @@ void NoticeStore::CheckpointLoop() {
     // to block the writer and make the WAL grow from zero again, so that every commit's
     // fdatasync waited for an ext4 journal commit behind the checkpoint's writes: the p99
     // latency spikes in PROFILE.md.) The last one, after the writer has stopped, empties the WAL.
+    // After a purge (retention), one TRUNCATE: the WAL must not keep old images of the pages
+    // that held the removed data. A purge runs an hour apart at most, so one stall an hour.
+    const bool truncate = last || truncate_wal_.exchange(false);
     int rc = sqlite3_wal_checkpoint_v2((*db)->get(), nullptr,
-                                       last ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
+                                       truncate ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
                                        nullptr, nullptr);
+    if (rc == SQLITE_BUSY && truncate && !last) truncate_wal_ = true;  // again next round
     // BUSY: a reader or (at the last one) a straggler holds the WAL; the next round retries.
     if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
       StorageFault("checkpoint the WAL into the database file", SqliteError((*db)->get(), "checkpoint"));
@@ -482,6 +486,7 @@ absl::StatusOr<std::vector<v1::Entry>> NoticeStore::ReadChannel(const std::strin
                                                                 uint64_t max_bytes) {
   ASSIGN_OR_RETURN(std::unique_ptr<Db> db, AcquireReader());
   std::vector<v1::Entry> out;
+  absl::Status purged;
   {
     static constexpr char kSql[] =
         "SELECT e.seq, n.bytes FROM channel_entry e JOIN notice n USING(notice_id) "
@@ -492,6 +497,14 @@ absl::StatusOr<std::vector<v1::Entry>> NoticeStore::ReadChannel(const std::strin
     uint64_t bytes = 0;
     while (s.Step()) {
       absl::string_view b = s.Blob(1);
+      if (b.empty()) {
+        // Only a destination that lost what it acknowledged asks again for so old a notice.
+        purged = absl::FailedPreconditionError(absl::StrCat(
+            "channel to ", destination, ": seq ", s.Int(0), " was acknowledged by ", destination,
+            " and its body purged under storage.retention; a destination restored from an older "
+            "backup cannot get it again"));
+        break;
+      }
       // Stop before the budget is passed (framing ~16 bytes an entry); one entry always goes.
       if (!out.empty() && bytes + b.size() + 16 > max_bytes) break;
       v1::Entry& e = out.emplace_back();
@@ -502,6 +515,7 @@ absl::StatusOr<std::vector<v1::Entry>> NoticeStore::ReadChannel(const std::strin
     RETURN_IF_ERROR(s.status("read channel"));
   }
   ReleaseReader(std::move(db));
+  if (!purged.ok()) return purged;
   return out;
 }
 

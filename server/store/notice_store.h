@@ -255,6 +255,22 @@ class NoticeStore {
 
   // --- Exchange log (docs/exchange-log.md); all no-ops or FAILED_PRECONDITION when disabled. ---
 
+  // Retention (docs/operator.md, Retention). Purge removes the personal data of what was settled
+  // before `before`: the bytes of notices published here that every destination acknowledged
+  // (with the log on, only after its signed receipt verified) and that are owed no open reply;
+  // of received notices the consumer took and this node owes no reply to; and of received query
+  // answers. Their case-index rows go too. Digests, the exchange log, manifests, receipts and
+  // signatures stay, so every proof still verifies. A purged notice reads as empty bytes.
+  // One call is one transaction over at most `limit` rows of each table, resuming where the
+  // last one stopped; `more` says whether rows older than `before` remain to be looked at.
+  struct PurgeCounts {
+    uint64_t published = 0;
+    uint64_t received = 0;
+    uint64_t answers = 0;
+    bool more = false;
+  };
+  absl::StatusOr<PurgeCounts> Purge(absl::Time before, int limit);
+
   bool log_enabled() const { return options_.log_enabled; }
   const std::string& self() const { return options_.self; }
 
@@ -308,7 +324,8 @@ class NoticeStore {
   absl::Status AddCosignature(uint64_t size, const std::string& witness, const std::string& line);
 
   // Witnessed is the last checkpoint of `peer` this node cosigned (NOT_FOUND when none).
-  absl::StatusOr<common::Checkpoint> Witnessed(const std::string& peer);
+  absl::StatusOr<common::Checkpoint> Witnessed(const std::string& peer,
+                                               std::string* note = nullptr);
   // RecordCosigned stores `peer`'s checkpoint as witnessed and appends PEER_CHECKPOINT_COSIGNED
   // holding `note`, the peer's signed note as received.
   absl::Status RecordCosigned(const std::string& peer, const common::Checkpoint& checkpoint,
@@ -316,7 +333,7 @@ class NoticeStore {
 
   // ReadNotices returns exact notice bytes of a channel from `first_seq` on, in sequence order,
   // at most `limit` and about `max_bytes`: outbound (this node -> `peer`, as published here) or
-  // inbound (`peer` -> this node, as stored in the inbox).
+  // inbound (`peer` -> this node, as stored in the inbox). A purged notice (Purge) is empty.
   absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> ReadNotices(
       const std::string& peer, bool outbound, uint64_t first_seq, uint32_t limit,
       uint64_t max_bytes);
@@ -394,7 +411,14 @@ class NoticeStore {
   // MergeCaseIndex moves the rows of case_index_new committed so far into case_index.
   absl::Status MergeCaseIndex();
   absl::Mutex index_mu_;
-  std::deque<PendingKey> pending_keys_ ABSL_GUARDED_BY(index_mu_);  // in id order
+  std::deque<PendingKey> pending_keys_ ABSL_GUARDED_BY(index_mu_);
+  // Where Purge resumes in the notice, inbox and evidence tables: `from` is the rowid the scan
+  // continues after, `next` the one the next pass starts after (-1: none left unsettled yet).
+  struct PurgeScan {
+    int64_t from = 0;
+    int64_t next = -1;
+  };
+  PurgeScan purge_[3];  // Purge is called by one thread at a time (the node's retention thread)  // in id order
   absl::Mutex merge_mu_;  // held by a merge; the destructor takes it to stop merging
   bool stop_merging_ ABSL_GUARDED_BY(merge_mu_) = false;
   // FillTodoItem reads one row of kTodoColumns into `item`, judged at `now`.
@@ -446,6 +470,9 @@ class NoticeStore {
   [[noreturn]] static void StorageFault(absl::string_view what, const absl::Status& status);
   std::thread wal_checkpointer_;
   bool stop_checkpointer_ ABSL_GUARDED_BY(mu_) = false;
+  // Set when a purge removed personal data: the next WAL checkpoint is a TRUNCATE, so that no
+  // old page image holding it stays behind in the WAL file.
+  std::atomic<bool> truncate_wal_{false};
 
   absl::Mutex mu_;
   std::map<std::string, ChannelState> channels_ ABSL_GUARDED_BY(mu_);

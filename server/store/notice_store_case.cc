@@ -80,6 +80,7 @@ absl::Status IndexExistingCases(Db& db, const std::string& salt) {
     {
       Stmt s(db.get(), "SELECT notice_id, bytes FROM notice");
       while (s.Step()) {
+        if (s.Blob(1).empty()) continue;  // purged under retention
         v1::Notice n;
         RETURN_IF_ERROR(parse(s.Blob(1), &n));
         RETURN_IF_ERROR(InsertKeys(insert, salt, n.case_id(),
@@ -90,6 +91,7 @@ absl::Status IndexExistingCases(Db& db, const std::string& salt) {
     }
     Stmt s(db.get(), "SELECT inbox_seq, bytes FROM inbox");
     while (s.Step()) {
+      if (s.Blob(1).empty()) continue;  // purged under retention
       v1::Notice n;
       RETURN_IF_ERROR(parse(s.Blob(1), &n));
       RETURN_IF_ERROR(InsertKeys(insert, salt, n.case_id(),
@@ -357,6 +359,134 @@ absl::StatusOr<uint64_t> NoticeStore::RecordQueryAsked(const std::string& peer,
       },
       [this] { Committed({}); }));
   return index;
+}
+
+absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, int limit) {
+  PurgeCounts counts;
+  const int64_t cutoff = absl::ToUnixMicros(before);
+  PurgeScan scans[3] = {purge_[0], purge_[1], purge_[2]};
+  RETURN_IF_ERROR(queue_->Run(
+      [&](sqlite3* db) -> absl::Status {
+        // Each table is scanned in rowid order (which is time order) from where the last call
+        // stopped; a pass ends at the first row younger than `before` or at the end, and the
+        // next pass starts at the first row it had to leave (unsettled), so those are looked at
+        // again and purged ones are not.
+        auto scan = [&](PurgeScan& at, Stmt& rows, auto&& time_of,
+                        auto&& settle) -> absl::Status {
+          int seen = 0;
+          bool young = false;
+          int64_t last = at.from;
+          rows.Bind(1, at.from).Bind(2, limit);
+          while (rows.Step()) {
+            ++seen;
+            last = rows.Int(0);
+            ASSIGN_OR_RETURN(int64_t time, time_of(rows));
+            if (time >= cutoff) {
+              young = true;
+              break;
+            }
+            ASSIGN_OR_RETURN(bool purged, settle(rows));
+            if (!purged && at.next < 0) at.next = last - 1;
+          }
+          RETURN_IF_ERROR(rows.status("purge scan"));
+          if (!young && seen == limit) {
+            counts.more = true;
+            at.from = last;
+            return absl::OkStatus();
+          }
+          // The pass is over.
+          at.from = at.next >= 0 ? at.next : (young ? last - 1 : last);
+          at.next = -1;
+          return absl::OkStatus();
+        };
+        Stmt unindex(db, "DELETE FROM case_index WHERE key = ? AND ref = ?");
+        auto forget = [&](absl::string_view bytes, const auto& ref) -> absl::Status {
+          v1::Notice n;
+          if (!n.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+            return absl::DataLossError("purge: a stored notice does not parse");
+          }
+          const common::NoticeFacts f = common::FactsOf(n);
+          for (int64_t key : {IndexKey(subject_salt_, 'c', f.case_id),
+                              IndexKey(subject_salt_, 's', f.subject_digest)}) {
+            unindex.Bind(1, key).Bind(2, ref);
+            RETURN_IF_ERROR(Done(unindex, "purge case index"));
+          }
+          return absl::OkStatus();
+        };
+        Stmt open_reply(db, "SELECT 1 FROM obligation WHERE origin = ? AND notice_id = ? AND "
+                            "state = 1 LIMIT 1");
+        auto owes = [&](const std::string& origin, const std::string& notice_id) {
+          open_reply.Bind(1, origin).Bind(2, notice_id);
+          const bool open = open_reply.Step();
+          open_reply.Reset();
+          return open;
+        };
+        auto column_time = [](int col) {
+          return [col](Stmt& r) -> absl::StatusOr<int64_t> { return r.Int(col); };
+        };
+        // Published here: every destination acknowledged its sequence, and no reply is open.
+        std::map<std::string, int64_t> acked;
+        {
+          Stmt c(db, "SELECT destination, acked FROM channel");
+          while (c.Step()) acked[c.Text(0)] = c.Int(1);
+          RETURN_IF_ERROR(c.status("read channels"));
+        }
+        Stmt notices(db, "SELECT rowid, published_at, notice_id, deliveries, bytes FROM notice "
+                         "WHERE rowid > ? AND length(bytes) > 0 ORDER BY rowid LIMIT ?");
+        Stmt clear_notice(db, "UPDATE notice SET bytes = X'' WHERE rowid = ?");
+        RETURN_IF_ERROR(scan(scans[0], notices, column_time(1), [&](Stmt& r) -> absl::StatusOr<bool> {
+          const std::string id = r.Text(2);
+          for (absl::string_view d : absl::StrSplit(r.Text(3), ',', absl::SkipEmpty())) {
+            std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(d, ':');
+            int64_t seq = 0;
+            if (!absl::SimpleAtoi(kv.second, &seq)) return absl::DataLossError("notice.deliveries: malformed");
+            auto it = acked.find(std::string(kv.first));
+            if (it == acked.end() || it->second < seq) return false;
+          }
+          if (owes(options_.self, id)) return false;
+          RETURN_IF_ERROR(forget(r.Blob(4), id));
+          clear_notice.Bind(1, r.Int(0));
+          RETURN_IF_ERROR(Done(clear_notice, "purge notice"));
+          ++counts.published;
+          return true;
+        }));
+        // Received: the consumer took it (it was receipted when stored), and no reply is owed.
+        Stmt inbox(db, "SELECT inbox_seq, received_at, origin, notice_id, acked_at IS NOT NULL, "
+                       "bytes FROM inbox WHERE inbox_seq > ? AND length(bytes) > 0 "
+                       "ORDER BY inbox_seq LIMIT ?");
+        Stmt clear_inbox(db, "UPDATE inbox SET bytes = X'' WHERE inbox_seq = ?");
+        RETURN_IF_ERROR(scan(scans[1], inbox, column_time(1), [&](Stmt& r) -> absl::StatusOr<bool> {
+          if (r.Int(4) == 0 || owes(r.Text(2), r.Text(3))) return false;
+          RETURN_IF_ERROR(forget(r.Blob(5), r.Int(0)));
+          clear_inbox.Bind(1, r.Int(0));
+          RETURN_IF_ERROR(Done(clear_inbox, "purge inbox"));
+          ++counts.received;
+          return true;
+        }));
+        // Received query answers hold notices: the message goes; its digest (the evidence row's
+        // and the log entry's) and the signature stay.
+        Stmt answers(db, "SELECT id, message FROM evidence WHERE id > ? AND kind = 5 AND "
+                         "length(message) > 0 ORDER BY id LIMIT ?");
+        Stmt clear_answer(db, "UPDATE evidence SET message = X'' WHERE id = ?");
+        auto answered_at = [](Stmt& r) -> absl::StatusOr<int64_t> {
+          v1::QueryAnswer a;
+          const absl::string_view m = r.Blob(1);
+          if (!a.ParseFromArray(m.data(), static_cast<int>(m.size()))) {
+            return absl::DataLossError("purge: a stored query answer does not parse");
+          }
+          return TimeUtil::TimestampToMicroseconds(a.answered_at());
+        };
+        return scan(scans[2], answers, answered_at, [&](Stmt& r) -> absl::StatusOr<bool> {
+          clear_answer.Bind(1, r.Int(0));
+          RETURN_IF_ERROR(Done(clear_answer, "purge query answer"));
+          ++counts.answers;
+          return true;
+        });
+      },
+      [] {}));
+  for (int i = 0; i < 3; ++i) purge_[i] = scans[i];
+  if (counts.published + counts.received + counts.answers > 0) truncate_wal_ = true;
+  return counts;
 }
 
 }  // namespace caseway::server

@@ -56,7 +56,7 @@ namespace {
 // EvidenceColumns and EvidenceFromRow read one evidence row: every query that returns evidence
 // selects these columns in this order.
 constexpr const char* kEvidenceColumns =
-    "id, kind, first_seq, last_seq, message, signature, log_index";
+    "id, kind, first_seq, last_seq, message, signature, log_index, digest";
 
 v1::Evidence EvidenceFromRow(const Stmt& s, const std::string& self, const std::string& peer) {
   v1::Evidence e;
@@ -71,6 +71,7 @@ v1::Evidence EvidenceFromRow(const Stmt& s, const std::string& self, const std::
       kind == v1::Evidence::KIND_MANIFEST_SENT || kind == v1::Evidence::KIND_RECEIPT_SENT;
   e.mutable_signed_()->set_signer(ours ? self : peer);
   e.set_log_index(s.Int(6));
+  if (s.Blob(4).empty()) e.set_purged_digest(std::string(s.Blob(7)));  // retention
   return e;
 }
 
@@ -475,10 +476,12 @@ absl::StatusOr<v1::NoticeEvidence> NoticeStore::NoticeEvidence(const std::string
     v1::NoticeEvidence out;
     // (peer, seq, outbound) of each channel the notice travelled on.
     std::vector<std::tuple<std::string, uint64_t, bool>> channels;
+    bool found = false;
     if (origin.empty() || origin == options_.self) {
       Stmt n(db, "SELECT bytes, deliveries FROM notice WHERE notice_id = ?");
       n.Bind(1, notice_id);
       if (n.Step()) {
+        found = true;
         out.set_notice(std::string(n.Blob(0)));
         for (absl::string_view d : absl::StrSplit(n.Text(1), ',', absl::SkipEmpty())) {
           std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(d, ':');
@@ -488,7 +491,7 @@ absl::StatusOr<v1::NoticeEvidence> NoticeStore::NoticeEvidence(const std::string
       }
       RETURN_IF_ERROR(n.status("read notice"));
     }
-    if (out.notice().empty()) {
+    if (!found) {
       // A full scan of the inbox: this is an auditor's query, and an index by notice id would
       // cost every received notice one more insert on the hot path.
       Stmt i(db, origin.empty()
@@ -496,12 +499,14 @@ absl::StatusOr<v1::NoticeEvidence> NoticeStore::NoticeEvidence(const std::string
                      : "SELECT origin, channel_seq, bytes FROM inbox WHERE notice_id = ? AND origin = ?");
       i.Bind(1, notice_id).Bind(2, origin);
       if (i.Step()) {
+        found = true;
         channels.emplace_back(i.Text(0), i.Int(1), false);
         out.set_notice(std::string(i.Blob(2)));
       }
       RETURN_IF_ERROR(i.status("read inbox"));
     }
-    if (out.notice().empty()) {
+    out.set_purged(found && out.notice().empty());  // retention removed the body
+    if (!found) {
       return absl::NotFoundError(absl::StrCat("notice_id: ", notice_id, " is not held here"));
     }
     for (const auto& [peer, seq, outbound] : channels) {
@@ -574,9 +579,10 @@ absl::Status NoticeStore::AddCosignature(uint64_t size, const std::string& witne
   });
 }
 
-absl::StatusOr<common::Checkpoint> NoticeStore::Witnessed(const std::string& peer) {
+absl::StatusOr<common::Checkpoint> NoticeStore::Witnessed(const std::string& peer,
+                                                          std::string* note) {
   return ReadOnly([&](sqlite3* db) -> absl::StatusOr<common::Checkpoint> {
-    Stmt s(db, "SELECT size, root FROM witnessed WHERE peer = ?");
+    Stmt s(db, "SELECT size, root, note FROM witnessed WHERE peer = ?");
     s.Bind(1, peer);
     if (!s.Step()) {
       RETURN_IF_ERROR(s.status("read witnessed"));
@@ -585,6 +591,7 @@ absl::StatusOr<common::Checkpoint> NoticeStore::Witnessed(const std::string& pee
     common::Checkpoint c;
     c.size = s.Int(0);
     c.root = std::string(s.Blob(1));
+    if (note != nullptr) *note = std::string(s.Blob(2));
     return c;
   });
 }

@@ -1,5 +1,6 @@
 #include "server/store/notice_store.h"
 
+#include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -8,6 +9,7 @@
 #include "common/config.h"
 #include "common/digest.h"
 #include "common/merkle.h"
+#include "common/notice_facts.h"
 #include "common/signing.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
@@ -487,6 +489,99 @@ TEST_F(NoticeStoreTest, EveryEarlierSchemaMigrates) {
     EXPECT_EQ((*next)[0].deliveries(0).seq(), 4u);
     EXPECT_EQ(store->LogHead().first, kept + 1);
   }
+}
+
+// Retention removes the bodies of what is settled (acknowledged everywhere, taken by the
+// consumer, no reply open), keeps everything else and every proof, and comes back for what was
+// not settled yet.
+TEST_F(NoticeStoreTest, PurgeRemovesSettledBodiesOnlyAndKeepsTheLog) {
+  auto store = Open(/*log=*/true);
+  PreparedNotice owed = Prepared("p-owed", {"440305"}, "case-r");
+  {
+    v1::Notice n;
+    ASSERT_TRUE(n.ParseFromString(owed.bytes));
+    *n.mutable_reply_due() = google::protobuf::util::TimeUtil::SecondsToTimestamp(
+        absl::ToUnixSeconds(common::Now() + absl::Hours(24 * 15)));
+    owed.bytes = n.SerializeAsString();
+    owed.digest = common::Sha256(owed.bytes);
+    owed.facts = common::FactsOf(n);
+  }
+  PreparedNotice plain = Prepared("p-plain", {"440305"}, "case-r");
+  plain.facts = common::FactsOf([&] { v1::Notice n; n.ParseFromString(plain.bytes); return n; }());
+  PreparedNotice two = Prepared("p-two", {"440305", "110101"}, "case-r");
+  two.facts = common::FactsOf([&] { v1::Notice n; n.ParseFromString(two.bytes); return n; }());
+  ASSERT_OK(store->Publish({owed, plain, two}).status());  // 440305: 1, 2, 3; 110101: 1
+  ASSERT_OK(store->StoreReceived("440305", MakeBatch(1, 3, /*sign=*/true)).status());
+  auto rows = store->ReadInbox(0, 10);
+  ASSERT_OK(rows.status());
+  ASSERT_OK(store->AckInbox({(*rows)[0].inbox_seq, (*rows)[1].inbox_seq}));
+  const auto head = store->LogHead();
+  {
+    common::MerkleFrontier before_purge;
+    ASSERT_OK(store->VerifyStored(before_purge, head.first));
+  }
+  const absl::Time later = common::Now() + absl::Seconds(1);
+
+  // Nothing published is acknowledged yet: only the two received notices the consumer took.
+  auto first = store->Purge(later, 1000);
+  ASSERT_OK(first.status());
+  EXPECT_EQ(first->published, 0u);
+  EXPECT_EQ(first->received, 2u);
+  EXPECT_FALSE(first->more);
+  auto inbound = store->ReadNotices("440305", /*outbound=*/false, 1, 10, 1 << 20);
+  ASSERT_OK(inbound.status());
+  ASSERT_EQ(inbound->size(), 3u);
+  EXPECT_TRUE((*inbound)[0].second.empty());
+  EXPECT_TRUE((*inbound)[1].second.empty());
+  EXPECT_FALSE((*inbound)[2].second.empty());  // not taken yet: kept
+
+  // 440305 acknowledges everything; 110101 nothing. The notice owed a reply stays, and so does
+  // the one 110101 has not acknowledged.
+  ASSERT_OK(store->RecordAck("440305", 3));
+  auto second = store->Purge(later, 1000);
+  ASSERT_OK(second.status());
+  EXPECT_EQ(second->published, 1u);
+  auto evidence = store->NoticeEvidence("p-plain", "");
+  ASSERT_OK(evidence.status());
+  EXPECT_TRUE(evidence->purged());
+  EXPECT_TRUE(evidence->notice().empty());
+  EXPECT_FALSE(evidence->channels().empty());  // the manifests and receipts that prove it stay
+  auto owed_evidence = store->NoticeEvidence("p-owed", "");
+  ASSERT_OK(owed_evidence.status());
+  EXPECT_FALSE(owed_evidence->purged());
+  bool truncated = false;
+  auto found = store->FindCase("case-r", /*by_subject=*/false, 10, &truncated);
+  ASSERT_OK(found.status());
+  ASSERT_EQ(found->size(), 2u);  // p-owed and p-two: the purged one is no longer found
+  // A destination asking again for what it acknowledged is refused, not sent an empty notice.
+  EXPECT_THAT(store->ReadChannel("440305", 2, 10, 1 << 20).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("purged")));
+
+  // Once 110101 acknowledges, the next pass comes back for p-two (one row per call: resumable).
+  ASSERT_OK(store->RecordAck("110101", 1));
+  auto one = store->Purge(later, 1);
+  ASSERT_OK(one.status());
+  EXPECT_TRUE(one->more);
+  uint64_t purged = one->published;
+  for (int i = 0; i < 10 && purged < 1; ++i) {
+    auto next = store->Purge(later, 1);
+    ASSERT_OK(next.status());
+    purged += next->published;
+  }
+  EXPECT_EQ(purged, 1u);
+  EXPECT_TRUE(store->NoticeEvidence("p-two", "")->purged());
+  EXPECT_FALSE(store->NoticeEvidence("p-owed", "")->purged());
+  // Purging appends nothing to the log and every stored entry still verifies.
+  EXPECT_EQ(store->LogHead(), head);
+  common::MerkleFrontier frontier;
+  ASSERT_OK(store->VerifyStored(frontier, head.first));
+  EXPECT_EQ(frontier.Root(), head.second);
+  // Nothing younger than the cut-off is touched.
+  ASSERT_OK(store->Publish({Prepared("p-new", {"440305"})}).status());
+  ASSERT_OK(store->RecordAck("440305", 4));
+  auto young = store->Purge(common::Now() - absl::Hours(1), 1000);
+  ASSERT_OK(young.status());
+  EXPECT_EQ(young->published + young->received + young->answers, 0u);
 }
 
 // A notice is found by case and by subject as soon as it is committed (its index rows wait in

@@ -227,7 +227,7 @@ void NodeProcess::WriteConfig() {
       << "tls:\n  ca_file: " << pki_->ca()
       << "\n  cert_file: " << (tls_cert_.empty() ? cert + ".crt" : tls_cert_)
       << "\n  key_file: " << (tls_key_.empty() ? cert + ".key" : tls_key_) << "\n" << tls_yaml_
-      << "storage:\n  path: " << db_path() << "\n"
+      << "storage:\n  path: " << db_path() << "\n" << storage_yaml_
       << "exchange:\n  heartbeat_interval: 200ms\n  backoff_initial: 50ms\n  backoff_max: 500ms\n"
       << exchange_yaml_
       << "exchange_log:\n  signing_key_file: "

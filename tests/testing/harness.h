@@ -87,6 +87,8 @@ class NodeProcess {
   void set_exchange_yaml(std::string yaml) { exchange_yaml_ = std::move(yaml); }
   // exchange_log_yaml adds settings under `exchange_log:` (e.g. "  scrub_rate: 0\n").
   void set_exchange_log_yaml(std::string yaml) { exchange_log_yaml_ = std::move(yaml); }
+  // storage_yaml adds settings under `storage:` (e.g. "  retention: 720h\n").
+  void set_storage_yaml(std::string yaml) { storage_yaml_ = std::move(yaml); }
   // tls_yaml adds settings under `tls:` (e.g. "  crl_dir: /path\n").
   void set_tls_yaml(std::string yaml) { tls_yaml_ = std::move(yaml); }
   // set_tls_files uses these certificate and key files instead of the ones Pki::Node issues
@@ -171,6 +173,7 @@ class NodeProcess {
   int exit_status_ = -1;
   std::string db_path_;
   std::string tls_yaml_;
+  std::string storage_yaml_;
   bool production_binary_ = false;
   bool test_clock_ = false;
   int port_ = 0;
