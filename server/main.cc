@@ -15,6 +15,7 @@
 #include "common/policy.h"
 #include "common/tls.h"
 #include "server/node.h"
+#include "server/store/backup.h"
 #ifdef CASEWAY_TEST_FAULTS
 #include "common/test_clock.h"
 #endif
@@ -29,6 +30,17 @@ Usage:
                                        validate the configuration and open, as this user, every
                                        file it names (CA, certificate and key and that they match,
                                        signing key, directory, CRLs; storage writable), then exit
+  caseway-node backup --config node.yaml --to FILE
+                                       copy the node's database to FILE (which must not exist) as
+                                       one consistent snapshot, while the node runs, and mark it
+                                       as a backup; prints what it holds
+  caseway-node restore --config node.yaml --from FILE
+                                       with the node stopped: put the backup FILE in place of the
+                                       database (the current files are kept beside it, renamed
+                                       .replaced-<time>). At its next start the node asks every
+                                       peer what it holds of it, and refuses to start from a copy
+                                       older than what they saw (docs/operator.md, "Backup and
+                                       restore")
   caseway-node --help | --version
 
 The configuration is YAML mapped onto caseway.v1.NodeConfig (see docs/configuration.md). The same
@@ -46,6 +58,45 @@ int WritePortFile(const std::string& path, int port) {
   return std::rename(tmp.c_str(), path.c_str()) == 0 ? 0 : 1;
 }
 
+// RunStorageCommand runs `caseway-node backup` or `caseway-node restore`.
+int RunStorageCommand(const std::string& command, const caseway::v1::NodeConfig& config,
+                      const std::string& file) {
+  const std::string flag = command == "backup" ? "--to" : "--from";
+  if (file.empty()) {
+    fprintf(stderr, "caseway-node %s: %s FILE is required\n\n%s", command.c_str(), flag.c_str(), kUsage);
+    return 2;
+  }
+  const std::string& db = config.storage().path();
+  if (command == "backup") {
+    auto summary = caseway::server::BackupDatabase(db, file);
+    if (!summary.ok()) {
+      fprintf(stderr, "caseway-node backup: %s\n", std::string(summary.status().message()).c_str());
+      return summary.status().code() == absl::StatusCode::kInternal ? 1 : 2;
+    }
+    printf("backup of %s (%s) taken at %s: %s, %llu bytes\n", config.jurisdiction().c_str(),
+           db.c_str(),
+           absl::FormatTime(absl::RFC3339_sec, summary->taken_at, absl::UTCTimeZone()).c_str(),
+           file.c_str(), static_cast<unsigned long long>(summary->bytes));
+    printf("  exchange log: %llu entries\n", static_cast<unsigned long long>(summary->log_size));
+    for (const auto& [dest, head] : summary->channel_heads) {
+      printf("  channel to %s: up to seq %llu\n", dest.c_str(), static_cast<unsigned long long>(head));
+    }
+    for (const auto& [origin, seq] : summary->cursors) {
+      printf("  received from %s: up to seq %llu\n", origin.c_str(), static_cast<unsigned long long>(seq));
+    }
+    return 0;
+  }
+  auto taken = caseway::server::RestoreDatabase(file, db);
+  if (!taken.ok()) {
+    fprintf(stderr, "caseway-node restore: %s\n", std::string(taken.status().message()).c_str());
+    return taken.status().code() == absl::StatusCode::kInternal ? 1 : 2;
+  }
+  printf("restored the backup taken at %s into %s; at its next start the node asks every peer "
+         "what it holds of it before exchanging anything\n",
+         absl::FormatTime(absl::RFC3339_sec, *taken, absl::UTCTimeZone()).c_str(), db.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -59,8 +110,19 @@ int Main(int argc, char** argv) {
 #endif
   std::string config_path;
   bool check_only = false;
-  for (int i = 1; i < argc; ++i) {
+  std::string command;  // "", "backup" or "restore"
+  std::string file;     // --to / --from
+  int first = 1;
+  if (argc > 1 && (std::string(argv[1]) == "backup" || std::string(argv[1]) == "restore")) {
+    command = argv[1];
+    first = 2;
+  }
+  for (int i = first; i < argc; ++i) {
     std::string arg = argv[i];
+    if (!command.empty() && (arg == (command == "backup" ? "--to" : "--from")) && i + 1 < argc) {
+      file = argv[++i];
+      continue;
+    }
     if (arg == "--help" || arg == "-h") {
       fputs(kUsage, stdout);
       return 0;
@@ -87,6 +149,7 @@ int Main(int argc, char** argv) {
     fprintf(stderr, "caseway-node: %s\n", std::string(config.status().message()).c_str());
     return 2;
   }
+  if (!command.empty()) return RunStorageCommand(command, *config, file);
   caseway::common::ConfigureLog(caseway::common::ParseLogLevel(config->log().level()),
                                 config->log().format() == caseway::v1::LogConfig::FORMAT_JSON);
   if (!config->policy_file().empty()) {

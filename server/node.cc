@@ -23,6 +23,7 @@
 #include "common/status_macros.h"
 #include "common/tls.h"
 #include "server/error_policy.h"
+#include "server/restore.h"
 
 namespace caseway::server {
 
@@ -237,6 +238,15 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   store_options.log_enabled = signatures.enabled();
   store_options.signing_key = signatures.key;
   ASSIGN_OR_RETURN(node->store_, NoticeStore::Open(store_options));
+  // A restored backup appends nothing before its peers have said what they hold of it.
+  ASSIGN_OR_RETURN(auto restored, node->store_->RestoredFrom());
+  if (restored.has_value()) {
+    if (!restored->checked) {
+      RETURN_IF_ERROR(ConfirmRestore(config, channel_creds, node->store_.get(), *restored));
+      ASSIGN_OR_RETURN(restored, node->store_->RestoredFrom());
+    }
+    if (restored.has_value()) node->store_->HoldChannels(restored->unconfirmed);
+  }
   RETURN_IF_ERROR(node->store_->RecordPolicy(*node->policy_));
   Log(LogLevel::kInfo, "federation policy",
       {{"version", node->policy_->proto().version()}, {"digest", node->policy_->DigestHex()}});

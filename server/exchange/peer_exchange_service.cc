@@ -226,6 +226,14 @@ absl::Status Subscription::HandleOpen(const v1::SubscribeRequest& first) {
   // A halted node sends nothing: what it would send could not be proven by its log.
   if (absl::Status halted = service_->store_->Halted(); !halted.ok()) return halted;
   const ChannelState at_open = service_->store_->Channel(dest);
+  if (open.cursor() > at_open.head && service_->store_->Held(dest)) {
+    // This node was restored from a backup older than what the destination already holds.
+    Log(LogLevel::kError,
+        "restore: the destination holds more of its channel than this node; notices "
+        "acknowledged after the backup are lost (docs/operator.md, \"Backup and restore\")",
+        {{"destination", dest}, {"cursor", absl::StrCat(open.cursor())},
+         {"head", absl::StrCat(at_open.head)}});
+  }
   if (open.cursor() > at_open.head) {
     return absl::OutOfRangeError(absl::StrCat("open.cursor: ", open.cursor(),
                                               " is beyond the head ", at_open.head,
@@ -243,6 +251,7 @@ absl::Status Subscription::HandleOpen(const v1::SubscribeRequest& first) {
       if (e.first_seq() > open.cursor()) resend_[e.first_seq()] = std::move(e);
     }
   }
+  service_->store_->ConfirmChannel(dest);  // a restored node's held channel is confirmed
   dest_ = dest;
   window_ = open.window() == 0 ? service_->default_window_ : open.window();
   acked_ = std::min(at_open.acked, open.cursor());

@@ -416,6 +416,12 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
       // the channel entries (which reference the notice).
       std::string deliveries;
       for (const auto& dest : n.destinations) {
+        if (any_held_.load(std::memory_order_relaxed) && Held(dest)) {
+          return absl::UnavailableError(absl::StrCat(
+              "notices[", i, "].destinations: the channel to ", dest, " awaits ", dest,
+              "'s confirmation after this node was restored from a backup (it has not subscribed "
+              "since); retry later"));
+        }
         uint64_t head = 0;
         auto it = changes.find(dest);
         if (it != changes.end()) {
@@ -690,6 +696,81 @@ void NoticeStore::AckInboxAsync(std::vector<uint64_t> inbox_seqs,
     if (s.ok()) Committed({});
     done(s);
   });
+}
+
+absl::StatusOr<std::optional<NoticeStore::RestoreMark>> NoticeStore::RestoredFrom() {
+  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::optional<RestoreMark>> {
+    Stmt s(db, "SELECT key, value FROM meta WHERE key IN ('backup_taken_at', 'restore_checked', "
+               "'restore_unconfirmed')");
+    std::optional<RestoreMark> mark;
+    std::map<std::string, std::string> values;
+    while (s.Step()) values[s.Text(0)] = s.Text(1);
+    RETURN_IF_ERROR(s.status("read the restore mark"));
+    if (values.count("backup_taken_at") == 0) return mark;
+    mark.emplace();
+    int64_t micros = 0;
+    if (!absl::SimpleAtoi(values["backup_taken_at"], &micros)) {
+      return absl::DataLossError("meta.backup_taken_at: not a number");
+    }
+    mark->taken_at = absl::FromUnixMicros(micros);
+    mark->checked = values["restore_checked"] == "1";
+    for (absl::string_view d : absl::StrSplit(values["restore_unconfirmed"], ',', absl::SkipEmpty())) {
+      mark->unconfirmed.insert(std::string(d));
+    }
+    return mark;
+  });
+}
+
+namespace {
+
+// RecordRestoreCheck writes the restore mark's state (NoticeStore::SetRestoreChecked).
+absl::Status RecordRestoreCheck(sqlite3* db, const std::set<std::string>& unconfirmed) {
+  if (unconfirmed.empty()) {
+    Stmt s(db, "DELETE FROM meta WHERE key IN ('backup_taken_at', 'restore_checked', "
+               "'restore_unconfirmed')");
+    return Done(s, "clear the restore mark");
+  }
+  Stmt s(db, "INSERT OR REPLACE INTO meta(key, value) VALUES('restore_checked', '1'), "
+             "('restore_unconfirmed', ?)");
+  s.Bind(1, absl::StrJoin(unconfirmed, ","));
+  return Done(s, "record the restore check");
+}
+
+}  // namespace
+
+absl::Status NoticeStore::SetRestoreChecked(const std::set<std::string>& unconfirmed) {
+  return queue_->Run([&](sqlite3* db) { return RecordRestoreCheck(db, unconfirmed); }, [] {});
+}
+
+void NoticeStore::HoldChannels(const std::set<std::string>& destinations) {
+  absl::MutexLock lock(&mu_);
+  held_.insert(destinations.begin(), destinations.end());
+  any_held_ = !held_.empty();
+}
+
+bool NoticeStore::Held(const std::string& destination) {
+  absl::MutexLock lock(&mu_);
+  return held_.count(destination) > 0;
+}
+
+void NoticeStore::ConfirmChannel(const std::string& destination) {
+  std::set<std::string> left;
+  {
+    absl::MutexLock lock(&mu_);
+    if (held_.erase(destination) == 0) return;
+    left = held_;
+    any_held_ = !held_.empty();
+  }
+  common::Log(common::LogLevel::kInfo, "restore: destination confirmed its channel",
+              {{"destination", destination}, {"still_held", absl::StrJoin(left, ",")}});
+  // Not waited for (the caller is a stream's handler): a restart before it commits asks again.
+  queue_->Submit([left](sqlite3* db) { return RecordRestoreCheck(db, left); },
+                 [](const absl::Status& s) {
+                   if (!s.ok()) {
+                     common::Log(common::LogLevel::kWarn, "restore: confirmation not recorded",
+                                 {{"status", s.ToString()}});
+                   }
+                 });
 }
 
 absl::StatusOr<NoticeStore::InboxSummary> NoticeStore::Inbox() {

@@ -4,6 +4,7 @@
 #define CASEWAY_SERVER_STORE_NOTICE_STORE_H_
 
 #include <atomic>
+#include <set>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -197,6 +198,28 @@ class NoticeStore {
   // Todo answers Gateway.Todo at `now` (the request already validated).
   absl::StatusOr<caseway::v1::TodoResponse> Todo(const caseway::v1::TodoRequest& request,
                                                  absl::Time now);
+  // Restore (docs/operator.md, "Backup and restore"). A database made by BackupDatabase carries
+  // the time it was taken; the node asks its peers what they hold of it before exchanging
+  // anything (server/restore.h). `checked` once that passed; `unconfirmed` the destinations that
+  // could not be asked (serve_only peers) and whose channels stay held until each subscribes.
+  struct RestoreMark {
+    absl::Time taken_at;
+    bool checked = false;
+    std::set<std::string> unconfirmed;
+  };
+  // RestoredFrom returns the mark, nullopt for a database that is not a restored backup.
+  absl::StatusOr<std::optional<RestoreMark>> RestoredFrom();
+  // SetRestoreChecked records that the peers confirmed the copy, with the destinations still to
+  // confirm (held); with none left the mark is removed.
+  absl::Status SetRestoreChecked(const std::set<std::string>& unconfirmed);
+  // HoldChannels refuses new notices to `destinations` (UNAVAILABLE, "awaits ... after a
+  // restore") until ConfirmChannel releases each.
+  void HoldChannels(const std::set<std::string>& destinations);
+  bool Held(const std::string& destination);
+  // ConfirmChannel releases a held channel (its destination subscribed with a cursor within the
+  // head) and records it. A no-op for a channel not held.
+  void ConfirmChannel(const std::string& destination);
+
   // RecordPolicy appends a POLICY entry when `policy` differs from the last one recorded here
   // (with the log on), and remembers it.
   absl::Status RecordPolicy(const common::Policy& policy);
@@ -476,6 +499,8 @@ class NoticeStore {
 
   absl::Mutex mu_;
   std::map<std::string, ChannelState> channels_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> held_ ABSL_GUARDED_BY(mu_);  // channels awaiting confirmation (restore)
+  std::atomic<bool> any_held_{false};                 // !held_.empty(), read without the lock
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   ChannelListener listener_ ABSL_GUARDED_BY(mu_);
   std::function<void()> inbox_listener_ ABSL_GUARDED_BY(mu_);

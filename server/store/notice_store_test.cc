@@ -584,6 +584,50 @@ TEST_F(NoticeStoreTest, PurgeRemovesSettledBodiesOnlyAndKeepsTheLog) {
   EXPECT_EQ(young->published + young->received + young->answers, 0u);
 }
 
+// A restored node holds the channels to destinations it could not ask (serve_only peers): new
+// notices to them are refused until each confirms by subscribing; a retry of a notice already
+// stored is still answered; the confirmation is recorded in the restore mark.
+TEST_F(NoticeStoreTest, AHeldChannelTakesNothingNewUntilItsDestinationConfirms) {
+  auto store = Open();
+  ASSERT_OK(store->Publish({Prepared("h-1", {"440305"})}).status());
+  {
+    auto db = Db::Open(path_);
+    ASSERT_OK(db);
+    ASSERT_OK((*db)->Exec("INSERT INTO meta VALUES('backup_taken_at', '1700000000000000')"));
+  }
+  auto mark = store->RestoredFrom();
+  ASSERT_OK(mark.status());
+  ASSERT_TRUE(mark->has_value());
+  EXPECT_FALSE((*mark)->checked);
+  EXPECT_EQ((*mark)->taken_at, absl::FromUnixSeconds(1700000000));
+  ASSERT_OK(store->SetRestoreChecked({"440305", "110101"}));
+  store->HoldChannels({"440305", "110101"});
+  EXPECT_THAT(store->Publish({Prepared("h-2", {"440305"})}).status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("notices[0].destinations: the channel to 440305 awaits 440305's "
+                                 "confirmation after this node was restored")));
+  auto retry = store->Publish({Prepared("h-1", {"440305"})});
+  ASSERT_OK(retry.status());
+  EXPECT_TRUE((*retry)[0].duplicate());
+  store->ConfirmChannel("440305");
+  auto next = store->Publish({Prepared("h-2", {"440305"})});
+  ASSERT_OK(next.status());
+  EXPECT_EQ((*next)[0].deliveries(0).seq(), 2u);
+  EXPECT_THAT(store->Publish({Prepared("h-3", {"110101"})}).status(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("110101")));
+  store->Barrier();
+  mark = store->RestoredFrom();
+  ASSERT_OK(mark.status());
+  ASSERT_TRUE(mark->has_value());
+  EXPECT_TRUE((*mark)->checked);
+  EXPECT_EQ((*mark)->unconfirmed, std::set<std::string>{"110101"});
+  store->ConfirmChannel("110101");
+  store->Barrier();
+  mark = store->RestoredFrom();
+  ASSERT_OK(mark.status());
+  EXPECT_FALSE(mark->has_value());  // every destination confirmed: the mark is gone
+}
+
 // A notice is found by case and by subject as soon as it is committed (its index rows wait in
 // case_index_new and in memory), across a reopen before the merge, and after the merge moved
 // them into case_index.

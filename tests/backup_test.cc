@@ -1,0 +1,193 @@
+// Backup and restore with real nodes: `caseway-node backup` while the node exchanges, `caseway-node
+// restore` with it stopped, and the start that follows. A node restored from a backup older than
+// what its peers hold refuses to start (never numbering a channel again or forking its log);
+// one whose peers hold nothing newer starts and gets back from them what it received since.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "tests/testing/audited_pair.h"
+#include "tests/testing/harness.h"
+#include "tests/testing/status_matchers.h"
+
+namespace caseway::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class BackupTest : public AuditedPairTest {
+ protected:
+  RunResult Backup(NodeProcess& node, const std::string& to) {
+    return RunCommand({BinDir() + "/caseway-node", "backup", "--config", node.config_path(), "--to", to});
+  }
+  RunResult Restore(NodeProcess& node, const std::string& from) {
+    return RunCommand(
+        {BinDir() + "/caseway-node", "restore", "--config", node.config_path(), "--from", from});
+  }
+  // Publish sends notices first..last from A to B.
+  void Publish(int first, int last) {
+    auto client = a_->NewClient();
+    for (int i = first; i <= last; ++i) {
+      ASSERT_OK(client->Publish(SampleNotice(absl::StrCat("n-", i), {kB})).status());
+    }
+  }
+  // WaitAcked waits until A's channel to B is acknowledged up to `seq`.
+  bool WaitAcked(uint64_t seq) {
+    return WaitFor([&] {
+      auto st = a_->NewClient()->Status();
+      return st.ok() && st->channels_size() == 1 && st->channels(0).acked() >= seq;
+    }, absl::Seconds(20));
+  }
+};
+
+// Without the exchange log (so without witnesses): B, the destination, is backed up while A
+// publishes to it, receives more, and its machine is lost. Restored from the backup, B asks A,
+// which holds nothing of B's newer than the copy; B starts, and A sends again what B had
+// received after the backup: B's inbox ends with every notice exactly once.
+TEST_F(BackupTest, ADestinationRestoredFromAnOlderBackupGetsBackWhatItReceivedSince) {
+  for (NodeProcess* n : {a_.get(), b_.get()}) n->set_exchange_log_yaml("  disabled: true\n");
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  Publish(1, 20);
+  ASSERT_TRUE(WaitAcked(20));
+  // The backup is taken while A goes on publishing (21..40); 41..60 certainly come after it.
+  std::thread more([&] {
+    auto client = a_->NewClient();
+    for (int i = 21; i <= 40; ++i) {
+      EXPECT_OK(client->Publish(SampleNotice(absl::StrCat("n-", i), {kB})).status());
+    }
+  });
+  const std::string backup = dir_.path() + "/b-backup.db";
+  RunResult taken = Backup(*b_, backup);
+  more.join();
+  ASSERT_EQ(taken.exit_code, 0) << taken.err;
+  EXPECT_THAT(taken.out, HasSubstr("received from 360102: up to seq"));
+  Publish(41, 60);
+  ASSERT_TRUE(WaitAcked(60));
+  // A second backup never overwrites the first.
+  RunResult again = Backup(*b_, backup);
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_THAT(again.err, HasSubstr("exists (a backup never overwrites)"));
+  // Restoring over a running node is refused, and changes nothing.
+  RunResult busy = Restore(*b_, backup);
+  EXPECT_EQ(busy.exit_code, 2);
+  EXPECT_THAT(busy.err, HasSubstr("is open in a running process: stop the node first"));
+  EXPECT_EQ(b_->Count("SELECT count(*) FROM inbox"), 60);
+
+  // B's machine is lost: killed, and its database replaced by the backup.
+  b_->Kill();
+  RunResult restored = Restore(*b_, backup);
+  ASSERT_EQ(restored.exit_code, 0) << restored.err;
+  EXPECT_THAT(restored.out, HasSubstr("asks every peer what it holds of it"));
+  bool kept_aside = false;
+  for (const auto& f : std::filesystem::directory_iterator(dir_.path())) {
+    kept_aside |= absl::StrContains(f.path().filename().string(), std::string(kB) + ".db.replaced-");
+  }
+  EXPECT_TRUE(kept_aside) << "the replaced database is kept beside it";
+  const int64_t in_backup = b_->Count("SELECT count(*) FROM inbox");
+  EXPECT_GE(in_backup, 20);
+  EXPECT_LE(in_backup, 40);
+  // The copy is consistent: its cursor is its last received notice.
+  EXPECT_EQ(b_->Count("SELECT seq FROM cursor WHERE origin = '360102'"), in_backup);
+  ASSERT_OK(b_->Start());
+  EXPECT_THAT(b_->log(), HasSubstr("restore: every peer confirmed this copy holds all it saw"));
+  ASSERT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") == 60; },
+                      absl::Seconds(20)));
+  EXPECT_EQ(b_->Count("SELECT count(DISTINCT notice_id) FROM inbox"), 60);
+  EXPECT_EQ(b_->Count("SELECT count(*) FROM meta WHERE key = 'backup_taken_at'"), 0);
+  // And the exchange goes on.
+  Publish(61, 61);
+  ASSERT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") == 61; },
+                      absl::Seconds(20)));
+}
+
+// With the exchange log: A, the witness, has cosigned B's log beyond the backup. Starting from
+// the copy would fork B's log, so B refuses (exit status 2), names A and the sizes, and leaves
+// the copy as it was; restoring the newer database (kept aside) lets it start.
+TEST_F(BackupTest, ACopyOlderThanWhatAWitnessCosignedIsRefused) {
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  Publish(1, 5);
+  ASSERT_TRUE(WaitAcked(5));
+  const std::string backup = dir_.path() + "/b-backup.db";
+  RunResult taken = Backup(*b_, backup);
+  ASSERT_EQ(taken.exit_code, 0) << taken.err;
+  int64_t backup_size = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(
+      taken.out.substr(taken.out.find("exchange log: ") + 14,
+                       taken.out.find(" entries") - taken.out.find("exchange log: ") - 14),
+      &backup_size))
+      << taken.out;
+  Publish(6, 10);
+  ASSERT_TRUE(WaitAcked(10));
+  // A cosigns a checkpoint of B's that holds entries appended after the backup.
+  ASSERT_TRUE(WaitFor([&] {
+    return a_->Count("SELECT size FROM witnessed WHERE peer = '440305'") > backup_size;
+  }, absl::Seconds(20)));
+  const int64_t cosigned = a_->Count("SELECT size FROM witnessed WHERE peer = '440305'");
+  ASSERT_EQ(b_->Stop(), 0);
+  const std::string newer = dir_.path() + "/b-newer.db";
+  ASSERT_EQ(Backup(*b_, newer).exit_code, 0);  // a backup of the stopped node works too
+  ASSERT_EQ(Restore(*b_, backup).exit_code, 0);
+  const int64_t copy_size = b_->Count("SELECT count(*) FROM log_leaf");
+  ASSERT_LT(copy_size, cosigned);
+  absl::Status start = b_->Start();
+  ASSERT_FALSE(start.ok());
+  EXPECT_THAT(std::string(start.message()), HasSubstr("exited with status 2"));
+  EXPECT_THAT(b_->log(), HasSubstr(absl::StrCat("360102 cosigned this node's exchange log at ",
+                                                cosigned, " entries")));
+  EXPECT_THAT(b_->log(), HasSubstr(absl::StrCat("but this copy holds ", copy_size)));
+  EXPECT_THAT(b_->log(), HasSubstr("would number those sequences again or fork the exchange log"));
+  // Nothing changed: still the copy, still marked, nothing appended.
+  EXPECT_EQ(b_->Count("SELECT count(*) FROM log_leaf"), copy_size);
+  EXPECT_EQ(b_->Count("SELECT count(*) FROM meta WHERE key = 'backup_taken_at'"), 1);
+  // The newer backup holds all A saw: B starts from it, and the audit still reconciles.
+  ASSERT_EQ(Restore(*b_, newer).exit_code, 0);
+  ASSERT_OK(b_->Start());
+  Publish(11, 12);
+  ASSERT_TRUE(WaitAcked(12));
+  ASSERT_TRUE(WaitFor([&] {  // both checkpoints cover the last exchange
+    return b_->Count("SELECT max(size) FROM checkpoint") >= b_->Count("SELECT count(*) FROM log_leaf") &&
+           a_->Count("SELECT max(size) FROM checkpoint") >= a_->Count("SELECT count(*) FROM log_leaf");
+  }, absl::Seconds(20)));
+  RunResult audit = Audit({"reconcile", a_->address(), b_->address()});
+  EXPECT_EQ(audit.exit_code, 0) << audit.out << audit.err;
+  EXPECT_THAT(audit.out, ::testing::ContainsRegex("PROVEN +12 +0 +12"));
+}
+
+// A, the origin, restored from a backup taken before notices B has since received: A refuses to
+// start rather than number new notices 6.. again. While B is down A cannot ask it, and says so
+// (exit status 1, retried); once B answers, A refuses for good (exit status 2).
+TEST_F(BackupTest, AnOriginRestoredBehindItsDestinationRefusesToRenumber) {
+  for (NodeProcess* n : {a_.get(), b_.get()}) n->set_exchange_log_yaml("  disabled: true\n");
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  Publish(1, 5);
+  ASSERT_TRUE(WaitAcked(5));
+  const std::string backup = dir_.path() + "/a-backup.db";
+  ASSERT_EQ(Backup(*a_, backup).exit_code, 0);
+  Publish(6, 9);
+  ASSERT_TRUE(WaitAcked(9));
+  a_->Kill();
+  b_->Kill();
+  ASSERT_EQ(Restore(*a_, backup).exit_code, 0);
+  absl::Status unreachable = a_->Start();
+  ASSERT_FALSE(unreachable.ok());
+  EXPECT_THAT(std::string(unreachable.message()), HasSubstr("exited with status 1"));
+  EXPECT_THAT(a_->log(), HasSubstr("a restored node starts only once every peer has said what it "
+                                   "holds of it, and these did not answer: 440305"));
+  ASSERT_OK(b_->Start());
+  absl::Status refused = a_->Start();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("exited with status 2"));
+  EXPECT_THAT(a_->log(), HasSubstr("440305 has stored this node's channel up to seq 9, but this "
+                                   "copy ends at 5: notices 6..9 were published after the backup"));
+  EXPECT_EQ(a_->Count("SELECT max(head) FROM channel"), 5);
+}
+
+}  // namespace
+}  // namespace caseway::testing
