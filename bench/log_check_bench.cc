@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
   }
   server::NoticeStore& store = **opened;
   auto checkpointer =
-      std::make_unique<server::Checkpointer>(&store, key, "bench/node/360102", absl::Seconds(1));
+      std::make_unique<server::Checkpointer>(&store, caseway::common::Signatures(key, nullptr),
+                                              "bench/node/360102", "360102", absl::Seconds(1));
   uint64_t next_id = 0;
   Publish(store, next_id, entries);
   if (!checkpointer->SignNow().ok()) return 1;
@@ -128,7 +129,8 @@ int main(int argc, char** argv) {
   if (!opened.ok()) return 1;
   {
     server::NoticeStore& reopened = **opened;
-    server::Checkpointer after(&reopened, key, "bench/node/360102", absl::Seconds(1));
+    server::Checkpointer after(&reopened, caseway::common::Signatures(key, nullptr),
+                               "bench/node/360102", "360102", absl::Seconds(1));
     auto last = reopened.LatestCheckpoint();
     const auto [size, root] = reopened.LogHead();
     const auto t0 = Clock::now();

@@ -6,6 +6,10 @@
 #   pki.sh request DIR JURISDICTION            DIR/J.key (new TLS key) and DIR/J.csr to send to the CA
 #   pki.sh signing-key DIR JURISDICTION        once: DIR/J.sign.key (Ed25519, stays here) and
 #                                              DIR/J.sign.pub to send to the CA
+#   pki.sh next-signing-key DIR JURISDICTION   a rotation: DIR/J.sign.next.key (stays here) and
+#                                              DIR/J.sign.next.pub to send to the CA; once the new
+#                                              directory arrives, move J.sign.next.key over the key
+#                                              file the node reads (it takes it up while running)
 #   At the coordinating office (the CA):
 #   pki.sh sign DIR FILE.csr JURISDICTION [FILE.sign.pub]
 #                                              DIR/nodes/J.crt from the county's request (spiffe://F/node/J,
@@ -16,6 +20,12 @@
 #   pki.sh init    DIR FEDERATION              create DIR/ca.{key,crt} (10 years) for FEDERATION
 #   pki.sh node    DIR JURISDICTION            all at the CA, for tests and demos: DIR/nodes/J.{key,crt}
 #                                              and, once, DIR/nodes/J.sign.key (kept when renewed)
+#   pki.sh rotate  DIR JURISDICTION FILE.pub [GRACE]
+#                                              a county's new signing key: valid from now; the old
+#                                              one until now + GRACE (default "7 days", as for
+#                                              `date -d`; "0 days" for a compromised key). Keeps
+#                                              DIR/nodes/J.sign.keys and rewrites the directory.
+#                                              Send directory.yaml to every node and coordinator.
 #   pki.sh directory DIR                       (re)write DIR/directory.yaml: every node's signing key
 #   pki.sh client  DIR JURISDICTION NAME       DIR/clients/J-NAME.{key,crt}: spiffe://F/client/J/NAME
 #   pki.sh auditor DIR NAME                    DIR/auditors/NAME.{key,crt}: spiffe://F/auditor/NAME
@@ -26,7 +36,7 @@
 # and `sign`.
 set -euo pipefail
 
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 die() { echo "pki.sh: $*" >&2; exit 2; }
 
 region_ok() { [[ "$1" =~ ^[0-9]{6}([0-9]{6})?$ ]] || die "jurisdiction '$1': a 6- or 12-digit region code expected"; }
@@ -97,9 +107,19 @@ write_directory() {
     # A county's public key (nodes/J.sign.pub, from `sign`) or, for nodes made here by `node`,
     # the key itself.
     for j in $( (ls "$dir"/nodes/ 2>/dev/null || true) | sed -n 's/\.sign\.\(pub\|key\)$//p' | sort -u); do
+      echo "  - jurisdiction: \"$j\""
+      if [ -f "$dir/nodes/$j.sign.keys" ]; then
+        # Rotated: every key with its period ("-": unbounded), from nodes/J.sign.keys.
+        echo "    keys:"
+        while read -r pub from until; do
+          echo "      - public_key: $pub"
+          [ "$from" = - ] || echo "        valid_from: \"$from\""
+          [ "$until" = - ] || echo "        valid_until: \"$until\""
+        done <"$dir/nodes/$j.sign.keys"
+        continue
+      fi
       key="$dir/nodes/$j.sign.pub"
       [ -f "$key" ] || key="$dir/nodes/$j.sign.key"
-      echo "  - jurisdiction: \"$j\""
       echo "    signing_key: $(public_key_b64 "$key")"
     done
   } >"$dir/directory.yaml.tmp"
@@ -140,6 +160,43 @@ case "$cmd" in
     openssl pkey -in "$dir/$j.sign.key" -pubout -out "$dir/$j.sign.pub" 2>/dev/null
     echo "$dir/$j.sign.pub"
     echo "pki.sh: send $dir/$j.sign.pub to the coordinating office; $dir/$j.sign.key stays here" >&2
+    ;;
+  next-signing-key)
+    [ $# -eq 2 ] || usage
+    dir=$1 j=$2; region_ok "$j"
+    [ -f "$dir/ca.key" ] && die "$dir holds ca.key: make a node's key on the node's machine"
+    [ -f "$dir/$j.sign.next.key" ] && die "$dir/$j.sign.next.key exists: send $dir/$j.sign.next.pub, or remove both to start over"
+    mkdir -p "$dir"
+    (umask 077; openssl genpkey -algorithm ED25519 -out "$dir/$j.sign.next.key" 2>/dev/null)
+    openssl pkey -in "$dir/$j.sign.next.key" -pubout -out "$dir/$j.sign.next.pub" 2>/dev/null
+    echo "$dir/$j.sign.next.pub"
+    echo "pki.sh: send $dir/$j.sign.next.pub to the coordinating office; once its new directory.yaml is installed here, move $dir/$j.sign.next.key over the node's signing key file" >&2
+    ;;
+  rotate)
+    [ $# -eq 3 ] || [ $# -eq 4 ] || usage
+    dir=$1 j=$2 pub=$3 grace=${4:-7 days}; region_ok "$j"
+    [ -f "$dir/ca.key" ] || die "$dir/ca.key: rotate at the CA"
+    openssl pkey -pubin -in "$pub" -text -noout 2>/dev/null | grep -q ED25519 \
+      || die "$pub: not an Ed25519 public key (pki.sh next-signing-key makes one)"
+    history="$dir/nodes/$j.sign.keys"
+    new=$(public_key_b64 "$pub")
+    now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    until=$(date -u -d "$now + $grace" +%Y-%m-%dT%H:%M:%SZ) || die "grace '$grace': not a duration date -d reads"
+    if [ ! -f "$history" ]; then
+      old="$dir/nodes/$j.sign.pub"
+      [ -f "$old" ] || old="$dir/nodes/$j.sign.key"
+      [ -f "$old" ] || die "$j has no signing key here to rotate from"
+      echo "$(public_key_b64 "$old") - -" >"$history"
+    fi
+    grep -q "^$new " "$history" && die "$pub: this key is already listed for $j"
+    # The key valid until now ends at now + grace; the new one is valid from now.
+    awk -v until="$until" '$3 == "-" { $3 = until } { print }' "$history" >"$history.tmp"
+    echo "$new $now -" >>"$history.tmp"
+    mv "$history.tmp" "$history"
+    cp "$pub" "$dir/nodes/$j.sign.pub.tmp" && mv "$dir/nodes/$j.sign.pub.tmp" "$dir/nodes/$j.sign.pub"
+    write_directory "$dir"
+    echo "$dir/directory.yaml"
+    echo "pki.sh: $j's previous key signs until $until; send $dir/directory.yaml to every node and coordinator" >&2
     ;;
   sign)
     [ $# -eq 3 ] || [ $# -eq 4 ] || usage

@@ -17,6 +17,7 @@
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/digest.h"
 #include "common/directory.h"
 #include "common/identity.h"
 #include "common/log.h"
@@ -65,11 +66,11 @@ absl::Status CheckNodeCertificate(const v1::NodeConfig& config) {
   return absl::OkStatus();
 }
 
-// LoadSignatures reads the signing key and the federation directory and checks that the
-// directory lists this node with that key.
-absl::StatusOr<Signatures> LoadSignatures(const v1::NodeConfig& config) {
-  Signatures sig;
-  if (config.exchange_log().disabled()) return sig;
+// LoadKeyAndDirectory reads the signing key and the federation directory and checks that the
+// directory lists that key for this node, valid now.
+absl::StatusOr<std::pair<std::shared_ptr<const common::SigningKey>,
+                         std::shared_ptr<const common::Directory>>>
+LoadKeyAndDirectory(const v1::NodeConfig& config) {
   const auto& xl = config.exchange_log();
   ASSIGN_OR_RETURN(std::string pem, common::ReadFile(xl.signing_key_file()));
   auto key = common::SigningKey::LoadPem(pem);
@@ -87,15 +88,80 @@ absl::StatusOr<Signatures> LoadSignatures(const v1::NodeConfig& config) {
         "exchange_log.directory_file: federation ", dir->federation(), " is not ",
         config.federation()));
   }
-  auto listed = dir->Key(config.jurisdiction());
-  if (!listed.ok() || *listed != (*key)->PublicKey()) {
+  auto keys = dir->Keys(config.jurisdiction());
+  const common::Directory::ListedKey* listed = nullptr;
+  if (keys.ok()) {
+    for (const auto& k : *keys) {
+      if (k.public_key == (*key)->PublicKey()) listed = &k;
+    }
+  }
+  if (listed == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "exchange_log.signing_key_file: its public key is not the one the federation directory "
+        "exchange_log.signing_key_file: its public key is not one the federation directory "
         "lists for ", config.jurisdiction()));
   }
-  sig.key = std::move(*key);
-  sig.directory = std::make_shared<const common::Directory>(std::move(*dir));
-  return sig;
+  if (!listed->ValidAt(common::Now())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "exchange_log.signing_key_file: the federation directory lists its public key for ",
+        config.jurisdiction(), " as valid from ",
+        absl::FormatTime(absl::RFC3339_sec, listed->from, absl::UTCTimeZone()), " until ",
+        absl::FormatTime(absl::RFC3339_sec, listed->until, absl::UTCTimeZone()),
+        ", not now: peers would refuse what it signs"));
+  }
+  return std::make_pair(std::shared_ptr<const common::SigningKey>(std::move(*key)),
+                        std::make_shared<const common::Directory>(std::move(*dir)));
+}
+
+absl::StatusOr<Signatures> LoadSignatures(const v1::NodeConfig& config) {
+  if (config.exchange_log().disabled()) return Signatures();
+  ASSIGN_OR_RETURN(auto loaded, LoadKeyAndDirectory(config));
+  return Signatures(std::move(loaded.first), std::move(loaded.second));
+}
+
+// FileStamp identifies a file's version (a replaced or rewritten file has another).
+std::string FileStamp(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return "";
+  return absl::StrCat(st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec);
+}
+
+// ReloadSignatures takes up a changed signing key file or federation directory (a rotation,
+// docs/operator.md): a new key is recorded in the log (KIND_SIGNING_KEY) before it signs
+// anything. A file that does not load, or a key the directory does not list as valid now, is
+// logged and the node goes on with what it has.
+void ReloadSignatures(const v1::NodeConfig& config, NoticeStore* store, Signatures signatures,
+                      std::string* stamps, std::string* warned) {
+  const auto& xl = config.exchange_log();
+  const std::string now = FileStamp(xl.signing_key_file()) + "|" + FileStamp(xl.directory_file());
+  if (now == *stamps) return;
+  auto loaded = LoadKeyAndDirectory(config);
+  if (!loaded.ok()) {
+    // Tried again every interval (a key valid from a minute on is taken up then), warned once.
+    if (*warned != now) {
+      *warned = now;
+      Log(LogLevel::kWarn, "signing key or federation directory changed but not taken up (yet)",
+          {{"status", loaded.status().ToString()}});
+    }
+    return;
+  }
+  const std::string old_key = signatures.key()->PublicKey();
+  const std::string new_key = loaded->first->PublicKey();
+  if (new_key != old_key) {
+    if (absl::Status s = store->RecordSigningKey(new_key); !s.ok()) {
+      Log(LogLevel::kWarn, "signing key not rotated: its log entry was not written (retried)",
+          {{"status", s.ToString()}});
+      return;
+    }
+  }
+  *stamps = now;
+  signatures.Update(std::move(loaded->first), std::move(loaded->second));
+  if (new_key != old_key) {
+    Log(LogLevel::kInfo, "signing key rotated: signing with the new key from now on",
+        {{"old_key", common::ToHex(old_key).substr(0, 16)},
+         {"new_key", common::ToHex(new_key).substr(0, 16)}});
+  } else {
+    Log(LogLevel::kInfo, "federation directory reloaded", {{"file", xl.directory_file()}});
+  }
 }
 
 // PurgeExpired removes the personal data settled before now - `retention` (NoticeStore::Purge),
@@ -236,7 +302,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   store_options.group_commit_max = static_cast<int>(config.storage().group_commit_max());
   store_options.self = config.jurisdiction();
   store_options.log_enabled = signatures.enabled();
-  store_options.signing_key = signatures.key;
+  store_options.signatures = signatures;
   ASSIGN_OR_RETURN(node->store_, NoticeStore::Open(store_options));
   // A restored backup appends nothing before its peers have said what they hold of it.
   ASSIGN_OR_RETURN(auto restored, node->store_->RestoredFrom());
@@ -248,6 +314,18 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
     if (restored.has_value()) node->store_->HoldChannels(restored->unconfirmed);
   }
   RETURN_IF_ERROR(node->store_->RecordPolicy(*node->policy_));
+  if (signatures.enabled()) {
+    RETURN_IF_ERROR(node->store_->RecordSigningKey(signatures.key()->PublicKey()));
+    const auto& xl = config.exchange_log();
+    node->key_stamps_ = FileStamp(xl.signing_key_file()) + "|" + FileStamp(xl.directory_file());
+    node->key_reload_ = std::make_unique<Periodic>(
+        absl::Milliseconds(
+            google::protobuf::util::TimeUtil::DurationToMilliseconds(config.tls().reload_interval())),
+        [raw = node.get(), signatures] {
+          ReloadSignatures(raw->config_, raw->store_.get(), signatures, &raw->key_stamps_,
+                           &raw->key_warned_);
+        });
+  }
   Log(LogLevel::kInfo, "federation policy",
       {{"version", node->policy_->proto().version()}, {"digest", node->policy_->DigestHex()}});
   node->revocations_ = std::move(revocations);
@@ -266,7 +344,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   }
   if (signatures.enabled()) {
     node->checkpointer_ = std::make_unique<Checkpointer>(
-        node->store_.get(), signatures.key, signatures.directory->NoteName(config.jurisdiction()),
+        node->store_.get(), signatures, signatures.directory()->NoteName(config.jurisdiction()),
+        config.jurisdiction(),
         absl::Milliseconds(google::protobuf::util::TimeUtil::DurationToMilliseconds(
             config.exchange_log().checkpoint_interval())),
         absl::Milliseconds(google::protobuf::util::TimeUtil::DurationToMilliseconds(
@@ -365,6 +444,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   if (node->witness_) node->witness_->Start();
   if (node->scrubber_) node->scrubber_->Start();
   if (node->retention_) node->retention_->Start();
+  if (node->key_reload_) node->key_reload_->Start();
   Log(LogLevel::kInfo, "node started",
       {{"jurisdiction", config.jurisdiction()},
        {"port", absl::StrCat(node->port_)},
@@ -388,6 +468,7 @@ void Node::Shutdown() {
   if (witness_) witness_->Stop();
   if (scrubber_) scrubber_->Stop();
   if (retention_) retention_->Stop();
+  if (key_reload_) key_reload_->Stop();
   Log(LogLevel::kDebug, "shutdown: witness stopped");
   for (auto& s : subscribers_) s->Stop();
   Log(LogLevel::kDebug, "shutdown: subscribers stopped");

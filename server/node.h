@@ -60,6 +60,10 @@ class Node {
   std::unique_ptr<Witness> witness_;
   std::unique_ptr<Scrubber> scrubber_;
   std::unique_ptr<Periodic> retention_;  // storage.retention: removes settled personal data
+  // Takes up a rotated signing key or a new federation directory (every tls.reload_interval).
+  std::unique_ptr<Periodic> key_reload_;
+  std::string key_stamps_;  // the files' versions taken up (key_reload_'s thread only)
+  std::string key_warned_;  // the versions last warned about
   std::vector<std::unique_ptr<Subscriber>> subscribers_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

@@ -38,7 +38,7 @@ absl::Status ConfirmRestore(const v1::NodeConfig& config,
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     ctx.set_wait_for_ready(true);
-    grpc::Status s = stub->GetPeerView(&ctx, v1::PeerViewRequest(), &view);
+    grpc::Status s = stub->GetPeerView(&ctx, v1::GetPeerViewRequest(), &view);
     if (!s.ok()) {
       unreachable.push_back(absl::StrCat(j, " (", peer.address(), "): ", s.error_message()));
       continue;

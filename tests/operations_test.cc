@@ -538,5 +538,80 @@ TEST_F(OperationsTest, RetentionRemovesSettledPersonalDataAndTheAuditStillReconc
   EXPECT_THAT(all.out, HasSubstr("purged the answer under its retention period"));
 }
 
+// A county rotates its signing key while both nodes exchange without pause: it makes the new
+// key, the coordinating office lists it (the old one valid an hour longer) and every node takes
+// the new directory up by itself; the county moves the key into place and its node signs with it
+// from then on, recording the change in its log. No publish fails, and the coordinator's audit
+// verifies everything, what the old key signed and what the new one did.
+TEST_F(OperationsTest, ASigningKeyIsRotatedWhileTheNodesExchangeAndEarlierEvidenceStillVerifies) {
+  // The key file and the directory are looked at every tls.reload_interval.
+  for (NodeProcess* n : {a_.get(), b_.get()}) n->set_tls_yaml("  reload_interval: 1s\n");
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  auto client = a_->NewClient();
+  for (int i = 1; i <= 10; ++i) {
+    ASSERT_OK(client->Publish(SampleNotice(absl::StrCat("k-", i), {kB})).status());
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> published{10}, failed{0};
+  std::thread publisher([&] {
+    auto c = a_->NewClient();
+    for (int i = 11; i <= 2000 && !stop; ++i) {
+      if (c->Publish(SampleNotice(absl::StrCat("k-", i), {kB})).ok()) {
+        ++published;
+      } else {
+        ++failed;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  const std::string pki = SourceDir() + "/deploy/pki.sh";
+  const std::string county = dir_.path() + "/county";
+  RunResult next = RunCommand({"/bin/bash", pki, "next-signing-key", county, kA});
+  ASSERT_EQ(next.exit_code, 0) << next.err;
+  RunResult rotate = RunCommand({"/bin/bash", pki, "rotate", pki_->dir(), kA,
+                                 county + "/360102.sign.next.pub", "1 hour"});
+  ASSERT_EQ(rotate.exit_code, 0) << rotate.err;
+  EXPECT_THAT(rotate.err, HasSubstr("360102's previous key signs until"));
+  for (NodeProcess* n : {a_.get(), b_.get()}) {
+    EXPECT_TRUE(WaitFor([&] { return absl::StrContains(n->log(), "federation directory reloaded"); },
+                        absl::Seconds(20)))
+        << n->jurisdiction();
+  }
+  // The county installs its new key over the file its node reads.
+  ASSERT_EQ(std::rename((county + "/360102.sign.next.key").c_str(),
+                        (pki_->dir() + "/nodes/360102.sign.key").c_str()),
+            0);
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(a_->log(), "signing key rotated"); },
+                      absl::Seconds(20)));
+  const int before = published;
+  ASSERT_TRUE(WaitFor([&] { return published >= before + 20; }, absl::Seconds(20)));
+  stop = true;
+  publisher.join();
+  EXPECT_EQ(failed, 0);
+  ASSERT_TRUE(WaitFor([&] {
+    auto st = client->Status();
+    return st.ok() && st->channels_size() == 1 &&
+           st->channels(0).acked() == static_cast<uint64_t>(published.load());
+  }, absl::Seconds(20)));
+  // The node records the key it signs with, each time it changes.
+  EXPECT_THAT(a_->log(), Not(HasSubstr("not taken up")));
+  const std::vector<std::string> recorded = a_->Blobs("SELECT value FROM meta WHERE key = 'signing_key'");
+  ASSERT_EQ(recorded.size(), 1u);
+  RunResult pub = RunCommand({"/bin/sh", "-c",
+                              "openssl pkey -pubin -in " + county +
+                                  "/360102.sign.next.pub -outform DER | tail -c 32 | od -An -tx1 | tr -d ' \\n'"});
+  EXPECT_EQ(recorded[0], pub.out);
+  // Every exchange proven, those signed before the rotation with the old key, and a notice's
+  // evidence from before it verifies.
+  const std::string proven = absl::StrCat("PROVEN +", published.load(), " +0 +", published.load());
+  RunResult audit = AuditUntil({"reconcile", a_->address(), b_->address()}, proven);
+  EXPECT_EQ(audit.exit_code, 0) << audit.out << audit.err;
+  EXPECT_THAT(audit.out, ::testing::ContainsRegex(proven));
+  RunResult early = Audit({"evidence", a_->address(), "k-1"});
+  EXPECT_EQ(early.exit_code, 0) << early.out << early.err;
+  EXPECT_THAT(early.out, HasSubstr("OK: every signature and digest verifies"));
+}
+
 }  // namespace
 }  // namespace caseway::testing

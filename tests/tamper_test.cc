@@ -460,16 +460,17 @@ TEST_F(TamperTest, UncheckpointedTailIsReReadAtStartUp) {
   auto a = a_->NewClient();
   for (int i = 1; i <= 3; ++i) ASSERT_OK(a->Publish(SampleNotice(absl::StrCat("t-", i), {kB})));
   a_->Kill();
-  // At most the policy entry (index 0) is under a checkpoint, signed at start-up.
-  ASSERT_EQ(a_->Count("SELECT count(*) FROM checkpoint WHERE size > 1"), 0);
-  ASSERT_EQ(a_->Count("SELECT count(*) FROM log_leaf"), 4);  // the policy and three notices
-  a_->Exec("UPDATE log_leaf SET bytes = bytes || x'01' WHERE idx = 1");
+  // At most the start-up entries (the policy and the signing key, indexes 0 and 1) are under a
+  // checkpoint, signed at start-up.
+  ASSERT_EQ(a_->Count("SELECT count(*) FROM checkpoint WHERE size > 2"), 0);
+  ASSERT_EQ(a_->Count("SELECT count(*) FROM log_leaf"), 5);  // those two and three notices
+  a_->Exec("UPDATE log_leaf SET bytes = bytes || x'01' WHERE idx = 2");
   ASSERT_OK(a_->Start());
   ASSERT_TRUE(WaitFor([&] { return a_->log().find("exchange halted") != std::string::npos; },
                       absl::Seconds(10)))
       << a_->log();
-  EXPECT_THAT(a_->log(), HasSubstr("entry 1"));
-  EXPECT_EQ(a_->Count("SELECT count(*) FROM checkpoint WHERE size > 1"), 0) << "nothing signed over it";
+  EXPECT_THAT(a_->log(), HasSubstr("entry 2"));
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM checkpoint WHERE size > 2"), 0) << "nothing signed over it";
   a = a_->NewClient();
   EXPECT_EQ(a->Publish(SampleNotice("t-4", {kB})).status().code(),
             absl::StatusCode::kFailedPrecondition);

@@ -203,15 +203,14 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
         address, " serves the log of ", log.jurisdiction, " but is not spiffe://",
         directory_.federation(), "/node/", log.jurisdiction));
   }
-  ASSIGN_OR_RETURN(std::string key, directory_.Key(log.jurisdiction));
-  if (absl::Status s = common::VerifyNote(note, log.checkpoint.origin, key); !s.ok()) {
+  if (absl::Status s = directory_.VerifyCheckpoint(note, log.jurisdiction); !s.ok()) {
     Finding f{"SIGNATURE", absl::StrCat(log.jurisdiction, ": checkpoint signature: ", s.message()),
               NewBundle("SIGNATURE", "", {&log})};
     findings->push_back(std::move(f));
     return log;
   }
-  for (const auto& [j, k] : directory_.keys()) {
-    if (j != log.jurisdiction && common::VerifyCosignature(note, directory_.NoteName(j), k).ok()) {
+  for (const auto& [j, keys] : directory_.keys()) {
+    if (j != log.jurisdiction && directory_.VerifyCosignatureOf(note, j).ok()) {
       log.cosigners.push_back(j);
     }
   }

@@ -47,11 +47,11 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
   // 1. Checkpoints: signed by their node, origin line naming it.
   std::map<std::string, common::Checkpoint> checkpoints;
   for (const auto& c : b.checkpoints()) {
-    ASSIGN_OR_RETURN(std::string key, dir.Key(c.jurisdiction()));
+    RETURN_IF_ERROR(dir.Listed(c.jurisdiction()));
     ASSIGN_OR_RETURN(common::Note note, common::ParseNote(c.note()));
     ASSIGN_OR_RETURN(common::Checkpoint cp, common::ParseCheckpointBody(note.body));
     if (cp.origin != dir.NoteName(c.jurisdiction()) ||
-        !common::VerifyNote(note, cp.origin, key).ok()) {
+        !dir.VerifyCheckpoint(note, c.jurisdiction()).ok()) {
       return Fail(absl::StrCat("checkpoint of ", c.jurisdiction(), ": signature does not verify"));
     }
     checkpoints[c.jurisdiction()] = cp;
@@ -129,8 +129,7 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
   // 3. Manifests by digest: valid only if signed by x, for channel x -> y, well formed.
   std::map<std::string, v1::BatchManifest> valid_manifest;
   std::set<std::string> present_manifest;
-  ASSIGN_OR_RETURN(const std::string x_key, x.empty() ? absl::StatusOr<std::string>(std::string())
-                                                      : dir.Key(x));
+  if (!x.empty()) RETURN_IF_ERROR(dir.Listed(x));
   for (const auto& s : b.manifests()) {
     const std::string digest = common::Sha256(s.message());
     present_manifest.insert(digest);
@@ -257,7 +256,7 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
     for (const auto& p : proven) {
       if (p.entry.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED || p.entry.peer() != x) continue;
       auto note = common::ParseNote(p.entry.peer_checkpoint());
-      unsupported |= !note.ok() || !common::VerifyNote(*note, dir.NoteName(x), x_key).ok();
+      unsupported |= !note.ok() || !dir.VerifyCheckpoint(*note, x).ok();
     }
     if (!unsupported) {
       return Fail("claim UNSUPPORTED: no proven entry names signed evidence that fails");
@@ -384,10 +383,10 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
       return Fail("claim LOG_FORMAT: the entry is canonical and in time order");
     }
   } else if (st == "ROLLBACK") {
-    ASSIGN_OR_RETURN(std::string key, dir.Key(x));
+    RETURN_IF_ERROR(dir.Listed(x));
     ASSIGN_OR_RETURN(common::Note earlier_note, common::ParseNote(b.earlier_checkpoint()));
     ASSIGN_OR_RETURN(common::Checkpoint earlier, common::ParseCheckpointBody(earlier_note.body));
-    if (earlier.origin != dir.NoteName(x) || !common::VerifyNote(earlier_note, earlier.origin, key).ok()) {
+    if (earlier.origin != dir.NoteName(x) || !dir.VerifyCheckpoint(earlier_note, x).ok()) {
       return Fail(absl::StrCat("claim ROLLBACK: the earlier checkpoint is not signed by ", x));
     }
     const common::Checkpoint* now = checkpoint_of(x);
@@ -405,7 +404,7 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
   } else if (st == "FORK" || st == "SPLIT_VIEW") {
     // The contradicted checkpoint (m, Rm), signed by x: kept by the auditor (FORK) or recorded
     // in a peer's proven log entry (SPLIT_VIEW).
-    ASSIGN_OR_RETURN(std::string key, dir.Key(x));
+    RETURN_IF_ERROR(dir.Listed(x));
     std::string earlier_text = b.earlier_checkpoint();
     if (st == "SPLIT_VIEW") {
       for (const auto& p : proven) {
@@ -416,7 +415,7 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
     }
     ASSIGN_OR_RETURN(common::Note earlier_note, common::ParseNote(earlier_text));
     ASSIGN_OR_RETURN(common::Checkpoint earlier, common::ParseCheckpointBody(earlier_note.body));
-    if (earlier.origin != dir.NoteName(x) || !common::VerifyNote(earlier_note, earlier.origin, key).ok()) {
+    if (earlier.origin != dir.NoteName(x) || !dir.VerifyCheckpoint(earlier_note, x).ok()) {
       return Fail(absl::StrCat("claim ", st, ": the contradicted checkpoint is not signed by ", x));
     }
     const common::Checkpoint* now = checkpoint_of(x);

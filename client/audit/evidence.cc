@@ -1,18 +1,24 @@
 #include "client/audit/evidence.h"
 
+#include "common/log_entry.h"
 #include "common/signing.h"
 
 namespace caseway::client::audit {
 
+// Each signature is checked with the signer's keys valid at the time its object states
+// (common::TimeOf: saturating, for a hostile value).
+using common::TimeOf;
+
 std::optional<v1::BatchManifest> OpenManifest(const v1::Signed& s, const common::Directory& dir,
                                               const std::string& origin,
                                               const std::string& destination) {
-  auto key = dir.Key(origin);
   v1::BatchManifest m;
-  if (!key.ok() || !m.ParseFromString(s.message()) || m.origin() != origin ||
+  if (!m.ParseFromString(s.message()) || m.origin() != origin ||
       m.destination() != destination || !SaneRange(m.first_seq(), m.last_seq()) ||
       m.digests_size() != static_cast<int>(m.last_seq() - m.first_seq() + 1) ||
-      !common::VerifySignature(*key, common::kManifestContext, s.message(), s.signature()).ok()) {
+      !dir.Verify(origin, TimeOf(m.created_at()), common::kManifestContext, s.message(),
+                  s.signature())
+           .ok()) {
     return std::nullopt;
   }
   return m;
@@ -20,11 +26,12 @@ std::optional<v1::BatchManifest> OpenManifest(const v1::Signed& s, const common:
 
 std::optional<v1::Receipt> OpenReceipt(const v1::Signed& s, const common::Directory& dir,
                                        const std::string& origin, const std::string& destination) {
-  auto key = dir.Key(destination);
   v1::Receipt r;
-  if (!key.ok() || !r.ParseFromString(s.message()) || r.receiver() != destination ||
+  if (!r.ParseFromString(s.message()) || r.receiver() != destination ||
       r.origin() != origin || !SaneRange(r.first_seq(), r.last_seq()) ||
-      !common::VerifySignature(*key, common::kReceiptContext, s.message(), s.signature()).ok()) {
+      !dir.Verify(destination, TimeOf(r.received_at()), common::kReceiptContext, s.message(),
+                  s.signature())
+           .ok()) {
     return std::nullopt;
   }
   return r;
@@ -32,11 +39,11 @@ std::optional<v1::Receipt> OpenReceipt(const v1::Signed& s, const common::Direct
 
 std::optional<v1::QueryAnswer> OpenAnswer(const v1::Signed& s, const common::Directory& dir,
                                           const std::string& asker, const std::string& answerer) {
-  auto key = dir.Key(answerer);
   v1::QueryAnswer a;
-  if (!key.ok() || !a.ParseFromString(s.message()) || a.answerer() != answerer ||
-      a.asker() != asker ||
-      !common::VerifySignature(*key, common::kQueryAnswerContext, s.message(), s.signature()).ok()) {
+  if (!a.ParseFromString(s.message()) || a.answerer() != answerer || a.asker() != asker ||
+      !dir.Verify(answerer, TimeOf(a.answered_at()), common::kQueryAnswerContext, s.message(),
+                  s.signature())
+           .ok()) {
     return std::nullopt;
   }
   return a;

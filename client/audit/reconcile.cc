@@ -67,8 +67,8 @@ absl::StatusOr<std::vector<v1::Evidence>> FetchEvidence(NodeLog& log, const std:
 absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, ReconcileReport& report) {
   const std::string& x = origin.jurisdiction;
   const std::string& y = dest.jurisdiction;
-  RETURN_IF_ERROR(directory_.Key(x).status());  // both must be listed in the directory
-  RETURN_IF_ERROR(directory_.Key(y).status());
+  RETURN_IF_ERROR(directory_.Listed(x));  // both must be listed in the directory
+  RETURN_IF_ERROR(directory_.Listed(y));
 
   // Evidence by digest.
   std::map<std::string, v1::Signed> sent_evidence, received_evidence, receipt_evidence;
@@ -470,12 +470,11 @@ absl::Status Auditor::CheckView(NodeLog& holder, NodeLog& subject, ReconcileRepo
     }
   }
   if (latest == nullptr) return absl::OkStatus();
-  ASSIGN_OR_RETURN(std::string key, directory_.Key(subject.jurisdiction));
   auto seen_note = common::ParseNote(latest->peer_checkpoint());
   auto seen = seen_note.ok() ? common::ParseCheckpointBody(seen_note->body)
                              : absl::StatusOr<common::Checkpoint>(seen_note.status());
   if (!seen.ok() || seen->origin != subject.checkpoint.origin ||
-      !common::VerifyNote(*seen_note, subject.checkpoint.origin, key).ok()) {
+      !directory_.VerifyCheckpoint(*seen_note, subject.jurisdiction).ok()) {
     std::string detail = absl::StrCat(holder.jurisdiction, " records a checkpoint of ",
                                       subject.jurisdiction, " (entry ", index,
                                       ") that ", subject.jurisdiction, " did not sign");

@@ -4,6 +4,7 @@
 #include <openssl/rand.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/log_entry.h"
 #include "common/clock.h"
 #include "common/digest.h"
 #include "common/grpc_status.h"
@@ -71,18 +72,19 @@ absl::StatusOr<v1::QueryPeerResponse> PeerAsker::Ask(const v1::QueryPeerRequest&
     return absl::DataLossError(absl::StrCat("peer ", peer, "'s answer does not verify: ", why));
   };
   if (signed_answer.signer() != peer) return fail("signed by another jurisdiction");
+  v1::QueryPeerResponse out;
+  v1::QueryAnswer& answer = *out.mutable_parsed();
+  if (!answer.ParseFromString(signed_answer.message())) return fail("not a QueryAnswer");
   if (signatures_.enabled()) {
-    auto key = signatures_.directory->Key(peer);
-    if (!key.ok()) return fail("the peer is not in the federation directory");
-    if (!common::VerifySignature(*key, common::kQueryAnswerContext, signed_answer.message(),
-                                 signed_answer.signature())
+    const auto directory = signatures_.directory();
+    if (!directory->Listed(peer).ok()) return fail("the peer is not in the federation directory");
+    // By the peer's key valid when it says it answered.
+    if (!directory->Verify(peer, common::TimeOf(answer.answered_at()), common::kQueryAnswerContext,
+                           signed_answer.message(), signed_answer.signature())
              .ok()) {
       return fail("bad signature");
     }
   }
-  v1::QueryPeerResponse out;
-  v1::QueryAnswer& answer = *out.mutable_parsed();
-  if (!answer.ParseFromString(signed_answer.message())) return fail("not a QueryAnswer");
   if (answer.answerer() != peer || answer.asker() != self_) return fail("not addressed to this node");
   if (answer.request_digest() != request_digest) return fail("it answers another question");
   for (const v1::QueryNotice& qn : answer.notices()) {

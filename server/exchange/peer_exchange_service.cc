@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/log_entry.h"
 #include "common/clock.h"
 #include "common/digest.h"
 #include "common/fault.h"
@@ -240,7 +241,7 @@ absl::Status Subscription::HandleOpen(const v1::SubscribeRequest& first) {
                                               " of channel ", dest));
   }
   const Signatures& sig = service_->signatures_;
-  if (sig.enabled() && !sig.directory->Key(dest).ok()) {
+  if (sig.enabled() && !sig.directory()->Listed(dest).ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat(dest, " is not listed in the federation directory"));
   }
@@ -359,7 +360,7 @@ absl::StatusOr<bool> Subscription::Prepare() {
     other.set_digests(0, common::Sha256("equivocation"));
     logged.set_message(common::DeterministicBytes(other));
     logged.set_signature(
-        service_->signatures_.key->Sign(common::kManifestContext, logged.message()));
+        service_->signatures_.key()->Sign(common::kManifestContext, logged.message()));
     manifest = other;
   }
   // Test fault: an origin that omits its SENT entry.
@@ -720,7 +721,7 @@ v1::BatchManifest PeerExchangeService::SignBatch(const std::string& dest, v1::Ba
   v1::Signed* signed_manifest = batch.mutable_manifest();
   signed_manifest->set_message(common::DeterministicBytes(m));
   signed_manifest->set_signature(
-      signatures_.key->Sign(common::kManifestContext, signed_manifest->message()));
+      signatures_.key()->Sign(common::kManifestContext, signed_manifest->message()));
   signed_manifest->set_signer(self_);
   // Test faults: a forged signature, or an entry altered after signing (the subscriber must
   // refuse both).
@@ -737,16 +738,18 @@ absl::StatusOr<v1::Receipt> PeerExchangeService::CheckReceipt(
     const std::string& dest, const v1::SubscribeRequest::Ack& ack,
     const std::string& expected_manifest_digest) {
   if (!ack.has_receipt()) return absl::InvalidArgumentError("ack.receipt: required");
-  ASSIGN_OR_RETURN(std::string key, signatures_.directory->Key(dest));
-  absl::Status sig = common::VerifySignature(key, common::kReceiptContext,
-                                             ack.receipt().message(), ack.receipt().signature());
-  if (!sig.ok()) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("ack.receipt.signature: does not verify with the key of ", dest));
-  }
   v1::Receipt receipt;
   if (!receipt.ParseFromString(ack.receipt().message())) {
     return absl::InvalidArgumentError("ack.receipt.message: not a caseway.v1.Receipt");
+  }
+  // By the destination's key valid at the receipt's received_at.
+  absl::Status sig = signatures_.directory()->Verify(dest, common::TimeOf(receipt.received_at()),
+                                                     common::kReceiptContext,
+                                                     ack.receipt().message(), ack.receipt().signature());
+  if (!sig.ok()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("ack.receipt.signature: does not verify with the key of ", dest, ": ",
+                     sig.message()));
   }
   if (receipt.receiver() != dest || receipt.origin() != self_) {
     return absl::InvalidArgumentError("ack.receipt: receiver and origin must name this channel");

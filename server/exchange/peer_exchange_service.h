@@ -14,6 +14,7 @@
 #include "caseway/v1/config.pb.h"
 #include "caseway/v1/peer_exchange.grpc.pb.h"
 #include "common/directory.h"
+#include "common/signatures.h"
 #include "common/signing.h"
 #include "server/authz.h"
 #include "server/exchange/dispatcher.h"
@@ -24,11 +25,7 @@ namespace caseway::server {
 
 // Signatures is what a node needs to sign its batches and check its peers' signatures.
 // Both pointers are null when the exchange log is disabled.
-struct Signatures {
-  std::shared_ptr<const common::SigningKey> key;
-  std::shared_ptr<const common::Directory> directory;
-  bool enabled() const { return key != nullptr; }
-};
+using Signatures = common::Signatures;
 
 class Subscription;
 
@@ -77,7 +74,7 @@ class PeerExchangeService final
 
   // GetPeerView answers the calling node with what this node holds of it (its channel's cursor
   // here, the latest checkpoint of it cosigned here).
-  grpc::Status GetPeerView(grpc::ServerContext* ctx, const caseway::v1::PeerViewRequest* req,
+  grpc::Status GetPeerView(grpc::ServerContext* ctx, const caseway::v1::GetPeerViewRequest* req,
                            caseway::v1::PeerView* resp) override;
 
   // OpenStreams is the number of open (past `open`) streams now for `destination`.

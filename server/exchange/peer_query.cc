@@ -136,7 +136,7 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
 }
 
 grpc::Status PeerExchangeService::GetPeerView(grpc::ServerContext* ctx,
-                                              const v1::PeerViewRequest* /*req*/,
+                                              const v1::GetPeerViewRequest* /*req*/,
                                               v1::PeerView* resp) {
   // Any node of the federation, and only about itself: the identity is the question.
   auto id = authz_->Check(*ctx, Rpc::kPeerView);

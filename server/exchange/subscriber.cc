@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/log_entry.h"
 #include "common/backoff.h"
 #include "absl/strings/ascii.h"
 #include "common/config.h"
@@ -265,8 +266,22 @@ void Subscriber::Run() {
 }
 
 absl::Status Subscriber::VerifyBatch(const v1::Batch& batch) {
-  ASSIGN_OR_RETURN(std::string key, signatures_.directory->Key(peer_.jurisdiction()));
-  return common::CheckBatchManifest(batch, peer_.jurisdiction(), self_, key);
+  // With the origin's key valid at the manifest's created_at (keys rotate: the directory lists
+  // each with its period).
+  const auto directory = signatures_.directory();
+  ASSIGN_OR_RETURN(auto keys, directory->Keys(peer_.jurisdiction()));
+  v1::BatchManifest m;
+  m.ParseFromString(batch.manifest().message());  // unparsable: CheckBatchManifest says so
+  const absl::Time at = common::TimeOf(m.created_at());
+  absl::Status last = absl::PermissionDeniedError(absl::StrCat(
+      "batch.manifest.signature: ", peer_.jurisdiction(), " has no signing key valid at ",
+      absl::FormatTime(absl::RFC3339_sec, at, absl::UTCTimeZone()), ", the manifest's created_at"));
+  for (const auto& key : keys) {
+    if (!key.ValidAt(at)) continue;
+    last = common::CheckBatchManifest(batch, peer_.jurisdiction(), self_, key.public_key);
+    if (last.code() != absl::StatusCode::kPermissionDenied) return last;
+  }
+  return last;
 }
 
 absl::Status Subscriber::Session() {

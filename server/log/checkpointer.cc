@@ -13,12 +13,13 @@ namespace caseway::server {
 using common::Log;
 using common::LogLevel;
 
-Checkpointer::Checkpointer(NoticeStore* store, std::shared_ptr<const common::SigningKey> key,
-                           std::string name, absl::Duration interval,
+Checkpointer::Checkpointer(NoticeStore* store, common::Signatures signatures, std::string name,
+                           std::string jurisdiction, absl::Duration interval,
                            absl::Duration witness_only_interval)
     : store_(store),
-      key_(std::move(key)),
+      signatures_(std::move(signatures)),
       name_(std::move(name)),
+      jurisdiction_(std::move(jurisdiction)),
       witness_only_interval_(witness_only_interval),
       periodic_(interval, [this] { Tick(); }) {}
 
@@ -54,7 +55,10 @@ absl::Status Checkpointer::SignNow() {
     auto body = note.ok() ? common::ParseCheckpointBody(note->body)
                           : absl::StatusOr<common::Checkpoint>(note.status());
     if (!body.ok() || body->size != last->size || body->root != last->root ||
-        !common::VerifyNote(*note, name_, key_->PublicKey()).ok()) {
+        !(signatures_.directory() != nullptr
+              ? signatures_.directory()->VerifyCheckpoint(*note, jurisdiction_)
+              : common::VerifyNote(*note, name_, signatures_.key()->PublicKey()))
+             .ok()) {
       return halt(absl::StrCat("the stored checkpoint of ", last->size,
                                " entries is not one this node signed for that root"));
     }
@@ -93,7 +97,7 @@ absl::Status Checkpointer::SignNow() {
   StoredCheckpoint c;
   c.size = size;
   c.root = root;
-  c.note = body + "\n" + common::SignNoteLine(body, name_, *key_);
+  c.note = body + "\n" + common::SignNoteLine(body, name_, *signatures_.key());
   RETURN_IF_ERROR(store_->StoreCheckpoint(c));
   last_signed_ = common::Now();
   last_significant_ = *significant;

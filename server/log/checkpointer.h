@@ -8,6 +8,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/signatures.h"
 #include "common/signing.h"
 #include "server/log/periodic.h"
 #include "server/store/notice_store.h"
@@ -24,8 +25,11 @@ namespace caseway::server {
 // Concurrency: own thread; SignNow() is thread-safe. Lifetime: `store` outlives it.
 class Checkpointer {
  public:
-  Checkpointer(NoticeStore* store, std::shared_ptr<const common::SigningKey> key,
-               std::string name, absl::Duration interval,
+  // Signs with `signatures.key()` at each checkpoint (a rotated key from the next one on); a
+  // stored checkpoint is checked against the directory's keys of `jurisdiction` valid at its time
+  // (without a directory, benchmarks: against the current key).
+  Checkpointer(NoticeStore* store, common::Signatures signatures, std::string name,
+               std::string jurisdiction, absl::Duration interval,
                absl::Duration witness_only_interval = absl::Minutes(1));
   ~Checkpointer();
   void Start();
@@ -48,8 +52,9 @@ class Checkpointer {
 
  private:
   NoticeStore* const store_;
-  const std::shared_ptr<const common::SigningKey> key_;
+  const common::Signatures signatures_;
   const std::string name_;
+  const std::string jurisdiction_;
   const absl::Duration witness_only_interval_;
   void Tick();
 

@@ -43,7 +43,8 @@ grpc::Status ExchangeLogService::GetCheckpoint(grpc::ServerContext* ctx,
   if (!c.ok()) return ToGrpcStatus(c.status());
   // Only cosignatures that verify are served: a stored line is data like any other.
   std::string note = c->note;
-  const common::Directory& dir = *signatures_.directory;
+  const auto directory = signatures_.directory();
+  const common::Directory& dir = *directory;
   auto parsed = common::ParseNote(c->note);
   for (const auto& line : c->cosignatures) {
     auto one = common::ParseNote(absl::StrCat(parsed.ok() ? parsed->body : "", "\n", line));
@@ -52,8 +53,7 @@ grpc::Status ExchangeLogService::GetCheckpoint(grpc::ServerContext* ctx,
       const std::string& name = one->signatures[0].name;
       if (!req->cosigner().empty() && name != req->cosigner()) continue;
       auto witness = dir.JurisdictionOf(name);
-      auto key = witness.ok() ? dir.Key(*witness) : witness.status();
-      valid = key.ok() && common::VerifyCosignature(*one, name, *key).ok();
+      valid = witness.ok() && dir.VerifyCosignatureOf(*one, *witness).ok();
     }
     if (valid) {
       note += line;
@@ -166,7 +166,7 @@ grpc::Status ExchangeLogService::OtherNode(const std::string& peer) const {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("peer: ", shown, " is this node itself"));
   }
-  if (!signatures_.directory->Key(peer).ok()) {
+  if (!signatures_.directory()->Listed(peer).ok()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("peer: ", shown, " is not a node of the federation"));
   }
@@ -234,15 +234,17 @@ grpc::Status ExchangeLogService::AddCosignature(grpc::ServerContext* ctx,
                         absl::StrCat(id->ToString(), " is not a peer of this node and may not "
                                                      "cosign its checkpoints"));
   }
-  const common::Directory& dir = *signatures_.directory;
+  const auto directory = signatures_.directory();
+  const common::Directory& dir = *directory;
   const std::string witness = dir.NoteName(id->jurisdiction);
-  auto key = dir.Key(id->jurisdiction);
-  if (!key.ok()) return ToGrpcStatus(key.status());
-  if (!common::VerifyCosignature(*note, witness, *key).ok()) {
+  // By the witness's key valid at the cosignature's time (a witness may have rotated).
+  auto cosigned = dir.VerifyCosignatureOf(*note, id->jurisdiction);
+  if (!cosigned.ok()) {
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                        absl::StrCat("note: no valid cosignature/v1 of ", witness));
+                        absl::StrCat("note: no valid cosignature/v1 of ", witness, ": ",
+                                     cosigned.status().message()));
   }
-  const std::string id_hash = common::CosignatureKeyId(witness, *key);
+  const std::string id_hash = common::CosignatureKeyId(witness, cosigned->public_key);
   for (const auto& s : note->signatures) {
     if (s.name == witness && s.key_hash == id_hash) {
       common::Note one{note->body, {s}};

@@ -28,7 +28,7 @@ Witness::Witness(const v1::NodeConfig& config, std::shared_ptr<grpc::ChannelCred
                 [this] { Round(); }) {
   // A witness asks each peer for a note with its own cosignature only (the note stays small
   // however many witnesses the peer has).
-  own_cosignature_only_.set_cosigner(signatures_.directory->NoteName(self_));
+  own_cosignature_only_.set_cosigner(signatures_.directory()->NoteName(self_));
   for (const auto& peer : config.peers()) {
     if (peer.serve_only()) continue;
     channels_[peer.jurisdiction()] = common::PeerChannel::ForPeer(config, peer.address(), creds);
@@ -109,14 +109,16 @@ absl::Status Witness::WitnessPeer(const std::string& peer) {
     RETURN_IF_ERROR(common::FromGrpcStatus(
         stub->GetCheckpoint(&ctx, own_cosignature_only_, &checkpoint)));
   }
-  const common::Directory& dir = *signatures_.directory;
-  ASSIGN_OR_RETURN(std::string key, dir.Key(peer));
+  const auto directory = signatures_.directory();
+  const common::Directory& dir = *directory;
+  RETURN_IF_ERROR(dir.Listed(peer));
   if (checkpoint.note().size() > kMaxNoteBytes) {
     return absl::FailedPreconditionError(absl::StrCat("checkpoint of ", peer, ": note of ",
                                                       checkpoint.note().size(), " bytes"));
   }
   ASSIGN_OR_RETURN(common::Note note, common::ParseNote(checkpoint.note()));
-  absl::Status signed_ok = common::VerifyNote(note, dir.NoteName(peer), key);
+  // Signed by the peer's key valid at the checkpoint's time (docs/operator.md, key rotation).
+  absl::Status signed_ok = dir.VerifyCheckpoint(note, peer);
   if (!signed_ok.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat("checkpoint signature of ", peer, ": ", signed_ok.message()));
@@ -143,7 +145,7 @@ absl::Status Witness::WitnessPeer(const std::string& peer) {
       }
       // Already recorded; give the cosignature again if the peer lacks a valid one (a lost call,
       // or a line damaged in the peer's database).
-      if (!common::VerifyCosignature(note, dir.NoteName(self_), signatures_.key->PublicKey()).ok()) {
+      if (!dir.VerifyCosignatureOf(note, self_).ok()) {
         RETURN_IF_ERROR(SendCosignature(*stub, note.body));
       }
       if (std::string stale = Stale(peer, c, checkpoint.log_size()); !stale.empty()) {
@@ -173,7 +175,8 @@ absl::Status Witness::WitnessPeer(const std::string& peer) {
   // re-formed here: nothing else the peer sent is recorded.
   common::Note own{note.body, {}};
   for (const auto& s : note.signatures) {
-    if (s.name == dir.NoteName(peer) && s.key_hash == common::NoteKeyHash(dir.NoteName(peer), key)) {
+    common::Note one{note.body, {s}};
+    if (s.name == dir.NoteName(peer) && dir.VerifyCheckpoint(one, peer).ok()) {
       own.signatures.push_back(s);
       break;
     }
@@ -189,8 +192,8 @@ absl::Status Witness::WitnessPeer(const std::string& peer) {
 absl::Status Witness::SendCosignature(v1::ExchangeLog::Stub& stub, const std::string& body) {
   v1::AddCosignatureRequest add;
   add.set_note(body + "\n" +
-               common::SignCosignatureLine(body, signatures_.directory->NoteName(self_),
-                                           *signatures_.key, absl::ToUnixSeconds(common::Now())));
+               common::SignCosignatureLine(body, signatures_.directory()->NoteName(self_),
+                                           *signatures_.key(), absl::ToUnixSeconds(common::Now())));
   v1::AddCosignatureResponse added;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));

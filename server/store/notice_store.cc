@@ -171,7 +171,7 @@ static absl::Status Migrate(Db& db) {
 
 absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOptions& options) {
   const std::string& path = options.path;
-  if (options.log_enabled && options.signing_key == nullptr) {
+  if (options.log_enabled && options.signing_key == nullptr && !options.signatures.enabled()) {
     return absl::FailedPreconditionError("store: the exchange log needs a signing key");
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(path));

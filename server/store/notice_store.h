@@ -25,6 +25,7 @@
 #include "caseway/v1/peer_exchange.pb.h"
 #include "common/notice_facts.h"
 #include "common/policy.h"
+#include "common/signatures.h"
 #include "common/signing.h"
 #include "server/store/commit_queue.h"
 #include "server/store/merkle_log.h"
@@ -66,7 +67,10 @@ struct StoreOptions {
   std::string self;
   // The exchange log: entries for every event, evidence, checkpoints. Off only for benchmarks.
   bool log_enabled = true;
-  // Signs receipts inside the transaction that stores a batch (required when log_enabled).
+  // Signs receipts inside the transaction that stores a batch, and query answers (one of the two
+  // is required when log_enabled): the node's replaceable key (a rotation takes effect at the next
+  // signature), or a fixed one (tests, benchmarks).
+  common::Signatures signatures;
   std::shared_ptr<const common::SigningKey> signing_key;
   // The federation policy: which notices owe a reply, and by when (nullptr: the built-in one).
   const common::Policy* policy = nullptr;
@@ -295,6 +299,13 @@ class NoticeStore {
   absl::StatusOr<PurgeCounts> Purge(absl::Time before, int limit);
 
   bool log_enabled() const { return options_.log_enabled; }
+  // CurrentKey is the key this node signs with now.
+  std::shared_ptr<const common::SigningKey> CurrentKey() const {
+    return options_.signatures.enabled() ? options_.signatures.key() : options_.signing_key;
+  }
+  // RecordSigningKey appends a SIGNING_KEY entry when `public_key` is not the last one recorded
+  // here (the first start with the log, or a rotation), and remembers it.
+  absl::Status RecordSigningKey(const std::string& public_key);
   const std::string& self() const { return options_.self; }
 
   // RecordSent durably stores a signed manifest sent to `destination` and appends its SENT entry.

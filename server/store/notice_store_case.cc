@@ -318,7 +318,7 @@ absl::StatusOr<v1::Signed> NoticeStore::AnswerQuery(v1::QueryAnswer answer) {
         *answer.mutable_answered_at() =
             TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(common::Now()));
         out.set_message(common::DeterministicBytes(answer));
-        out.set_signature(options_.signing_key->Sign(common::kQueryAnswerContext, out.message()));
+        out.set_signature(CurrentKey()->Sign(common::kQueryAnswerContext, out.message()));
         v1::LogEntry entry;
         entry.set_kind(v1::LogEntry::KIND_QUERY_ANSWERED);
         entry.set_peer(answer.asker());

@@ -265,7 +265,7 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::LogReceived(const std::st
   v1::Signed signed_receipt;
   signed_receipt.set_message(common::DeterministicBytes(receipt));
   signed_receipt.set_signature(
-      options_.signing_key->Sign(common::kReceiptContext, signed_receipt.message()));
+      CurrentKey()->Sign(common::kReceiptContext, signed_receipt.message()));
   signed_receipt.set_signer(options_.self);
   RETURN_IF_ERROR(InsertEvidence(v1::Evidence::KIND_RECEIPT_SENT, origin, first, last,
                                  common::Sha256(signed_receipt.message()), signed_receipt, index));

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/digest.h"
 #include "common/status_macros.h"
 #include "common/validation.h"
 #include "server/store/notice_store.h"
@@ -334,6 +335,27 @@ absl::Status NoticeStore::RecordPolicy(const common::Policy& policy) {
         while (s.Step()) {
         }
         return s.status("record policy digest");
+      },
+      [] {});
+}
+
+absl::Status NoticeStore::RecordSigningKey(const std::string& public_key) {
+  if (!options_.log_enabled) return absl::OkStatus();
+  const std::string hex = common::ToHex(public_key);
+  return queue_->Run(
+      [&](sqlite3* db) -> absl::Status {
+        {
+          Stmt s(db, "SELECT value FROM meta WHERE key = 'signing_key'");
+          if (s.Step() && s.Text(0) == hex) return absl::OkStatus();
+          RETURN_IF_ERROR(s.status("read the recorded signing key"));
+        }
+        v1::LogEntry entry;
+        entry.set_kind(v1::LogEntry::KIND_SIGNING_KEY);
+        entry.set_signing_key(public_key);
+        RETURN_IF_ERROR(AppendEntry(entry).status());
+        Stmt s(db, "INSERT OR REPLACE INTO meta(key, value) VALUES('signing_key', ?)");
+        s.Bind(1, hex);
+        return Done(s, "record the signing key");
       },
       [] {});
 }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,17 @@ class AuditedPairTest : public ::testing::Test {
 
   RunResult Audit(std::vector<std::string> args) {
     return RunCommand(AuditCommand(*pki_, auditor_, dir_.path(), std::move(args)));
+  }
+  // AuditUntil runs the audit again (for at most 20 s) until its output matches the regular
+  // expression `want`: the last exchanges are audited once both nodes' checkpoints cover them.
+  RunResult AuditUntil(const std::vector<std::string>& args, const std::string& want) {
+    RunResult r;
+    const std::regex re(want);
+    WaitFor([&] {
+      r = Audit(args);
+      return std::regex_search(r.out, re);
+    }, absl::Seconds(20));
+    return r;
   }
 
   TempDir dir_;
