@@ -15,7 +15,8 @@
 # issue #10; FLOOD_SECONDS, FLOOD_RATE), report (REPORT_NODES real nodes exchange REPORT_N
 # notices, then `caseway audit report` over all of them: its time and memory; issue #8), query
 # (QUERY_N notices over QUERY_N/10 cases, then remote queries and case timelines, and the per-peer
-# rate limit under a flood of queries from one node while another asks; issue #9).
+# rate limit under a flood of queries from one node while another asks; issue #9), disk (bytes on
+# disk per notice at origin and destination after DISK_N (100000), and after retention's purge).
 # Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (32),
 # LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), FANOUT_STREAMS (3000),
 # FANOUT_PER_STREAM (100), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
@@ -37,7 +38,7 @@ UNARY_CLIENTS=${UNARY_CLIENTS:-32}; LAT_SECONDS=${LAT_SECONDS:-10}; BACKLOG=${BA
 IMPORT=${IMPORT:-1000000}; PEER_N=${PEER_N:-100000}; BASE_PORT=${BASE_PORT:-17400}
 FANOUT_STREAMS=${FANOUT_STREAMS:-3000}; FANOUT_PER_STREAM=${FANOUT_PER_STREAM:-100}
 QUERY_N=${QUERY_N:-1000000}
-ONLY=${ONLY:-throughput latency catchup import fanout peers integrity flood report query}
+ONLY=${ONLY:-throughput latency catchup import fanout peers integrity flood report query disk}
 
 bash "$root/deploy/install-deps.sh" >/dev/null
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -136,6 +137,43 @@ if [[ " $ONLY " == *" throughput "* ]]; then
   done
   log "log and signatures on/off: batch $(awk "BEGIN{printf \"%.2f\", ${rate[batch-on]}/${rate[batch-off]}}"), unary $(awk "BEGIN{printf \"%.2f\", ${rate[unary-on]}/${rate[unary-off]}}")"
   echo "{\"bench\":\"log on/off ratio\",\"batch\":$(awk "BEGIN{printf \"%.3f\", ${rate[batch-on]}/${rate[batch-off]}}"),\"unary\":$(awk "BEGIN{printf \"%.3f\", ${rate[unary-on]}/${rate[unary-off]}}")}" >>"$results"
+fi
+
+if [[ " $ONLY " == *" disk "* ]]; then
+  # Disk growth per notice (docs/operations.md): the pair with every guarantee on stores DISK_N
+  # notices of 1 KiB; after a clean stop (the WAL checkpointed into the file) each database is
+  # measured, then a copy is purged as retention purges (bodies and case-index rows removed,
+  # everything else kept) and vacuumed, and measured again.
+  DISK_N=${DISK_N:-100000}
+  log ""; log "== disk: bytes on disk per 1 KiB notice after $DISK_N, at the origin and the destination, and after retention's purge"
+  rm -rf "$work/data-on"; pair on
+  bench throughput "${A[@]}" --clients "$CLIENTS" --batch "$BATCH" --count "$DISK_N" --label "disk-load" >/dev/null
+  unpair
+  for j in 360102 440305; do
+    role=origin; [ "$j" = 440305 ] && role=destination
+    line=$(python3 - "$work/data-on/$j.db" "$DISK_N" "$role" <<'PY'
+import os, shutil, sqlite3, sys
+db, n, role = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+size = os.path.getsize(db) + (os.path.getsize(db + "-wal") if os.path.exists(db + "-wal") else 0)
+copy = db + ".purged"
+shutil.copy(db, copy)
+c = sqlite3.connect(copy, isolation_level=None)
+c.execute("PRAGMA secure_delete=ON")
+c.execute("UPDATE notice SET bytes = X''")
+c.execute("UPDATE inbox SET bytes = X''")
+c.execute("DELETE FROM case_index")
+c.execute("DELETE FROM case_index_new")
+c.execute("UPDATE evidence SET message = X'' WHERE kind = 5")
+c.execute("VACUUM")
+c.close()
+purged = os.path.getsize(copy)
+print('{"bench":"disk","role":"%s","notices":%d,"bytes":%d,"bytes_per_notice":%.0f,'
+      '"purged_bytes_per_notice":%.0f}' % (role, n, size, size / n, purged / n))
+PY
+)
+    echo "$line" >>"$results"
+    log "disk $role: $(field "$line" bytes_per_notice) bytes per notice; after retention's purge (vacuumed) $(field "$line" purged_bytes_per_notice)"
+  done
 fi
 
 if [[ " $ONLY " == *" integrity "* ]]; then
