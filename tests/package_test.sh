@@ -146,4 +146,30 @@ done
 pids=()
 [ "$(stat -c '%U %a' "/var/lib/caseway/$walk-360111.db")" = "caseway 600" ] \
   || fail "database: $(stat -c '%U %a' "/var/lib/caseway/$walk-360111.db")"
-echo "package_test: installed, joined, checked, exchanged and stopped as the walk-through says"
+
+# 7. Back up and restore as the node's user (operator.md, "Backup and restore"), then start: the
+# restored node asks its peer before anything else and goes on.
+backup="/var/lib/caseway/$walk-360111.backup.db"
+runuser -u caseway -- /usr/bin/caseway-node backup --config "/etc/caseway/$walk-360111.yaml" \
+  --to "$backup" >"$work/backup.out" 2>&1 || fail "backup: $(cat "$work/backup.out")"
+grep -q "received from 360102: up to seq 1" "$work/backup.out" || fail "backup summary: $(cat "$work/backup.out")"
+[ "$(stat -c '%U %a' "$backup")" = "caseway 600" ] || fail "backup file: $(stat -c '%U %a' "$backup")"
+runuser -u caseway -- /usr/bin/caseway-node restore --config "/etc/caseway/$walk-360111.yaml" \
+  --from "$backup" >"$work/restore.out" 2>&1 || fail "restore: $(cat "$work/restore.out")"
+for j in 360102 360111; do
+  setpriv --reuid=caseway --regid=caseway --init-groups -- \
+    /usr/bin/caseway-node --config "/etc/caseway/$walk-$j.yaml" 2>>"$work/$j.log" &
+  pids+=($!)
+done
+for _ in $(seq 100); do
+  grep -q "restore: every peer confirmed" "$work/360111.log" && break
+  sleep 0.2
+done
+grep -q "restore: every peer confirmed" "$work/360111.log" || fail "restored node: $(tail -5 "$work/360111.log")"
+for p in "${pids[@]}"; do
+  kill -TERM "$p"
+  wait "$p" || fail "a node exited $? on SIGTERM after the restore"
+done
+pids=()
+rm -f "$backup" /var/lib/caseway/"$walk"-360111.db.replaced-*
+echo "package_test: installed, joined, checked, exchanged, stopped, backed up and restored as the walk-through says"
