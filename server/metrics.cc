@@ -111,6 +111,13 @@ class Scraped final : public prometheus::Collectable {
       out.Add("caseway_certificate_expiry_seconds", "",
               absl::ToDoubleSeconds(ToTime(status->certificate_not_after()) - now));
     }
+    out.Declare("caseway_signing_key_expiry_seconds",
+                "seconds until the directory stops accepting the node's signing key (negative: "
+                "ended; absent: no end)");
+    if (status->has_signing_key_not_after()) {
+      out.Add("caseway_signing_key_expiry_seconds", "",
+              absl::ToDoubleSeconds(ToTime(status->signing_key_not_after()) - now));
+    }
 
     uint64_t streams = 0;
     for (const auto& c : status->channels()) {

@@ -377,7 +377,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
         return subs;
       },
       [raw](const std::string& dest) { return raw->peer_exchange_->OpenStreams(dest); },
-      node->asker_.get());
+      node->asker_.get(), signatures);
 
   if (const std::string& address = config.metrics().listen_address(); !address.empty()) {
     ASSIGN_OR_RETURN(node->metrics_,

@@ -578,6 +578,12 @@ TEST_F(OperationsTest, ASigningKeyIsRotatedWhileTheNodesExchangeAndEarlierEviden
                         absl::Seconds(20)))
         << n->jurisdiction();
   }
+  // Until the county installs it, `status --check` counts the old key's remaining grace.
+  RunResult waiting = Cli(*a_, {"status", "--check"});
+  EXPECT_EQ(waiting.exit_code, 1) << waiting.out << waiting.err;
+  EXPECT_THAT(waiting.out + waiting.err,
+              ::testing::ContainsRegex("signing key: the federation directory accepts it for "
+                                       "(59m|1h)[^\n]* more, until "));
   // The county installs its new key over the file its node reads.
   ASSERT_EQ(std::rename((county + "/360102.sign.next.key").c_str(),
                         (pki_->dir() + "/nodes/360102.sign.key").c_str()),
@@ -594,6 +600,8 @@ TEST_F(OperationsTest, ASigningKeyIsRotatedWhileTheNodesExchangeAndEarlierEviden
     return st.ok() && st->channels_size() == 1 &&
            st->channels(0).acked() == static_cast<uint64_t>(published.load());
   }, absl::Seconds(20)));
+  RunResult settled = Cli(*a_, {"status"});
+  EXPECT_THAT(settled.out, Not(HasSubstr("signing key accepted until")));
   // The node records the key it signs with, each time it changes.
   EXPECT_THAT(a_->log(), Not(HasSubstr("not taken up")));
   const std::vector<std::string> recorded = a_->Blobs("SELECT value FROM meta WHERE key = 'signing_key'");

@@ -84,6 +84,19 @@ std::vector<std::string> Problems(const caseway::v1::StatusResponse& status,
   if (!status.certificate_problem().empty()) {
     out.push_back(absl::StrCat("certificate: ", status.certificate_problem()));
   }
+  if (status.has_signing_key_not_after()) {
+    // After a rotation the old key signs only until the grace ends: the new one must be in place.
+    const absl::Time end = ToTime(status.signing_key_not_after());
+    const std::string day = absl::FormatTime("%Y-%m-%d %H:%M UTC", end, absl::UTCTimeZone());
+    if (end <= now) {
+      out.push_back(absl::StrCat("signing key: the federation directory stopped accepting it on ",
+                                 day, ": install the new key (docs/operator.md)"));
+    } else if (end - now < limits.certificate) {
+      out.push_back(absl::StrCat("signing key: the federation directory accepts it for ",
+                                 Span(end - now), " more, until ", day,
+                                 ": install the new key (docs/operator.md, \"Rotating the signing key\")"));
+    }
+  }
   if (status.has_certificate_not_after()) {
     const absl::Time end = ToTime(status.certificate_not_after());
     const std::string day = absl::FormatTime("%Y-%m-%d", end, absl::UTCTimeZone());
@@ -144,6 +157,12 @@ int RunStatus(caseway::client::Client& client, const StatusFlags& flags) {
            status->policy_digest().c_str());
     if (!status->certificate_problem().empty()) {
       printf("CERTIFICATE: %s\n", status->certificate_problem().c_str());
+    }
+    if (status->has_signing_key_not_after()) {
+      printf("signing key accepted until %s\n",
+             absl::FormatTime("%Y-%m-%d %H:%M UTC", ToTime(status->signing_key_not_after()),
+                              absl::UTCTimeZone())
+                 .c_str());
     }
     if (status->has_certificate_not_after()) {
       printf("certificate valid until %s\n",

@@ -86,7 +86,8 @@ absl::Status Refuse(absl::StatusCode code, absl::string_view reason, const std::
 
 GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
                                const Authorizer* authz, SubscriptionStatusFn subscriptions,
-                               OpenStreamsFn open_streams, PeerAsker* asker)
+                               OpenStreamsFn open_streams, PeerAsker* asker,
+                               common::Signatures signatures)
     : jurisdiction_(config.jurisdiction()),
       cert_file_(config.tls().cert_file()),
       key_file_(config.tls().key_file()),
@@ -97,6 +98,7 @@ GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
                           : config.limits().max_message_bytes() / 4),
       store_(store),
       asker_(asker),
+      signatures_(std::move(signatures)),
       authz_(authz),
       subscriptions_(std::move(subscriptions)),
       open_streams_(std::move(open_streams)),
@@ -559,6 +561,16 @@ absl::StatusOr<v1::StatusResponse> GatewayService::Snapshot() const {
     }
   } else {
     resp.set_certificate_problem(std::string(pem.status().message()));
+  }
+  if (signatures_.enabled()) {
+    const std::string current = signatures_.key()->PublicKey();
+    if (auto keys = signatures_.directory()->Keys(jurisdiction_); keys.ok()) {
+      for (const auto& k : *keys) {
+        if (k.public_key == current && k.until != absl::InfiniteFuture()) {
+          *resp.mutable_signing_key_not_after() = stamp(k.until);
+        }
+      }
+    }
   }
   return resp;
 }

@@ -42,9 +42,10 @@ class GatewayService final
               caseway::v1::Gateway::WithCallbackMethod_Inbox<caseway::v1::Gateway::Service>>> {
  public:
   // `asker` (may be null: QueryPeer is then UNIMPLEMENTED) must outlive the service.
+  // `signatures` (disabled without the exchange log) give Status its signing key's end.
   GatewayService(const caseway::v1::NodeConfig& config, NoticeStore* store,
                  const Authorizer* authz, SubscriptionStatusFn subscriptions,
-                 OpenStreamsFn open_streams, PeerAsker* asker);
+                 OpenStreamsFn open_streams, PeerAsker* asker, common::Signatures signatures);
 
   grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* ctx,
                                     const grpc::ByteBuffer* request,
@@ -145,6 +146,7 @@ class GatewayService final
   std::set<std::string> peers_;
   NoticeStore* const store_;
   PeerAsker* const asker_;
+  const common::Signatures signatures_;
   const Authorizer* const authz_;
   SubscriptionStatusFn subscriptions_;
   OpenStreamsFn open_streams_;
