@@ -86,6 +86,14 @@ issue() {
 
 node_san() { echo "URI:spiffe://$1/node/$2,DNS:localhost,IP:127.0.0.1${SANS:+,$SANS}"; }
 
+# new_signing_key OUT: OUT.key (Ed25519, 0600) and OUT.pub, made here (the key never travels).
+new_signing_key() {
+  mkdir -p "$(dirname "$1")"
+  (umask 077; openssl genpkey -algorithm ED25519 -out "$1.key" 2>/dev/null)
+  openssl pkey -in "$1.key" -pubout -out "$1.pub" 2>/dev/null
+  echo "$1.pub"
+}
+
 # public_key_b64 FILE: the raw Ed25519 public key (32 bytes, base64) of a private or public PEM.
 public_key_b64() {
   if grep -q "PRIVATE KEY" "$1"; then
@@ -155,10 +163,7 @@ case "$cmd" in
     [ $# -eq 2 ] || usage
     dir=$1 j=$2; region_ok "$j"
     [ -f "$dir/$j.sign.key" ] && die "$dir/$j.sign.key exists: a node keeps its signing key (docs/operator.md, 'A compromised key')"
-    mkdir -p "$dir"
-    (umask 077; openssl genpkey -algorithm ED25519 -out "$dir/$j.sign.key" 2>/dev/null)
-    openssl pkey -in "$dir/$j.sign.key" -pubout -out "$dir/$j.sign.pub" 2>/dev/null
-    echo "$dir/$j.sign.pub"
+    new_signing_key "$dir/$j.sign"
     echo "pki.sh: send $dir/$j.sign.pub to the coordinating office; $dir/$j.sign.key stays here" >&2
     ;;
   next-signing-key)
@@ -166,10 +171,7 @@ case "$cmd" in
     dir=$1 j=$2; region_ok "$j"
     [ -f "$dir/ca.key" ] && die "$dir holds ca.key: make a node's key on the node's machine"
     [ -f "$dir/$j.sign.next.key" ] && die "$dir/$j.sign.next.key exists: send $dir/$j.sign.next.pub, or remove both to start over"
-    mkdir -p "$dir"
-    (umask 077; openssl genpkey -algorithm ED25519 -out "$dir/$j.sign.next.key" 2>/dev/null)
-    openssl pkey -in "$dir/$j.sign.next.key" -pubout -out "$dir/$j.sign.next.pub" 2>/dev/null
-    echo "$dir/$j.sign.next.pub"
+    new_signing_key "$dir/$j.sign.next"
     echo "pki.sh: send $dir/$j.sign.next.pub to the coordinating office; once its new directory.yaml is installed here, move $dir/$j.sign.next.key over the node's signing key file" >&2
     ;;
   rotate)
