@@ -132,7 +132,8 @@ std::string FileStamp(const std::string& path) {
 void ReloadSignatures(const v1::NodeConfig& config, NoticeStore* store, Signatures signatures,
                       std::string* stamps, std::string* warned) {
   const auto& xl = config.exchange_log();
-  const std::string now = FileStamp(xl.signing_key_file()) + "|" + FileStamp(xl.directory_file());
+  const std::string dir_stamp = FileStamp(xl.directory_file());
+  const std::string now = FileStamp(xl.signing_key_file()) + "|" + dir_stamp;
   if (now == *stamps) return;
   auto loaded = LoadKeyAndDirectory(config);
   if (!loaded.ok()) {
@@ -141,6 +142,15 @@ void ReloadSignatures(const v1::NodeConfig& config, NoticeStore* store, Signatur
       *warned = now;
       Log(LogLevel::kWarn, "signing key or federation directory changed but not taken up (yet)",
           {{"status", loaded.status().ToString()}});
+      // A directory that loads is taken up on its own even so: the ends it gives other nodes'
+      // keys (a compromise) apply at once, whatever becomes of this node's key.
+      auto dir = common::Directory::Load(xl.directory_file());
+      if (dir.ok() && dir->federation() == config.federation() &&
+          dir_stamp != stamps->substr(stamps->find('|') + 1)) {
+        signatures.Update(signatures.key(), std::make_shared<const common::Directory>(std::move(*dir)));
+        *stamps = stamps->substr(0, stamps->find('|') + 1) + dir_stamp;
+        Log(LogLevel::kInfo, "federation directory reloaded", {{"file", xl.directory_file()}});
+      }
     }
     return;
   }
@@ -169,8 +179,11 @@ void ReloadSignatures(const v1::NodeConfig& config, NoticeStore* store, Signatur
 void PurgeExpired(NoticeStore* store, absl::Duration retention) {
   const absl::Time before = common::Now() - retention;
   NoticeStore::PurgeCounts total;
+  // A table whose pass ended is not looked at again in this run (its unsettled rows wait for the
+  // next interval), however long the others go on.
+  std::array<bool, 3> tables = {true, true, true};
   for (int round = 0; round < 10000; ++round) {
-    auto counts = store->Purge(before, 1000);
+    auto counts = store->Purge(before, 1000, tables);
     if (!counts.ok()) {
       Log(LogLevel::kWarn, "retention: purge failed; retried at the next interval",
           {{"status", counts.status().ToString()}});
@@ -179,6 +192,7 @@ void PurgeExpired(NoticeStore* store, absl::Duration retention) {
     total.published += counts->published;
     total.received += counts->received;
     total.answers += counts->answers;
+    tables = counts->more_in;
     if (!counts->more) break;
   }
   if (total.published + total.received + total.answers > 0) {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 
@@ -97,9 +98,14 @@ absl::StatusOr<BackupSummary> BackupDatabase(const std::string& db_path, const s
   }
   chmod(partial.c_str(), 0600);
   RETURN_IF_ERROR(SyncPath(partial, false));
-  if (std::rename(partial.c_str(), out.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("rename ", partial, " to ", out));
+  // link() never replaces: a file that appeared at `out` meanwhile is kept.
+  if (link(partial.c_str(), out.c_str()) != 0) {
+    const bool exists = errno == EEXIST;
+    fs::remove(partial, ec);
+    return exists ? absl::AlreadyExistsError(absl::StrCat("--to: ", out, " exists (a backup never overwrites)"))
+                  : absl::InternalError(absl::StrCat("link ", partial, " to ", out));
   }
+  fs::remove(partial, ec);
   const fs::path parent = fs::absolute(out).parent_path();
   RETURN_IF_ERROR(SyncPath(parent.string(), true));
   summary.bytes = fs::file_size(out, ec);
@@ -110,10 +116,11 @@ namespace {
 
 // InUse says whether a process holds `db_path` open: every SQLite connection in WAL mode holds a
 // shared lock on the DMS byte of the -shm file for as long as it is open.
+// A -shm file this process cannot open counts as in use: restore must not guess.
 bool InUse(const std::string& db_path) {
   const std::string shm = db_path + "-shm";
   int fd = open(shm.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  if (fd < 0) return errno != ENOENT;
   struct flock lock = {};
   lock.l_type = F_WRLCK;
   lock.l_whence = SEEK_SET;
@@ -155,26 +162,40 @@ absl::StatusOr<absl::Time> RestoreDatabase(const std::string& from, const std::s
     }
     taken_at = absl::FromUnixMicros(micros);
   }
-  if (InUse(db_path)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("storage.path: ", db_path, " is open in a running process: stop the node first"));
-  }
+  auto in_use = [&]() -> absl::Status {
+    if (!InUse(db_path)) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "storage.path: ", db_path, " is open in a running process (or its -shm file cannot be "
+        "read): stop the node first"));
+  };
+  RETURN_IF_ERROR(in_use());
   std::error_code ec;
   const fs::path target = fs::absolute(db_path);
   fs::create_directories(target.parent_path(), ec);
-  const std::string stamp = absl::FormatTime("%Y%m%dT%H%M%SZ", absl::Now(), absl::UTCTimeZone());
+  // The copy first (the step that can fail for want of space), beside the database: until it is
+  // complete and synced, nothing of the current files has moved.
+  const std::string partial = db_path + ".partial";
+  if (absl::Status copied = CopyFile(from, partial); !copied.ok()) {
+    fs::remove(partial, ec);
+    return copied;
+  }
+  RETURN_IF_ERROR(in_use());  // a node started meanwhile keeps its database
+  // Then two renames in one directory. The current files are kept, under a name no earlier
+  // restore used.
+  std::string stamp = absl::FormatTime("%Y%m%dT%H%M%S.%fZ", absl::Now(), absl::UTCTimeZone());
   for (const char* suffix : {"", "-wal", "-shm"}) {
     const std::string file = db_path + suffix;
     if (!fs::exists(file, ec)) continue;
     const std::string aside = absl::StrCat(db_path, ".replaced-", stamp, suffix);
     if (std::rename(file.c_str(), aside.c_str()) != 0) {
-      return absl::InternalError(absl::StrCat("rename ", file, " to ", aside));
+      return absl::InternalError(absl::StrCat("rename ", file, " to ", aside, " (", partial,
+                                              " holds the complete copy)"));
     }
   }
-  const std::string partial = db_path + ".partial";
-  RETURN_IF_ERROR(CopyFile(from, partial));
   if (std::rename(partial.c_str(), db_path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("rename ", partial, " to ", db_path));
+    return absl::InternalError(absl::StrCat("rename ", partial, " to ", db_path,
+                                            " (the previous database is kept as ", db_path,
+                                            ".replaced-", stamp, ")"));
   }
   RETURN_IF_ERROR(SyncPath(target.parent_path().string(), true));
   return taken_at;

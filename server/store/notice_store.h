@@ -3,6 +3,7 @@
 #ifndef CASEWAY_SERVER_STORE_NOTICE_STORE_H_
 #define CASEWAY_SERVER_STORE_NOTICE_STORE_H_
 
+#include <array>
 #include <atomic>
 #include <set>
 #include <cstdint>
@@ -282,21 +283,26 @@ class NoticeStore {
 
   // --- Exchange log (docs/exchange-log.md); all no-ops or FAILED_PRECONDITION when disabled. ---
 
-  // Retention (docs/operator.md, Retention). Purge removes the personal data of what was settled
-  // before `before`: the bytes of notices published here that every destination acknowledged
+  // Retention (docs/operator.md, Retention). Purge removes the personal data of what was published
+  // or received before `before` (a query answer: asked) and is settled: the bytes of notices
+  // published here that every destination acknowledged
   // (with the log on, only after its signed receipt verified) and that are owed no open reply;
   // of received notices the consumer took and this node owes no reply to; and of received query
   // answers. Their case-index rows go too. Digests, the exchange log, manifests, receipts and
   // signatures stay, so every proof still verifies. A purged notice reads as empty bytes.
   // One call is one transaction over at most `limit` rows of each table, resuming where the
   // last one stopped; `more` says whether rows older than `before` remain to be looked at.
+  // `tables` selects which of the three (notices, inbox, answers) this call looks at; `more_in`
+  // says, per table, whether its pass goes on.
   struct PurgeCounts {
     uint64_t published = 0;
     uint64_t received = 0;
     uint64_t answers = 0;
     bool more = false;
+    std::array<bool, 3> more_in = {false, false, false};
   };
-  absl::StatusOr<PurgeCounts> Purge(absl::Time before, int limit);
+  absl::StatusOr<PurgeCounts> Purge(absl::Time before, int limit,
+                                    std::array<bool, 3> tables = {true, true, true});
 
   bool log_enabled() const { return options_.log_enabled; }
   // CurrentKey is the key this node signs with now.

@@ -11,6 +11,7 @@
 #include "common/digest.h"
 #include "common/fault.h"
 #include "common/log.h"
+#include "common/log_entry.h"
 #include "common/proto_bytes.h"
 #include "common/signing.h"
 #include "common/status_macros.h"
@@ -361,7 +362,8 @@ absl::StatusOr<uint64_t> NoticeStore::RecordQueryAsked(const std::string& peer,
   return index;
 }
 
-absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, int limit) {
+absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, int limit,
+                                                            std::array<bool, 3> tables) {
   PurgeCounts counts;
   const int64_t cutoff = absl::ToUnixMicros(before);
   PurgeScan scans[3] = {purge_[0], purge_[1], purge_[2]};
@@ -371,8 +373,11 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
         // stopped; a pass ends at the first row younger than `before` or at the end, and the
         // next pass starts at the first row it had to leave (unsettled), so those are looked at
         // again and purged ones are not.
+        int table = -1;
         auto scan = [&](PurgeScan& at, Stmt& rows, auto&& time_of,
                         auto&& settle) -> absl::Status {
+          ++table;
+          if (!tables[table]) return absl::OkStatus();
           int seen = 0;
           bool young = false;
           int64_t last = at.from;
@@ -391,6 +396,7 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
           RETURN_IF_ERROR(rows.status("purge scan"));
           if (!young && seen == limit) {
             counts.more = true;
+            counts.more_in[table] = true;
             at.from = last;
             return absl::OkStatus();
           }
@@ -464,17 +470,19 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
           return true;
         }));
         // Received query answers hold notices: the message goes; its digest (the evidence row's
-        // and the log entry's) and the signature stay.
-        Stmt answers(db, "SELECT id, message FROM evidence WHERE id > ? AND kind = 5 AND "
-                         "length(message) > 0 ORDER BY id LIMIT ?");
+        // and the log entry's) and the signature stay. Aged by this node's QUERY_ASKED entry
+        // (its own clock), never by the time the answering peer wrote in the answer.
+        Stmt answers(db, "SELECT e.id, l.bytes FROM evidence e JOIN log_leaf l ON l.idx = "
+                         "e.log_index WHERE e.id > ? AND e.kind = 5 AND length(e.message) > 0 "
+                         "ORDER BY e.id LIMIT ?");
         Stmt clear_answer(db, "UPDATE evidence SET message = X'' WHERE id = ?");
         auto answered_at = [](Stmt& r) -> absl::StatusOr<int64_t> {
-          v1::QueryAnswer a;
-          const absl::string_view m = r.Blob(1);
-          if (!a.ParseFromArray(m.data(), static_cast<int>(m.size()))) {
-            return absl::DataLossError("purge: a stored query answer does not parse");
+          v1::LogEntry entry;
+          const absl::string_view b = r.Blob(1);
+          if (!entry.ParseFromArray(b.data(), static_cast<int>(b.size()))) {
+            return absl::DataLossError("purge: the log entry of a query answer does not parse");
           }
-          return TimeUtil::TimestampToMicroseconds(a.answered_at());
+          return common::EntryMicros(entry);
         };
         return scan(scans[2], answers, answered_at, [&](Stmt& r) -> absl::StatusOr<bool> {
           clear_answer.Bind(1, r.Int(0));
