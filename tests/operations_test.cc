@@ -483,7 +483,7 @@ TEST_F(OperationsTest, RetentionRemovesSettledPersonalDataAndTheAuditStillReconc
       return st.ok() && st->channels_size() == 1 && st->channels(0).acked() == st->channels(0).head();
     }, absl::Seconds(15)));
   }
-  RunResult before = Audit({"reconcile", a_->address(), b_->address()});
+  RunResult before = AuditUntil({"reconcile", a_->address(), b_->address()}, "PROVEN +2 +1 +3");
   ASSERT_EQ(before.exit_code, 0) << before.out << before.err;
   EXPECT_THAT(before.out, ::testing::ContainsRegex("PROVEN +2 +1 +3"));
 
@@ -530,7 +530,7 @@ TEST_F(OperationsTest, RetentionRemovesSettledPersonalDataAndTheAuditStillReconc
   EXPECT_THAT(evidence.out, HasSubstr("body purged under the node's retention period"));
   EXPECT_THAT(evidence.out, HasSubstr("OK: every signature and digest verifies"));
   // The audit: the same exchanges, proven as before; the query paired by its digests.
-  RunResult after = Audit({"reconcile", a_->address(), b_->address()});
+  RunResult after = AuditUntil({"reconcile", a_->address(), b_->address()}, "PROVEN +2 +1 +3");
   EXPECT_EQ(after.exit_code, 0) << after.out << after.err;
   EXPECT_THAT(after.out, ::testing::ContainsRegex("PROVEN +2 +1 +3"));
   EXPECT_THAT(after.out, HasSubstr("OK: every exchange matched"));
