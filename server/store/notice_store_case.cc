@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -369,6 +370,15 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
   PurgeScan scans[3] = {purge_[0], purge_[1], purge_[2]};
   RETURN_IF_ERROR(queue_->Run(
       [&](sqlite3* db) -> absl::Status {
+        // What the purge deletes or shrinks is overwritten with zeros, not left in free space
+        // (only here: the writer's other deletes, e.g. the case-index merge, hold no personal
+        // data and need not pay for it).
+        if (sqlite3_exec(db, "PRAGMA secure_delete=ON;", nullptr, nullptr, nullptr) != SQLITE_OK) {
+          return SqliteError(db, "purge: secure_delete");
+        }
+        absl::Cleanup insecure = [db] {
+          sqlite3_exec(db, "PRAGMA secure_delete=OFF;", nullptr, nullptr, nullptr);
+        };
         // Each table is scanned in rowid order (which is time order) from where the last call
         // stopped; a pass ends at the first row younger than `before` or at the end, and the
         // next pass starts at the first row it had to leave (unsettled), so those are looked at

@@ -25,9 +25,6 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path) {
   sqlite3_db_config(raw, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
   absl::Status s = db->Exec(
       "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
-      // What is deleted or shrunk (retention's purge) is overwritten with zeros, not left in
-      // free space: the file must not keep personal data the node removed.
-      "PRAGMA secure_delete=ON;"
       // Checkpoints run on NoticeStore's background connection, not in a committing writer.
       // Once checkpointed, the WAL is reused from its start and keeps its size: appends within it
       // need no file-system journal commit at fdatasync. (Cutting it back, by TRUNCATE or
