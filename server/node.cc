@@ -423,6 +423,14 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   builder.RegisterService(node->gateway_.get());
   builder.RegisterService(node->peer_exchange_.get());
   builder.RegisterService(node->exchange_log_.get());
+  // The unary methods: the caller is authorized before its request is parsed.
+  node->unary_ = std::make_unique<AuthorizedFirst>(node->authz_.get());
+  node->gateway_->AddUnaryMethods(node->unary_.get());
+  node->peer_exchange_->AddUnaryMethods(node->unary_.get());
+  node->exchange_log_->AddUnaryMethods(node->unary_.get());
+  builder.RegisterService(node->unary_.get());
+  node->unknown_methods_ = std::make_unique<UnknownMethods>();
+  builder.RegisterCallbackGenericService(node->unknown_methods_.get());
   // Detect half-open peer connections: ping idle ones, and accept the subscribers' pings.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);

@@ -4,10 +4,12 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <fstream>
 #include <future>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -127,6 +129,94 @@ TEST_F(HostileTest, UndecodableRequestsAreInvalidArgumentOnEveryKindOfMethod) {
   s = RawStreamFirst(pki_->Node(kB), "/caseway.v1.PeerExchange/Subscribe", kGarbage);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
   EXPECT_EQ(a_->Count("SELECT count(*) FROM notice"), 0);
+}
+
+TEST_F(HostileTest, UnaryRequestsAreParsedOnlyAfterTheCallerIsAuthorized) {
+  StartBoth();
+  // Garbage from a caller the table refuses is PERMISSION_DENIED: INVALID_ARGUMENT would mean
+  // that the node parsed the request of a caller it had not yet authorized.
+  for (const char* method : {"/caseway.v1.Gateway/Status", "/caseway.v1.Gateway/Todo",
+                             "/caseway.v1.Gateway/QueryPeer", "/caseway.v1.Gateway/Case"}) {
+    grpc::Status s = RawUnary(pki_->Node(kB), method, kGarbage);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << method << ": " << s.error_message();
+  }
+  for (const char* method :
+       {"/caseway.v1.PeerExchange/Query", "/caseway.v1.PeerExchange/GetPeerView",
+        "/caseway.v1.ExchangeLog/GetCheckpoint", "/caseway.v1.ExchangeLog/GetEntries",
+        "/caseway.v1.ExchangeLog/GetInclusionProof", "/caseway.v1.ExchangeLog/GetConsistencyProof",
+        "/caseway.v1.ExchangeLog/GetEvidence", "/caseway.v1.ExchangeLog/GetNoticeEvidence",
+        "/caseway.v1.ExchangeLog/GetNotices", "/caseway.v1.ExchangeLog/AddCosignature"}) {
+    grpc::Status s = RawUnary(Office(), method, kGarbage);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << method << ": " << s.error_message();
+  }
+  // A method that no service serves is UNIMPLEMENTED, and says which.
+  grpc::Status s = RawUnary(Office(), "/caseway.v1.Gateway/Nonesuch", kGarbage);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("/caseway.v1.Gateway/Nonesuch"));
+}
+
+TEST_F(HostileTest, NoCallerHoldsMoreThanItsShareOfTheRequestThreads) {
+  StartBoth();
+  // With B stopped, every QueryPeer that A's office sends through A waits for B: 16 are held,
+  // the 17th is refused at once, and another client of A is still answered.
+  ASSERT_EQ(kill(b_->pid(), SIGSTOP), 0);
+  v1::QueryPeerRequest req;
+  req.set_peer(kB);
+  req.set_case_id("case-held");
+  const std::string bytes = req.SerializeAsString();
+  grpc::GenericStub stub(ChannelAs(Office()));
+  constexpr int kCalls = 17;
+  struct Call {
+    grpc::ClientContext ctx;
+    grpc::ByteBuffer request, response;
+    std::promise<grpc::Status> done;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  const auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < kCalls; ++i) {
+    calls.push_back(std::make_unique<Call>());
+    Call* c = calls.back().get();
+    c->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    grpc::Slice slice(bytes);
+    c->request = grpc::ByteBuffer(&slice, 1);
+    stub.UnaryCall(&c->ctx, "/caseway.v1.Gateway/QueryPeer", grpc::StubOptions(), &c->request,
+                   &c->response, [c](grpc::Status st) { c->done.set_value(st); });
+  }
+  std::vector<std::future<grpc::Status>> results;
+  for (auto& c : calls) results.push_back(c->done.get_future());
+  // Exactly one (whichever arrived last) is refused, long before B's answers are due (10 s).
+  int refused = -1;
+  for (int round = 0; round < 100 && refused < 0; ++round) {
+    for (int i = 0; i < kCalls; ++i) {
+      if (results[i].wait_for(std::chrono::milliseconds(0)) == std::future_status::ready) {
+        refused = i;
+      }
+    }
+    if (refused < 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_GE(refused, 0) << "no call was refused within 5 s";
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(8));
+  grpc::Status first = results[refused].get();
+  EXPECT_EQ(first.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << first.error_message();
+  EXPECT_THAT(first.error_message(), HasSubstr("unary calls on this node (at most 16)"));
+  // Another client of A is answered meanwhile.
+  auto other = v1::Gateway::NewStub(ChannelAs(pki_->Client(kA, "other-office")));
+  grpc::ClientContext status_ctx;
+  status_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::StatusResponse status;
+  grpc::Status st = other->Status(&status_ctx, v1::StatusRequest(), &status);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(kill(b_->pid(), SIGCONT), 0);
+  int exhausted = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    if (i == refused) continue;
+    grpc::Status r = results[i].get();
+    // (B's own query rate limit may refuse some once it runs again: another reason.)
+    if (r.error_message().find("unary calls") != std::string::npos) ++exhausted;
+  }
+  EXPECT_EQ(exhausted, 0) << "only the 17th call may be refused for holding too many";
 }
 
 TEST_F(HostileTest, ErrorMessagesQuoteOnlyABoundedPrefixOfInput) {
@@ -506,7 +596,12 @@ int Threads(pid_t pid) {
 
 TEST_F(HostileTest, InboxStreamsHoldNoThreadAndNoPolling) {
   StartBoth();
-  auto stub = v1::Gateway::NewStub(ChannelAs(Office()));
+  // Each client holds at most 16 streams (the next is refused): 200 streams from 13 clients.
+  constexpr int kPerClient = 16;
+  std::vector<std::unique_ptr<v1::Gateway::Stub>> stubs;
+  for (int c = 0; c < 13; ++c) {
+    stubs.push_back(v1::Gateway::NewStub(ChannelAs(pki_->Client(kA, absl::StrCat("office-", c)))));
+  }
   const int before = Threads(a_->pid());
   constexpr int kStreams = 200;
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
@@ -516,7 +611,7 @@ TEST_F(HostileTest, InboxStreamsHoldNoThreadAndNoPolling) {
   start.mutable_start()->set_follow(true);
   for (int i = 0; i < kStreams; ++i) {
     contexts.push_back(std::make_unique<grpc::ClientContext>());
-    streams.push_back(stub->Inbox(contexts.back().get()));
+    streams.push_back(stubs[i / kPerClient]->Inbox(contexts.back().get()));
     ASSERT_TRUE(streams.back()->Write(start));
     v1::InboxResponse resp;
     ASSERT_TRUE(streams.back()->Read(&resp));  // caught_up: the stream is open and waiting
@@ -524,6 +619,17 @@ TEST_F(HostileTest, InboxStreamsHoldNoThreadAndNoPolling) {
   }
   // (Once two threads each: +400.)
   EXPECT_LT(Threads(a_->pid()) - before, 40) << "threads before: " << before;
+  // A client holding 16 is refused its 17th, and the refusal says why.
+  {
+    grpc::ClientContext ctx;
+    auto extra = stubs[0]->Inbox(&ctx);
+    extra->Write(start);
+    v1::InboxResponse resp;
+    EXPECT_FALSE(extra->Read(&resp));
+    grpc::Status s = extra->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+    EXPECT_THAT(s.error_message(), ::testing::HasSubstr("at most 16"));
+  }
   // A notice arriving wakes every waiting stream.
   ASSERT_OK(b_->NewClient()->Publish(SampleNotice("wake-1", {kA})));
   for (auto& st : streams) {

@@ -16,6 +16,7 @@
 #include "common/directory.h"
 #include "common/signatures.h"
 #include "common/signing.h"
+#include "server/authorized_first.h"
 #include "server/authz.h"
 #include "server/exchange/dispatcher.h"
 #include "server/exchange/rate_limiter.h"
@@ -58,13 +59,20 @@ class Subscription;
 //
 // Query (peer_query.cc) is a plain synchronous handler: it reads the case index, then waits for
 // the group commit of its log entry. Each caller is held to limits.peer_queries_per_minute.
+//
+// Query and GetPeerView are served through AuthorizedFirst (server/authorized_first.h), which
+// authorizes the caller before it parses the request; here they are generic.
 class PeerExchangeService final
     : public caseway::v1::PeerExchange::WithCallbackMethod_Subscribe<
-          caseway::v1::PeerExchange::Service> {
+          caseway::v1::PeerExchange::WithGenericMethod_Query<
+              caseway::v1::PeerExchange::WithGenericMethod_GetPeerView<
+                  caseway::v1::PeerExchange::Service>>> {
  public:
   PeerExchangeService(const caseway::v1::NodeConfig& config, NoticeStore* store,
                       const Authorizer* authz, Signatures signatures);
   ~PeerExchangeService() override;
+  // AddUnaryMethods serves Query and GetPeerView through `unary`.
+  void AddUnaryMethods(AuthorizedFirst* unary);
 
   grpc::ServerBidiReactor<caseway::v1::SubscribeRequest, caseway::v1::SubscribeResponse>*
   Subscribe(grpc::CallbackServerContext* ctx) override;

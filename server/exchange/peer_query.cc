@@ -31,6 +31,12 @@ constexpr int kMaxQueriesInFlight = 8;
 
 }  // namespace
 
+void PeerExchangeService::AddUnaryMethods(AuthorizedFirst* unary) {
+  unary->Add("/caseway.v1.PeerExchange/Query", Rpc::kQuery, this, &PeerExchangeService::Query);
+  unary->Add("/caseway.v1.PeerExchange/GetPeerView", Rpc::kPeerView, this,
+             &PeerExchangeService::GetPeerView);
+}
+
 grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::QueryRequest* req,
                                         v1::QueryResponse* resp) {
   auto id = authz_->Check(*ctx, Rpc::kQuery);

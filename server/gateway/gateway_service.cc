@@ -52,18 +52,6 @@ std::string UnknownFieldPath(const google::protobuf::Message& m, const std::stri
   return "";
 }
 
-// ParseRequest parses a request received as bytes; INVALID_ARGUMENT when it does not parse.
-template <typename Request>
-absl::Status ParseRequest(const grpc::ByteBuffer& bytes, Request* request) {
-  grpc::ByteBuffer copy(bytes);  // shares the slices; Deserialize consumes its buffer
-  if (!grpc::SerializationTraits<Request>::Deserialize(&copy, request).ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request: not a valid ", Request::descriptor()->full_name(),
-        " (malformed protobuf, or a string field that is not UTF-8)"));
-  }
-  return absl::OkStatus();
-}
-
 // FinishWith serializes `response` into the raw response buffer and finishes the call.
 void FinishWith(grpc::ServerUnaryReactor* reactor, const google::protobuf::Message& response,
                 grpc::ByteBuffer* out) {
@@ -325,6 +313,13 @@ void GatewayService::ReleaseParse(const std::string& caller, int64_t bytes, absl
   }
   // glibc keeps freed memory for reuse; after a burst of large requests give it back.
   if (last) malloc_trim(0);
+}
+
+void GatewayService::AddUnaryMethods(AuthorizedFirst* unary) {
+  unary->Add("/caseway.v1.Gateway/Status", Rpc::kStatus, this, &GatewayService::Status);
+  unary->Add("/caseway.v1.Gateway/Todo", Rpc::kTodo, this, &GatewayService::Todo);
+  unary->Add("/caseway.v1.Gateway/QueryPeer", Rpc::kQueryPeer, this, &GatewayService::QueryPeer);
+  unary->Add("/caseway.v1.Gateway/Case", Rpc::kCase, this, &GatewayService::Case);
 }
 
 grpc::ServerUnaryReactor* GatewayService::Publish(grpc::CallbackServerContext* ctx,

@@ -12,6 +12,7 @@
 
 #include "caseway/v1/config.pb.h"
 #include "caseway/v1/gateway.grpc.pb.h"
+#include "server/authorized_first.h"
 #include "server/authz.h"
 #include "server/exchange/peer_asker.h"
 #include "server/gateway/inbox_stream.h"
@@ -36,10 +37,18 @@ using OpenStreamsFn = std::function<uint32_t(const std::string& destination)>;
 // Publish and PublishBatch take their requests as bytes: the caller is authorized before the
 // request is parsed (an unauthorized caller costs no parsing), and a request that does not parse
 // is INVALID_ARGUMENT (docs/errors.md).
+//
+// Status, Todo, QueryPeer and Case are served through AuthorizedFirst (server/authorized_first.h),
+// which authorizes the caller before it parses the request; here they are generic.
 class GatewayService final
     : public caseway::v1::Gateway::WithRawCallbackMethod_Publish<
           caseway::v1::Gateway::WithRawCallbackMethod_PublishBatch<
-              caseway::v1::Gateway::WithCallbackMethod_Inbox<caseway::v1::Gateway::Service>>> {
+              caseway::v1::Gateway::WithCallbackMethod_Inbox<
+                  caseway::v1::Gateway::WithGenericMethod_Status<
+                      caseway::v1::Gateway::WithGenericMethod_Todo<
+                          caseway::v1::Gateway::WithGenericMethod_QueryPeer<
+                              caseway::v1::Gateway::WithGenericMethod_Case<
+                                  caseway::v1::Gateway::Service>>>>>>> {
  public:
   // `asker` (may be null: QueryPeer is then UNIMPLEMENTED) must outlive the service.
   // `signatures` (disabled without the exchange log) give Status its signing key's end.
@@ -66,6 +75,8 @@ class GatewayService final
 
   ~GatewayService() override;
   void Shutdown();
+  // AddUnaryMethods serves Status, Todo, QueryPeer and Case through `unary`.
+  void AddUnaryMethods(AuthorizedFirst* unary);
 
   // Snapshot is what Status answers: channels, subscriptions, the inbox, the certificate, on the
   // node's clock. Also read by the metrics endpoint at each scrape.

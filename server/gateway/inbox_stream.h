@@ -7,6 +7,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -32,6 +33,10 @@ class InboxHub {
   InboxHub(NoticeStore* store, const Authorizer* authz);
   ~InboxHub();
 
+  // At most this many Inbox streams of one client at once (RESOURCE_EXHAUSTED beyond): a
+  // jurisdiction's consumers share the node; none may hold it all.
+  static constexpr uint32_t kMaxStreamsPerCaller = 16;
+
   // Start authorizes the caller (Gateway.Inbox) and makes the reactor of its new stream.
   grpc::ServerBidiReactor<caseway::v1::InboxRequest, caseway::v1::InboxResponse>* Start(
       grpc::CallbackServerContext* ctx);
@@ -55,6 +60,8 @@ class InboxHub {
   absl::Mutex mu_;
   std::set<std::shared_ptr<Steppable>> all_ ABSL_GUARDED_BY(mu_);
   std::set<std::shared_ptr<Steppable>> waiting_ ABSL_GUARDED_BY(mu_);
+  // Open streams by caller identity (the keys of all_'s streams' callers).
+  std::map<std::string, uint32_t> streams_by_caller_ ABSL_GUARDED_BY(mu_);
   Dispatcher dispatcher_;
 };
 
@@ -76,8 +83,9 @@ class InboxStream final : public Steppable, public std::enable_shared_from_this<
   // A stream that has not sent `start` within this time ends with DEADLINE_EXCEEDED.
   static constexpr absl::Duration kStartTimeout = absl::Seconds(10);
 
-  InboxStream(InboxHub* hub, std::string caller_serial)
-      : hub_(hub), serial_(std::move(caller_serial)) {}
+  InboxStream(InboxHub* hub, std::string caller, std::string caller_serial)
+      : hub_(hub), caller_(std::move(caller)), serial_(std::move(caller_serial)) {}
+  const std::string& caller() const { return caller_; }
   void Step() override;
 
   // Reactor events (any gRPC thread).
@@ -103,6 +111,7 @@ class InboxStream final : public Steppable, public std::enable_shared_from_this<
   absl::StatusOr<bool> Fill() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   InboxHub* const hub_;
+  const std::string caller_;  // the caller's identity, for the per-caller stream count
   const std::string serial_;
 
   absl::Mutex mu_;

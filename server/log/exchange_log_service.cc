@@ -34,6 +34,25 @@ ExchangeLogService::ExchangeLogService(NoticeStore* store, const Authorizer* aut
       signatures_(std::move(signatures)),
       cosigners_(std::move(cosigners)) {}
 
+void ExchangeLogService::AddUnaryMethods(AuthorizedFirst* unary) {
+  unary->Add("/caseway.v1.ExchangeLog/GetCheckpoint", Rpc::kLogCheckpoint, this,
+             &ExchangeLogService::GetCheckpoint);
+  unary->Add("/caseway.v1.ExchangeLog/GetEntries", Rpc::kLogAudit, this,
+             &ExchangeLogService::GetEntries);
+  unary->Add("/caseway.v1.ExchangeLog/GetInclusionProof", Rpc::kLogAudit, this,
+             &ExchangeLogService::GetInclusionProof);
+  unary->Add("/caseway.v1.ExchangeLog/GetConsistencyProof", Rpc::kLogCheckpoint, this,
+             &ExchangeLogService::GetConsistencyProof);
+  unary->Add("/caseway.v1.ExchangeLog/GetEvidence", Rpc::kLogAudit, this,
+             &ExchangeLogService::GetEvidence);
+  unary->Add("/caseway.v1.ExchangeLog/GetNoticeEvidence", Rpc::kLogAudit, this,
+             &ExchangeLogService::GetNoticeEvidence);
+  unary->Add("/caseway.v1.ExchangeLog/GetNotices", Rpc::kLogAudit, this,
+             &ExchangeLogService::GetNotices);
+  unary->Add("/caseway.v1.ExchangeLog/AddCosignature", Rpc::kLogCosign, this,
+             &ExchangeLogService::AddCosignature);
+}
+
 grpc::Status ExchangeLogService::GetCheckpoint(grpc::ServerContext* ctx,
                                                const v1::GetCheckpointRequest* req,
                                                v1::CheckpointResponse* resp) {

@@ -7,18 +7,26 @@
 
 #include "caseway/v1/exchange_log.grpc.pb.h"
 #include "server/authz.h"
+#include "server/authorized_first.h"
 #include "server/exchange/peer_exchange_service.h"
 #include "server/store/notice_store.h"
 
 namespace caseway::server {
 
+using ExchangeLogGeneric = caseway::v1::ExchangeLog::WithGenericMethod_GetCheckpoint<caseway::v1::ExchangeLog::WithGenericMethod_GetEntries<caseway::v1::ExchangeLog::WithGenericMethod_GetInclusionProof<caseway::v1::ExchangeLog::WithGenericMethod_GetConsistencyProof<caseway::v1::ExchangeLog::WithGenericMethod_GetEvidence<caseway::v1::ExchangeLog::WithGenericMethod_GetNoticeEvidence<caseway::v1::ExchangeLog::WithGenericMethod_GetNotices<caseway::v1::ExchangeLog::WithGenericMethod_AddCosignature<caseway::v1::ExchangeLog::Service>>>>>>>>;
+
 // ExchangeLogService answers from committed state only: entries, proofs and checkpoints never
 // show anything that a crash could take back. Thread-safe. `store` outlives it.
-class ExchangeLogService final : public caseway::v1::ExchangeLog::Service {
+//
+// Every method is served through AuthorizedFirst (server/authorized_first.h), which authorizes
+// the caller before it parses the request; here they are generic.
+class ExchangeLogService final : public ExchangeLogGeneric {
  public:
   // Only `cosigners` (this node's configured peers) may add cosignatures.
   ExchangeLogService(NoticeStore* store, const Authorizer* authz, Signatures signatures,
                      std::set<std::string> cosigners);
+  // AddUnaryMethods serves every method through `unary`.
+  void AddUnaryMethods(AuthorizedFirst* unary);
 
   grpc::Status GetCheckpoint(grpc::ServerContext* ctx, const caseway::v1::GetCheckpointRequest* req,
                              caseway::v1::CheckpointResponse* resp) override;
