@@ -12,7 +12,7 @@
 # integrity (the exchange log's own checks: batched throughput with the background scrub at its
 # default pace and off, alternated twice, and caseway-bench-log's check-before-signing figures),
 # flood (caseway-bench-flood: a client's publish p99 and the node's memory under each flood of
-# issue #10; FLOOD_SECONDS, FLOOD_RATE), report (REPORT_NODES real nodes exchange REPORT_N
+# issue #10; FLOOD_SECONDS, FLOOD_RATE, FLOODS: which, by number from 0, e.g. 1,5), report (REPORT_NODES real nodes exchange REPORT_N
 # notices, then `caseway audit report` over all of them: its time and memory; issue #8), query
 # (QUERY_N notices over QUERY_N/10 cases, then remote queries and case timelines, and the per-peer
 # rate limit under a flood of queries from one node while another asks; issue #9), disk (bytes on
@@ -320,7 +320,8 @@ if [[ " $ONLY " == *" flood "* ]]; then
     --peer-cert "$pki/nodes/440305.crt" --peer-key "$pki/nodes/440305.key" \
     --nobody-cert "$pki/nobody.crt" --nobody-key "$pki/nobody.key" --pid "${pid[360102]}" \
     --flood-cert "$pki/clients/360102-flood.crt" --flood-key "$pki/clients/360102-flood.key" \
-    --seconds "${FLOOD_SECONDS:-10}" --rate "${FLOOD_RATE:-200}" >"$work/flood.out" 2>&1 || true
+    --seconds "${FLOOD_SECONDS:-10}" --rate "${FLOOD_RATE:-200}" ${FLOODS:+--only "$FLOODS"} \
+    >"$work/flood.out" 2>&1 || true
   grep -v '^JSON ' "$work/flood.out" | tee -a "$out/summary.txt"
   sed -n 's/^JSON //p' "$work/flood.out" >>"$results"
   log "node 360102 peak RSS over the floods: $(peak_rss_mb "${pid[360102]}") MiB"

@@ -142,6 +142,7 @@ void FillDefaults(NodeConfig& c) {
   if (li->max_message_bytes() == 0) li->set_max_message_bytes(4 << 20);
   if (li->max_batch_notices() == 0) li->set_max_batch_notices(1000);
   if (li->peer_queries_per_minute() == 0) li->set_peer_queries_per_minute(120);
+  if (li->transport_memory_bytes() == 0) li->set_transport_memory_bytes(uint64_t{512} << 20);
   if (li->max_notice_bytes() == 0) {
     li->set_max_notice_bytes(std::min<uint32_t>(256 << 10, MaxNoticeBytesBound(*li)));
   }
@@ -263,6 +264,8 @@ absl::Status Validate(const NodeConfig& c, absl::string_view source) {
   }
   v.Range("limits.max_batch_notices", c.limits().max_batch_notices(), 1, 100000);
   v.Range("limits.peer_queries_per_minute", c.limits().peer_queries_per_minute(), 1, 60000);
+  v.Range("limits.transport_memory_bytes", c.limits().transport_memory_bytes(), uint64_t{64} << 20,
+          uint64_t{64} << 30);
   const auto& xl = c.exchange_log();
   if (!xl.disabled()) {
     v.Required("exchange_log.signing_key_file", xl.signing_key_file());

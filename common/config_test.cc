@@ -137,6 +137,15 @@ TEST(ConfigTest, NonScalarKeysAndHugeNumbersAreErrorsNotCrashes) {
   EXPECT_THAT(ParseNodeConfig(yaml + max_notice, "node.yaml"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("limits.max_notice_bytes: must be in 1024..24576")));
+  EXPECT_THAT(ParseNodeConfig(yaml + "limits:\n  transport_memory_bytes: 1000000\n", "node.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("limits.transport_memory_bytes: must be in 67108864..")));
+  auto sized = ParseNodeConfig(yaml + "limits:\n  transport_memory_bytes: 1073741824\n", "node.yaml");
+  ASSERT_TRUE(sized.ok()) << sized.status();
+  EXPECT_EQ(sized->limits().transport_memory_bytes(), uint64_t{1} << 30);
+  auto defaulted = ParseNodeConfig(yaml, "node.yaml");
+  ASSERT_TRUE(defaulted.ok());
+  EXPECT_EQ(defaulted->limits().transport_memory_bytes(), uint64_t{512} << 20);
 }
 
 TEST(ConfigTest, YamlSyntaxErrorGivesTheLine) {

@@ -32,8 +32,8 @@ grpc::Status AuthorizedFirst::Serve(grpc::ServerContext* ctx, Rpc rpc, const grp
   return typed(ctx, in, out);
 }
 
-grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* UnknownMethods::CreateReactor(
-    grpc::GenericCallbackServerContext* ctx) {
+RawStreams::Reactor* RawStreams::CreateReactor(grpc::GenericCallbackServerContext* ctx) {
+  if (auto it = factories_.find(ctx->method()); it != factories_.end()) return it->second(ctx);
   class Refused final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
    public:
     explicit Refused(const std::string& method) {

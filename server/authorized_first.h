@@ -10,6 +10,7 @@
 #include <grpcpp/support/method_handler.h>
 
 #include <functional>
+#include <map>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
@@ -114,13 +115,22 @@ class AuthorizedFirst final : public grpc::Service {
   CallSlots slots_;
 };
 
-// UnknownMethods answers every method that no service serves with UNIMPLEMENTED, naming it, and
-// reads nothing of the call. gRPC needs a generic service once methods are marked generic (those
-// AuthorizedFirst serves are found before it).
-class UnknownMethods final : public grpc::CallbackGenericService {
+// RawStreams serves methods as raw bidi streams: nothing of a call is read until its reactor
+// asks (Publish and PublishBatch: server/gateway/read_gate.h). Every other method that no service
+// serves is UNIMPLEMENTED, by name. (gRPC also needs a generic service once methods are marked
+// generic; the methods AuthorizedFirst serves are found before this one.)
+class RawStreams final : public grpc::CallbackGenericService {
  public:
-  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* CreateReactor(
-      grpc::GenericCallbackServerContext* ctx) override;
+  using Reactor = grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>;
+  using Factory = std::function<Reactor*(grpc::GenericCallbackServerContext*)>;
+  // Add serves `method` (a full path) with the reactors `factory` makes. Before the server starts.
+  void Add(std::string method, Factory factory) {
+    factories_[std::move(method)] = std::move(factory);
+  }
+  Reactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override;
+
+ private:
+  std::map<std::string, Factory> factories_;
 };
 
 }  // namespace caseway::server

@@ -1,5 +1,6 @@
 #include "server/node.h"
 
+#include <grpcpp/resource_quota.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
@@ -416,6 +417,20 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   // letting gRPC create and destroy one per burst.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 4);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 256);
+  // gRPC's memory for connections is bounded (limits.transport_memory_bytes): near the bound it
+  // grants smaller flow-control windows, so senders slow down. And no connection holds more
+  // than 256 streams at once (a client's further calls wait in its own queue).
+  grpc::ResourceQuota quota("caseway-node");
+  quota.Resize(static_cast<size_t>(config.limits().transport_memory_bytes()));
+  builder.SetResourceQuota(quota);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 256);
+  // Requests are read only when admitted (server/gateway/read_gate.h), and a stream with a read
+  // pending is granted the window its message needs. The BDP probe would instead raise every
+  // stream's initial window (to megabytes on a fast link), so that a caller's unread requests
+  // arrived whole anyway: measured, 64 waiting 3 MB requests then cost 270 MiB and 3x a client's
+  // p99; without it, 76-120 MiB and 1.1-1.6x (bench/run.sh ONLY=flood). Data this node sends
+  // (batches to subscribers) is governed by the receivers' windows and is unaffected.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<ErrorPolicyInterceptorFactory>());
   if (node->metrics_) interceptors.push_back(node->metrics_->InterceptorFactory());
@@ -429,8 +444,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   node->peer_exchange_->AddUnaryMethods(node->unary_.get());
   node->exchange_log_->AddUnaryMethods(node->unary_.get());
   builder.RegisterService(node->unary_.get());
-  node->unknown_methods_ = std::make_unique<UnknownMethods>();
-  builder.RegisterCallbackGenericService(node->unknown_methods_.get());
+  node->raw_streams_ = std::make_unique<RawStreams>();
+  node->gateway_->AddStreamMethods(node->raw_streams_.get());
+  builder.RegisterCallbackGenericService(node->raw_streams_.get());
   // Detect half-open peer connections: ping idle ones, and accept the subscribers' pings.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);

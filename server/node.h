@@ -57,7 +57,7 @@ class Node {
   std::unique_ptr<GatewayService> gateway_;
   std::unique_ptr<ExchangeLogService> exchange_log_;
   std::unique_ptr<AuthorizedFirst> unary_;  // the unary methods of the three services above
-  std::unique_ptr<UnknownMethods> unknown_methods_;
+  std::unique_ptr<RawStreams> raw_streams_;  // Publish, PublishBatch; unknown methods
   std::unique_ptr<Checkpointer> checkpointer_;
   std::unique_ptr<Witness> witness_;
   std::unique_ptr<Scrubber> scrubber_;

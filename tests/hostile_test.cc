@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <future>
 #include <thread>
@@ -217,6 +218,42 @@ TEST_F(HostileTest, NoCallerHoldsMoreThanItsShareOfTheRequestThreads) {
     if (r.error_message().find("unary calls") != std::string::npos) ++exhausted;
   }
   EXPECT_EQ(exhausted, 0) << "only the 17th call may be refused for holding too many";
+}
+
+TEST_F(HostileTest, LargeRefusedRequestsAreReadOnlyAtThePaceTheNodeRefusesThem) {
+  StartBoth();
+  // About 1.2 MB (over the 1 MiB "large" mark, under the 4 MiB message limit) that validation
+  // refuses: 400,000 one-byte verification items.
+  v1::PublishBatchRequest req;
+  v1::Notice n = SampleNotice("bulky-1", {kB});
+  auto* items = n.mutable_verification_request()->mutable_items();
+  items->Clear();
+  for (int i = 0; i < 400000; ++i) items->Add("x");
+  *req.add_notices() = n;
+  const std::string bytes = req.SerializeAsString();
+  ASSERT_GT(bytes.size(), size_t{1} << 20);
+  const std::string flooder = pki_->Client(kA, "careless");
+  // The first one: refused, and the caller is now paused a second after each refusal.
+  grpc::Status s = RawUnary(flooder, "/caseway.v1.Gateway/PublishBatch", bytes);
+  ASSERT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  // Three more at once: each is read only after the pause that follows the previous refusal.
+  std::vector<std::future<std::chrono::steady_clock::time_point>> done;
+  for (int i = 0; i < 3; ++i) {
+    done.push_back(std::async(std::launch::async, [&] {
+      grpc::Status st = RawUnary(flooder, "/caseway.v1.Gateway/PublishBatch", bytes);
+      EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+      return std::chrono::steady_clock::now();
+    }));
+  }
+  // Meanwhile another client publishes as usual.
+  ASSERT_OK(a_->NewClient()->Publish(SampleNotice("meanwhile-1", {kB})));
+  std::vector<std::chrono::steady_clock::time_point> at;
+  for (auto& d : done) at.push_back(d.get());
+  std::sort(at.begin(), at.end());
+  for (size_t i = 1; i < at.size(); ++i) {
+    EXPECT_GE(at[i] - at[i - 1], std::chrono::milliseconds(900))
+        << "refusal " << i << " came too soon after the one before";
+  }
 }
 
 TEST_F(HostileTest, ErrorMessagesQuoteOnlyABoundedPrefixOfInput) {

@@ -21,6 +21,7 @@
 #include "common/status_macros.h"
 #include "common/tls.h"
 #include "common/validation.h"
+#include "server/error_policy.h"
 
 namespace caseway::server {
 
@@ -52,14 +53,6 @@ std::string UnknownFieldPath(const google::protobuf::Message& m, const std::stri
   return "";
 }
 
-// FinishWith serializes `response` into the raw response buffer and finishes the call.
-void FinishWith(grpc::ServerUnaryReactor* reactor, const google::protobuf::Message& response,
-                grpc::ByteBuffer* out) {
-  bool own = false;
-  grpc::Status s = grpc::SerializationTraits<google::protobuf::Message>::Serialize(response, out,
-                                                                                    &own);
-  reactor->Finish(s);
-}
 
 
 // Refuse: a typed refusal of one field (docs/errors.md): INVALID_ARGUMENT with a BadRequest, any
@@ -92,7 +85,6 @@ GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
       open_streams_(std::move(open_streams)),
       inbox_(store, authz) {
   for (const auto& peer : config.peers()) peers_.insert(peer.jurisdiction());
-  large_worker_ = std::thread([this] { LargeRequestLoop(); });
   ticker_ = std::thread([this] {
     uint64_t generation = authz_->RevocationGeneration();
     absl::MutexLock lock(&ticker_mu_);
@@ -271,50 +263,6 @@ absl::Status GatewayService::ResolveReply(v1::Notice& n, const std::string& path
   return absl::OkStatus();
 }
 
-absl::StatusOr<GatewayService::ParseLease> GatewayService::LeaseParse(const std::string& caller,
-                                                                     size_t request_bytes) {
-  const int64_t bytes = static_cast<int64_t>(request_bytes);
-  if (bytes <= kLargeRequest) return ParseLease();
-  absl::MutexLock lock(&parse_mu_);
-  if (parsing_.count(caller) > 0) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "request: ", bytes, " bytes while another large request of ", caller,
-        " is being parsed (one at a time per caller): retry shortly"));
-  }
-  if (auto paced = paced_until_.find(caller); paced != paced_until_.end()) {
-    if (absl::Now() < paced->second) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "request: ", bytes, " bytes; ", caller,
-          " sends large requests faster than the node parses them: retry in ",
-          absl::FormatDuration(paced->second - absl::Now())));
-    }
-    paced_until_.erase(paced);
-  }
-  // One request alone is always admitted (max_message_bytes may exceed the budget).
-  if (parse_bytes_ > 0 && parse_bytes_ + bytes > kParseBudget) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "request: ", bytes, " bytes; the node is parsing other large requests (",
-        kParseBudget >> 20, " MiB at once): retry shortly"));
-  }
-  parse_bytes_ += bytes;
-  parsing_.insert(caller);
-  return ParseLease(this, caller, bytes);
-}
-
-void GatewayService::ReleaseParse(const std::string& caller, int64_t bytes, absl::Duration took) {
-  bool last;
-  {
-    absl::MutexLock lock(&parse_mu_);
-    parse_bytes_ -= bytes;
-    parsing_.erase(caller);
-    last = parse_bytes_ == 0;
-    if (paced_until_.size() > 10000) paced_until_.clear();  // bounded: recent callers only
-    paced_until_[caller] = absl::Now() + kPace * took;
-  }
-  // glibc keeps freed memory for reuse; after a burst of large requests give it back.
-  if (last) malloc_trim(0);
-}
-
 void GatewayService::AddUnaryMethods(AuthorizedFirst* unary) {
   unary->Add("/caseway.v1.Gateway/Status", Rpc::kStatus, this, &GatewayService::Status);
   unary->Add("/caseway.v1.Gateway/Todo", Rpc::kTodo, this, &GatewayService::Todo);
@@ -322,94 +270,53 @@ void GatewayService::AddUnaryMethods(AuthorizedFirst* unary) {
   unary->Add("/caseway.v1.Gateway/Case", Rpc::kCase, this, &GatewayService::Case);
 }
 
-grpc::ServerUnaryReactor* GatewayService::Publish(grpc::CallbackServerContext* ctx,
-                                                  const grpc::ByteBuffer* request,
-                                                  grpc::ByteBuffer* response) {
-  return Admit(ctx, Rpc::kPublish, request, response, &GatewayService::PublishParsed);
-}
-
-grpc::ServerUnaryReactor* GatewayService::Admit(grpc::CallbackServerContext* ctx, Rpc rpc,
-                                                const grpc::ByteBuffer* request,
-                                                grpc::ByteBuffer* response, Handler handler) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  auto id = authz_->Check(*ctx, rpc);
-  if (!id.ok()) {
-    reactor->Finish(ToGrpcStatus(id.status()));
-    return reactor;
-  }
-  auto lease = LeaseParse(id->ToString(), request->Length());
-  if (!lease.ok()) {
-    reactor->Finish(ToGrpcStatus(lease.status()));
-    return reactor;
-  }
-  if (request->Length() <= static_cast<size_t>(kLargeRequest)) {
-    (this->*handler)(reactor, *request, response);
-    return reactor;
-  }
-  // A large request is parsed on the large-request worker, one at a time, so that gRPC's
-  // callback threads stay free for everyone else.
-  auto held = std::make_shared<ParseLease>(std::move(*lease));
-  grpc::ByteBuffer bytes(*request);
-  {
-    absl::MutexLock lock(&large_mu_);
-    large_queue_.push_back([this, held, reactor, bytes = std::move(bytes), response, handler] {
-      held->Start();
-      (this->*handler)(reactor, bytes, response);
+void GatewayService::AddStreamMethods(RawStreams* streams) {
+  for (auto [path, rpc, handler] : {std::make_tuple("/caseway.v1.Gateway/Publish", Rpc::kPublish,
+                                                    &publish_),
+                                    std::make_tuple("/caseway.v1.Gateway/PublishBatch",
+                                                    Rpc::kPublishBatch, &publish_batch_)}) {
+    streams->Add(path, [this, rpc = rpc, handler = handler](
+                           grpc::GenericCallbackServerContext* ctx) -> RawStreams::Reactor* {
+      // The caller is checked before anything is read or held for it.
+      auto id = authz_->Check(*ctx, rpc);
+      if (!id.ok()) return new RefusedStream<grpc::ByteBuffer, grpc::ByteBuffer>(id.status());
+      return new PublishCall(ctx, &read_gate_, id->ToString(), handler);
     });
   }
-  return reactor;
 }
 
-void GatewayService::LargeRequestLoop() {
-  absl::MutexLock lock(&large_mu_);
-  for (;;) {
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(large_mu_) {
-      return stop_large_ || !large_queue_.empty();
-    };
-    large_mu_.Await(absl::Condition(&ready));
-    if (large_queue_.empty()) return;  // stopping, and everything queued was handled
-    std::function<void()> task = std::move(large_queue_.front());
-    large_queue_.pop_front();
-    large_mu_.Unlock();
-    task();
-    task = nullptr;  // releases the request and its parse lease here, off gRPC's threads
-    large_mu_.Lock();
-  }
-}
-
-void GatewayService::PublishParsed(grpc::ServerUnaryReactor* reactor,
-                                   const grpc::ByteBuffer& request, grpc::ByteBuffer* response) {
+void GatewayService::PublishParsed(PublishCall* call, const grpc::ByteBuffer& request) {
   v1::PublishRequest req;
   if (absl::Status s = ParseRequest(request, &req); !s.ok()) {
-    reactor->Finish(ToGrpcStatus(s));
+    call->Reply(ToGrpcStatus(s));
     return;
   }
   if (!req.has_notice()) {
-    reactor->Finish(ToGrpcStatus(common::BadInput("INVALID_NOTICE", {{"notice", "required"}})));
+    call->Reply(ToGrpcStatus(common::BadInput("INVALID_NOTICE", {{"notice", "required"}})));
     return;
   }
   google::protobuf::RepeatedPtrField<v1::Notice> one;
   one.Add()->Swap(req.mutable_notice());
   auto prepared = Prepare(one, /*batch=*/false);
   if (!prepared.ok()) {
-    reactor->Finish(ToGrpcStatus(prepared.status()));
+    call->Reply(ToGrpcStatus(prepared.status()));
     return;
   }
   if (req.validate_only()) {
     auto results = ValidateOnly(*prepared, /*batch=*/false);
     if (!results.ok()) {
-      reactor->Finish(ToGrpcStatus(results.status()));
+      call->Reply(ToGrpcStatus(results.status()));
     } else {
-      FinishWith(reactor, (*results)[0], response);
+      call->ReplyWith((*results)[0]);
     }
     return;
   }
   store_->PublishAsync(
       std::move(*prepared),
-      [reactor, response, id = one[0].notice_id()](
+      [call, id = one[0].notice_id()](
           absl::StatusOr<std::vector<v1::PublishResult>> results) {
         if (results.ok()) {
-          FinishWith(reactor, (*results)[0], response);
+          call->ReplyWith((*results)[0]);
           return;
         }
         absl::Status s = results.status();
@@ -419,31 +326,23 @@ void GatewayService::PublishParsed(grpc::ServerUnaryReactor* reactor,
         } else {
           common::Log(common::LogLevel::kError, "publish failed", {{"status", s.ToString()}});
         }
-        reactor->Finish(ToGrpcStatus(s));
+        call->Reply(ToGrpcStatus(s));
       });
 }
 
-grpc::ServerUnaryReactor* GatewayService::PublishBatch(grpc::CallbackServerContext* ctx,
-                                                       const grpc::ByteBuffer* request,
-                                                       grpc::ByteBuffer* response) {
-  return Admit(ctx, Rpc::kPublishBatch, request, response, &GatewayService::PublishBatchParsed);
-}
-
-void GatewayService::PublishBatchParsed(grpc::ServerUnaryReactor* reactor,
-                                        const grpc::ByteBuffer& request,
-                                        grpc::ByteBuffer* response) {
+void GatewayService::PublishBatchParsed(PublishCall* call, const grpc::ByteBuffer& request) {
   v1::PublishBatchRequest req;
   if (absl::Status s = ParseRequest(request, &req); !s.ok()) {
-    reactor->Finish(ToGrpcStatus(s));
+    call->Reply(ToGrpcStatus(s));
     return;
   }
   if (req.notices_size() == 0) {
-    reactor->Finish(
+    call->Reply(
         ToGrpcStatus(common::BadInput("INVALID_NOTICE", {{"notices", "at least one required"}})));
     return;
   }
   if (static_cast<uint32_t>(req.notices_size()) > max_batch_notices_) {
-    reactor->Finish(ToGrpcStatus(common::Refusal(
+    call->Reply(ToGrpcStatus(common::Refusal(
         absl::StatusCode::kResourceExhausted, "BATCH_TOO_LARGE",
         absl::StrCat("notices: at most ", max_batch_notices_,
                      " per batch (limits.max_batch_notices)"),
@@ -452,33 +351,33 @@ void GatewayService::PublishBatchParsed(grpc::ServerUnaryReactor* reactor,
   }
   auto prepared = Prepare(req.notices(), /*batch=*/true);
   if (!prepared.ok()) {
-    reactor->Finish(ToGrpcStatus(prepared.status()));
+    call->Reply(ToGrpcStatus(prepared.status()));
     return;
   }
   if (req.validate_only()) {
     auto results = ValidateOnly(*prepared, /*batch=*/true);
     if (!results.ok()) {
-      reactor->Finish(ToGrpcStatus(results.status()));
+      call->Reply(ToGrpcStatus(results.status()));
       return;
     }
     v1::PublishBatchResponse resp;
     for (auto& r : *results) *resp.add_results() = std::move(r);
-    FinishWith(reactor, resp, response);
+    call->ReplyWith(resp);
     return;
   }
   store_->PublishAsync(std::move(*prepared),
-                       [reactor, response](absl::StatusOr<std::vector<v1::PublishResult>> results) {
+                       [call](absl::StatusOr<std::vector<v1::PublishResult>> results) {
                          if (!results.ok()) {
                            if (results.status().code() != absl::StatusCode::kAlreadyExists) {
                              common::Log(common::LogLevel::kError, "publish batch failed",
                                          {{"status", results.status().ToString()}});
                            }
-                           reactor->Finish(ToGrpcStatus(results.status()));
+                           call->Reply(ToGrpcStatus(results.status()));
                            return;
                          }
                          v1::PublishBatchResponse resp;
                          for (auto& r : *results) *resp.add_results() = std::move(r);
-                         FinishWith(reactor, resp, response);
+                         call->ReplyWith(resp);
                        });
 }
 
@@ -497,11 +396,6 @@ GatewayService::~GatewayService() {
     stop_ticker_ = true;
   }
   if (ticker_.joinable()) ticker_.join();
-  {
-    absl::MutexLock lock(&large_mu_);
-    stop_large_ = true;
-  }
-  if (large_worker_.joinable()) large_worker_.join();
 }
 
 grpc::Status GatewayService::Status(grpc::ServerContext* ctx, const v1::StatusRequest* req,

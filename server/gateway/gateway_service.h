@@ -16,6 +16,8 @@
 #include "server/authz.h"
 #include "server/exchange/peer_asker.h"
 #include "server/gateway/inbox_stream.h"
+#include "server/gateway/publish_call.h"
+#include "server/gateway/read_gate.h"
 #include "server/store/notice_store.h"
 
 namespace caseway::server {
@@ -29,20 +31,21 @@ using OpenStreamsFn = std::function<uint32_t(const std::string& destination)>;
 // GatewayService validates, stores and serves notices for local clients.
 // Concurrency: thread-safe. Publish and PublishBatch use gRPC's callback API: the handler
 // validates, hands the notices to the store's commit queue and returns; the commit's completion
-// finishes the call, so no thread waits for an fsync. Inbox streams are state machines stepped by
+// finishes the call, so no thread waits for an fsync. Their requests are read when the read gate
+// admits them, and large ones handled on its worker (server/gateway/read_gate.h). Inbox streams are state machines stepped by
 // a small dispatcher (server/gateway/inbox_stream.h). Status runs on a sync-server thread.
 // Lifetime: `store` must outlive the service. Call Shutdown() before the server's Shutdown so
 // that following Inbox streams end.
 //
 // Publish and PublishBatch take their requests as bytes: the caller is authorized before the
-// request is parsed (an unauthorized caller costs no parsing), and a request that does not parse
-// is INVALID_ARGUMENT (docs/errors.md).
+// request is read (an unauthorized caller costs no reading and no parsing), and a request that
+// does not parse is INVALID_ARGUMENT (docs/errors.md).
 //
 // Status, Todo, QueryPeer and Case are served through AuthorizedFirst (server/authorized_first.h),
 // which authorizes the caller before it parses the request; here they are generic.
 class GatewayService final
-    : public caseway::v1::Gateway::WithRawCallbackMethod_Publish<
-          caseway::v1::Gateway::WithRawCallbackMethod_PublishBatch<
+    : public caseway::v1::Gateway::WithGenericMethod_Publish<
+          caseway::v1::Gateway::WithGenericMethod_PublishBatch<
               caseway::v1::Gateway::WithCallbackMethod_Inbox<
                   caseway::v1::Gateway::WithGenericMethod_Status<
                       caseway::v1::Gateway::WithGenericMethod_Todo<
@@ -56,12 +59,6 @@ class GatewayService final
                  const Authorizer* authz, SubscriptionStatusFn subscriptions,
                  OpenStreamsFn open_streams, PeerAsker* asker, common::Signatures signatures);
 
-  grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* ctx,
-                                    const grpc::ByteBuffer* request,
-                                    grpc::ByteBuffer* response) override;
-  grpc::ServerUnaryReactor* PublishBatch(grpc::CallbackServerContext* ctx,
-                                         const grpc::ByteBuffer* request,
-                                         grpc::ByteBuffer* response) override;
   grpc::ServerBidiReactor<caseway::v1::InboxRequest, caseway::v1::InboxResponse>* Inbox(
       grpc::CallbackServerContext* ctx) override;
   grpc::Status Status(grpc::ServerContext* ctx, const caseway::v1::StatusRequest* req,
@@ -77,6 +74,9 @@ class GatewayService final
   void Shutdown();
   // AddUnaryMethods serves Status, Todo, QueryPeer and Case through `unary`.
   void AddUnaryMethods(AuthorizedFirst* unary);
+  // AddStreamMethods serves Publish and PublishBatch through `streams`: the caller is authorized
+  // first, and its request read when the read gate admits it (server/gateway/read_gate.h).
+  void AddStreamMethods(RawStreams* streams);
 
   // Snapshot is what Status answers: channels, subscriptions, the inbox, the certificate, on the
   // node's clock. Also read by the metrics endpoint at each scrape.
@@ -98,54 +98,8 @@ class GatewayService final
   absl::Status ResolveReply(caseway::v1::Notice& n, const std::string& path,
                             const std::set<std::string>& earlier) const;
 
-  // Large requests (over kLargeRequest bytes) are parsed one at a time per caller, and at most
-  // kParseBudget bytes of them at once in all: the parsed form of a request can take ten times
-  // its size (a million one-byte items), and parsing it costs CPU that legitimate callers need.
-  // Beyond either, RESOURCE_EXHAUSTED (retry shortly). A ParseLease holds a request's share while
-  // it is parsed and prepared; the last one released gives the freed memory back to the system.
-  class ParseLease {
-   public:
-    ParseLease() = default;
-    ParseLease(GatewayService* owner, std::string caller, int64_t bytes)
-        : owner_(owner), caller_(std::move(caller)), bytes_(bytes) {}
-    ParseLease(ParseLease&& o) noexcept
-        : owner_(o.owner_), caller_(std::move(o.caller_)), bytes_(o.bytes_), started_(o.started_) {
-      o.owner_ = nullptr;
-    }
-    ParseLease& operator=(ParseLease&&) = delete;
-    ~ParseLease() {
-      if (owner_ != nullptr) owner_->ReleaseParse(caller_, bytes_, absl::Now() - started_);
-    }
-    // Start marks when the work on the request began (the pace counts from there).
-    void Start() { started_ = absl::Now(); }
-
-   private:
-    GatewayService* owner_ = nullptr;
-    std::string caller_;
-    int64_t bytes_ = 0;
-    absl::Time started_ = absl::Now();
-  };
-  // Admit authorizes a raw request, takes its parse lease and runs `handler` on it: inline when
-  // small, on the large-request worker otherwise.
-  using Handler = void (GatewayService::*)(grpc::ServerUnaryReactor*, const grpc::ByteBuffer&,
-                                           grpc::ByteBuffer*);
-  grpc::ServerUnaryReactor* Admit(grpc::CallbackServerContext* ctx, Rpc rpc,
-                                  const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
-                                  Handler handler);
-  void PublishParsed(grpc::ServerUnaryReactor* reactor, const grpc::ByteBuffer& request,
-                     grpc::ByteBuffer* response);
-  void PublishBatchParsed(grpc::ServerUnaryReactor* reactor, const grpc::ByteBuffer& request,
-                          grpc::ByteBuffer* response);
-  void LargeRequestLoop();
-
-  // Over 1 MiB (a batch of a thousand ordinary notices is about that): large.
-  static constexpr int64_t kLargeRequest = 1 << 20;
-  static constexpr int64_t kParseBudget = 8 << 20;
-  // After a caller's large request took d to parse and prepare, its next one waits kPace * d: a
-  // caller's large requests take at most 1/(1+kPace) of the worker.
-  static constexpr int kPace = 3;
-  absl::StatusOr<ParseLease> LeaseParse(const std::string& caller, size_t request_bytes);
-  void ReleaseParse(const std::string& caller, int64_t bytes, absl::Duration took);
+  void PublishParsed(PublishCall* call, const grpc::ByteBuffer& request);
+  void PublishBatchParsed(PublishCall* call, const grpc::ByteBuffer& request);
 
   const std::string jurisdiction_;
   const std::string cert_file_;  // read at each Snapshot: a renewed certificate shows at once
@@ -161,20 +115,19 @@ class GatewayService final
   const Authorizer* const authz_;
   SubscriptionStatusFn subscriptions_;
   OpenStreamsFn open_streams_;
-  absl::Mutex parse_mu_;
-  int64_t parse_bytes_ ABSL_GUARDED_BY(parse_mu_) = 0;
-  std::set<std::string> parsing_ ABSL_GUARDED_BY(parse_mu_);  // callers with a large request
-  // When each caller may have its next large request parsed.
-  std::map<std::string, absl::Time> paced_until_ ABSL_GUARDED_BY(parse_mu_);
-  absl::Mutex large_mu_;
-  std::deque<std::function<void()>> large_queue_ ABSL_GUARDED_BY(large_mu_);
-  bool stop_large_ ABSL_GUARDED_BY(large_mu_) = false;
-  std::thread large_worker_;
   InboxHub inbox_;
   // Watches the revocation lists: a change makes every Inbox stream check its caller again.
   absl::Mutex ticker_mu_;
   bool stop_ticker_ ABSL_GUARDED_BY(ticker_mu_) = false;
   std::thread ticker_;
+  const PublishCall::Handler publish_ = [this](PublishCall* c, const grpc::ByteBuffer& r) {
+    PublishParsed(c, r);
+  };
+  const PublishCall::Handler publish_batch_ = [this](PublishCall* c, const grpc::ByteBuffer& r) {
+    PublishBatchParsed(c, r);
+  };
+  // Last: destroyed first, it handles the large requests still queued while the rest is here.
+  ReadGate read_gate_;
 };
 
 }  // namespace caseway::server

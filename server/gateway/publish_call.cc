@@ -1,0 +1,64 @@
+#include "server/gateway/publish_call.h"
+
+#include <grpcpp/impl/codegen/proto_utils.h>
+
+#include "common/grpc_status.h"
+
+namespace caseway::server {
+
+PublishCall::PublishCall(grpc::CallbackServerContext* ctx, ReadGate* gate, std::string caller,
+                         const Handler* handler)
+    : ctx_(ctx), gate_(gate), caller_(std::move(caller)), handler_(handler) {
+  // Operations started before gRPC has the reactor are held until it does.
+  if (absl::Status s = gate_->Enter(caller_, this); !s.ok()) Reply(common::ToGrpcStatus(s));
+}
+
+void PublishCall::Reply(const grpc::Status& status) {
+  if (replied_.exchange(true)) return;
+  if (!status.ok() && refused_) *refused_ = true;
+  if (status.ok()) {
+    StartWriteAndFinish(&response_, grpc::WriteOptions(), status);
+  } else {
+    Finish(status);
+  }
+}
+
+void PublishCall::ReplyWith(const google::protobuf::Message& response) {
+  bool own = false;
+  grpc::Status s =
+      grpc::SerializationTraits<google::protobuf::Message>::Serialize(response, &response_, &own);
+  Reply(s);
+}
+
+void PublishCall::OnReadDone(bool ok) {
+  const int64_t bytes = ok ? static_cast<int64_t>(request_.Length()) : 0;
+  auto next = gate_->ReadDone(caller_, bytes, [this] {
+    if (ctx_->IsCancelled()) {
+      Reply(grpc::Status(grpc::StatusCode::CANCELLED, "the caller cancelled the call"));
+      return true;
+    }
+    // Whether the handler refused the request (a later answer of the store does not count: it is
+    // not about the request's bytes). A shared flag: once replied, this call may be gone.
+    auto refused = std::make_shared<std::atomic<bool>>(false);
+    refused_ = refused;
+    (*handler_)(this, request_);
+    return !refused->load();
+  });
+  if (!ok) {
+    // The caller half-closed without a request, or the call ended (then this status is moot).
+    Reply(common::ToGrpcStatus(absl::InvalidArgumentError("request: none was sent")));
+  } else if (!next.ok()) {
+    Reply(common::ToGrpcStatus(next.status()));
+  } else if (*next == ReadGate::Next::kInline) {
+    (*handler_)(this, request_);
+  }
+}
+
+void PublishCall::OnCancel() {
+  // A call still waiting for its read is ended here; any other ends through its read or handler.
+  if (gate_->Withdraw(caller_, this)) {
+    Reply(grpc::Status(grpc::StatusCode::CANCELLED, "the caller cancelled the call"));
+  }
+}
+
+}  // namespace caseway::server
