@@ -1,5 +1,7 @@
 #include "server/metrics.h"
 
+#include <google/protobuf/descriptor.h>
+
 #include <google/protobuf/util/time_util.h>
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
@@ -227,17 +229,31 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
   const std::string method_;
 };
 
+// KnownMethod: `path` ("/caseway.v1.Gateway/Publish") names a method of a service in the protos.
+bool KnownMethod(absl::string_view path) {
+  path.remove_prefix(1);
+  const size_t slash = path.find('/');
+  if (slash == absl::string_view::npos) return false;
+  const auto* service = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+      std::string(path.substr(0, slash)));
+  return service != nullptr &&
+         service->FindMethodByName(std::string(path.substr(slash + 1))) != nullptr;
+}
+
 class MetricsInterceptorFactory final
     : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
   explicit MetricsInterceptorFactory(Metrics* metrics) : metrics_(metrics) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    // Only our own methods: the label set stays closed (no health or reflection noise).
+    // Only our own methods: the label set stays closed (no health or reflection noise). A path
+    // that names no method of the caseway.v1 services (the generic service answers any path a
+    // client sends) is counted as "unknown", so no client can add series.
     if (info->method() == nullptr || !absl::StartsWith(info->method(), "/caseway.v1.")) {
       return nullptr;
     }
-    return new MetricsInterceptor(metrics_, info->method());
+    return new MetricsInterceptor(metrics_, KnownMethod(info->method()) ? info->method()
+                                                                        : "/caseway.v1.unknown");
   }
 
  private:

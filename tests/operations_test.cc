@@ -1,9 +1,12 @@
 // Operating a node (issue #13): the Prometheus endpoint scraped over HTTP during an exchange,
 // `caseway status --check` and its exit status, and how an outage is logged. Real caseway-node
 // processes over mutual TLS on 127.0.0.1.
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -14,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/config.h"
+#include "common/tls.h"
 #include "tests/testing/audited_pair.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/status_matchers.h"
@@ -105,6 +109,30 @@ TEST_F(OperationsTest, MetricsFollowTheExchangeAndHoldNoPersonalData) {
   EXPECT_EQ(Sample(Scrape(), "caseway_rpc_requests_total",
                    {{"method", "Gateway/Publish"}, {"code", "INVALID_ARGUMENT"}}),
             1);
+
+  // Methods no service serves are counted as one "unknown": a client cannot add series.
+  {
+    const std::string office = pki_->Client(kA, "office");
+    auto creds = common::ChannelCredentials(
+        common::TlsFiles{pki_->ca(), office + ".crt", office + ".key"});
+    ASSERT_OK(creds);
+    grpc::GenericStub stub(grpc::CreateChannel(a_->address(), *creds));
+    for (const char* path : {"/caseway.v1.Gateway/Nonesuch1", "/caseway.v1.Nonesuch/Two"}) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      grpc::Slice slice(std::string("\x08\x01", 2));
+      grpc::ByteBuffer request(&slice, 1), response;
+      std::promise<grpc::Status> done;
+      stub.UnaryCall(&ctx, path, grpc::StubOptions(), &request, &response,
+                     [&](grpc::Status st) { done.set_value(st); });
+      EXPECT_EQ(done.get_future().get().error_code(), grpc::StatusCode::UNIMPLEMENTED) << path;
+    }
+    text = Scrape();
+    EXPECT_EQ(Sample(text, "caseway_rpc_requests_total",
+                     {{"method", "unknown"}, {"code", "UNIMPLEMENTED"}}),
+              2);
+    EXPECT_THAT(text, Not(HasSubstr("Nonesuch")));
+  }
 
   // The destination goes down: the lag rises and the subscription shows why.
   b_->Kill();

@@ -311,6 +311,7 @@ void GatewayService::PublishParsed(PublishCall* call, const grpc::ByteBuffer& re
     }
     return;
   }
+  call->Accepted();
   store_->PublishAsync(
       std::move(*prepared),
       [call, id = one[0].notice_id()](
@@ -365,6 +366,7 @@ void GatewayService::PublishBatchParsed(PublishCall* call, const grpc::ByteBuffe
     call->ReplyWith(resp);
     return;
   }
+  call->Accepted();
   store_->PublishAsync(std::move(*prepared),
                        [call](absl::StatusOr<std::vector<v1::PublishResult>> results) {
                          if (!results.ok()) {

@@ -24,6 +24,7 @@ void PublishCall::Reply(const grpc::Status& status) {
 }
 
 void PublishCall::ReplyWith(const google::protobuf::Message& response) {
+  if (replied_.load()) return;  // never touch a response gRPC may be sending
   bool own = false;
   grpc::Status s =
       grpc::SerializationTraits<google::protobuf::Message>::Serialize(response, &response_, &own);
@@ -45,14 +46,19 @@ void PublishCall::OnReadDone(bool ok) {
     return !refused->load();
   });
   if (!ok) {
-    // The caller half-closed without a request, or the call ended (then this status is moot).
-    Reply(common::ToGrpcStatus(absl::InvalidArgumentError("request: none was sent")));
+    // The call ended (cancelled, past its deadline, or a message over max_message_bytes, which
+    // gRPC has answered), or the caller half-closed without a request.
+    Reply(ctx_->IsCancelled()
+              ? grpc::Status(grpc::StatusCode::CANCELLED, "the call ended before its request was read")
+              : common::ToGrpcStatus(absl::InvalidArgumentError("request: none was sent")));
   } else if (!next.ok()) {
     Reply(common::ToGrpcStatus(next.status()));
   } else if (*next == ReadGate::Next::kInline) {
     (*handler_)(this, request_);
   }
 }
+
+void PublishCall::Accepted() { refused_.reset(); }
 
 void PublishCall::OnCancel() {
   // A call still waiting for its read is ended here; any other ends through its read or handler.

@@ -33,6 +33,10 @@ class PublishCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   void Reply(const grpc::Status& status);
   // ReplyWith finishes the call with OK and `response`.
   void ReplyWith(const google::protobuf::Message& response);
+  // Accepted: the request parsed and validated, and is handed to the store. What the store answers
+  // later is not the request's fault: a failure then does not pause its caller (read_gate.h).
+  // Call it on the handler's thread, before handing the request on.
+  void Accepted();
 
   void Admit() override { StartRead(&request_); }
   void OnReadDone(bool ok) override;

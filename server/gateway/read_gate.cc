@@ -160,6 +160,9 @@ void ReadGate::Loop() {
     Caller& c = callers_[task.caller];
     --c.large;
     c.paced_until = absl::Now() + std::max(kPace * took, refused ? kRefusedPause : absl::ZeroDuration());
+    // Look again before waiting: the pause may be over already (a cancelled call took nothing),
+    // and NextWake only counts pauses still running.
+    rescan_ = true;
     if (queued_bytes_ == 0) {
       // glibc keeps freed memory for reuse; after a burst of large requests give it back.
       mu_.Unlock();

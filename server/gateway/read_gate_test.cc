@@ -92,6 +92,28 @@ TEST(ReadGateTest, ARefusedLargeRequestPausesTheCallerForASecond) {
   EXPECT_GE(after.admitted_at - handled_at, ReadGate::kRefusedPause - absl::Milliseconds(5));
 }
 
+TEST(ReadGateTest, ACallWaitingBehindALargeRequestThatTookNothingIsAdmitted) {
+  ReadGate gate;
+  // The worker is busy with another caller's request ...
+  absl::Notification release;
+  FakeCall other;
+  ASSERT_TRUE(gate.Enter("client-b", &other).ok());
+  ASSERT_TRUE(gate.ReadDone("client-b", ReadGate::kLargeRequest + 1, [&] {
+                    release.WaitForNotification();
+                    return true;
+                  }).ok());
+  // ... while client-a's large request (one that will take no time: its caller cancelled it)
+  // is queued behind it, and another call of client-a waits for it.
+  FakeCall big, after;
+  ASSERT_TRUE(gate.Enter("client-a", &big).ok());
+  ASSERT_TRUE(gate.ReadDone("client-a", ReadGate::kLargeRequest + 1, [] { return true; }).ok());
+  ASSERT_TRUE(gate.Enter("client-a", &after).ok());
+  EXPECT_FALSE(after.admitted);
+  release.Notify();
+  // Its pause (three times nothing) is over at once: the worker must not sleep through it.
+  EXPECT_TRUE(WaitAdmitted(after, absl::Seconds(3)));
+}
+
 TEST(ReadGateTest, WaitingCallsAreBoundedAndACancelledOneIsNeverAdmitted) {
   ReadGate gate;
   std::vector<FakeCall> reading(ReadGate::kMaxReads);
