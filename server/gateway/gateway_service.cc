@@ -285,33 +285,32 @@ void GatewayService::AddStreamMethods(RawStreams* streams) {
   }
 }
 
-void GatewayService::PublishParsed(PublishCall* call, const grpc::ByteBuffer& request) {
+bool GatewayService::PublishParsed(PublishCall* call, const grpc::ByteBuffer& request) {
   v1::PublishRequest req;
   if (absl::Status s = ParseRequest(request, &req); !s.ok()) {
     call->Reply(ToGrpcStatus(s));
-    return;
+    return false;
   }
   if (!req.has_notice()) {
     call->Reply(ToGrpcStatus(common::BadInput("INVALID_NOTICE", {{"notice", "required"}})));
-    return;
+    return false;
   }
   google::protobuf::RepeatedPtrField<v1::Notice> one;
   one.Add()->Swap(req.mutable_notice());
   auto prepared = Prepare(one, /*batch=*/false);
   if (!prepared.ok()) {
     call->Reply(ToGrpcStatus(prepared.status()));
-    return;
+    return false;
   }
   if (req.validate_only()) {
     auto results = ValidateOnly(*prepared, /*batch=*/false);
     if (!results.ok()) {
       call->Reply(ToGrpcStatus(results.status()));
-    } else {
-      call->ReplyWith((*results)[0]);
+      return false;
     }
-    return;
+    call->ReplyWith((*results)[0]);
+    return true;
   }
-  call->Accepted();
   store_->PublishAsync(
       std::move(*prepared),
       [call, id = one[0].notice_id()](
@@ -329,18 +328,19 @@ void GatewayService::PublishParsed(PublishCall* call, const grpc::ByteBuffer& re
         }
         call->Reply(ToGrpcStatus(s));
       });
+  return true;
 }
 
-void GatewayService::PublishBatchParsed(PublishCall* call, const grpc::ByteBuffer& request) {
+bool GatewayService::PublishBatchParsed(PublishCall* call, const grpc::ByteBuffer& request) {
   v1::PublishBatchRequest req;
   if (absl::Status s = ParseRequest(request, &req); !s.ok()) {
     call->Reply(ToGrpcStatus(s));
-    return;
+    return false;
   }
   if (req.notices_size() == 0) {
     call->Reply(
         ToGrpcStatus(common::BadInput("INVALID_NOTICE", {{"notices", "at least one required"}})));
-    return;
+    return false;
   }
   if (static_cast<uint32_t>(req.notices_size()) > max_batch_notices_) {
     call->Reply(ToGrpcStatus(common::Refusal(
@@ -348,25 +348,24 @@ void GatewayService::PublishBatchParsed(PublishCall* call, const grpc::ByteBuffe
         absl::StrCat("notices: at most ", max_batch_notices_,
                      " per batch (limits.max_batch_notices)"),
         {}, {{"max_batch_notices", absl::StrCat(max_batch_notices_)}})));
-    return;
+    return false;
   }
   auto prepared = Prepare(req.notices(), /*batch=*/true);
   if (!prepared.ok()) {
     call->Reply(ToGrpcStatus(prepared.status()));
-    return;
+    return false;
   }
   if (req.validate_only()) {
     auto results = ValidateOnly(*prepared, /*batch=*/true);
     if (!results.ok()) {
       call->Reply(ToGrpcStatus(results.status()));
-      return;
+      return false;
     }
     v1::PublishBatchResponse resp;
     for (auto& r : *results) *resp.add_results() = std::move(r);
     call->ReplyWith(resp);
-    return;
+    return true;
   }
-  call->Accepted();
   store_->PublishAsync(std::move(*prepared),
                        [call](absl::StatusOr<std::vector<v1::PublishResult>> results) {
                          if (!results.ok()) {
@@ -381,6 +380,7 @@ void GatewayService::PublishBatchParsed(PublishCall* call, const grpc::ByteBuffe
                          for (auto& r : *results) *resp.add_results() = std::move(r);
                          call->ReplyWith(resp);
                        });
+  return true;
 }
 
 grpc::ServerBidiReactor<v1::InboxRequest, v1::InboxResponse>* GatewayService::Inbox(

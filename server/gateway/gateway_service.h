@@ -98,8 +98,10 @@ class GatewayService final
   absl::Status ResolveReply(caseway::v1::Notice& n, const std::string& path,
                             const std::set<std::string>& earlier) const;
 
-  void PublishParsed(PublishCall* call, const grpc::ByteBuffer& request);
-  void PublishBatchParsed(PublishCall* call, const grpc::ByteBuffer& request);
+  // Parse, validate and publish a request; false when it was refused (did not parse or
+  // validate), true when it was handed to the store or answered (validate_only).
+  bool PublishParsed(PublishCall* call, const grpc::ByteBuffer& request);
+  bool PublishBatchParsed(PublishCall* call, const grpc::ByteBuffer& request);
 
   const std::string jurisdiction_;
   const std::string cert_file_;  // read at each Snapshot: a renewed certificate shows at once
@@ -121,10 +123,10 @@ class GatewayService final
   bool stop_ticker_ ABSL_GUARDED_BY(ticker_mu_) = false;
   std::thread ticker_;
   const PublishCall::Handler publish_ = [this](PublishCall* c, const grpc::ByteBuffer& r) {
-    PublishParsed(c, r);
+    return PublishParsed(c, r);
   };
   const PublishCall::Handler publish_batch_ = [this](PublishCall* c, const grpc::ByteBuffer& r) {
-    PublishBatchParsed(c, r);
+    return PublishBatchParsed(c, r);
   };
   // Last: destroyed first, it handles the large requests still queued while the rest is here.
   ReadGate read_gate_;

@@ -15,7 +15,6 @@ PublishCall::PublishCall(grpc::CallbackServerContext* ctx, ReadGate* gate, std::
 
 void PublishCall::Reply(const grpc::Status& status) {
   if (replied_.exchange(true)) return;
-  if (!status.ok() && refused_) *refused_ = true;
   if (status.ok()) {
     StartWriteAndFinish(&response_, grpc::WriteOptions(), status);
   } else {
@@ -38,12 +37,8 @@ void PublishCall::OnReadDone(bool ok) {
       Reply(grpc::Status(grpc::StatusCode::CANCELLED, "the caller cancelled the call"));
       return true;
     }
-    // Whether the handler refused the request (a later answer of the store does not count: it is
-    // not about the request's bytes). A shared flag: once replied, this call may be gone.
-    auto refused = std::make_shared<std::atomic<bool>>(false);
-    refused_ = refused;
-    (*handler_)(this, request_);
-    return !refused->load();
+    // (Once the handler has answered, this call may be gone: only its result is used.)
+    return (*handler_)(this, request_);
   });
   if (!ok) {
     // The call ended (cancelled, past its deadline, or a message over max_message_bytes, which
@@ -57,8 +52,6 @@ void PublishCall::OnReadDone(bool ok) {
     (*handler_)(this, request_);
   }
 }
-
-void PublishCall::Accepted() { refused_.reset(); }
 
 void PublishCall::OnCancel() {
   // A call still waiting for its read is ended here; any other ends through its read or handler.

@@ -8,7 +8,6 @@
 
 #include <atomic>
 #include <functional>
-#include <memory>
 #include <string>
 
 #include "server/gateway/read_gate.h"
@@ -23,7 +22,9 @@ namespace caseway::server {
 class PublishCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                           public ReadGate::Waiter {
  public:
-  using Handler = std::function<void(PublishCall*, const grpc::ByteBuffer&)>;
+  // A handler answers the call (now or later) and returns false when it refused the request
+  // (it did not parse or validate), so that the gate pauses its caller (read_gate.h).
+  using Handler = std::function<bool(PublishCall*, const grpc::ByteBuffer&)>;
 
   // The caller has been authorized; `handler` outlives every call.
   PublishCall(grpc::CallbackServerContext* ctx, ReadGate* gate, std::string caller,
@@ -33,10 +34,6 @@ class PublishCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   void Reply(const grpc::Status& status);
   // ReplyWith finishes the call with OK and `response`.
   void ReplyWith(const google::protobuf::Message& response);
-  // Accepted: the request parsed and validated, and is handed to the store. What the store answers
-  // later is not the request's fault: a failure then does not pause its caller (read_gate.h).
-  // Call it on the handler's thread, before handing the request on.
-  void Accepted();
 
   void Admit() override { StartRead(&request_); }
   void OnReadDone(bool ok) override;
@@ -51,7 +48,6 @@ class PublishCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   grpc::ByteBuffer request_;
   grpc::ByteBuffer response_;
   std::atomic<bool> replied_{false};
-  std::shared_ptr<std::atomic<bool>> refused_;  // set while a large request is handled
 };
 
 }  // namespace caseway::server
