@@ -125,11 +125,12 @@ TEST_F(BackupTest, ACopyOlderThanWhatAWitnessCosignedIsRefused) {
       << taken.out;
   Publish(6, 10);
   ASSERT_TRUE(WaitAcked(10));
-  // A cosigns a checkpoint of B's that holds entries appended after the backup.
-  ASSERT_TRUE(WaitFor([&] {
-    return a_->Count("SELECT size FROM witnessed WHERE peer = '440305'") > backup_size;
-  }, absl::Seconds(20)));
-  const int64_t cosigned = a_->Count("SELECT size FROM witnessed WHERE peer = '440305'");
+  // A cosigns a checkpoint of B's that holds entries appended after the backup (until A has
+  // witnessed anything, it has no row: -1).
+  const std::string witnessed =
+      "SELECT coalesce(max(size), -1) FROM witnessed WHERE peer = '440305'";
+  ASSERT_TRUE(WaitFor([&] { return a_->Count(witnessed) > backup_size; }, absl::Seconds(20)));
+  const int64_t cosigned = a_->Count(witnessed);
   ASSERT_EQ(b_->Stop(), 0);
   const std::string newer = dir_.path() + "/b-newer.db";
   ASSERT_EQ(Backup(*b_, newer).exit_code, 0);  // a backup of the stopped node works too
