@@ -58,7 +58,6 @@ class CallSlots {
   CallSlots(std::string what, uint32_t per_caller) : what_(std::move(what)), max_(per_caller) {}
   // Take gives `caller` a place, or RESOURCE_EXHAUSTED naming the bound when it holds them all.
   absl::StatusOr<Slot> Take(const std::string& caller);
-  uint32_t per_caller() const { return max_; }
 
  private:
   void Release(const std::string& caller);

@@ -1,7 +1,6 @@
 #include "server/metrics.h"
 
 #include <google/protobuf/descriptor.h>
-
 #include <google/protobuf/util/time_util.h>
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
@@ -16,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
@@ -229,21 +229,20 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
   const std::string method_;
 };
 
-// KnownMethod: `path` ("/caseway.v1.Gateway/Publish") names a method of a service in the protos.
-bool KnownMethod(absl::string_view path) {
-  path.remove_prefix(1);
-  const size_t slash = path.find('/');
-  if (slash == absl::string_view::npos) return false;
-  const auto* service = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
-      std::string(path.substr(0, slash)));
-  return service != nullptr &&
-         service->FindMethodByName(std::string(path.substr(slash + 1))) != nullptr;
-}
-
 class MetricsInterceptorFactory final
     : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit MetricsInterceptorFactory(Metrics* metrics) : metrics_(metrics) {}
+  explicit MetricsInterceptorFactory(Metrics* metrics) : metrics_(metrics) {
+    // Every method of the caseway.v1 services, once (the descriptor pool takes a lock per lookup).
+    const auto* pool = google::protobuf::DescriptorPool::generated_pool();
+    for (const char* name : {"caseway.v1.Gateway", "caseway.v1.PeerExchange",
+                             "caseway.v1.ExchangeLog"}) {
+      const auto* service = pool->FindServiceByName(name);
+      for (int i = 0; service != nullptr && i < service->method_count(); ++i) {
+        known_.insert(absl::StrCat("/", name, "/", service->method(i)->name()));
+      }
+    }
+  }
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
     // Only our own methods: the label set stays closed (no health or reflection noise). A path
@@ -252,12 +251,13 @@ class MetricsInterceptorFactory final
     if (info->method() == nullptr || !absl::StartsWith(info->method(), "/caseway.v1.")) {
       return nullptr;
     }
-    return new MetricsInterceptor(metrics_, KnownMethod(info->method()) ? info->method()
-                                                                        : "/caseway.v1.unknown");
+    return new MetricsInterceptor(
+        metrics_, known_.contains(info->method()) ? info->method() : "/caseway.v1.unknown");
   }
 
  private:
   Metrics* const metrics_;
+  absl::flat_hash_set<std::string> known_;
 };
 
 const char* CodeName(grpc::StatusCode code) {

@@ -428,7 +428,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   // pending is granted the window its message needs. The BDP probe would instead raise every
   // stream's initial window (to megabytes on a fast link), so that a caller's unread requests
   // arrived whole anyway: measured, 64 waiting 3 MB requests then cost 270 MiB and 3x a client's
-  // p99; without it, 76-120 MiB and 1.1-1.6x (bench/run.sh ONLY=flood). Data this node sends
+  // p99; without it, under 160 MiB and 1.1-1.8x (bench/results/LATEST.md, "Floods"). Data this node sends
   // (batches to subscribers) is governed by the receivers' windows and is unaffected.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;

@@ -71,19 +71,11 @@ grpc::ServerBidiReactor<v1::InboxRequest, v1::InboxResponse>* InboxHub::Start(
   auto id = authz_->Check(*ctx, Rpc::kInbox);
   if (!id.ok()) return new RefusedInbox(id.status());
   if (shutting_down_) return new RefusedInbox(absl::UnavailableError("node shutting down"));
-  const std::string caller = id->ToString();
-  auto stream = std::make_shared<InboxStream>(this, caller, authz_->CallerSerial(*ctx));
+  auto slot = slots_.Take(id->ToString());
+  if (!slot.ok()) return new RefusedInbox(slot.status());
+  auto stream = std::make_shared<InboxStream>(this, std::move(*slot), authz_->CallerSerial(*ctx));
   {
     absl::MutexLock lock(&mu_);
-    uint32_t& streams = streams_by_caller_[caller];
-    if (streams >= kMaxStreamsPerCaller) {
-      common::LogLimited(common::LogLevel::kWarn, "inbox stream refused: too many streams",
-                         {{"caller", caller}, {"streams", absl::StrCat(streams)}});
-      return new RefusedInbox(absl::ResourceExhaustedError(
-          absl::StrCat(caller, " already holds ", streams,
-                       " Inbox streams to this node (at most ", kMaxStreamsPerCaller, ")")));
-    }
-    ++streams;
     all_.insert(stream);
   }
   auto* reactor = new InboxReactor(this, stream);
@@ -142,10 +134,7 @@ void InboxHub::Wake() {
 
 void InboxHub::Unregister(const std::shared_ptr<Steppable>& stream) {
   absl::MutexLock lock(&mu_);
-  if (all_.erase(stream) > 0) {
-    auto it = streams_by_caller_.find(static_cast<InboxStream*>(stream.get())->caller());
-    if (it != streams_by_caller_.end() && --it->second == 0) streams_by_caller_.erase(it);
-  }
+  if (all_.erase(stream) > 0) static_cast<InboxStream*>(stream.get())->ReleaseSlot();
   waiting_.erase(stream);
 }
 

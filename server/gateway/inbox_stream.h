@@ -7,7 +7,6 @@
 #include <deque>
 #include <memory>
 #include <optional>
-#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -17,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "caseway/v1/gateway.grpc.pb.h"
+#include "server/authorized_first.h"
 #include "server/authz.h"
 #include "server/exchange/dispatcher.h"
 #include "server/store/notice_store.h"
@@ -57,11 +57,12 @@ class InboxHub {
   NoticeStore* const store_;
   const Authorizer* const authz_;
   std::atomic<bool> shutting_down_{false};
+  // Each open stream holds one of its caller's places (declared before the streams' sets: it
+  // outlives them).
+  CallSlots slots_{"Inbox streams", kMaxStreamsPerCaller};
   absl::Mutex mu_;
   std::set<std::shared_ptr<Steppable>> all_ ABSL_GUARDED_BY(mu_);
   std::set<std::shared_ptr<Steppable>> waiting_ ABSL_GUARDED_BY(mu_);
-  // Open streams by caller identity (the keys of all_'s streams' callers).
-  std::map<std::string, uint32_t> streams_by_caller_ ABSL_GUARDED_BY(mu_);
   Dispatcher dispatcher_;
 };
 
@@ -83,9 +84,10 @@ class InboxStream final : public Steppable, public std::enable_shared_from_this<
   // A stream that has not sent `start` within this time ends with DEADLINE_EXCEEDED.
   static constexpr absl::Duration kStartTimeout = absl::Seconds(10);
 
-  InboxStream(InboxHub* hub, std::string caller, std::string caller_serial)
-      : hub_(hub), caller_(std::move(caller)), serial_(std::move(caller_serial)) {}
-  const std::string& caller() const { return caller_; }
+  InboxStream(InboxHub* hub, CallSlots::Slot slot, std::string caller_serial)
+      : hub_(hub), slot_(std::move(slot)), serial_(std::move(caller_serial)) {}
+  // ReleaseSlot gives the caller's place back (the hub, when the stream is unregistered).
+  void ReleaseSlot() { slot_.reset(); }
   void Step() override;
 
   // Reactor events (any gRPC thread).
@@ -111,7 +113,7 @@ class InboxStream final : public Steppable, public std::enable_shared_from_this<
   absl::StatusOr<bool> Fill() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   InboxHub* const hub_;
-  const std::string caller_;  // the caller's identity, for the per-caller stream count
+  std::optional<CallSlots::Slot> slot_;  // the caller's place among its kMaxStreamsPerCaller
   const std::string serial_;
 
   absl::Mutex mu_;
