@@ -16,7 +16,9 @@
 # notices, then `caseway audit report` over all of them: its time and memory; issue #8), query
 # (QUERY_N notices over QUERY_N/10 cases, then remote queries and case timelines, and the per-peer
 # rate limit under a flood of queries from one node while another asks; issue #9), disk (bytes on
-# disk per notice at origin and destination after DISK_N (100000), and after retention's purge).
+# disk per notice at origin and destination after DISK_N (100000), and after retention's purge),
+# atrest (batched and unary throughput with personal data sealed at rest, storage.key_file, and
+# in the clear, alternated twice; issue #15).
 # Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (32),
 # LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), FANOUT_STREAMS (3000),
 # FANOUT_PER_STREAM (100), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
@@ -38,7 +40,7 @@ UNARY_CLIENTS=${UNARY_CLIENTS:-32}; LAT_SECONDS=${LAT_SECONDS:-10}; BACKLOG=${BA
 IMPORT=${IMPORT:-1000000}; PEER_N=${PEER_N:-100000}; BASE_PORT=${BASE_PORT:-17400}
 FANOUT_STREAMS=${FANOUT_STREAMS:-3000}; FANOUT_PER_STREAM=${FANOUT_PER_STREAM:-100}
 QUERY_N=${QUERY_N:-1000000}
-ONLY=${ONLY:-throughput latency catchup import fanout peers integrity flood report query disk}
+ONLY=${ONLY:-throughput latency catchup import fanout peers integrity flood report query disk atrest}
 
 bash "$root/deploy/install-deps.sh" >/dev/null
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -65,7 +67,7 @@ declare -A pid=()
 peer_of() { [ "$1" = 360102 ] && echo 440305 || echo 360102; }
 
 # write_config J MODE: MODE is "on" (exchange log, signatures, receipts), "noscrub" (the same
-# without the background scrub) or "off".
+# without the background scrub), "sealed" (on, with personal data sealed at rest) or "off".
 write_config() {
   local j=$1 mode=$2 p
   p=$(peer_of "$j")
@@ -75,11 +77,16 @@ write_config() {
     echo "listen_address: 127.0.0.1:${port[$j]}"
     echo "port_file: $work/$j.port"
     echo "tls: {ca_file: $pki/ca.crt, cert_file: $pki/nodes/$j.crt, key_file: $pki/nodes/$j.key}"
-    echo "storage: {path: $work/data-$mode/$j.db}"
+    if [ "$mode" = sealed ]; then
+      [ -f "$work/$j.keys" ] || "$bin/caseway-node" add-key --to "$work/$j.keys" >/dev/null
+      echo "storage: {path: $work/data-$mode/$j.db, key_file: $work/$j.keys}"
+    else
+      echo "storage: {path: $work/data-$mode/$j.db}"
+    fi
     echo "peers: [{jurisdiction: \"$p\", address: 127.0.0.1:${port[$p]}}]"
     echo "limits: {max_batch_notices: 1000, max_message_bytes: 16777216, peer_queries_per_minute: ${QUERY_LIMIT:-120}}"
     [ -n "${BATCH_MAX_ENTRIES:-}" ] && echo "exchange: {batch_max_entries: $BATCH_MAX_ENTRIES}"
-    if [ "$mode" = on ]; then
+    if [ "$mode" = on ] || [ "$mode" = sealed ]; then
       echo "exchange_log: {signing_key_file: $pki/nodes/$j.sign.key, directory_file: $pki/directory.yaml}"
     elif [ "$mode" = noscrub ]; then
       echo "exchange_log: {signing_key_file: $pki/nodes/$j.sign.key, directory_file: $pki/directory.yaml, scrub_rate: 0}"
@@ -194,6 +201,26 @@ if [[ " $ONLY " == *" integrity "* ]]; then
   "$bin/caseway-bench-log" --entries "$COUNT" 2>/dev/null >"$work/log.out" || true
   grep -v '^JSON ' "$work/log.out" | tee -a "$out/summary.txt"
   sed -n 's/^JSON //p' "$work/log.out" >>"$results"
+fi
+
+if [[ " $ONLY " == *" atrest "* ]]; then
+  log ""; log "== atrest: throughput with personal data sealed at rest (sealed) and in the clear (on), alternated twice; $COUNT batched, $UNARY_COUNT unary each"
+  declare -A sum=([on-batch]=0 [sealed-batch]=0 [on-unary]=0 [sealed-unary]=0)
+  for round in 1 2; do
+    for mode in on sealed; do
+      rm -rf "$work/data-$mode"
+      pair "$mode"
+      r=$(bench throughput "${A[@]}" --clients "$CLIENTS" --batch "$BATCH" --count "$COUNT" --label "batch-$mode-$round" | tail -1)
+      sum[$mode-batch]=$(awk "BEGIN{print ${sum[$mode-batch]} + $(field "$r" notices_per_s)}")
+      r=$(bench throughput "${A[@]}" --clients "$UNARY_CLIENTS" --batch 1 --count "$UNARY_COUNT" --label "unary-$mode-$round" | tail -1)
+      sum[$mode-unary]=$(awk "BEGIN{print ${sum[$mode-unary]} + $(field "$r" notices_per_s)}")
+      unpair
+    done
+  done
+  batch=$(awk "BEGIN{printf \"%.3f\", ${sum[sealed-batch]}/${sum[on-batch]}}")
+  unary=$(awk "BEGIN{printf \"%.3f\", ${sum[sealed-unary]}/${sum[on-unary]}}")
+  log "sealed at rest / in the clear (sum of two runs each): batch $batch, unary $unary (target >= 0.85)"
+  echo "{\"bench\":\"sealed/clear ratio\",\"batch\":$batch,\"unary\":$unary}" >>"$results"
 fi
 
 if [[ " $ONLY " == *" query "* ]]; then

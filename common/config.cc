@@ -348,6 +348,7 @@ absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& path) {
                               config.mutable_tls()->mutable_key_file(),
                               config.mutable_tls()->mutable_crl_dir(),
                               config.mutable_storage()->mutable_path(),
+                              config.mutable_storage()->mutable_key_file(),
                               config.mutable_port_file(),
                               config.mutable_exchange_log()->mutable_signing_key_file(),
                               config.mutable_exchange_log()->mutable_directory_file(),

@@ -58,6 +58,8 @@ for j in "${jurisdictions[@]}"; do
       -e "s/127.0.0.1:7403/127.0.0.1:$(port_of 440305)/" \
       "$here/examples/$j.yaml" >"$run/$j.yaml"
   echo "port_file: $j.port" >>"$run/$j.yaml"
+  mkdir -p -m 700 "$run/keys"
+  [ -f "$run/keys/$j.keys" ] || "$bin/caseway-node" add-key --to "$run/keys/$j.keys" >/dev/null
   cat >"$run/client-$j.yaml" <<YAML
 address: 127.0.0.1:$(port_of "$j")
 ca_file: pki/ca.crt

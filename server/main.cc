@@ -16,6 +16,8 @@
 #include "common/tls.h"
 #include "server/node.h"
 #include "server/store/backup.h"
+#include "server/store/reseal.h"
+#include "server/store/sealer.h"
 #ifdef CASEWAY_TEST_FAULTS
 #include "common/test_clock.h"
 #endif
@@ -41,6 +43,15 @@ Usage:
                                        peer what it holds of it, and refuses to start from a copy
                                        older than what they saw (docs/operator.md, "Backup and
                                        restore")
+  caseway-node add-key --to FILE      add a new random key to the storage key file FILE (created,
+                                       mode 0600, if missing) and print its id. The last key in
+                                       the file seals from the node's next start; every key in it
+                                       opens (docs/operator.md, "Encryption at rest")
+  caseway-node reseal --config node.yaml
+                                       with the node stopped: rewrite every body that is in the
+                                       clear or sealed with an older key under the current key of
+                                       storage.key_file, then rebuild the file so no old copy is
+                                       left; afterwards older keys may be removed from the file
   caseway-node --help | --version
 
 The configuration is YAML mapped onto caseway.v1.NodeConfig (see docs/configuration.md). The same
@@ -97,6 +108,48 @@ int RunStorageCommand(const std::string& command, const caseway::v1::NodeConfig&
   return 0;
 }
 
+// RunAddKey runs `caseway-node add-key --to FILE`.
+int RunAddKey(const std::string& file) {
+  if (file.empty()) {
+    fprintf(stderr, "caseway-node add-key: --to FILE is required\n\n%s", kUsage);
+    return 2;
+  }
+  auto id = caseway::server::Sealer::AddKey(file);
+  if (!id.ok()) {
+    fprintf(stderr, "caseway-node add-key: %s\n", std::string(id.status().message()).c_str());
+    return id.status().code() == absl::StatusCode::kInternal ? 1 : 2;
+  }
+  printf("key %u added to %s: it seals from the node's next start. Keep a copy of the file "
+         "offline; after `caseway-node reseal`, older keys may be removed from it\n", *id,
+         file.c_str());
+  return 0;
+}
+
+// RunReseal runs `caseway-node reseal --config node.yaml`.
+int RunReseal(const caseway::v1::NodeConfig& config) {
+  if (config.storage().key_file().empty()) {
+    fprintf(stderr, "caseway-node reseal: storage.key_file is not set in the configuration\n");
+    return 2;
+  }
+  auto sealer = caseway::server::Sealer::Load(config.storage().key_file());
+  if (!sealer.ok()) {
+    fprintf(stderr, "caseway-node reseal: %s\n", std::string(sealer.status().message()).c_str());
+    return 2;
+  }
+  auto counts = caseway::server::ResealDatabase(config.storage().path(), **sealer);
+  if (!counts.ok()) {
+    fprintf(stderr, "caseway-node reseal: %s\n", std::string(counts.status().message()).c_str());
+    return counts.status().code() == absl::StatusCode::kFailedPrecondition ? 2 : 1;
+  }
+  printf("%s: sealed with key %u: %llu bodies that were in the clear, %llu sealed with older "
+         "keys; %llu were already; only key %u is needed now\n",
+         config.storage().path().c_str(), (*sealer)->current_key(),
+         static_cast<unsigned long long>(counts->was_plain),
+         static_cast<unsigned long long>(counts->was_older_key),
+         static_cast<unsigned long long>(counts->already_current), (*sealer)->current_key());
+  return 0;
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -110,16 +163,21 @@ int Main(int argc, char** argv) {
 #endif
   std::string config_path;
   bool check_only = false;
-  std::string command;  // "", "backup" or "restore"
+  std::string command;  // "", "backup", "restore", "add-key" or "reseal"
   std::string file;     // --to / --from
   int first = 1;
-  if (argc > 1 && (std::string(argv[1]) == "backup" || std::string(argv[1]) == "restore")) {
-    command = argv[1];
-    first = 2;
+  if (argc > 1) {
+    const std::string first_arg = argv[1];
+    if (first_arg == "backup" || first_arg == "restore" || first_arg == "add-key" ||
+        first_arg == "reseal") {
+      command = first_arg;
+      first = 2;
+    }
   }
+  const char* file_flag = command == "restore" ? "--from" : "--to";
   for (int i = first; i < argc; ++i) {
     std::string arg = argv[i];
-    if (!command.empty() && (arg == (command == "backup" ? "--to" : "--from")) && i + 1 < argc) {
+    if (!command.empty() && command != "reseal" && arg == file_flag && i + 1 < argc) {
       file = argv[++i];
       continue;
     }
@@ -140,6 +198,7 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
+  if (command == "add-key") return RunAddKey(file);
   if (config_path.empty()) {
     fprintf(stderr, "caseway-node: --config is required\n\n%s", kUsage);
     return 2;
@@ -149,6 +208,7 @@ int Main(int argc, char** argv) {
     fprintf(stderr, "caseway-node: %s\n", std::string(config.status().message()).c_str());
     return 2;
   }
+  if (command == "reseal") return RunReseal(*config);
   if (!command.empty()) return RunStorageCommand(command, *config, file);
   caseway::common::ConfigureLog(caseway::common::ParseLogLevel(config->log().level()),
                                 config->log().format() == caseway::v1::LogConfig::FORMAT_JSON);

@@ -242,6 +242,7 @@ absl::Status Node::Check(const v1::NodeConfig& config) {
   if (absl::Status s = revocations.Reload(); !s.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("tls.crl_dir: ", s.message()));
   }
+  if (!config.storage().key_file().empty()) RETURN_IF_ERROR(Sealer::Load(config.storage().key_file()).status());
   return CheckStorage(config);
 }
 
@@ -318,6 +319,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   store_options.self = config.jurisdiction();
   store_options.log_enabled = signatures.enabled();
   store_options.signatures = signatures;
+  if (!config.storage().key_file().empty()) {
+    ASSIGN_OR_RETURN(store_options.sealer, Sealer::Load(config.storage().key_file()));
+  }
   ASSIGN_OR_RETURN(node->store_, NoticeStore::Open(store_options));
   // A restored backup appends nothing before its peers have said what they hold of it.
   ASSIGN_OR_RETURN(auto restored, node->store_->RestoredFrom());

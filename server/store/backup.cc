@@ -112,12 +112,7 @@ absl::StatusOr<BackupSummary> BackupDatabase(const std::string& db_path, const s
   return summary;
 }
 
-namespace {
-
-// InUse says whether a process holds `db_path` open: every SQLite connection in WAL mode holds a
-// shared lock on the DMS byte of the -shm file for as long as it is open.
-// A -shm file this process cannot open counts as in use: restore must not guess.
-bool InUse(const std::string& db_path) {
+bool DatabaseInUse(const std::string& db_path) {
   const std::string shm = db_path + "-shm";
   int fd = open(shm.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return errno != ENOENT;
@@ -130,6 +125,8 @@ bool InUse(const std::string& db_path) {
   close(fd);
   return held;
 }
+
+namespace {
 
 absl::Status CopyFile(const std::string& from, const std::string& to) {
   std::error_code ec;
@@ -163,7 +160,7 @@ absl::StatusOr<absl::Time> RestoreDatabase(const std::string& from, const std::s
     taken_at = absl::FromUnixMicros(micros);
   }
   auto in_use = [&]() -> absl::Status {
-    if (!InUse(db_path)) return absl::OkStatus();
+    if (!DatabaseInUse(db_path)) return absl::OkStatus();
     return absl::FailedPreconditionError(absl::StrCat(
         "storage.path: ", db_path, " is open in a running process (or its -shm file cannot be "
         "read): stop the node first"));

@@ -37,6 +37,11 @@ absl::StatusOr<BackupSummary> BackupDatabase(const std::string& db_path, const s
 // the database open. Returns the backup's time.
 absl::StatusOr<absl::Time> RestoreDatabase(const std::string& from, const std::string& db_path);
 
+// DatabaseInUse says whether a process holds `db_path` open: every SQLite connection in WAL mode
+// holds a shared lock on the DMS byte of the -shm file for as long as it is open. A -shm file
+// this process cannot open counts as in use: an offline command must not guess.
+bool DatabaseInUse(const std::string& db_path);
+
 }  // namespace caseway::server
 
 #endif  // CASEWAY_SERVER_STORE_BACKUP_H_

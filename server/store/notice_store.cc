@@ -25,7 +25,7 @@
 namespace caseway::server {
 namespace {
 
-constexpr int kSchemaVersion = 5;
+constexpr int kSchemaVersion = kStoreSchemaVersion;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -116,6 +116,44 @@ CREATE TABLE IF NOT EXISTS case_index_new(id INTEGER PRIMARY KEY, key INTEGER NO
 int64_t NowMicros() { return absl::ToUnixMicros(common::Now()); }
 
 }  // namespace
+
+// CheckSealKeys refuses to open a database with personal data sealed by a key the node does not
+// have (none configured, or not listed in the key file), and records that the current key seals
+// from now on (meta 'seal_keys': ids, comma-separated; ResealBodies resets it).
+static absl::Status CheckSealKeys(Db& db, const std::string& path, const Sealer* sealer) {
+  std::set<uint32_t> used;
+  {
+    Stmt s(db.get(), "SELECT value FROM meta WHERE key = 'seal_keys'");
+    if (s.Step()) {
+      for (absl::string_view id : absl::StrSplit(s.Text(0), ',', absl::SkipEmpty())) {
+        uint32_t k = 0;
+        if (!absl::SimpleAtoi(id, &k)) return absl::DataLossError("meta.seal_keys: malformed");
+        used.insert(k);
+      }
+    }
+    RETURN_IF_ERROR(s.status("read meta.seal_keys"));
+  }
+  if (sealer == nullptr) {
+    if (used.empty()) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, ": personal data here is sealed (encrypted at rest) with key ",
+        absl::StrJoin(used, ", "), "; set storage.key_file to the key file that lists it"));
+  }
+  for (uint32_t k : used) {
+    if (!sealer->Has(k)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, ": key ", k, " sealed personal data here, and ", sealer->file(),
+          " does not list it (put it back; remove a key only after `caseway-node reseal`)"));
+    }
+  }
+  if (used.insert(sealer->current_key()).second) {
+    Stmt s(db.get(), "INSERT OR REPLACE INTO meta(key, value) VALUES('seal_keys', ?)");
+    s.Bind(1, absl::StrJoin(used, ","));
+    s.Step();
+    RETURN_IF_ERROR(s.status("write meta.seal_keys"));
+  }
+  return absl::OkStatus();
+}
 
 // Migrate brings a database of an older schema version up to kSchemaVersion, in one transaction.
 static absl::Status Migrate(Db& db) {
@@ -213,6 +251,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
     }
   }
   if (reindex) RETURN_IF_ERROR(IndexExistingCases(*db, subject_salt));
+  RETURN_IF_ERROR(CheckSealKeys(*db, path, options.sealer.get()));
   RETURN_IF_ERROR(db->Exec(
       absl::StrCat("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '",
                    kSchemaVersion, "')")
@@ -372,6 +411,9 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
   };
   auto state = std::make_shared<State>();
   state->notices = std::move(notices_in);
+  if (options_.sealer) {  // here, on the caller's thread: the writer thread is the bottleneck
+    for (PreparedNotice& n : state->notices) n.bytes = options_.sealer->Seal(n.bytes, NoticeContext(n.notice_id));
+  }
   state->results.resize(state->notices.size());
   state->done = std::move(done);
   auto apply = [this, state](sqlite3*) -> absl::Status {
@@ -495,7 +537,7 @@ absl::StatusOr<std::vector<v1::Entry>> NoticeStore::ReadChannel(const std::strin
   absl::Status purged;
   {
     static constexpr char kSql[] =
-        "SELECT e.seq, n.bytes FROM channel_entry e JOIN notice n USING(notice_id) "
+        "SELECT e.seq, n.bytes, notice_id FROM channel_entry e JOIN notice n USING(notice_id) "
         "WHERE e.destination = ? AND e.seq >= ? ORDER BY e.seq LIMIT ?";
     Stmt& s = db->Prepared(kSql);
     absl::Cleanup reset = [&s] { s.Reset(); };
@@ -515,7 +557,8 @@ absl::StatusOr<std::vector<v1::Entry>> NoticeStore::ReadChannel(const std::strin
       if (!out.empty() && bytes + b.size() + 16 > max_bytes) break;
       v1::Entry& e = out.emplace_back();
       e.set_seq(s.Int(0));
-      e.set_notice(b.data(), b.size());
+      const std::string context = options_.sealer ? NoticeContext(s.Text(2)) : std::string();
+      ASSIGN_OR_RETURN(*e.mutable_notice(), OpenBody(options_.sealer.get(), b, context));
       bytes += b.size() + 16;
     }
     RETURN_IF_ERROR(s.status("read channel"));
@@ -592,6 +635,14 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::
   if (options_.log_enabled && !batch.has_manifest()) {
     return absl::FailedPreconditionError("batch.manifest: required when the exchange log is on");
   }
+  // Sealed here, on the subscriber's thread, not on the writer's.
+  std::vector<std::string> sealed;
+  if (options_.sealer) {
+    sealed.reserve(batch.entries_size());
+    for (const v1::Entry& e : batch.entries()) {
+      sealed.push_back(options_.sealer->Seal(e.notice(), InboxContext(origin, e.seq())));
+    }
+  }
   WriterStatements& w = *stmts_;
   std::optional<v1::Signed> receipt;
   std::vector<PendingKey> keys;
@@ -613,7 +664,7 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::
           w.insert_inbox.Bind(1, origin)
               .Bind(2, static_cast<int64_t>(e.seq()))
               .Bind(3, facts[i].notice_id)
-              .BindBlob(4, e.notice())
+              .BindBlob(4, sealed.empty() ? e.notice() : sealed[i])
               .Bind(5, now);
           RETURN_IF_ERROR(Done(w.insert_inbox, "insert inbox"));
           RETURN_IF_ERROR(IndexReceived(sqlite3_last_insert_rowid(db), facts[i], &keys));
@@ -657,8 +708,8 @@ absl::StatusOr<std::vector<InboxRow>> NoticeStore::ReadInbox(uint64_t after, uin
       r.origin = s.Text(1);
       r.channel_seq = s.Int(2);
       r.received_at = absl::FromUnixMicros(s.Int(3));
-      absl::string_view b = s.Blob(4);
-      r.bytes.assign(b.data(), b.size());
+      ASSIGN_OR_RETURN(r.bytes, OpenBody(options_.sealer.get(), s.Blob(4),
+                                         InboxContext(r.origin, r.channel_seq)));
     }
     RETURN_IF_ERROR(s.status("read inbox"));
   }

@@ -30,6 +30,7 @@
 #include "common/signing.h"
 #include "server/store/commit_queue.h"
 #include "server/store/merkle_log.h"
+#include "server/store/sealer.h"
 #include "server/store/sqlite.h"
 
 namespace caseway::server {
@@ -37,7 +38,8 @@ namespace caseway::server {
 // PreparedNotice is a validated notice ready to store: `bytes` is its serialization with the
 // origin set, stored and delivered byte for byte; `digest` is SHA-256 of `bytes`.
 // `request_digest` is SHA-256 of the notice as the publisher sent it (origin set, before the node
-// filled reply_due or in_reply_to_origin): what a retry is compared by.
+// filled reply_due or in_reply_to_origin): what a retry is compared by. Publish stores `bytes`
+// sealed when storage encryption is on (StoreOptions::sealer); reads return them plain.
 struct PreparedNotice {
   std::string notice_id;
   std::vector<std::string> destinations;
@@ -57,6 +59,11 @@ struct InboxRow {
   std::string bytes;
 };
 
+// The schema version this binary writes. Version 6: notice, inbox and query-answer bodies may be
+// sealed (server/store/sealer.h), and meta 'seal_keys' lists the keys that sealed them; an older
+// binary would take a sealed body for a notice that does not parse.
+inline constexpr int kStoreSchemaVersion = 6;
+
 // StoreOptions configure NoticeStore::Open.
 // The exit status of a node stopped by a storage fault (NoticeStore::StorageFault).
 inline constexpr int kStorageFaultExitCode = 75;
@@ -75,6 +82,9 @@ struct StoreOptions {
   std::shared_ptr<const common::SigningKey> signing_key;
   // The federation policy: which notices owe a reply, and by when (nullptr: the built-in one).
   const common::Policy* policy = nullptr;
+  // Seals personal data at rest (storage.key_file); nullptr: stored in the clear. Open refuses a
+  // database that keys sealed data in without it, or without one of those keys.
+  std::shared_ptr<const Sealer> sealer;
 };
 
 // StoredCheckpoint is a signed checkpoint as stored, with the cosignature lines received for it.

@@ -237,9 +237,10 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(
         if (received.Step()) {
           r.origin = received.Text(0);
           r.notice_id = received.Text(1);
-          r.bytes = std::string(received.Blob(2));
           r.stored_at = absl::FromUnixMicros(received.Int(3));
           r.channel_seq = received.Int(4);
+          ASSIGN_OR_RETURN(r.bytes, OpenBody(options_.sealer.get(), received.Blob(2),
+                                             InboxContext(r.origin, r.channel_seq)));
           r.consumed = received.Int(5) != 0;
         }
         RETURN_IF_ERROR(received.status("read case notice"));
@@ -250,7 +251,8 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(
         r.notice_id = std::get<std::string>(ref);
         published.Bind(1, r.notice_id);
         if (published.Step()) {
-          r.bytes = std::string(published.Blob(0));
+          ASSIGN_OR_RETURN(r.bytes, OpenBody(options_.sealer.get(), published.Blob(0),
+                                             NoticeContext(r.notice_id)));
           r.stored_at = absl::FromUnixMicros(published.Int(1));
           for (absl::string_view d : absl::StrSplit(published.Text(2), ',', absl::SkipEmpty())) {
             std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(d, ':');
@@ -345,6 +347,11 @@ absl::StatusOr<uint64_t> NoticeStore::RecordQueryAsked(const std::string& peer,
                                                        const v1::QueryAnswer& answer,
                                                        const v1::Signed& signed_answer) {
   if (!options_.log_enabled) return uint64_t{0};
+  const std::string digest = common::Sha256(signed_answer.message());
+  v1::Signed stored = signed_answer;  // the answer holds notices: sealed at rest
+  if (options_.sealer) {
+    stored.set_message(options_.sealer->Seal(signed_answer.message(), AnswerContext(peer, digest)));
+  }
   uint64_t index = 0;
   RETURN_IF_ERROR(queue_->Run(
       [&](sqlite3*) -> absl::Status {
@@ -352,12 +359,12 @@ absl::StatusOr<uint64_t> NoticeStore::RecordQueryAsked(const std::string& peer,
         entry.set_kind(v1::LogEntry::KIND_QUERY_ASKED);
         entry.set_peer(peer);
         entry.set_request_digest(answer.request_digest());
-        entry.set_digest(common::Sha256(signed_answer.message()));
+        entry.set_digest(digest);
         entry.set_peer_log_index(answer.log_index());
         entry.set_first_seq(answer.notices_size());
         ASSIGN_OR_RETURN(index, AppendEntry(entry));
-        return InsertEvidence(v1::Evidence::KIND_QUERY_ANSWER_RECEIVED, peer, 0, 0, entry.digest(),
-                              signed_answer, index);
+        return InsertEvidence(v1::Evidence::KIND_QUERY_ANSWER_RECEIVED, peer, 0, 0, digest, stored,
+                              index);
       },
       [this] { Committed({}); }));
   return index;
@@ -416,9 +423,11 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
           return absl::OkStatus();
         };
         Stmt unindex(db, "DELETE FROM case_index WHERE key = ? AND ref = ?");
-        auto forget = [&](absl::string_view bytes, const auto& ref) -> absl::Status {
+        auto forget = [&](absl::string_view stored, const std::string& context,
+                          const auto& ref) -> absl::Status {
+          ASSIGN_OR_RETURN(const std::string bytes, OpenBody(options_.sealer.get(), stored, context));
           v1::Notice n;
-          if (!n.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+          if (!n.ParseFromString(bytes)) {
             return absl::DataLossError("purge: a stored notice does not parse");
           }
           const common::NoticeFacts f = common::FactsOf(n);
@@ -460,7 +469,7 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
             if (it == acked.end() || it->second < seq) return false;
           }
           if (owes(options_.self, id)) return false;
-          RETURN_IF_ERROR(forget(r.Blob(4), id));
+          RETURN_IF_ERROR(forget(r.Blob(4), NoticeContext(id), id));
           clear_notice.Bind(1, r.Int(0));
           RETURN_IF_ERROR(Done(clear_notice, "purge notice"));
           ++counts.published;
@@ -468,12 +477,12 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
         }));
         // Received: the consumer took it (it was receipted when stored), and no reply is owed.
         Stmt inbox(db, "SELECT inbox_seq, received_at, origin, notice_id, acked_at IS NOT NULL, "
-                       "bytes FROM inbox WHERE inbox_seq > ? AND length(bytes) > 0 "
+                       "bytes, channel_seq FROM inbox WHERE inbox_seq > ? AND length(bytes) > 0 "
                        "ORDER BY inbox_seq LIMIT ?");
         Stmt clear_inbox(db, "UPDATE inbox SET bytes = X'' WHERE inbox_seq = ?");
         RETURN_IF_ERROR(scan(scans[1], inbox, column_time(1), [&](Stmt& r) -> absl::StatusOr<bool> {
           if (r.Int(4) == 0 || owes(r.Text(2), r.Text(3))) return false;
-          RETURN_IF_ERROR(forget(r.Blob(5), r.Int(0)));
+          RETURN_IF_ERROR(forget(r.Blob(5), InboxContext(r.Text(2), r.Int(6)), r.Int(0)));
           clear_inbox.Bind(1, r.Int(0));
           RETURN_IF_ERROR(Done(clear_inbox, "purge inbox"));
           ++counts.received;

@@ -54,18 +54,24 @@ NoticeStore::~NoticeStore() {
 namespace {
 
 // EvidenceColumns and EvidenceFromRow read one evidence row: every query that returns evidence
-// selects these columns in this order.
+// selects these columns in this order. A received query answer's message is sealed at rest.
 constexpr const char* kEvidenceColumns =
     "id, kind, first_seq, last_seq, message, signature, log_index, digest";
 
-v1::Evidence EvidenceFromRow(const Stmt& s, const std::string& self, const std::string& peer) {
+absl::StatusOr<v1::Evidence> EvidenceFromRow(const Stmt& s, const std::string& self,
+                                             const std::string& peer, const Sealer* sealer) {
   v1::Evidence e;
   auto kind = static_cast<v1::Evidence::Kind>(s.Int(1));
   e.set_id(s.Int(0));
   e.set_kind(kind);
   e.set_first_seq(s.Int(2));
   e.set_last_seq(s.Int(3));
-  e.mutable_signed_()->set_message(std::string(s.Blob(4)));
+  if (kind == v1::Evidence::KIND_QUERY_ANSWER_RECEIVED) {
+    ASSIGN_OR_RETURN(*e.mutable_signed_()->mutable_message(),
+                     OpenBody(sealer, s.Blob(4), AnswerContext(peer, s.Blob(7))));
+  } else {
+    e.mutable_signed_()->set_message(std::string(s.Blob(4)));
+  }
   e.mutable_signed_()->set_signature(std::string(s.Blob(5)));
   const bool ours =
       kind == v1::Evidence::KIND_MANIFEST_SENT || kind == v1::Evidence::KIND_RECEIPT_SENT;
@@ -161,7 +167,7 @@ absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> NoticeStore::ReadN
   return ReadOnly([&](sqlite3* db)
                       -> absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> {
     std::vector<std::pair<uint64_t, std::string>> out;
-    Stmt s(db, outbound ? "SELECT e.seq, n.bytes FROM channel_entry e JOIN notice n "
+    Stmt s(db, outbound ? "SELECT e.seq, n.bytes, n.notice_id FROM channel_entry e JOIN notice n "
                           "ON n.notice_id = e.notice_id WHERE e.destination = ? AND e.seq >= ? "
                           "ORDER BY e.seq LIMIT ?"
                         : "SELECT channel_seq, bytes FROM inbox WHERE origin = ? AND "
@@ -172,7 +178,10 @@ absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> NoticeStore::ReadN
       const absl::string_view b = s.Blob(1);
       if (!out.empty() && bytes + b.size() > max_bytes) break;
       bytes += b.size() + 16;
-      out.emplace_back(s.Int(0), std::string(b));
+      const std::string context =
+          outbound ? NoticeContext(s.Text(2)) : InboxContext(peer, static_cast<uint64_t>(s.Int(0)));
+      ASSIGN_OR_RETURN(std::string body, OpenBody(options_.sealer.get(), b, context));
+      out.emplace_back(s.Int(0), std::move(body));
     }
     RETURN_IF_ERROR(s.status("read notices"));
     return out;
@@ -328,7 +337,9 @@ absl::StatusOr<std::vector<v1::Evidence>> NoticeStore::SentAfter(const std::stri
         .Bind(3, static_cast<int64_t>(after))
         .Bind(4, int64_t{limit});
     std::vector<v1::Evidence> out;
-    while (s.Step()) out.push_back(EvidenceFromRow(s, options_.self, destination));
+    while (s.Step()) {
+      ASSIGN_OR_RETURN(out.emplace_back(), EvidenceFromRow(s, options_.self, destination, options_.sealer.get()));
+    }
     RETURN_IF_ERROR(s.status("read sent manifests"));
     return out;
   });
@@ -463,7 +474,7 @@ absl::StatusOr<std::vector<v1::Evidence>> NoticeStore::ReadEvidence(
       const size_t size = s.Blob(4).size();
       if (!out.empty() && bytes + size > max_bytes) break;
       bytes += size + 100;
-      out.push_back(EvidenceFromRow(s, options_.self, peer));
+      ASSIGN_OR_RETURN(out.emplace_back(), EvidenceFromRow(s, options_.self, peer, options_.sealer.get()));
     }
     RETURN_IF_ERROR(s.status("read evidence"));
     return out;
@@ -482,7 +493,8 @@ absl::StatusOr<v1::NoticeEvidence> NoticeStore::NoticeEvidence(const std::string
       n.Bind(1, notice_id);
       if (n.Step()) {
         found = true;
-        out.set_notice(std::string(n.Blob(0)));
+        ASSIGN_OR_RETURN(*out.mutable_notice(),
+                         OpenBody(options_.sealer.get(), n.Blob(0), NoticeContext(notice_id)));
         for (absl::string_view d : absl::StrSplit(n.Text(1), ',', absl::SkipEmpty())) {
           std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(d, ':');
           uint64_t seq = 0;
@@ -501,7 +513,8 @@ absl::StatusOr<v1::NoticeEvidence> NoticeStore::NoticeEvidence(const std::string
       if (i.Step()) {
         found = true;
         channels.emplace_back(i.Text(0), i.Int(1), false);
-        out.set_notice(std::string(i.Blob(2)));
+        ASSIGN_OR_RETURN(*out.mutable_notice(),
+                         OpenBody(options_.sealer.get(), i.Blob(2), InboxContext(i.Text(0), i.Int(1))));
       }
       RETURN_IF_ERROR(i.status("read inbox"));
     }
@@ -523,7 +536,9 @@ absl::StatusOr<v1::NoticeEvidence> NoticeStore::NoticeEvidence(const std::string
           .Bind(3, int64_t{outbound ? v1::Evidence::KIND_RECEIPT_RECEIVED : v1::Evidence::KIND_RECEIPT_SENT})
           .Bind(4, static_cast<int64_t>(seq))
           .Bind(5, static_cast<int64_t>(seq));
-      while (e.Step()) *ch->add_evidence() = EvidenceFromRow(e, options_.self, peer);
+      while (e.Step()) {
+        ASSIGN_OR_RETURN(*ch->add_evidence(), EvidenceFromRow(e, options_.self, peer, options_.sealer.get()));
+      }
       RETURN_IF_ERROR(e.status("read evidence"));
     }
     return out;

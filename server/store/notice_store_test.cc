@@ -36,9 +36,35 @@ class NoticeStoreTest : public ::testing::Test {
     options.self = "360102";
     options.log_enabled = log;
     options.signing_key = key_;
+    options.sealer = sealer_;
     auto s = NoticeStore::Open(options);
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? std::move(*s) : nullptr;
+  }
+
+  // UseSealer makes Open seal bodies with a fresh key file's key.
+  void UseSealer() {
+    const std::string file = dir_ + "/storage.keys";
+    ASSERT_TRUE(Sealer::AddKey(file).ok());
+    auto sealer = Sealer::Load(file);
+    ASSERT_TRUE(sealer.ok()) << sealer.status();
+    sealer_ = std::move(*sealer);
+  }
+  // SealedRows counts the sealed bodies in `table`.`column`, read from the file.
+  int64_t SealedRows(const std::string& table, const std::string& column) {
+    auto db = Db::Open(path_);
+    Stmt s((*db)->get(), ("SELECT count(*) FROM " + table + " WHERE substr(" + column +
+                          ", 1, 1) = x'CF'").c_str());
+    return s.Step() ? s.Int(0) : -1;
+  }
+  void PurgeRemovesSettledBodiesOnly();
+  // Unsealed is what Open without a log and without a key file is given.
+  StoreOptions Unsealed() const {
+    StoreOptions options;
+    options.path = path_;
+    options.self = "360102";
+    options.log_enabled = false;
+    return options;
   }
 
   static PreparedNotice Prepared(const std::string& id, std::vector<std::string> dests,
@@ -86,6 +112,7 @@ class NoticeStoreTest : public ::testing::Test {
   std::string dir_, path_;
   std::shared_ptr<const common::SigningKey> key_ = common::SigningKey::Generate();
   std::shared_ptr<const common::SigningKey> origin_key_ = common::SigningKey::Generate();
+  std::shared_ptr<const Sealer> sealer_;  // set by UseSealer
 };
 
 TEST_F(NoticeStoreTest, PublishAssignsContiguousSequencesPerChannel) {
@@ -333,11 +360,7 @@ TEST_F(NoticeStoreTest, ANewerDatabaseIsRefusedUntouched) {
                           "INSERT INTO meta VALUES('schema_version', '99');"
                           "CREATE TABLE notice_v99(notice_id TEXT PRIMARY KEY);"));
   }
-  StoreOptions options;
-  options.path = path_;
-  options.self = "360102";
-  options.log_enabled = false;
-  EXPECT_THAT(NoticeStore::Open(options),
+  EXPECT_THAT(NoticeStore::Open(Unsealed()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("schema version 99 is newer than this binary's")));
   auto db = Db::Open(path_);
@@ -494,7 +517,7 @@ TEST_F(NoticeStoreTest, EveryEarlierSchemaMigrates) {
 // Retention removes the bodies of what is settled (acknowledged everywhere, taken by the
 // consumer, no reply open), keeps everything else and every proof, and comes back for what was
 // not settled yet.
-TEST_F(NoticeStoreTest, PurgeRemovesSettledBodiesOnlyAndKeepsTheLog) {
+void NoticeStoreTest::PurgeRemovesSettledBodiesOnly() {
   auto store = Open(/*log=*/true);
   PreparedNotice owed = Prepared("p-owed", {"440305"}, "case-r");
   {
@@ -514,6 +537,12 @@ TEST_F(NoticeStoreTest, PurgeRemovesSettledBodiesOnlyAndKeepsTheLog) {
   ASSERT_OK(store->StoreReceived("440305", MakeBatch(1, 3, /*sign=*/true)).status());
   auto rows = store->ReadInbox(0, 10);
   ASSERT_OK(rows.status());
+  ASSERT_EQ(rows->size(), 3u);
+  v1::Notice received;
+  ASSERT_TRUE(received.ParseFromString((*rows)[2].bytes));  // read back plain, sealed or not
+  EXPECT_EQ(received.notice_id(), "r-3");
+  EXPECT_EQ(SealedRows("notice", "bytes"), sealer_ ? 3 : 0);
+  EXPECT_EQ(SealedRows("inbox", "bytes"), sealer_ ? 3 : 0);
   ASSERT_OK(store->AckInbox({(*rows)[0].inbox_seq, (*rows)[1].inbox_seq}));
   const auto head = store->LogHead();
   {
@@ -582,6 +611,27 @@ TEST_F(NoticeStoreTest, PurgeRemovesSettledBodiesOnlyAndKeepsTheLog) {
   auto young = store->Purge(common::Now() - absl::Hours(1), 1000);
   ASSERT_OK(young.status());
   EXPECT_EQ(young->published + young->received + young->answers, 0u);
+}
+
+TEST_F(NoticeStoreTest, PurgeRemovesSettledBodiesOnlyAndKeepsTheLog) { PurgeRemovesSettledBodiesOnly(); }
+
+// Sealed bodies (storage.key_file) are read, indexed, served and purged like plain ones.
+TEST_F(NoticeStoreTest, SealedBodiesArePurgedAndReadLikePlainOnes) {
+  UseSealer();
+  PurgeRemovesSettledBodiesOnly();
+}
+
+// Sealed data is never opened without its key, nor returned sealed.
+TEST_F(NoticeStoreTest, ADatabaseWithSealedDataNeedsItsKey) {
+  UseSealer();
+  {
+    auto store = Open();
+    ASSERT_OK(store->Publish({Prepared("a", {"440305"})}).status());
+  }
+  sealer_.reset();
+  EXPECT_THAT(NoticeStore::Open(Unsealed()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("personal data here is sealed (encrypted at rest) with key 1")));
 }
 
 // A restored node holds the channels to destinations it could not ask (serve_only peers): new

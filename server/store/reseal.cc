@@ -1,0 +1,119 @@
+#include "server/store/reseal.h"
+
+#include <functional>
+#include <set>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "server/store/backup.h"
+#include "server/store/notice_store.h"
+#include "server/store/sqlite.h"
+
+namespace caseway::server {
+namespace {
+
+constexpr int64_t kRowsPerTransaction = 1000;
+
+// A table that holds sealed bodies: its rows in key order from `after`, and how each names its
+// row (the sealed value's context).
+struct Bodies {
+  const char* select;  // key, body, then the context columns; bound: after, limit
+  const char* update;  // bound: body, key
+  std::function<std::string(const Stmt&)> context;
+};
+
+struct Row {
+  int64_t key;
+  std::string body;
+  std::string context;
+};
+
+absl::Status ResealTable(Db& db, const Bodies& table, const Sealer& sealer, ResealCounts* counts) {
+  int64_t after = -1;
+  for (;;) {
+    std::vector<Row> rows;
+    {
+      Stmt s(db.get(), table.select);
+      s.Bind(1, after).Bind(2, kRowsPerTransaction);
+      while (s.Step()) rows.push_back({s.Int(0), std::string(s.Blob(1)), table.context(s)});
+      RETURN_IF_ERROR(s.status("read bodies"));
+    }
+    if (rows.empty()) return absl::OkStatus();
+    after = rows.back().key;
+    RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+    Stmt update(db.get(), table.update);
+    absl::Status status;
+    for (const Row& r : rows) {
+      const uint32_t key = Sealer::KeyOf(r.body);
+      if (r.body.empty() || key == sealer.current_key()) {
+        if (!r.body.empty()) ++counts->already_current;
+        continue;
+      }
+      absl::StatusOr<std::string> plain = sealer.Open(r.body, r.context);
+      if (!plain.ok()) {
+        status = plain.status();
+        break;
+      }
+      update.BindBlob(1, sealer.Seal(*plain, r.context)).Bind(2, r.key);
+      update.Step();
+      if (status = update.status("reseal"); !status.ok()) break;
+      update.Reset();
+      ++(key == 0 ? counts->was_plain : counts->was_older_key);
+    }
+    if (!status.ok()) {
+      db.Exec("ROLLBACK").IgnoreError();
+      return status;
+    }
+    RETURN_IF_ERROR(db.Exec("COMMIT"));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Sealer& sealer) {
+  if (DatabaseInUse(db_path)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "storage.path: ", db_path, " is open in a running process (or its -shm file cannot be "
+        "read): stop the node first"));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(db_path));
+  {
+    Stmt v(db->get(), "SELECT value FROM meta WHERE key = 'schema_version'");
+    int version = 0;
+    if (!v.Step() || !absl::SimpleAtoi(v.Text(0), &version) || version != kStoreSchemaVersion) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "storage.path: ", db_path, " is not a database of this caseway-node's version (",
+          kStoreSchemaVersion, "): start the node once with this version, stop it, then reseal"));
+    }
+  }
+  ResealCounts counts;
+  const Bodies tables[] = {
+      {"SELECT rowid, bytes, notice_id FROM notice WHERE rowid > ? ORDER BY rowid LIMIT ?",
+       "UPDATE notice SET bytes = ? WHERE rowid = ?",
+       [](const Stmt& s) { return NoticeContext(s.Text(2)); }},
+      {"SELECT inbox_seq, bytes, origin, channel_seq FROM inbox WHERE inbox_seq > ? "
+       "ORDER BY inbox_seq LIMIT ?",
+       "UPDATE inbox SET bytes = ? WHERE inbox_seq = ?",
+       [](const Stmt& s) { return InboxContext(s.Text(2), static_cast<uint64_t>(s.Int(3))); }},
+      {"SELECT id, message, peer, digest FROM evidence WHERE id > ? AND kind = 5 "
+       "ORDER BY id LIMIT ?",
+       "UPDATE evidence SET message = ? WHERE id = ?",
+       [](const Stmt& s) { return AnswerContext(s.Text(2), s.Blob(3)); }},
+  };
+  for (const Bodies& table : tables) RETURN_IF_ERROR(ResealTable(*db, table, sealer, &counts));
+  {
+    Stmt s(db->get(), "INSERT OR REPLACE INTO meta(key, value) VALUES('seal_keys', ?)");
+    s.Bind(1, absl::StrCat(sealer.current_key()));
+    s.Step();
+    RETURN_IF_ERROR(s.status("write meta.seal_keys"));
+  }
+  // The rewritten rows' old copies sit in freed pages and in the WAL until both are rebuilt.
+  RETURN_IF_ERROR(db->Exec("VACUUM"));
+  RETURN_IF_ERROR(db->Exec("PRAGMA wal_checkpoint(TRUNCATE)"));
+  return counts;
+}
+
+}  // namespace caseway::server
