@@ -151,6 +151,7 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
     grpc::ClientContext ctx;
     auto stream = b->Inbox(&ctx);
     v1::InboxRequest start;
+    start.mutable_start()->set_purpose("caseway benchmark");
     start.mutable_start()->set_follow(true);
     start.mutable_start()->set_ack(true);
     start.mutable_start()->set_window(10000);

@@ -175,6 +175,7 @@ Flood IdleStreams(bool identity_peer, bool inbox) {
         streams.push_back(stub->Inbox(contexts.back().get()));
         Req start;
         start.mutable_start()->set_follow(true);
+        start.mutable_start()->set_purpose("caseway benchmark");
         streams.back()->Write(start);
       } else {
         streams.push_back(stub->Subscribe(contexts.back().get()));

@@ -29,6 +29,8 @@
 
 namespace {
 
+constexpr char kPurpose[] = "caseway benchmark";
+
 namespace v1 = caseway::v1;
 using Clock = std::chrono::steady_clock;
 
@@ -115,6 +117,7 @@ int Latency(const LatencyOptions& o) {
   run([&](v1::Gateway::Stub& stub, uint64_t k) {
     v1::QueryPeerRequest req;
     req.set_peer(o.peer);
+    req.set_purpose(kPurpose);
     req.set_case_id(caseway::bench::BenchCase(k));
     ask(stub, req, query);
   });
@@ -122,6 +125,7 @@ int Latency(const LatencyOptions& o) {
   run([&](v1::Gateway::Stub& stub, uint64_t k) {
     v1::QueryPeerRequest req;
     req.set_peer(o.peer);
+    req.set_purpose(kPurpose);
     req.set_id_number(caseway::bench::BenchIdNumber(k));
     ask(stub, req, subject);
   });
@@ -131,6 +135,7 @@ int Latency(const LatencyOptions& o) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     v1::CaseRequest req;
+    req.set_purpose(kPurpose);
     req.set_case_id(caseway::bench::BenchCase(k));
     v1::CaseResponse resp;
     grpc::Status s = stub.Case(&ctx, req, &resp);
@@ -141,6 +146,7 @@ int Latency(const LatencyOptions& o) {
       qctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
       v1::QueryPeerRequest q;
       q.set_peer(o.peer);
+      q.set_purpose(kPurpose);
       q.set_case_id(req.case_id());
       v1::QueryPeerResponse answer;
       s = stub.QueryPeer(&qctx, q, &answer);
@@ -181,6 +187,7 @@ int Flood(const FloodOptions& o) {
   auto query = [](v1::PeerExchange::Stub& stub, const std::string& as, uint64_t k, uint64_t n) {
     v1::QueryRequest q;
     q.set_asker(as);
+    q.set_purpose(kPurpose);
     q.set_nonce(absl::StrFormat("%032x", n));
     q.set_case_id(caseway::bench::BenchCase(k));
     grpc::ClientContext ctx;

@@ -43,9 +43,10 @@ absl::StatusOr<ConnectionOptions> LoadClientConfig(const std::string& path) {
     else if (key == "ca_file") o.ca_file = resolve(value);
     else if (key == "cert_file") o.cert_file = resolve(value);
     else if (key == "key_file") o.key_file = resolve(value);
+    else if (key == "purpose") o.purpose = value;
     else {
       return absl::InvalidArgumentError(absl::StrCat(
-          path, ": ", key, ": unknown key (address, ca_file, cert_file, key_file)"));
+          path, ": ", key, ": unknown key (address, ca_file, cert_file, key_file, purpose)"));
     }
   }
   for (auto [name, value] : {std::pair<const char*, std::string*>{"address", &o.address},
@@ -140,16 +141,28 @@ absl::StatusOr<v1::QueryPeerResponse> Client::QueryPeer(const v1::QueryPeerReque
   grpc::ClientContext ctx;
   // The node waits up to 10 s for the peer.
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-  RETURN_IF_ERROR(Checked(stub_->QueryPeer(&ctx, request, &resp)));
+  v1::QueryPeerRequest req = request;
+  if (req.purpose().empty()) req.set_purpose(options_.purpose);
+  RETURN_IF_ERROR(Checked(stub_->QueryPeer(&ctx, req, &resp)));
   return resp;
 }
 
-absl::StatusOr<v1::CaseResponse> Client::Case(const std::string& case_id) {
+absl::StatusOr<v1::CaseResponse> Client::Case(const std::string& case_id, const std::string& purpose) {
   v1::CaseRequest req;
   req.set_case_id(case_id);
+  req.set_purpose(purpose.empty() ? options_.purpose : purpose);
   v1::CaseResponse resp;
   RETURN_IF_ERROR(Checked(CallIdempotent(
       [&](grpc::ClientContext* ctx) { return stub_->Case(ctx, req, &resp); })));
+  return resp;
+}
+
+absl::StatusOr<v1::AccessLogResponse> Client::AccessLog(const v1::AccessLogRequest& request) {
+  v1::AccessLogRequest req = request;
+  if (req.purpose().empty()) req.set_purpose(options_.purpose);
+  v1::AccessLogResponse resp;
+  RETURN_IF_ERROR(Checked(CallIdempotent(
+      [&](grpc::ClientContext* ctx) { return stub_->AccessLog(ctx, req, &resp); })));
   return resp;
 }
 
@@ -161,6 +174,7 @@ absl::Status Client::Inbox(const InboxOptions& options,
   start.mutable_start()->set_follow(options.follow);
   start.mutable_start()->set_ack(options.ack);
   start.mutable_start()->set_window(options.window);
+  start.mutable_start()->set_purpose(options.purpose.empty() ? options_.purpose : options.purpose);
   if (!stream->Write(start)) return Checked(stream->Finish());
   // Acks go in groups (one commit at the node per group): flushed every `group` items, at each
   // catch-up, and at the end. A group is at most half the window so the stream never stalls.

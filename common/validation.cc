@@ -368,6 +368,22 @@ absl::Status ValidateCaseKey(absl::string_view path, absl::string_view case_id,
   return BadInput("INVALID_REQUEST", c.violations());
 }
 
+void ValidatePurpose(absl::string_view field, absl::string_view purpose,
+                     std::vector<Violation>* bad) {
+  Checker c{""};
+  c.Text(field, purpose, 1, 200);
+  if (c.ok() && std::any_of(purpose.begin(), purpose.end(),
+                            [](char ch) { return static_cast<unsigned char>(ch) < 0x20; })) {
+    c.Fail(field, "text without control characters");
+  }
+  for (const Violation& v : c.violations()) {
+    bad->push_back({v.field, v.description == "required"
+                                 ? "required: why this person's data is read (e.g. \"residence "
+                                   "verification\"), kept in the node's access log"
+                                 : v.description});
+  }
+}
+
 char IdNumberCheckCharacter(absl::string_view id) {
   static constexpr int kWeights[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
   static constexpr char kChecks[] = "10X98765432";

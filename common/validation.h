@@ -14,6 +14,7 @@
 #include "caseway/v1/notice.pb.h"
 #include "caseway/v1/peer_exchange.pb.h"
 #include "common/notice_facts.h"
+#include "common/refusal.h"
 
 namespace caseway::common {
 
@@ -51,6 +52,12 @@ absl::StatusOr<std::vector<std::string>> ValidateNotice(const caseway::v1::Notic
 // (reason INVALID_REQUEST) naming each bad field, prefixed with `path`.
 absl::Status ValidateCaseKey(absl::string_view path, absl::string_view case_id,
                              absl::string_view id_number, bool either_key);
+
+// ValidatePurpose checks why personal data is read (kept in the access log, docs/privacy.md):
+// 1..200 characters of text without control characters. When it fails, a violation of `field`
+// is added to `bad`.
+void ValidatePurpose(absl::string_view field, absl::string_view purpose,
+                     std::vector<Violation>* bad);
 
 // CheckBatchManifest checks a delivered batch against its manifest before anything of it is
 // stored: the manifest's signature by `origin_key`, that it names this channel (origin ->

@@ -65,6 +65,7 @@ address: 127.0.0.1:$(port_of "$j")
 ca_file: pki/ca.crt
 cert_file: pki/clients/$j-office.crt
 key_file: pki/clients/$j-office.key
+purpose: inflow and outflow processing (demo)
 YAML
 done
 

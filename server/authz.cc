@@ -18,6 +18,7 @@ absl::string_view RpcName(Rpc rpc) {
     case Rpc::kTodo: return "Gateway.Todo";
     case Rpc::kQueryPeer: return "Gateway.QueryPeer";
     case Rpc::kCase: return "Gateway.Case";
+    case Rpc::kAccessLog: return "Gateway.AccessLog";
     case Rpc::kSubscribe: return "PeerExchange.Subscribe";
     case Rpc::kQuery: return "PeerExchange.Query";
     case Rpc::kPeerView: return "PeerExchange.GetPeerView";
@@ -37,6 +38,7 @@ bool Authorizer::Allowed(const Identity& id, Rpc rpc) const {
     case Rpc::kTodo:
     case Rpc::kQueryPeer:
     case Rpc::kCase:
+    case Rpc::kAccessLog:
       return own_client;
     case Rpc::kStatus:
       return own_client || id.role == Role::kAuditor;

@@ -26,6 +26,7 @@ enum class Rpc {
   kTodo,
   kQueryPeer,       // Gateway.QueryPeer
   kCase,            // Gateway.Case
+  kAccessLog,       // Gateway.AccessLog
   kSubscribe,
   kQuery,           // PeerExchange.Query
   kPeerView,        // PeerExchange.GetPeerView
@@ -44,7 +45,8 @@ absl::string_view RpcName(Rpc rpc);
 //   Gateway.Inbox                 -       yes                        -
 //   Gateway.Status                -       yes                        yes
 //   Gateway.Todo                  -       yes                        -
-//   Gateway.QueryPeer, Case       -       yes                        -
+//   Gateway.QueryPeer, Case,
+//     AccessLog                   -       yes                        -
 //   PeerExchange.Subscribe       yes      -                          -
 //   PeerExchange.Query           yes      -                          -
 //   ExchangeLog.GetCheckpoint,

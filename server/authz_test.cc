@@ -27,6 +27,7 @@ TEST(AuthorizerTest, RoleByRpcTable) {
       {Rpc::kTodo, true, false, false, false},
       {Rpc::kQueryPeer, true, false, false, false},
       {Rpc::kCase, true, false, false, false},
+      {Rpc::kAccessLog, true, false, false, false},
       {Rpc::kSubscribe, false, false, true, false},
       {Rpc::kQuery, false, false, true, false},
       {Rpc::kPeerView, false, false, true, false},

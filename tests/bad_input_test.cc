@@ -262,6 +262,7 @@ TEST_F(BadInputTest, EveryRefusalCarriesAReason) {
     auto stream = stub->Inbox(&ctx);
     v1::InboxRequest start;
     start.mutable_start()->set_ack(true);
+    start.mutable_start()->set_purpose(kTestPurpose);
     ASSERT_TRUE(stream->Write(start));
     v1::InboxRequest ack;
     ack.mutable_ack()->add_inbox_seqs(4242);

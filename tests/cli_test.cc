@@ -173,7 +173,8 @@ TEST_F(CliTest, EveryCommandHasHelp) {
                                         {"query", "--help"},
                                         {"case", "--help"},
                                         {"conformance", "--help"},
-                                        {"audit", "--help"}}) {
+                                        {"audit", "--help"},
+                                        {"audit", "access", "--help"}}) {
     args.insert(args.begin(), BinDir() + "/caseway");
     RunResult r = RunCommand(args);
     EXPECT_EQ(r.exit_code, 0) << args[1];

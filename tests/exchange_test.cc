@@ -296,6 +296,7 @@ TEST_F(ExchangeTest, InboxSignalsCaughtUpWhenTheWindowIsFullAndNothingIsLeft) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   auto stream = b->stub()->Inbox(&ctx);
   v1::InboxRequest start;
+  start.mutable_start()->set_purpose(kTestPurpose);
   start.mutable_start()->set_ack(true);
   start.mutable_start()->set_window(2);
   ASSERT_TRUE(stream->Write(start));

@@ -137,7 +137,8 @@ TEST_F(HostileTest, UnaryRequestsAreParsedOnlyAfterTheCallerIsAuthorized) {
   // Garbage from a caller the table refuses is PERMISSION_DENIED: INVALID_ARGUMENT would mean
   // that the node parsed the request of a caller it had not yet authorized.
   for (const char* method : {"/caseway.v1.Gateway/Status", "/caseway.v1.Gateway/Todo",
-                             "/caseway.v1.Gateway/QueryPeer", "/caseway.v1.Gateway/Case"}) {
+                             "/caseway.v1.Gateway/QueryPeer", "/caseway.v1.Gateway/Case",
+                             "/caseway.v1.Gateway/AccessLog"}) {
     grpc::Status s = RawUnary(pki_->Node(kB), method, kGarbage);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
         << method << ": " << s.error_message();
@@ -166,6 +167,7 @@ TEST_F(HostileTest, NoCallerHoldsMoreThanItsShareOfTheRequestThreads) {
   v1::QueryPeerRequest req;
   req.set_peer(kB);
   req.set_case_id("case-held");
+  req.set_purpose(kTestPurpose);
   const std::string bytes = req.SerializeAsString();
   grpc::GenericStub stub(ChannelAs(Office()));
   constexpr int kCalls = 17;
@@ -350,6 +352,7 @@ TEST_F(HostileTest, InboxAckOfAnUnknownSequenceIsNotFound) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   auto stream = stub->Inbox(&ctx);
   v1::InboxRequest start;
+  start.mutable_start()->set_purpose(kTestPurpose);
   start.mutable_start()->set_ack(true);
   start.mutable_start()->set_follow(true);
   ASSERT_TRUE(stream->Write(start));
@@ -573,6 +576,7 @@ TEST_F(HostileTest, RevokedCertificateIsRefusedOnNewAndExistingConnectionsAndIts
   inbox_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   auto inbox = stub->Inbox(&inbox_ctx);
   v1::InboxRequest start;
+  start.mutable_start()->set_purpose(kTestPurpose);
   start.mutable_start()->set_follow(true);
   ASSERT_TRUE(inbox->Write(start));
   v1::InboxResponse resp;
@@ -645,6 +649,7 @@ TEST_F(HostileTest, InboxStreamsHoldNoThreadAndNoPolling) {
   std::vector<std::unique_ptr<grpc::ClientReaderWriter<v1::InboxRequest, v1::InboxResponse>>>
       streams;
   v1::InboxRequest start;
+  start.mutable_start()->set_purpose(kTestPurpose);
   start.mutable_start()->set_follow(true);
   for (int i = 0; i < kStreams; ++i) {
     contexts.push_back(std::make_unique<grpc::ClientContext>());

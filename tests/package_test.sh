@@ -132,7 +132,7 @@ print(json.dumps(n, ensure_ascii=False))' "$here/deploy/samples/notices-360102.j
   || fail "publish: $(cat "$work/published")"
 got=""
 for _ in $(seq 100); do
-  got=$(/usr/bin/caseway inbox --ack $(conn "$port_b" 360111) 2>/dev/null || true)
+  got=$(/usr/bin/caseway inbox --ack --purpose "package walkthrough" $(conn "$port_b" 360111) 2>/dev/null || true)
   grep -q '"walk-1"' <<<"$got" && break
   sleep 0.2
 done

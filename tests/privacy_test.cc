@@ -12,6 +12,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/refusal.h"
 #include "tests/testing/audited_pair.h"
 #include "tests/testing/status_matchers.h"
 
@@ -150,7 +152,8 @@ TEST_F(PrivacyTest, ARotatedKeyStillReadsOldDataAndResealRetiresIt) {
   a_->Stop();
   RunResult reseal = NodeCommand({"reseal", "--config", a_->config_path()});
   ASSERT_EQ(reseal.exit_code, 0) << reseal.out << reseal.err;
-  EXPECT_THAT(reseal.out, HasSubstr("sealed with key 2: 1 bodies that were in the clear, 1 sealed "
+  // The two older notices, and the access log's key (in the clear, then sealed by key 1).
+  EXPECT_THAT(reseal.out, HasSubstr("sealed with key 2: 1 bodies that were in the clear, 2 sealed "
                                     "with older keys; 1 were already"));
   EXPECT_FALSE(Holds(*a_, kIdNumber));
   EXPECT_FALSE(Holds(*a_, kName));
@@ -186,6 +189,89 @@ TEST_F(PrivacyTest, AKeyFileOthersMayReadIsRefusedBeforeTheNodeStarts) {
   EXPECT_EQ(check.exit_code, 2);
   EXPECT_THAT(check.err, HasSubstr("storage.key_file: " + KeyFile(*a_) +
                                    " is open to group or others (mode 0644)"));
+}
+
+// Every read of a person's data leaves a record of who, when, why and whose (by a keyed digest):
+// the inbox, a case timeline, a remote query at both ends, a coordinator's evidence read, and
+// the listing itself; `caseway audit access --subject` shows them for one person only.
+TEST_F(PrivacyTest, EveryReadOfAPersonsDataIsInTheAccessLog) {
+  AddKey(*b_);
+  Seal(*b_);  // B's access-log key is sealed at rest, A's is not: both work alike
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  auto a = a_->NewClient();
+  auto b = b_->NewClient();
+  constexpr char kOther[] = "110105194912310029";
+  v1::Notice other = SampleNotice("y-0", {kB});
+  other.mutable_subject()->set_id_number(kOther);
+  ASSERT_OK(a->PublishBatch({SampleNotice("x-0", {kB}), SampleNotice("x-1", {kB}), other}));
+  ASSERT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") == 3; }, absl::Seconds(15)));
+  // A read without a purpose is refused, naming the field.
+  {
+    grpc::ClientContext ctx;
+    v1::CaseRequest req;
+    req.set_case_id("case-x-0");
+    v1::CaseResponse resp;
+    absl::Status s = common::FromGrpcStatus(b->stub()->Case(&ctx, req, &resp));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    ASSERT_EQ(common::ViolationsOf(s).size(), 1u) << s;
+    EXPECT_EQ(common::ViolationsOf(s)[0].field, "purpose");
+    EXPECT_EQ(resp.events_size(), 0);
+  }
+  client::InboxOptions take;
+  take.purpose = "inflow processing";
+  int items = 0;
+  ASSERT_OK(b->Inbox(take, [&](const v1::InboxItem&) { return ++items > 0; }));
+  EXPECT_EQ(items, 3);
+  ASSERT_OK(b->Case("case-x-0", "case review").status());
+  v1::QueryPeerRequest ask;
+  ask.set_peer(kA);
+  ask.set_id_number(kIdNumber);
+  ask.set_purpose("residence verification");
+  ASSERT_OK(b->QueryPeer(ask).status());
+  RunResult ev = Audit({"evidence", a_->address(), "x-1"});
+  ASSERT_EQ(ev.exit_code, 0) << ev.out << ev.err;
+
+  // At B, by the office, through the CLI: X's reads, and the listing itself.
+  std::vector<std::string> cli = {BinDir() + "/caseway", "audit", "access", "--subject", kIdNumber};
+  for (const auto& f : b_->CliFlags()) cli.push_back(f);
+  cli.push_back("--purpose");
+  cli.push_back("the subject asked who read their file");
+  RunResult listed = RunCommand(cli);
+  ASSERT_EQ(listed.exit_code, 0) << listed.out << listed.err;
+  EXPECT_THAT(listed.out, ::testing::ContainsRegex("inbox +- +3 +spiffe://fed.test/client/440305/office"));
+  EXPECT_THAT(listed.out, HasSubstr("purpose: inflow processing"));
+  EXPECT_THAT(listed.out, ::testing::ContainsRegex("case +- +1 "));
+  EXPECT_THAT(listed.out, HasSubstr("purpose: case review"));
+  EXPECT_THAT(listed.out, ::testing::ContainsRegex("query-received +360102 +2 "));
+  EXPECT_THAT(listed.out, HasSubstr("purpose: residence verification"));
+  EXPECT_THAT(listed.out, HasSubstr("purpose: the subject asked who read their file"));
+  // The other person was in the inbox read only (and now in their own listing).
+  v1::AccessLogRequest whose;
+  whose.set_id_number(kOther);
+  auto other_reads = b->AccessLog(whose);
+  ASSERT_OK(other_reads);
+  std::vector<std::string> what;
+  for (const auto& r : other_reads->records()) what.push_back(r.what());
+  EXPECT_EQ(what, (std::vector<std::string>{"inbox", "access-log"}));
+  // At A: B's node asked, with the office's purpose, and the coordinator read one notice.
+  whose.set_id_number(kIdNumber);
+  auto at_a = a->AccessLog(whose);
+  ASSERT_OK(at_a);
+  ASSERT_EQ(at_a->records_size(), 3) << at_a->DebugString();
+  EXPECT_EQ(at_a->records(0).what(), "query-answered");
+  EXPECT_EQ(at_a->records(0).who(), "spiffe://fed.test/node/440305");
+  EXPECT_EQ(at_a->records(0).peer(), kB);
+  EXPECT_EQ(at_a->records(0).purpose(), "residence verification");
+  EXPECT_EQ(at_a->records(1).what(), "evidence");
+  EXPECT_EQ(at_a->records(1).who(), "spiffe://fed.test/auditor/coordinator");
+  EXPECT_EQ(at_a->records(2).what(), "access-log");
+  // Neither database holds the number in the access log: only keyed digests.
+  for (NodeProcess* node : {a_.get(), b_.get()}) {
+    EXPECT_EQ(node->Count("SELECT count(*) FROM access_subject WHERE length(subject) = 16"),
+              node->Count("SELECT count(*) FROM access_subject"));
+  }
+  EXPECT_FALSE(Holds(*b_, kIdNumber));
 }
 
 }  // namespace

@@ -97,6 +97,7 @@ class QueryTest : public ::testing::Test {
     auto stub = PeerStub(to, pki_->Node(as));
     v1::QueryRequest q;
     q.set_asker(asker.empty() ? as : asker);
+    q.set_purpose(kTestPurpose);
     q.set_nonce(std::string(16, 'n') + absl::StrCat(++nonce_));
     q.set_case_id(case_id);
     grpc::ClientContext ctx;
@@ -250,6 +251,7 @@ TEST_F(QueryTest, APeerSeesOnlyTheNoticesItIsAPartyToAndTheAnswerIsSigned) {
     auto stub = PeerStub(kB, pki_->Client(kB, "office"));
     v1::QueryRequest q;
     q.set_asker(kB);
+    q.set_purpose(kTestPurpose);
     q.set_nonce(std::string(16, 'x'));
     q.set_case_id("case-q");
     grpc::ClientContext ctx;
@@ -264,6 +266,7 @@ TEST_F(QueryTest, APeerSeesOnlyTheNoticesItIsAPartyToAndTheAnswerIsSigned) {
     auto stub = PeerStub(kB, prefix, foreign.ca());
     v1::QueryRequest q;
     q.set_asker(kA);
+    q.set_purpose(kTestPurpose);
     q.set_nonce(std::string(16, 'f'));
     q.set_case_id("case-q");
     grpc::ClientContext ctx;
@@ -278,6 +281,7 @@ TEST_F(QueryTest, APeerSeesOnlyTheNoticesItIsAPartyToAndTheAnswerIsSigned) {
     auto stub = PeerStub(kB, pki_->Node(kA));
     v1::QueryRequest q;
     q.set_asker(kA);
+    q.set_purpose(kTestPurpose);
     q.set_nonce("short");
     grpc::ClientContext ctx;
     v1::QueryResponse resp;

@@ -391,6 +391,7 @@ absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings)
       auto& by_digest = inbound_manifests[e.peer()];
       if (fetched.insert(e.peer()).second) {
         v1::GetEvidenceRequest req;
+        req.set_purpose(kAuditPurpose);
         req.set_peer(e.peer());
         req.set_direction(v1::GetEvidenceRequest::DIRECTION_INBOUND);
         for (;;) {
@@ -422,6 +423,7 @@ absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings)
     std::optional<std::pair<uint64_t, std::string>> first;  // seq, bytes served
     for (uint64_t from = want.begin()->first; from <= want.rbegin()->first;) {
       v1::GetNoticesRequest req;
+      req.set_purpose(kAuditPurpose);
       req.set_peer(peer);
       req.set_direction(outbound ? v1::GetEvidenceRequest::DIRECTION_OUTBOUND
                                  : v1::GetEvidenceRequest::DIRECTION_INBOUND);

@@ -21,6 +21,10 @@
 
 namespace caseway::client::audit {
 
+// The purpose the coordinator's tools give when they read notices (GetNotices, GetEvidence of
+// query answers, GetNoticeEvidence): the nodes keep it in their access logs (docs/privacy.md).
+inline constexpr char kAuditPurpose[] = "exchange audit by a joint-meeting coordinator (caseway audit)";
+
 // AuditOptions configure an Auditor.
 struct AuditOptions {
   // Where the last verified checkpoint of each node is kept (one file per jurisdiction).

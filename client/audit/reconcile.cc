@@ -51,6 +51,7 @@ absl::StatusOr<std::vector<v1::Evidence>> FetchEvidence(NodeLog& log, const std:
                                                         v1::GetEvidenceRequest::Direction dir) {
   std::vector<v1::Evidence> out;
   v1::GetEvidenceRequest req;
+  req.set_purpose(kAuditPurpose);
   req.set_peer(peer);
   req.set_direction(dir);
   for (;;) {

@@ -211,6 +211,7 @@ int RunAuditEvidence(const AuditFlags& flags, const std::string& node, const std
   caseway::v1::GetNoticeEvidenceRequest req;
   req.set_notice_id(notice_id);
   req.set_origin(origin);
+  req.set_purpose(caseway::client::audit::kAuditPurpose);
   caseway::v1::NoticeEvidence ev;
   grpc::ClientContext ctx;
   grpc::Status s = stub->GetNoticeEvidence(&ctx, req, &ev);

@@ -208,4 +208,32 @@ int RunCase(caseway::client::Client& client, const CaseFlags& f) {
   return failures == 0 ? 0 : 1;
 }
 
+int RunAccess(caseway::client::Client& client, const AccessFlags& f) {
+  v1::AccessLogRequest req;
+  req.set_id_number(f.id_number);
+  if (!f.json) {
+    printf("%-5s %-16s %-15s %-8s %-6s %s\n", "ID", "AT (CST)", "WHAT", "PEER", "NOTICES",
+           "WHO / PURPOSE");
+  }
+  do {
+    auto page = client.AccessLog(req);
+    if (!page.ok()) {
+      PrintError("audit access", page.status());
+      return 1;
+    }
+    for (const v1::AccessRecord& r : page->records()) {
+      if (f.json) {
+        printf("%s\n", ProtoJson(r).c_str());
+        continue;
+      }
+      printf("%-5llu %-16s %-15s %-8s %-7u %s\n      purpose: %s\n",
+             static_cast<unsigned long long>(r.id()), Cst(r.at()).c_str(), r.what().c_str(),
+             r.peer().empty() ? "-" : r.peer().c_str(), r.notices(), r.who().c_str(),
+             r.purpose().c_str());
+    }
+    req.set_after(page->next());
+  } while (req.after() != 0);
+  return 0;
+}
+
 }  // namespace caseway::cli

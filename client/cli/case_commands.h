@@ -1,4 +1,5 @@
-// `caseway query` and `caseway case`: remote queries and case timelines (docs/cli.md).
+// `caseway query`, `caseway case` and `caseway audit access`: remote queries, case timelines and
+// the access log (docs/cli.md).
 #ifndef CASEWAY_CLIENT_CLI_CASE_COMMANDS_H_
 #define CASEWAY_CLIENT_CLI_CASE_COMMANDS_H_
 
@@ -23,9 +24,16 @@ struct CaseFlags {
   bool json = false;
 };
 
-// Both return the process exit status: 0 done, 1 refused or failed (printed on stderr).
+struct AccessFlags {
+  std::string id_number;
+  bool json = false;
+};
+
+// Each returns the process exit status: 0 done, 1 refused or failed (printed on stderr).
 int RunQuery(caseway::client::Client& client, const QueryFlags& flags);
 int RunCase(caseway::client::Client& client, const CaseFlags& flags);
+// RunAccess runs `caseway audit access --subject ID`.
+int RunAccess(caseway::client::Client& client, const AccessFlags& flags);
 
 }  // namespace caseway::cli
 

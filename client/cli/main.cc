@@ -49,9 +49,17 @@ void AddConnectionFlags(CLI::App* app, Connection* c) {
   app->add_option("--ca", c->options.ca_file, "federation CA certificate (PEM)");
   app->add_option("--cert", c->options.cert_file, "client certificate (PEM)");
   app->add_option("--key", c->options.key_file, "client private key (PEM)");
+  app->add_option("--purpose", c->options.purpose,
+                  "why this reads personal data (inbox, case, query, audit access), kept in the "
+                  "node's access log; overrides the client file's `purpose` (the last one given "
+                  "counts)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 }
 
-absl::StatusOr<std::unique_ptr<Client>> Open(const Connection& c) {
+// Open connects as the connection flags say. `default_purpose` is used when neither --purpose
+// nor the client file gives one (a fixed procedure such as the conformance check).
+absl::StatusOr<std::unique_ptr<Client>> Open(const Connection& c,
+                                             const std::string& default_purpose = "") {
   ConnectionOptions o;
   std::string path = c.config;
   if (path.empty() && getenv("CASEWAY_CLIENT_CONFIG") != nullptr) {
@@ -66,6 +74,8 @@ absl::StatusOr<std::unique_ptr<Client>> Open(const Connection& c) {
   if (!c.options.ca_file.empty()) o.ca_file = c.options.ca_file;
   if (!c.options.cert_file.empty()) o.cert_file = c.options.cert_file;
   if (!c.options.key_file.empty()) o.key_file = c.options.key_file;
+  if (!c.options.purpose.empty()) o.purpose = c.options.purpose;
+  if (o.purpose.empty()) o.purpose = default_purpose;
   for (auto [flag, v] : {std::pair<const char*, const std::string*>{"--address", &o.address},
                          {"--ca", &o.ca_file}, {"--cert", &o.cert_file}, {"--key", &o.key_file}}) {
     if (v->empty()) {
@@ -553,20 +563,35 @@ int Main(int argc, char** argv) {
 
   caseway::cli::AuditCommands audit_commands;
   caseway::cli::AddAuditCommands(app, &audit_commands);
+  caseway::cli::AccessFlags access_flags;
+  CLI::App* access = app.get_subcommand("audit")->add_subcommand(
+      "access",
+      "Who read one person's data on this node (inbox deliveries, case timelines, query answers\n"
+      "given and received, coordinators' evidence reads), oldest first, from the node's access\n"
+      "log; run as this office (the node holds the key that finds the person). The listing is\n"
+      "itself recorded. Needs --purpose (or `purpose` in the client file).");
+  access->add_option("--subject", access_flags.id_number, "the person's identity number")
+      ->required();
+  access->add_flag("--json", access_flags.json, "print caseway.v1.AccessRecord JSON lines");
+  AddConnectionFlags(access, &conn);
 
   CLI11_PARSE(app, argc, argv);
   if (publish->parsed()) return RunPublish(conn, file, batch, jobs, progress, dry_run);
   if (inbox->parsed()) return RunInbox(conn, follow, ack, window, limit);
   if (status->parsed()) return RunStatus(conn, status_flags);
   if (todo->parsed()) return RunTodo(conn, todo_flags);
-  if (query->parsed() || case_cmd->parsed() || conformance->parsed()) {
-    const char* name = query->parsed() ? "query" : case_cmd->parsed() ? "case" : "conformance";
-    auto client = Open(conn);
+  if (query->parsed() || case_cmd->parsed() || conformance->parsed() || access->parsed()) {
+    const char* name = query->parsed()      ? "query"
+                       : case_cmd->parsed() ? "case"
+                       : access->parsed()   ? "audit access"
+                                            : "conformance";
+    auto client = Open(conn, conformance->parsed() ? "caseway conformance check" : "");
     if (!client.ok()) {
       fprintf(stderr, "caseway %s: %s\n", name, std::string(client.status().message()).c_str());
       return 2;
     }
     if (conformance->parsed()) return caseway::cli::RunConformance(**client, conformance_flags);
+    if (access->parsed()) return caseway::cli::RunAccess(**client, access_flags);
     return query->parsed() ? caseway::cli::RunQuery(**client, query_flags)
                            : caseway::cli::RunCase(**client, case_flags);
   }

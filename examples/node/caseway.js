@@ -152,7 +152,8 @@ function inbox(client, args) {
       console.error(`read ${count} notices${ack ? ' (acknowledged)' : ''}`);
       resolve(0);
     });
-    call.write({ start: { follow: false, ack } });
+    // Why the notices are read: the node keeps it in its access log (docs/privacy.md).
+    call.write({ start: { follow: false, ack, purpose: args.purpose || 'inflow processing' } });
   });
 }
 

@@ -135,7 +135,7 @@ def follow(stub, args):
 
     def requests():
         yield gateway_pb2.InboxRequest(start=gateway_pb2.InboxRequest.Start(
-            follow=args.limit > 0, ack=True))
+            follow=args.limit > 0, ack=True, purpose=args.purpose))
         while True:
             seq = acks.get()
             if seq is None:
@@ -175,7 +175,8 @@ def follow(stub, args):
 
 def case(stub, args):
     try:
-        resp = stub.Case(gateway_pb2.CaseRequest(case_id=args.case_id), timeout=30)
+        resp = stub.Case(gateway_pb2.CaseRequest(case_id=args.case_id, purpose=args.purpose),
+                         timeout=30)
     except grpc.RpcError as err:
         explain(err)
         return 1
@@ -190,6 +191,8 @@ def main():
     p.add_argument("--ca", required=True, help="the federation CA certificate (PEM)")
     p.add_argument("--cert", required=True, help="this office's client certificate (PEM)")
     p.add_argument("--key", required=True, help="its private key (PEM)")
+    p.add_argument("--purpose", default="inflow processing by the provincial system",
+                   help="why personal data is read (follow, case): kept in the node's access log")
     sub = p.add_subparsers(dest="command", required=True)
     pub = sub.add_parser("publish", help="publish the notices of a CSV file")
     pub.add_argument("file")

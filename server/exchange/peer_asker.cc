@@ -29,7 +29,8 @@ PeerAsker::PeerAsker(const v1::NodeConfig& config, std::shared_ptr<grpc::Channel
   }
 }
 
-absl::StatusOr<v1::QueryPeerResponse> PeerAsker::Ask(const v1::QueryPeerRequest& req) {
+absl::StatusOr<v1::QueryPeerResponse> PeerAsker::Ask(const v1::QueryPeerRequest& req,
+                                                     const std::string& who) {
   const std::string& peer = req.peer();
   auto channel = channels_.find(peer);
   if (channel == channels_.end()) {
@@ -48,6 +49,7 @@ absl::StatusOr<v1::QueryPeerResponse> PeerAsker::Ask(const v1::QueryPeerRequest&
   } else {
     q.set_case_id(req.case_id());
   }
+  q.set_purpose(req.purpose());
   *q.mutable_asked_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(common::Now()));
   const std::string request_digest = common::Sha256(common::DeterministicBytes(q));
 
@@ -87,10 +89,14 @@ absl::StatusOr<v1::QueryPeerResponse> PeerAsker::Ask(const v1::QueryPeerRequest&
   }
   if (answer.answerer() != peer || answer.asker() != self_) return fail("not addressed to this node");
   if (answer.request_digest() != request_digest) return fail("it answers another question");
+  AccessEntry access{who, "query-received", req.purpose(), peer};
   for (const v1::QueryNotice& qn : answer.notices()) {
-    if (!out.add_notices()->ParseFromString(qn.notice())) return fail("a notice does not parse");
+    v1::Notice* n = out.add_notices();
+    if (!n->ParseFromString(qn.notice())) return fail("a notice does not parse");
+    access.Add(*n);
   }
-  ASSIGN_OR_RETURN(uint64_t index, store_->RecordQueryAsked(peer, answer, signed_answer));
+  // The answer reaches the office only once its read is in the access log.
+  ASSIGN_OR_RETURN(uint64_t index, store_->RecordQueryAsked(peer, answer, signed_answer, access));
   out.set_log_index(index);
   *out.mutable_answer() = signed_answer;
   return out;

@@ -27,9 +27,12 @@ class PeerAsker {
   PeerAsker(const caseway::v1::NodeConfig& config, std::shared_ptr<grpc::ChannelCredentials> creds,
             NoticeStore* store, Signatures signatures);
 
-  // Ask asks `req.peer()` (the request already validated). INVALID_ARGUMENT (NOT_A_PEER) for
-  // a jurisdiction that is not a configured peer; the peer's refusal as it gave it.
-  absl::StatusOr<caseway::v1::QueryPeerResponse> Ask(const caseway::v1::QueryPeerRequest& req);
+  // Ask asks `req.peer()` (the request already validated) for the office `who` (its certificate
+  // identity), and records the answer's read in the access log before returning it.
+  // INVALID_ARGUMENT (NOT_A_PEER) for a jurisdiction that is not a configured peer; the peer's
+  // refusal as it gave it.
+  absl::StatusOr<caseway::v1::QueryPeerResponse> Ask(const caseway::v1::QueryPeerRequest& req,
+                                                     const std::string& who);
 
  private:
   // How long a peer may take to answer.

@@ -56,6 +56,7 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
       !key.ok()) {
     for (auto& v : common::ViolationsOf(key)) bad.push_back(std::move(v));
   }
+  common::ValidatePurpose("purpose", req->purpose(), &bad);
   if (!bad.empty()) return ToGrpcStatus(common::BadInput("INVALID_REQUEST", bad));
   if (!query_rate_.Take(asker)) {
     common::LogLimited(LogLevel::kWarn, "remote query refused: rate limit",
@@ -90,6 +91,7 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
   answer.set_request_digest(common::Sha256(common::DeterministicBytes(*req)));
   answer.set_truncated(more);
   const uint64_t acked_by_asker = store_->Channel(asker).acked;
+  AccessEntry access{id->ToString(), "query-answered", req->purpose(), asker};
   const absl::Time now = common::Now();
   uint64_t bytes = 0;
   for (const NoticeStore::CaseRecord& r : *found) {
@@ -113,6 +115,7 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
     }
     v1::QueryNotice& q = *answer.add_notices();
     q.set_notice(r.bytes);
+    if (v1::Notice n; n.ParseFromString(r.bytes)) access.Add(n);
     q.set_role(r.role);
     *q.mutable_stored_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(r.stored_at));
     q.set_seq(seq);
@@ -131,7 +134,7 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
     bytes += r.bytes.size();
   }
   const int count = answer.notices_size();
-  auto signed_answer = store_->AnswerQuery(std::move(answer));
+  auto signed_answer = store_->AnswerQuery(std::move(answer), access);
   if (!signed_answer.ok()) return ToGrpcStatus(signed_answer.status());
   *resp->mutable_answer() = std::move(*signed_answer);
   // Who asked and how many notices went back; never what was asked about.

@@ -268,6 +268,7 @@ void GatewayService::AddUnaryMethods(AuthorizedFirst* unary) {
   unary->Add("/caseway.v1.Gateway/Todo", Rpc::kTodo, this, &GatewayService::Todo);
   unary->Add("/caseway.v1.Gateway/QueryPeer", Rpc::kQueryPeer, this, &GatewayService::QueryPeer);
   unary->Add("/caseway.v1.Gateway/Case", Rpc::kCase, this, &GatewayService::Case);
+  unary->Add("/caseway.v1.Gateway/AccessLog", Rpc::kAccessLog, this, &GatewayService::AccessLog);
 }
 
 void GatewayService::AddStreamMethods(RawStreams* streams) {
@@ -490,7 +491,8 @@ namespace caseway::server {
 
 grpc::Status GatewayService::QueryPeer(grpc::ServerContext* ctx, const v1::QueryPeerRequest* req,
                                        v1::QueryPeerResponse* resp) {
-  if (auto id = authz_->Check(*ctx, Rpc::kQueryPeer); !id.ok()) return ToGrpcStatus(id.status());
+  auto id = authz_->Check(*ctx, Rpc::kQueryPeer);
+  if (!id.ok()) return ToGrpcStatus(id.status());
   if (asker_ == nullptr) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "remote queries are off");
   std::vector<common::Violation> bad;
   if (req->peer().empty()) bad.push_back({"peer", "required"});
@@ -498,8 +500,9 @@ grpc::Status GatewayService::QueryPeer(grpc::ServerContext* ctx, const v1::Query
       !key.ok()) {
     for (auto& v : common::ViolationsOf(key)) bad.push_back(std::move(v));
   }
+  common::ValidatePurpose("purpose", req->purpose(), &bad);
   if (!bad.empty()) return ToGrpcStatus(common::BadInput("INVALID_REQUEST", bad));
-  auto answer = asker_->Ask(*req);
+  auto answer = asker_->Ask(*req, id->ToString());
   if (!answer.ok()) return ToGrpcStatus(answer.status());
   *resp = std::move(*answer);
   return grpc::Status::OK;
@@ -507,9 +510,15 @@ grpc::Status GatewayService::QueryPeer(grpc::ServerContext* ctx, const v1::Query
 
 grpc::Status GatewayService::Case(grpc::ServerContext* ctx, const v1::CaseRequest* req,
                                   v1::CaseResponse* resp) {
-  if (auto id = authz_->Check(*ctx, Rpc::kCase); !id.ok()) return ToGrpcStatus(id.status());
-  if (absl::Status key = common::ValidateCaseKey("", req->case_id(), "", false); !key.ok()) {
-    return ToGrpcStatus(key);
+  auto id = authz_->Check(*ctx, Rpc::kCase);
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  {
+    std::vector<common::Violation> bad;
+    if (absl::Status key = common::ValidateCaseKey("", req->case_id(), "", false); !key.ok()) {
+      bad = common::ViolationsOf(key);
+    }
+    common::ValidatePurpose("purpose", req->purpose(), &bad);
+    if (!bad.empty()) return ToGrpcStatus(common::BadInput("INVALID_REQUEST", bad));
   }
   constexpr size_t kMaxEvents = 10000;
   bool more = false;
@@ -549,6 +558,38 @@ grpc::Status GatewayService::Case(grpc::ServerContext* ctx, const v1::CaseReques
   }
   common::SortCaseEvents(resp->mutable_events());
   resp->set_truncated(more);
+  // The timeline goes out only once its read is in the access log.
+  AccessEntry access{id->ToString(), "case", req->purpose(), ""};
+  for (const v1::CaseEvent& e : resp->events()) access.Add(e.notice());
+  if (absl::Status s = store_->RecordAccess(access); !s.ok()) {
+    resp->Clear();
+    return ToGrpcStatus(s);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status GatewayService::AccessLog(grpc::ServerContext* ctx, const v1::AccessLogRequest* req,
+                                       v1::AccessLogResponse* resp) {
+  auto id = authz_->Check(*ctx, Rpc::kAccessLog);
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  std::vector<common::Violation> bad;
+  if (absl::Status key = common::ValidateCaseKey("", "", req->id_number(), true); !key.ok()) {
+    bad = common::ViolationsOf(key);
+  }
+  common::ValidatePurpose("purpose", req->purpose(), &bad);
+  if (req->limit() > 1000) bad.push_back({"limit", "at most 1000 (0: 100)"});
+  if (!bad.empty()) return ToGrpcStatus(common::BadInput("INVALID_REQUEST", bad));
+  // Asking who read a person's data is itself a read about that person.
+  AccessEntry access{id->ToString(), "access-log", req->purpose(), ""};
+  access.id_numbers.insert(req->id_number());
+  if (absl::Status s = store_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
+  const uint32_t limit = req->limit() == 0 ? 100 : req->limit();
+  auto records = store_->ReadAccess(req->id_number(), req->after(), limit + 1);
+  if (!records.ok()) return ToGrpcStatus(records.status());
+  const bool more = records->size() > limit;
+  if (more) records->pop_back();
+  for (auto& r : *records) *resp->add_records() = std::move(r);
+  resp->set_next(more ? resp->records(resp->records_size() - 1).id() : 0);
   return grpc::Status::OK;
 }
 

@@ -51,7 +51,8 @@ class GatewayService final
                       caseway::v1::Gateway::WithGenericMethod_Todo<
                           caseway::v1::Gateway::WithGenericMethod_QueryPeer<
                               caseway::v1::Gateway::WithGenericMethod_Case<
-                                  caseway::v1::Gateway::Service>>>>>>> {
+                                  caseway::v1::Gateway::WithGenericMethod_AccessLog<
+                                      caseway::v1::Gateway::Service>>>>>>>> {
  public:
   // `asker` (may be null: QueryPeer is then UNIMPLEMENTED) must outlive the service.
   // `signatures` (disabled without the exchange log) give Status its signing key's end.
@@ -69,6 +70,8 @@ class GatewayService final
                          caseway::v1::QueryPeerResponse* resp) override;
   grpc::Status Case(grpc::ServerContext* ctx, const caseway::v1::CaseRequest* req,
                     caseway::v1::CaseResponse* resp) override;
+  grpc::Status AccessLog(grpc::ServerContext* ctx, const caseway::v1::AccessLogRequest* req,
+                         caseway::v1::AccessLogResponse* resp) override;
 
   ~GatewayService() override;
   void Shutdown();

@@ -8,7 +8,9 @@
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
+#include "common/refusal.h"
 #include "common/status_macros.h"
+#include "common/validation.h"
 #include "server/error_policy.h"
 
 namespace caseway::server {
@@ -73,7 +75,8 @@ grpc::ServerBidiReactor<v1::InboxRequest, v1::InboxResponse>* InboxHub::Start(
   if (shutting_down_) return new RefusedInbox(absl::UnavailableError("node shutting down"));
   auto slot = slots_.Take(id->ToString());
   if (!slot.ok()) return new RefusedInbox(slot.status());
-  auto stream = std::make_shared<InboxStream>(this, std::move(*slot), authz_->CallerSerial(*ctx));
+  auto stream = std::make_shared<InboxStream>(this, std::move(*slot), authz_->CallerSerial(*ctx),
+                                              id->ToString());
   {
     absl::MutexLock lock(&mu_);
     all_.insert(stream);
@@ -178,6 +181,9 @@ absl::Status InboxStream::HandleStart() {
     return absl::InvalidArgumentError("start.window: must be in 0..10000");
   }
   window_ = start_.window() == 0 ? 256 : start_.window();
+  std::vector<common::Violation> bad;
+  common::ValidatePurpose("start.purpose", start_.purpose(), &bad);
+  if (!bad.empty()) return common::BadInput("INVALID_REQUEST", bad);
   started_ = true;
   return absl::OkStatus();
 }
@@ -233,10 +239,11 @@ absl::StatusOr<bool> InboxStream::Fill() {
     nothing_unsent = more.ok() && more->empty();
   }
   size_t queued = 0;
+  AccessEntry access{caller_, "inbox", start_.purpose(), ""};
   for (InboxRow& row : rows) {
     if (queued > 0 && queued + row.bytes.size() > kQueuedBytes) break;
     queued += row.bytes.size();
-    v1::InboxResponse& resp = outbox_.emplace_back();
+    v1::InboxResponse& resp = recording_.emplace_back();
     v1::InboxItem* item = resp.mutable_item();
     item->set_inbox_seq(row.inbox_seq);
     item->set_origin(row.origin);
@@ -247,9 +254,27 @@ absl::StatusOr<bool> InboxStream::Fill() {
       common::Log(common::LogLevel::kError, "unparsable inbox entry",
                   {{"inbox_seq", absl::StrCat(row.inbox_seq)}});
     }
+    access.Add(item->notice());
     if (start_.ack()) outstanding_.insert(row.inbox_seq);
     last_sent_ = row.inbox_seq;
     sent_caught_up_ = false;
+  }
+  if (!recording_.empty()) {
+    // Sent once their read is durable in the access log (Advance moves them to the outbox).
+    std::weak_ptr<InboxStream> weak = weak_from_this();
+    Dispatcher* dispatcher = &hub_->dispatcher_;
+    mu_.Unlock();  // `done` may run inline and takes mu_
+    hub_->store_->RecordAccessAsync(std::move(access), [weak, dispatcher](const absl::Status& s) {
+      auto self = weak.lock();
+      if (!self) return;
+      {
+        absl::MutexLock lock(&self->mu_);
+        self->record_result_ = s;
+      }
+      dispatcher->Schedule(self);
+    });
+    mu_.Lock();
+    return false;
   }
   if (nothing_unsent && !sent_caught_up_) {
     outbox_.emplace_back().mutable_caught_up();
@@ -303,7 +328,14 @@ absl::Status InboxStream::Advance(Actions& act) {
     read_ready_ = false;
     RETURN_IF_ERROR(HandleAck());
   }
-  if (!writing_ && outbox_.empty() && !read_closed_) {
+  if (record_result_) {
+    absl::Status s = *record_result_;
+    record_result_.reset();
+    RETURN_IF_ERROR(s);
+    for (auto& r : recording_) outbox_.push_back(std::move(r));
+    recording_.clear();
+  }
+  if (!writing_ && outbox_.empty() && recording_.empty() && !read_closed_) {
     RETURN_IF_ERROR(Fill().status());
   }
   if (!writing_ && !outbox_.empty()) {

@@ -84,8 +84,9 @@ class InboxStream final : public Steppable, public std::enable_shared_from_this<
   // A stream that has not sent `start` within this time ends with DEADLINE_EXCEEDED.
   static constexpr absl::Duration kStartTimeout = absl::Seconds(10);
 
-  InboxStream(InboxHub* hub, CallSlots::Slot slot, std::string caller_serial)
-      : hub_(hub), slot_(std::move(slot)), serial_(std::move(caller_serial)) {}
+  InboxStream(InboxHub* hub, CallSlots::Slot slot, std::string caller_serial, std::string caller)
+      : hub_(hub), slot_(std::move(slot)), serial_(std::move(caller_serial)),
+        caller_(std::move(caller)) {}
   // ReleaseSlot gives the caller's place back (the hub, when the stream is unregistered).
   void ReleaseSlot() { slot_.reset(); }
   void Step() override;
@@ -115,6 +116,7 @@ class InboxStream final : public Steppable, public std::enable_shared_from_this<
   InboxHub* const hub_;
   std::optional<CallSlots::Slot> slot_;  // the caller's place among its kMaxStreamsPerCaller
   const std::string serial_;
+  const std::string caller_;  // the consumer's identity, for the access log
 
   absl::Mutex mu_;
   InboxReactor* reactor_ ABSL_GUARDED_BY(mu_) = nullptr;
@@ -143,6 +145,9 @@ class InboxStream final : public Steppable, public std::enable_shared_from_this<
   bool ack_pending_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<uint64_t> acking_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Status> ack_result_ ABSL_GUARDED_BY(mu_);
+  // Notices read for the consumer wait here until their read is in the access log.
+  std::deque<caseway::v1::InboxResponse> recording_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Status> record_result_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace caseway::server

@@ -6,7 +6,9 @@
 #include "common/clock.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
+#include "common/refusal.h"
 #include "common/signing.h"
+#include "common/validation.h"
 
 namespace caseway::server {
 
@@ -140,10 +142,17 @@ grpc::Status ExchangeLogService::GetConsistencyProof(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
+grpc::Status ExchangeLogService::BadPurpose(const std::string& purpose) {
+  std::vector<common::Violation> bad;
+  common::ValidatePurpose("purpose", purpose, &bad);
+  return bad.empty() ? grpc::Status::OK : ToGrpcStatus(common::BadInput("INVALID_REQUEST", bad));
+}
+
 grpc::Status ExchangeLogService::GetEvidence(grpc::ServerContext* ctx,
                                              const v1::GetEvidenceRequest* req,
                                              v1::GetEvidenceResponse* resp) {
-  if (auto id = authz_->Check(*ctx, Rpc::kLogAudit); !id.ok()) return ToGrpcStatus(id.status());
+  auto id = authz_->Check(*ctx, Rpc::kLogAudit);
+  if (!id.ok()) return ToGrpcStatus(id.status());
   if (!store_->log_enabled()) return Disabled();
   v1::Evidence::Kind kind1, kind2;
   switch (req->direction()) {
@@ -163,6 +172,10 @@ grpc::Status ExchangeLogService::GetEvidence(grpc::ServerContext* ctx,
                           "direction: required (must not be DIRECTION_UNSPECIFIED)");
   }
   if (grpc::Status other = OtherNode(req->peer()); !other.ok()) return other;
+  const bool queries = req->direction() == v1::GetEvidenceRequest::DIRECTION_QUERIES;
+  if (queries) {
+    if (grpc::Status bad = BadPurpose(req->purpose()); !bad.ok()) return bad;
+  }
   constexpr uint32_t kPageRows = 1000;
   auto evidence =
       store_->ReadEvidence(req->peer(), kind1, kind2, req->after(), kPageRows, kMaxResponseBytes);
@@ -173,6 +186,19 @@ grpc::Status ExchangeLogService::GetEvidence(grpc::ServerContext* ctx,
                                       kMaxResponseBytes);
     if (!probe.ok()) return ToGrpcStatus(probe.status());
     if (!probe->empty()) resp->set_next(evidence->back().id());
+  }
+  if (queries) {
+    AccessEntry access{id->ToString(), "evidence", req->purpose(), req->peer()};
+    for (const v1::Evidence& e : *evidence) {
+      v1::QueryAnswer answer;
+      if (!answer.ParseFromString(e.signed_().message())) continue;  // purged
+      for (const v1::QueryNotice& q : answer.notices()) {
+        if (v1::Notice n; n.ParseFromString(q.notice())) access.Add(n);
+      }
+    }
+    if (access.notices > 0) {
+      if (absl::Status s = store_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
+    }
   }
   for (auto& e : *evidence) *resp->add_evidence() = std::move(e);
   return grpc::Status::OK;
@@ -195,8 +221,10 @@ grpc::Status ExchangeLogService::OtherNode(const std::string& peer) const {
 grpc::Status ExchangeLogService::GetNotices(grpc::ServerContext* ctx,
                                             const v1::GetNoticesRequest* req,
                                             v1::GetNoticesResponse* resp) {
-  if (auto id = authz_->Check(*ctx, Rpc::kLogAudit); !id.ok()) return ToGrpcStatus(id.status());
+  auto id = authz_->Check(*ctx, Rpc::kLogAudit);
+  if (!id.ok()) return ToGrpcStatus(id.status());
   if (!store_->log_enabled()) return Disabled();
+  if (grpc::Status bad = BadPurpose(req->purpose()); !bad.ok()) return bad;
   if (req->direction() != v1::GetEvidenceRequest::DIRECTION_OUTBOUND &&
       req->direction() != v1::GetEvidenceRequest::DIRECTION_INBOUND) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -208,6 +236,13 @@ grpc::Status ExchangeLogService::GetNotices(grpc::ServerContext* ctx,
                                      req->direction() == v1::GetEvidenceRequest::DIRECTION_OUTBOUND,
                                      req->first_seq(), limit, kMaxResponseBytes);
   if (!notices.ok()) return ToGrpcStatus(notices.status());
+  AccessEntry access{id->ToString(), "evidence", req->purpose(), req->peer()};
+  for (const auto& [seq, bytes] : *notices) {
+    if (v1::Notice n; n.ParseFromString(bytes)) access.Add(n);
+  }
+  if (access.notices > 0) {
+    if (absl::Status s = store_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
+  }
   for (auto& [seq, bytes] : *notices) {
     auto* n = resp->add_notices();
     n->set_seq(seq);
@@ -220,13 +255,20 @@ grpc::Status ExchangeLogService::GetNotices(grpc::ServerContext* ctx,
 grpc::Status ExchangeLogService::GetNoticeEvidence(grpc::ServerContext* ctx,
                                                    const v1::GetNoticeEvidenceRequest* req,
                                                    v1::NoticeEvidence* resp) {
-  if (auto id = authz_->Check(*ctx, Rpc::kLogAudit); !id.ok()) return ToGrpcStatus(id.status());
+  auto id = authz_->Check(*ctx, Rpc::kLogAudit);
+  if (!id.ok()) return ToGrpcStatus(id.status());
   if (!store_->log_enabled()) return Disabled();
   if (req->notice_id().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "notice_id: required");
   }
+  if (grpc::Status bad = BadPurpose(req->purpose()); !bad.ok()) return bad;
   auto evidence = store_->NoticeEvidence(req->notice_id(), req->origin());
   if (!evidence.ok()) return ToGrpcStatus(evidence.status());
+  if (v1::Notice n; n.ParseFromString(evidence->notice()) && !evidence->notice().empty()) {
+    AccessEntry access{id->ToString(), "evidence", req->purpose(), req->origin()};
+    access.Add(n);
+    if (absl::Status s = store_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
+  }
   *resp = std::move(*evidence);
   return grpc::Status::OK;
 }

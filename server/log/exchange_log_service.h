@@ -50,6 +50,8 @@ class ExchangeLogService final : public ExchangeLogGeneric {
                               caseway::v1::AddCosignatureResponse* resp) override;
 
  private:
+  // BadPurpose checks a coordinator's purpose for reading personal data (INVALID_ARGUMENT).
+  static grpc::Status BadPurpose(const std::string& purpose);
   // OtherNode checks that `peer` names another node of the federation (INVALID_ARGUMENT).
   grpc::Status OtherNode(const std::string& peer) const;
 

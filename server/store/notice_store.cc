@@ -111,6 +111,13 @@ CREATE TABLE IF NOT EXISTS case_index(
 -- NoticeStore::MergeCaseIndex (a random insert per row into a large B-tree costs a page write
 -- each when done per commit).
 CREATE TABLE IF NOT EXISTS case_index_new(id INTEGER PRIMARY KEY, key INTEGER NOT NULL, ref NOT NULL);
+-- The access log (docs/privacy.md): every read of personal data, with who, why and whose
+-- (subject = the first 16 bytes of HMAC-SHA256(meta.access_key, identity number)).
+CREATE TABLE IF NOT EXISTS access(
+  id INTEGER PRIMARY KEY, at INTEGER NOT NULL, who TEXT NOT NULL, what TEXT NOT NULL,
+  purpose TEXT NOT NULL, peer TEXT NOT NULL, notices INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS access_subject(
+  subject BLOB NOT NULL, access INTEGER NOT NULL, PRIMARY KEY(subject, access)) WITHOUT ROWID;
 )sql";
 
 int64_t NowMicros() { return absl::ToUnixMicros(common::Now()); }
@@ -252,6 +259,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   }
   if (reindex) RETURN_IF_ERROR(IndexExistingCases(*db, subject_salt));
   RETURN_IF_ERROR(CheckSealKeys(*db, path, options.sealer.get()));
+  ASSIGN_OR_RETURN(std::string access_key, LoadAccessKey(*db, options.sealer.get()));
   RETURN_IF_ERROR(db->Exec(
       absl::StrCat("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '",
                    kSchemaVersion, "')")
@@ -260,6 +268,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   RETURN_IF_ERROR(stmts->Check());
   std::unique_ptr<NoticeStore> store(new NoticeStore(options, std::move(stmts)));
   store->subject_salt_ = std::move(subject_salt);
+  store->access_key_ = std::move(access_key);
   RETURN_IF_ERROR(store->LoadPendingKeys(*db));
   store->PrepareLogStatements(db->get());
   ASSIGN_OR_RETURN(store->log_, MerkleLog::Load(db->get()));

@@ -87,6 +87,19 @@ struct StoreOptions {
   std::shared_ptr<const Sealer> sealer;
 };
 
+// AccessEntry is one read of personal data, for the access log (docs/privacy.md).
+struct AccessEntry {
+  std::string who;      // the reader's certificate identity
+  std::string what;     // "inbox", "case", "query-answered", "query-received", "evidence",
+                        // "access-log" (caseway.v1.AccessRecord.what)
+  std::string purpose;  // as the reader gave it
+  std::string peer;     // for a query: the peer asked or asking
+  uint32_t notices = 0;
+  std::set<std::string> id_numbers;  // whose data it held: stored only as keyed digests
+  // Add counts a notice the read held and notes its subject.
+  void Add(const caseway::v1::Notice& notice);
+};
+
 // StoredCheckpoint is a signed checkpoint as stored, with the cosignature lines received for it.
 struct StoredCheckpoint {
   uint64_t size = 0;
@@ -281,15 +294,29 @@ class NoticeStore {
                                                                 const std::string& notice_id,
                                                                 absl::Time now);
   // AnswerQuery completes `answer` (answerer, log_index, answered_at), signs it, appends its
-  // QUERY_ANSWERED entry and commits, in one transaction; returns the signed answer. Without the
-  // log the answer is returned unsigned and nothing is stored.
-  absl::StatusOr<caseway::v1::Signed> AnswerQuery(caseway::v1::QueryAnswer answer);
-  // RecordQueryAsked appends QUERY_ASKED for `peer`'s verified answer and keeps the signed answer
-  // as evidence (KIND_QUERY_ANSWER_RECEIVED), in one transaction; returns the entry's index
-  // (0 without the log).
+  // QUERY_ANSWERED entry and `access` to the access log and commits, in one transaction; returns
+  // the signed answer. Without the exchange log the answer is returned unsigned and only
+  // `access` is stored.
+  absl::StatusOr<caseway::v1::Signed> AnswerQuery(caseway::v1::QueryAnswer answer,
+                                                  const AccessEntry& access);
+  // RecordQueryAsked appends QUERY_ASKED for `peer`'s verified answer, keeps the signed answer
+  // as evidence (KIND_QUERY_ANSWER_RECEIVED) and appends `access`, in one transaction; returns
+  // the entry's index (0 without the exchange log: then only `access` is stored).
   absl::StatusOr<uint64_t> RecordQueryAsked(const std::string& peer,
                                             const caseway::v1::QueryAnswer& answer,
-                                            const caseway::v1::Signed& signed_answer);
+                                            const caseway::v1::Signed& signed_answer,
+                                            const AccessEntry& access);
+
+  // --- Access log (docs/privacy.md). ---
+  // RecordAccess appends one read of personal data and returns once it is durable; a read path
+  // records before it hands the data out. RecordAccessAsync is its non-blocking form (`done` on
+  // the writer thread).
+  absl::Status RecordAccess(const AccessEntry& entry);
+  void RecordAccessAsync(AccessEntry entry, WriteDone done);
+  // ReadAccess returns the reads that held data about `id_number`, oldest first, after id
+  // `after`, at most `limit`.
+  absl::StatusOr<std::vector<caseway::v1::AccessRecord>> ReadAccess(const std::string& id_number,
+                                                                    uint64_t after, uint32_t limit);
 
   // --- Exchange log (docs/exchange-log.md); all no-ops or FAILED_PRECONDITION when disabled. ---
 
@@ -475,6 +502,13 @@ class NoticeStore {
   void FillTodoItem(const Stmt& s, absl::Time now, caseway::v1::TodoItem* item) const;
   // Salt of the subject keys in case_index (meta 'subject_salt', made once per database).
   std::string subject_salt_;
+  // The access log's key: subjects are stored as HMAC-SHA256(access_key_, identity number). Kept
+  // in meta 'access_key', sealed when storage encryption is on (the file alone does not let
+  // anyone test guesses then).
+  std::string access_key_;
+  static absl::StatusOr<std::string> LoadAccessKey(Db& db, const Sealer* sealer);
+  absl::Status InsertAccess(sqlite3* db, const AccessEntry& entry);  // on the writer thread
+  std::string SubjectKey(absl::string_view id_number) const;
   absl::Status InsertEvidence(caseway::v1::Evidence::Kind kind, const std::string& peer,
                               uint64_t first_seq, uint64_t last_seq, const std::string& digest,
                               const caseway::v1::Signed& signed_message, uint64_t log_index);

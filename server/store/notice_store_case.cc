@@ -306,18 +306,21 @@ absl::StatusOr<std::vector<v1::TodoItem>> NoticeStore::RepliesOf(const std::stri
   });
 }
 
-absl::StatusOr<v1::Signed> NoticeStore::AnswerQuery(v1::QueryAnswer answer) {
+absl::StatusOr<v1::Signed> NoticeStore::AnswerQuery(v1::QueryAnswer answer,
+                                                    const AccessEntry& access) {
   answer.set_answerer(options_.self);
   v1::Signed out;
   out.set_signer(options_.self);
   if (!options_.log_enabled) {
     *answer.mutable_answered_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(common::Now()));
     out.set_message(common::DeterministicBytes(answer));
+    RETURN_IF_ERROR(RecordAccess(access));
     return out;
   }
   RETURN_IF_ERROR(queue_->Run(
-      [&](sqlite3*) -> absl::Status {
+      [&](sqlite3* db) -> absl::Status {
         RETURN_IF_ERROR(Halted());
+        RETURN_IF_ERROR(InsertAccess(db, access));
         answer.set_log_index(log_->NextIndex());
         *answer.mutable_answered_at() =
             TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(common::Now()));
@@ -345,8 +348,12 @@ absl::StatusOr<v1::Signed> NoticeStore::AnswerQuery(v1::QueryAnswer answer) {
 
 absl::StatusOr<uint64_t> NoticeStore::RecordQueryAsked(const std::string& peer,
                                                        const v1::QueryAnswer& answer,
-                                                       const v1::Signed& signed_answer) {
-  if (!options_.log_enabled) return uint64_t{0};
+                                                       const v1::Signed& signed_answer,
+                                                       const AccessEntry& access) {
+  if (!options_.log_enabled) {
+    RETURN_IF_ERROR(RecordAccess(access));
+    return uint64_t{0};
+  }
   const std::string digest = common::Sha256(signed_answer.message());
   v1::Signed stored = signed_answer;  // the answer holds notices: sealed at rest
   if (options_.sealer) {
@@ -354,7 +361,8 @@ absl::StatusOr<uint64_t> NoticeStore::RecordQueryAsked(const std::string& peer,
   }
   uint64_t index = 0;
   RETURN_IF_ERROR(queue_->Run(
-      [&](sqlite3*) -> absl::Status {
+      [&](sqlite3* db) -> absl::Status {
+        RETURN_IF_ERROR(InsertAccess(db, access));
         v1::LogEntry entry;
         entry.set_kind(v1::LogEntry::KIND_QUERY_ASKED);
         entry.set_peer(peer);

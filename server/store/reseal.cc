@@ -102,6 +102,10 @@ absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Se
        "ORDER BY id LIMIT ?",
        "UPDATE evidence SET message = ? WHERE id = ?",
        [](const Stmt& s) { return AnswerContext(s.Text(2), s.Blob(3)); }},
+      {"SELECT rowid, value, key FROM meta WHERE rowid > ? AND key = 'access_key' "
+       "ORDER BY rowid LIMIT ?",
+       "UPDATE meta SET value = ? WHERE rowid = ?",
+       [](const Stmt& s) { return MetaContext(s.Text(2)); }},
   };
   for (const Bodies& table : tables) RETURN_IF_ERROR(ResealTable(*db, table, sealer, &counts));
   {

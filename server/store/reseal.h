@@ -20,7 +20,7 @@ struct ResealCounts {
 };
 
 // ResealDatabase rewrites, under `sealer`'s current key, every body in the database at `db_path`
-// (notices published and received, received query answers) that is plain or sealed with another
+// (notices published and received, received query answers, the access log's key) that is plain or sealed with another
 // key, a thousand rows per transaction (an interrupted run is simply run again), then records
 // that only the current key has sealed anything (meta 'seal_keys'), and rebuilds the file
 // (VACUUM, then the WAL truncated) so that no freed page keeps a plain or old-key copy.

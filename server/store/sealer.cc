@@ -262,4 +262,8 @@ std::string AnswerContext(absl::string_view peer, absl::string_view digest) {
                       digest);
 }
 
+std::string MetaContext(absl::string_view key) {
+  return absl::StrCat("meta", absl::string_view("\0", 1), key);
+}
+
 }  // namespace caseway::server

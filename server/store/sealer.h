@@ -2,7 +2,7 @@
 //
 // What is sealed: the bodies the store keeps of notices (published and received) and of the query
 // answers it received, the only places that hold names, identity numbers, addresses or pregnancy
-// status. Digests, the exchange log, manifests, receipts and signatures are not personal data and
+// status; and the access log's key (meta 'access_key'). Digests, the exchange log, manifests, receipts and signatures are not personal data and
 // stay as they are, so `caseway audit` verifies a database without the key.
 //
 // A sealed value is
@@ -73,6 +73,7 @@ absl::StatusOr<std::string> OpenBody(const Sealer* sealer, absl::string_view sto
 std::string NoticeContext(absl::string_view notice_id);
 std::string InboxContext(absl::string_view origin, uint64_t channel_seq);
 std::string AnswerContext(absl::string_view peer, absl::string_view digest);
+std::string MetaContext(absl::string_view key);
 
 }  // namespace caseway::server
 

@@ -46,19 +46,24 @@ struct NoticeStore::WriterStatements {
                          "VALUES(?, ?, ?, ?, ?)"),
         ack_inbox(db, "UPDATE inbox SET acked_at = ? WHERE inbox_seq = ? AND acked_at IS NULL"),
         inbox_exists(db, "SELECT 1 FROM inbox WHERE inbox_seq = ?"),
-        insert_case(db, "INSERT INTO case_index_new(key, ref) VALUES(?, ?)") {}
+        insert_case(db, "INSERT INTO case_index_new(key, ref) VALUES(?, ?)"),
+        insert_access(db, "INSERT INTO access(at, who, what, purpose, peer, notices) "
+                          "VALUES(?, ?, ?, ?, ?, ?)"),
+        insert_access_subject(db, "INSERT OR IGNORE INTO access_subject(subject, access) "
+                                  "VALUES(?, ?)") {}
 
   absl::Status Check() const {
     for (const Stmt* s : {&find_notice, &insert_notice, &head, &upsert_head,
                           &insert_entry, &ack, &cursor, &upsert_cursor, &insert_inbox, &ack_inbox,
-                          &inbox_exists, &insert_case}) {
+                          &inbox_exists, &insert_case, &insert_access, &insert_access_subject}) {
       RETURN_IF_ERROR(s->status("prepare writer statement"));
     }
     return absl::OkStatus();
   }
 
   Stmt find_notice, insert_notice, head, upsert_head, insert_entry, ack, cursor,
-      upsert_cursor, insert_inbox, ack_inbox, inbox_exists, insert_case;
+      upsert_cursor, insert_inbox, ack_inbox, inbox_exists, insert_case, insert_access,
+      insert_access_subject;
 };
 
 // LogStatements are prepared on the writer connection and used only by its thread.

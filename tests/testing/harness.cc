@@ -327,6 +327,7 @@ std::string NodeProcess::log() const { return ReadAll(log_path()); }
 std::unique_ptr<client::Client> NodeProcess::NewClient(const std::string& name) {
   std::string prefix = pki_->Client(jurisdiction_, name);
   client::ConnectionOptions o{address(), pki_->ca(), prefix + ".crt", prefix + ".key"};
+  o.purpose = kTestPurpose;
   auto c = client::Client::Connect(o);
   if (!c.ok()) {
     ADD_FAILURE() << c.status();
@@ -338,7 +339,7 @@ std::unique_ptr<client::Client> NodeProcess::NewClient(const std::string& name) 
 std::vector<std::string> NodeProcess::CliFlags(const std::string& name) {
   std::string prefix = pki_->Client(jurisdiction_, name);
   return {"--address", address(), "--ca", pki_->ca(), "--cert", prefix + ".crt",
-          "--key", prefix + ".key"};
+          "--key", prefix + ".key", "--purpose", kTestPurpose};
 }
 
 int64_t NodeProcess::Count(const std::string& sql) const {

@@ -18,6 +18,9 @@
 
 namespace caseway::testing {
 
+// The purpose the tests give for reads of personal data (docs/privacy.md).
+inline constexpr char kTestPurpose[] = "caseway test suite";
+
 // TempDir is a directory removed (recursively) on destruction unless the test failed.
 class TempDir {
  public:

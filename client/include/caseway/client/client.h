@@ -20,10 +20,13 @@ struct ConnectionOptions {
   std::string cert_file;  // client certificate: spiffe://<federation>/client/<jurisdiction>/<name>
   std::string key_file;   // its key
   int max_message_bytes = 4 << 20;
+  // Why this system reads personal data (inbox, case timelines, remote queries), kept in the
+  // node's access log; used where a call does not give its own (docs/privacy.md).
+  std::string purpose;
 };
 
-// LoadClientConfig reads a small YAML file with keys address, ca_file, cert_file, key_file
-// (relative paths are taken relative to the file's directory). NOT_FOUND when unreadable,
+// LoadClientConfig reads a small YAML file with keys address, ca_file, cert_file, key_file and
+// optionally purpose (relative paths are taken relative to the file's directory). NOT_FOUND when unreadable,
 // INVALID_ARGUMENT naming the file and key otherwise.
 absl::StatusOr<ConnectionOptions> LoadClientConfig(const std::string& path);
 
@@ -32,6 +35,7 @@ struct InboxOptions {
   bool follow = false;  // keep streaming as notices arrive, until `on_item` returns false
   bool ack = false;     // ack each item that `on_item` accepted
   uint32_t window = 0;  // with ack: most unacknowledged items in flight (0 = server default)
+  std::string purpose;  // why the notices are read (empty: ConnectionOptions::purpose)
 };
 
 // Client wraps the Gateway stub. Thread-safe; one Client may serve many threads.
@@ -62,11 +66,17 @@ class Client {
   absl::StatusOr<caseway::v1::StatusResponse> Status();
   // Todo calls Gateway.Todo (idempotent, retried on UNAVAILABLE).
   absl::StatusOr<caseway::v1::TodoResponse> Todo(const caseway::v1::TodoRequest& request);
+  // Calls that read personal data (QueryPeer, Case, AccessLog, Inbox) send the call's purpose,
+  // or ConnectionOptions::purpose when it gives none; the node refuses a read without one.
   // QueryPeer calls Gateway.QueryPeer once (not retried: an UNAVAILABLE may be the peer's).
   absl::StatusOr<caseway::v1::QueryPeerResponse> QueryPeer(
       const caseway::v1::QueryPeerRequest& request);
   // Case calls Gateway.Case (idempotent, retried on UNAVAILABLE).
-  absl::StatusOr<caseway::v1::CaseResponse> Case(const std::string& case_id);
+  absl::StatusOr<caseway::v1::CaseResponse> Case(const std::string& case_id,
+                                                 const std::string& purpose = "");
+  // AccessLog calls Gateway.AccessLog (idempotent, retried on UNAVAILABLE).
+  absl::StatusOr<caseway::v1::AccessLogResponse> AccessLog(
+      const caseway::v1::AccessLogRequest& request);
 
   // Inbox streams unacknowledged received notices to `on_item`, oldest first. `on_item` returns
   // false to stop (that item is not acknowledged; the acks of the items before it are committed
