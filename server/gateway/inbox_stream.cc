@@ -355,11 +355,11 @@ void InboxStream::Step() {
     reactor = reactor_;
     if (finished_ || reactor == nullptr) return;
     absl::Status s = Advance(act);
-    // The consumer half-closed: once its last acks are committed (and no write is in flight)
-    // the stream ends normally.
+    // The consumer half-closed: once its last acks are committed (no write in flight, no page
+    // waiting for its access record) the stream ends normally.
     const bool closed =
         s.ok() && started_ && read_closed_ && !ack_pending_ && !ack_result_ && !writing_ &&
-        act.write == nullptr;
+        recording_.empty() && !record_result_ && act.write == nullptr;
     if (!s.ok() || closed) {
       finished_ = true;
       act = Actions{};

@@ -238,7 +238,13 @@ grpc::Status ExchangeLogService::GetNotices(grpc::ServerContext* ctx,
   if (!notices.ok()) return ToGrpcStatus(notices.status());
   AccessEntry access{id->ToString(), "evidence", req->purpose(), req->peer()};
   for (const auto& [seq, bytes] : *notices) {
-    if (v1::Notice n; n.ParseFromString(bytes)) access.Add(n);
+    if (bytes.empty()) continue;  // purged: nothing read
+    v1::Notice n;
+    if (n.ParseFromString(bytes)) {
+      access.Add(n);
+    } else {
+      ++access.notices;  // sent all the same: counted, whoever it is about
+    }
   }
   if (access.notices > 0) {
     if (absl::Status s = store_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
@@ -264,9 +270,14 @@ grpc::Status ExchangeLogService::GetNoticeEvidence(grpc::ServerContext* ctx,
   if (grpc::Status bad = BadPurpose(req->purpose()); !bad.ok()) return bad;
   auto evidence = store_->NoticeEvidence(req->notice_id(), req->origin());
   if (!evidence.ok()) return ToGrpcStatus(evidence.status());
-  if (v1::Notice n; n.ParseFromString(evidence->notice()) && !evidence->notice().empty()) {
+  if (!evidence->notice().empty()) {
     AccessEntry access{id->ToString(), "evidence", req->purpose(), req->origin()};
-    access.Add(n);
+    v1::Notice n;
+    if (n.ParseFromString(evidence->notice())) {
+      access.Add(n);
+    } else {
+      ++access.notices;
+    }
     if (absl::Status s = store_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
   }
   *resp = std::move(*evidence);

@@ -134,7 +134,9 @@ static absl::Status CheckSealKeys(Db& db, const std::string& path, const Sealer*
     if (s.Step()) {
       for (absl::string_view id : absl::StrSplit(s.Text(0), ',', absl::SkipEmpty())) {
         uint32_t k = 0;
-        if (!absl::SimpleAtoi(id, &k)) return absl::DataLossError("meta.seal_keys: malformed");
+        if (!absl::SimpleAtoi(id, &k)) {
+          return absl::DataLossError("meta.seal_keys: comma-separated key ids 1..4294967295 expected");
+        }
         used.insert(k);
       }
     }
@@ -242,6 +244,8 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
     }
   }
   RETURN_IF_ERROR(db->Exec(kSchema));
+  // Before anything reads a body: a database sealed with keys this node lacks is left untouched.
+  RETURN_IF_ERROR(CheckSealKeys(*db, path, options.sealer.get()));
   RETURN_IF_ERROR(Migrate(*db));
   ASSIGN_OR_RETURN(std::string subject_salt, SubjectSalt(*db));
   bool reindex = found != 0 && found < 5;
@@ -258,7 +262,6 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
     }
   }
   if (reindex) RETURN_IF_ERROR(IndexExistingCases(*db, subject_salt));
-  RETURN_IF_ERROR(CheckSealKeys(*db, path, options.sealer.get()));
   ASSIGN_OR_RETURN(std::string access_key, LoadAccessKey(*db, options.sealer.get()));
   RETURN_IF_ERROR(db->Exec(
       absl::StrCat("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '",

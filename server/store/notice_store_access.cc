@@ -4,7 +4,12 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/digest.h"
 #include "common/clock.h"
 #include "common/status_macros.h"
 #include "server/store/notice_store.h"
@@ -23,8 +28,11 @@ constexpr char kPlaceholderId[] = "000000000000000000";  // names no one
 
 void AccessEntry::Add(const v1::Notice& notice) {
   ++notices;
-  const std::string& id = notice.subject().id_number();
-  if (!id.empty() && id != kPlaceholderId) id_numbers.insert(id);
+  // Every identity number a notice holds: its subject's, and a birth registration's spouse's.
+  for (const std::string* id : {&notice.subject().id_number(),
+                                &notice.birth_service_registration().spouse_id_number()}) {
+    if (!id->empty() && *id != kPlaceholderId) id_numbers.insert(*id);
+  }
 }
 
 absl::StatusOr<std::string> NoticeStore::LoadAccessKey(Db& db, const Sealer* sealer) {
@@ -34,23 +42,30 @@ absl::StatusOr<std::string> NoticeStore::LoadAccessKey(Db& db, const Sealer* sea
     if (s.Step()) stored = std::string(s.Blob(0));
     RETURN_IF_ERROR(s.status("read meta.access_key"));
   }
-  std::string key;
+  // Stored as 64 hexadecimal digits, sealed when a key file is set: text in the clear never
+  // starts with the sealed values' first byte, where 32 random bytes would one time in 256.
+  std::string hex;
   if (stored.empty()) {
-    key.resize(32);
+    std::string key(32, '\0');
     if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), 32) != 1) {
       return absl::InternalError("no random bytes for the access log's key");
     }
+    hex = common::ToHex(key);
   } else {
-    ASSIGN_OR_RETURN(key, OpenBody(sealer, stored, MetaContext("access_key")));
-    if (key.size() != 32) return absl::DataLossError("meta.access_key: not 32 bytes");
+    ASSIGN_OR_RETURN(hex, OpenBody(sealer, stored, MetaContext("access_key")));
+    if (hex.size() != 64 || !std::all_of(hex.begin(), hex.end(), [](char c) {
+          return absl::ascii_isxdigit(static_cast<unsigned char>(c));
+        })) {
+      return absl::DataLossError("meta.access_key: 64 hexadecimal digits expected");
+    }
     // Written in the clear before encryption was on: sealed now (reseal rebuilds the file).
-    if (sealer == nullptr || Sealer::KeyOf(stored) != 0) return key;
+    if (sealer == nullptr || Sealer::KeyOf(stored) != 0) return absl::HexStringToBytes(hex);
   }
   Stmt w(db.get(), "INSERT OR REPLACE INTO meta(key, value) VALUES('access_key', ?)");
-  w.BindBlob(1, sealer != nullptr ? sealer->Seal(key, MetaContext("access_key")) : key);
+  w.BindBlob(1, sealer != nullptr ? sealer->Seal(hex, MetaContext("access_key")) : hex);
   w.Step();
   RETURN_IF_ERROR(w.status("write meta.access_key"));
-  return key;
+  return absl::HexStringToBytes(hex);
 }
 
 std::string NoticeStore::SubjectKey(absl::string_view id_number) const {

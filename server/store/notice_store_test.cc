@@ -824,5 +824,34 @@ TEST_F(NoticeStoreTest, VerifyStoredFindsAnEditedEntryAndAHaltIsDurable) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("entry 2")));
 }
 
+// The access log finds a read by every identity number the notices held, with the same key
+// after a reopen; the key is stored as text (in the clear here), never as raw bytes.
+TEST_F(NoticeStoreTest, AccessRecordsAreFoundByEveryIdentityNumberAndSurviveReopen) {
+  v1::Notice n;
+  n.mutable_subject()->set_id_number("11010519491231002X");
+  n.mutable_birth_service_registration()->set_spouse_id_number("110105194912310029");
+  AccessEntry entry{"spiffe://fed.test/client/360102/office", "case", "case review", ""};
+  entry.Add(n);
+  {
+    auto store = Open();
+    ASSERT_OK(store->RecordAccess(entry));
+    for (const char* id : {"11010519491231002X", "110105194912310029"}) {
+      auto found = store->ReadAccess(id, 0, 10);
+      ASSERT_OK(found.status());
+      ASSERT_EQ(found->size(), 1u) << id;
+      EXPECT_EQ((*found)[0].what(), "case");
+      EXPECT_EQ((*found)[0].purpose(), "case review");
+      EXPECT_EQ((*found)[0].notices(), 1u);
+    }
+    EXPECT_TRUE(store->ReadAccess("110101199001010011", 0, 10)->empty());
+  }
+  auto store = Open();
+  EXPECT_EQ(store->ReadAccess("11010519491231002X", 0, 10)->size(), 1u);
+  auto db = Db::Open(path_);
+  Stmt key((*db)->get(), "SELECT length(value), typeof(value) FROM meta WHERE key = 'access_key'");
+  ASSERT_TRUE(key.Step());
+  EXPECT_EQ(key.Int(0), 64);
+}
+
 }  // namespace
 }  // namespace caseway::server

@@ -80,6 +80,12 @@ absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Se
         "read): stop the node first"));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(db_path));
+  // Again with the file open here: a node started between the first look and the open holds it
+  // too (this process's own lock does not count).
+  if (DatabaseInUse(db_path)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "storage.path: ", db_path, " was opened by another process meanwhile: stop the node first"));
+  }
   {
     Stmt v(db->get(), "SELECT value FROM meta WHERE key = 'schema_version'");
     int version = 0;
@@ -116,7 +122,15 @@ absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Se
   }
   // The rewritten rows' old copies sit in freed pages and in the WAL until both are rebuilt.
   RETURN_IF_ERROR(db->Exec("VACUUM"));
-  RETURN_IF_ERROR(db->Exec("PRAGMA wal_checkpoint(TRUNCATE)"));
+  {
+    Stmt checkpoint(db->get(), "PRAGMA wal_checkpoint(TRUNCATE)");
+    if (checkpoint.Step() && checkpoint.Int(0) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "storage.path: ", db_path, ": the WAL could not be truncated (another process reads "
+          "the database); every body is resealed: run reseal again once it is stopped"));
+    }
+    RETURN_IF_ERROR(checkpoint.status("truncate the WAL"));
+  }
   return counts;
 }
 

@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/digest.h"
 
@@ -131,14 +132,16 @@ absl::StatusOr<std::unique_ptr<Sealer>> Sealer::Load(const std::string& key_file
 
 absl::StatusOr<uint32_t> Sealer::AddKey(const std::string& key_file) {
   std::map<uint32_t, std::string> keys;
-  std::string text;
+  bool ends_in_newline = true;
   const bool exists = ::access(key_file.c_str(), F_OK) == 0;
   if (exists) {
     absl::StatusOr<std::string> read = ReadKeyFile(key_file);
     if (!read.ok()) return read.status();
-    text = std::move(*read);
+    std::string text = std::move(*read);
+    ends_in_newline = text.empty() || text.back() == '\n';
     absl::StatusOr<uint32_t> last = ParseKeys(key_file, text, &keys);
     OPENSSL_cleanse(text.data(), text.size());
+    for (auto& [id, k] : keys) OPENSSL_cleanse(k.data(), k.size());
     if (!last.ok()) return last.status();
   }
   const uint32_t id = keys.empty() ? 1 : keys.rbegin()->first + 1;
@@ -151,7 +154,7 @@ absl::StatusOr<uint32_t> Sealer::AddKey(const std::string& key_file) {
   if (!exists) {
     line = "# Caseway storage keys: \"<id> <key>\" per line. Every key opens; the last one seals.\n"
            "# Keep a copy offline (docs/operator.md, \"Encryption at rest\").\n";
-  } else if (!text.empty() && text.back() != '\n') {
+  } else if (!ends_in_newline) {
     line = "\n";
   }
   absl::StrAppend(&line, id, " ", common::ToHex(key), "\n");
@@ -161,10 +164,10 @@ absl::StatusOr<uint32_t> Sealer::AddKey(const std::string& key_file) {
   absl::Status status;
   if (fd < 0) {
     status = absl::FailedPreconditionError(
-        absl::StrCat("cannot write ", key_file, ": ", std::strerror(errno)));
+        absl::StrCat("--to: cannot write ", key_file, ": ", std::strerror(errno)));
   } else {
     if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()) || ::fsync(fd) != 0) {
-      status = absl::InternalError(absl::StrCat("cannot write ", key_file, ": ", std::strerror(errno)));
+      status = absl::InternalError(absl::StrCat("--to: cannot write ", key_file, ": ", std::strerror(errno)));
     }
     ::close(fd);
   }
@@ -238,14 +241,30 @@ absl::StatusOr<std::string> Sealer::Open(absl::string_view stored, absl::string_
   return out;
 }
 
+namespace {
+
+// RowOf names the row of a context for an operator: "inbox 440305 17", "notice n-1", "answer
+// 440305 <digest hex>" (ids, sequences and digests: no personal data).
+std::string RowOf(absl::string_view context) {
+  std::vector<std::string> parts = absl::StrSplit(context, absl::string_view("\0", 1));
+  if (parts.size() == 3 && parts[0] == "answer") parts[2] = common::ToHex(parts[2]);
+  return absl::StrJoin(parts, " ");
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> OpenBody(const Sealer* sealer, absl::string_view stored,
                                      absl::string_view context) {
-  if (sealer != nullptr) return sealer->Open(stored, context);
-  if (Sealer::KeyOf(stored) != 0) {
-    return absl::FailedPreconditionError(
+  absl::StatusOr<std::string> out = std::string(stored);
+  if (sealer != nullptr) {
+    out = sealer->Open(stored, context);
+  } else if (Sealer::KeyOf(stored) != 0) {
+    out = absl::FailedPreconditionError(
         "a stored value is sealed (encrypted at rest) and storage.key_file is not set");
   }
-  return std::string(stored);
+  if (out.ok()) return out;
+  return absl::Status(out.status().code(),
+                      absl::StrCat("stored body of ", RowOf(context), ": ", out.status().message()));
 }
 
 std::string NoticeContext(absl::string_view notice_id) {

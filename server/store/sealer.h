@@ -65,7 +65,8 @@ class Sealer {
 };
 
 // OpenBody returns the plain value of a stored body: through `sealer` when there is one, else
-// the value itself, or FAILED_PRECONDITION when it is sealed and no key file is configured.
+// the value itself, or FAILED_PRECONDITION when it is sealed and no key file is configured. An
+// error names the row ("stored body of inbox 440305 17: ...").
 absl::StatusOr<std::string> OpenBody(const Sealer* sealer, absl::string_view stored,
                                      absl::string_view context);
 

@@ -68,7 +68,9 @@ TEST_F(SealerTest, SealedValuesOpenOnlyForTheirRowAndHideThePlainText) {
   EXPECT_FALSE(n.ParseFromString(sealed));
   // Without a key file a sealed body is refused, not returned as it is.
   EXPECT_THAT(OpenBody(nullptr, sealed, NoticeContext("n-1")),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("storage.key_file is not set")));
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("stored body of notice n-1: a stored value is sealed (encrypted "
+                                 "at rest) and storage.key_file is not set")));
 }
 
 TEST_F(SealerTest, TheLastKeySealsAndEveryKeyOpens) {
