@@ -198,21 +198,25 @@ absl::Status InboxStream::HandleAck() {
   }
   acking_.assign(read_msg_.ack().inbox_seqs().begin(), read_msg_.ack().inbox_seqs().end());
   ack_pending_ = true;
-  std::weak_ptr<InboxStream> weak = weak_from_this();
-  Dispatcher* dispatcher = &hub_->dispatcher_;
   std::vector<uint64_t> seqs = acking_;
+  NoticeStore::WriteDone done = ResumeWith(&InboxStream::ack_result_);
   mu_.Unlock();  // `done` may run inline and takes mu_; Step() is not re-entered meanwhile
-  hub_->store_->AckInboxAsync(std::move(seqs), [weak, dispatcher](const absl::Status& s) {
+  hub_->store_->AckInboxAsync(std::move(seqs), std::move(done));
+  mu_.Lock();
+  return absl::OkStatus();
+}
+
+NoticeStore::WriteDone InboxStream::ResumeWith(std::optional<absl::Status> InboxStream::*result) {
+  return [weak = weak_from_this(), dispatcher = &hub_->dispatcher_,
+          result](const absl::Status& s) {
     auto self = weak.lock();
     if (!self) return;
     {
       absl::MutexLock lock(&self->mu_);
-      self->ack_result_ = s;
+      (*self).*result = s;
     }
     dispatcher->Schedule(self);
-  });
-  mu_.Lock();
-  return absl::OkStatus();
+  };
 }
 
 absl::StatusOr<bool> InboxStream::Fill() {
@@ -261,18 +265,9 @@ absl::StatusOr<bool> InboxStream::Fill() {
   }
   if (!recording_.empty()) {
     // Sent once their read is durable in the access log (Advance moves them to the outbox).
-    std::weak_ptr<InboxStream> weak = weak_from_this();
-    Dispatcher* dispatcher = &hub_->dispatcher_;
+    NoticeStore::WriteDone done = ResumeWith(&InboxStream::record_result_);
     mu_.Unlock();  // `done` may run inline and takes mu_
-    hub_->store_->RecordAccessAsync(std::move(access), [weak, dispatcher](const absl::Status& s) {
-      auto self = weak.lock();
-      if (!self) return;
-      {
-        absl::MutexLock lock(&self->mu_);
-        self->record_result_ = s;
-      }
-      dispatcher->Schedule(self);
-    });
+    hub_->store_->RecordAccessAsync(std::move(access), std::move(done));
     mu_.Lock();
     return false;
   }

@@ -112,6 +112,9 @@ class InboxStream final : public Steppable, public std::enable_shared_from_this<
   absl::Status HandleAck() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Fill queues the next rows (and caught_up); true when the stream now waits for new rows.
   absl::StatusOr<bool> Fill() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ResumeWith returns the `done` of an asynchronous store write (acks, an access record): it
+  // keeps the write's status in `result` and schedules this stream again.
+  NoticeStore::WriteDone ResumeWith(std::optional<absl::Status> InboxStream::*result);
 
   InboxHub* const hub_;
   std::optional<CallSlots::Slot> slot_;  // the caller's place among its kMaxStreamsPerCaller
