@@ -115,7 +115,7 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
     }
     v1::QueryNotice& q = *answer.add_notices();
     q.set_notice(r.bytes);
-    if (v1::Notice n; n.ParseFromString(r.bytes)) access.Add(n);
+    access.AddBytes(r.bytes);
     q.set_role(r.role);
     *q.mutable_stored_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(r.stored_at));
     q.set_seq(seq);

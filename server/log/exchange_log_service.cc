@@ -192,9 +192,7 @@ grpc::Status ExchangeLogService::GetEvidence(grpc::ServerContext* ctx,
     for (const v1::Evidence& e : *evidence) {
       v1::QueryAnswer answer;
       if (!answer.ParseFromString(e.signed_().message())) continue;  // purged
-      for (const v1::QueryNotice& q : answer.notices()) {
-        if (v1::Notice n; n.ParseFromString(q.notice())) access.Add(n);
-      }
+      for (const v1::QueryNotice& q : answer.notices()) access.AddBytes(q.notice());
     }
     if (access.notices > 0) {
       if (absl::Status s = store_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
@@ -237,15 +235,7 @@ grpc::Status ExchangeLogService::GetNotices(grpc::ServerContext* ctx,
                                      req->first_seq(), limit, kMaxResponseBytes);
   if (!notices.ok()) return ToGrpcStatus(notices.status());
   AccessEntry access{id->ToString(), "evidence", req->purpose(), req->peer()};
-  for (const auto& [seq, bytes] : *notices) {
-    if (bytes.empty()) continue;  // purged: nothing read
-    v1::Notice n;
-    if (n.ParseFromString(bytes)) {
-      access.Add(n);
-    } else {
-      ++access.notices;  // sent all the same: counted, whoever it is about
-    }
-  }
+  for (const auto& [seq, bytes] : *notices) access.AddBytes(bytes);
   if (access.notices > 0) {
     if (absl::Status s = store_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
   }
@@ -270,14 +260,9 @@ grpc::Status ExchangeLogService::GetNoticeEvidence(grpc::ServerContext* ctx,
   if (grpc::Status bad = BadPurpose(req->purpose()); !bad.ok()) return bad;
   auto evidence = store_->NoticeEvidence(req->notice_id(), req->origin());
   if (!evidence.ok()) return ToGrpcStatus(evidence.status());
-  if (!evidence->notice().empty()) {
-    AccessEntry access{id->ToString(), "evidence", req->purpose(), req->origin()};
-    v1::Notice n;
-    if (n.ParseFromString(evidence->notice())) {
-      access.Add(n);
-    } else {
-      ++access.notices;
-    }
+  AccessEntry access{id->ToString(), "evidence", req->purpose(), req->origin()};
+  access.AddBytes(evidence->notice());
+  if (access.notices > 0) {
     if (absl::Status s = store_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
   }
   *resp = std::move(*evidence);

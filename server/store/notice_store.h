@@ -98,6 +98,9 @@ struct AccessEntry {
   std::set<std::string> id_numbers;  // whose data it held: stored only as keyed digests
   // Add counts a notice the read held and notes its subject.
   void Add(const caseway::v1::Notice& notice);
+  // AddBytes does the same for a stored body as it is sent (a serialized Notice): an empty one
+  // (purged) was not read; one that does not parse is counted, whoever it is about.
+  void AddBytes(absl::string_view bytes);
 };
 
 // StoredCheckpoint is a signed checkpoint as stored, with the cosignature lines received for it.

@@ -35,6 +35,16 @@ void AccessEntry::Add(const v1::Notice& notice) {
   }
 }
 
+void AccessEntry::AddBytes(absl::string_view bytes) {
+  if (bytes.empty()) return;
+  v1::Notice n;
+  if (n.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    Add(n);
+  } else {
+    ++notices;
+  }
+}
+
 absl::StatusOr<std::string> NoticeStore::LoadAccessKey(Db& db, const Sealer* sealer) {
   std::string stored;
   {
