@@ -246,6 +246,13 @@ TEST_F(PrivacyTest, EveryReadOfAPersonsDataIsInTheAccessLog) {
   EXPECT_THAT(listed.out, ::testing::ContainsRegex("query-received +360102 +2 "));
   EXPECT_THAT(listed.out, HasSubstr("purpose: residence verification"));
   EXPECT_THAT(listed.out, HasSubstr("purpose: the subject asked who read their file"));
+  // A listing names the person by identity number; without one, the refusal says so.
+  {
+    auto none = b->AccessLog(v1::AccessLogRequest());
+    EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument) << none.status();
+    ASSERT_EQ(common::ViolationsOf(none.status()).size(), 1u) << none.status();
+    EXPECT_EQ(common::ViolationsOf(none.status())[0].field, "id_number");
+  }
   // The other person was in the inbox read only (and now in their own listing).
   v1::AccessLogRequest whose;
   whose.set_id_number(kOther);

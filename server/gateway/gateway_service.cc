@@ -573,7 +573,9 @@ grpc::Status GatewayService::AccessLog(grpc::ServerContext* ctx, const v1::Acces
   auto id = authz_->Check(*ctx, Rpc::kAccessLog);
   if (!id.ok()) return ToGrpcStatus(id.status());
   std::vector<common::Violation> bad;
-  if (absl::Status key = common::ValidateCaseKey("", "", req->id_number(), true); !key.ok()) {
+  if (req->id_number().empty()) {
+    bad.push_back({"id_number", "required: the person's resident identity number"});
+  } else if (absl::Status key = common::ValidateCaseKey("", "", req->id_number(), true); !key.ok()) {
     bad = common::ViolationsOf(key);
   }
   common::ValidatePurpose("purpose", req->purpose(), &bad);
