@@ -331,7 +331,7 @@ int main(int argc, char** argv) {
   fpki->add_option("--ca-cert", fp.ca_cert)->required();
   fpki->add_option("--ca-key", fp.ca_key)->required();
   fpki->add_option("--federation", fp.federation)->required();
-  fpki->add_option("--regions", fp.regions_csv, "region codes CSV (shared/data/regions/areas.csv)")->required();
+  fpki->add_option("--regions", fp.regions_csv, "region codes CSV (bench/data/regions/areas.csv)")->required();
   fpki->add_option("--hub", fp.hub, "the hub's jurisdiction")->required();
   fpki->add_option("--directory", fp.base_directory, "federation directory to extend")->required();
   fpki->add_option("--out", fp.out_dir)->required();

@@ -39,7 +39,7 @@ std::unique_ptr<caseway::v1::Gateway::Stub> GatewayStub(const std::string& addre
 
 struct FanoutPkiOptions {
   std::string ca_cert, ca_key, federation;
-  std::string regions_csv;     // code,name,... with a header line (shared/data/regions/areas.csv)
+  std::string regions_csv;     // code,name,... with a header line (bench/data/regions/areas.csv)
   std::string hub;             // the hub's jurisdiction (excluded)
   std::string base_directory;  // federation directory to extend (lists the hub)
   std::string out_dir;

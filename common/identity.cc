@@ -34,6 +34,8 @@ absl::string_view RoleName(Role role) {
       return "client";
     case Role::kAuditor:
       return "auditor";
+    case Role::kDepartment:
+      return "department";
   }
   return "unknown";
 }
@@ -46,8 +48,15 @@ std::string Identity::ToString() const {
       return absl::StrCat(kScheme, federation, "/client/", jurisdiction, "/", name);
     case Role::kAuditor:
       return absl::StrCat(kScheme, federation, "/auditor/", name);
+    case Role::kDepartment:
+      return absl::StrCat(kScheme, federation, "/department/", jurisdiction, "/", name);
   }
   return "";
+}
+
+std::string Identity::Party() const {
+  if (role == Role::kDepartment) return absl::StrCat("department/", jurisdiction, "/", name);
+  return jurisdiction;
 }
 
 absl::StatusOr<Identity> ParseSpiffeId(absl::string_view uri) {
@@ -81,6 +90,14 @@ absl::StatusOr<Identity> ParseSpiffeId(absl::string_view uri) {
     if (!ValidName(id.name)) return absl::InvalidArgumentError("spiffe id: invalid client name");
     return id;
   }
+  if (parts.size() == 4 && parts[1] == "department") {
+    id.role = Role::kDepartment;
+    id.jurisdiction = std::string(parts[2]);
+    id.name = std::string(parts[3]);
+    if (auto s = check_region(id.jurisdiction); !s.ok()) return s;
+    if (!ValidName(id.name)) return absl::InvalidArgumentError("spiffe id: invalid department name");
+    return id;
+  }
   if (parts.size() == 3 && parts[1] == "auditor") {
     id.role = Role::kAuditor;
     id.name = std::string(parts[2]);
@@ -88,7 +105,8 @@ absl::StatusOr<Identity> ParseSpiffeId(absl::string_view uri) {
     return id;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("spiffe id: path must be /node/<j>, /client/<j>/<name> or /auditor/<name>: ",
+      absl::StrCat("spiffe id: path must be /node/<j>, /client/<j>/<name>, /department/<j>/<name> or "
+                   "/auditor/<name>: ",
                    uri));
 }
 

@@ -14,7 +14,7 @@ class AuthContext;
 namespace caseway::common {
 
 // Role is the kind of principal a certificate names.
-enum class Role { kNode, kClient, kAuditor };
+enum class Role { kNode, kClient, kAuditor, kDepartment };
 
 absl::string_view RoleName(Role role);
 
@@ -22,12 +22,17 @@ absl::string_view RoleName(Role role);
 //   spiffe://<federation>/node/<jurisdiction>
 //   spiffe://<federation>/client/<jurisdiction>/<name>
 //   spiffe://<federation>/auditor/<name>
+//   spiffe://<federation>/department/<jurisdiction>/<name>   (a department of that region, e.g.
+//     the county's public security bureau: reads what a sharing policy grants it, never publishes)
 struct Identity {
   Role role = Role::kNode;
   std::string federation;
   std::string jurisdiction;  // empty for auditors
   std::string name;          // empty for nodes
   std::string ToString() const;  // the SPIFFE URI
+  // Party is how sharing policies and exchange-log entries name a reader of this node's notices:
+  // the jurisdiction for a node ("440305"), "department/<jurisdiction>/<name>" for a department.
+  std::string Party() const;
 };
 
 // ParseSpiffeId parses `uri`. INVALID_ARGUMENT names the rule broken (scheme, path shape, region

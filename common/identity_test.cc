@@ -28,13 +28,24 @@ TEST(IdentityTest, ParsesEveryRole) {
   ASSERT_TRUE(auditor.ok()) << auditor.status();
   EXPECT_EQ(auditor->role, Role::kAuditor);
   EXPECT_EQ(auditor->name, "alice");
+
+  auto department = ParseSpiffeId("spiffe://fed.test/department/360102/public-security");
+  ASSERT_TRUE(department.ok()) << department.status();
+  EXPECT_EQ(department->role, Role::kDepartment);
+  EXPECT_EQ(department->jurisdiction, "360102");
+  EXPECT_EQ(department->name, "public-security");
+  EXPECT_EQ(department->ToString(), "spiffe://fed.test/department/360102/public-security");
+  EXPECT_EQ(department->Party(), "department/360102/public-security");
+  EXPECT_EQ(node->Party(), "360102");
 }
 
 TEST(IdentityTest, RefusesMalformedIds) {
   for (const char* bad : {"https://fed.test/node/360102", "spiffe:///node/360102",
                           "spiffe://fed.test/node/36010", "spiffe://fed.test/node/360102/x",
                           "spiffe://fed.test/client/360102", "spiffe://fed.test/auditor/",
-                          "spiffe://fed.test/admin/bob", "spiffe://fed.test/client/360102/a b"}) {
+                          "spiffe://fed.test/admin/bob", "spiffe://fed.test/client/360102/a b",
+                          "spiffe://fed.test/department/360102", "spiffe://fed.test/department/36/x",
+                          "spiffe://fed.test/department/360102/a/b"}) {
     EXPECT_THAT(ParseSpiffeId(bad), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spiffe id")))
         << bad;
   }

@@ -33,6 +33,20 @@ absl::Time TimeOf(const google::protobuf::Timestamp& t) {
   return std::clamp(at, kMin, kMax);
 }
 
+const std::string& DestinationDigest(const caseway::v1::LogEntry& entry, int d) {
+  if (d < entry.destination_digests_size() && !entry.destination_digests(d).empty()) {
+    return entry.destination_digests(d);
+  }
+  return entry.digest();
+}
+
+std::string DestinationDigestFor(const caseway::v1::LogEntry& entry, absl::string_view destination) {
+  for (int d = 0; d < entry.destinations_size(); ++d) {
+    if (entry.destinations(d) == destination) return DestinationDigest(entry, d);
+  }
+  return "";
+}
+
 int64_t EntryMicros(const v1::LogEntry& entry) { return absl::ToUnixMicros(TimeOf(entry.time())); }
 
 }  // namespace caseway::common

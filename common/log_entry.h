@@ -25,6 +25,13 @@ absl::Time TimeOf(const google::protobuf::Timestamp& t);
 // EntryMicros is an entry's time in POSIX microseconds (through TimeOf).
 int64_t EntryMicros(const caseway::v1::LogEntry& entry);
 
+// DestinationDigest is the digest of what a PUBLISHED entry's destinations[d] receives: its copy
+// under the sharing policy (destination_digests[d]) where it has one, else the notice's digest.
+const std::string& DestinationDigest(const caseway::v1::LogEntry& entry, int d);
+// DestinationDigestFor is the same for the destination named `destination` ("" when the entry
+// does not name it).
+std::string DestinationDigestFor(const caseway::v1::LogEntry& entry, absl::string_view destination);
+
 }  // namespace caseway::common
 
 #endif  // CASEWAY_COMMON_LOG_ENTRY_H_

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# pki.sh: a federation's certificate authority and its node, client and auditor certificates.
+# pki.sh: a federation's certificate authority and its node, client, department and auditor
+# certificates.
 #
 # Joining a federation (docs/operator.md, "Joining a federation"): keys never leave their owner.
 #   At the county (no CA here):
@@ -28,6 +29,9 @@
 #                                              Send directory.yaml to every node and coordinator.
 #   pki.sh directory DIR                       (re)write DIR/directory.yaml: every node's signing key
 #   pki.sh client  DIR JURISDICTION NAME       DIR/clients/J-NAME.{key,crt}: spiffe://F/client/J/NAME
+#   pki.sh department DIR JURISDICTION NAME   DIR/departments/J-NAME.{key,crt}:
+#                                              spiffe://F/department/J/NAME (reads what a node's
+#                                              sharing policy grants it; docs/privacy.md)
 #   pki.sh auditor DIR NAME                    DIR/auditors/NAME.{key,crt}: spiffe://F/auditor/NAME
 #   pki.sh show    FILE.crt                    print subject, SANs, key usages and validity
 #
@@ -36,7 +40,7 @@
 # and `sign`.
 set -euo pipefail
 
-usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 die() { echo "pki.sh: $*" >&2; exit 2; }
 
 region_ok() { [[ "$1" =~ ^[0-9]{6}([0-9]{6})?$ ]] || die "jurisdiction '$1': a 6- or 12-digit region code expected"; }
@@ -238,6 +242,13 @@ case "$cmd" in
     dir=$1 j=$2 name=$3; region_ok "$j"; name_ok "$name"; fed=$(federation_of "$dir")
     mkdir -p "$dir/clients"
     issue "$dir" "$dir/clients/$j-$name" "client $j $name" "URI:spiffe://$fed/client/$j/$name" "clientAuth"
+    ;;
+  department)
+    [ $# -eq 3 ] || usage
+    dir=$1 j=$2 name=$3; region_ok "$j"; name_ok "$name"; fed=$(federation_of "$dir")
+    mkdir -p "$dir/departments"
+    issue "$dir" "$dir/departments/$j-$name" "department $j $name" \
+      "URI:spiffe://$fed/department/$j/$name" "clientAuth"
     ;;
   auditor)
     [ $# -eq 2 ] || usage

@@ -1,6 +1,7 @@
 #include "server/authorized_first.h"
 
 #include "common/log.h"
+#include "common/refusal.h"
 
 namespace caseway::server {
 
@@ -10,8 +11,9 @@ absl::StatusOr<CallSlots::Slot> CallSlots::Take(const std::string& caller) {
   if (held >= max_) {
     common::LogLimited(common::LogLevel::kWarn, "call refused: caller holds too many",
                        {{"caller", caller}, {"what", what_}, {"held", absl::StrCat(held)}});
-    return absl::ResourceExhaustedError(absl::StrCat(caller, " already holds ", held, " ", what_,
-                                                     " on this node (at most ", max_, ")"));
+    return common::Refusal(absl::StatusCode::kResourceExhausted, "TOO_MANY_CALLS",
+                           absl::StrCat(caller, " already holds ", held, " ", what_,
+                                        " on this node (at most ", max_, ")"));
   }
   ++held;
   return Slot(this, caller);

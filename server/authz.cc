@@ -42,8 +42,10 @@ bool Authorizer::Allowed(const Identity& id, Rpc rpc) const {
       return own_client;
     case Rpc::kStatus:
       return own_client || id.role == Role::kAuditor;
-    case Rpc::kSubscribe:
     case Rpc::kQuery:
+      // A department only under a grant of the sharing policy (checked by Query itself).
+      return id.role == Role::kNode || id.role == Role::kDepartment;
+    case Rpc::kSubscribe:
     case Rpc::kPeerView:
     case Rpc::kLogCosign:
       return id.role == Role::kNode;

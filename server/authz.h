@@ -39,22 +39,25 @@ absl::string_view RpcName(Rpc rpc);
 
 // Authorizer checks a caller against the table:
 //
-//   RPC                          node   client (own jurisdiction)   auditor
-//   Gateway.Publish               -       yes                        -
-//   Gateway.PublishBatch          -       yes                        -
-//   Gateway.Inbox                 -       yes                        -
-//   Gateway.Status                -       yes                        yes
-//   Gateway.Todo                  -       yes                        -
+//   RPC                          node   client (own jurisdiction)   auditor   department
+//   Gateway.Publish               -       yes                        -          -
+//   Gateway.PublishBatch          -       yes                        -          -
+//   Gateway.Inbox                 -       yes                        -          -
+//   Gateway.Status                -       yes                        yes        -
+//   Gateway.Todo                  -       yes                        -          -
 //   Gateway.QueryPeer, Case,
-//     AccessLog                   -       yes                        -
-//   PeerExchange.Subscribe       yes      -                          -
-//   PeerExchange.Query           yes      -                          -
+//     AccessLog                   -       yes                        -          -
+//   PeerExchange.Subscribe       yes      -                          -          -
+//   PeerExchange.Query           yes      -                          -          granted (*)
 //   ExchangeLog.GetCheckpoint,
-//     GetConsistencyProof        yes      -                          yes
+//     GetConsistencyProof        yes      -                          yes        -
 //   ExchangeLog.GetEntries,
 //     GetInclusionProof,
-//     GetEvidence                -        -                          yes
-//   ExchangeLog.AddCosignature   yes      -                          -
+//     GetEvidence                -        -                          yes        -
+//   ExchangeLog.AddCosignature   yes      -                          -          -
+//
+// (*) the table lets a department call Query; Query answers it only when the node's sharing
+// policy grants it a kind (NOT_GRANTED otherwise), and only with the granted kinds and fields.
 //
 // A client certificate of another jurisdiction is refused. Thread-safe (immutable).
 //

@@ -312,8 +312,17 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
     }
     node->policy_ = std::make_unique<common::Policy>(std::move(*policy));
   }
+  if (!config.sharing_policy_file().empty()) {
+    auto sharing = common::SharingPolicy::Load(config.sharing_policy_file());
+    if (!sharing.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("sharing_policy_file: ", sharing.status().message()));
+    }
+    node->sharing_ = std::make_unique<common::SharingPolicy>(std::move(*sharing));
+  }
   StoreOptions store_options;
   store_options.policy = node->policy_.get();
+  store_options.sharing = node->sharing_.get();
   store_options.path = config.storage().path();
   store_options.group_commit_max = static_cast<int>(config.storage().group_commit_max());
   store_options.self = config.jurisdiction();
@@ -345,8 +354,16 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
                            &raw->key_warned_);
         });
   }
+  // After the signing key's entry: the policy is signed with it.
+  RETURN_IF_ERROR(node->store_->RecordSharingPolicy(node->sharing_.get()));
   Log(LogLevel::kInfo, "federation policy",
       {{"version", node->policy_->proto().version()}, {"digest", node->policy_->DigestHex()}});
+  if (node->sharing_ != nullptr) {
+    Log(LogLevel::kInfo, "sharing policy",
+        {{"version", node->sharing_->version()},
+         {"digest", common::ToHex(node->sharing_->digest())},
+         {"parties", absl::StrCat(node->sharing_->proto().grants_size())}});
+  }
   node->revocations_ = std::move(revocations);
   node->revocations_->Start();
   node->authz_ = std::move(authz);

@@ -48,6 +48,7 @@ class Node {
 
   caseway::v1::NodeConfig config_;
   std::unique_ptr<common::Policy> policy_;  // outlives everything that uses it
+  std::unique_ptr<common::SharingPolicy> sharing_;  // the same; null without a sharing policy
   std::unique_ptr<Metrics> metrics_;        // outlives the store (its commit observer) and server
   std::unique_ptr<NoticeStore> store_;
   std::unique_ptr<common::Revocations> revocations_;

@@ -158,6 +158,25 @@ TEST_F(ExamplesTest, TheGrpcJsClientPublishesAndReadsTheInboxOverMutualTls) {
   }
   EXPECT_THAT(r.err, HasSubstr("read 3 notices (acknowledged)"));
   EXPECT_EQ(b_->Count("SELECT count(*) FROM inbox WHERE acked_at IS NULL"), 0);
+  // The round trip of an office: B's system answers A's verification requests with feedback,
+  // and A's inbox holds the answers, each in reply to its request.
+  r = Node(*a_, {"publish", "--destination", kB, "--count", "2", "--prefix", "js-ask-"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  ASSERT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") == 5; },
+                      absl::Seconds(20)));
+  r = Node(*b_, {"inbox", "--answer"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("{\"answered\":\"js-ask-0\",\"duplicate\":false}"));
+  EXPECT_THAT(r.out, HasSubstr("{\"answered\":\"js-ask-1\",\"duplicate\":false}"));
+  EXPECT_EQ(b_->Count("SELECT count(*) FROM inbox WHERE acked_at IS NULL"), 0);
+  ASSERT_TRUE(WaitFor([&] { return a_->Count("SELECT count(*) FROM inbox") == 2; },
+                      absl::Seconds(20)));
+  r = Node(*a_, {"inbox", "--ack"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"notice_id\":\"fb-360102-js-ask-0\",\"kind\":\"feedback\""));
+  EXPECT_THAT(r.out, HasSubstr("\"notice_id\":\"fb-360102-js-ask-1\",\"kind\":\"feedback\""));
+  // The requests' replies are no longer owed at B.
+  EXPECT_EQ(b_->Count("SELECT count(*) FROM obligation WHERE state = 1 AND notice_id LIKE 'js-ask-%'"), 0);
   // Without a client certificate of the federation the handshake fails, and the client says so.
   const std::string stranger_dir = dir_.path() + "/stranger";
   Pki stranger(stranger_dir, "fed.test");
@@ -198,6 +217,20 @@ TEST_F(ExamplesTest, ConformancePassesOnAHealthyNodeAndNamesTheFailingCheck) {
   EXPECT_THAT(r.out, ::testing::ContainsRegex("round trip +FAIL +440305 did not acknowledge"));
   EXPECT_THAT(r.out, ::testing::ContainsRegex("retry is idempotent +pass"));
   EXPECT_THAT(r.out, HasSubstr("check(s) failed"));
+
+  // A node that misbehaves (it answers changed content under a stored id as a duplicate, so a
+  // provincial system's correction would be lost without a word): that row fails, by name.
+  ASSERT_OK(b_->Start());
+  a_->Stop();
+  a_->set_env("CASEWAY_FAULTS=conflict_as_duplicate=1");
+  ASSERT_OK(a_->Start());
+  r = conformance({});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex(
+                         "other content, same id +FAIL +accepted: a changed notice under a stored "
+                         "id must be refused"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("round trip +pass"));
+  EXPECT_THAT(r.out, HasSubstr("1 check(s) failed"));
 }
 
 }  // namespace

@@ -204,6 +204,7 @@ TEST_F(HostileTest, NoCallerHoldsMoreThanItsShareOfTheRequestThreads) {
   grpc::Status first = results[refused].get();
   EXPECT_EQ(first.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << first.error_message();
   EXPECT_THAT(first.error_message(), HasSubstr("unary calls on this node (at most 16)"));
+  EXPECT_EQ(common::ReasonOf(common::FromGrpcStatus(first)), "TOO_MANY_CALLS");
   // Another client of A is answered meanwhile.
   auto other = v1::Gateway::NewStub(ChannelAs(pki_->Client(kA, "other-office")));
   grpc::ClientContext status_ctx;
@@ -517,6 +518,7 @@ TEST_F(HostileTest, SubscribeStreamsAreBoundedAndAReconnectAddsNothingToTheLog) 
     EXPECT_FALSE(fifth->Read(&resp));
     grpc::Status s = fifth->Finish();
     EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+    EXPECT_EQ(common::ReasonOf(common::FromGrpcStatus(s)), "TOO_MANY_CALLS");
   }
   for (auto& c : contexts) c->TryCancel();
   for (auto& st : streams) st->Finish();
@@ -671,6 +673,7 @@ TEST_F(HostileTest, InboxStreamsHoldNoThreadAndNoPolling) {
     grpc::Status s = extra->Finish();
     EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
     EXPECT_THAT(s.error_message(), ::testing::HasSubstr("at most 16"));
+    EXPECT_EQ(common::ReasonOf(common::FromGrpcStatus(s)), "TOO_MANY_CALLS");
   }
   // A notice arriving wakes every waiting stream.
   ASSERT_OK(b_->NewClient()->Publish(SampleNotice("wake-1", {kA})));

@@ -259,11 +259,12 @@ TEST_F(QueryTest, APeerSeesOnlyTheNoticesItIsAPartyToAndTheAnswerIsSigned) {
     absl::Status s = common::FromGrpcStatus(stub->Query(&ctx, q, &resp));
     EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
   }
-  // Another federation's node (its own CA) never gets an answer.
+  // Another federation's node (its own CA) never gets an answer: B refuses its certificate at
+  // the handshake. The caller trusts B's CA, so only B's refusal can fail the call.
   {
     Pki foreign(dir_.path() + "/foreign", "fed.other");
     const std::string prefix = foreign.Node(kA);
-    auto stub = PeerStub(kB, prefix, foreign.ca());
+    auto stub = PeerStub(kB, prefix);
     v1::QueryRequest q;
     q.set_asker(kA);
     q.set_purpose(kTestPurpose);
@@ -273,7 +274,7 @@ TEST_F(QueryTest, APeerSeesOnlyTheNoticesItIsAPartyToAndTheAnswerIsSigned) {
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     v1::QueryResponse resp;
     grpc::Status s = stub->Query(&ctx, q, &resp);
-    EXPECT_FALSE(s.ok());
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
     EXPECT_FALSE(resp.has_answer());
   }
   // Bad input names the field.
@@ -415,6 +416,11 @@ TEST_F(QueryTest, ACaseTimelineFollowsTheCaseAcrossThreeNodes) {
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("440305 answered"));
   EXPECT_THAT(r.out, HasSubstr("5 notices"));
+  r = Cli(kA, {"query", kB, "--case", "case-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("440305 answered"));
+  EXPECT_THAT(r.out, HasSubstr("b1"));
+  EXPECT_THAT(r.out, Not(HasSubstr("b2")));  // B -> C
   r = Cli(kA, {"query", kB});
   EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
   r = Cli(kA, {"query", kB, "--case", "bad case id"});
@@ -451,6 +457,25 @@ TEST_F(QueryTest, ContradictedAndUnverifiableAnswersAreProvenOffline) {
   v = VerifyBundle(bundle);
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
   EXPECT_THAT(v.out, HasSubstr("BAD  answer not a valid answer of 440305 to 360102"));
+}
+
+// An answer that does not verify reaches no office and is recorded nowhere at the asker:
+// QueryPeer answers DATA_LOSS, and the CLI says why.
+TEST_F(QueryTest, AnAnswerThatDoesNotVerifyIsRefusedAndNotRecorded) {
+  node(kB).set_env("CASEWAY_FAULTS=bad_query_answer_signature=1");
+  StartAll();
+  Exchange();
+  const int64_t kept = node(kA).Count("SELECT count(*) FROM evidence WHERE kind = 5");
+  const int64_t reads = node(kA).Count("SELECT count(*) FROM access");
+  auto asked = Ask(kA, kB, "case-q");
+  EXPECT_EQ(asked.status().code(), absl::StatusCode::kDataLoss) << asked.status();
+  EXPECT_THAT(std::string(asked.status().message()), HasSubstr("440305's answer does not verify: bad signature"));
+  EXPECT_EQ(node(kA).Count("SELECT count(*) FROM evidence WHERE kind = 5"), kept);
+  EXPECT_EQ(node(kA).Count("SELECT count(*) FROM access"), reads);
+  // The fault hit once: the next answer verifies and is kept.
+  RunResult r = Cli(kA, {"query", kB, "--case", "case-q"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(node(kA).Count("SELECT count(*) FROM evidence WHERE kind = 5"), kept + 1);
 }
 
 }  // namespace

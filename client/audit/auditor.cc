@@ -370,6 +370,49 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
   return log;
 }
 
+absl::StatusOr<std::map<std::string, common::SharingPolicy>> Auditor::SharingPolicies(
+    NodeLog& log, std::vector<Finding>* findings) {
+  std::map<std::string, common::SharingPolicy> out;
+  std::map<std::string, absl::Time> recorded;  // digest -> when its entry was appended
+  for (const v1::LogEntry& e : log.parsed) {
+    if (e.kind() == v1::LogEntry::KIND_SHARING_POLICY && !e.digest().empty()) {
+      recorded.emplace(e.digest(), common::TimeOf(e.time()));
+    }
+  }
+  if (recorded.empty()) return out;
+  v1::GetEvidenceRequest req;
+  req.set_direction(v1::GetEvidenceRequest::DIRECTION_SHARING_POLICIES);
+  for (;;) {
+    v1::GetEvidenceResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline());
+    RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetEvidence(&ctx, req, &resp)));
+    for (const v1::Evidence& ev : resp.evidence()) {
+      const std::string digest = common::Sha256(ev.signed_().message());
+      auto when = recorded.find(digest);
+      if (when == recorded.end()) continue;
+      if (!directory_.Verify(log.jurisdiction, when->second, common::kSharingPolicyContext,
+                             ev.signed_().message(), ev.signed_().signature())
+               .ok()) {
+        continue;
+      }
+      auto policy = common::SharingPolicy::FromBytes(ev.signed_().message());
+      if (policy.ok()) out.emplace(digest, std::move(*policy));
+    }
+    if (resp.next() == 0 || resp.next() <= req.after()) break;
+    req.set_after(resp.next());
+  }
+  for (const auto& [digest, when] : recorded) {
+    if (out.count(digest)) continue;
+    std::string detail = absl::StrCat(
+        log.jurisdiction, ": its log records sharing policy ", common::ToHex(digest).substr(0, 16),
+        " but the node shows no copy of it signed by ", log.jurisdiction,
+        ": what it shared under that policy cannot be checked");
+    findings->push_back({"POLICY_UNPROVEN", detail, NewBundle("POLICY_UNPROVEN", detail, {&log})});
+  }
+  return out;
+}
+
 absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings) {
   // Expected digest per (direction, peer, seq): outbound from the proven PUBLISHED entries,
   // inbound from the manifests the proven RECEIVED entries name.
@@ -377,15 +420,26 @@ absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings)
     std::string digest;
     uint64_t index = 0;            // the log entry that gives it
     std::string manifest_digest;   // inbound: the signed manifest (in inbound_manifests)
+    const common::SharingPolicy* policy = nullptr;  // outbound: the sharing policy in force
   };
+  // The sharing policies the node applied, as it signed them, by digest; the one in force follows
+  // the log's SHARING_POLICY entries. Whatever a PUBLISHED entry claims, what left the node is
+  // checked against the policy in force then.
+  ASSIGN_OR_RETURN(auto policies, SharingPolicies(log, findings));
+  const common::SharingPolicy* in_force = nullptr;
   std::map<std::pair<bool, std::string>, std::map<uint64_t, Expect>> expected;
   std::map<std::string, std::map<std::string, v1::Signed>> inbound_manifests;  // peer -> digest
   std::set<std::string> fetched;  // peers whose inbound evidence is in inbound_manifests
   for (uint64_t i = 0; i < log.parsed.size(); ++i) {
     const v1::LogEntry& e = log.parsed[i];
-    if (e.kind() == v1::LogEntry::KIND_PUBLISHED && e.sequences_size() == e.destinations_size()) {
+    if (e.kind() == v1::LogEntry::KIND_SHARING_POLICY) {
+      auto p = policies.find(e.digest());
+      in_force = p == policies.end() ? nullptr : &p->second;
+    } else if (e.kind() == v1::LogEntry::KIND_PUBLISHED &&
+               e.sequences_size() == e.destinations_size()) {
       for (int d = 0; d < e.destinations_size(); ++d) {
-        expected[{true, e.destinations(d)}][e.sequences(d)] = {e.digest(), i, ""};
+        expected[{true, e.destinations(d)}][e.sequences(d)] = {common::DestinationDigest(e, d), i,
+                                                               "", in_force};
       }
     } else if (e.kind() == v1::LogEntry::KIND_RECEIVED && SaneRange(e.first_seq(), e.last_seq())) {
       auto& by_digest = inbound_manifests[e.peer()];
@@ -419,8 +473,9 @@ absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings)
   }
   for (const auto& [channel, want] : expected) {
     const auto& [outbound, peer] = channel;
-    uint64_t mismatches = 0;
+    uint64_t mismatches = 0, beyond = 0;
     std::optional<std::pair<uint64_t, std::string>> first;  // seq, bytes served
+    std::optional<std::pair<uint64_t, std::string>> first_beyond;  // seq, fields
     for (uint64_t from = want.begin()->first; from <= want.rbegin()->first;) {
       v1::GetNoticesRequest req;
       req.set_purpose(kAuditPurpose);
@@ -440,8 +495,31 @@ absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings)
           ++mismatches;
           if (!first) first.emplace(n.seq(), n.notice());
         }
+        if (it != want.end() && it->second.policy != nullptr) {
+          v1::Notice sent;
+          std::vector<std::string> fields = {"(bytes that do not parse)"};
+          if (sent.ParseFromString(n.notice())) fields = it->second.policy->Beyond(peer, sent);
+          if (!fields.empty()) {
+            ++beyond;
+            if (!first_beyond) first_beyond.emplace(n.seq(), absl::StrJoin(fields, ", "));
+          }
+        }
       }
       from = resp.notices(resp.notices_size() - 1).seq() + 1;
+    }
+    if (first_beyond) {
+      const Expect& ex = want.at(first_beyond->first);
+      std::string detail = absl::StrCat(
+          log.jurisdiction, ": ", beyond, " notice(s) sent to ", peer,
+          " hold fields its sharing policy (version ", ex.policy->version(),
+          ") does not grant it; the first is seq ", first_beyond->first, ": ",
+          first_beyond->second);
+      Finding f{"BEYOND_POLICY", detail, NewBundle("BEYOND_POLICY", detail, {&log})};
+      f.bundle.set_origin(log.jurisdiction);
+      f.bundle.set_destination(peer);
+      f.bundle.set_seq(first_beyond->first);
+      RETURN_IF_ERROR(AddEntry(log, ex.index, f.bundle));
+      findings->push_back(std::move(f));
     }
     if (!first) continue;
     const Expect& ex = want.at(first->first);

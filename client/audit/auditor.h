@@ -17,6 +17,7 @@
 #include "client/audit/assessment.h"
 #include "common/directory.h"
 #include "common/merkle.h"
+#include "common/sharing.h"
 #include "common/signing.h"
 
 namespace caseway::client::audit {
@@ -155,6 +156,10 @@ class Auditor {
   // CheckNotices compares the notice bytes the node serves with the digests its log and the
   // signed manifests give; appends NOTICE_BYTES findings.
   absl::Status CheckNotices(NodeLog& log, std::vector<Finding>* findings);
+  // SharingPolicies fetches the sharing policies the node's log records (signed by it), by
+  // digest; a recorded policy the node cannot show is a POLICY_UNPROVEN finding.
+  absl::StatusOr<std::map<std::string, common::SharingPolicy>> SharingPolicies(
+      NodeLog& log, std::vector<Finding>* findings);
   // AddEntry appends entry `index` of `log` with its inclusion proof to `bundle`.
   absl::Status AddEntry(NodeLog& log, uint64_t index, caseway::v1::EvidenceBundle& bundle);
   caseway::v1::EvidenceBundle NewBundle(const std::string& status, const std::string& detail,

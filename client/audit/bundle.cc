@@ -345,7 +345,7 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
       if (p.entry.kind() == v1::LogEntry::KIND_PUBLISHED && p.jurisdiction == x) {
         for (int d = 0; d < p.entry.destinations_size() && d < p.entry.sequences_size(); ++d) {
           contradicted |= p.entry.destinations(d) == y && p.entry.sequences(d) == seq &&
-                          p.entry.digest() != served;
+                          common::DestinationDigest(p.entry, d) != served;
         }
       } else if (p.entry.kind() == v1::LogEntry::KIND_RECEIVED && p.jurisdiction == y &&
                  p.entry.peer() == x) {
@@ -401,6 +401,9 @@ absl::StatusOr<std::vector<std::string>> VerifyBundle(const v1::EvidenceBundle& 
                                    " entries; the checkpoints carry no times that order them, "
                                    "so which came later is the auditor's observation"));
     }
+  } else if (st == "BEYOND_POLICY" || st == "POLICY_UNPROVEN") {
+    // What the node served (and whether it showed its signed policy) is not signed.
+    return observed(b.detail());
   } else if (st == "FORK" || st == "SPLIT_VIEW") {
     // The contradicted checkpoint (m, Rm), signed by x: kept by the auditor (FORK) or recorded
     // in a peer's proven log entry (SPLIT_VIEW).

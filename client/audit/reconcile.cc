@@ -121,7 +121,8 @@ absl::Status Auditor::ReconcileChannel(NodeLog& origin, NodeLog& dest, Reconcile
     const v1::LogEntry& e = origin.parsed[i];
     if (e.kind() == v1::LogEntry::KIND_PUBLISHED &&
         std::find(e.destinations().begin(), e.destinations().end(), y) != e.destinations().end()) {
-      published[e.digest()] = {i, e.notice_id(), TimeOf(e)};
+      // What y was sent: its copy under the origin's sharing policy, where it has one.
+      published[common::DestinationDigestFor(e, y)] = {i, e.notice_id(), TimeOf(e)};
     } else if (e.kind() == v1::LogEntry::KIND_SENT && e.peer() == y) {
       make_batch(e, i, sent_evidence, sent.emplace_back());
     } else if (e.kind() == v1::LogEntry::KIND_RECEIPT_RECEIVED && e.peer() == y) {

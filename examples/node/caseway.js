@@ -4,7 +4,9 @@
 //
 //   node caseway.js publish --destination 440305 --count 3 --prefix js-    publish a batch
 //   node caseway.js publish-bad                                             see a typed refusal
-//   node caseway.js inbox [--ack]                                          read the inbox
+//   node caseway.js inbox [--ack] [--answer]                               read the inbox; with
+//                   --answer, answer each verification request with a CONFIRMED feedback notice
+//                   (published before the request is acknowledged)
 //
 // Every command takes --address host:port --ca ca.crt --cert office.crt --key office.key.
 'use strict';
@@ -129,10 +131,27 @@ function publishBad(client, args) {
   });
 }
 
+// The feedback notice answering a received verification request. Its id is derived from the
+// request's, so answering the same request twice publishes the same notice (a retry).
+function feedbackFor(item) {
+  const request = item.notice;
+  return {
+    notice_id: `fb-${item.origin}-${request.notice_id}`,
+    case_id: request.case_id,
+    subject: request.subject,
+    destinations: [item.origin],
+    occurred_at: { seconds: String(Math.floor(Date.now() / 1000)), nanos: 0 },
+    priority: request.priority,
+    in_reply_to: request.notice_id,
+    in_reply_to_origin: item.origin,
+    feedback: { outcome: 'OUTCOME_CONFIRMED' },
+  };
+}
+
 function inbox(client, args) {
   return new Promise((resolve, reject) => {
     const call = client.Inbox({ deadline: Date.now() + Number(args.timeout || 30) * 1000 });
-    const ack = Boolean(args.ack);
+    const ack = Boolean(args.ack || args.answer);
     let count = 0;
     call.on('data', (resp) => {
       if (resp.caught_up) {
@@ -145,7 +164,19 @@ function inbox(client, args) {
         inbox_seq: item.inbox_seq, origin: item.origin, notice_id: item.notice.notice_id, kind,
       }));
       count++;
-      if (ack) call.write({ ack: { inbox_seqs: [item.inbox_seq] } });
+      const done = () => { if (ack) call.write({ ack: { inbox_seqs: [item.inbox_seq] } }); };
+      if (!args.answer || kind !== 'verification_request') return done();
+      // Acknowledge only after the answer is stored: the stream waits meanwhile.
+      call.pause();
+      client.Publish({ notice: feedbackFor(item) }, { deadline: Date.now() + 30000 }, (err, r) => {
+        if (err) {
+          call.cancel();
+          return reject(new Error(explain(err)));
+        }
+        console.log(JSON.stringify({ answered: item.notice.notice_id, duplicate: Boolean(r.duplicate) }));
+        done();
+        call.resume();
+      });
     });
     call.on('error', (err) => reject(new Error(explain(err))));
     call.on('end', () => {

@@ -16,6 +16,7 @@
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/proto_bytes.h"
+#include "common/refusal.h"
 #include "common/status_macros.h"
 #include "server/error_policy.h"
 
@@ -599,7 +600,8 @@ PeerExchangeService::Subscribe(grpc::CallbackServerContext* ctx) {
     if (streams >= kMaxStreamsPerCaller) {
       common::LogLimited(LogLevel::kWarn, "subscription refused: too many streams",
           {{"caller", id->ToString()}, {"streams", absl::StrCat(streams)}});
-      return new RefusedReactor(absl::ResourceExhaustedError(
+      return new RefusedReactor(common::Refusal(
+          absl::StatusCode::kResourceExhausted, "TOO_MANY_CALLS",
           absl::StrCat(id->ToString(), " already holds ", streams,
                        " Subscribe streams to this node (at most ", kMaxStreamsPerCaller, ")")));
     }

@@ -42,11 +42,26 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
   auto id = authz_->Check(*ctx, Rpc::kQuery);
   if (!id.ok()) return ToGrpcStatus(id.status());
   if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "node shutting down");
-  const std::string& asker = id->jurisdiction;
+  // A node asks as its jurisdiction, a department as department/<jurisdiction>/<name>.
+  const std::string asker = id->Party();
   if (req->asker() != asker) {
     return ToGrpcStatus(common::Refusal(
         absl::StatusCode::kPermissionDenied, "NOT_ASKER",
         absl::StrCat("asker: ", id->ToString(), " may ask only as ", asker)));
+  }
+  // A department reads only the kinds the sharing policy grants it (docs/privacy.md).
+  const common::SharingPolicy* sharing = store_->sharing();
+  const bool department = id->role == common::Role::kDepartment;
+  std::set<std::string> granted;
+  if (department) {
+    if (sharing != nullptr) granted = sharing->GrantedKinds(asker);
+    if (granted.empty()) {
+      common::LogLimited(LogLevel::kWarn, "remote query refused: no grant", {{"party", asker}});
+      return ToGrpcStatus(common::Refusal(
+          absl::StatusCode::kPermissionDenied, "NOT_GRANTED",
+          absl::StrCat(id->ToString(), " is granted nothing by this node's sharing policy "
+                                       "(sharing_policy_file, docs/privacy.md)")));
+    }
   }
   std::vector<common::Violation> bad;
   if (req->nonce().size() < 16 || req->nonce().size() > 64) {
@@ -84,22 +99,28 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
   // Only the notices the asker is a party to are read into the answer, and only they count
   // towards its limit and `truncated`: a case the asker may not see answers as an unknown one.
   auto found = store_->FindCase(by_subject ? req->id_number() : req->case_id(), by_subject,
-                                kMaxAnswerNotices, &more, asker);
+                                kMaxAnswerNotices, &more, department ? "" : asker,
+                                department ? &granted : nullptr);
   if (!found.ok()) return ToGrpcStatus(found.status());
   v1::QueryAnswer answer;
   answer.set_asker(asker);
   answer.set_request_digest(common::Sha256(common::DeterministicBytes(*req)));
   answer.set_truncated(more);
-  const uint64_t acked_by_asker = store_->Channel(asker).acked;
+  // The policy removes what the asker may not receive, as it does from what it is sent.
+  const bool filtered = sharing != nullptr && sharing->Names(asker);
+  if (filtered) answer.set_sharing_policy_digest(sharing->digest());
+  const uint64_t acked_by_asker = department ? 0 : store_->Channel(asker).acked;
   AccessEntry access{id->ToString(), "query-answered", req->purpose(), asker};
   const absl::Time now = common::Now();
   uint64_t bytes = 0;
-  for (const NoticeStore::CaseRecord& r : *found) {
+  for (NoticeStore::CaseRecord& r : *found) {
     // FindCase kept only the asker's: published here to it, received from it, or received from
     // a third node with it among the destinations.
     uint64_t seq = 0;
     bool acknowledged = false;
-    if (r.role == v1::QueryNotice::ROLE_PUBLISHED) {
+    if (department) {
+      // Not a channel of the department's: no sequence, no delivery state.
+    } else if (r.role == v1::QueryNotice::ROLE_PUBLISHED) {
       for (const auto& [dest, s] : r.deliveries) {
         if (dest == asker) seq = s;
       }
@@ -108,6 +129,15 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
     } else {
       seq = r.channel_seq;
       acknowledged = r.consumed;
+    }
+    if (filtered) {
+      v1::Notice n;
+      if (!n.ParseFromString(r.bytes)) {
+        return grpc::Status(grpc::StatusCode::DATA_LOSS, "a stored notice does not parse");
+      }
+      std::optional<v1::Notice> copy = sharing->Apply(asker, n);
+      if (!copy.has_value()) continue;  // FindCase kept the granted kinds only
+      r.bytes = common::DeterministicBytes(*copy);
     }
     if (bytes + r.bytes.size() > max_answer_bytes_) {
       answer.set_truncated(true);
@@ -120,6 +150,10 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
     *q.mutable_stored_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(r.stored_at));
     q.set_seq(seq);
     q.set_acknowledged(acknowledged);
+    if (department) {
+      bytes += r.bytes.size();
+      continue;  // replies are owed between jurisdictions, never to a department
+    }
     auto replies = store_->RepliesOf(r.origin, r.notice_id, now);
     if (!replies.ok()) return ToGrpcStatus(replies.status());
     for (const v1::TodoItem& item : *replies) {

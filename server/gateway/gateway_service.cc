@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/digest.h"
+#include "common/fault.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/proto_bytes.h"
@@ -167,6 +168,21 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
     }
     p.digest = common::Sha256(p.bytes);
     p.warnings = std::move(warnings[i]);
+    // The sharing policy: each destination it names receives its own copy, without the fields
+    // the policy does not grant it (docs/privacy.md). Stored and logged with the notice.
+    if (const common::SharingPolicy* sharing = store_->sharing(); sharing != nullptr) {
+      for (size_t d = 0; d < p.destinations.size(); ++d) {
+        if (!sharing->Names(p.destinations[d])) continue;
+        p.copies.resize(p.destinations.size());
+        p.sharing_policy_digest = sharing->digest();
+        std::optional<v1::Notice> copy = sharing->Apply(p.destinations[d], n);
+        std::string bytes = common::DeterministicBytes(*copy);  // a peer always gets one
+        // Test fault: a node that logs the policy but sends the whole notice (what a coordinator's
+        // `caseway audit verify` must find).
+        if (common::FaultHits("share_whole", 1, 1)) bytes = p.bytes;
+        if (bytes != p.bytes) p.copies[d] = std::move(bytes);
+      }
+    }
   }
   return out;
 }

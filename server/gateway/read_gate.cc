@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/refusal.h"
 
 namespace caseway::server {
 
@@ -45,7 +46,7 @@ absl::Status ReadGate::Enter(const std::string& caller, Waiter* w) {
       ++c.reading;
       now_ok = true;
     } else if (c.waiting.size() >= kMaxWaiting) {
-      return absl::ResourceExhaustedError(absl::StrCat(
+      return common::Refusal(absl::StatusCode::kResourceExhausted, "TOO_MANY_WAITING", absl::StrCat(
           caller, " already has ", c.waiting.size(),
           " publish requests waiting to be read (at most ", kMaxWaiting,
           "): it sends large requests faster than the node handles them"));
@@ -82,7 +83,7 @@ absl::StatusOr<ReadGate::Next> ReadGate::ReadDone(const std::string& caller, int
       c.cautious_until = now + kCautious;
       // One request alone is always queued (max_message_bytes may exceed the budget).
       if (queued_bytes_ > 0 && queued_bytes_ + bytes > kQueueBudget) {
-        next = absl::ResourceExhaustedError(absl::StrCat(
+        next = common::Refusal(absl::StatusCode::kResourceExhausted, "LARGE_REQUESTS_BUSY", absl::StrCat(
             "request: ", bytes, " bytes; the node is handling other large requests (",
             kQueueBudget >> 20, " MiB at once): retry shortly"));
       } else {

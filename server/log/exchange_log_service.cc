@@ -167,22 +167,30 @@ grpc::Status ExchangeLogService::GetEvidence(grpc::ServerContext* ctx,
     case v1::GetEvidenceRequest::DIRECTION_QUERIES:
       kind1 = kind2 = v1::Evidence::KIND_QUERY_ANSWER_RECEIVED;
       break;
+    case v1::GetEvidenceRequest::DIRECTION_SHARING_POLICIES:
+      kind1 = kind2 = v1::Evidence::KIND_SHARING_POLICY;
+      break;
     default:
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "direction: required (must not be DIRECTION_UNSPECIFIED)");
   }
-  if (grpc::Status other = OtherNode(req->peer()); !other.ok()) return other;
+  // Sharing policies are this node's own (stored with no peer).
+  const bool policies = req->direction() == v1::GetEvidenceRequest::DIRECTION_SHARING_POLICIES;
+  const std::string peer = policies ? "" : req->peer();
+  if (!policies) {
+    if (grpc::Status other = OtherNode(peer); !other.ok()) return other;
+  }
   const bool queries = req->direction() == v1::GetEvidenceRequest::DIRECTION_QUERIES;
   if (queries) {
     if (grpc::Status bad = BadPurpose(req->purpose()); !bad.ok()) return bad;
   }
   constexpr uint32_t kPageRows = 1000;
   auto evidence =
-      store_->ReadEvidence(req->peer(), kind1, kind2, req->after(), kPageRows, kMaxResponseBytes);
+      store_->ReadEvidence(peer, kind1, kind2, req->after(), kPageRows, kMaxResponseBytes);
   if (!evidence.ok()) return ToGrpcStatus(evidence.status());
   if (!evidence->empty()) {
     // `next` only when another row follows: the last page says 0.
-    auto probe = store_->ReadEvidence(req->peer(), kind1, kind2, evidence->back().id(), 1,
+    auto probe = store_->ReadEvidence(peer, kind1, kind2, evidence->back().id(), 1,
                                       kMaxResponseBytes);
     if (!probe.ok()) return ToGrpcStatus(probe.status());
     if (!probe->empty()) resp->set_next(evidence->back().id());

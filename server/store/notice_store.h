@@ -26,6 +26,7 @@
 #include "caseway/v1/peer_exchange.pb.h"
 #include "common/notice_facts.h"
 #include "common/policy.h"
+#include "common/sharing.h"
 #include "common/signatures.h"
 #include "common/signing.h"
 #include "server/store/commit_queue.h"
@@ -45,6 +46,10 @@ struct PreparedNotice {
   std::vector<std::string> destinations;
   std::string bytes;
   std::string digest;
+  // Set when the sharing policy removed fields for a destination: per destinations[i], the bytes
+  // it receives ("" = `bytes`), and the digest of the policy applied.
+  std::vector<std::string> copies;
+  std::string sharing_policy_digest;
   std::string request_digest;
   common::NoticeFacts facts;
   std::vector<std::string> warnings;
@@ -62,7 +67,9 @@ struct InboxRow {
 // The schema version this binary writes. Version 6: notice, inbox and query-answer bodies may be
 // sealed (server/store/sealer.h), and meta 'seal_keys' lists the keys that sealed them; an older
 // binary would take a sealed body for a notice that does not parse.
-inline constexpr int kStoreSchemaVersion = 6;
+// Version 7: shared_copy, a destination's copy under a sharing policy (an older binary would send
+// the whole notice).
+inline constexpr int kStoreSchemaVersion = 7;
 
 // StoreOptions configure NoticeStore::Open.
 // The exit status of a node stopped by a storage fault (NoticeStore::StorageFault).
@@ -82,6 +89,8 @@ struct StoreOptions {
   std::shared_ptr<const common::SigningKey> signing_key;
   // The federation policy: which notices owe a reply, and by when (nullptr: the built-in one).
   const common::Policy* policy = nullptr;
+  // The sharing policy (docs/privacy.md): what each party may receive (nullptr: none).
+  const common::SharingPolicy* sharing = nullptr;
   // Seals personal data at rest (storage.key_file); nullptr: stored in the clear. Open refuses a
   // database that keys sealed data in without it, or without one of those keys.
   std::shared_ptr<const Sealer> sealer;
@@ -254,6 +263,12 @@ class NoticeStore {
   // RecordPolicy appends a POLICY entry when `policy` differs from the last one recorded here
   // (with the log on), and remembers it.
   absl::Status RecordPolicy(const common::Policy& policy);
+  // RecordSharingPolicy appends a SHARING_POLICY entry and keeps the policy, signed, as evidence
+  // when it differs from the last one recorded here (with the log on), and remembers it. A node
+  // that had a policy and now has none (nullptr) appends an entry with no digest and no version.
+  // FAILED_PRECONDITION when its version label was recorded before with other content.
+  absl::Status RecordSharingPolicy(const common::SharingPolicy* policy);
+  const common::SharingPolicy* sharing() const { return options_.sharing; }
   // RecordClockOffset appends a CLOCK_OFFSET entry: the offset to `peer` went beyond the bound
   // (`exceeded`) or came back within it.
   absl::Status RecordClockOffset(const std::string& peer, absl::Duration offset, bool exceeded);
@@ -289,9 +304,11 @@ class NoticeStore {
   // jurisdiction is a party to count (published to it, received from it, or received with it
   // among the destinations): `limit` and `truncated` then concern those alone. At most 100,000
   // index rows of one key are looked at (without a party, `truncated` then says so too).
+  // With `kinds`, only notices of those kinds count (a department's grant), likewise.
   absl::StatusOr<std::vector<CaseRecord>> FindCase(absl::string_view key, bool by_subject,
                                                    size_t limit, bool* truncated,
-                                                   const std::string& party = "");
+                                                   const std::string& party = "",
+                                                   const std::set<std::string>* kinds = nullptr);
   // RepliesOf returns the to-do items (open and cleared) of the notice (origin, notice_id).
   absl::StatusOr<std::vector<caseway::v1::TodoItem>> RepliesOf(const std::string& origin,
                                                                 const std::string& notice_id,

@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
@@ -174,7 +175,7 @@ absl::Status NoticeStore::MergeCaseIndex() {
 
 absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(
     absl::string_view key, bool by_subject, size_t limit, bool* truncated,
-    const std::string& party) {
+    const std::string& party, const std::set<std::string>* kinds) {
   // More index rows than this for one key are not read (a case of 100,000 notices is a bug);
   // `truncated` then says so too.
   constexpr int64_t kMaxRows = 100000;
@@ -227,7 +228,7 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(
     }
     std::stable_sort(by_time.begin(), by_time.end(),
                      [](const auto& a, const auto& b) { return a.first < b.first; });
-    *truncated = party.empty() && rows == kMaxRows;
+    *truncated = party.empty() && kinds == nullptr && rows == kMaxRows;
     for (const auto& [time, ref_ptr] : by_time) {
       const auto& ref = *ref_ptr;
       CaseRecord r;
@@ -276,6 +277,7 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(
       const bool match = by_subject ? common::SubjectDigest(n.subject().id_number()) == subject_digest
                                     : n.case_id() == key;
       if (!match) continue;
+      if (kinds != nullptr && kinds->count(common::NoticeKind(n)) == 0) continue;
       if (!party.empty() && r.role == v1::QueryNotice::ROLE_RECEIVED && r.origin != party &&
           std::find(n.destinations().begin(), n.destinations().end(), party) ==
               n.destinations().end()) {
@@ -326,6 +328,14 @@ absl::StatusOr<v1::Signed> NoticeStore::AnswerQuery(v1::QueryAnswer answer,
             TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(common::Now()));
         out.set_message(common::DeterministicBytes(answer));
         out.set_signature(CurrentKey()->Sign(common::kQueryAnswerContext, out.message()));
+#ifdef CASEWAY_TEST_FAULTS
+        // Test fault: the n-th answer's signature does not verify (the asker must refuse it).
+        static std::atomic<uint64_t> answers{0};
+        const uint64_t nth = ++answers;
+        if (common::FaultHits("bad_query_answer_signature", nth, nth)) {
+          (*out.mutable_signature())[0] ^= 1;
+        }
+#endif
         v1::LogEntry entry;
         entry.set_kind(v1::LogEntry::KIND_QUERY_ANSWERED);
         entry.set_peer(answer.asker());
@@ -467,6 +477,7 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
         Stmt notices(db, "SELECT rowid, published_at, notice_id, deliveries, bytes FROM notice "
                          "WHERE rowid > ? AND length(bytes) > 0 ORDER BY rowid LIMIT ?");
         Stmt clear_notice(db, "UPDATE notice SET bytes = X'' WHERE rowid = ?");
+        Stmt clear_copy(db, "UPDATE shared_copy SET bytes = X'' WHERE destination = ? AND seq = ?");
         RETURN_IF_ERROR(scan(scans[0], notices, column_time(1), [&](Stmt& r) -> absl::StatusOr<bool> {
           const std::string id = r.Text(2);
           for (absl::string_view d : absl::StrSplit(r.Text(3), ',', absl::SkipEmpty())) {
@@ -480,6 +491,11 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
           RETURN_IF_ERROR(forget(r.Blob(4), NoticeContext(id), id));
           clear_notice.Bind(1, r.Int(0));
           RETURN_IF_ERROR(Done(clear_notice, "purge notice"));
+          for (absl::string_view d : absl::StrSplit(r.Text(3), ',', absl::SkipEmpty())) {
+            std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(d, ':');
+            clear_copy.Bind(1, kv.first).Bind(2, kv.second);
+            RETURN_IF_ERROR(Done(clear_copy, "purge shared copy"));
+          }
           ++counts.published;
           return true;
         }));

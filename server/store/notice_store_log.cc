@@ -167,9 +167,12 @@ absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> NoticeStore::ReadN
   return ReadOnly([&](sqlite3* db)
                       -> absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> {
     std::vector<std::pair<uint64_t, std::string>> out;
-    Stmt s(db, outbound ? "SELECT e.seq, n.bytes, n.notice_id FROM channel_entry e JOIN notice n "
-                          "ON n.notice_id = e.notice_id WHERE e.destination = ? AND e.seq >= ? "
-                          "ORDER BY e.seq LIMIT ?"
+    // Outbound: what the destination was sent, its copy under a sharing policy where it has one.
+    Stmt s(db, outbound ? "SELECT e.seq, coalesce(c.bytes, n.bytes), n.notice_id, "
+                          "c.bytes IS NOT NULL FROM channel_entry e JOIN notice n "
+                          "ON n.notice_id = e.notice_id LEFT JOIN shared_copy c "
+                          "ON c.destination = e.destination AND c.seq = e.seq "
+                          "WHERE e.destination = ? AND e.seq >= ? ORDER BY e.seq LIMIT ?"
                         : "SELECT channel_seq, bytes FROM inbox WHERE origin = ? AND "
                           "channel_seq >= ? ORDER BY channel_seq LIMIT ?");
     s.Bind(1, peer).Bind(2, static_cast<int64_t>(first_seq)).Bind(3, int64_t{limit});
@@ -178,8 +181,10 @@ absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> NoticeStore::ReadN
       const absl::string_view b = s.Blob(1);
       if (!out.empty() && bytes + b.size() > max_bytes) break;
       bytes += b.size() + 16;
-      const std::string context =
-          outbound ? NoticeContext(s.Text(2)) : InboxContext(peer, static_cast<uint64_t>(s.Int(0)));
+      const uint64_t seq = static_cast<uint64_t>(s.Int(0));
+      const std::string context = !outbound       ? InboxContext(peer, seq)
+                                  : s.Int(3) != 0 ? CopyContext(peer, seq)
+                                                  : NoticeContext(s.Text(2));
       ASSIGN_OR_RETURN(std::string body, OpenBody(options_.sealer.get(), b, context));
       out.emplace_back(s.Int(0), std::move(body));
     }

@@ -339,6 +339,49 @@ absl::Status NoticeStore::RecordPolicy(const common::Policy& policy) {
       [] {});
 }
 
+absl::Status NoticeStore::RecordSharingPolicy(const common::SharingPolicy* policy) {
+  const std::string hex = policy == nullptr ? "" : common::ToHex(policy->digest());
+  return queue_->Run(
+      [&](sqlite3* db) -> absl::Status {
+        std::string last, last_version;
+        {
+          Stmt s(db, "SELECT key, value FROM meta WHERE key IN ('sharing_policy_digest', "
+                     "'sharing_policy_version')");
+          while (s.Step()) (s.Text(0) == "sharing_policy_digest" ? last : last_version) = s.Text(1);
+          RETURN_IF_ERROR(s.status("read the recorded sharing policy"));
+        }
+        if (last == hex) return absl::OkStatus();
+        if (policy != nullptr && !last.empty() && last_version == policy->version()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "sharing_policy_file: version ", policy->version(),
+              " was applied before with other content: a changed policy needs a new version"));
+        }
+        if (options_.log_enabled) {
+          v1::LogEntry entry;
+          entry.set_kind(v1::LogEntry::KIND_SHARING_POLICY);
+          if (policy != nullptr) {
+            entry.set_digest(policy->digest());
+            entry.set_policy_version(policy->version());
+          }
+          ASSIGN_OR_RETURN(uint64_t index, AppendEntry(entry));
+          if (policy != nullptr) {
+            v1::Signed signed_policy;
+            signed_policy.set_message(policy->bytes());
+            signed_policy.set_signature(
+                CurrentKey()->Sign(common::kSharingPolicyContext, policy->bytes()));
+            signed_policy.set_signer(options_.self);
+            RETURN_IF_ERROR(InsertEvidence(v1::Evidence::KIND_SHARING_POLICY, "", 0, 0,
+                                           policy->digest(), signed_policy, index));
+          }
+        }
+        Stmt s(db, "INSERT OR REPLACE INTO meta(key, value) VALUES('sharing_policy_digest', ?), "
+                   "('sharing_policy_version', ?)");
+        s.Bind(1, hex).Bind(2, policy == nullptr ? "" : policy->version());
+        return Done(s, "record the sharing policy");
+      },
+      [] {});
+}
+
 absl::Status NoticeStore::RecordSigningKey(const std::string& public_key) {
   if (!options_.log_enabled) return absl::OkStatus();
   const std::string hex = common::ToHex(public_key);

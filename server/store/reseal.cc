@@ -108,6 +108,9 @@ absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Se
        "ORDER BY id LIMIT ?",
        "UPDATE evidence SET message = ? WHERE id = ?",
        [](const Stmt& s) { return AnswerContext(s.Text(2), s.Blob(3)); }},
+      {"SELECT id, bytes, destination, seq FROM shared_copy WHERE id > ? ORDER BY id LIMIT ?",
+       "UPDATE shared_copy SET bytes = ? WHERE id = ?",
+       [](const Stmt& s) { return CopyContext(s.Text(2), static_cast<uint64_t>(s.Int(3))); }},
       {"SELECT rowid, value, key FROM meta WHERE rowid > ? AND key = 'access_key' "
        "ORDER BY rowid LIMIT ?",
        "UPDATE meta SET value = ? WHERE rowid = ?",

@@ -281,6 +281,11 @@ std::string AnswerContext(absl::string_view peer, absl::string_view digest) {
                       digest);
 }
 
+std::string CopyContext(absl::string_view destination, uint64_t seq) {
+  return absl::StrCat("copy", absl::string_view("\0", 1), destination, absl::string_view("\0", 1),
+                      seq);
+}
+
 std::string MetaContext(absl::string_view key) {
   return absl::StrCat("meta", absl::string_view("\0", 1), key);
 }

@@ -74,6 +74,7 @@ absl::StatusOr<std::string> OpenBody(const Sealer* sealer, absl::string_view sto
 std::string NoticeContext(absl::string_view notice_id);
 std::string InboxContext(absl::string_view origin, uint64_t channel_seq);
 std::string AnswerContext(absl::string_view peer, absl::string_view digest);
+std::string CopyContext(absl::string_view destination, uint64_t seq);
 std::string MetaContext(absl::string_view key);
 
 }  // namespace caseway::server

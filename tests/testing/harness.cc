@@ -136,6 +136,16 @@ std::string Pki::Client(const std::string& j, const std::string& name) {
   return prefix;
 }
 
+std::string Pki::Department(const std::string& j, const std::string& name) {
+  std::string prefix = absl::StrCat(dir_, "/departments/", j, "-", name);
+  if (!fs::exists(prefix + ".crt")) {
+    RunResult r =
+        RunCommand({"/bin/bash", SourceDir() + "/deploy/pki.sh", "department", dir_, j, name});
+    if (r.exit_code != 0) ADD_FAILURE() << "pki.sh department failed: " << r.err;
+  }
+  return prefix;
+}
+
 std::string Pki::Auditor(const std::string& name) {
   std::string prefix = absl::StrCat(dir_, "/auditors/", name);
   if (!fs::exists(prefix + ".crt")) {

@@ -54,9 +54,10 @@ class Pki {
   const std::string& dir() const { return dir_; }
   const std::string& federation() const { return federation_; }
   std::string ca() const { return dir_ + "/ca.crt"; }
-  // Node, Client and Auditor issue (once) and return the path prefix of .crt/.key.
+  // Node, Client, Department and Auditor issue (once) and return the path prefix of .crt/.key.
   std::string Node(const std::string& jurisdiction);
   std::string Client(const std::string& jurisdiction, const std::string& name);
+  std::string Department(const std::string& jurisdiction, const std::string& name);
   std::string Auditor(const std::string& name);
 
  private:

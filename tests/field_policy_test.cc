@@ -1,0 +1,280 @@
+// Field-level sharing policies and department parties, through real nodes over mutual TLS: a peer
+// receives only the fields the origin's policy grants it, and its copy still verifies against
+// the origin's signed manifest; a changed policy applies from its version on and is in the log;
+// a department reads only the granted kinds and fields and nothing else; and a coordinator's
+// `caseway audit verify` shows that nothing beyond the policy left the node.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "caseway/v1/peer_exchange.grpc.pb.h"
+#include "common/digest.h"
+#include "common/grpc_status.h"
+#include "common/refusal.h"
+#include "common/tls.h"
+#include "tests/testing/audited_pair.h"
+#include "tests/testing/status_matchers.h"
+
+namespace caseway::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kDepartment[] = "department/360102/public-security";
+
+// B may see who moved and where to, never the address; certificates go to it as their envelope.
+// The public security bureau may read certificates only: the holder's name and number and the
+// certificate itself.
+constexpr char kPolicyV1[] = R"(
+version: "1"
+grants:
+  - party: "440305"
+    kinds:
+      - kind: residence_change
+        fields: [subject.name, subject.id_number, residence_change.direction,
+                 residence_change.effective_date, residence_change.residence_region]
+  - party: department/360102/public-security
+    kinds:
+      - {kind: certificate, fields: [subject.name, subject.id_number, certificate]}
+)";
+
+// Version 2 also grants B the new address.
+constexpr char kPolicyV2[] = R"(
+version: "2"
+grants:
+  - party: "440305"
+    kinds:
+      - kind: residence_change
+        fields: [subject.name, subject.id_number, residence_change]
+  - party: department/360102/public-security
+    kinds:
+      - {kind: certificate, fields: [subject.name, subject.id_number, certificate]}
+)";
+
+v1::Notice Move(const std::string& id) {
+  v1::Notice n = SampleNotice(id, {"440305"});
+  n.mutable_subject()->set_residence_address("江西省南昌市东湖区测试路1号");
+  n.mutable_residence_change()->set_residence_address("广东省深圳市南山区测试路2号");
+  n.mutable_residence_change()->set_childbearing_status("测试状态");
+  return n;
+}
+
+v1::Notice Certificate(const std::string& id) {
+  v1::Notice n = SampleNotice(id, {"440305"});
+  n.mutable_subject()->set_residence_address("江西省南昌市东湖区测试路1号");
+  auto* c = n.mutable_certificate();
+  c->set_action(v1::Certificate::ACTION_ISSUED);
+  c->set_type(v1::Certificate::TYPE_MARRIAGE_AND_CHILDBEARING);
+  c->set_number("JX-0001");
+  c->mutable_valid_from()->set_year(2026);
+  c->mutable_valid_from()->set_month(9);
+  c->mutable_valid_from()->set_day(1);
+  c->mutable_valid_until()->set_year(2031);
+  c->mutable_valid_until()->set_month(9);
+  c->mutable_valid_until()->set_day(1);
+  return n;
+}
+
+class SharingTest : public AuditedPairTest {
+ protected:
+  void SetPolicy(const char* yaml) {
+    std::ofstream(PolicyPath()) << yaml;
+    a_->set_extra_yaml("sharing_policy_file: " + PolicyPath() + "\n");
+  }
+  std::string PolicyPath() const { return dir_.path() + "/sharing.yaml"; }
+
+  // Received returns B's copy of notice `id` as it is stored in B's inbox.
+  v1::Notice Received(const std::string& id) {
+    v1::Notice n;
+    auto rows = b_->Blobs(absl::StrCat("SELECT bytes FROM inbox WHERE notice_id = '", id, "'"));
+    EXPECT_EQ(rows.size(), 1u) << id;
+    if (!rows.empty()) EXPECT_TRUE(n.ParseFromString(rows[0])) << id;
+    return n;
+  }
+
+  std::unique_ptr<v1::PeerExchange::Stub> PeerStubAs(const std::string& prefix) {
+    auto creds = common::ChannelCredentials({pki_->ca(), prefix + ".crt", prefix + ".key"});
+    EXPECT_TRUE(creds.ok()) << creds.status();
+    return v1::PeerExchange::NewStub(grpc::CreateChannel(a_->address(), *creds));
+  }
+
+  absl::StatusOr<v1::QueryAnswer> AskAsDepartment(const std::string& prefix, const std::string& asker,
+                                                  const std::string& case_id) {
+    v1::QueryRequest q;
+    q.set_asker(asker);
+    q.set_purpose(kTestPurpose);
+    q.set_nonce(std::string(16, 'd'));
+    q.set_case_id(case_id);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::QueryResponse resp;
+    absl::Status s = common::FromGrpcStatus(PeerStubAs(prefix)->Query(&ctx, q, &resp));
+    if (!s.ok()) return s;
+    v1::QueryAnswer answer;
+    if (!answer.ParseFromString(resp.answer().message())) return absl::DataLossError("answer");
+    return answer;
+  }
+
+  void Settled() {
+    for (NodeProcess* n : {a_.get(), b_.get()}) {
+      int64_t size = EventsSize(*n);
+      ASSERT_TRUE(WaitFor(
+          [&] { return n->Count("SELECT coalesce(max(size), 0) FROM checkpoint") >= size; },
+          absl::Seconds(15)));
+    }
+  }
+};
+
+TEST_F(SharingTest, APeerReceivesOnlyTheGrantedFieldsAndAChangedPolicyAppliesFromItsVersion) {
+  SetPolicy(kPolicyV1);
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  auto a = a_->NewClient();
+  ASSERT_OK(a->Publish(Move("m-1")));
+  ASSERT_OK(a->Publish(Certificate("c-1")));
+  ASSERT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") == 2; },
+                      absl::Seconds(20))) << b_->log();
+
+  // B stored its copies: B refuses a batch whose bytes do not match the origin's signed
+  // manifest, so they verify against A's signature as they are.
+  v1::Notice move = Received("m-1");
+  EXPECT_EQ(move.subject().name(), "测试人");
+  EXPECT_EQ(move.subject().id_number(), "11010519491231002X");
+  EXPECT_EQ(move.subject().residence_address(), "");
+  EXPECT_EQ(move.subject().sex(), v1::SEX_UNSPECIFIED);
+  EXPECT_EQ(move.residence_change().direction(), v1::ResidenceChange::DIRECTION_DEPARTURE);
+  EXPECT_EQ(move.residence_change().residence_region(), "440305");
+  EXPECT_EQ(move.residence_change().residence_address(), "");
+  EXPECT_EQ(move.residence_change().childbearing_status(), "");
+  EXPECT_EQ(move.case_id(), "case-m-1");
+  v1::Notice cert = Received("c-1");  // a kind B is granted nothing of: its envelope
+  EXPECT_TRUE(cert.has_certificate());
+  EXPECT_FALSE(cert.has_subject());
+  EXPECT_EQ(cert.certificate().number(), "");
+  // A keeps the whole notice: its own timeline shows the address.
+  auto timeline = a->Case("case-m-1");
+  ASSERT_OK(timeline);
+  ASSERT_EQ(timeline->events_size(), 1);
+  EXPECT_EQ(timeline->events(0).notice().residence_change().residence_address(),
+            "广东省深圳市南山区测试路2号");
+  // The policy is in A's log and kept, signed, as evidence.
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 6"), 1);
+
+  // Version 2 grants the new address: it applies to what is published from then on; what B was
+  // sent under version 1 is not sent again.
+  a_->Stop();
+  SetPolicy(kPolicyV2);
+  ASSERT_OK(a_->Start());
+  a = a_->NewClient();
+  ASSERT_OK(a->Publish(Move("m-2")));
+  ASSERT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") == 3; },
+                      absl::Seconds(20)));
+  EXPECT_EQ(Received("m-2").residence_change().residence_address(), "广东省深圳市南山区测试路2号");
+  EXPECT_EQ(Received("m-2").subject().residence_address(), "");
+  EXPECT_EQ(Received("m-1").residence_change().residence_address(), "");
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 6"), 2);
+
+  // A changed policy under a version already applied is refused at start, naming the rule.
+  a_->Stop();
+  std::string changed = kPolicyV2;
+  changed.replace(changed.find("subject.name, "), 14, "");
+  SetPolicy(changed.c_str());
+  EXPECT_FALSE(a_->Start().ok());
+  EXPECT_THAT(a_->log(), HasSubstr("version 2 was applied before with other content"));
+  SetPolicy(kPolicyV2);
+  ASSERT_OK(a_->Start());
+
+  // The coordinator: both logs verify, every exchange reconciles (each side by the digest of the
+  // copy B was sent), and nothing that left A holds a field beyond the policy in force.
+  Settled();
+  RunResult r = Audit({"verify", a_->address()});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  r = AuditUntil({"reconcile", a_->address(), b_->address()}, "OK: every exchange matched");
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+}
+
+TEST_F(SharingTest, ANodeThatSendsMoreThanItsPolicyIsFoundByTheCoordinator) {
+  SetPolicy(kPolicyV1);
+  a_->set_env("CASEWAY_FAULTS=share_whole=1");
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  ASSERT_OK(a_->NewClient()->Publish(Move("w-1")));
+  ASSERT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") == 1; },
+                      absl::Seconds(20)));
+  EXPECT_EQ(Received("w-1").residence_change().residence_address(), "广东省深圳市南山区测试路2号");
+  Settled();
+  RunResult r = Audit({"verify", a_->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("BEYOND_POLICY"));
+  EXPECT_THAT(r.out, HasSubstr("1 notice(s) sent to 440305 hold fields its sharing policy (version 1)"));
+  EXPECT_THAT(r.out, HasSubstr("subject.residence_address"));
+  EXPECT_THAT(r.out, HasSubstr("residence_change.childbearing_status"));
+}
+
+TEST_F(SharingTest, ADepartmentReadsOnlyTheGrantedKindsAndFields) {
+  SetPolicy(kPolicyV1);
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  auto a = a_->NewClient();
+  ASSERT_OK(a->Publish(Certificate("c-2")));
+  ASSERT_OK(a->Publish(Move("m-3")));
+  const std::string police = pki_->Department(kA, "public-security");
+
+  // The certificate, with the holder's name and number and the certificate: no address.
+  auto answer = AskAsDepartment(police, kDepartment, "case-c-2");
+  ASSERT_OK(answer);
+  ASSERT_EQ(answer->notices_size(), 1);
+  EXPECT_EQ(answer->asker(), kDepartment);
+  EXPECT_FALSE(answer->sharing_policy_digest().empty());
+  v1::Notice n;
+  ASSERT_TRUE(n.ParseFromString(answer->notices(0).notice()));
+  EXPECT_EQ(n.certificate().number(), "JX-0001");
+  EXPECT_EQ(n.subject().id_number(), "11010519491231002X");
+  EXPECT_EQ(n.subject().residence_address(), "");
+  EXPECT_EQ(n.subject().sex(), v1::SEX_UNSPECIFIED);
+  // A residence change is not granted: the department sees what an unknown case shows.
+  auto move = AskAsDepartment(police, kDepartment, "case-m-3");
+  ASSERT_OK(move);
+  EXPECT_EQ(move->notices_size(), 0);
+  // The read is in A's access log under the department's identity.
+  EXPECT_GE(a_->Count("SELECT count(*) FROM access WHERE who LIKE '%/department/360102/public-security'"), 1);
+
+  // Everything else is refused.
+  auto spoofed = AskAsDepartment(police, "360102", "case-c-2");
+  EXPECT_EQ(spoofed.status().code(), absl::StatusCode::kPermissionDenied) << spoofed.status();
+  EXPECT_EQ(common::ReasonOf(spoofed.status()), "NOT_ASKER");
+  const std::string civil = pki_->Department(kA, "civil-affairs");
+  auto ungranted = AskAsDepartment(civil, "department/360102/civil-affairs", "case-c-2");
+  EXPECT_EQ(ungranted.status().code(), absl::StatusCode::kPermissionDenied) << ungranted.status();
+  EXPECT_EQ(common::ReasonOf(ungranted.status()), "NOT_GRANTED");
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    auto stream = PeerStubAs(police)->Subscribe(&ctx);
+    v1::SubscribeRequest open;
+    open.mutable_open()->set_destination(kDepartment);
+    stream->Write(open);
+    v1::SubscribeResponse resp;
+    while (stream->Read(&resp)) {
+    }
+    grpc::Status s = stream->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  }
+  {
+    auto creds = common::ChannelCredentials({pki_->ca(), police + ".crt", police + ".key"});
+    ASSERT_OK(creds);
+    auto gateway = v1::Gateway::NewStub(grpc::CreateChannel(a_->address(), *creds));
+    v1::PublishRequest req;
+    *req.mutable_notice() = Certificate("by-police");
+    v1::PublishResult res;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::Status s = gateway->Publish(&ctx, req, &res);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  }
+}
+
+}  // namespace
+}  // namespace caseway::testing
