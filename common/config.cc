@@ -287,6 +287,20 @@ absl::Status Validate(const NodeConfig& c, absl::string_view source) {
 
 }  // namespace
 
+absl::Status ParseYamlInto(absl::string_view yaml, absl::string_view source,
+                           google::protobuf::Message* out) {
+  auto json = YamlToJson(yaml, out->GetDescriptor());
+  if (!json.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", json.status().message()));
+  }
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  if (auto st = google::protobuf::util::JsonStringToMessage(*json, out, options); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", std::string(st.message())));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> YamlToJson(absl::string_view yaml,
                                        const google::protobuf::Descriptor* schema) {
   YAML::Node root;

@@ -19,6 +19,11 @@ namespace caseway::common {
 absl::StatusOr<std::string> YamlToJson(absl::string_view yaml,
                                        const google::protobuf::Descriptor* schema = nullptr);
 
+// ParseYamlInto maps `yaml` onto `out` through its schema (YamlToJson, then protobuf JSON, no
+// unknown fields). INVALID_ARGUMENT `<source>: <what is wrong>`.
+absl::Status ParseYamlInto(absl::string_view yaml, absl::string_view source,
+                           google::protobuf::Message* out);
+
 // ParseNodeConfig maps `yaml` onto a NodeConfig, fills defaults and validates it.
 // Errors are INVALID_ARGUMENT: `<source>: <field>: <rule>`.
 absl::StatusOr<caseway::v1::NodeConfig> ParseNodeConfig(absl::string_view yaml,

@@ -275,14 +275,8 @@ const Policy& Policy::Default() {
 }
 
 absl::StatusOr<Policy> Policy::Parse(absl::string_view yaml, absl::string_view source) {
-  auto json = YamlToJson(yaml, FederationPolicy::descriptor());
-  if (!json.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", json.status().message()));
   FederationPolicy proto;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = false;
-  if (auto st = google::protobuf::util::JsonStringToMessage(*json, &proto, options); !st.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": ", std::string(st.message())));
-  }
+  RETURN_IF_ERROR(ParseYamlInto(yaml, source, &proto));
   return FromProto(std::move(proto), source);
 }
 

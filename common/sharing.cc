@@ -1,6 +1,5 @@
 #include "common/sharing.h"
 
-#include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -74,16 +73,8 @@ bool SharingPolicy::IsDepartment(absl::string_view party) {
 
 absl::StatusOr<SharingPolicy> SharingPolicy::Parse(absl::string_view yaml,
                                                    absl::string_view source) {
-  auto json = YamlToJson(yaml, v1::SharingPolicy::descriptor());
-  if (!json.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": ", json.status().message()));
-  }
   v1::SharingPolicy proto;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = false;
-  if (auto st = google::protobuf::util::JsonStringToMessage(*json, &proto, options); !st.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": ", std::string(st.message())));
-  }
+  RETURN_IF_ERROR(ParseYamlInto(yaml, source, &proto));
   return FromProto(std::move(proto), source);
 }
 
