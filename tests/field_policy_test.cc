@@ -193,6 +193,11 @@ TEST_F(SharingTest, APeerReceivesOnlyTheGrantedFieldsAndAChangedPolicyAppliesFro
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   r = AuditUntil({"reconcile", a_->address(), b_->address()}, "OK: every exchange matched");
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  // One notice's evidence at the origin: the manifest signs B's copy, which A shows.
+  r = Audit({"evidence", a_->address(), "m-1"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("440305 was sent its copy under the sharing policy"));
+  EXPECT_THAT(r.out, HasSubstr("holds this notice's digest"));
 }
 
 TEST_F(SharingTest, ANodeThatSendsMoreThanItsPolicyIsFoundByTheCoordinator) {

@@ -237,6 +237,32 @@ int RunAuditEvidence(const AuditFlags& flags, const std::string& node, const std
            static_cast<unsigned long long>(ch.seq()));
     std::set<std::string> manifests;
     bool has_manifest = false, has_receipt = false;
+    // At the origin, a destination its sharing policy names was sent its own copy
+    // (docs/privacy.md): the manifest signs that copy's digest. Fetched as the node serves it,
+    // only when the notice's own digest is not the one signed (a read, in the access log).
+    std::string sent_digest = digest;
+    bool copy_fetched = false;
+    auto fetch_copy = [&] {
+      if (copy_fetched || !origin.empty() || ev.purged()) return;
+      copy_fetched = true;
+      caseway::v1::GetNoticesRequest nreq;
+      nreq.set_peer(ch.destination());
+      nreq.set_direction(caseway::v1::GetEvidenceRequest::DIRECTION_OUTBOUND);
+      nreq.set_first_seq(ch.seq());
+      nreq.set_limit(1);
+      nreq.set_purpose(caseway::client::audit::kAuditPurpose);
+      caseway::v1::GetNoticesResponse nresp;
+      grpc::ClientContext nctx;
+      if (stub->GetNotices(&nctx, nreq, &nresp).ok() && nresp.notices_size() == 1 &&
+          nresp.notices(0).seq() == ch.seq() && !nresp.notices(0).purged()) {
+        const std::string copy = caseway::common::Sha256(nresp.notices(0).notice());
+        if (copy != digest) {
+          sent_digest = copy;
+          printf("    %s was sent its copy under the sharing policy: sha256 %s\n",
+                 ch.destination().c_str(), caseway::common::ToHex(copy).c_str());
+        }
+      }
+    };
     for (const auto& e : ch.evidence()) {
       const auto& sig = e.signed_();
       const bool is_manifest = e.kind() == caseway::v1::Evidence::KIND_MANIFEST_SENT ||
@@ -250,8 +276,9 @@ int RunAuditEvidence(const AuditFlags& flags, const std::string& node, const std
         // judged against the digest it signed. Changed bytes are the bytes' fault, not the
         // manifest's.
         const bool valid = opened && caseway::client::audit::Covers(m, ch.seq());
+        if (valid && caseway::client::audit::SeqDigest(m, ch.seq()) != sent_digest) fetch_copy();
         const bool bytes_match =
-            valid && (ev.purged() || caseway::client::audit::SeqDigest(m, ch.seq()) == digest);
+            valid && (ev.purged() || caseway::client::audit::SeqDigest(m, ch.seq()) == sent_digest);
         if (valid) manifests.insert(caseway::common::Sha256(sig.message()));
         has_manifest |= valid;
         bad += !bytes_match;
