@@ -1,12 +1,15 @@
 // Field-level sharing policies and department parties, through real nodes over mutual TLS: a peer
 // receives only the fields the origin's policy grants it, and its copy still verifies against
 // the origin's signed manifest; a changed policy applies from its version on and is in the log;
-// a department reads only the granted kinds and fields and nothing else; and a coordinator's
+// a department reads only the granted kinds and fields and nothing else, by query or following
+// the node's feed (`caseway department`); and a coordinator's
 // `caseway audit verify` shows that nothing beyond the policy left the node.
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "caseway/v1/peer_exchange.grpc.pb.h"
@@ -115,6 +118,25 @@ class SharingTest : public AuditedPairTest {
     v1::QueryAnswer answer;
     if (!answer.ParseFromString(resp.answer().message())) return absl::DataLossError("answer");
     return answer;
+  }
+
+  // Follow runs `caseway department follow --once` as the public security bureau: every
+  // granted notice A stored after the position in `state`, as CaseEvent JSON lines.
+  RunResult Follow(const std::string& prefix, const std::string& state) {
+    return RunCommand({BinDir() + "/caseway", "department", "follow", kA, "--once", "--state",
+                       state, "--address", a_->address(), "--ca", pki_->ca(), "--cert",
+                       prefix + ".crt", "--key", prefix + ".key", "--directory",
+                       pki_->dir() + "/directory.yaml", "--purpose", "case verification"});
+  }
+  static std::vector<v1::CaseEvent> Events(const std::string& out) {
+    std::vector<v1::CaseEvent> events;
+    std::istringstream lines(out);
+    for (std::string line; std::getline(lines, line);) {
+      v1::CaseEvent e;
+      EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(line, &e).ok()) << line;
+      events.push_back(std::move(e));
+    }
+    return events;
   }
 
   void Settled() {
@@ -245,6 +267,12 @@ TEST_F(SharingTest, ADepartmentReadsOnlyTheGrantedKindsAndFields) {
   EXPECT_EQ(move->notices_size(), 0);
   // The read is in A's access log under the department's identity.
   EXPECT_GE(a_->Count("SELECT count(*) FROM access WHERE who LIKE '%/department/360102/public-security'"), 1);
+  // A keeps both answers, signed, for a coordinator: its verify checks them against the policy.
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 7 AND "
+                      "peer = 'department/360102/public-security'"), 2);
+  Settled();
+  RunResult verify = Audit({"verify", a_->address()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
 
   // Everything else is refused.
   auto spoofed = AskAsDepartment(police, "360102", "case-c-2");
@@ -279,6 +307,116 @@ TEST_F(SharingTest, ADepartmentReadsOnlyTheGrantedKindsAndFields) {
     grpc::Status s = gateway->Publish(&ctx, req, &res);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
   }
+}
+
+TEST_F(SharingTest, ADepartmentFollowsTheNodesFeedOfGrantedNotices) {
+  SetPolicy(kPolicyV1);
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  auto a = a_->NewClient();
+  ASSERT_OK(a->Publish(Certificate("c-3")));
+  ASSERT_OK(a->Publish(Move("m-4")));
+  ASSERT_OK(a->Publish(Certificate("c-5")));
+  // A certificate A receives from B is in A's feed too.
+  v1::Notice from_b = Certificate("cb-1");
+  from_b.clear_destinations();
+  from_b.add_destinations(kA);
+  ASSERT_OK(b_->NewClient()->Publish(from_b));
+  ASSERT_TRUE(WaitFor([&] { return a_->Count("SELECT count(*) FROM inbox") == 1; },
+                      absl::Seconds(20))) << a_->log();
+  const std::string police = pki_->Department(kA, "public-security");
+  const std::string state = dir_.path() + "/police-feed.json";
+
+  // The granted kind only, with the granted fields only, verified against A's key.
+  RunResult r = Follow(police, state);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::vector<v1::CaseEvent> events = Events(r.out);
+  ASSERT_EQ(events.size(), 3u) << r.out;
+  EXPECT_EQ(events[0].notice().notice_id(), "c-3");
+  EXPECT_EQ(events[0].role(), v1::QueryNotice::ROLE_PUBLISHED);
+  EXPECT_EQ(events[1].notice().notice_id(), "c-5");
+  EXPECT_EQ(events[2].notice().notice_id(), "cb-1");
+  EXPECT_EQ(events[2].role(), v1::QueryNotice::ROLE_RECEIVED);
+  for (const v1::CaseEvent& e : events) {
+    EXPECT_EQ(e.holder(), kA);
+    EXPECT_EQ(e.notice().certificate().number(), "JX-0001");
+    EXPECT_EQ(e.notice().subject().id_number(), "11010519491231002X");
+    EXPECT_EQ(e.notice().subject().residence_address(), "");
+    EXPECT_EQ(e.notice().subject().sex(), v1::SEX_UNSPECIFIED);
+  }
+  EXPECT_EQ(r.out.find("m-4"), std::string::npos);
+
+  // The position is kept: the next run prints only what was stored since, and then nothing.
+  ASSERT_OK(a->Publish(Certificate("c-6")));
+  r = Follow(police, state);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  events = Events(r.out);
+  ASSERT_EQ(events.size(), 1u) << r.out;
+  EXPECT_EQ(events[0].notice().notice_id(), "c-6");
+  r = Follow(police, state);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out, "");
+
+  // Every page read is in A's access log, and in its exchange log under the policy applied.
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM access WHERE what = 'feed-read' AND "
+                      "who LIKE '%/department/360102/public-security'"), 3);
+  int answered = 0;
+  for (const std::string& bytes : a_->Blobs("SELECT bytes FROM log_leaf ORDER BY idx")) {
+    v1::LogEntry e;
+    ASSERT_TRUE(e.ParseFromString(bytes));
+    if (e.kind() != v1::LogEntry::KIND_QUERY_ANSWERED || e.peer() != kDepartment) continue;
+    ++answered;
+    EXPECT_EQ(e.sharing_policy_digest().size(), 32u);
+  }
+  EXPECT_EQ(answered, 3);
+
+  // A department the policy grants nothing is refused, and so is a node asking for a feed.
+  const std::string civil = pki_->Department(kA, "civil-affairs");
+  r = Follow(civil, dir_.path() + "/civil-feed.json");
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("is granted nothing by this node's sharing policy"));
+  EXPECT_EQ(r.out, "");
+  v1::QueryRequest q;
+  q.set_asker(kB);
+  q.set_purpose(kTestPurpose);
+  q.set_nonce(std::string(16, 'n'));
+  q.mutable_after();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::QueryResponse resp;
+  grpc::Status s = PeerStubAs(pki_->Node(kB))->Query(&ctx, q, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("after"));
+}
+
+TEST_F(SharingTest, ANodeThatAnswersADepartmentBeyondItsPolicyIsFoundByTheCoordinator) {
+  SetPolicy(kPolicyV1);
+  a_->set_env("CASEWAY_FAULTS=answer_whole=1");
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  ASSERT_OK(a_->NewClient()->Publish(Certificate("c-7")));
+  auto answer = AskAsDepartment(pki_->Department(kA, "public-security"), kDepartment, "case-c-7");
+  ASSERT_OK(answer);
+  ASSERT_EQ(answer->notices_size(), 1);
+  v1::Notice n;
+  ASSERT_TRUE(n.ParseFromString(answer->notices(0).notice()));
+  EXPECT_EQ(n.subject().residence_address(), "江西省南昌市东湖区测试路1号");  // the fault
+  Settled();
+  RunResult r = Audit({"verify", a_->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("BEYOND_POLICY"));
+  EXPECT_THAT(r.out, HasSubstr("1 notice(s) in its answers to department/360102/public-security"));
+  EXPECT_THAT(r.out, HasSubstr("notice c-7 under version 1: subject.sex"));
+  EXPECT_THAT(r.out, HasSubstr("subject.residence_address"));
+  // A node that cannot show an answer it logged under the policy cannot prove it either.
+  a_->Stop();
+  ASSERT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 7"), 1);
+  a_->Exec("DELETE FROM evidence WHERE kind = 7");
+  ASSERT_OK(a_->Start());
+  r = Audit({"verify", a_->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("POLICY_UNPROVEN"));
+  EXPECT_THAT(r.out, HasSubstr("the node shows no copy of it"));
 }
 
 }  // namespace

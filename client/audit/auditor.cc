@@ -413,6 +413,93 @@ absl::StatusOr<std::map<std::string, common::SharingPolicy>> Auditor::SharingPol
   return out;
 }
 
+absl::Status Auditor::CheckAnswersSent(
+    NodeLog& log,
+    const std::map<std::string, std::vector<std::pair<uint64_t, const common::SharingPolicy*>>>&
+        answers,
+    std::vector<Finding>* findings) {
+  for (const auto& [party, entries] : answers) {
+    // The answers the node kept, by the index of their QUERY_ANSWERED entry.
+    std::map<uint64_t, v1::Evidence> kept;
+    v1::GetEvidenceRequest req;
+    req.set_purpose(kAuditPurpose);
+    req.set_peer(party);
+    req.set_direction(v1::GetEvidenceRequest::DIRECTION_ANSWERS_SENT);
+    for (;;) {
+      v1::GetEvidenceResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(Deadline());
+      RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetEvidence(&ctx, req, &resp)));
+      for (const v1::Evidence& ev : resp.evidence()) kept[ev.log_index()] = ev;
+      if (resp.next() == 0 || resp.next() <= req.after()) break;
+      req.set_after(resp.next());
+    }
+    uint64_t unproven = 0, beyond = 0;
+    std::optional<std::pair<uint64_t, std::string>> first_unproven, first_beyond;  // index, why
+    for (const auto& [index, policy] : entries) {
+      const v1::LogEntry& e = log.parsed[index];
+      auto it = kept.find(index);
+      std::string why;
+      v1::QueryAnswer answer;
+      if (it != kept.end() && !it->second.purged_digest().empty()) {
+        continue;  // retention removed it; its digest is all there is to check
+      } else if (it == kept.end()) {
+        why = "the node shows no copy of it";
+      } else if (common::Sha256(it->second.signed_().message()) != e.digest()) {
+        why = "the copy the node shows is not the answer its log records";
+      } else if (!directory_.Verify(log.jurisdiction, common::TimeOf(e.time()),
+                                    common::kQueryAnswerContext, it->second.signed_().message(),
+                                    it->second.signed_().signature())
+                      .ok() ||
+                 !answer.ParseFromString(it->second.signed_().message())) {
+        why = "the copy the node shows does not verify against its key";
+      }
+      if (!why.empty()) {
+        ++unproven;
+        if (!first_unproven) first_unproven.emplace(index, why);
+        continue;
+      }
+      if (policy == nullptr) continue;  // the policy itself is unproven (reported)
+      for (const v1::QueryNotice& q : answer.notices()) {
+        v1::Notice sent;
+        std::vector<std::string> fields = {"(bytes that do not parse)"};
+        if (sent.ParseFromString(q.notice())) fields = policy->Beyond(party, sent);
+        if (fields.empty()) continue;
+        ++beyond;
+        if (!first_beyond) {
+          first_beyond.emplace(index, absl::StrCat("notice ", sent.notice_id(), " under version ",
+                                                   policy->version(), ": ",
+                                                   absl::StrJoin(fields, ", ")));
+        }
+      }
+    }
+    auto report = [&](const char* status, const std::string& detail, uint64_t index) -> absl::Status {
+      Finding f{status, detail, NewBundle(status, detail, {&log})};
+      f.bundle.set_origin(log.jurisdiction);
+      RETURN_IF_ERROR(AddEntry(log, index, f.bundle));
+      findings->push_back(std::move(f));
+      return absl::OkStatus();
+    };
+    if (first_beyond) {
+      RETURN_IF_ERROR(report(
+          "BEYOND_POLICY",
+          absl::StrCat(log.jurisdiction, ": ", beyond, " notice(s) in its answers to ", party,
+                       " hold what its sharing policy does not grant it; the first (answer of "
+                       "entry ", first_beyond->first, "): ", first_beyond->second),
+          first_beyond->first));
+    }
+    if (first_unproven) {
+      RETURN_IF_ERROR(report(
+          "POLICY_UNPROVEN",
+          absl::StrCat(log.jurisdiction, ": ", unproven, " answer(s) it gave ", party,
+                       " under its sharing policy cannot be checked; the first (entry ",
+                       first_unproven->first, "): ", first_unproven->second),
+          first_unproven->first));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings) {
   // Expected digest per (direction, peer, seq): outbound from the proven PUBLISHED entries,
   // inbound from the manifests the proven RECEIVED entries name.
@@ -430,9 +517,13 @@ absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings)
   std::map<std::pair<bool, std::string>, std::map<uint64_t, Expect>> expected;
   std::map<std::string, std::map<std::string, v1::Signed>> inbound_manifests;  // peer -> digest
   std::set<std::string> fetched;  // peers whose inbound evidence is in inbound_manifests
+  // Answers given under the sharing policy, by party: (log index, policy in force then).
+  std::map<std::string, std::vector<std::pair<uint64_t, const common::SharingPolicy*>>> answers;
   for (uint64_t i = 0; i < log.parsed.size(); ++i) {
     const v1::LogEntry& e = log.parsed[i];
-    if (e.kind() == v1::LogEntry::KIND_SHARING_POLICY) {
+    if (e.kind() == v1::LogEntry::KIND_QUERY_ANSWERED && !e.sharing_policy_digest().empty()) {
+      answers[e.peer()].emplace_back(i, in_force);
+    } else if (e.kind() == v1::LogEntry::KIND_SHARING_POLICY) {
       auto p = policies.find(e.digest());
       in_force = p == policies.end() ? nullptr : &p->second;
     } else if (e.kind() == v1::LogEntry::KIND_PUBLISHED &&
@@ -471,6 +562,7 @@ absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings)
       }
     }
   }
+  RETURN_IF_ERROR(CheckAnswersSent(log, answers, findings));
   for (const auto& [channel, want] : expected) {
     const auto& [outbound, peer] = channel;
     uint64_t mismatches = 0, beyond = 0;

@@ -156,6 +156,16 @@ class Auditor {
   // CheckNotices compares the notice bytes the node serves with the digests its log and the
   // signed manifests give; appends NOTICE_BYTES findings.
   absl::Status CheckNotices(NodeLog& log, std::vector<Finding>* findings);
+  // CheckAnswersSent checks the answers the node gave under its sharing policy (its
+  // QUERY_ANSWERED entries with a policy digest, per party: the entry's index and the policy in
+  // force then) against that policy, from the signed copies the node keeps: a notice beyond it
+  // is BEYOND_POLICY; an answer the node cannot show, or shows otherwise than its log records,
+  // is POLICY_UNPROVEN.
+  absl::Status CheckAnswersSent(
+      NodeLog& log,
+      const std::map<std::string, std::vector<std::pair<uint64_t, const common::SharingPolicy*>>>&
+          answers,
+      std::vector<Finding>* findings);
   // SharingPolicies fetches the sharing policies the node's log records (signed by it), by
   // digest; a recorded policy the node cannot show is a POLICY_UNPROVEN finding.
   absl::StatusOr<std::map<std::string, common::SharingPolicy>> SharingPolicies(

@@ -1,5 +1,5 @@
 // caseway: the command-line client of a Caseway node (publish, inbox, status, todo, query, case,
-// audit).
+// audit, department).
 #include <google/protobuf/util/json_util.h>
 
 #include <CLI/CLI.hpp>
@@ -22,6 +22,7 @@
 #include "client/cli/audit_commands.h"
 #include "client/cli/case_commands.h"
 #include "client/cli/conformance.h"
+#include "client/cli/department_commands.h"
 #include "client/cli/status_command.h"
 #include "common/config.h"
 #include "common/digest.h"
@@ -575,7 +576,11 @@ int Main(int argc, char** argv) {
   access->add_flag("--json", access_flags.json, "print caseway.v1.AccessRecord JSON lines");
   AddConnectionFlags(access, &conn);
 
+  caseway::cli::DepartmentFlags department_flags;
+  caseway::cli::AddDepartmentCommands(app, &department_flags);
+
   CLI11_PARSE(app, argc, argv);
+  if (int rc = caseway::cli::RunDepartment(department_flags); rc >= 0) return rc;
   if (publish->parsed()) return RunPublish(conn, file, batch, jobs, progress, dry_run);
   if (inbox->parsed()) return RunInbox(conn, follow, ack, window, limit);
   if (status->parsed()) return RunStatus(conn, status_flags);

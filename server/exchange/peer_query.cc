@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/digest.h"
+#include "common/fault.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/proto_bytes.h"
@@ -67,8 +68,14 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
   if (req->nonce().size() < 16 || req->nonce().size() > 64) {
     bad.push_back({"nonce", "16..64 random bytes required"});
   }
-  if (absl::Status key = common::ValidateCaseKey("", req->case_id(), req->id_number(), true);
-      !key.ok()) {
+  const bool feed = req->has_after();
+  if (feed && !department) {
+    bad.push_back({"after", "only a department follows a node's feed; a node subscribes to the "
+                            "channel addressed to it"});
+  } else if (absl::Status key =
+                 feed ? absl::OkStatus()
+                      : common::ValidateCaseKey("", req->case_id(), req->id_number(), true);
+             !key.ok()) {
     for (auto& v : common::ViolationsOf(key)) bad.push_back(std::move(v));
   }
   common::ValidatePurpose("purpose", req->purpose(), &bad);
@@ -98,11 +105,13 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
   bool more = false;
   // Only the notices the asker is a party to are read into the answer, and only they count
   // towards its limit and `truncated`: a case the asker may not see answers as an unknown one.
-  auto found = store_->FindCase(by_subject ? req->id_number() : req->case_id(), by_subject,
-                                kMaxAnswerNotices, &more, department ? "" : asker,
-                                department ? &granted : nullptr);
-  if (!found.ok()) return ToGrpcStatus(found.status());
   v1::QueryAnswer answer;
+  auto found = feed ? store_->ReadFeed(req->after(), granted, kMaxAnswerNotices,
+                                       answer.mutable_next(), &more)
+                    : store_->FindCase(by_subject ? req->id_number() : req->case_id(), by_subject,
+                                       kMaxAnswerNotices, &more, department ? "" : asker,
+                                       department ? &granted : nullptr);
+  if (!found.ok()) return ToGrpcStatus(found.status());
   answer.set_asker(asker);
   answer.set_request_digest(common::Sha256(common::DeterministicBytes(*req)));
   answer.set_truncated(more);
@@ -110,10 +119,25 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
   const bool filtered = sharing != nullptr && sharing->Names(asker);
   if (filtered) answer.set_sharing_policy_digest(sharing->digest());
   const uint64_t acked_by_asker = department ? 0 : store_->Channel(asker).acked;
-  AccessEntry access{id->ToString(), "query-answered", req->purpose(), asker};
+  AccessEntry access{id->ToString(), feed ? "feed-read" : "query-answered", req->purpose(), asker};
   const absl::Time now = common::Now();
   uint64_t bytes = 0;
-  for (NoticeStore::CaseRecord& r : *found) {
+  // A feed's answer that the size limit cuts ends before the first notice left out, so the next
+  // read starts there (each role's notices are in position order).
+  auto left_out = [&](size_t from) {
+    if (!feed) return;
+    v1::FeedPosition& next = *answer.mutable_next();
+    for (size_t i = from; i < found->size(); ++i) {
+      const NoticeStore::CaseRecord& r = (*found)[i];
+      if (r.role == v1::QueryNotice::ROLE_PUBLISHED) {
+        next.set_published(std::min(next.published(), r.position - 1));
+      } else {
+        next.set_received(std::min(next.received(), r.position - 1));
+      }
+    }
+  };
+  for (size_t i = 0; i < found->size(); ++i) {
+    NoticeStore::CaseRecord& r = (*found)[i];
     // FindCase kept only the asker's: published here to it, received from it, or received from
     // a third node with it among the destinations.
     uint64_t seq = 0;
@@ -137,10 +161,13 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
       }
       std::optional<v1::Notice> copy = sharing->Apply(asker, n);
       if (!copy.has_value()) continue;  // FindCase kept the granted kinds only
-      r.bytes = common::DeterministicBytes(*copy);
+      // Test fault: a node that logs the policy but answers with whole notices (what a
+      // coordinator's `caseway audit verify` must find).
+      if (!common::FaultHits("answer_whole", 1, 1)) r.bytes = common::DeterministicBytes(*copy);
     }
     if (bytes + r.bytes.size() > max_answer_bytes_) {
       answer.set_truncated(true);
+      left_out(i);
       break;
     }
     v1::QueryNotice& q = *answer.add_notices();
@@ -150,10 +177,8 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
     *q.mutable_stored_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(r.stored_at));
     q.set_seq(seq);
     q.set_acknowledged(acknowledged);
-    if (department) {
-      bytes += r.bytes.size();
-      continue;  // replies are owed between jurisdictions, never to a department
-    }
+    bytes += r.bytes.size();
+    if (department) continue;  // replies are owed between jurisdictions, never to a department
     auto replies = store_->RepliesOf(r.origin, r.notice_id, now);
     if (!replies.ok()) return ToGrpcStatus(replies.status());
     for (const v1::TodoItem& item : *replies) {
@@ -165,7 +190,6 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
         q.add_replies_owed_by(asker);
       }
     }
-    bytes += r.bytes.size();
   }
   const int count = answer.notices_size();
   auto signed_answer = store_->AnswerQuery(std::move(answer), access);
@@ -173,7 +197,7 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
   *resp->mutable_answer() = std::move(*signed_answer);
   // Who asked and how many notices went back; never what was asked about.
   Log(LogLevel::kInfo, "remote query answered",
-      {{"peer", asker}, {"by", by_subject ? "id_number" : "case_id"},
+      {{"peer", asker}, {"by", feed ? "feed" : by_subject ? "id_number" : "case_id"},
        {"notices", absl::StrCat(count)}});
   return grpc::Status::OK;
 }

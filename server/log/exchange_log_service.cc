@@ -7,6 +7,7 @@
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/refusal.h"
+#include "common/sharing.h"
 #include "common/signing.h"
 #include "common/validation.h"
 
@@ -170,6 +171,9 @@ grpc::Status ExchangeLogService::GetEvidence(grpc::ServerContext* ctx,
     case v1::GetEvidenceRequest::DIRECTION_SHARING_POLICIES:
       kind1 = kind2 = v1::Evidence::KIND_SHARING_POLICY;
       break;
+    case v1::GetEvidenceRequest::DIRECTION_ANSWERS_SENT:
+      kind1 = kind2 = v1::Evidence::KIND_QUERY_ANSWER_SENT;
+      break;
     default:
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "direction: required (must not be DIRECTION_UNSPECIFIED)");
@@ -177,10 +181,13 @@ grpc::Status ExchangeLogService::GetEvidence(grpc::ServerContext* ctx,
   // Sharing policies are this node's own (stored with no peer).
   const bool policies = req->direction() == v1::GetEvidenceRequest::DIRECTION_SHARING_POLICIES;
   const std::string peer = policies ? "" : req->peer();
-  if (!policies) {
+  const bool sent = req->direction() == v1::GetEvidenceRequest::DIRECTION_ANSWERS_SENT;
+  if (sent && common::SharingPolicy::IsDepartment(peer)) {
+    // A department is no node of the directory: its answers are found by its party name.
+  } else if (!policies) {
     if (grpc::Status other = OtherNode(peer); !other.ok()) return other;
   }
-  const bool queries = req->direction() == v1::GetEvidenceRequest::DIRECTION_QUERIES;
+  const bool queries = sent || req->direction() == v1::GetEvidenceRequest::DIRECTION_QUERIES;
   if (queries) {
     if (grpc::Status bad = BadPurpose(req->purpose()); !bad.ok()) return bad;
   }

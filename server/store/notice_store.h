@@ -99,8 +99,8 @@ struct StoreOptions {
 // AccessEntry is one read of personal data, for the access log (docs/privacy.md).
 struct AccessEntry {
   std::string who;      // the reader's certificate identity
-  std::string what;     // "inbox", "case", "query-answered", "query-received", "evidence",
-                        // "access-log" (caseway.v1.AccessRecord.what)
+  std::string what;     // "inbox", "case", "query-answered", "feed-read", "query-received",
+                        // "evidence", "access-log" (caseway.v1.AccessRecord.what)
   std::string purpose;  // as the reader gave it
   std::string peer;     // for a query: the peer asked or asking
   uint32_t notices = 0;
@@ -297,6 +297,8 @@ class NoticeStore {
     // Received: the channel seq from `origin`, and whether the local consumer acked it.
     uint64_t channel_seq = 0;
     bool consumed = false;
+    // ReadFeed: the notice's place among those published here (its row) or received (inbox_seq).
+    uint64_t position = 0;
   };
   // FindCase returns the notices held for a case id, or with `by_subject` for a subject's
   // identity number (looked up by its salted digest, never scanned), oldest stored first: at most
@@ -309,13 +311,22 @@ class NoticeStore {
                                                    size_t limit, bool* truncated,
                                                    const std::string& party = "",
                                                    const std::set<std::string>* kinds = nullptr);
+  // ReadFeed returns the notices of `kinds` stored after `after`: those published here, then
+  // those received, each in the order stored, at most `limit` in all. `*next` is where the next
+  // read starts (past the notices returned and the ones of other kinds passed over); `*more` is
+  // set when notices after it may match already (at most 10,000 rows of each table are looked
+  // at per call, so a feed of a rare kind advances in steps).
+  absl::StatusOr<std::vector<CaseRecord>> ReadFeed(const caseway::v1::FeedPosition& after,
+                                                   const std::set<std::string>& kinds, size_t limit,
+                                                   caseway::v1::FeedPosition* next, bool* more);
   // RepliesOf returns the to-do items (open and cleared) of the notice (origin, notice_id).
   absl::StatusOr<std::vector<caseway::v1::TodoItem>> RepliesOf(const std::string& origin,
                                                                 const std::string& notice_id,
                                                                 absl::Time now);
   // AnswerQuery completes `answer` (answerer, log_index, answered_at), signs it, appends its
   // QUERY_ANSWERED entry and `access` to the access log and commits, in one transaction; returns
-  // the signed answer. Without the exchange log the answer is returned unsigned and only
+  // the signed answer. An answer under the sharing policy (sharing_policy_digest set) is kept
+  // too, sealed, as evidence (KIND_QUERY_ANSWER_SENT) for a coordinator to check. Without the exchange log the answer is returned unsigned and only
   // `access` is stored.
   absl::StatusOr<caseway::v1::Signed> AnswerQuery(caseway::v1::QueryAnswer answer,
                                                   const AccessEntry& access);

@@ -293,6 +293,73 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(
   });
 }
 
+absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::ReadFeed(
+    const v1::FeedPosition& after, const std::set<std::string>& kinds, size_t limit,
+    v1::FeedPosition* next, bool* more) {
+  constexpr int64_t kMaxRows = 10000;
+  *next = after;
+  *more = false;
+  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<CaseRecord>> {
+    std::vector<CaseRecord> out;
+    // Scan one table from `*at` on: rows of other kinds (and purged ones) are passed over, and
+    // `*at` advances past every row looked at and kept, never past one that did not fit.
+    auto scan = [&](Stmt& rows, uint64_t* at, auto&& fill) -> absl::Status {
+      rows.Bind(1, static_cast<int64_t>(*at)).Bind(2, kMaxRows);
+      int64_t seen = 0;
+      while (rows.Step()) {
+        ++seen;
+        CaseRecord r;
+        r.position = static_cast<uint64_t>(rows.Int(0));
+        RETURN_IF_ERROR(fill(rows, &r));
+        if (!r.bytes.empty()) {
+          v1::Notice n;
+          if (!n.ParseFromString(r.bytes)) return absl::DataLossError("a stored notice does not parse");
+          if (kinds.count(common::NoticeKind(n)) != 0) {
+            if (out.size() == limit) {
+              *more = true;
+              return absl::OkStatus();
+            }
+            out.push_back(std::move(r));
+          }
+        }
+        *at = static_cast<uint64_t>(rows.Int(0));
+      }
+      RETURN_IF_ERROR(rows.status("read the feed"));
+      if (seen == kMaxRows) *more = true;
+      return absl::OkStatus();
+    };
+    Stmt published(db, "SELECT rowid, notice_id, bytes, published_at FROM notice "
+                       "WHERE rowid > ? ORDER BY rowid LIMIT ?");
+    uint64_t at = next->published();
+    RETURN_IF_ERROR(scan(published, &at, [&](Stmt& s, CaseRecord* r) -> absl::Status {
+      r->role = v1::QueryNotice::ROLE_PUBLISHED;
+      r->origin = options_.self;
+      r->notice_id = s.Text(1);
+      r->stored_at = absl::FromUnixMicros(s.Int(3));
+      ASSIGN_OR_RETURN(r->bytes, OpenBody(options_.sealer.get(), s.Blob(2),
+                                          NoticeContext(r->notice_id)));
+      return absl::OkStatus();
+    }));
+    next->set_published(at);
+    if (*more) return out;  // the received ones after the published ones that did not fit
+    Stmt received(db, "SELECT inbox_seq, origin, notice_id, bytes, received_at, channel_seq "
+                      "FROM inbox WHERE inbox_seq > ? ORDER BY inbox_seq LIMIT ?");
+    at = next->received();
+    RETURN_IF_ERROR(scan(received, &at, [&](Stmt& s, CaseRecord* r) -> absl::Status {
+      r->role = v1::QueryNotice::ROLE_RECEIVED;
+      r->origin = s.Text(1);
+      r->notice_id = s.Text(2);
+      r->stored_at = absl::FromUnixMicros(s.Int(4));
+      r->channel_seq = static_cast<uint64_t>(s.Int(5));
+      ASSIGN_OR_RETURN(r->bytes, OpenBody(options_.sealer.get(), s.Blob(3),
+                                          InboxContext(r->origin, r->channel_seq)));
+      return absl::OkStatus();
+    }));
+    next->set_received(at);
+    return out;
+  });
+}
+
 absl::StatusOr<std::vector<v1::TodoItem>> NoticeStore::RepliesOf(const std::string& origin,
                                                                  const std::string& notice_id,
                                                                  absl::Time now) {
@@ -346,11 +413,20 @@ absl::StatusOr<v1::Signed> NoticeStore::AnswerQuery(v1::QueryAnswer answer,
           entry.set_digest(common::Sha256("not the answer that was signed"));
         }
         entry.set_first_seq(answer.notices_size());
+        entry.set_sharing_policy_digest(answer.sharing_policy_digest());
         ASSIGN_OR_RETURN(uint64_t index, AppendEntry(entry));
         if (index != answer.log_index()) {
           return absl::InternalError("query answer: the log index moved while it was signed");
         }
-        return absl::OkStatus();
+        if (answer.sharing_policy_digest().empty()) return absl::OkStatus();
+        // Given under the sharing policy: kept, sealed, for a coordinator to check against it.
+        v1::Signed stored = out;
+        if (options_.sealer) {
+          stored.set_message(
+              options_.sealer->Seal(out.message(), AnswerContext(answer.asker(), entry.digest())));
+        }
+        return InsertEvidence(v1::Evidence::KIND_QUERY_ANSWER_SENT, answer.asker(), 0, 0,
+                              entry.digest(), stored, index);
       },
       [this] { Committed({}); }));
   return out;
@@ -512,11 +588,11 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
           ++counts.received;
           return true;
         }));
-        // Received query answers hold notices: the message goes; its digest (the evidence row's
+        // Query answers (received, and sent under the sharing policy) hold notices: the message goes; its digest (the evidence row's
         // and the log entry's) and the signature stay. Aged by this node's QUERY_ASKED entry
-        // (its own clock), never by the time the answering peer wrote in the answer.
+        // or QUERY_ANSWERED entry (its own clock), never by the time a peer wrote in an answer.
         Stmt answers(db, "SELECT e.id, l.bytes FROM evidence e JOIN log_leaf l ON l.idx = "
-                         "e.log_index WHERE e.id > ? AND e.kind = 5 AND length(e.message) > 0 "
+                         "e.log_index WHERE e.id > ? AND e.kind IN (5, 7) AND length(e.message) > 0 "
                          "ORDER BY e.id LIMIT ?");
         Stmt clear_answer(db, "UPDATE evidence SET message = X'' WHERE id = ?");
         auto answered_at = [](Stmt& r) -> absl::StatusOr<int64_t> {

@@ -54,7 +54,8 @@ NoticeStore::~NoticeStore() {
 namespace {
 
 // EvidenceColumns and EvidenceFromRow read one evidence row: every query that returns evidence
-// selects these columns in this order. A received query answer's message is sealed at rest.
+// selects these columns in this order. A query answer's message (received or sent) is sealed at
+// rest.
 constexpr const char* kEvidenceColumns =
     "id, kind, first_seq, last_seq, message, signature, log_index, digest";
 
@@ -66,15 +67,17 @@ absl::StatusOr<v1::Evidence> EvidenceFromRow(const Stmt& s, const std::string& s
   e.set_kind(kind);
   e.set_first_seq(s.Int(2));
   e.set_last_seq(s.Int(3));
-  if (kind == v1::Evidence::KIND_QUERY_ANSWER_RECEIVED) {
+  if (kind == v1::Evidence::KIND_QUERY_ANSWER_RECEIVED ||
+      kind == v1::Evidence::KIND_QUERY_ANSWER_SENT) {
     ASSIGN_OR_RETURN(*e.mutable_signed_()->mutable_message(),
                      OpenBody(sealer, s.Blob(4), AnswerContext(peer, s.Blob(7))));
   } else {
     e.mutable_signed_()->set_message(std::string(s.Blob(4)));
   }
   e.mutable_signed_()->set_signature(std::string(s.Blob(5)));
-  const bool ours =
-      kind == v1::Evidence::KIND_MANIFEST_SENT || kind == v1::Evidence::KIND_RECEIPT_SENT;
+  const bool ours = kind == v1::Evidence::KIND_MANIFEST_SENT ||
+                    kind == v1::Evidence::KIND_RECEIPT_SENT ||
+                    kind == v1::Evidence::KIND_QUERY_ANSWER_SENT;
   e.mutable_signed_()->set_signer(ours ? self : peer);
   e.set_log_index(s.Int(6));
   if (s.Blob(4).empty()) e.set_purged_digest(std::string(s.Blob(7)));  // retention

@@ -773,6 +773,53 @@ TEST_F(NoticeStoreTest, APartyCountsOnlyItsOwnNoticesOfACase) {
   EXPECT_TRUE(truncated);
 }
 
+// A department's feed: the granted kinds only, in the order stored, in pages that resume where
+// the last one stopped (past the notices of other kinds it looked at).
+TEST_F(NoticeStoreTest, TheFeedReadsOneKindInPagesThatResume) {
+  auto store = Open();
+  std::vector<PreparedNotice> notices;
+  for (const std::string id : {"r0", "c0", "r1", "c1", "r2"}) {
+    PreparedNotice p = Prepared(id, {"440305"}, "case-f");
+    v1::Notice n;
+    n.ParseFromString(p.bytes);
+    if (id[0] == 'c') {
+      n.mutable_certificate()->set_number("JX-" + id);
+    } else {
+      n.mutable_residence_change()->set_residence_region("440305");
+    }
+    p.bytes = n.SerializeAsString();
+    p.digest = common::Sha256(p.bytes);
+    p.facts = common::FactsOf(n);
+    notices.push_back(std::move(p));
+  }
+  ASSERT_OK(store->Publish(notices));
+  const std::set<std::string> certificates = {"certificate"};
+  v1::FeedPosition next;
+  bool more = false;
+  auto page = store->ReadFeed(v1::FeedPosition(), certificates, 1, &next, &more);
+  ASSERT_OK(page);
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].notice_id, "c0");
+  EXPECT_EQ((*page)[0].role, v1::QueryNotice::ROLE_PUBLISHED);
+  EXPECT_TRUE(more);
+  EXPECT_EQ(next.published(), 3u);  // r0, c0 and r1 were looked at; c1 did not fit
+  page = store->ReadFeed(v1::FeedPosition(next), certificates, 1, &next, &more);
+  ASSERT_OK(page);
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].notice_id, "c1");
+  EXPECT_FALSE(more);
+  EXPECT_EQ(next.published(), 5u);
+  EXPECT_EQ(next.received(), 0u);
+  page = store->ReadFeed(v1::FeedPosition(next), certificates, 1, &next, &more);
+  ASSERT_OK(page);
+  EXPECT_TRUE(page->empty());
+  EXPECT_EQ(next.published(), 5u);
+  // Another grant reads the other kind from the start.
+  page = store->ReadFeed(v1::FeedPosition(), {"residence_change"}, 10, &next, &more);
+  ASSERT_OK(page);
+  EXPECT_EQ(page->size(), 3u);
+}
+
 TEST_F(NoticeStoreTest, WaitWakesOnCommit) {
   auto store = Open();
   uint64_t v = store->Version();

@@ -104,7 +104,7 @@ absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Se
        "ORDER BY inbox_seq LIMIT ?",
        "UPDATE inbox SET bytes = ? WHERE inbox_seq = ?",
        [](const Stmt& s) { return InboxContext(s.Text(2), static_cast<uint64_t>(s.Int(3))); }},
-      {"SELECT id, message, peer, digest FROM evidence WHERE id > ? AND kind = 5 "
+      {"SELECT id, message, peer, digest FROM evidence WHERE id > ? AND kind IN (5, 7) "
        "ORDER BY id LIMIT ?",
        "UPDATE evidence SET message = ? WHERE id = ?",
        [](const Stmt& s) { return AnswerContext(s.Text(2), s.Blob(3)); }},
