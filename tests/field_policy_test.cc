@@ -123,10 +123,20 @@ class SharingTest : public AuditedPairTest {
   // Follow runs `caseway department follow --once` as the public security bureau: every
   // granted notice A stored after the position in `state`, as CaseEvent JSON lines.
   RunResult Follow(const std::string& prefix, const std::string& state) {
-    return RunCommand({BinDir() + "/caseway", "department", "follow", kA, "--once", "--state",
-                       state, "--address", a_->address(), "--ca", pki_->ca(), "--cert",
-                       prefix + ".crt", "--key", prefix + ".key", "--directory",
-                       pki_->dir() + "/directory.yaml", "--purpose", "case verification"});
+    return Department(prefix, {"follow", kA, "--once", "--state", state});
+  }
+  // Department runs `caseway department ARGS...` with the department certificate `prefix`.
+  RunResult Department(const std::string& prefix, std::vector<std::string> args) {
+    std::vector<std::string> argv = {BinDir() + "/caseway", "department"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    for (const std::string& f :
+         {std::string("--address"), a_->address(), std::string("--ca"), pki_->ca(),
+          std::string("--cert"), prefix + ".crt", std::string("--key"), prefix + ".key",
+          std::string("--directory"), pki_->dir() + "/directory.yaml", std::string("--purpose"),
+          std::string("case verification")}) {
+      argv.push_back(f);
+    }
+    return RunCommand(argv);
   }
   static std::vector<v1::CaseEvent> Events(const std::string& out) {
     std::vector<v1::CaseEvent> events;
@@ -265,11 +275,18 @@ TEST_F(SharingTest, ADepartmentReadsOnlyTheGrantedKindsAndFields) {
   auto move = AskAsDepartment(police, kDepartment, "case-m-3");
   ASSERT_OK(move);
   EXPECT_EQ(move->notices_size(), 0);
+  // The department's own CLI asks the same, verified against A's key.
+  RunResult cli = Department(police, {"query", kA, "--case", "case-c-2"});
+  ASSERT_EQ(cli.exit_code, 0) << cli.out << cli.err;
+  std::vector<v1::CaseEvent> events = Events(cli.out);
+  ASSERT_EQ(events.size(), 1u) << cli.out;
+  EXPECT_EQ(events[0].notice().certificate().number(), "JX-0001");
+  EXPECT_EQ(events[0].notice().subject().residence_address(), "");
   // The read is in A's access log under the department's identity.
   EXPECT_GE(a_->Count("SELECT count(*) FROM access WHERE who LIKE '%/department/360102/public-security'"), 1);
   // A keeps both answers, signed, for a coordinator: its verify checks them against the policy.
   EXPECT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 7 AND "
-                      "peer = 'department/360102/public-security'"), 2);
+                      "peer = 'department/360102/public-security'"), 3);
   Settled();
   RunResult verify = Audit({"verify", a_->address()});
   EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
@@ -391,16 +408,22 @@ TEST_F(SharingTest, ADepartmentFollowsTheNodesFeedOfGrantedNotices) {
 
 TEST_F(SharingTest, ANodeThatAnswersADepartmentBeyondItsPolicyIsFoundByTheCoordinator) {
   SetPolicy(kPolicyV1);
-  a_->set_env("CASEWAY_FAULTS=answer_whole=1");
+  // The second answer's signature is broken too: the department's CLI must not print it.
+  a_->set_env("CASEWAY_FAULTS=answer_whole=1,bad_query_answer_signature=2");
   ASSERT_OK(a_->Start());
   ASSERT_OK(b_->Start());
   ASSERT_OK(a_->NewClient()->Publish(Certificate("c-7")));
-  auto answer = AskAsDepartment(pki_->Department(kA, "public-security"), kDepartment, "case-c-7");
+  const std::string police = pki_->Department(kA, "public-security");
+  auto answer = AskAsDepartment(police, kDepartment, "case-c-7");
   ASSERT_OK(answer);
   ASSERT_EQ(answer->notices_size(), 1);
   v1::Notice n;
   ASSERT_TRUE(n.ParseFromString(answer->notices(0).notice()));
   EXPECT_EQ(n.subject().residence_address(), "江西省南昌市东湖区测试路1号");  // the fault
+  RunResult cli = Department(police, {"query", kA, "--case", "case-c-7"});
+  EXPECT_EQ(cli.exit_code, 1) << cli.out << cli.err;
+  EXPECT_THAT(cli.err, HasSubstr("the answer's signature does not verify against 360102's key"));
+  EXPECT_EQ(cli.out, "");
   Settled();
   RunResult r = Audit({"verify", a_->address()});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
@@ -408,9 +431,12 @@ TEST_F(SharingTest, ANodeThatAnswersADepartmentBeyondItsPolicyIsFoundByTheCoordi
   EXPECT_THAT(r.out, HasSubstr("1 notice(s) in its answers to department/360102/public-security"));
   EXPECT_THAT(r.out, HasSubstr("notice c-7 under version 1: subject.sex"));
   EXPECT_THAT(r.out, HasSubstr("subject.residence_address"));
+  // The answer it kept with the broken signature proves nothing.
+  EXPECT_THAT(r.out, HasSubstr("POLICY_UNPROVEN"));
+  EXPECT_THAT(r.out, HasSubstr("does not verify against its key"));
   // A node that cannot show an answer it logged under the policy cannot prove it either.
   a_->Stop();
-  ASSERT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 7"), 1);
+  ASSERT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 7"), 2);
   a_->Exec("DELETE FROM evidence WHERE kind = 7");
   ASSERT_OK(a_->Start());
   r = Audit({"verify", a_->address()});

@@ -10,14 +10,13 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "caseway/v1/gateway.pb.h"
 #include "caseway/v1/peer_exchange.grpc.pb.h"
+#include "common/config.h"
 #include "common/digest.h"
 #include "common/directory.h"
 #include "common/grpc_status.h"
@@ -44,14 +43,6 @@ int Fail(const char* command, const absl::Status& s) {
   return 1;
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot be read"));
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // Reader asks one node as one department, and verifies every answer it gets.
 class Reader {
  public:
@@ -66,7 +57,7 @@ class Reader {
       return absl::InvalidArgumentError(absl::StrCat(bad[0].field, ": ", bad[0].description));
     }
     // The department's party is the one its certificate names: the node checks the same.
-    auto pem = ReadFile(f.cert);
+    auto pem = common::ReadFile(f.cert);
     if (!pem.ok()) return pem.status();
     auto uris = common::CertificateUris(*pem);
     if (!uris.ok()) return uris.status();
@@ -193,7 +184,7 @@ absl::Status SavePosition(const std::string& path, const v1::FeedPosition& at) {
 absl::StatusOr<v1::FeedPosition> LoadPosition(const std::string& path) {
   v1::FeedPosition at;
   if (access(path.c_str(), F_OK) != 0) return at;  // a new follower starts at the beginning
-  auto text = ReadFile(path);
+  auto text = common::ReadFile(path);
   if (!text.ok()) return text.status();
   if (!google::protobuf::util::JsonStringToMessage(*text, &at).ok()) {
     return absl::InvalidArgumentError(

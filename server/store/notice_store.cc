@@ -536,10 +536,9 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
             options_.sealer ? options_.sealer->Seal(n.copies[d],
                                                     CopyContext(delivery.destination(), delivery.seq()))
                             : n.copies[d];
-        Stmt insert(db, "INSERT INTO shared_copy(destination, seq, bytes) VALUES(?, ?, ?)");
-        insert.Bind(1, delivery.destination()).Bind(2, static_cast<int64_t>(delivery.seq()));
-        insert.BindBlob(3, copy);
-        RETURN_IF_ERROR(Done(insert, "insert shared copy"));
+        w.insert_copy.Bind(1, delivery.destination()).Bind(2, static_cast<int64_t>(delivery.seq()));
+        w.insert_copy.BindBlob(3, copy);
+        RETURN_IF_ERROR(Done(w.insert_copy, "insert shared copy"));
       }
       if (options_.log_enabled) {
         v1::LogEntry entry;

@@ -50,12 +50,14 @@ struct NoticeStore::WriterStatements {
         insert_access(db, "INSERT INTO access(at, who, what, purpose, peer, notices) "
                           "VALUES(?, ?, ?, ?, ?, ?)"),
         insert_access_subject(db, "INSERT OR IGNORE INTO access_subject(subject, access) "
-                                  "VALUES(?, ?)") {}
+                                  "VALUES(?, ?)"),
+        insert_copy(db, "INSERT INTO shared_copy(destination, seq, bytes) VALUES(?, ?, ?)") {}
 
   absl::Status Check() const {
     for (const Stmt* s : {&find_notice, &insert_notice, &head, &upsert_head,
                           &insert_entry, &ack, &cursor, &upsert_cursor, &insert_inbox, &ack_inbox,
-                          &inbox_exists, &insert_case, &insert_access, &insert_access_subject}) {
+                          &inbox_exists, &insert_case, &insert_access, &insert_access_subject,
+                          &insert_copy}) {
       RETURN_IF_ERROR(s->status("prepare writer statement"));
     }
     return absl::OkStatus();
@@ -63,7 +65,7 @@ struct NoticeStore::WriterStatements {
 
   Stmt find_notice, insert_notice, head, upsert_head, insert_entry, ack, cursor,
       upsert_cursor, insert_inbox, ack_inbox, inbox_exists, insert_case, insert_access,
-      insert_access_subject;
+      insert_access_subject, insert_copy;
 };
 
 // LogStatements are prepared on the writer connection and used only by its thread.
