@@ -440,7 +440,12 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
     }
   }
   if (options_.sealer) {  // here, on the caller's thread: the writer thread is the bottleneck
-    for (PreparedNotice& n : state->notices) n.bytes = options_.sealer->Seal(n.bytes, NoticeContext(n.notice_id));
+    for (PreparedNotice& n : state->notices) {
+      n.bytes = options_.sealer->Seal(n.bytes, NoticeContext(n.notice_id));
+      for (size_t d = 0; d < n.copies.size() && d < n.destinations.size(); ++d) {
+        n.copies[d] = options_.sealer->Seal(n.copies[d], CopyContext(n.destinations[d], n.notice_id));
+      }
+    }
   }
   state->results.resize(state->notices.size());
   state->done = std::move(done);
@@ -531,13 +536,9 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
       }
       for (size_t d = 0; d < n.copies.size(); ++d) {
         if (n.copies[d].empty()) continue;
-        const auto& delivery = r.deliveries(static_cast<int>(d));
-        const std::string copy =
-            options_.sealer ? options_.sealer->Seal(n.copies[d],
-                                                    CopyContext(delivery.destination(), delivery.seq()))
-                            : n.copies[d];
+        const auto& delivery = r.deliveries(static_cast<int>(d));  // sealed above when sealing
         w.insert_copy.Bind(1, delivery.destination()).Bind(2, static_cast<int64_t>(delivery.seq()));
-        w.insert_copy.BindBlob(3, copy);
+        w.insert_copy.BindBlob(3, n.copies[d]);
         RETURN_IF_ERROR(Done(w.insert_copy, "insert shared copy"));
       }
       if (options_.log_enabled) {
@@ -605,11 +606,14 @@ absl::StatusOr<std::vector<v1::Entry>> NoticeStore::ReadChannel(const std::strin
       if (!out.empty() && bytes + b.size() + 16 > max_bytes) break;
       v1::Entry& e = out.emplace_back();
       e.set_seq(s.Int(0));
-      const std::string context =
-          !options_.sealer ? std::string()
-          : s.Int(3) != 0  ? CopyContext(destination, static_cast<uint64_t>(s.Int(0)))
-                           : NoticeContext(s.Text(2));
-      ASSIGN_OR_RETURN(*e.mutable_notice(), OpenBody(options_.sealer.get(), b, context));
+      if (s.Int(3) != 0) {
+        ASSIGN_OR_RETURN(*e.mutable_notice(),
+                         OpenCopy(options_.sealer.get(), b, destination, s.Text(2),
+                                  static_cast<uint64_t>(s.Int(0))));
+      } else {
+        ASSIGN_OR_RETURN(*e.mutable_notice(),
+                         OpenBody(options_.sealer.get(), b, NoticeContext(s.Text(2))));
+      }
       bytes += b.size() + 16;
     }
     RETURN_IF_ERROR(s.status("read channel"));

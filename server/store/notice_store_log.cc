@@ -185,10 +185,13 @@ absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> NoticeStore::ReadN
       if (!out.empty() && bytes + b.size() > max_bytes) break;
       bytes += b.size() + 16;
       const uint64_t seq = static_cast<uint64_t>(s.Int(0));
-      const std::string context = !outbound       ? InboxContext(peer, seq)
-                                  : s.Int(3) != 0 ? CopyContext(peer, seq)
-                                                  : NoticeContext(s.Text(2));
-      ASSIGN_OR_RETURN(std::string body, OpenBody(options_.sealer.get(), b, context));
+      std::string body;
+      if (outbound && s.Int(3) != 0) {
+        ASSIGN_OR_RETURN(body, OpenCopy(options_.sealer.get(), b, peer, s.Text(2), seq));
+      } else {
+        ASSIGN_OR_RETURN(body, OpenBody(options_.sealer.get(), b,
+                                        outbound ? NoticeContext(s.Text(2)) : InboxContext(peer, seq)));
+      }
       out.emplace_back(s.Int(0), std::move(body));
     }
     RETURN_IF_ERROR(s.status("read notices"));

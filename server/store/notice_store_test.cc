@@ -11,6 +11,8 @@
 #include "common/merkle.h"
 #include "common/notice_facts.h"
 #include "common/signing.h"
+#include "server/store/reseal.h"
+#include "server/store/sealer.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
 
@@ -632,6 +634,47 @@ TEST_F(NoticeStoreTest, ADatabaseWithSealedDataNeedsItsKey) {
   EXPECT_THAT(NoticeStore::Open(Unsealed()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("personal data here is sealed (encrypted at rest) with key 1")));
+}
+
+// A destination's copy under the sharing policy is sealed under its (destination, notice id)
+// name and delivered open; one sealed under the older (destination, seq) name still opens, and
+// reseal moves it to the current name.
+TEST_F(NoticeStoreTest, ASealedCopyIsDeliveredAndOneUnderItsOlderNameStillOpens) {
+  UseSealer();
+  PreparedNotice p = Prepared("a", {"440305"});
+  p.copies = {"the copy for 440305"};
+  {
+    auto store = Open();
+    ASSERT_OK(store->Publish({p}).status());
+    auto entries = store->ReadChannel("440305", 1, 10, 1 << 20);
+    ASSERT_OK(entries);
+    ASSERT_EQ(entries->size(), 1u);
+    EXPECT_EQ((*entries)[0].notice(), "the copy for 440305");
+  }
+  EXPECT_EQ(SealedRows("shared_copy", "bytes"), 1);
+  auto raw = [&] {
+    auto db = Db::Open(path_);
+    Stmt s((*db)->get(), "SELECT bytes FROM shared_copy");
+    return s.Step() ? std::string(s.Blob(0)) : std::string();
+  };
+  EXPECT_OK(sealer_->Open(raw(), CopyContext("440305", "a")).status());
+  {
+    auto db = Db::Open(path_);
+    Stmt s((*db)->get(), "UPDATE shared_copy SET bytes = ?");
+    s.BindBlob(1, sealer_->Seal("the copy for 440305", LegacyCopyContext("440305", 1)));
+    while (s.Step()) {
+    }
+    ASSERT_OK(s.status("legacy copy"));
+  }
+  {
+    auto store = Open();
+    auto entries = store->ReadChannel("440305", 1, 10, 1 << 20);
+    ASSERT_OK(entries);
+    ASSERT_EQ(entries->size(), 1u);
+    EXPECT_EQ((*entries)[0].notice(), "the copy for 440305");
+  }
+  ASSERT_OK(ResealDatabase(path_, *sealer_).status());
+  EXPECT_OK(sealer_->Open(raw(), CopyContext("440305", "a")).status());
 }
 
 // A restored node holds the channels to destinations it could not ask (serve_only peers): new

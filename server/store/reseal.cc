@@ -23,12 +23,15 @@ struct Bodies {
   const char* select;  // key, body, then the context columns; bound: after, limit
   const char* update;  // bound: body, key
   std::function<std::string(const Stmt&)> context;
+  // The name an older version gave the row, when it differs (read, never written).
+  std::function<std::string(const Stmt&)> legacy_context = nullptr;
 };
 
 struct Row {
   int64_t key;
   std::string body;
   std::string context;
+  std::string legacy_context;
 };
 
 absl::Status ResealTable(Db& db, const Bodies& table, const Sealer& sealer, ResealCounts* counts) {
@@ -38,7 +41,10 @@ absl::Status ResealTable(Db& db, const Bodies& table, const Sealer& sealer, Rese
     {
       Stmt s(db.get(), table.select);
       s.Bind(1, after).Bind(2, kRowsPerTransaction);
-      while (s.Step()) rows.push_back({s.Int(0), std::string(s.Blob(1)), table.context(s)});
+      while (s.Step()) {
+        rows.push_back({s.Int(0), std::string(s.Blob(1)), table.context(s),
+                        table.legacy_context ? table.legacy_context(s) : std::string()});
+      }
       RETURN_IF_ERROR(s.status("read bodies"));
     }
     if (rows.empty()) return absl::OkStatus();
@@ -48,11 +54,16 @@ absl::Status ResealTable(Db& db, const Bodies& table, const Sealer& sealer, Rese
     absl::Status status;
     for (const Row& r : rows) {
       const uint32_t key = Sealer::KeyOf(r.body);
-      if (r.body.empty() || key == sealer.current_key()) {
+      // A row sealed under its older name is sealed again under the current one, whatever key.
+      const bool renamed =
+          !r.legacy_context.empty() && key != 0 &&
+          absl::IsDataLoss(sealer.Open(r.body, r.context).status()) &&
+          sealer.Open(r.body, r.legacy_context).ok();
+      if (r.body.empty() || (key == sealer.current_key() && !renamed)) {
         if (!r.body.empty()) ++counts->already_current;
         continue;
       }
-      absl::StatusOr<std::string> plain = sealer.Open(r.body, r.context);
+      absl::StatusOr<std::string> plain = sealer.Open(r.body, renamed ? r.legacy_context : r.context);
       if (!plain.ok()) {
         status = plain.status();
         break;
@@ -108,9 +119,12 @@ absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Se
        "ORDER BY id LIMIT ?",
        "UPDATE evidence SET message = ? WHERE id = ?",
        [](const Stmt& s) { return AnswerContext(s.Text(2), s.Blob(3)); }},
-      {"SELECT id, bytes, destination, seq FROM shared_copy WHERE id > ? ORDER BY id LIMIT ?",
+      {"SELECT c.id, c.bytes, c.destination, c.seq, e.notice_id FROM shared_copy c "
+       "JOIN channel_entry e ON e.destination = c.destination AND e.seq = c.seq "
+       "WHERE c.id > ? ORDER BY c.id LIMIT ?",
        "UPDATE shared_copy SET bytes = ? WHERE id = ?",
-       [](const Stmt& s) { return CopyContext(s.Text(2), static_cast<uint64_t>(s.Int(3))); }},
+       [](const Stmt& s) { return CopyContext(s.Text(2), s.Text(4)); },
+       [](const Stmt& s) { return LegacyCopyContext(s.Text(2), static_cast<uint64_t>(s.Int(3))); }},
       {"SELECT rowid, value, key FROM meta WHERE rowid > ? AND key = 'access_key' "
        "ORDER BY rowid LIMIT ?",
        "UPDATE meta SET value = ? WHERE rowid = ?",

@@ -281,9 +281,26 @@ std::string AnswerContext(absl::string_view peer, absl::string_view digest) {
                       digest);
 }
 
-std::string CopyContext(absl::string_view destination, uint64_t seq) {
+std::string CopyContext(absl::string_view destination, absl::string_view notice_id) {
+  return absl::StrCat("copy", absl::string_view("\0", 1), destination, absl::string_view("\0", 1),
+                      "id", absl::string_view("\0", 1), notice_id);
+}
+
+std::string LegacyCopyContext(absl::string_view destination, uint64_t seq) {
   return absl::StrCat("copy", absl::string_view("\0", 1), destination, absl::string_view("\0", 1),
                       seq);
+}
+
+absl::StatusOr<std::string> OpenCopy(const Sealer* sealer, absl::string_view stored,
+                                     absl::string_view destination, absl::string_view notice_id,
+                                     uint64_t seq) {
+  absl::StatusOr<std::string> plain = OpenBody(sealer, stored, CopyContext(destination, notice_id));
+  if (absl::IsDataLoss(plain.status())) {
+    absl::StatusOr<std::string> legacy =
+        OpenBody(sealer, stored, LegacyCopyContext(destination, seq));
+    if (legacy.ok()) return legacy;
+  }
+  return plain;
 }
 
 std::string MetaContext(absl::string_view key) {

@@ -74,7 +74,15 @@ absl::StatusOr<std::string> OpenBody(const Sealer* sealer, absl::string_view sto
 std::string NoticeContext(absl::string_view notice_id);
 std::string InboxContext(absl::string_view origin, uint64_t channel_seq);
 std::string AnswerContext(absl::string_view peer, absl::string_view digest);
-std::string CopyContext(absl::string_view destination, uint64_t seq);
+// A destination's copy (shared_copy) is named by its destination and notice id: known before the
+// writer assigns the sequence, so it is sealed on the publishing thread. Copies stored by
+// Caseway before this were named by (destination, seq): LegacyCopyContext; OpenCopy opens both,
+// and `caseway-node reseal` moves them to the current name.
+std::string CopyContext(absl::string_view destination, absl::string_view notice_id);
+std::string LegacyCopyContext(absl::string_view destination, uint64_t seq);
+absl::StatusOr<std::string> OpenCopy(const Sealer* sealer, absl::string_view stored,
+                                     absl::string_view destination, absl::string_view notice_id,
+                                     uint64_t seq);
 std::string MetaContext(absl::string_view key);
 
 }  // namespace caseway::server
