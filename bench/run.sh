@@ -20,6 +20,7 @@
 # atrest (batched and unary throughput in the clear, with personal data sealed at rest,
 # storage.key_file, and sealed with a field-level sharing policy for the peer, alternated twice;
 # issue #15).
+# PERF=1 with atrest: the origin's perf profile of each mode's first batched run, beside the results.
 # Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (32),
 # LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), FANOUT_STREAMS (3000),
 # FANOUT_PER_STREAM (100), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
@@ -228,7 +229,18 @@ if [[ " $ONLY " == *" atrest "* ]]; then
     for mode in on sealed private; do
       rm -rf "$work/data-$mode"
       pair "$mode"
+      # PERF=1: the origin's CPU profile during the first batched run of each mode.
+      perfpid=""
+      if [ -n "${PERF:-}" ] && [ "$round" = 1 ]; then
+        perf record -F 499 -g -o "$work/perf-$mode.data" -p "${pid[360102]}" >/dev/null 2>&1 &
+        perfpid=$!
+      fi
       r=$(bench throughput "${A[@]}" --clients "$CLIENTS" --batch "$BATCH" --count "$COUNT" --label "batch-$mode-$round" | tail -1)
+      if [ -n "$perfpid" ]; then
+        kill -INT "$perfpid"; wait "$perfpid" || true
+        perf report -i "$work/perf-$mode.data" --stdio --no-children --percent-limit 0.5 \
+          >"$out/profile-atrest-$mode-origin.txt" 2>/dev/null || true
+      fi
       sum[$mode-batch]=$(awk "BEGIN{print ${sum[$mode-batch]} + $(field "$r" notices_per_s)}")
       r=$(bench throughput "${A[@]}" --clients "$UNARY_CLIENTS" --batch 1 --count "$UNARY_COUNT" --label "unary-$mode-$round" | tail -1)
       sum[$mode-unary]=$(awk "BEGIN{print ${sum[$mode-unary]} + $(field "$r" notices_per_s)}")
