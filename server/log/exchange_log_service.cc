@@ -31,7 +31,7 @@ grpc::Status Disabled() {
 }  // namespace
 
 ExchangeLogService::ExchangeLogService(NoticeStore* store, const Authorizer* authz,
-                                       Signatures signatures, std::set<std::string> cosigners)
+                                       common::Signatures signatures, std::set<std::string> cosigners)
     : store_(store),
       authz_(authz),
       signatures_(std::move(signatures)),

@@ -8,7 +8,7 @@
 #include "caseway/v1/exchange_log.grpc.pb.h"
 #include "server/authz.h"
 #include "server/authorized_first.h"
-#include "server/exchange/peer_exchange_service.h"
+#include "common/signatures.h"
 #include "server/store/notice_store.h"
 
 namespace caseway::server {
@@ -23,7 +23,7 @@ using ExchangeLogGeneric = caseway::v1::ExchangeLog::WithGenericMethod_GetCheckp
 class ExchangeLogService final : public ExchangeLogGeneric {
  public:
   // Only `cosigners` (this node's configured peers) may add cosignatures.
-  ExchangeLogService(NoticeStore* store, const Authorizer* authz, Signatures signatures,
+  ExchangeLogService(NoticeStore* store, const Authorizer* authz, common::Signatures signatures,
                      std::set<std::string> cosigners);
   // AddUnaryMethods serves every method through `unary`.
   void AddUnaryMethods(AuthorizedFirst* unary);
@@ -57,7 +57,7 @@ class ExchangeLogService final : public ExchangeLogGeneric {
 
   NoticeStore* const store_;
   const Authorizer* const authz_;
-  const Signatures signatures_;
+  const common::Signatures signatures_;
   const std::set<std::string> cosigners_;
 };
 

@@ -13,7 +13,7 @@
 #include "caseway/v1/config.pb.h"
 #include "caseway/v1/exchange_log.grpc.pb.h"
 #include "common/peer_channel.h"
-#include "server/exchange/peer_exchange_service.h"
+#include "common/signatures.h"
 #include "server/log/periodic.h"
 #include "server/store/notice_store.h"
 
@@ -32,7 +32,7 @@ class Witness {
  public:
   Witness(const caseway::v1::NodeConfig& config,
           std::shared_ptr<grpc::ChannelCredentials> creds, NoticeStore* store,
-          Signatures signatures);
+          common::Signatures signatures);
   ~Witness();
   void Start();
   void Stop();
@@ -56,7 +56,7 @@ class Witness {
   absl::Mutex mu_;
   std::map<std::string, std::string> state_ ABSL_GUARDED_BY(mu_);
   NoticeStore* const store_;
-  const Signatures signatures_;
+  const common::Signatures signatures_;
   std::map<std::string, std::unique_ptr<common::PeerChannel>> channels_;  // Round's thread
   Periodic periodic_;  // last: its thread uses the members above
 };
