@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# layering_check.sh: the node's modules include only the layers below them (issue #12):
+#   server/store     the store: nothing else of the node
+#   server/log       the exchange log's services: the store, authorization
+#   server/exchange  node-to-node delivery and queries: the store, authorization
+#   server/gateway   the local systems' API: the store, authorization, the exchange's dispatcher
+#                    and asker
+# and common/ nothing of server/ or client/. Exit 1 listing every include that reaches up or
+# sideways, so a new one is a decision made in this file, not an accident.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bad=0
+# check DIR ALLOWED_REGEX: every '#include "server/..."' or '"client/..."' in DIR must match.
+check() {
+  local dir=$1 allowed=$2
+  while IFS= read -r line; do
+    local inc=${line#*#include \"}
+    inc=${inc%%\"*}
+    if ! [[ $inc =~ $allowed ]]; then
+      echo "layering: ${line%%:*} includes $inc (${dir} may include only: $allowed)"
+      bad=1
+    fi
+  done < <(grep -rnE '^#include "(server|client)/' "$dir" --include='*.h' --include='*.cc' \
+             | grep -v '_test\.cc:' || true)
+}
+check server/store    '^server/store/'
+check server/log      '^server/(log|store)/|^server/(authz|authorized_first)\.h$'
+check server/exchange '^server/(exchange|store)/|^server/(authz|authorized_first|error_policy)\.h$'
+check server/gateway  '^server/(gateway|store)/|^server/exchange/(dispatcher|peer_asker)\.h$|^server/(authz|authorized_first|error_policy)\.h$'
+check common          '^$'
+if [ "$bad" = 0 ]; then echo "layering: every module includes only the layers below it"; fi
+exit "$bad"
