@@ -47,7 +47,8 @@ for j in "${jurisdictions[@]}"; do
   bash "$here/pki.sh" client "$run/pki" "$j" office >/dev/null
 done
 bash "$here/pki.sh" auditor "$run/pki" coordinator >/dev/null
-echo "CA, 3 node certificates, 3 client certificates and 1 auditor certificate in $run/pki"
+bash "$here/pki.sh" department "$run/pki" 360102 public-security >/dev/null
+echo "CA, 3 node certificates, 3 client certificates, 1 auditor and 1 department certificate in $run/pki"
 
 port_of() {
   case $1 in 360102) echo $((port0)) ;; 360111) echo $((port0 + 1)) ;; 440305) echo $((port0 + 2)) ;; esac
@@ -58,6 +59,18 @@ for j in "${jurisdictions[@]}"; do
       -e "s/127.0.0.1:7403/127.0.0.1:$(port_of 440305)/" \
       "$here/examples/$j.yaml" >"$run/$j.yaml"
   echo "port_file: $j.port" >>"$run/$j.yaml"
+  if [ "$j" = 360102 ]; then
+    # Donghu's public security bureau may read certificates only: the holder's name and number
+    # and the certificate (docs/privacy.md, "Sharing policies").
+    cat >"$run/sharing-360102.yaml" <<YAML
+version: "demo-1"
+grants:
+  - party: department/360102/public-security
+    kinds:
+      - {kind: certificate, fields: [subject.name, subject.id_number, certificate]}
+YAML
+    echo "sharing_policy_file: $run/sharing-360102.yaml" >>"$run/$j.yaml"
+  fi
   mkdir -p -m 700 "$run/keys"
   [ -f "$run/keys/$j.keys" ] || "$bin/caseway-node" add-key --to "$run/keys/$j.keys" >/dev/null
   cat >"$run/client-$j.yaml" <<YAML
@@ -159,6 +172,21 @@ cli 360111 inbox | cut -c1-160
 say "Status of 360102"
 cli 360102 status
 
+say "Donghu's public security bureau reads what 360102's sharing policy grants it: certificates, with the holder's name and number only"
+"$bin/caseway" department follow 360102 --once --state "$run/public-security-360102.json" \
+  --address "127.0.0.1:$(port_of 360102)" --ca "$run/pki/ca.crt" \
+  --cert "$run/pki/departments/360102-public-security.crt" \
+  --key "$run/pki/departments/360102-public-security.key" \
+  --directory "$run/pki/directory.yaml" --purpose "certificate register (demo)" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    e = json.loads(line)
+    n = e["notice"]
+    kind = next(k for k in ("certificate", "birth", "residence_change") if k in n)
+    print("  %-9s %-24s %-12s subject fields: %s; %s fields: %s" % (e["role"].replace("ROLE_", "").lower(),
+        n["notice_id"], kind, ", ".join(sorted(n.get("subject", {}))), kind, ", ".join(sorted(n[kind]))))
+'
+
 say "Coordinator: reconcile the exchange logs of 360102 and 440305"
 audit_flags=(--directory "$run/pki/directory.yaml" --ca "$run/pki/ca.crt"
              --cert "$run/pki/auditors/coordinator.crt" --key "$run/pki/auditors/coordinator.key"
@@ -191,7 +219,9 @@ The demo federation is up. Things to try (from $root):
   kill -9 ${pids[2]}; $bin/caseway status       # 440305 gone: its channel lags, subscription backs off
   $bin/caseway-node --config $run/440305.yaml &  # restart it: it catches up from its cursor
   $bin/caseway audit verify 127.0.0.1:$(port_of 360102) ${audit_flags[*]}
-                                               # a coordinator verifies 360102's log
+                                               # a coordinator verifies 360102's log, and that
+                                               # nothing beyond its sharing policy left it
+  $bin/caseway audit access --subject 360102199306120023 --purpose "the person asked"   # who read her data
   sqlite3 $run/data/360102.db "UPDATE log_leaf SET bytes = bytes || x'00' WHERE idx = 3"
                                                # tamper with it; verify again: LOG_CORRUPT, entry 3
 Docs: docs/README.md. Logs: $run/*.log (no personal data is logged).

@@ -61,6 +61,11 @@ TEST(DemoTest, DemoFederationExchangesEveryKindAndStops) {
   EXPECT_THAT(r.out, HasSubstr("we owe 5 replies (0 overdue); we are owed 1"));
   EXPECT_THAT(r.out, ::testing::ContainsRegex("demo-002-verification +verification_request .* answered by sz-2026-feedback-1"));
   EXPECT_THAT(r.out, ::testing::ContainsRegex("owed us +360111 +sz-2026-arrival-1"));
+  // The public security bureau reads the certificate, with the holder's name and number only.
+  EXPECT_THAT(r.out, ::testing::ContainsRegex(
+                         "published +demo-007-certificate +certificate +subject fields: id_number, "
+                         "name; certificate fields: "));
+  EXPECT_THAT(r.out, ::testing::Not(::testing::ContainsRegex("published +demo-001-departure")));
   EXPECT_THAT(r.out, ::testing::ContainsRegex("PROVEN +13 +2 +15"));
   EXPECT_THAT(r.out, HasSubstr("OK: every exchange matched"));
   // The coordinator's assessment of the current month, and its page.
