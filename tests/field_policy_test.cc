@@ -284,9 +284,10 @@ TEST_F(SharingTest, ADepartmentReadsOnlyTheGrantedKindsAndFields) {
   EXPECT_EQ(events[0].notice().subject().residence_address(), "");
   // The read is in A's access log under the department's identity.
   EXPECT_GE(a_->Count("SELECT count(*) FROM access WHERE who LIKE '%/department/360102/public-security'"), 1);
-  // A keeps both answers, signed, for a coordinator: its verify checks them against the policy.
+  // A keeps the two answers with a notice, signed, for a coordinator (not the empty one): its
+  // verify checks them against the policy.
   EXPECT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 7 AND "
-                      "peer = 'department/360102/public-security'"), 3);
+                      "peer = 'department/360102/public-security'"), 2);
   Settled();
   RunResult verify = Audit({"verify", a_->address()});
   EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
@@ -373,10 +374,15 @@ TEST_F(SharingTest, ADepartmentFollowsTheNodesFeedOfGrantedNotices) {
   r = Follow(police, state);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(r.out, "");
+  std::ifstream position_file(state);
+  std::string position((std::istreambuf_iterator<char>(position_file)), {});
+  EXPECT_THAT(position, HasSubstr("\"epoch\""));
 
   // Every page read is in A's access log, and in its exchange log under the policy applied.
   EXPECT_EQ(a_->Count("SELECT count(*) FROM access WHERE what = 'feed-read' AND "
                       "who LIKE '%/department/360102/public-security'"), 3);
+  // The answers with notices are kept for the coordinator; the empty poll is not.
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 7"), 2);
   int answered = 0;
   for (const std::string& bytes : a_->Blobs("SELECT bytes FROM log_leaf ORDER BY idx")) {
     v1::LogEntry e;
@@ -386,6 +392,20 @@ TEST_F(SharingTest, ADepartmentFollowsTheNodesFeedOfGrantedNotices) {
     EXPECT_EQ(e.sharing_policy_digest().size(), 32u);
   }
   EXPECT_EQ(answered, 3);
+
+  // A store that is another copy (restored from a backup, rebuilt by reseal: a new feed epoch)
+  // refuses the old position, and the follower says to start again.
+  a_->Stop();
+  a_->Exec("DELETE FROM meta WHERE key = 'feed_epoch'");
+  ASSERT_OK(a_->Start());
+  r = Follow(police, state);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_THAT(r.err, HasSubstr("start again from the empty position"));
+  EXPECT_EQ(r.out, "");
+  r = Follow(police, dir_.path() + "/police-feed-again.json");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(Events(r.out).size(), 4u) << r.out;
 
   // A department the policy grants nothing is refused, and so is a node asking for a feed.
   const std::string civil = pki_->Department(kA, "civil-affairs");

@@ -429,7 +429,10 @@ absl::Status Auditor::CheckAnswersSent(
       v1::GetEvidenceResponse resp;
       grpc::ClientContext ctx;
       ctx.set_deadline(Deadline());
-      RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetEvidence(&ctx, req, &resp)));
+      absl::Status s = FromGrpcStatus(log.stub->GetEvidence(&ctx, req, &resp));
+      // A party the node no longer knows (or a node before Caseway kept answers): nothing kept.
+      if (absl::IsInvalidArgument(s)) break;
+      RETURN_IF_ERROR(s);
       for (const v1::Evidence& ev : resp.evidence()) kept[ev.log_index()] = ev;
       if (resp.next() == 0 || resp.next() <= req.after()) break;
       req.set_after(resp.next());
@@ -438,11 +441,14 @@ absl::Status Auditor::CheckAnswersSent(
     std::optional<std::pair<uint64_t, std::string>> first_unproven, first_beyond;  // index, why
     for (const auto& [index, policy] : entries) {
       const v1::LogEntry& e = log.parsed[index];
+      if (e.first_seq() == 0) continue;  // no notice left the node (an empty answer is not kept)
       auto it = kept.find(index);
       std::string why;
       v1::QueryAnswer answer;
       if (it != kept.end() && !it->second.purged_digest().empty()) {
         continue;  // retention removed it; its digest is all there is to check
+      } else if (e.sharing_policy_digest().empty()) {
+        why = "its log entry names no sharing policy, though the party is one the policy governs";
       } else if (it == kept.end()) {
         why = "the node shows no copy of it";
       } else if (common::Sha256(it->second.signed_().message()) != e.digest()) {
@@ -521,7 +527,11 @@ absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings)
   std::map<std::string, std::vector<std::pair<uint64_t, const common::SharingPolicy*>>> answers;
   for (uint64_t i = 0; i < log.parsed.size(); ++i) {
     const v1::LogEntry& e = log.parsed[i];
-    if (e.kind() == v1::LogEntry::KIND_QUERY_ANSWERED && !e.sharing_policy_digest().empty()) {
+    // Whatever the entry claims: an answer to a department, or to a peer the policy in force
+    // names, is checked against that policy.
+    if (e.kind() == v1::LogEntry::KIND_QUERY_ANSWERED &&
+        (!e.sharing_policy_digest().empty() || common::SharingPolicy::IsDepartment(e.peer()) ||
+         (in_force != nullptr && in_force->Names(e.peer())))) {
       answers[e.peer()].emplace_back(i, in_force);
     } else if (e.kind() == v1::LogEntry::KIND_SHARING_POLICY) {
       auto p = policies.find(e.digest());

@@ -24,6 +24,7 @@
 #include "common/json.h"
 #include "common/log_entry.h"
 #include "common/proto_bytes.h"
+#include "common/refusal.h"
 #include "common/signing.h"
 #include "common/tls.h"
 #include "common/validation.h"
@@ -79,8 +80,12 @@ class Reader {
     }
     auto creds = common::ChannelCredentials({f.ca, f.cert, f.key});
     if (!creds.ok()) return creds.status();
+    // An answer holds up to a quarter of the node's limits.max_message_bytes (at most 256 MiB)
+    // of notices, and always one notice: more than gRPC's default of 4 MiB.
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(256 << 20);
     return Reader(f, std::move(party), std::move(*dir),
-                  v1::PeerExchange::NewStub(grpc::CreateChannel(f.address, *creds)));
+                  v1::PeerExchange::NewStub(grpc::CreateCustomChannel(f.address, *creds, args)));
   }
 
   // Ask sends `req` (asker, nonce and purpose filled in here) and returns the verified answer.
@@ -148,13 +153,28 @@ class Reader {
   std::unique_ptr<v1::PeerExchange::Stub> stub_;
 };
 
+// Settings that are wrong (a flag, a file) exit 2, as bad flags do; the rest 1.
+int FailOpen(const char* command, const absl::Status& s) {
+  Fail(command, s);
+  return absl::IsInvalidArgument(s) || absl::IsNotFound(s) || absl::IsFailedPrecondition(s) ? 2 : 1;
+}
+
+// Busy reports a refusal that asking again later answers: the node away or shutting down, the
+// department's rate limit, or all of the node's query slots taken.
+bool Busy(const absl::Status& s) {
+  if (absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s)) return true;
+  const std::string reason = common::ReasonOf(s);
+  return absl::IsResourceExhausted(s) &&
+         (reason == "QUERY_RATE_EXCEEDED" || reason == "QUERIES_BUSY");
+}
+
 int RunQuery(const DepartmentFlags& f) {
   if (f.case_id.empty() == f.subject.empty()) {
     fprintf(stderr, "caseway department query: give exactly one of --case and --subject\n");
     return 2;
   }
   auto reader = Reader::Open(f);
-  if (!reader.ok()) return Fail("query", reader.status());
+  if (!reader.ok()) return FailOpen("query", reader.status());
   v1::QueryRequest req;
   if (!f.case_id.empty()) req.set_case_id(f.case_id);
   if (!f.subject.empty()) req.set_id_number(f.subject);
@@ -200,9 +220,12 @@ int RunFollow(const DepartmentFlags& f) {
     return 2;
   }
   auto reader = Reader::Open(f);
-  if (!reader.ok()) return Fail("follow", reader.status());
+  if (!reader.ok()) return FailOpen("follow", reader.status());
   auto at = LoadPosition(f.state);
-  if (!at.ok()) return Fail("follow", at.status());
+  if (!at.ok()) return FailOpen("follow", at.status());
+  // With --once, a node that stays busy or away is given up on after this many tries in a row.
+  constexpr int kOnceTries = 30;
+  int failures = 0;
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   absl::Duration wait = absl::ZeroDuration();
@@ -216,11 +239,8 @@ int RunFollow(const DepartmentFlags& f) {
     *req.mutable_after() = *at;
     auto answer = reader->Ask(req);
     if (!answer.ok()) {
-      const absl::StatusCode code = answer.status().code();
       // A node that is away or busy is waited for; anything else is for a person to see.
-      if (!f.once && (code == absl::StatusCode::kUnavailable ||
-                      code == absl::StatusCode::kResourceExhausted ||
-                      code == absl::StatusCode::kDeadlineExceeded)) {
+      if (Busy(answer.status()) && !(f.once && ++failures >= kOnceTries)) {
         fprintf(stderr, "caseway department follow: %s (retrying in %s)\n",
                 std::string(answer.status().message()).c_str(),
                 absl::FormatDuration(interval).c_str());
@@ -228,6 +248,20 @@ int RunFollow(const DepartmentFlags& f) {
         continue;
       }
       return Fail("follow", answer.status());
+    }
+    failures = 0;
+    // The position only moves on, in the node's store it started in (a restored store says so:
+    // FEED_RESTARTED); an answer that says there is more must move it.
+    const v1::FeedPosition& next = answer->next();
+    if (next.epoch() == at->epoch() &&
+        (next.published() < at->published() || next.received() < at->received())) {
+      return Fail("follow", absl::DataLossError("the node's answer moves the feed position back"));
+    }
+    if (answer->truncated() && answer->notices_size() == 0 &&
+        next.published() == at->published() && next.received() == at->received()) {
+      return Fail("follow", absl::DataLossError(
+                                "the node's answer says more is stored but moves the feed on by "
+                                "nothing"));
     }
     // Printed first, then the position saved: a crash in between prints those notices again on
     // the next run (at least once; a notice is known by origin and notice_id).

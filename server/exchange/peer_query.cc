@@ -165,7 +165,9 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
       // coordinator's `caseway audit verify` must find).
       if (!common::FaultHits("answer_whole", 1, 1)) r.bytes = common::DeterministicBytes(*copy);
     }
-    if (bytes + r.bytes.size() > max_answer_bytes_) {
+    // One notice always goes, however large (at most half of limits.max_message_bytes when
+    // published here), so that a feed never stalls on it.
+    if (answer.notices_size() > 0 && bytes + r.bytes.size() > max_answer_bytes_) {
       answer.set_truncated(true);
       left_out(i);
       break;

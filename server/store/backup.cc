@@ -68,8 +68,11 @@ absl::StatusOr<BackupSummary> BackupDatabase(const std::string& db_path, const s
     mark.Step();
     RETURN_IF_ERROR(mark.status("mark the backup"));
     // A restored copy is checked again from the start.
+    // Departments' feed positions count in the live file, not in this copy (it gets its own
+    // epoch when it is opened).
     RETURN_IF_ERROR(copy->Exec("DELETE FROM meta WHERE key IN ('restore_checked', "
-                               "'restore_unconfirmed'); PRAGMA wal_checkpoint(TRUNCATE);"));
+                               "'restore_unconfirmed', 'feed_epoch'); "
+                               "PRAGMA wal_checkpoint(TRUNCATE);"));
     {
       Stmt s(copy->get(), "SELECT count(*) FROM log_leaf");
       if (s.Step()) summary.log_size = s.Int(0);

@@ -1,6 +1,8 @@
 #include "server/store/notice_store.h"
 #include "server/store/statements.h"
 
+#include <openssl/rand.h>
+
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
@@ -124,6 +126,10 @@ CREATE TABLE IF NOT EXISTS access(
 CREATE TABLE IF NOT EXISTS shared_copy(
   id INTEGER PRIMARY KEY, destination TEXT NOT NULL, seq INTEGER NOT NULL, bytes BLOB NOT NULL,
   UNIQUE(destination, seq));
+-- Version 8: shared_copy bodies sealed under (destination, notice id); answers given under the
+-- sharing policy kept as evidence (kind 7); meta.feed_epoch names this copy of the store for
+-- departments' feed positions (a restored or rebuilt file gets a new one). A version-7 binary
+-- must not open it (it could not open the new copies).
 CREATE TABLE IF NOT EXISTS access_subject(
   subject BLOB NOT NULL, access INTEGER NOT NULL, PRIMARY KEY(subject, access)) WITHOUT ROWID;
 )sql";
@@ -256,6 +262,20 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   RETURN_IF_ERROR(CheckSealKeys(*db, path, options.sealer.get()));
   RETURN_IF_ERROR(Migrate(*db));
   ASSIGN_OR_RETURN(std::string subject_salt, SubjectSalt(*db));
+  std::string feed_epoch;
+  {
+    Stmt s(db->get(), "SELECT value FROM meta WHERE key = 'feed_epoch'");
+    if (s.Step()) feed_epoch = s.Text(0);
+    RETURN_IF_ERROR(s.status("read the feed epoch"));
+  }
+  if (feed_epoch.empty()) {  // a new file, or one restored from a backup or rebuilt by reseal
+    unsigned char random[8];
+    if (RAND_bytes(random, sizeof random) != 1) return absl::InternalError("no random bytes");
+    feed_epoch = common::ToHex(absl::string_view(reinterpret_cast<char*>(random), sizeof random));
+    Stmt s(db->get(), "INSERT INTO meta(key, value) VALUES('feed_epoch', ?)");
+    s.Bind(1, feed_epoch);
+    RETURN_IF_ERROR(Done(s, "store the feed epoch"));
+  }
   bool reindex = found != 0 && found < 5;
   {
     // A case index of the first layout (keys with origin and notice id, made by a development
@@ -279,6 +299,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   RETURN_IF_ERROR(stmts->Check());
   std::unique_ptr<NoticeStore> store(new NoticeStore(options, std::move(stmts)));
   store->subject_salt_ = std::move(subject_salt);
+  store->feed_epoch_ = std::move(feed_epoch);
   store->access_key_ = std::move(access_key);
   RETURN_IF_ERROR(store->LoadPendingKeys(*db));
   store->PrepareLogStatements(db->get());
@@ -431,8 +452,8 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
   };
   auto state = std::make_shared<State>();
   state->notices = std::move(notices_in);
-  // A destination's copy is stored (and sealed) under the sequence it gets, known only in the
-  // transaction; its digest is taken here, before sealing.
+  // A destination's copy is stored under the sequence it gets, known only in the transaction;
+  // its digest is taken here, before it is sealed (below, under its destination and notice id).
   std::vector<std::vector<std::string>> copy_digests(state->notices.size());
   for (size_t i = 0; i < state->notices.size(); ++i) {
     for (const std::string& c : state->notices[i].copies) {

@@ -69,7 +69,7 @@ struct InboxRow {
 // binary would take a sealed body for a notice that does not parse.
 // Version 7: shared_copy, a destination's copy under a sharing policy (an older binary would send
 // the whole notice).
-inline constexpr int kStoreSchemaVersion = 7;
+inline constexpr int kStoreSchemaVersion = 8;
 
 // StoreOptions configure NoticeStore::Open.
 // The exit status of a node stopped by a storage fault (NoticeStore::StorageFault).
@@ -533,6 +533,7 @@ class NoticeStore {
   void FillTodoItem(const Stmt& s, absl::Time now, caseway::v1::TodoItem* item) const;
   // Salt of the subject keys in case_index (meta 'subject_salt', made once per database).
   std::string subject_salt_;
+  std::string feed_epoch_;  // meta.feed_epoch: departments' feed positions count in this file
   // The access log's key: subjects are stored as HMAC-SHA256(access_key_, identity number). Kept
   // in meta 'access_key', sealed when storage encryption is on (the file alone does not let
   // anyone test guesses then).

@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "common/clock.h"
 #include "common/digest.h"
+#include "common/refusal.h"
 #include "common/fault.h"
 #include "common/log.h"
 #include "common/log_entry.h"
@@ -297,7 +298,15 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::ReadFeed(
     const v1::FeedPosition& after, const std::set<std::string>& kinds, size_t limit,
     v1::FeedPosition* next, bool* more) {
   constexpr int64_t kMaxRows = 10000;
+  const bool started = after.published() != 0 || after.received() != 0;
+  if ((started || !after.epoch().empty()) && after.epoch() != feed_epoch_) {
+    return common::Refusal(
+        absl::StatusCode::kFailedPrecondition, "FEED_RESTARTED",
+        "after.epoch: the position counts in another copy of this node's store (it was restored "
+        "from a backup or rebuilt since): start again from the empty position");
+  }
   *next = after;
+  next->set_epoch(feed_epoch_);
   *more = false;
   return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<CaseRecord>> {
     std::vector<CaseRecord> out;
@@ -418,7 +427,10 @@ absl::StatusOr<v1::Signed> NoticeStore::AnswerQuery(v1::QueryAnswer answer,
         if (index != answer.log_index()) {
           return absl::InternalError("query answer: the log index moved while it was signed");
         }
-        if (answer.sharing_policy_digest().empty()) return absl::OkStatus();
+        // An answer without notices shows nothing to check (a feed's empty poll): not kept.
+        if (answer.sharing_policy_digest().empty() || answer.notices_size() == 0) {
+          return absl::OkStatus();
+        }
         // Given under the sharing policy: kept, sealed, for a coordinator to check against it.
         v1::Signed stored = out;
         if (options_.sealer) {

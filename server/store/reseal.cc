@@ -138,7 +138,8 @@ absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Se
     RETURN_IF_ERROR(s.status("write meta.seal_keys"));
   }
   // The rewritten rows' old copies sit in freed pages and in the WAL until both are rebuilt.
-  RETURN_IF_ERROR(db->Exec("VACUUM"));
+  // VACUUM may renumber the notice table's rows: departments' feed positions start again.
+  RETURN_IF_ERROR(db->Exec("DELETE FROM meta WHERE key = 'feed_epoch'; VACUUM"));
   {
     Stmt checkpoint(db->get(), "PRAGMA wal_checkpoint(TRUNCATE)");
     if (checkpoint.Step() && checkpoint.Int(0) != 0) {
