@@ -465,5 +465,33 @@ TEST_F(SharingTest, ANodeThatAnswersADepartmentBeyondItsPolicyIsFoundByTheCoordi
   EXPECT_THAT(r.out, HasSubstr("the node shows no copy of it"));
 }
 
+// A department granted a notice without the identity number still leaves a record the office
+// finds by that number: the access log names whose data the notice was, not what the copy shows.
+TEST_F(SharingTest, ADepartmentsReadIsFoundByThePersonsNumberEvenWithoutTheNumberGranted) {
+  SetPolicy(R"(
+version: "names-only"
+grants:
+  - party: department/360102/public-security
+    kinds:
+      - {kind: certificate, fields: [subject.name, certificate.number]}
+)");
+  ASSERT_OK(a_->Start());
+  auto a = a_->NewClient();
+  ASSERT_OK(a->Publish(Certificate("c-9")));
+  RunResult r = Follow(pki_->Department(kA, "public-security"), dir_.path() + "/feed.json");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::vector<v1::CaseEvent> events = Events(r.out);
+  ASSERT_EQ(events.size(), 1u) << r.out;
+  EXPECT_EQ(events[0].notice().subject().id_number(), "");
+  EXPECT_EQ(events[0].notice().subject().name(), "测试人");
+  v1::AccessLogRequest whose;
+  whose.set_id_number("11010519491231002X");
+  auto reads = a->AccessLog(whose);
+  ASSERT_OK(reads);
+  ASSERT_GE(reads->records_size(), 1) << reads->DebugString();
+  EXPECT_EQ(reads->records(0).what(), "feed-read");
+  EXPECT_EQ(reads->records(0).peer(), kDepartment);
+}
+
 }  // namespace
 }  // namespace caseway::testing

@@ -154,6 +154,9 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
       seq = r.channel_seq;
       acknowledged = r.consumed;
     }
+    // The notice as stored names whose data it is, for the access log, even when the copy sent
+    // leaves the identity number out.
+    std::string whole;
     if (filtered) {
       v1::Notice n;
       if (!n.ParseFromString(r.bytes)) {
@@ -163,7 +166,10 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
       if (!copy.has_value()) continue;  // FindCase kept the granted kinds only
       // Test fault: a node that logs the policy but answers with whole notices (what a
       // coordinator's `caseway audit verify` must find).
-      if (!common::FaultHits("answer_whole", 1, 1)) r.bytes = common::DeterministicBytes(*copy);
+      if (!common::FaultHits("answer_whole", 1, 1)) {
+        whole = std::move(r.bytes);
+        r.bytes = common::DeterministicBytes(*copy);
+      }
     }
     // One notice always goes, however large (at most half of limits.max_message_bytes when
     // published here), so that a feed never stalls on it.
@@ -174,7 +180,7 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
     }
     v1::QueryNotice& q = *answer.add_notices();
     q.set_notice(r.bytes);
-    access.AddBytes(r.bytes);
+    access.AddBytes(whole.empty() ? r.bytes : whole);
     q.set_role(r.role);
     *q.mutable_stored_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(r.stored_at));
     q.set_seq(seq);
