@@ -493,5 +493,25 @@ grants:
   EXPECT_EQ(reads->records(0).peer(), kDepartment);
 }
 
+// The coordinator checks every answer to a department, whatever its log entry claims: one logged
+// without the policy (and so not kept) cannot be shown to respect it.
+TEST_F(SharingTest, AnAnswerToADepartmentLoggedWithoutThePolicyIsUnproven) {
+  SetPolicy(kPolicyV1);
+  a_->set_env("CASEWAY_FAULTS=answer_unrecorded=1");
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  ASSERT_OK(a_->NewClient()->Publish(Certificate("c-8")));
+  auto answer = AskAsDepartment(pki_->Department(kA, "public-security"), kDepartment, "case-c-8");
+  ASSERT_OK(answer);
+  ASSERT_EQ(answer->notices_size(), 1);
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 7"), 0);
+  Settled();
+  RunResult r = Audit({"verify", a_->address()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("POLICY_UNPROVEN"));
+  EXPECT_THAT(r.out, HasSubstr("1 answer(s) it gave department/360102/public-security"));
+  EXPECT_THAT(r.out, HasSubstr("its log entry names no sharing policy"));
+}
+
 }  // namespace
 }  // namespace caseway::testing

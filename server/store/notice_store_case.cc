@@ -423,6 +423,11 @@ absl::StatusOr<v1::Signed> NoticeStore::AnswerQuery(v1::QueryAnswer answer,
         }
         entry.set_first_seq(answer.notices_size());
         entry.set_sharing_policy_digest(answer.sharing_policy_digest());
+        // Test fault: a node that answers a department but logs no policy and keeps no copy.
+        if (common::FaultHits("answer_unrecorded", 1, 1)) {
+          entry.clear_sharing_policy_digest();
+          answer.clear_sharing_policy_digest();
+        }
         ASSIGN_OR_RETURN(uint64_t index, AppendEntry(entry));
         if (index != answer.log_index()) {
           return absl::InternalError("query answer: the log index moved while it was signed");
