@@ -441,8 +441,10 @@ absl::Status Auditor::CheckAnswersSent(
     std::optional<std::pair<uint64_t, std::string>> first_unproven, first_beyond;  // index, why
     for (const auto& [index, policy] : entries) {
       const v1::LogEntry& e = log.parsed[index];
-      if (e.first_seq() == 0) continue;  // no notice left the node (an empty answer is not kept)
       auto it = kept.find(index);
+      // An answer its entry says held no notice is not kept: there is nothing to check, unless
+      // the node kept it anyway.
+      if (e.first_seq() == 0 && it == kept.end()) continue;
       std::string why;
       v1::QueryAnswer answer;
       if (it != kept.end() && !it->second.purged_digest().empty()) {

@@ -80,8 +80,8 @@ class Reader {
     }
     auto creds = common::ChannelCredentials({f.ca, f.cert, f.key});
     if (!creds.ok()) return creds.status();
-    // An answer holds up to a quarter of the node's limits.max_message_bytes (at most 256 MiB)
-    // of notices, and always one notice: more than gRPC's default of 4 MiB.
+    // An answer holds up to a quarter of the node's limits.max_message_bytes (at most 64 MiB) of
+    // notices, and always one notice (up to half of it): more than gRPC's default of 4 MiB.
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(256 << 20);
     return Reader(f, std::move(party), std::move(*dir),
@@ -165,7 +165,8 @@ bool Busy(const absl::Status& s) {
   if (absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s)) return true;
   const std::string reason = common::ReasonOf(s);
   return absl::IsResourceExhausted(s) &&
-         (reason == "QUERY_RATE_EXCEEDED" || reason == "QUERIES_BUSY");
+         (reason == "QUERY_RATE_EXCEEDED" || reason == "QUERIES_BUSY" ||
+          reason == "TOO_MANY_CALLS");
 }
 
 int RunQuery(const DepartmentFlags& f) {
@@ -247,12 +248,19 @@ int RunFollow(const DepartmentFlags& f) {
         wait = interval;
         continue;
       }
+      if (common::ReasonOf(answer.status()) == "FEED_RESTARTED") {
+        fprintf(stderr, "caseway department follow: remove %s to follow again from the start\n",
+                f.state.c_str());
+      }
       return Fail("follow", answer.status());
     }
     failures = 0;
     // The position only moves on, in the node's store it started in (a restored store says so:
     // FEED_RESTARTED); an answer that says there is more must move it.
     const v1::FeedPosition& next = answer->next();
+    if (!at->epoch().empty() && next.epoch() != at->epoch()) {
+      return Fail("follow", absl::DataLossError("the node's answer changes the feed's epoch"));
+    }
     if (next.epoch() == at->epoch() &&
         (next.published() < at->published() || next.received() < at->received())) {
       return Fail("follow", absl::DataLossError("the node's answer moves the feed position back"));

@@ -125,8 +125,9 @@ class PeerExchangeService final
   const uint64_t max_batch_bytes_;
   const absl::Duration heartbeat_interval_;
   // Remote queries: the largest answer (notice bytes: a quarter of the message limit, so that
-  // the asker's QueryPeerResponse, which carries them three times, fits in one message), each
-  // caller's rate, and how many are being answered now.
+  // the asker's QueryPeerResponse, which carries them three times, fits in one message; a
+  // department's answer always holds one notice), each caller's rate, and how many are being
+  // answered now.
   const uint64_t max_answer_bytes_;
   RateLimiter query_rate_;
   std::atomic<int> queries_in_flight_{0};

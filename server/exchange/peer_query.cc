@@ -171,9 +171,11 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
         r.bytes = common::DeterministicBytes(*copy);
       }
     }
-    // One notice always goes, however large (at most half of limits.max_message_bytes when
-    // published here), so that a feed never stalls on it.
-    if (answer.notices_size() > 0 && bytes + r.bytes.size() > max_answer_bytes_) {
+    // A department's answer always holds one notice, however large (at most half of
+    // limits.max_message_bytes when published here), so that its feed never stalls on it. A
+    // node's answer keeps to the limit: the asker's reply carries the notices three times.
+    if ((!department || answer.notices_size() > 0) &&
+        bytes + r.bytes.size() > max_answer_bytes_) {
       answer.set_truncated(true);
       left_out(i);
       break;

@@ -182,8 +182,13 @@ grpc::Status ExchangeLogService::GetEvidence(grpc::ServerContext* ctx,
   const bool policies = req->direction() == v1::GetEvidenceRequest::DIRECTION_SHARING_POLICIES;
   const std::string peer = policies ? "" : req->peer();
   const bool sent = req->direction() == v1::GetEvidenceRequest::DIRECTION_ANSWERS_SENT;
-  if (sent && common::SharingPolicy::IsDepartment(peer)) {
-    // A department is no node of the directory: its answers are found by its party name.
+  if (sent) {
+    // Answers given are found by the party's name: a department is no node of the directory,
+    // and a peer that has left it was still answered.
+    if (peer.empty() || peer.size() > 200) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "peer: required, a party of at most 200 characters");
+    }
   } else if (!policies) {
     if (grpc::Status other = OtherNode(peer); !other.ok()) return other;
   }

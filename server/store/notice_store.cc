@@ -272,7 +272,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
     unsigned char random[8];
     if (RAND_bytes(random, sizeof random) != 1) return absl::InternalError("no random bytes");
     feed_epoch = common::ToHex(absl::string_view(reinterpret_cast<char*>(random), sizeof random));
-    Stmt s(db->get(), "INSERT INTO meta(key, value) VALUES('feed_epoch', ?)");
+    Stmt s(db->get(), "INSERT OR REPLACE INTO meta(key, value) VALUES('feed_epoch', ?)");
     s.Bind(1, feed_epoch);
     RETURN_IF_ERROR(Done(s, "store the feed epoch"));
   }

@@ -68,7 +68,8 @@ struct InboxRow {
 // sealed (server/store/sealer.h), and meta 'seal_keys' lists the keys that sealed them; an older
 // binary would take a sealed body for a notice that does not parse.
 // Version 7: shared_copy, a destination's copy under a sharing policy (an older binary would send
-// the whole notice).
+// the whole notice). Version 8: copies sealed under (destination, notice id), answers kept as
+// evidence kind 7, meta 'feed_epoch' (a version-7 binary could not open the new copies).
 inline constexpr int kStoreSchemaVersion = 8;
 
 // StoreOptions configure NoticeStore::Open.
