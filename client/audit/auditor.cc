@@ -370,6 +370,19 @@ absl::StatusOr<NodeLog> Auditor::Verify(const std::string& address,
   return log;
 }
 
+absl::Status Auditor::ForEachEvidence(NodeLog& log, v1::GetEvidenceRequest req,
+                                      const std::function<void(const v1::Evidence&)>& fn) {
+  for (;;) {
+    v1::GetEvidenceResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline());
+    RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetEvidence(&ctx, req, &resp)));
+    for (const v1::Evidence& ev : resp.evidence()) fn(ev);
+    if (resp.next() == 0 || resp.next() <= req.after()) return absl::OkStatus();
+    req.set_after(resp.next());
+  }
+}
+
 absl::StatusOr<std::map<std::string, common::SharingPolicy>> Auditor::SharingPolicies(
     NodeLog& log, std::vector<Finding>* findings) {
   std::map<std::string, common::SharingPolicy> out;
@@ -382,26 +395,18 @@ absl::StatusOr<std::map<std::string, common::SharingPolicy>> Auditor::SharingPol
   if (recorded.empty()) return out;
   v1::GetEvidenceRequest req;
   req.set_direction(v1::GetEvidenceRequest::DIRECTION_SHARING_POLICIES);
-  for (;;) {
-    v1::GetEvidenceResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(Deadline());
-    RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetEvidence(&ctx, req, &resp)));
-    for (const v1::Evidence& ev : resp.evidence()) {
-      const std::string digest = common::Sha256(ev.signed_().message());
-      auto when = recorded.find(digest);
-      if (when == recorded.end()) continue;
-      if (!directory_.Verify(log.jurisdiction, when->second, common::kSharingPolicyContext,
-                             ev.signed_().message(), ev.signed_().signature())
-               .ok()) {
-        continue;
-      }
-      auto policy = common::SharingPolicy::FromBytes(ev.signed_().message());
-      if (policy.ok()) out.emplace(digest, std::move(*policy));
+  RETURN_IF_ERROR(ForEachEvidence(log, req, [&](const v1::Evidence& ev) {
+    const std::string digest = common::Sha256(ev.signed_().message());
+    auto when = recorded.find(digest);
+    if (when == recorded.end()) return;
+    if (!directory_.Verify(log.jurisdiction, when->second, common::kSharingPolicyContext,
+                           ev.signed_().message(), ev.signed_().signature())
+             .ok()) {
+      return;
     }
-    if (resp.next() == 0 || resp.next() <= req.after()) break;
-    req.set_after(resp.next());
-  }
+    auto policy = common::SharingPolicy::FromBytes(ev.signed_().message());
+    if (policy.ok()) out.emplace(digest, std::move(*policy));
+  }));
   for (const auto& [digest, when] : recorded) {
     if (out.count(digest)) continue;
     std::string detail = absl::StrCat(
@@ -425,18 +430,10 @@ absl::Status Auditor::CheckAnswersSent(
     req.set_purpose(kAuditPurpose);
     req.set_peer(party);
     req.set_direction(v1::GetEvidenceRequest::DIRECTION_ANSWERS_SENT);
-    for (;;) {
-      v1::GetEvidenceResponse resp;
-      grpc::ClientContext ctx;
-      ctx.set_deadline(Deadline());
-      absl::Status s = FromGrpcStatus(log.stub->GetEvidence(&ctx, req, &resp));
-      // A party the node no longer knows (or a node before Caseway kept answers): nothing kept.
-      if (absl::IsInvalidArgument(s)) break;
-      RETURN_IF_ERROR(s);
-      for (const v1::Evidence& ev : resp.evidence()) kept[ev.log_index()] = ev;
-      if (resp.next() == 0 || resp.next() <= req.after()) break;
-      req.set_after(resp.next());
-    }
+    absl::Status fetched =
+        ForEachEvidence(log, req, [&](const v1::Evidence& ev) { kept[ev.log_index()] = ev; });
+    // A node before Caseway kept answers does not know the direction: it kept nothing.
+    if (!absl::IsInvalidArgument(fetched)) RETURN_IF_ERROR(fetched);
     uint64_t unproven = 0, beyond = 0;
     std::optional<std::pair<uint64_t, std::string>> first_unproven, first_beyond;  // index, why
     for (const auto& [index, policy] : entries) {
@@ -551,19 +548,11 @@ absl::Status Auditor::CheckNotices(NodeLog& log, std::vector<Finding>* findings)
         req.set_purpose(kAuditPurpose);
         req.set_peer(e.peer());
         req.set_direction(v1::GetEvidenceRequest::DIRECTION_INBOUND);
-        for (;;) {
-          v1::GetEvidenceResponse resp;
-          grpc::ClientContext ctx;
-          ctx.set_deadline(Deadline());
-          RETURN_IF_ERROR(FromGrpcStatus(log.stub->GetEvidence(&ctx, req, &resp)));
-          for (const auto& ev : resp.evidence()) {
-            if (ev.kind() == v1::Evidence::KIND_MANIFEST_RECEIVED) {
-              by_digest[common::Sha256(ev.signed_().message())] = ev.signed_();
-            }
+        RETURN_IF_ERROR(ForEachEvidence(log, req, [&](const v1::Evidence& ev) {
+          if (ev.kind() == v1::Evidence::KIND_MANIFEST_RECEIVED) {
+            by_digest[common::Sha256(ev.signed_().message())] = ev.signed_();
           }
-          if (resp.next() == 0 || resp.next() <= req.after()) break;
-          req.set_after(resp.next());
-        }
+        }));
       }
       auto it = by_digest.find(e.digest());
       if (it == by_digest.end()) continue;  // reconcile judges a missing manifest

@@ -4,6 +4,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -156,6 +157,9 @@ class Auditor {
   // CheckNotices compares the notice bytes the node serves with the digests its log and the
   // signed manifests give; appends NOTICE_BYTES findings.
   absl::Status CheckNotices(NodeLog& log, std::vector<Finding>* findings);
+  // ForEachEvidence calls `fn` with every evidence row `req` selects at the node, page by page.
+  absl::Status ForEachEvidence(NodeLog& log, caseway::v1::GetEvidenceRequest req,
+                               const std::function<void(const caseway::v1::Evidence&)>& fn);
   // CheckAnswersSent checks the answers the node gave under its sharing policy (its
   // QUERY_ANSWERED entries with a policy digest, per party: the entry's index and the policy in
   // force then) against that policy, from the signed copies the node keeps: a notice beyond it
