@@ -82,20 +82,15 @@ absl::StatusOr<Identity> ParseSpiffeId(absl::string_view uri) {
     if (auto s = check_region(id.jurisdiction); !s.ok()) return s;
     return id;
   }
-  if (parts.size() == 4 && parts[1] == "client") {
-    id.role = Role::kClient;
+  // A client and a department are both named within a jurisdiction: <role>/<region>/<name>.
+  if (parts.size() == 4 && (parts[1] == "client" || parts[1] == "department")) {
+    id.role = parts[1] == "client" ? Role::kClient : Role::kDepartment;
     id.jurisdiction = std::string(parts[2]);
     id.name = std::string(parts[3]);
     if (auto s = check_region(id.jurisdiction); !s.ok()) return s;
-    if (!ValidName(id.name)) return absl::InvalidArgumentError("spiffe id: invalid client name");
-    return id;
-  }
-  if (parts.size() == 4 && parts[1] == "department") {
-    id.role = Role::kDepartment;
-    id.jurisdiction = std::string(parts[2]);
-    id.name = std::string(parts[3]);
-    if (auto s = check_region(id.jurisdiction); !s.ok()) return s;
-    if (!ValidName(id.name)) return absl::InvalidArgumentError("spiffe id: invalid department name");
+    if (!ValidName(id.name)) {
+      return absl::InvalidArgumentError(absl::StrCat("spiffe id: invalid ", parts[1], " name"));
+    }
     return id;
   }
   if (parts.size() == 3 && parts[1] == "auditor") {
