@@ -340,6 +340,12 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
 void NoticeStore::CheckpointLoop() {
   auto db = Db::Open(path_);
   if (!db.ok()) StorageFault("open the checkpoint connection", db.status());
+  constexpr int kRestartWaitMs = 50;
+  int64_t page_size = 4096;
+  {
+    Stmt q((*db)->get(), "PRAGMA page_size");
+    if (q.Step()) page_size = q.Int(0);
+  }
   absl::MutexLock lock(&mu_);
   while (!stop_checkpointer_) {
     mu_.AwaitWithTimeout(absl::Condition(&stop_checkpointer_), absl::Milliseconds(500));
@@ -361,10 +367,24 @@ void NoticeStore::CheckpointLoop() {
     // After a purge (retention), one TRUNCATE: the WAL must not keep old images of the pages
     // that held the removed data. A purge runs an hour apart at most, so one stall an hour.
     const bool truncate = last || truncate_wal_.exchange(false);
+    int wal_frames = 0, copied_frames = 0;
     int rc = sqlite3_wal_checkpoint_v2((*db)->get(), nullptr,
                                        truncate ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
-                                       nullptr, nullptr);
+                                       &wal_frames, &copied_frames);
     if (rc == SQLITE_BUSY && truncate && !last) truncate_wal_ = true;  // again next round
+    // SQLite starts the WAL again from its beginning only when a commit begins with every frame
+    // copied into the database. Under continuous commits the PASSIVE one above is always a
+    // little behind, and the WAL grew by every byte written (3 GB at the origin after 600,000
+    // notices). Past wal_restart_bytes, a RESTART copies the few frames written since, holding
+    // writers off, and waits for readers to leave the WAL: at most kRestartWait, then it gives
+    // up (BUSY) until the next round. The file keeps its length and is reused from its start.
+    if (rc == SQLITE_OK && !truncate &&
+        int64_t{wal_frames} * page_size > options_.wal_restart_bytes) {
+      sqlite3_busy_timeout((*db)->get(), kRestartWaitMs);
+      rc = sqlite3_wal_checkpoint_v2((*db)->get(), nullptr, SQLITE_CHECKPOINT_RESTART, nullptr,
+                                     nullptr);
+      sqlite3_busy_timeout((*db)->get(), 10000);
+    }
     // BUSY: a reader or (at the last one) a straggler holds the WAL; the next round retries.
     if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
       StorageFault("checkpoint the WAL into the database file", SqliteError((*db)->get(), "checkpoint"));
