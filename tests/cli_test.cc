@@ -126,6 +126,51 @@ TEST_F(CliTest, ParallelPublishKeepsResultsInInputOrder) {
   EXPECT_EQ(nodes_["360102"]->Count("SELECT count(*) FROM notice"), 58);
 }
 
+// Length-delimited binary records (--format binpb): the bulk-load input. Each record is
+// reported by its number; a record that is not a notice and a record cut short are named.
+TEST_F(CliTest, PublishesBinaryDelimitedRecordsAndNamesABrokenOne) {
+  auto delimited = [](const std::string& bytes) {
+    std::string out;
+    for (uint64_t n = bytes.size(); ; n >>= 7) {  // the length as a base-128 varint
+      out.push_back(static_cast<char>((n & 0x7f) | (n >= 0x80 ? 0x80 : 0)));
+      if (n < 0x80) break;
+    }
+    return out + bytes;
+  };
+  std::string input;
+  for (int i = 1; i <= 40; ++i) {
+    v1::Notice n = SampleNotice("bin-" + std::to_string(i), {"440305"});
+    if (i == 9) n.set_priority(v1::PRIORITY_UNSPECIFIED);
+    input += i == 23 ? delimited("\xff\xff\xff") : delimited(n.SerializeAsString());
+  }
+  std::string whole = input + delimited(SampleNotice("bin-41", {"440305"}).SerializeAsString());
+  RunResult r = Cli("360102", {"publish", "--format", "binpb", "--jobs", "3", "--batch", "7", "-"},
+                    whole);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 41u) << r.out;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_THAT(lines[i], HasSubstr("{\"line\":" + std::to_string(i + 1) + ","));
+  }
+  EXPECT_THAT(lines[8], HasSubstr("notice.priority"));
+  EXPECT_THAT(lines[22], HasSubstr("record 23: not a caseway.v1.Notice in binary protobuf"));
+  EXPECT_THAT(r.err, HasSubstr("39 published, 2 failed"));
+  EXPECT_EQ(nodes_["360102"]->Count("SELECT count(*) FROM notice"), 39);
+
+  // Cut inside the last record: the records before it are published (again: duplicates), and
+  // the cut one is named with what is missing.
+  std::string cut = input + delimited(SampleNotice("bin-42", {"440305"}).SerializeAsString());
+  cut.resize(cut.size() - 5);
+  RunResult c = Cli("360102", {"publish", "--format", "binpb", "-"}, cut);
+  EXPECT_EQ(c.exit_code, 1);
+  lines = Lines(c.out);
+  ASSERT_EQ(lines.size(), 41u) << c.out;
+  EXPECT_THAT(lines[0], HasSubstr("\"duplicate\":true"));
+  EXPECT_THAT(lines[40], HasSubstr("record 41: the input ends after"));
+  EXPECT_THAT(c.err, HasSubstr("record 41: the input ends after"));
+  EXPECT_EQ(nodes_["360102"]->Count("SELECT count(*) FROM notice"), 39);
+}
+
 TEST_F(CliTest, StatusShowsChannelsSubscriptionsAndInbox) {
   RunResult pub = Cli("440305", {"publish", SourceDir() + "/deploy/samples/notices-440305.jsonl"});
   ASSERT_EQ(pub.exit_code, 0) << pub.out << pub.err;

@@ -207,12 +207,48 @@ size_t PublishPending(Client& client, std::vector<PendingLine> batch, bool dry_r
   return failed;
 }
 
+// ReadDelimited reads one length-delimited record (a base-128 varint length, then that many
+// bytes: what protobuf's writeDelimitedTo / SerializeDelimitedToOstream write). Returns false at
+// a clean end of input; a cut or oversized record is an error naming the record and the rule.
+bool ReadDelimited(std::istream& in, size_t record, std::string* out, std::string* error) {
+  uint64_t length = 0;
+  int shift = 0;
+  for (;;) {
+    const int c = in.get();
+    if (c == EOF) {
+      if (shift == 0) return false;
+      *error = absl::StrCat("record ", record, ": the input ends inside its length");
+      return false;
+    }
+    if (shift >= 35) {
+      *error = absl::StrCat("record ", record, ": its length is not a varint of at most 5 bytes");
+      return false;
+    }
+    length |= uint64_t(c & 0x7f) << shift;
+    shift += 7;
+    if ((c & 0x80) == 0) break;
+  }
+  constexpr uint64_t kMaxRecord = 64 << 20;  // the largest gRPC message a node accepts
+  if (length > kMaxRecord) {
+    *error = absl::StrCat("record ", record, ": a length of ", length, " bytes, over the ",
+                          kMaxRecord, " a notice can have");
+    return false;
+  }
+  out->resize(length);
+  if (length > 0 && !in.read(out->data(), static_cast<std::streamsize>(length))) {
+    *error = absl::StrCat("record ", record, ": the input ends after ", in.gcount(), " of its ",
+                          length, " bytes");
+    return false;
+  }
+  return true;
+}
+
 int RunPublish(const Connection& conn, const std::string& file, size_t batch_size, int jobs,
-               bool progress, bool dry_run) {
+               bool progress, bool dry_run, bool binary) {
   std::istream* in = &std::cin;
   std::ifstream f;
   if (file != "-") {
-    f.open(file);
+    f.open(file, std::ios::binary);
     if (!f) {
       fprintf(stderr, "caseway publish: %s: cannot open for reading\n", file.c_str());
       return 2;
@@ -256,6 +292,17 @@ int RunPublish(const Connection& conn, const std::string& file, size_t batch_siz
         batch.reserve(raw.size());
         for (RawLine& r : raw) {
           PendingLine p{r.line, {}};
+          if (binary) {
+            if (!p.notice.ParseFromString(r.text)) {
+              PrintError(r.line, "",
+                         absl::InvalidArgumentError(absl::StrCat(
+                             "record ", r.line, ": not a caseway.v1.Notice in binary protobuf")));
+              ++failed;
+              continue;
+            }
+            batch.push_back(std::move(p));
+            continue;
+          }
           auto st = google::protobuf::util::JsonStringToMessage(r.text, &p.notice, options);
           if (!st.ok()) {
             PrintError(r.line, "",
@@ -286,8 +333,16 @@ int RunPublish(const Connection& conn, const std::string& file, size_t batch_siz
   };
   std::vector<RawLine> pending;
   size_t line_no = 0;
-  std::string line;
-  while (std::getline(*in, line)) {
+  std::string line, cut;
+  while (binary) {
+    if (!ReadDelimited(*in, line_no + 1, &line, &cut)) break;
+    pending.push_back({++line_no, std::move(line)});
+    if (pending.size() >= batch_size) {
+      enqueue(std::move(pending));
+      pending.clear();
+    }
+  }
+  while (!binary && std::getline(*in, line)) {
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) {
       Settle(line_no, "");
@@ -307,6 +362,11 @@ int RunPublish(const Connection& conn, const std::string& file, size_t batch_siz
   cv.notify_all();
   for (auto& t : senders) t.join();
   if (progress) fprintf(stderr, "\n");
+  if (!cut.empty()) {  // the records before it were published; nothing after it can be read
+    PrintError(line_no + 1, "", absl::InvalidArgumentError(cut));
+    fprintf(stderr, "caseway publish: %s\n", cut.c_str());
+    ++failed;
+  }
   if (dry_run) {
     fprintf(stderr, "caseway publish: dry run: %zu valid, %zu failed (nothing stored)\n", ok.load(),
             failed.load());
@@ -454,9 +514,16 @@ int Main(int argc, char** argv) {
   bool progress = false;
   CLI::App* publish = app.add_subcommand(
       "publish",
-      "Publish notices: protobuf JSON, one caseway.v1.Notice per line, from FILE or stdin.\n"
-      "Prints one JSON result line per notice; exit 0 when all succeeded, 1 when any failed.");
+      "Publish notices from FILE or stdin: protobuf JSON, one caseway.v1.Notice per line, or\n"
+      "with --format binpb length-delimited binary caseway.v1.Notice records (for bulk loads).\n"
+      "Prints one JSON result line per notice (\"line\" is the record's number in binpb);\n"
+      "exit 0 when all succeeded, 1 when any failed.");
   publish->add_option("file", file, "JSON-lines file, or - for stdin")->capture_default_str();
+  std::string format = "json";
+  publish->add_option("--format", format,
+                      "json: protobuf JSON lines; binpb: varint-length-delimited binary notices")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"json", "binpb"}));
   publish->add_option("--batch", batch, "notices per PublishBatch request (1 = unary Publish)")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
@@ -581,7 +648,7 @@ int Main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   if (int rc = caseway::cli::RunDepartment(department_flags); rc >= 0) return rc;
-  if (publish->parsed()) return RunPublish(conn, file, batch, jobs, progress, dry_run);
+  if (publish->parsed()) return RunPublish(conn, file, batch, jobs, progress, dry_run, format == "binpb");
   if (inbox->parsed()) return RunInbox(conn, follow, ack, window, limit);
   if (status->parsed()) return RunStatus(conn, status_flags);
   if (todo->parsed()) return RunTodo(conn, todo_flags);
