@@ -12,6 +12,8 @@
 #include <mutex>
 #include <thread>
 
+#include <google/protobuf/io/zero_copy_stream_impl.h>
+#include <google/protobuf/util/delimited_message_util.h>
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_cat.h"
@@ -77,13 +79,114 @@ void PrintResult(const std::string& name, const std::vector<std::pair<std::strin
   fflush(stdout);
 }
 
-int Throughput(const Conn& a_conn, const std::string& origin, const std::string& dest, int clients,
-               int batch, uint64_t count, int max_s, const std::string& label, bool wait,
-               uint64_t cases) {
+// Series samples A's receipted count every 100 ms while a throughput run goes on, for the
+// growth run: the rate per `interval` notices (does it fall as the B-trees grow?) and a file of
+// (seconds, receipted) points to plot.
+class Series {
+ public:
+  Series(const Conn& a_conn, std::string dest, uint64_t base)
+      : probe_(Stub(a_conn)), dest_(std::move(dest)), base_(base), start_(Clock::now()) {
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        const uint64_t acked = Head(*probe_, dest_).second;
+        const double t = std::chrono::duration<double>(Clock::now() - start_).count();
+        if (acked >= base_) points_.emplace_back(t, acked - base_);
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+  }
+  // Finish stops sampling, writes the points to `file` ("seconds receipted" per line) and prints
+  // the rate over each `interval` receipted notices.
+  void Finish(const std::string& label, const std::string& file, uint64_t interval) {
+    stop_ = true;
+    thread_.join();
+    // The last sample: the run ended when the probe saw every notice receipted.
+    const uint64_t acked = Head(*probe_, dest_).second;
+    if (acked >= base_) {
+      points_.emplace_back(std::chrono::duration<double>(Clock::now() - start_).count(), acked - base_);
+    }
+    if (!file.empty()) {
+      std::ofstream f(file, std::ios::trunc);
+      f << "# seconds receipted\n";
+      for (const auto& [t, n] : points_) f << absl::StrFormat("%.3f %d\n", t, n);
+    }
+    if (interval == 0) return;
+    double last_t = 0;
+    uint64_t next = interval;
+    std::vector<double> rates;
+    for (size_t i = 1; i < points_.size(); ++i) {
+      const auto [t0, n0] = points_[i - 1];
+      const auto [t1, n1] = points_[i];
+      while (n1 >= next && n1 > n0) {  // the moment `next` was crossed, interpolated
+        const double t = t0 + (t1 - t0) * double(next - n0) / double(n1 - n0);
+        rates.push_back(interval / std::max(1e-6, t - last_t));
+        PrintResult(absl::StrCat("growth ", label), {
+            {"at", absl::StrCat(next)}, {"notices_per_s", absl::StrFormat("%.0f", rates.back())}});
+        last_t = t;
+        next += interval;
+      }
+    }
+    if (rates.size() < 2) return;
+    const size_t tenth = std::max<size_t>(1, rates.size() / 10);
+    auto mean = [&](size_t from, size_t to) {
+      double sum = 0;
+      for (size_t i = from; i < to; ++i) sum += rates[i];
+      return sum / double(to - from);
+    };
+    const double first = mean(0, tenth), last = mean(rates.size() - tenth, rates.size());
+    PrintResult(absl::StrCat("growth summary ", label), {
+        {"intervals", absl::StrCat(rates.size())}, {"interval", absl::StrCat(interval)},
+        {"first_tenth_per_s", absl::StrFormat("%.0f", first)},
+        {"last_tenth_per_s", absl::StrFormat("%.0f", last)},
+        {"min_per_s", absl::StrFormat("%.0f", *std::min_element(rates.begin(), rates.end()))},
+        {"last_over_first", absl::StrFormat("%.3f", last / first)}});
+  }
+
+ private:
+  std::unique_ptr<v1::Gateway::Stub> probe_;
+  const std::string dest_;
+  const uint64_t base_;
+  const Clock::time_point start_;
+  std::atomic<bool> stop_{false};
+  std::vector<std::pair<double, uint64_t>> points_;  // written by thread_ only, until Finish
+  std::thread thread_;
+};
+
+struct ThroughputOptions {
+  int clients = 8;
+  int batch = 100;
+  uint64_t count = 100000;
+  int max_s = 60;
+  std::string label = "run";
+  bool wait = true;
+  uint64_t cases = 0;
+  size_t size = 1024;
+  std::string series_file;
+  uint64_t interval = 0;
+};
+
+int Throughput(const Conn& a_conn, const std::string& origin, const std::string& dest,
+               const ThroughputOptions& o) {
+  const int clients = o.clients, batch = o.batch, max_s = o.max_s;
+  const uint64_t count = o.count, cases = o.cases;
+  const std::string& label = o.label;
+  if (o.size > caseway::bench::LargestNoticeBytes() + 64) {
+    fprintf(stderr, "--size: at most %zu bytes (the largest valid notice)\n",
+            caseway::bench::LargestNoticeBytes());
+    return 2;
+  }
+  const v1::Notice shape = caseway::bench::SizedNotice("shape", origin, dest, o.size);
+  auto make = [&](const std::string& id) {
+    v1::Notice n = shape;
+    n.set_notice_id(id);
+    return n;
+  };
   auto probe = Stub(a_conn);
   const uint64_t base = Head(*probe, dest).first;
   const std::string run = absl::StrCat(label, "-", std::chrono::system_clock::now().time_since_epoch().count());
   std::atomic<uint64_t> next{0}, published{0}, errors{0};
+  std::unique_ptr<Series> series;
+  if (!o.series_file.empty() || o.interval > 0) series = std::make_unique<Series>(a_conn, dest, base);
   const auto start = Clock::now();
   const auto deadline = start + std::chrono::seconds(max_s);
   std::vector<std::thread> threads;
@@ -98,7 +201,7 @@ int Throughput(const Conn& a_conn, const std::string& origin, const std::string&
         grpc::Status s;
         if (batch == 1) {
           v1::PublishRequest req;
-          *req.mutable_notice() = Notice1K(absl::StrCat(run, "-", first), origin, dest);
+          *req.mutable_notice() = make(absl::StrCat(run, "-", first));
           caseway::bench::SpreadCase(*req.mutable_notice(), first, cases);
           v1::PublishResult resp;
           s = caseway::client::CallIdempotent(
@@ -106,7 +209,7 @@ int Throughput(const Conn& a_conn, const std::string& origin, const std::string&
         } else {
           v1::PublishBatchRequest req;
           for (uint64_t i = 0; i < n; ++i) {
-            *req.add_notices() = Notice1K(absl::StrCat(run, "-", first + i), origin, dest);
+            *req.add_notices() = make(absl::StrCat(run, "-", first + i));
             caseway::bench::SpreadCase(*req.mutable_notices(req.notices_size() - 1), first + i, cases);
           }
           v1::PublishBatchResponse resp;
@@ -123,10 +226,13 @@ int Throughput(const Conn& a_conn, const std::string& origin, const std::string&
   }
   for (auto& t : threads) t.join();
   const double publish_s = std::chrono::duration<double>(Clock::now() - start).count();
-  const bool done = wait && WaitAcked(*probe, dest, base + published.load(), 120);
+  const bool done = o.wait && WaitAcked(*probe, dest, base + published.load(), 120);
   const double total_s = std::chrono::duration<double>(Clock::now() - start).count();
+  if (series) series->Finish(label, o.series_file, o.interval);
   PrintResult(absl::StrCat("throughput ", label), {
       {"clients", absl::StrCat(clients)}, {"batch", absl::StrCat(batch)},
+      {"notice_bytes", absl::StrCat(shape.ByteSizeLong())},
+      {"mb_per_s", absl::StrFormat("%.1f", published.load() * double(shape.ByteSizeLong()) / total_s / 1e6)},
       {"notices", absl::StrCat(published.load())}, {"errors", absl::StrCat(errors.load())},
       {"notices_per_s", absl::StrFormat("%.0f", published.load() / total_s)},
       {"publish_only_per_s", absl::StrFormat("%.0f", published.load() / publish_s)},
@@ -137,7 +243,8 @@ int Throughput(const Conn& a_conn, const std::string& origin, const std::string&
 // Latency: open-loop unary publishes at `rate`/s for `seconds`; a consumer on B reads its inbox
 // (with acks) and records publish -> delivered-from-B's-store for each notice.
 int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
-            const std::string& dest, int rate, int seconds, int batch_ms) {
+            const std::string& dest, int rate, int seconds, int batch_ms,
+            const std::string& samples_file) {
   const std::string run = absl::StrCat("lat", rate, "-", std::chrono::system_clock::now().time_since_epoch().count());
   const uint64_t total = static_cast<uint64_t>(rate) * seconds;
   std::vector<Clock::time_point> sent(total);
@@ -190,11 +297,14 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
   // PublishBatch of rate * batch_ms / 1000 notices is due; otherwise one unary Publish per notice.
   const uint64_t per = batch_ms > 0 ? std::max<uint64_t>(1, static_cast<uint64_t>(rate) * batch_ms / 1000) : 1;
   const auto t0 = Clock::now() + std::chrono::milliseconds(200);
-  std::atomic<uint64_t> next{0}, errors{0};
+  std::atomic<uint64_t> next{0}, errors{0}, in_flight{0};
+  constexpr uint64_t kMaxInFlight = 20000;  // bounded: past it the schedule slips (achieved_per_s)
   std::vector<std::thread> pubs;
+  std::vector<std::unique_ptr<v1::Gateway::Stub>> stubs;  // outlive the calls still in flight
+  for (int t = 0; t < 16; ++t) stubs.push_back(Stub(a_conn));
   for (int t = 0; t < 16; ++t) {
-    pubs.emplace_back([&] {
-      auto a = Stub(a_conn);
+    pubs.emplace_back([&, t] {
+      v1::Gateway::Stub* a = stubs[t].get();
       for (;;) {
         uint64_t first = next.fetch_add(per);
         if (first >= total) break;
@@ -204,12 +314,28 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
         grpc::ClientContext ctx;
         grpc::Status s;
         if (per == 1) {
-          v1::PublishRequest req;
-          *req.mutable_notice() = Notice1K(absl::StrCat(run, "-", first), origin, dest);
+          // Unary calls are issued without waiting for the answer (gRPC's callback API): the
+          // offered rate is kept whatever the latency (16 blocking senders capped it at
+          // 16 / latency, ~2,300/s, and measured the queue in the load generator).
+          struct Call {
+            grpc::ClientContext ctx;
+            v1::PublishRequest req;
+            v1::PublishResult resp;
+          };
+          auto* call = new Call;
+          *call->req.mutable_notice() = Notice1K(absl::StrCat(run, "-", first), origin, dest);
+          while (in_flight.load() >= kMaxInFlight) std::this_thread::sleep_for(std::chrono::microseconds(200));
+          ++in_flight;
           sent[first] = Clock::now();
           sent_set[first] = true;
-          v1::PublishResult resp;
-          s = a->Publish(&ctx, req, &resp);
+          a->async()->Publish(&call->ctx, &call->req, &call->resp, [call, &errors, &in_flight](grpc::Status st) {
+            if (!st.ok() && errors++ == 0) {
+              fprintf(stderr, "first error: %d %s\n", st.error_code(), st.error_message().c_str());
+            }
+            delete call;
+            --in_flight;
+          });
+          continue;
         } else {
           v1::PublishBatchRequest req;
           for (uint64_t i = first; i < first + n; ++i) {
@@ -228,6 +354,10 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
     });
   }
   for (auto& t : pubs) t.join();
+  const auto answered_by = Clock::now() + std::chrono::seconds(60);
+  while (in_flight.load() > 0 && Clock::now() < answered_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   const double achieved = total / std::chrono::duration<double>(Clock::now() - t0).count();
   // Drain: wait until every notice arrived (bounded).
   auto deadline = Clock::now() + std::chrono::seconds(60);
@@ -241,6 +371,15 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
   stop = true;
   consumer.join();
   Percentiles p = Summarize(latencies);
+  if (!samples_file.empty() && !latencies.empty()) {
+    // The distribution to plot: 1,000 quantiles and the maximum ("share ms" per line).
+    std::ofstream f(samples_file, std::ios::trunc);
+    f << "# share_delivered_within ms\n";
+    for (int q = 1; q <= 1000; ++q) {
+      const size_t i = std::min(latencies.size() - 1, latencies.size() * q / 1000);
+      f << absl::StrFormat("%.3f %.3f\n", q / 1000.0, latencies[q == 1000 ? latencies.size() - 1 : i]);
+    }
+  }
   PrintResult(absl::StrCat("latency ", rate, "/s", per > 1 ? absl::StrCat(" batch/", batch_ms, "ms") : " unary"), {
       {"offered_per_s", absl::StrCat(rate)}, {"achieved_per_s", absl::StrFormat("%.0f", achieved)},
       {"delivered", absl::StrCat(latencies.size())}, {"errors", absl::StrCat(errors.load())},
@@ -262,13 +401,22 @@ int WaitCaughtUp(const Conn& a_conn, const std::string& dest, int max_s, const s
   return done ? 0 : 1;
 }
 
-int GenJsonl(const std::string& out, uint64_t count, const std::string& origin, const std::string& dest) {
-  std::ofstream f(out, std::ios::trunc);
+// GenJsonl writes `count` 1 KiB notices for `caseway publish`: JSON lines, or with `binary`
+// length-delimited binary records (--format binpb).
+int GenJsonl(const std::string& out, uint64_t count, const std::string& origin, const std::string& dest,
+             bool binary) {
+  std::ofstream f(out, std::ios::trunc | std::ios::binary);
   const std::string run = absl::StrCat("imp-", std::chrono::system_clock::now().time_since_epoch().count());
   std::string line;
   for (uint64_t i = 0; i < count; ++i) {
     line.clear();
-    (void)google::protobuf::util::MessageToJsonString(Notice1K(absl::StrCat(run, "-", i), origin, dest), &line);
+    const v1::Notice n = Notice1K(absl::StrCat(run, "-", i), origin, dest);
+    if (binary) {
+      google::protobuf::io::OstreamOutputStream os(&f);
+      google::protobuf::util::SerializeDelimitedToZeroCopyStream(n, &os);
+      continue;
+    }
+    (void)google::protobuf::util::MessageToJsonString(n, &line);
     f << line << '\n';
   }
   return f ? 0 : 1;
@@ -282,7 +430,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   Conn a, b;
   std::string origin = "360102", dest = "440305", label = "run", out;
-  int clients = 8, batch = 100, max_s = 60, rate = 1000, seconds = 10;
+  int max_s = 60, rate = 1000, seconds = 10;
   uint64_t count = 100000;
   auto conn_flags = [&](CLI::App* c, bool with_b) {
     c->add_option("--a", a.address, "origin node address")->required();
@@ -297,18 +445,26 @@ int main(int argc, char** argv) {
     c->add_option("--origin", origin, "origin jurisdiction")->capture_default_str();
     c->add_option("--dest", dest, "destination jurisdiction")->capture_default_str();
   };
-  auto* tp = app.add_subcommand("throughput", "publish COUNT 1 KiB notices with CLIENTS clients until all are receipted at A");
+  auto* tp = app.add_subcommand("throughput", "publish COUNT notices (1 KiB unless --size) with CLIENTS clients until all are receipted at A");
   conn_flags(tp, false);
-  tp->add_option("--clients", clients)->capture_default_str();
-  tp->add_option("--batch", batch, "notices per request (1 = unary Publish)")->capture_default_str();
-  tp->add_option("--count", count)->capture_default_str();
-  tp->add_option("--max-s", max_s, "publishing time limit")->capture_default_str();
-  tp->add_option("--label", label)->capture_default_str();
+  ThroughputOptions to;
+  tp->add_option("--clients", to.clients)->capture_default_str();
+  tp->add_option("--batch", to.batch, "notices per request (1 = unary Publish)")->capture_default_str();
+  tp->add_option("--count", to.count)->capture_default_str();
+  tp->add_option("--max-s", to.max_s, "publishing time limit")->capture_default_str();
+  tp->add_option("--label", to.label)->capture_default_str();
   bool no_wait = false;
   tp->add_flag("--no-wait", no_wait, "do not wait for receipts (destination offline)");
-  uint64_t cases = 0;
-  tp->add_option("--cases", cases,
+  tp->add_option("--cases", to.cases,
                  "spread the notices over this many cases and subjects (0: one case)")
+      ->capture_default_str();
+  tp->add_option("--size", to.size,
+                 "serialized bytes per notice (256 up to the largest valid notice, ~25 KiB)")
+      ->capture_default_str();
+  tp->add_option("--series", to.series_file,
+                 "write 'seconds receipted' every 100 ms to this file (for plots)");
+  tp->add_option("--interval", to.interval,
+                 "print the end-to-end rate over every this many receipted notices (0: none)")
       ->capture_default_str();
   auto* lat = app.add_subcommand("latency", "open-loop publishes at RATE/s; publish -> stored at B percentiles");
   conn_flags(lat, true);
@@ -317,6 +473,9 @@ int main(int argc, char** argv) {
   int batch_ms = 0;
   lat->add_option("--batch-ms", batch_ms, "publish a batch every N ms instead of unary calls")
       ->capture_default_str();
+  std::string samples_file;
+  lat->add_option("--samples", samples_file,
+                  "write the latency distribution (1,000 quantiles: 'share ms' per line) to this file");
   auto* wait = app.add_subcommand("wait-caught-up", "wait until A's channel to DEST is receipted to its head");
   conn_flags(wait, false);
   wait->add_option("--max-s", max_s)->capture_default_str();
@@ -326,6 +485,9 @@ int main(int argc, char** argv) {
   gen->add_option("--count", count)->capture_default_str();
   gen->add_option("--origin", origin)->capture_default_str();
   gen->add_option("--dest", dest)->capture_default_str();
+  bool gen_binary = false;
+  gen->add_flag("--binpb", gen_binary,
+                "length-delimited binary records (caseway publish --format binpb) instead of JSON");
   caseway::bench::FanoutPkiOptions fp;
   auto* fpki = app.add_subcommand("fanout-pki", "make COUNT subscriber node identities for the fan-out run");
   fpki->add_option("--ca-cert", fp.ca_cert)->required();
@@ -366,9 +528,12 @@ int main(int argc, char** argv) {
         PrintResult);
   }
   b.ca = a.ca;
-  if (tp->parsed()) return Throughput(a, origin, dest, clients, batch, count, max_s, label, !no_wait, cases);
-  if (lat->parsed()) return Latency(a, b, origin, dest, rate, seconds, batch_ms);
+  if (tp->parsed()) {
+    to.wait = !no_wait;
+    return Throughput(a, origin, dest, to);
+  }
+  if (lat->parsed()) return Latency(a, b, origin, dest, rate, seconds, batch_ms, samples_file);
   if (wait->parsed()) return WaitCaughtUp(a, dest, max_s, label);
-  if (gen->parsed()) return GenJsonl(out, count, origin, dest);
+  if (gen->parsed()) return GenJsonl(out, count, origin, dest, gen_binary);
   return 2;
 }

@@ -362,6 +362,31 @@ v1::Notice Notice1K(const std::string& id, const std::string& origin, const std:
   return n;
 }
 
+v1::Notice SizedNotice(const std::string& id, const std::string& origin, const std::string& dest,
+                       size_t bytes) {
+  v1::Notice n = Notice1K(id, origin, dest);
+  auto* vr = n.mutable_verification_request();
+  vr->clear_items();
+  vr->clear_remarks();
+  // Items of 128 characters, then one shorter: CJK text (3 bytes a character) past 8 KiB,
+  // since the contract caps items at 64 and each at 128 characters.
+  const std::string unit = bytes > 8 * 1024 ? "\xe6\xb5\x8b" : "a";  // 测 or a
+  const size_t base = n.ByteSizeLong() + 8;
+  size_t left = bytes > base ? bytes - base : 0;
+  while (vr->items_size() < 64 && (left > 0 || vr->items_size() == 0)) {
+    const size_t chars = std::max<size_t>(1, std::min<size_t>(128, left / unit.size()));
+    std::string item;
+    for (size_t i = 0; i < chars; ++i) item += unit;
+    left -= std::min(left, item.size() + 3);
+    vr->add_items(std::move(item));
+  }
+  return n;
+}
+
+size_t LargestNoticeBytes() {
+  return SizedNotice("largest", "360102", "440305", 1 << 20).ByteSizeLong();
+}
+
 std::string BenchCase(uint64_t k) { return absl::StrCat("bench-case-", k); }
 
 std::string BenchIdNumber(uint64_t k) {

@@ -20,6 +20,13 @@ namespace caseway::bench {
 caseway::v1::Notice Notice1K(const std::string& id, const std::string& origin,
                              const std::string& dest);
 
+// SizedNotice is a valid verification request of about `bytes` serialized (its items grow),
+// up to LargestNoticeBytes(): the contract allows at most 64 items of 128 characters, so no
+// valid notice is much larger than 25 KiB, whatever limits.max_notice_bytes allows.
+caseway::v1::Notice SizedNotice(const std::string& id, const std::string& origin,
+                                const std::string& dest, size_t bytes);
+size_t LargestNoticeBytes();
+
 // SpreadCase puts notice `i` into case bench-case-<i % cases>, whose subject has its own identity
 // number (BenchIdNumber): queries and timelines then find `count / cases` notices per case.
 // cases = 0 leaves the notice as it is.

@@ -19,7 +19,11 @@
 # disk per notice at origin and destination after DISK_N (100000), and after retention's purge),
 # atrest (batched and unary throughput in the clear, with personal data sealed at rest,
 # storage.key_file, and sealed with a field-level sharing policy for the peer, alternated twice;
-# issue #15).
+# issue #15), growth (GROWTH_N (10,000,000) notices on one channel pair: the end-to-end rate per
+# GROWTH_INTERVAL (100,000), and bytes on disk per notice at both nodes with the WAL as it is
+# and after a clean stop checkpoints it; issue #14), sizes (batched throughput at 256 B, 1 KiB,
+# 16 KiB and the largest valid notice, SIZES_MB (400) of notices each).
+# Plots (gnuplot, SVG, beside the results; bench/plot.sh): growth.svg, latency.svg.
 # PERF=1 with atrest: the origin's perf profile of each mode's first batched run, beside the results.
 # Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (32),
 # LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), FANOUT_STREAMS (3000),
@@ -42,9 +46,10 @@ UNARY_CLIENTS=${UNARY_CLIENTS:-32}; LAT_SECONDS=${LAT_SECONDS:-10}; BACKLOG=${BA
 IMPORT=${IMPORT:-1000000}; PEER_N=${PEER_N:-100000}; BASE_PORT=${BASE_PORT:-17400}
 FANOUT_STREAMS=${FANOUT_STREAMS:-3000}; FANOUT_PER_STREAM=${FANOUT_PER_STREAM:-100}
 QUERY_N=${QUERY_N:-1000000}
-ONLY=${ONLY:-throughput latency catchup import fanout peers integrity flood report query disk atrest}
+GROWTH_N=${GROWTH_N:-10000000}; GROWTH_INTERVAL=${GROWTH_INTERVAL:-100000}; SIZES_MB=${SIZES_MB:-400}
+ONLY=${ONLY:-throughput latency catchup import fanout peers integrity flood report query disk atrest sizes growth}
 
-bash "$root/deploy/install-deps.sh" >/dev/null
+bash "$root/deploy/install-deps.sh" --bench >/dev/null
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j2 --target caseway-node caseway caseway-bench caseway-bench-log \
   caseway-bench-flood caseway-bench-query >/dev/null
@@ -295,8 +300,8 @@ if [[ " $ONLY " == *" latency "* ]]; then
   log ""; log "== latency: a fixed offered rate for ${LAT_SECONDS}s (unary calls, then a batch every 5 ms); publish -> delivered from B's store"
   rm -rf "$work/data-on"
   pair on
-  for r in 1000 5000 20000; do bench latency "${A[@]}" "${B[@]}" --rate "$r" --seconds "$LAT_SECONDS" >/dev/null; done
-  for r in 1000 5000 20000; do bench latency "${A[@]}" "${B[@]}" --rate "$r" --seconds "$LAT_SECONDS" --batch-ms 5 >/dev/null; done
+  for r in 1000 5000 20000; do bench latency "${A[@]}" "${B[@]}" --rate "$r" --seconds "$LAT_SECONDS" --samples "$out/latency-unary-$r.txt" >/dev/null; done
+  for r in 1000 5000 20000; do bench latency "${A[@]}" "${B[@]}" --rate "$r" --seconds "$LAT_SECONDS" --batch-ms 5 --samples "$out/latency-batch-$r.txt" >/dev/null; done
   unpair
 fi
 
@@ -314,21 +319,65 @@ if [[ " $ONLY " == *" catchup "* ]]; then
 fi
 
 if [[ " $ONLY " == *" import "* ]]; then
-  log ""; log "== bulk import: $IMPORT notices through 'caseway publish --batch 500 --jobs 4' from a JSON-lines file"
+  log ""; log "== bulk import: $IMPORT notices through 'caseway publish --batch 500 --jobs 4', from JSON lines and from binary records (--format binpb), each into a fresh pair"
+  for format in json binpb; do
+    rm -rf "$work/data-on"
+    pair on
+    flag=(); [ "$format" = binpb ] && flag=(--binpb)
+    "$bin/caseway-bench" gen-jsonl --out "$work/import.$format" --count "$IMPORT" "${flag[@]}"
+    start=$(date +%s.%N)
+    "$bin/caseway" publish "$work/import.$format" --format "$format" --batch 500 --jobs 4 --progress --address "127.0.0.1:${port[360102]}" \
+      --ca "$pki/ca.crt" --cert "$pki/clients/360102-bench.crt" --key "$pki/clients/360102-bench.key" >"$work/import.out" 2>"$work/import.err" || true
+    # end to end, as the throughput part: until B holds every notice and A its receipts
+    line=$(bench wait-caught-up "${A[@]}" --max-s 600 --label "import-$format-receipted" | tail -1)
+    end=$(date +%s.%N)
+    ok=$(grep -c '"status":"OK"' "$work/import.out" || true)
+    ips=$(awk "BEGIN{printf \"%.0f\", $ok/($end-$start)}")
+    log "import $format                        notices=$ok seconds=$(awk "BEGIN{printf \"%.1f\", $end-$start}") notices_per_s=$ips (receipted at A)"
+    echo "{\"bench\":\"import\",\"format\":\"$format\",\"cores\":$(nproc),\"notices\":$ok,\"notices_per_s\":$ips}" >>"$results"
+    rate[import-$format]=$ips
+    rm -f "$work/import.$format"
+    unpair
+  done
+fi
+
+if [[ " $ONLY " == *" sizes "* ]]; then
+  log ""; log "== sizes: batched throughput ($CLIENTS clients x $BATCH, or fewer to keep a request under 1 MiB) by notice size, ${SIZES_MB} MB of notices each (at most COUNT), every guarantee on"
+  largest=$("$bin/caseway-bench" throughput "${A[@]}" --size 100000000 --count 0 2>&1 | sed -n 's/.*at most \([0-9]*\) bytes.*/\1/p' || true)
+  for size in 256 1024 16384 "${largest:-24000}"; do
+    n=$(awk "BEGIN{c=int($SIZES_MB*1000000/$size); print (c < $COUNT ? c : $COUNT)}")
+    # requests stay under 1 MiB: larger ones are handled one at a time (docs/limits.md)
+    b=$(awk "BEGIN{c=int(1000000/$size); print (c < $BATCH ? c : $BATCH)}")
+    rm -rf "$work/data-on"
+    pair on
+    bench throughput "${A[@]}" --clients "$CLIENTS" --batch "$b" --count "$n" --size "$size" --max-s 600 --label "size-$size" >/dev/null
+    unpair
+  done
+fi
+
+if [[ " $ONLY " == *" growth "* ]]; then
+  log ""; log "== growth: $GROWTH_N notices of 1 KiB on one channel pair ($CLIENTS clients x $BATCH), the rate per $GROWTH_INTERVAL; then bytes on disk"
   rm -rf "$work/data-on"
   pair on
-  "$bin/caseway-bench" gen-jsonl --out "$work/import.jsonl" --count "$IMPORT"
-  start=$(date +%s.%N)
-  "$bin/caseway" publish "$work/import.jsonl" --batch 500 --jobs 4 --progress --address "127.0.0.1:${port[360102]}" \
-    --ca "$pki/ca.crt" --cert "$pki/clients/360102-bench.crt" --key "$pki/clients/360102-bench.key" >"$work/import.out" 2>"$work/import.err" || true
-  end=$(date +%s.%N)
-  ok=$(grep -c '"status":"OK"' "$work/import.out" || true)
-  ips=$(awk "BEGIN{printf \"%.0f\", $ok/($end-$start)}")
-  log "import                             notices=$ok seconds=$(awk "BEGIN{printf \"%.1f\", $end-$start}") notices_per_s=$ips"
-  echo "{\"bench\":\"import\",\"cores\":$(nproc),\"notices\":$ok,\"notices_per_s\":$ips}" >>"$results"
-  rm -f "$work/import.jsonl"
+  bench throughput "${A[@]}" --clients "$CLIENTS" --batch "$BATCH" --count "$GROWTH_N" --max-s 7200 \
+    --interval "$GROWTH_INTERVAL" --series "$out/growth-series.txt" --label "growth-$GROWTH_N" >/dev/null
+  # Bytes per notice with the nodes running (the WAL as the background checkpoints left it),
+  # then after a clean stop (the WAL checkpointed into the database and removed).
+  disk() {  # disk J WHEN
+    local j=$1 when=$2 role=origin f bytes=0
+    [ "$j" = 440305 ] && role=destination
+    for f in "$work/data-on/$j.db" "$work/data-on/$j.db-wal"; do
+      [ -f "$f" ] && bytes=$((bytes + $(stat -c %s "$f")))
+    done
+    log "disk $role $when: $bytes bytes, $(awk "BEGIN{printf \"%.0f\", $bytes/$GROWTH_N}") per notice"
+    echo "{\"bench\":\"growth disk\",\"role\":\"$role\",\"when\":\"$when\",\"notices\":$GROWTH_N,\"bytes\":$bytes,\"bytes_per_notice\":$(awk "BEGIN{printf \"%.0f\", $bytes/$GROWTH_N}")}" >>"$results"
+  }
+  for j in 360102 440305; do disk "$j" running; done
   unpair
+  for j in 360102 440305; do disk "$j" stopped; done
+  rm -rf "$work/data-on"
 fi
+
 
 if [[ " $ONLY " == *" fanout "* ]]; then
   hub=360000  # Jiangxi's provincial node; its subscribers are county-level nodes
@@ -483,4 +532,8 @@ if [[ " $ONLY " == *" peers "* ]]; then
     fi
   fi
 fi
+if [ "${rate[import-json]:-}" ] && [ "${rate[import-binpb]:-}" ]; then
+  log "import binpb/json: $(awk "BEGIN{printf \"%.2f\", ${rate[import-binpb]}/${rate[import-json]}}")$([ -n "${rate[batch-on]:-}" ] && echo ", binpb/batched: $(awk "BEGIN{printf \"%.2f\", ${rate[import-binpb]}/${rate[batch-on]}}")")"
+fi
+bash "$here/plot.sh" "$out" 2>>"$out/summary.txt" || log "plots: not drawn (see above)"
 log ""; log "results: $out"

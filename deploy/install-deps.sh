@@ -5,6 +5,7 @@
 #   install-deps.sh           what building, the demo and the plain test build need
 #   install-deps.sh --test    also Clang 14 and its sanitizer and libFuzzer runtimes, for the
 #                             sanitizer build and the fuzz targets that tests/run.sh runs
+#   install-deps.sh --bench   also gnuplot, which bench/run.sh uses to draw its plots (SVG)
 set -euo pipefail
 
 packages=(
@@ -36,6 +37,10 @@ if [ "${1:-}" = "--test" ]; then
   # adduser: the Debian package's dependency, installed with dpkg -i by tests/package_test.sh
   packages+=(adduser)
   if ! command -v npm >/dev/null 2>&1; then packages+=(nodejs npm); fi
+fi
+
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(gnuplot-nox)
 fi
 
 sudo_cmd=()
