@@ -323,6 +323,8 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
             v1::PublishResult resp;
           };
           auto* call = new Call;
+          // Answered or failed within 30 s: the wait below outlives every call in flight.
+          call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
           *call->req.mutable_notice() = Notice1K(absl::StrCat(run, "-", first), origin, dest);
           while (in_flight.load() >= kMaxInFlight) std::this_thread::sleep_for(std::chrono::microseconds(200));
           ++in_flight;

@@ -25,6 +25,7 @@
 # 16 KiB and the largest valid notice, SIZES_MB (400) of notices each).
 # Plots (gnuplot, SVG, beside the results; bench/plot.sh): growth.svg, latency.svg.
 # PERF=1 with atrest: the origin's perf profile of each mode's first batched run, beside the results.
+# NODE_PRELOAD: a library the nodes are started with (LD_PRELOAD; e.g. another malloc, to compare).
 # Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (32),
 # LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), FANOUT_STREAMS (3000),
 # FANOUT_PER_STREAM (100), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
@@ -62,6 +63,7 @@ results="$out/results.jsonl"
 log() { printf '%s\n' "$*" | tee -a "$out/summary.txt"; }
 log "caseway bench $(date -u +%FT%TZ) on $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; git $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
 
+[ -n "${NODE_PRELOAD:-}" ] && log "nodes started with LD_PRELOAD=$NODE_PRELOAD"
 pki=$work/pki
 bash "$root/deploy/pki.sh" init "$pki" bench.caseway >/dev/null
 for j in 360102 440305; do
@@ -124,7 +126,7 @@ EOF
 start_node() {  # start_node J MODE
   local j=$1 mode=$2
   rm -f "$work/$j.port"
-  "$bin/caseway-node" --config "$work/$j-$mode.yaml" >>"$out/node-$j-$mode.log" 2>&1 &
+  env ${NODE_PRELOAD:+LD_PRELOAD=$NODE_PRELOAD} "$bin/caseway-node" --config "$work/$j-$mode.yaml" >>"$out/node-$j-$mode.log" 2>&1 &
   pid[$j]=$!
   for _ in $(seq 1 400); do [ -f "$work/$j.port" ] && return 0; sleep 0.05; done
   echo "node $j did not start"; cat "$out/node-$j-$mode.log"; exit 1

@@ -15,6 +15,8 @@ packages=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   # crypto, storage, config
   libssl-dev openssl libsqlite3-dev sqlite3 libyaml-cpp-dev libcli11-dev
+  # the node's allocator (server/CMakeLists.txt)
+  libjemalloc-dev
   # the metrics endpoint (prometheus-cpp with its civetweb pull module)
   prometheus-cpp-dev
   # tests
