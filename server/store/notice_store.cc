@@ -374,8 +374,8 @@ void NoticeStore::CheckpointLoop() {
     if (rc == SQLITE_BUSY && truncate && !last) truncate_wal_ = true;  // again next round
     // SQLite starts the WAL again from its beginning only when a commit begins with every frame
     // copied into the database. Under continuous commits the PASSIVE one above is always a
-    // little behind, and the WAL grew by every byte written (3 GB at the origin after 600,000
-    // notices). Past wal_restart_bytes, a RESTART copies the few frames written since, holding
+    // little behind, and the WAL grew by every byte written (1.8 GB of WAL at the origin after
+    // 43 s of publishing). Past wal_restart_bytes, a RESTART copies the few frames written since, holding
     // writers off, and waits for readers to leave the WAL: at most kRestartWait, then it gives
     // up (BUSY) until the next round. The file keeps its length and is reused from its start.
     if (rc == SQLITE_OK && !truncate &&
