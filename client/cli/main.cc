@@ -518,7 +518,7 @@ int Main(int argc, char** argv) {
       "with --format binpb length-delimited binary caseway.v1.Notice records (for bulk loads).\n"
       "Prints one JSON result line per notice (\"line\" is the record's number in binpb);\n"
       "exit 0 when all succeeded, 1 when any failed.");
-  publish->add_option("file", file, "JSON-lines file, or - for stdin")->capture_default_str();
+  publish->add_option("file", file, "input file (JSON lines, or binary records with --format binpb), or - for stdin")->capture_default_str();
   std::string format = "json";
   publish->add_option("--format", format,
                       "json: protobuf JSON lines; binpb: varint-length-delimited binary notices")

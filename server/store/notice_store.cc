@@ -367,10 +367,10 @@ void NoticeStore::CheckpointLoop() {
     // After a purge (retention), one TRUNCATE: the WAL must not keep old images of the pages
     // that held the removed data. A purge runs an hour apart at most, so one stall an hour.
     const bool truncate = last || truncate_wal_.exchange(false);
-    int wal_frames = 0, copied_frames = 0;
+    int wal_frames = 0;
     int rc = sqlite3_wal_checkpoint_v2((*db)->get(), nullptr,
                                        truncate ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
-                                       &wal_frames, &copied_frames);
+                                       &wal_frames, nullptr);
     if (rc == SQLITE_BUSY && truncate && !last) truncate_wal_ = true;  // again next round
     // SQLite starts the WAL again from its beginning only when a commit begins with every frame
     // copied into the database. Under continuous commits the PASSIVE one above is always a
