@@ -60,9 +60,9 @@ absl::StatusOr<BackupSummary> BackupDatabase(const std::string& db_path, const s
     }
   }
   {
-    ASSIGN_OR_RETURN(std::unique_ptr<Db> copy, Db::Open(partial));
+    ASSIGN_OR_RETURN(std::unique_ptr<Db> copy, SqliteDb::Open(partial));
     summary.taken_at = common::Now();
-    Stmt mark(copy->get(),
+    Stmt mark(copy.get(),
               "INSERT OR REPLACE INTO meta(key, value) VALUES('backup_taken_at', ?)");
     mark.Bind(1, absl::StrCat(absl::ToUnixMicros(summary.taken_at)));
     mark.Step();
@@ -74,16 +74,16 @@ absl::StatusOr<BackupSummary> BackupDatabase(const std::string& db_path, const s
                                "'restore_unconfirmed', 'feed_epoch'); "
                                "PRAGMA wal_checkpoint(TRUNCATE);"));
     {
-      Stmt s(copy->get(), "SELECT count(*) FROM log_leaf");
+      Stmt s(copy.get(), "SELECT count(*) FROM log_leaf");
       if (s.Step()) summary.log_size = s.Int(0);
       RETURN_IF_ERROR(s.status("read the log size"));
     }
     {
-      Stmt s(copy->get(), "SELECT destination, head FROM channel");
+      Stmt s(copy.get(), "SELECT destination, head FROM channel");
       while (s.Step()) summary.channel_heads[s.Text(0)] = s.Int(1);
       RETURN_IF_ERROR(s.status("read channels"));
     }
-    Stmt s(copy->get(), "SELECT origin, seq FROM cursor");
+    Stmt s(copy.get(), "SELECT origin, seq FROM cursor");
     while (s.Step()) summary.cursors[s.Text(0)] = s.Int(1);
     RETURN_IF_ERROR(s.status("read cursors"));
   }
@@ -145,16 +145,14 @@ absl::StatusOr<absl::Time> RestoreDatabase(const std::string& from, const std::s
   namespace fs = std::filesystem;
   absl::Time taken_at;
   {
-    sqlite3* raw = nullptr;
-    int rc = sqlite3_open_v2(from.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
-    std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close);
-    if (rc != SQLITE_OK) return absl::FailedPreconditionError(absl::StrCat("--from: ", from, ": cannot be opened"));
-    Stmt check(raw, "PRAGMA quick_check");
+    auto db = SqliteDb::OpenReadOnly(from);
+    if (!db.ok()) return absl::FailedPreconditionError(absl::StrCat("--from: ", from, ": cannot be opened"));
+    Stmt check(db->get(), "PRAGMA quick_check");
     if (!check.Step() || check.Text(0) != "ok") {
       return absl::FailedPreconditionError(
           absl::StrCat("--from: ", from, ": not a sound SQLite database (quick_check failed)"));
     }
-    Stmt mark(raw, "SELECT value FROM meta WHERE key = 'backup_taken_at'");
+    Stmt mark(db->get(), "SELECT value FROM meta WHERE key = 'backup_taken_at'");
     int64_t micros = 0;
     if (!mark.Step() || !absl::SimpleAtoi(mark.Text(0), &micros)) {
       return absl::FailedPreconditionError(absl::StrCat(

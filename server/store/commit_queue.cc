@@ -47,7 +47,7 @@ void CommitQueue::SetObserver(Observer observer) {
 }
 
 void CommitQueue::Loop() {
-  sqlite3* db = db_->get();
+  Db* db = db_.get();
   std::vector<Op> group;
   std::vector<absl::Status> results;
   for (;;) {
@@ -67,7 +67,7 @@ void CommitQueue::Loop() {
     }
     results.assign(group.size(), absl::OkStatus());
     const auto began = std::chrono::steady_clock::now();
-    absl::Status txn = db_->Exec("BEGIN IMMEDIATE");
+    absl::Status txn = db_->Begin();
     if (txn.ok()) {
       if (participant_) participant_->OnBegin();
       for (size_t i = 0; i < group.size() && txn.ok(); ++i) {
@@ -77,7 +77,7 @@ void CommitQueue::Loop() {
         results[i] = group[i].apply(db);
         // Some errors (I/O, out of memory) make SQLite roll back the whole transaction; then the
         // savepoint is gone and nothing of this group may be reported as stored.
-        if (sqlite3_get_autocommit(db)) {
+        if (!db->InTransaction()) {
           txn = results[i].ok() ? absl::InternalError("sqlite: transaction rolled back")
                                 : results[i];
           break;

@@ -12,7 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/store/sqlite.h"
+#include "server/store/sql.h"
 
 namespace caseway::server {
 
@@ -40,7 +40,7 @@ class TxnParticipant {
 // Limitations: a failed COMMIT fails every operation in its group with the commit's status.
 class CommitQueue {
  public:
-  using Apply = std::function<absl::Status(sqlite3* db)>;
+  using Apply = std::function<absl::Status(Db* db)>;
   using Done = std::function<void(const absl::Status&)>;
 
   // `participant` (may be null) must outlive the queue.

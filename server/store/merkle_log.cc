@@ -6,11 +6,11 @@
 
 namespace caseway::server {
 
-MerkleLog::MerkleLog(sqlite3* db)
+MerkleLog::MerkleLog(Db* db)
     : insert_leaf_(db, "INSERT INTO log_leaf(idx, bytes, hash) VALUES(?, ?, ?)"),
       insert_node_(db, "INSERT INTO log_node(level, idx, hash) VALUES(?, ?, ?)") {}
 
-absl::StatusOr<std::unique_ptr<MerkleLog>> MerkleLog::Load(sqlite3* db) {
+absl::StatusOr<std::unique_ptr<MerkleLog>> MerkleLog::Load(Db* db) {
   std::unique_ptr<MerkleLog> log(new MerkleLog(db));
   RETURN_IF_ERROR(log->insert_leaf_.status("prepare log_leaf insert"));
   RETURN_IF_ERROR(log->insert_node_.status("prepare log_node insert"));
@@ -63,7 +63,7 @@ std::pair<uint64_t, std::string> MerkleLog::Committed() {
   return {committed_.size(), committed_.Root()};
 }
 
-absl::StatusOr<std::string> MerkleLog::PerfectSubtreeHash(sqlite3* db, uint64_t begin,
+absl::StatusOr<std::string> MerkleLog::PerfectSubtreeHash(Db* db, uint64_t begin,
                                                           uint64_t end) {
   uint64_t span = end - begin;
   int level = 0;
@@ -87,7 +87,7 @@ absl::StatusOr<std::string> MerkleLog::PerfectSubtreeHash(sqlite3* db, uint64_t 
   return hash;
 }
 
-absl::StatusOr<common::MerkleFrontier> MerkleLog::StoredFrontier(sqlite3* db, uint64_t size) {
+absl::StatusOr<common::MerkleFrontier> MerkleLog::StoredFrontier(Db* db, uint64_t size) {
   std::vector<std::string> hashes;
   for (const auto& p : common::PerfectSubtrees(size)) {
     ASSIGN_OR_RETURN(hashes.emplace_back(),
@@ -96,7 +96,7 @@ absl::StatusOr<common::MerkleFrontier> MerkleLog::StoredFrontier(sqlite3* db, ui
   return common::MerkleFrontier::FromSubtrees(size, std::move(hashes));
 }
 
-absl::Status MerkleLog::VerifyStored(sqlite3* db, uint64_t end, common::MerkleFrontier& frontier,
+absl::Status MerkleLog::VerifyStored(Db* db, uint64_t end, common::MerkleFrontier& frontier,
                                      const std::map<uint64_t, std::string>& checkpoint_roots,
                                      int64_t& last_micros, const EntryVisitor& visit) {
   Stmt leaves(db, "SELECT idx, bytes, hash FROM log_leaf WHERE idx >= ? AND idx < ? ORDER BY idx");

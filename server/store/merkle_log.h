@@ -16,7 +16,7 @@
 #include "caseway/v1/exchange_log.pb.h"
 #include "common/merkle.h"
 #include "server/store/commit_queue.h"
-#include "server/store/sqlite.h"
+#include "server/store/sql.h"
 
 namespace caseway::server {
 
@@ -31,7 +31,7 @@ namespace caseway::server {
 class MerkleLog : public TxnParticipant {
  public:
   // Load rebuilds the frontier from the stored perfect subtrees. INTERNAL when rows are missing.
-  static absl::StatusOr<std::unique_ptr<MerkleLog>> Load(sqlite3* writer_db);
+  static absl::StatusOr<std::unique_ptr<MerkleLog>> Load(Db* writer_db);
 
   // NextIndex is the index the next Append gets (writer thread).
   uint64_t NextIndex() const { return working_.size(); }
@@ -49,11 +49,11 @@ class MerkleLog : public TxnParticipant {
 
   // PerfectSubtreeHash reads a stored perfect subtree root [begin, end) from `db` (any
   // connection). NOT_FOUND when it is not stored (beyond the committed tree).
-  static absl::StatusOr<std::string> PerfectSubtreeHash(sqlite3* db, uint64_t begin, uint64_t end);
+  static absl::StatusOr<std::string> PerfectSubtreeHash(Db* db, uint64_t begin, uint64_t end);
 
   // StoredFrontier rebuilds the frontier of the first `size` leaves from the stored perfect
   // subtree hashes (any connection). NOT_FOUND when one is missing.
-  static absl::StatusOr<common::MerkleFrontier> StoredFrontier(sqlite3* db, uint64_t size);
+  static absl::StatusOr<common::MerkleFrontier> StoredFrontier(Db* db, uint64_t size);
 
   // VerifyStored extends `frontier` over the stored leaves [frontier.size(), end), recomputing
   // everything from the entry bytes: each entry must be canonical (common::ParseLogEntry) with a
@@ -63,12 +63,12 @@ class MerkleLog : public TxnParticipant {
   // set, sees each entry once it has passed. DATA_LOSS naming the first contradiction; INTERNAL
   // on read errors.
   using EntryVisitor = std::function<void(const caseway::v1::LogEntry&)>;
-  static absl::Status VerifyStored(sqlite3* db, uint64_t end, common::MerkleFrontier& frontier,
+  static absl::Status VerifyStored(Db* db, uint64_t end, common::MerkleFrontier& frontier,
                                    const std::map<uint64_t, std::string>& checkpoint_roots,
                                    int64_t& last_micros, const EntryVisitor& visit = nullptr);
 
  private:
-  explicit MerkleLog(sqlite3* db);
+  explicit MerkleLog(Db* db);
 
   Stmt insert_leaf_;
   Stmt insert_node_;

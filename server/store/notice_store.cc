@@ -144,7 +144,7 @@ int64_t NowMicros() { return absl::ToUnixMicros(common::Now()); }
 static absl::Status CheckSealKeys(Db& db, const std::string& path, const Sealer* sealer) {
   std::set<uint32_t> used;
   {
-    Stmt s(db.get(), "SELECT value FROM meta WHERE key = 'seal_keys'");
+    Stmt s(&db, "SELECT value FROM meta WHERE key = 'seal_keys'");
     if (s.Step()) {
       for (absl::string_view id : absl::StrSplit(s.Text(0), ',', absl::SkipEmpty())) {
         uint32_t k = 0;
@@ -170,7 +170,7 @@ static absl::Status CheckSealKeys(Db& db, const std::string& path, const Sealer*
     }
   }
   if (used.insert(sealer->current_key()).second) {
-    Stmt s(db.get(), "INSERT OR REPLACE INTO meta(key, value) VALUES('seal_keys', ?)");
+    Stmt s(&db, "INSERT OR REPLACE INTO meta(key, value) VALUES('seal_keys', ?)");
     s.Bind(1, absl::StrJoin(used, ","));
     s.Step();
     RETURN_IF_ERROR(s.status("write meta.seal_keys"));
@@ -183,7 +183,7 @@ static absl::Status Migrate(Db& db) {
   bool has_deliveries = false;
   bool has_request_digest = false;
   {
-    Stmt s(db.get(), "SELECT name FROM pragma_table_info('notice')");
+    Stmt s(&db, "SELECT name FROM pragma_table_info('notice')");
     while (s.Step()) {
       has_deliveries |= s.Text(0) == "deliveries";
       has_request_digest |= s.Text(0) == "request_digest";
@@ -200,9 +200,9 @@ static absl::Status Migrate(Db& db) {
   RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE;"
                           "ALTER TABLE notice ADD COLUMN deliveries TEXT NOT NULL DEFAULT '';"));
   absl::Status status = [&]() -> absl::Status {
-    Stmt notices(db.get(), "SELECT notice_id, bytes FROM notice");
-    Stmt seq(db.get(), "SELECT seq FROM channel_entry WHERE notice_id = ? AND destination = ?");
-    Stmt update(db.get(), "UPDATE notice SET deliveries = ? WHERE notice_id = ?");
+    Stmt notices(&db, "SELECT notice_id, bytes FROM notice");
+    Stmt seq(&db, "SELECT seq FROM channel_entry WHERE notice_id = ? AND destination = ?");
+    Stmt update(&db, "UPDATE notice SET deliveries = ? WHERE notice_id = ?");
     while (notices.Step()) {
       const std::string id = notices.Text(0);
       v1::Notice n;
@@ -235,16 +235,16 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   if (options.log_enabled && options.signing_key == nullptr && !options.signatures.enabled()) {
     return absl::FailedPreconditionError("store: the exchange log needs a signing key");
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(path));
+  ASSIGN_OR_RETURN(std::unique_ptr<Db> db, SqliteDb::Open(path));
   // A database of a newer version is refused before anything touches it: creating this version's
   // tables in it would change a file a newer binary owns (after a rollback, say).
   int found = 0;
   {
-    Stmt has_meta(db->get(), "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
+    Stmt has_meta(db.get(), "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
     const bool existing = has_meta.Step() && has_meta.Int(0) > 0;
     RETURN_IF_ERROR(has_meta.status("look for the meta table"));
     if (existing) {
-      Stmt v(db->get(), "SELECT value FROM meta WHERE key = 'schema_version'");
+      Stmt v(db.get(), "SELECT value FROM meta WHERE key = 'schema_version'");
       if (v.Step()) {
         if (!absl::SimpleAtoi(v.Text(0), &found)) found = INT_MAX;
         if (found > kSchemaVersion) {
@@ -264,7 +264,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   ASSIGN_OR_RETURN(std::string subject_salt, SubjectSalt(*db));
   std::string feed_epoch;
   {
-    Stmt s(db->get(), "SELECT value FROM meta WHERE key = 'feed_epoch'");
+    Stmt s(db.get(), "SELECT value FROM meta WHERE key = 'feed_epoch'");
     if (s.Step()) feed_epoch = s.Text(0);
     RETURN_IF_ERROR(s.status("read the feed epoch"));
   }
@@ -272,7 +272,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
     unsigned char random[8];
     if (RAND_bytes(random, sizeof random) != 1) return absl::InternalError("no random bytes");
     feed_epoch = common::ToHex(absl::string_view(reinterpret_cast<char*>(random), sizeof random));
-    Stmt s(db->get(), "INSERT OR REPLACE INTO meta(key, value) VALUES('feed_epoch', ?)");
+    Stmt s(db.get(), "INSERT OR REPLACE INTO meta(key, value) VALUES('feed_epoch', ?)");
     s.Bind(1, feed_epoch);
     RETURN_IF_ERROR(Done(s, "store the feed epoch"));
   }
@@ -280,7 +280,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   {
     // A case index of the first layout (keys with origin and notice id, made by a development
     // build of version 5) is rebuilt.
-    Stmt s(db->get(), "SELECT 1 FROM pragma_table_info('case_index') WHERE name = 'origin'");
+    Stmt s(db.get(), "SELECT 1 FROM pragma_table_info('case_index') WHERE name = 'origin'");
     const bool old_layout = s.Step();
     RETURN_IF_ERROR(s.status("read case_index columns"));
     if (old_layout) {
@@ -295,18 +295,18 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
       absl::StrCat("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '",
                    kSchemaVersion, "')")
           .c_str()));
-  auto stmts = std::make_unique<WriterStatements>(db->get());
+  auto stmts = std::make_unique<WriterStatements>(db.get());
   RETURN_IF_ERROR(stmts->Check());
   std::unique_ptr<NoticeStore> store(new NoticeStore(options, std::move(stmts)));
   store->subject_salt_ = std::move(subject_salt);
   store->feed_epoch_ = std::move(feed_epoch);
   store->access_key_ = std::move(access_key);
   RETURN_IF_ERROR(store->LoadPendingKeys(*db));
-  store->PrepareLogStatements(db->get());
-  ASSIGN_OR_RETURN(store->log_, MerkleLog::Load(db->get()));
+  store->PrepareLogStatements(db.get());
+  ASSIGN_OR_RETURN(store->log_, MerkleLog::Load(db.get()));
   store->size_at_open_ = store->log_->Committed().first;
   {
-    Stmt s(db->get(), "SELECT value FROM meta WHERE key = 'halted'");
+    Stmt s(db.get(), "SELECT value FROM meta WHERE key = 'halted'");
     if (s.Step()) {
       absl::MutexLock lock(&store->halt_mu_);
       store->halted_ = s.Text(0);
@@ -315,7 +315,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
     RETURN_IF_ERROR(s.status("read halt"));
   }
   {
-    Stmt s(db->get(), "SELECT bytes FROM log_leaf ORDER BY idx DESC LIMIT 1");
+    Stmt s(db.get(), "SELECT bytes FROM log_leaf ORDER BY idx DESC LIMIT 1");
     v1::LogEntry last;
     if (s.Step() && last.ParseFromArray(s.Blob(0).data(), s.Blob(0).size())) {
       store->last_entry_micros_ = common::EntryMicros(last);
@@ -323,7 +323,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
     RETURN_IF_ERROR(s.status("read last log entry"));
   }
   {
-    Stmt s(db->get(), "SELECT destination, head, acked FROM channel");
+    Stmt s(db.get(), "SELECT destination, head, acked FROM channel");
     absl::MutexLock lock(&store->mu_);
     while (s.Step()) {
       store->channels_[s.Text(0)] = ChannelState{static_cast<uint64_t>(s.Int(1)),
@@ -338,12 +338,12 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
 }
 
 void NoticeStore::CheckpointLoop() {
-  auto db = Db::Open(path_);
+  auto db = SqliteDb::Open(path_);
   if (!db.ok()) StorageFault("open the checkpoint connection", db.status());
   constexpr int kRestartWaitMs = 50;
   int64_t page_size = 4096;
   {
-    Stmt q((*db)->get(), "PRAGMA page_size");
+    Stmt q(db->get(), "PRAGMA page_size");
     if (q.Step()) page_size = q.Int(0);
   }
   absl::MutexLock lock(&mu_);
@@ -418,7 +418,7 @@ absl::StatusOr<std::unique_ptr<Db>> NoticeStore::AcquireReader() {
       return db;
     }
   }
-  return Db::Open(path_);
+  return SqliteDb::Open(path_);
 }
 
 void NoticeStore::ReleaseReader(std::unique_ptr<Db> db) {
@@ -490,7 +490,7 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
   }
   state->results.resize(state->notices.size());
   state->done = std::move(done);
-  auto apply = [this, state, copy_digests = std::move(copy_digests)](sqlite3* db) -> absl::Status {
+  auto apply = [this, state, copy_digests = std::move(copy_digests)](Db* db) -> absl::Status {
     WriterStatements& w = *stmts_;
     const auto& notices = state->notices;
     auto& results = state->results;
@@ -688,7 +688,7 @@ absl::Status NoticeStore::RecordAck(const std::string& destination, uint64_t seq
 void NoticeStore::RecordAckAsync(const std::string& destination, uint64_t seq, WriteDone done) {
   WriterStatements& w = *stmts_;
   queue_->Submit(
-      [&w, destination, seq](sqlite3*) {
+      [&w, destination, seq](Db*) {
         w.ack.Bind(1, static_cast<int64_t>(seq)).Bind(2, destination).Bind(3, static_cast<int64_t>(seq));
         return Done(w.ack, "record ack");
       },
@@ -702,7 +702,7 @@ absl::StatusOr<uint64_t> NoticeStore::Cursor(const std::string& origin) {
   ASSIGN_OR_RETURN(std::unique_ptr<Db> db, AcquireReader());
   uint64_t seq = 0;
   {
-    Stmt s(db->get(), "SELECT seq FROM cursor WHERE origin = ?");
+    Stmt s(db.get(), "SELECT seq FROM cursor WHERE origin = ?");
     s.Bind(1, origin);
     if (s.Step()) seq = s.Int(0);
     RETURN_IF_ERROR(s.status("read cursor"));
@@ -743,7 +743,7 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::
   std::optional<v1::Signed> receipt;
   std::vector<PendingKey> keys;
   RETURN_IF_ERROR(queue_->Run(
-      [&](sqlite3* db) -> absl::Status {
+      [&](Db* db) -> absl::Status {
         keys.clear();
         uint64_t cursor = 0;
         w.cursor.Bind(1, origin);
@@ -762,8 +762,8 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::
               .Bind(3, facts[i].notice_id)
               .BindBlob(4, sealed.empty() ? e.notice() : sealed[i])
               .Bind(5, now);
-          RETURN_IF_ERROR(Done(w.insert_inbox, "insert inbox"));
-          RETURN_IF_ERROR(IndexReceived(sqlite3_last_insert_rowid(db), facts[i], &keys));
+          ASSIGN_OR_RETURN(int64_t inbox_seq, Returned(w.insert_inbox, "insert inbox"));
+          RETURN_IF_ERROR(IndexReceived(inbox_seq, facts[i], &keys));
           RETURN_IF_ERROR(TrackReceived(origin, facts[i], now));
         }
         w.upsert_cursor.Bind(1, origin).Bind(2, static_cast<int64_t>(last));
@@ -794,7 +794,7 @@ absl::StatusOr<std::vector<InboxRow>> NoticeStore::ReadInbox(uint64_t after, uin
   ASSIGN_OR_RETURN(std::unique_ptr<Db> db, AcquireReader());
   std::vector<InboxRow> out;
   {
-    Stmt s(db->get(),
+    Stmt s(db.get(),
            "SELECT inbox_seq, origin, channel_seq, received_at, bytes FROM inbox "
            "WHERE acked_at IS NULL AND inbox_seq > ? ORDER BY inbox_seq LIMIT ?");
     s.Bind(1, static_cast<int64_t>(after)).Bind(2, int64_t{limit});
@@ -823,13 +823,13 @@ void NoticeStore::AckInboxAsync(std::vector<uint64_t> inbox_seqs,
     done(absl::OkStatus());
     return;
   }
-  queue_->Submit([stmts = stmts_.get(), inbox_seqs = std::move(inbox_seqs)](sqlite3* db) -> absl::Status {
+  queue_->Submit([stmts = stmts_.get(), inbox_seqs = std::move(inbox_seqs)](Db* db) -> absl::Status {
     WriterStatements& w = *stmts;
     int64_t now = NowMicros();
     for (uint64_t seq : inbox_seqs) {
       w.ack_inbox.Bind(1, now).Bind(2, static_cast<int64_t>(seq));
       RETURN_IF_ERROR(Done(w.ack_inbox, "ack inbox"));
-      if (sqlite3_changes(db) == 0) {
+      if (db->Changes() == 0) {
         w.inbox_exists.Bind(1, static_cast<int64_t>(seq));
         bool exists = w.inbox_exists.Step();
         w.inbox_exists.Reset();
@@ -846,7 +846,7 @@ void NoticeStore::AckInboxAsync(std::vector<uint64_t> inbox_seqs,
 }
 
 absl::StatusOr<std::optional<NoticeStore::RestoreMark>> NoticeStore::RestoredFrom() {
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::optional<RestoreMark>> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<std::optional<RestoreMark>> {
     Stmt s(db, "SELECT key, value FROM meta WHERE key IN ('backup_taken_at', 'restore_checked', "
                "'restore_unconfirmed')");
     std::optional<RestoreMark> mark;
@@ -871,7 +871,7 @@ absl::StatusOr<std::optional<NoticeStore::RestoreMark>> NoticeStore::RestoredFro
 namespace {
 
 // RecordRestoreCheck writes the restore mark's state (NoticeStore::SetRestoreChecked).
-absl::Status RecordRestoreCheck(sqlite3* db, const std::set<std::string>& unconfirmed) {
+absl::Status RecordRestoreCheck(Db* db, const std::set<std::string>& unconfirmed) {
   if (unconfirmed.empty()) {
     Stmt s(db, "DELETE FROM meta WHERE key IN ('backup_taken_at', 'restore_checked', "
                "'restore_unconfirmed')");
@@ -886,7 +886,7 @@ absl::Status RecordRestoreCheck(sqlite3* db, const std::set<std::string>& unconf
 }  // namespace
 
 absl::Status NoticeStore::SetRestoreChecked(const std::set<std::string>& unconfirmed) {
-  return queue_->Run([&](sqlite3* db) { return RecordRestoreCheck(db, unconfirmed); }, [] {});
+  return queue_->Run([&](Db* db) { return RecordRestoreCheck(db, unconfirmed); }, [] {});
 }
 
 void NoticeStore::HoldChannels(const std::set<std::string>& destinations) {
@@ -911,7 +911,7 @@ void NoticeStore::ConfirmChannel(const std::string& destination) {
   common::Log(common::LogLevel::kInfo, "restore: destination confirmed its channel",
               {{"destination", destination}, {"still_held", absl::StrJoin(left, ",")}});
   // Not waited for (the caller is a stream's handler): a restart before it commits asks again.
-  queue_->Submit([left](sqlite3* db) { return RecordRestoreCheck(db, left); },
+  queue_->Submit([left](Db* db) { return RecordRestoreCheck(db, left); },
                  [](const absl::Status& s) {
                    if (!s.ok()) {
                      common::Log(common::LogLevel::kWarn, "restore: confirmation not recorded",
@@ -921,7 +921,7 @@ void NoticeStore::ConfirmChannel(const std::string& destination) {
 }
 
 absl::StatusOr<NoticeStore::InboxSummary> NoticeStore::Inbox() {
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<InboxSummary> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<InboxSummary> {
     InboxSummary summary;
     // The oldest unconsumed row is the first of the partial index inbox_unacked.
     Stmt s(db,
@@ -941,7 +941,7 @@ absl::StatusOr<NoticeStore::InboxSummary> NoticeStore::Inbox() {
 absl::StatusOr<std::map<std::string, absl::Time>> NoticeStore::OldestUnacked() {
   std::map<std::string, absl::Time> oldest;
   const std::map<std::string, ChannelState> channels = Channels();
-  RETURN_IF_ERROR(ReadOnly([&](sqlite3* db) -> absl::Status {
+  RETURN_IF_ERROR(ReadOnly([&](Db* db) -> absl::Status {
     Stmt s(db,
            "SELECT n.published_at FROM channel_entry e JOIN notice n USING(notice_id) "
            "WHERE e.destination = ? AND e.seq = ?");
@@ -962,7 +962,7 @@ void NoticeStore::SetCommitObserver(CommitObserver observer) {
 }
 
 void NoticeStore::Barrier() {
-  queue_->Run([](sqlite3*) { return absl::OkStatus(); }).IgnoreError();
+  queue_->Run([](Db*) { return absl::OkStatus(); }).IgnoreError();
 }
 
 uint64_t NoticeStore::Version() {

@@ -490,7 +490,7 @@ class NoticeStore {
   struct WriterStatements;
   struct LogStatements;
   NoticeStore(StoreOptions options, std::unique_ptr<WriterStatements> stmts);
-  void PrepareLogStatements(sqlite3* db);
+  void PrepareLogStatements(Db* db);
   // AppendEntry fills version, index and time, serializes `entry` once and appends it (writer
   // thread, inside a transaction). Returns the index.
   absl::StatusOr<uint64_t> AppendEntry(caseway::v1::LogEntry& entry);
@@ -545,14 +545,14 @@ class NoticeStore {
   // anyone test guesses then).
   std::string access_key_;
   static absl::StatusOr<std::string> LoadAccessKey(Db& db, const Sealer* sealer);
-  absl::Status InsertAccess(sqlite3* db, const AccessEntry& entry);  // on the writer thread
+  absl::Status InsertAccess(Db* db, const AccessEntry& entry);  // on the writer thread
   std::string SubjectKey(absl::string_view id_number) const;
   absl::Status InsertEvidence(caseway::v1::Evidence::Kind kind, const std::string& peer,
                               uint64_t first_seq, uint64_t last_seq, const std::string& digest,
                               const caseway::v1::Signed& signed_message, uint64_t log_index);
   // ReadOnly runs `fn` with a pooled read connection.
   template <typename Fn>
-  auto ReadOnly(Fn fn) -> decltype(fn(static_cast<sqlite3*>(nullptr)));
+  auto ReadOnly(Fn fn) -> decltype(fn(static_cast<Db*>(nullptr)));
   absl::StatusOr<std::unique_ptr<Db>> AcquireReader();
   void ReleaseReader(std::unique_ptr<Db> db);
   void Committed(const std::map<std::string, ChannelState>& changes);

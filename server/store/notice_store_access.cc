@@ -48,7 +48,7 @@ void AccessEntry::AddBytes(absl::string_view bytes) {
 absl::StatusOr<std::string> NoticeStore::LoadAccessKey(Db& db, const Sealer* sealer) {
   std::string stored;
   {
-    Stmt s(db.get(), "SELECT value FROM meta WHERE key = 'access_key'");
+    Stmt s(&db, "SELECT value FROM meta WHERE key = 'access_key'");
     if (s.Step()) stored = std::string(s.Blob(0));
     RETURN_IF_ERROR(s.status("read meta.access_key"));
   }
@@ -71,7 +71,7 @@ absl::StatusOr<std::string> NoticeStore::LoadAccessKey(Db& db, const Sealer* sea
     // Written in the clear before encryption was on: sealed now (reseal rebuilds the file).
     if (sealer == nullptr || Sealer::KeyOf(stored) != 0) return absl::HexStringToBytes(hex);
   }
-  Stmt w(db.get(), "INSERT OR REPLACE INTO meta(key, value) VALUES('access_key', ?)");
+  Stmt w(&db, "INSERT OR REPLACE INTO meta(key, value) VALUES('access_key', ?)");
   w.BindBlob(1, sealer != nullptr ? sealer->Seal(hex, MetaContext("access_key")) : hex);
   w.Step();
   RETURN_IF_ERROR(w.status("write meta.access_key"));
@@ -86,7 +86,7 @@ std::string NoticeStore::SubjectKey(absl::string_view id_number) const {
   return std::string(reinterpret_cast<const char*>(mac), kSubjectKeyBytes);
 }
 
-absl::Status NoticeStore::InsertAccess(sqlite3* db, const AccessEntry& entry) {
+absl::Status NoticeStore::InsertAccess(Db* db, const AccessEntry& entry) {
   Stmt& a = stmts_->insert_access;
   a.Bind(1, absl::ToUnixMicros(common::Now()))
       .Bind(2, entry.who)
@@ -94,8 +94,7 @@ absl::Status NoticeStore::InsertAccess(sqlite3* db, const AccessEntry& entry) {
       .Bind(4, entry.purpose)
       .Bind(5, entry.peer)
       .Bind(6, int64_t{entry.notices});
-  RETURN_IF_ERROR(Done(a, "insert access"));
-  const int64_t id = sqlite3_last_insert_rowid(db);
+  ASSIGN_OR_RETURN(const int64_t id, Returned(a, "insert access"));
   Stmt& s = stmts_->insert_access_subject;
   for (const std::string& number : entry.id_numbers) {
     s.BindBlob(1, SubjectKey(number)).Bind(2, id);
@@ -110,14 +109,14 @@ absl::Status NoticeStore::RecordAccess(const AccessEntry& entry) {
 
 void NoticeStore::RecordAccessAsync(AccessEntry entry, WriteDone done) {
   auto shared = std::make_shared<AccessEntry>(std::move(entry));
-  queue_->Submit([this, shared](sqlite3* db) { return InsertAccess(db, *shared); }, std::move(done));
+  queue_->Submit([this, shared](Db* db) { return InsertAccess(db, *shared); }, std::move(done));
 }
 
 absl::StatusOr<std::vector<v1::AccessRecord>> NoticeStore::ReadAccess(const std::string& id_number,
                                                                       uint64_t after,
                                                                       uint32_t limit) {
   const std::string subject = SubjectKey(id_number);
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<v1::AccessRecord>> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<std::vector<v1::AccessRecord>> {
     std::vector<v1::AccessRecord> out;
     Stmt s(db, "SELECT a.id, a.at, a.who, a.what, a.purpose, a.peer, a.notices FROM access_subject "
                "x JOIN access a ON a.id = x.access WHERE x.subject = ? AND x.access > ? "

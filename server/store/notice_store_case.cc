@@ -46,10 +46,12 @@ absl::Status InsertKeys(Stmt& insert, absl::string_view salt, const std::string&
                         std::vector<NoticeStore::PendingKey>* keys) {
   for (int64_t key : {IndexKey(salt, 'c', case_id), IndexKey(salt, 's', subject_digest)}) {
     insert.Bind(1, key).Bind(2, ref);
-    RETURN_IF_ERROR(Done(insert, "index case"));
-    if (keys != nullptr) {
-      keys->push_back({sqlite3_last_insert_rowid(insert.db()), key, ref});
+    if (keys == nullptr) {
+      RETURN_IF_ERROR(Done(insert, "index case"));
+      continue;
     }
+    ASSIGN_OR_RETURN(int64_t id, Returned(insert, "index case"));  // insert_case: RETURNING id
+    keys->push_back({id, key, ref});
   }
   return absl::OkStatus();
 }
@@ -58,14 +60,14 @@ absl::Status InsertKeys(Stmt& insert, absl::string_view salt, const std::string&
 
 absl::StatusOr<std::string> SubjectSalt(Db& db) {
   {
-    Stmt s(db.get(), "SELECT value FROM meta WHERE key = 'subject_salt'");
+    Stmt s(&db, "SELECT value FROM meta WHERE key = 'subject_salt'");
     if (s.Step()) return s.Text(0);
     RETURN_IF_ERROR(s.status("read subject salt"));
   }
   unsigned char salt[32];
   if (RAND_bytes(salt, sizeof salt) != 1) return absl::InternalError("no random bytes for the salt");
   const std::string hex = common::ToHex(absl::string_view(reinterpret_cast<char*>(salt), sizeof salt));
-  Stmt s(db.get(), "INSERT INTO meta(key, value) VALUES('subject_salt', ?)");
+  Stmt s(&db, "INSERT INTO meta(key, value) VALUES('subject_salt', ?)");
   s.Bind(1, hex);
   RETURN_IF_ERROR(Done(s, "store subject salt"));
   return hex;
@@ -74,7 +76,7 @@ absl::StatusOr<std::string> SubjectSalt(Db& db) {
 absl::Status IndexExistingCases(Db& db, const std::string& salt) {
   RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE;"));
   auto index = [&]() -> absl::Status {
-    Stmt insert(db.get(), "INSERT OR IGNORE INTO case_index(key, ref) VALUES(?, ?)");
+    Stmt insert(&db, "INSERT OR IGNORE INTO case_index(key, ref) VALUES(?, ?)");
     auto parse = [](absl::string_view bytes, v1::Notice* n) -> absl::Status {
       if (!n->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
         return absl::DataLossError("index cases: a stored notice does not parse");
@@ -82,7 +84,7 @@ absl::Status IndexExistingCases(Db& db, const std::string& salt) {
       return absl::OkStatus();
     };
     {
-      Stmt s(db.get(), "SELECT notice_id, bytes FROM notice");
+      Stmt s(&db, "SELECT notice_id, bytes FROM notice");
       while (s.Step()) {
         if (s.Blob(1).empty()) continue;  // purged under retention
         v1::Notice n;
@@ -93,7 +95,7 @@ absl::Status IndexExistingCases(Db& db, const std::string& salt) {
       }
       RETURN_IF_ERROR(s.status("read notices"));
     }
-    Stmt s(db.get(), "SELECT inbox_seq, bytes FROM inbox");
+    Stmt s(&db, "SELECT inbox_seq, bytes FROM inbox");
     while (s.Step()) {
       if (s.Blob(1).empty()) continue;  // purged under retention
       v1::Notice n;
@@ -130,7 +132,7 @@ void NoticeStore::AddPendingKeys(std::vector<PendingKey> keys) {
 }
 
 absl::Status NoticeStore::LoadPendingKeys(Db& db) {
-  Stmt s(db.get(), "SELECT id, key, ref FROM case_index_new ORDER BY id");
+  Stmt s(&db, "SELECT id, key, ref FROM case_index_new ORDER BY id");
   absl::MutexLock lock(&index_mu_);
   while (s.Step()) {
     PendingKey k{s.Int(0), s.Int(1), {}};
@@ -157,12 +159,10 @@ absl::Status NoticeStore::MergeCaseIndex() {
       "INSERT OR IGNORE INTO case_index(key, ref) SELECT key, ref FROM case_index_new WHERE id <= ",
       through, " ORDER BY key, ref; DELETE FROM case_index_new WHERE id <= ", through, ";");
   return queue_->Run(
-      [&](sqlite3* db) -> absl::Status {
-        char* error = nullptr;
-        if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
-          std::string what = error != nullptr ? error : "unknown error";
-          sqlite3_free(error);
-          return absl::InternalError(absl::StrCat("merge the case index: ", what));
+      [&](Db* db) -> absl::Status {
+        absl::Status merged = db->Exec(sql.c_str());
+        if (!merged.ok()) {
+          return absl::InternalError(absl::StrCat("merge the case index: ", merged.message()));
         }
         return absl::OkStatus();
       },
@@ -192,7 +192,7 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(
       if (k.key == index_key) found.push_back(k.ref);
     }
   }
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<CaseRecord>> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<std::vector<CaseRecord>> {
     std::vector<CaseRecord> out;
     Stmt refs(db, "SELECT ref FROM case_index WHERE key = ? LIMIT ?");
     Stmt published(db, "SELECT bytes, published_at, deliveries FROM notice WHERE notice_id = ?");
@@ -308,7 +308,7 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::ReadFeed(
   *next = after;
   next->set_epoch(feed_epoch_);
   *more = false;
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<CaseRecord>> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<std::vector<CaseRecord>> {
     std::vector<CaseRecord> out;
     // Scan one table from `*at` on: rows of other kinds (and purged ones) are passed over, and
     // `*at` advances past every row looked at and kept, never past one that did not fit.
@@ -372,7 +372,7 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::ReadFeed(
 absl::StatusOr<std::vector<v1::TodoItem>> NoticeStore::RepliesOf(const std::string& origin,
                                                                  const std::string& notice_id,
                                                                  absl::Time now) {
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<v1::TodoItem>> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<std::vector<v1::TodoItem>> {
     std::vector<v1::TodoItem> out;
     Stmt s(db, absl::StrCat("SELECT ", kTodoColumns,
                             " FROM obligation WHERE origin = ? AND notice_id = ? ORDER BY peer")
@@ -396,7 +396,7 @@ absl::StatusOr<v1::Signed> NoticeStore::AnswerQuery(v1::QueryAnswer answer,
     return out;
   }
   RETURN_IF_ERROR(queue_->Run(
-      [&](sqlite3* db) -> absl::Status {
+      [&](Db* db) -> absl::Status {
         RETURN_IF_ERROR(Halted());
         RETURN_IF_ERROR(InsertAccess(db, access));
         answer.set_log_index(log_->NextIndex());
@@ -464,7 +464,7 @@ absl::StatusOr<uint64_t> NoticeStore::RecordQueryAsked(const std::string& peer,
   }
   uint64_t index = 0;
   RETURN_IF_ERROR(queue_->Run(
-      [&](sqlite3* db) -> absl::Status {
+      [&](Db* db) -> absl::Status {
         RETURN_IF_ERROR(InsertAccess(db, access));
         v1::LogEntry entry;
         entry.set_kind(v1::LogEntry::KIND_QUERY_ASKED);
@@ -487,15 +487,20 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
   const int64_t cutoff = absl::ToUnixMicros(before);
   PurgeScan scans[3] = {purge_[0], purge_[1], purge_[2]};
   RETURN_IF_ERROR(queue_->Run(
-      [&](sqlite3* db) -> absl::Status {
+      [&](Db* db) -> absl::Status {
         // What the purge deletes or shrinks is overwritten with zeros, not left in free space
         // (only here: the writer's other deletes, e.g. the case-index merge, hold no personal
         // data and need not pay for it).
-        if (sqlite3_exec(db, "PRAGMA secure_delete=ON;", nullptr, nullptr, nullptr) != SQLITE_OK) {
-          return SqliteError(db, "purge: secure_delete");
+        // (SQLite's pragma; PostgreSQL has no free-list pages to scrub.)
+        const bool sqlite = db->backend() == Db::Backend::kSqlite;
+        if (sqlite) {
+          absl::Status secure = db->Exec("PRAGMA secure_delete=ON;");
+          if (!secure.ok()) {
+            return absl::InternalError(absl::StrCat("purge: secure_delete: ", secure.message()));
+          }
         }
-        absl::Cleanup insecure = [db] {
-          sqlite3_exec(db, "PRAGMA secure_delete=OFF;", nullptr, nullptr, nullptr);
+        absl::Cleanup insecure = [db, sqlite] {
+          if (sqlite) db->Exec("PRAGMA secure_delete=OFF;").IgnoreError();
         };
         // Each table is scanned in rowid order (which is time order) from where the last call
         // stopped; a pass ends at the first row younger than `before` or at the end, and the

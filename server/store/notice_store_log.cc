@@ -24,7 +24,7 @@ namespace caseway::server {
 
 using google::protobuf::util::TimeUtil;
 
-void NoticeStore::PrepareLogStatements(sqlite3* db) {
+void NoticeStore::PrepareLogStatements(Db* db) {
   log_stmts_ = std::make_unique<LogStatements>(db);
   todo_stmts_ = std::make_unique<TodoStatements>(db);
 }
@@ -120,7 +120,7 @@ void NoticeStore::Halt(const std::string& reason) {
   }
   common::Log(common::LogLevel::kError, "exchange log integrity failure: exchange halted",
               {{"reason", reason}});
-  absl::Status s = queue_->Run([&](sqlite3* db) {
+  absl::Status s = queue_->Run([&](Db* db) {
     Stmt st(db, "INSERT OR REPLACE INTO meta(key, value) VALUES('halted', ?)");
     st.Bind(1, reason);
     return Done(st, "record halt");
@@ -137,12 +137,12 @@ void NoticeStore::SetHaltListener(std::function<void(const std::string&)> listen
 }
 
 absl::StatusOr<common::MerkleFrontier> NoticeStore::StoredFrontier(uint64_t size) {
-  return ReadOnly([&](sqlite3* db) { return MerkleLog::StoredFrontier(db, size); });
+  return ReadOnly([&](Db* db) { return MerkleLog::StoredFrontier(db, size); });
 }
 
 absl::Status NoticeStore::VerifyStored(common::MerkleFrontier& frontier, uint64_t end,
                                        const MerkleLog::EntryVisitor& visit) {
-  return ReadOnly([&](sqlite3* db) -> absl::Status {
+  return ReadOnly([&](Db* db) -> absl::Status {
     std::map<uint64_t, std::string> roots;
     {
       Stmt s(db, "SELECT size, root FROM checkpoint WHERE size > ? AND size <= ?");
@@ -167,7 +167,7 @@ absl::Status NoticeStore::VerifyStored(common::MerkleFrontier& frontier, uint64_
 absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> NoticeStore::ReadNotices(
     const std::string& peer, bool outbound, uint64_t first_seq, uint32_t limit,
     uint64_t max_bytes) {
-  return ReadOnly([&](sqlite3* db)
+  return ReadOnly([&](Db* db)
                       -> absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> {
     std::vector<std::pair<uint64_t, std::string>> out;
     // Outbound: what the destination was sent, its copy under a sharing policy where it has one.
@@ -200,7 +200,7 @@ absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> NoticeStore::ReadN
 }
 
 absl::StatusOr<v1::BatchManifest> NoticeStore::LastManifestReceived(const std::string& peer) {
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<v1::BatchManifest> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<v1::BatchManifest> {
     // The newest is the one ending highest: evidence_by_peer answers it without a scan.
     Stmt s(db, "SELECT message FROM evidence WHERE peer = ? AND kind = ? "
                "ORDER BY last_seq DESC, id DESC LIMIT 1");
@@ -311,7 +311,7 @@ void NoticeStore::RecordSentAsync(const std::string& destination, const v1::Batc
   entry.set_first_seq(m.first_seq());
   entry.set_last_seq(m.last_seq());
   queue_->Submit(
-      [this, entry = std::move(entry), signed_manifest](sqlite3*) mutable -> absl::Status {
+      [this, entry = std::move(entry), signed_manifest](Db*) mutable -> absl::Status {
         ASSIGN_OR_RETURN(uint64_t index, AppendEntry(entry));
         return InsertEvidence(v1::Evidence::KIND_MANIFEST_SENT, entry.peer(), entry.first_seq(),
                               entry.last_seq(), entry.digest(), signed_manifest, index);
@@ -321,7 +321,7 @@ void NoticeStore::RecordSentAsync(const std::string& destination, const v1::Batc
 
 absl::StatusOr<std::string> NoticeStore::SentManifestDigest(const std::string& destination,
                                                             uint64_t first_seq, uint64_t last_seq) {
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::string> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<std::string> {
     Stmt s(db,
            "SELECT digest FROM evidence WHERE peer = ? AND kind = ? AND first_seq = ? AND "
            "last_seq = ? ORDER BY id DESC LIMIT 1");
@@ -338,7 +338,7 @@ absl::StatusOr<std::string> NoticeStore::SentManifestDigest(const std::string& d
 
 absl::StatusOr<std::vector<v1::Evidence>> NoticeStore::SentAfter(const std::string& destination,
                                                                  uint64_t after, int limit) {
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<v1::Evidence>> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<std::vector<v1::Evidence>> {
     const std::string sql = absl::StrCat("SELECT ", kEvidenceColumns,
                                          " FROM evidence WHERE peer = ? AND kind = ? AND "
                                          "last_seq > ? ORDER BY last_seq LIMIT ?");
@@ -374,7 +374,7 @@ void NoticeStore::RecordReceiptAsync(const std::string& destination, const v1::R
   entry.set_receipt_digest(common::Sha256(signed_receipt.message()));
   entry.set_peer_log_index(receipt.log_index());
   queue_->Submit(
-      [this, entry = std::move(entry), signed_receipt](sqlite3*) mutable -> absl::Status {
+      [this, entry = std::move(entry), signed_receipt](Db*) mutable -> absl::Status {
         ASSIGN_OR_RETURN(uint64_t index, AppendEntry(entry));
         RETURN_IF_ERROR(InsertEvidence(v1::Evidence::KIND_RECEIPT_RECEIVED, entry.peer(),
                                        entry.first_seq(), entry.last_seq(),
@@ -393,7 +393,7 @@ void NoticeStore::RecordReceiptAsync(const std::string& destination, const v1::R
 
 absl::StatusOr<std::vector<std::pair<uint64_t, v1::Signed>>> NoticeStore::ReceiptsSent(
     const std::string& origin, uint64_t after) {
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<std::pair<uint64_t, v1::Signed>>> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<std::vector<std::pair<uint64_t, v1::Signed>>> {
     std::vector<std::pair<uint64_t, v1::Signed>> out;
     Stmt s(db,
            "SELECT last_seq, message, signature FROM evidence WHERE peer = ? AND kind = ? AND "
@@ -414,7 +414,7 @@ absl::StatusOr<std::vector<std::pair<uint64_t, v1::Signed>>> NoticeStore::Receip
 std::pair<uint64_t, std::string> NoticeStore::LogHead() { return log_->Committed(); }
 
 absl::StatusOr<std::vector<std::string>> NoticeStore::ReadEntries(uint64_t start, uint64_t end) {
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<std::string>> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<std::vector<std::string>> {
     std::vector<std::string> out;
     Stmt s(db, "SELECT idx, bytes FROM log_leaf WHERE idx >= ? AND idx < ? ORDER BY idx");
     s.Bind(1, static_cast<int64_t>(start)).Bind(2, static_cast<int64_t>(end));
@@ -440,7 +440,7 @@ absl::StatusOr<std::vector<std::string>> NoticeStore::InclusionProof(uint64_t in
     return absl::OutOfRangeError(
         absl::StrCat("index: ", index, " is not below tree_size ", tree_size));
   }
-  return ReadOnly([&](sqlite3* db) {
+  return ReadOnly([&](Db* db) {
     return common::InclusionProof(index, tree_size, [db](uint64_t b, uint64_t e) {
       return common::SubtreeHash(b, e, [db](uint64_t pb, uint64_t pe) {
         return MerkleLog::PerfectSubtreeHash(db, pb, pe);
@@ -458,7 +458,7 @@ absl::StatusOr<std::vector<std::string>> NoticeStore::ConsistencyProof(uint64_t 
   if (first > second) {
     return absl::InvalidArgumentError(absl::StrCat("first: ", first, " is greater than second ", second));
   }
-  return ReadOnly([&](sqlite3* db) {
+  return ReadOnly([&](Db* db) {
     return common::ConsistencyProof(first, second, [db](uint64_t b, uint64_t e) {
       return common::SubtreeHash(b, e, [db](uint64_t pb, uint64_t pe) {
         return MerkleLog::PerfectSubtreeHash(db, pb, pe);
@@ -470,7 +470,7 @@ absl::StatusOr<std::vector<std::string>> NoticeStore::ConsistencyProof(uint64_t 
 absl::StatusOr<std::vector<v1::Evidence>> NoticeStore::ReadEvidence(
     const std::string& peer, v1::Evidence::Kind kind1, v1::Evidence::Kind kind2, uint64_t after,
     uint32_t limit, uint64_t max_bytes) {
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<v1::Evidence>> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<std::vector<v1::Evidence>> {
     std::vector<v1::Evidence> out;
     const std::string sql = absl::StrCat("SELECT ", kEvidenceColumns, " FROM evidence WHERE peer = ? "
                                          "AND kind IN (?, ?) AND id > ? ORDER BY id LIMIT ?");
@@ -494,7 +494,7 @@ absl::StatusOr<std::vector<v1::Evidence>> NoticeStore::ReadEvidence(
 
 absl::StatusOr<v1::NoticeEvidence> NoticeStore::NoticeEvidence(const std::string& notice_id,
                                                                 const std::string& origin) {
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<v1::NoticeEvidence> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<v1::NoticeEvidence> {
     v1::NoticeEvidence out;
     // (peer, seq, outbound) of each channel the notice travelled on.
     std::vector<std::tuple<std::string, uint64_t, bool>> channels;
@@ -557,7 +557,7 @@ absl::StatusOr<v1::NoticeEvidence> NoticeStore::NoticeEvidence(const std::string
 }
 
 absl::Status NoticeStore::StoreCheckpoint(const StoredCheckpoint& c) {
-  return queue_->Run([&](sqlite3*) {
+  return queue_->Run([&](Db*) {
     Stmt& s = log_stmts_->insert_checkpoint;
     s.Bind(1, static_cast<int64_t>(c.size))
         .BindBlob(2, c.root)
@@ -568,7 +568,7 @@ absl::Status NoticeStore::StoreCheckpoint(const StoredCheckpoint& c) {
 }
 
 absl::StatusOr<StoredCheckpoint> NoticeStore::CheckpointAt(uint64_t size) {
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<StoredCheckpoint> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<StoredCheckpoint> {
     StoredCheckpoint c;
     {
       Stmt s(db,
@@ -598,7 +598,7 @@ absl::StatusOr<StoredCheckpoint> NoticeStore::LatestCheckpoint() { return Checkp
 
 absl::Status NoticeStore::AddCosignature(uint64_t size, const std::string& witness,
                                          const std::string& line) {
-  return queue_->Run([&](sqlite3*) {
+  return queue_->Run([&](Db*) {
     Stmt& s = log_stmts_->insert_cosignature;
     s.Bind(1, static_cast<int64_t>(size)).Bind(2, witness).BindBlob(3, line);
     return Done(s, "insert cosignature");
@@ -607,7 +607,7 @@ absl::Status NoticeStore::AddCosignature(uint64_t size, const std::string& witne
 
 absl::StatusOr<common::Checkpoint> NoticeStore::Witnessed(const std::string& peer,
                                                           std::string* note) {
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<common::Checkpoint> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<common::Checkpoint> {
     Stmt s(db, "SELECT size, root, note FROM witnessed WHERE peer = ?");
     s.Bind(1, peer);
     if (!s.Step()) {
@@ -624,7 +624,7 @@ absl::StatusOr<common::Checkpoint> NoticeStore::Witnessed(const std::string& pee
 
 absl::Status NoticeStore::RecordCosigned(const std::string& peer, const common::Checkpoint& c,
                                          const std::string& note_body) {
-  return queue_->Run([&](sqlite3*) -> absl::Status {
+  return queue_->Run([&](Db*) -> absl::Status {
     v1::LogEntry entry;
     entry.set_kind(v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED);
     entry.set_peer(peer);

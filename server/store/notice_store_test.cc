@@ -57,8 +57,8 @@ class NoticeStoreTest : public ::testing::Test {
   }
   // SealedRows counts the sealed bodies in `table`.`column`, read from the file.
   int64_t SealedRows(const std::string& table, const std::string& column) {
-    auto db = Db::Open(path_);
-    Stmt s((*db)->get(), ("SELECT count(*) FROM " + table + " WHERE substr(" + column +
+    auto db = SqliteDb::Open(path_);
+    Stmt s(db->get(), ("SELECT count(*) FROM " + table + " WHERE substr(" + column +
                           ", 1, 1) = x'CF'").c_str());
     return s.Step() ? s.Int(0) : -1;
   }
@@ -400,7 +400,7 @@ TEST_F(NoticeStoreTest, WithTheLogOnABatchNeedsItsManifest) {
 // not one table of this version is created in it.
 TEST_F(NoticeStoreTest, ANewerDatabaseIsRefusedUntouched) {
   {
-    auto db = Db::Open(path_);
+    auto db = SqliteDb::Open(path_);
     ASSERT_OK(db);
     ASSERT_OK((*db)->Exec("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
                           "INSERT INTO meta VALUES('schema_version', '99');"
@@ -409,9 +409,9 @@ TEST_F(NoticeStoreTest, ANewerDatabaseIsRefusedUntouched) {
   EXPECT_THAT(NoticeStore::Open(Unsealed()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("schema version 99 is newer than this binary's")));
-  auto db = Db::Open(path_);
+  auto db = SqliteDb::Open(path_);
   ASSERT_OK(db);
-  Stmt tables((*db)->get(), "SELECT group_concat(name, ',') FROM sqlite_master WHERE type = 'table'");
+  Stmt tables(db->get(), "SELECT group_concat(name, ',') FROM sqlite_master WHERE type = 'table'");
   ASSERT_TRUE(tables.Step());
   EXPECT_EQ(tables.Text(0), "meta,notice_v99");
 }
@@ -419,7 +419,7 @@ TEST_F(NoticeStoreTest, ANewerDatabaseIsRefusedUntouched) {
 TEST_F(NoticeStoreTest, VersionTwoDatabaseIsMigrated) {
   {
     // A version-2 database: no notice.deliveries, sequences found through an index.
-    auto db = Db::Open(path_);
+    auto db = SqliteDb::Open(path_);
     ASSERT_OK(db);
     ASSERT_OK((*db)->Exec(
         "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -435,9 +435,9 @@ TEST_F(NoticeStoreTest, VersionTwoDatabaseIsMigrated) {
   }
   PreparedNotice a = Prepared("a", {"440305"});
   {
-    auto db = Db::Open(path_);
+    auto db = SqliteDb::Open(path_);
     ASSERT_OK(db);
-    Stmt s((*db)->get(), "INSERT INTO notice VALUES(?, ?, ?, 0)");
+    Stmt s(db->get(), "INSERT INTO notice VALUES(?, ?, ?, 0)");
     s.Bind(1, a.notice_id).BindBlob(2, a.digest).BindBlob(3, a.bytes);
     s.Step();
     ASSERT_OK(s.status("insert"));
@@ -494,7 +494,7 @@ TEST_F(NoticeStoreTest, EveryEarlierSchemaMigrates) {
     {
       auto ddl = common::ReadFile(absl::StrCat(schemas, "/schema-v", version, ".sql"));
       ASSERT_OK(ddl.status());
-      auto db = Db::Open(path_);
+      auto db = SqliteDb::Open(path_);
       ASSERT_OK(db);
       ASSERT_OK((*db)->Exec(ddl->c_str()));
       ASSERT_OK((*db)->Exec(absl::StrCat("INSERT INTO meta VALUES('schema_version', '", version,
@@ -503,14 +503,14 @@ TEST_F(NoticeStoreTest, EveryEarlierSchemaMigrates) {
       // Each table of that version gets the rows of the columns it had.
       std::vector<std::string> tables;
       {
-        Stmt t((*db)->get(),
+        Stmt t(db->get(),
                "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT IN "
                "('meta', 'sqlite_sequence')");
         while (t.Step()) tables.push_back(t.Text(0));
         ASSERT_OK(t.status("tables"));
       }
       for (const std::string& table : tables) {
-        Stmt c((*db)->get(), absl::StrCat("SELECT group_concat(name, ',') FROM pragma_table_info('",
+        Stmt c(db->get(), absl::StrCat("SELECT group_concat(name, ',') FROM pragma_table_info('",
                                           table, "', 'main')")
                                  .c_str());
         ASSERT_TRUE(c.Step());
@@ -697,14 +697,14 @@ TEST_F(NoticeStoreTest, ASealedCopyIsDeliveredAndOneUnderItsOlderNameStillOpens)
   }
   EXPECT_EQ(SealedRows("shared_copy", "bytes"), 1);
   auto raw = [&] {
-    auto db = Db::Open(path_);
-    Stmt s((*db)->get(), "SELECT bytes FROM shared_copy");
+    auto db = SqliteDb::Open(path_);
+    Stmt s(db->get(), "SELECT bytes FROM shared_copy");
     return s.Step() ? std::string(s.Blob(0)) : std::string();
   };
   EXPECT_OK(sealer_->Open(raw(), CopyContext("440305", "a")).status());
   {
-    auto db = Db::Open(path_);
-    Stmt s((*db)->get(), "UPDATE shared_copy SET bytes = ?");
+    auto db = SqliteDb::Open(path_);
+    Stmt s(db->get(), "UPDATE shared_copy SET bytes = ?");
     s.BindBlob(1, sealer_->Seal("the copy for 440305", LegacyCopyContext("440305", 1)));
     while (s.Step()) {
     }
@@ -728,7 +728,7 @@ TEST_F(NoticeStoreTest, AHeldChannelTakesNothingNewUntilItsDestinationConfirms) 
   auto store = Open();
   ASSERT_OK(store->Publish({Prepared("h-1", {"440305"})}).status());
   {
-    auto db = Db::Open(path_);
+    auto db = SqliteDb::Open(path_);
     ASSERT_OK(db);
     ASSERT_OK((*db)->Exec("INSERT INTO meta VALUES('backup_taken_at', '1700000000000000')"));
   }
@@ -787,8 +787,8 @@ TEST_F(NoticeStoreTest, CasesAreFoundBeforeAndAfterTheIndexMerges) {
     return out;
   };
   auto count = [&](const char* sql) {
-    auto db = Db::Open(path_);
-    Stmt s((*db)->get(), sql);
+    auto db = SqliteDb::Open(path_);
+    Stmt s(db->get(), sql);
     return s.Step() ? s.Int(0) : -1;
   };
   bool truncated = false;
@@ -981,8 +981,8 @@ TEST_F(NoticeStoreTest, AccessRecordsAreFoundByEveryIdentityNumberAndSurviveReop
   }
   auto store = Open();
   EXPECT_EQ(store->ReadAccess("11010519491231002X", 0, 10)->size(), 1u);
-  auto db = Db::Open(path_);
-  Stmt key((*db)->get(), "SELECT length(value), typeof(value) FROM meta WHERE key = 'access_key'");
+  auto db = SqliteDb::Open(path_);
+  Stmt key(db->get(), "SELECT length(value), typeof(value) FROM meta WHERE key = 'access_key'");
   ASSERT_TRUE(key.Step());
   EXPECT_EQ(key.Int(0), 64);
 }

@@ -185,7 +185,7 @@ absl::Status NoticeStore::TrackReceived(const std::string& origin, const common:
 }
 
 absl::StatusOr<std::vector<std::string>> NoticeStore::ReceivedFrom(const std::string& notice_id) {
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::vector<std::string>> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<std::vector<std::string>> {
     std::vector<std::string> origins;
     Stmt s(db, "SELECT DISTINCT origin FROM inbox WHERE notice_id = ? ORDER BY origin");
     s.Bind(1, notice_id);
@@ -196,7 +196,7 @@ absl::StatusOr<std::vector<std::string>> NoticeStore::ReceivedFrom(const std::st
 }
 
 absl::StatusOr<bool> NoticeStore::Published(const std::string& notice_id) {
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<bool> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<bool> {
     Stmt s(db, "SELECT 1 FROM notice WHERE notice_id = ?");
     s.Bind(1, notice_id);
     const bool found = s.Step();
@@ -206,7 +206,7 @@ absl::StatusOr<bool> NoticeStore::Published(const std::string& notice_id) {
 }
 
 absl::StatusOr<std::optional<std::string>> NoticeStore::StoredDigest(const std::string& notice_id) {
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<std::optional<std::string>> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<std::optional<std::string>> {
     Stmt s(db, "SELECT coalesce(request_digest, digest) FROM notice WHERE notice_id = ?");
     s.Bind(1, notice_id);
     std::optional<std::string> digest;
@@ -244,7 +244,7 @@ void NoticeStore::FillTodoItem(const Stmt& s, absl::Time now, v1::TodoItem* item
 
 absl::StatusOr<std::map<std::string, std::pair<uint64_t, uint64_t>>> NoticeStore::Overdue(
     absl::Time now) {
-  return ReadOnly([&](sqlite3* db)
+  return ReadOnly([&](Db* db)
                       -> absl::StatusOr<std::map<std::string, std::pair<uint64_t, uint64_t>>> {
     std::map<std::string, std::pair<uint64_t, uint64_t>> overdue;
     // The partial index obligation_open(due) WHERE state = 1 holds exactly the open items.
@@ -262,7 +262,7 @@ absl::StatusOr<std::map<std::string, std::pair<uint64_t, uint64_t>>> NoticeStore
 
 absl::StatusOr<v1::TodoResponse> NoticeStore::Todo(const v1::TodoRequest& req, absl::Time now) {
   const int64_t now_us = absl::ToUnixMicros(now);
-  return ReadOnly([&](sqlite3* db) -> absl::StatusOr<v1::TodoResponse> {
+  return ReadOnly([&](Db* db) -> absl::StatusOr<v1::TodoResponse> {
     v1::TodoResponse resp;
     {
       Stmt s(db, "SELECT side, count(*), sum(due < ?) FROM obligation WHERE state = 1 GROUP BY side");
@@ -315,7 +315,7 @@ absl::StatusOr<v1::TodoResponse> NoticeStore::Todo(const v1::TodoRequest& req, a
 absl::Status NoticeStore::RecordPolicy(const common::Policy& policy) {
   const std::string hex = policy.DigestHex();
   return queue_->Run(
-      [&](sqlite3* db) -> absl::Status {
+      [&](Db* db) -> absl::Status {
         std::string last;
         {
           Stmt s(db, "SELECT value FROM meta WHERE key = 'policy_digest'");
@@ -342,7 +342,7 @@ absl::Status NoticeStore::RecordPolicy(const common::Policy& policy) {
 absl::Status NoticeStore::RecordSharingPolicy(const common::SharingPolicy* policy) {
   const std::string hex = policy == nullptr ? "" : common::ToHex(policy->digest());
   return queue_->Run(
-      [&](sqlite3* db) -> absl::Status {
+      [&](Db* db) -> absl::Status {
         std::string last, last_version;
         {
           Stmt s(db, "SELECT key, value FROM meta WHERE key IN ('sharing_policy_digest', "
@@ -386,7 +386,7 @@ absl::Status NoticeStore::RecordSigningKey(const std::string& public_key) {
   if (!options_.log_enabled) return absl::OkStatus();
   const std::string hex = common::ToHex(public_key);
   return queue_->Run(
-      [&](sqlite3* db) -> absl::Status {
+      [&](Db* db) -> absl::Status {
         {
           Stmt s(db, "SELECT value FROM meta WHERE key = 'signing_key'");
           if (s.Step() && s.Text(0) == hex) return absl::OkStatus();
@@ -407,7 +407,7 @@ absl::Status NoticeStore::RecordClockOffset(const std::string& peer, absl::Durat
                                             bool exceeded) {
   if (!options_.log_enabled) return absl::OkStatus();
   return queue_->Run(
-      [&](sqlite3*) -> absl::Status {
+      [&](Db*) -> absl::Status {
         v1::LogEntry entry;
         entry.set_kind(v1::LogEntry::KIND_CLOCK_OFFSET);
         entry.set_peer(peer);

@@ -39,7 +39,7 @@ absl::Status ResealTable(Db& db, const Bodies& table, const Sealer& sealer, Rese
   for (;;) {
     std::vector<Row> rows;
     {
-      Stmt s(db.get(), table.select);
+      Stmt s(&db, table.select);
       s.Bind(1, after).Bind(2, kRowsPerTransaction);
       while (s.Step()) {
         rows.push_back({s.Int(0), std::string(s.Blob(1)), table.context(s),
@@ -50,7 +50,7 @@ absl::Status ResealTable(Db& db, const Bodies& table, const Sealer& sealer, Rese
     if (rows.empty()) return absl::OkStatus();
     after = rows.back().key;
     RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
-    Stmt update(db.get(), table.update);
+    Stmt update(&db, table.update);
     absl::Status status;
     for (const Row& r : rows) {
       const uint32_t key = Sealer::KeyOf(r.body);
@@ -90,7 +90,7 @@ absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Se
         "storage.path: ", db_path, " is open in a running process (or its -shm file cannot be "
         "read): stop the node first"));
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(db_path));
+  ASSIGN_OR_RETURN(std::unique_ptr<Db> db, SqliteDb::Open(db_path));
   // Again with the file open here: a node started between the first look and the open holds it
   // too (this process's own lock does not count).
   if (DatabaseInUse(db_path)) {
@@ -98,7 +98,7 @@ absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Se
         "storage.path: ", db_path, " was opened by another process meanwhile: stop the node first"));
   }
   {
-    Stmt v(db->get(), "SELECT value FROM meta WHERE key = 'schema_version'");
+    Stmt v(db.get(), "SELECT value FROM meta WHERE key = 'schema_version'");
     int version = 0;
     if (!v.Step() || !absl::SimpleAtoi(v.Text(0), &version) || version != kStoreSchemaVersion) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -132,7 +132,7 @@ absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Se
   };
   for (const Bodies& table : tables) RETURN_IF_ERROR(ResealTable(*db, table, sealer, &counts));
   {
-    Stmt s(db->get(), "INSERT OR REPLACE INTO meta(key, value) VALUES('seal_keys', ?)");
+    Stmt s(db.get(), "INSERT OR REPLACE INTO meta(key, value) VALUES('seal_keys', ?)");
     s.Bind(1, absl::StrCat(sealer.current_key()));
     s.Step();
     RETURN_IF_ERROR(s.status("write meta.seal_keys"));
@@ -141,7 +141,7 @@ absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Se
   // VACUUM may renumber the notice table's rows: departments' feed positions start again.
   RETURN_IF_ERROR(db->Exec("DELETE FROM meta WHERE key = 'feed_epoch'; VACUUM"));
   {
-    Stmt checkpoint(db->get(), "PRAGMA wal_checkpoint(TRUNCATE)");
+    Stmt checkpoint(db.get(), "PRAGMA wal_checkpoint(TRUNCATE)");
     if (checkpoint.Step() && checkpoint.Int(0) != 0) {
       return absl::FailedPreconditionError(absl::StrCat(
           "storage.path: ", db_path, ": the WAL could not be truncated (another process reads "

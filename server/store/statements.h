@@ -4,7 +4,7 @@
 
 #include "common/status_macros.h"
 #include "server/store/notice_store.h"
-#include "server/store/sqlite.h"
+#include "server/store/sql.h"
 
 namespace caseway::server {
 
@@ -18,18 +18,9 @@ absl::StatusOr<std::string> SubjectSalt(Db& db);
 // IndexExistingCases fills case_index for the notices of a database made before version 5.
 absl::Status IndexExistingCases(Db& db, const std::string& salt);
 
-// Done runs a statement to completion and resets it, returning its status.
-inline absl::Status Done(Stmt& s, absl::string_view what) {
-  while (s.Step()) {
-  }
-  absl::Status st = s.status(what);
-  s.Reset();
-  return st;
-}
-
 // WriterStatements are prepared once on the writer connection and used only by its thread.
 struct NoticeStore::WriterStatements {
-  explicit WriterStatements(sqlite3* db)
+  explicit WriterStatements(Db* db)
       : find_notice(db, "SELECT coalesce(request_digest, digest), deliveries FROM notice "
                         "WHERE notice_id = ?"),
         insert_notice(db, "INSERT INTO notice(notice_id, digest, bytes, published_at, deliveries, "
@@ -43,12 +34,12 @@ struct NoticeStore::WriterStatements {
         upsert_cursor(db, "INSERT INTO cursor(origin, seq) VALUES(?, ?) "
                           "ON CONFLICT(origin) DO UPDATE SET seq = excluded.seq"),
         insert_inbox(db, "INSERT INTO inbox(origin, channel_seq, notice_id, bytes, received_at) "
-                         "VALUES(?, ?, ?, ?, ?)"),
+                         "VALUES(?, ?, ?, ?, ?) RETURNING inbox_seq"),
         ack_inbox(db, "UPDATE inbox SET acked_at = ? WHERE inbox_seq = ? AND acked_at IS NULL"),
         inbox_exists(db, "SELECT 1 FROM inbox WHERE inbox_seq = ?"),
-        insert_case(db, "INSERT INTO case_index_new(key, ref) VALUES(?, ?)"),
+        insert_case(db, "INSERT INTO case_index_new(key, ref) VALUES(?, ?) RETURNING id"),
         insert_access(db, "INSERT INTO access(at, who, what, purpose, peer, notices) "
-                          "VALUES(?, ?, ?, ?, ?, ?)"),
+                          "VALUES(?, ?, ?, ?, ?, ?) RETURNING id"),
         insert_access_subject(db, "INSERT OR IGNORE INTO access_subject(subject, access) "
                                   "VALUES(?, ?)"),
         insert_copy(db, "INSERT INTO shared_copy(destination, seq, bytes) VALUES(?, ?, ?)") {}
@@ -70,7 +61,7 @@ struct NoticeStore::WriterStatements {
 
 // LogStatements are prepared on the writer connection and used only by its thread.
 struct NoticeStore::LogStatements {
-  explicit LogStatements(sqlite3* db)
+  explicit LogStatements(Db* db)
       : insert_evidence(db,
                         "INSERT INTO evidence(kind, peer, first_seq, last_seq, digest, message, "
                         "signature, log_index) VALUES(?, ?, ?, ?, ?, ?, ?, ?)"),
@@ -86,7 +77,7 @@ struct NoticeStore::LogStatements {
 
 // TodoStatements keep the to-do items (table obligation) on the writer connection.
 struct NoticeStore::TodoStatements {
-  explicit TodoStatements(sqlite3* db)
+  explicit TodoStatements(Db* db)
       : open_item(db,
                   "INSERT OR IGNORE INTO obligation(origin, notice_id, peer, side, case_id, kind, "
                   "priority, opened_at, due, stated_due, state) "
@@ -105,10 +96,10 @@ struct NoticeStore::TodoStatements {
 
 // ReadOnly runs `fn` with a pooled read connection.
 template <typename Fn>
-auto NoticeStore::ReadOnly(Fn fn) -> decltype(fn(static_cast<sqlite3*>(nullptr))) {
+auto NoticeStore::ReadOnly(Fn fn) -> decltype(fn(static_cast<Db*>(nullptr))) {
   auto db = AcquireReader();
   if (!db.ok()) return db.status();
-  auto result = fn((*db)->get());
+  auto result = fn(db->get());
   ReleaseReader(std::move(*db));
   return result;
 }
