@@ -15,6 +15,8 @@ packages=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   # crypto, storage, config
   libssl-dev openssl libsqlite3-dev sqlite3 libyaml-cpp-dev libcli11-dev
+  # the store's PostgreSQL backend (its client library)
+  libpq-dev
   # the node's allocator (server/CMakeLists.txt)
   libjemalloc-dev
   # the metrics endpoint (prometheus-cpp with its civetweb pull module)
@@ -36,6 +38,9 @@ if [ "${1:-}" = "--test" ]; then
   # promtool: the alert rules' unit tests and the lint of a scraped node (tests/operations_test.cc);
   # systemd-analyze: the unit's verification (tests/systemd_check.sh)
   packages+=(prometheus systemd)
+  # the PostgreSQL server the store's tests start in a temporary directory
+  # (tests/testing/postgres_server.h)
+  packages+=(postgresql)
   # adduser: the Debian package's dependency, installed with dpkg -i by tests/package_test.sh
   packages+=(adduser)
   if ! command -v npm >/dev/null 2>&1; then packages+=(nodejs npm); fi

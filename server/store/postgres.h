@@ -1,0 +1,66 @@
+// The PostgreSQL backend of the store's SQL (server/store/sql.h), over libpq.
+#ifndef CASEWAY_SERVER_STORE_POSTGRES_H_
+#define CASEWAY_SERVER_STORE_POSTGRES_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/store/sql.h"
+
+// libpq's connection, kept out of this header.
+typedef struct pg_conn PGconn;
+
+namespace caseway::server {
+
+// PgDb is one PostgreSQL connection.
+//
+// Statements are prepared on the server (the `?` of the store's SQL numbered $1, $2, ...;
+// a `?` inside a quoted string or identifier, or a comment, is left alone). Results come as text
+// and are converted by the column accessors: bytea is decoded, integers parsed.
+//
+// Errors: a status naming the statement's `what` and PostgreSQL's primary message (never its
+// detail, which quotes the values). RESOURCE_EXHAUSTED for SQLSTATE class 53 (disk full, out of
+// memory), UNAVAILABLE when the connection is lost (class 08, or libpq's connection is bad),
+// ABORTED when the transaction must be retried (class 40: serialization failure, deadlock),
+// INTERNAL otherwise.
+class PgDb final : public Db {
+ public:
+  // Connect opens a connection with a libpq connection string ("host=... port=... dbname=..."
+  // or a postgresql:// URI). UNAVAILABLE when the server cannot be reached; the message never
+  // includes the password.
+  static absl::StatusOr<std::unique_ptr<PgDb>> Connect(const std::string& dsn);
+  ~PgDb() override;
+
+  // The raw connection, for what only PostgreSQL has (advisory locks, LISTEN).
+  PGconn* get() const { return conn_; }
+  // Connected is false once the connection is lost.
+  bool Connected() const;
+
+  Backend backend() const override { return Backend::kPostgres; }
+  absl::Status Exec(const char* sql) override;
+  absl::Status Begin() override { return Exec("BEGIN"); }
+  bool InTransaction() override;
+  int64_t Changes() override { return changes_; }
+
+  // Statements report the rows they changed here.
+  void set_changes(int64_t n) { changes_ = n; }
+
+ private:
+  explicit PgDb(PGconn* conn) : conn_(conn) {}
+  std::unique_ptr<StmtImpl> Prepare(const char* sql) override;
+
+  PGconn* conn_;
+  int next_statement_ = 0;
+  int64_t changes_ = 0;
+};
+
+// NumberParameters rewrites the store's `?` parameters as PostgreSQL's $1, $2, ..., leaving
+// quoted strings, quoted identifiers and comments as they are; `count` receives the number.
+std::string NumberParameters(absl::string_view sql, int* count);
+
+}  // namespace caseway::server
+
+#endif  // CASEWAY_SERVER_STORE_POSTGRES_H_
