@@ -63,7 +63,8 @@ absl::StatusOr<BackupSummary> BackupDatabase(const std::string& db_path, const s
     ASSIGN_OR_RETURN(std::unique_ptr<Db> copy, SqliteDb::Open(partial));
     summary.taken_at = common::Now();
     Stmt mark(copy.get(),
-              "INSERT OR REPLACE INTO meta(key, value) VALUES('backup_taken_at', ?)");
+              "INSERT INTO meta(key, value) VALUES('backup_taken_at', ?)"
+              " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     mark.Bind(1, absl::StrCat(absl::ToUnixMicros(summary.taken_at)));
     mark.Step();
     RETURN_IF_ERROR(mark.status("mark the backup"));

@@ -6,10 +6,12 @@
 
 namespace caseway::server {
 
-CommitQueue::CommitQueue(std::unique_ptr<Db> db, int max_group, TxnParticipant* participant)
+CommitQueue::CommitQueue(std::unique_ptr<Db> db, int max_group, TxnParticipant* participant,
+                         BeginCheck begin_check)
     : db_(std::move(db)),
       max_group_(max_group),
       participant_(participant),
+      begin_check_(std::move(begin_check)),
       thread_([this] { Loop(); }) {}
 
 CommitQueue::~CommitQueue() {
@@ -70,6 +72,7 @@ void CommitQueue::Loop() {
     absl::Status txn = db_->Begin();
     if (txn.ok()) {
       if (participant_) participant_->OnBegin();
+      if (begin_check_) txn = begin_check_(db);
       for (size_t i = 0; i < group.size() && txn.ok(); ++i) {
         txn = db_->Exec("SAVEPOINT op");
         if (!txn.ok()) break;

@@ -43,8 +43,13 @@ class CommitQueue {
   using Apply = std::function<absl::Status(Db* db)>;
   using Done = std::function<void(const absl::Status&)>;
 
+  // BeginCheck runs first in every group transaction; when it fails, the group fails with its
+  // status and is rolled back (the writer lease's fence: server/store/writer_lease.h).
+  using BeginCheck = std::function<absl::Status(Db* db)>;
+
   // `participant` (may be null) must outlive the queue.
-  CommitQueue(std::unique_ptr<Db> db, int max_group, TxnParticipant* participant = nullptr);
+  CommitQueue(std::unique_ptr<Db> db, int max_group, TxnParticipant* participant = nullptr,
+              BeginCheck begin_check = nullptr);
   ~CommitQueue();
 
   // Submit queues an operation; `done` receives its final status after the commit.
@@ -76,6 +81,7 @@ class CommitQueue {
   std::unique_ptr<Db> db_;
   const int max_group_;
   TxnParticipant* const participant_;
+  const BeginCheck begin_check_;
   absl::Mutex mu_;
   std::deque<Op> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

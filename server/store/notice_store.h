@@ -77,7 +77,10 @@ inline constexpr int kStoreSchemaVersion = 8;
 inline constexpr int kStorageFaultExitCode = 75;
 
 struct StoreOptions {
+  // The database: a SQLite file at `path` (the embedded default), or, when `postgres_dsn` is set,
+  // the PostgreSQL database that libpq connection string names (`path` is then unused).
   std::string path;
+  std::string postgres_dsn;
   int group_commit_max = 4096;
   // This node's jurisdiction (the signer of receipts).
   std::string self;
@@ -100,6 +103,12 @@ struct StoreOptions {
   // its beginning. Without it, continuous commits keep a PASSIVE checkpoint always a little
   // behind and the WAL grows by every byte written (bench/results/PROFILE.md, "Growth").
   int64_t wal_restart_bytes = 128 << 20;
+  // Active/standby on PostgreSQL (server/store/writer_lease.h): the writer lease this node holds
+  // (epoch 0: none). Every write transaction first checks it (WriterLease::Fence); once the check
+  // fails, `fenced` runs (once, on the writer thread) and every write fails.
+  std::string lease_holder;
+  int64_t lease_epoch = 0;
+  std::function<void(const absl::Status&)> fenced;
 };
 
 // AccessEntry is one read of personal data, for the access log (docs/privacy.md).
@@ -152,6 +161,10 @@ class NoticeStore {
   // FAILED_PRECONDITION when the file has a newer schema version than this binary knows.
   static absl::StatusOr<std::unique_ptr<NoticeStore>> Open(const StoreOptions& options);
   ~NoticeStore();
+
+  // Connect opens a new connection to the database `options` names (SQLite or PostgreSQL), for
+  // what the store's methods do not cover (tools, tests).
+  static absl::StatusOr<std::unique_ptr<Db>> Connect(const StoreOptions& options);
 
   // Publish stores every notice and its channel entries in one transaction, returning one result
   // per notice in order. Identical republished content returns the original result with
@@ -554,6 +567,7 @@ class NoticeStore {
   template <typename Fn>
   auto ReadOnly(Fn fn) -> decltype(fn(static_cast<Db*>(nullptr)));
   absl::StatusOr<std::unique_ptr<Db>> AcquireReader();
+  bool postgres() const { return !options_.postgres_dsn.empty(); }
   void ReleaseReader(std::unique_ptr<Db> db);
   void Committed(const std::map<std::string, ChannelState>& changes);
   // CommittedAcked is Committed for one channel's new acked position.

@@ -71,7 +71,8 @@ absl::StatusOr<std::string> NoticeStore::LoadAccessKey(Db& db, const Sealer* sea
     // Written in the clear before encryption was on: sealed now (reseal rebuilds the file).
     if (sealer == nullptr || Sealer::KeyOf(stored) != 0) return absl::HexStringToBytes(hex);
   }
-  Stmt w(&db, "INSERT OR REPLACE INTO meta(key, value) VALUES('access_key', ?)");
+  Stmt w(&db, "INSERT INTO meta(key, value) VALUES('access_key', ?)"
+              " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
   w.BindBlob(1, sealer != nullptr ? sealer->Seal(hex, MetaContext("access_key")) : hex);
   w.Step();
   RETURN_IF_ERROR(w.status("write meta.access_key"));

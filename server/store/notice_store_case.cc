@@ -6,6 +6,7 @@
 #include <atomic>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -38,6 +39,27 @@ int64_t IndexKey(absl::string_view salt, char kind, absl::string_view value) {
   return static_cast<int64_t>(k);
 }
 
+// A case-index ref is a notice id (text) or an inbox_seq. SQLite keeps the inbox_seq as an
+// integer in the same column; a PostgreSQL column has one type, so there it is "#" and the number
+// (notice ids never hold '#': common/validation.cc). ReadRef reads either form.
+void BindRef(Stmt& s, int i, const std::string& notice_id) { s.Bind(i, notice_id); }
+void BindRef(Stmt& s, int i, int64_t inbox_seq) {
+  if (s.db()->backend() == Db::Backend::kSqlite) {
+    s.Bind(i, inbox_seq);
+  } else {
+    s.Bind(i, absl::StrCat("#", inbox_seq));
+  }
+}
+std::variant<int64_t, std::string> ReadRef(const Stmt& s, int col) {
+  if (s.IsInteger(col)) return s.Int(col);
+  std::string text = s.Text(col);
+  int64_t inbox_seq = 0;
+  if (absl::StartsWith(text, "#") && absl::SimpleAtoi(absl::string_view(text).substr(1), &inbox_seq)) {
+    return inbox_seq;
+  }
+  return text;
+}
+
 // InsertKeys adds the two index rows of a notice with the statement `insert`; `ref` is its
 // notice_id (published here) or its inbox_seq (received). With `keys`, each row's id is kept.
 template <typename Ref>
@@ -45,7 +67,8 @@ absl::Status InsertKeys(Stmt& insert, absl::string_view salt, const std::string&
                         const std::string& subject_digest, const Ref& ref,
                         std::vector<NoticeStore::PendingKey>* keys) {
   for (int64_t key : {IndexKey(salt, 'c', case_id), IndexKey(salt, 's', subject_digest)}) {
-    insert.Bind(1, key).Bind(2, ref);
+    insert.Bind(1, key);
+    BindRef(insert, 2, ref);
     if (keys == nullptr) {
       RETURN_IF_ERROR(Done(insert, "index case"));
       continue;
@@ -76,7 +99,7 @@ absl::StatusOr<std::string> SubjectSalt(Db& db) {
 absl::Status IndexExistingCases(Db& db, const std::string& salt) {
   RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE;"));
   auto index = [&]() -> absl::Status {
-    Stmt insert(&db, "INSERT OR IGNORE INTO case_index(key, ref) VALUES(?, ?)");
+    Stmt insert(&db, "INSERT INTO case_index(key, ref) VALUES(?, ?) ON CONFLICT DO NOTHING");
     auto parse = [](absl::string_view bytes, v1::Notice* n) -> absl::Status {
       if (!n->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
         return absl::DataLossError("index cases: a stored notice does not parse");
@@ -135,13 +158,7 @@ absl::Status NoticeStore::LoadPendingKeys(Db& db) {
   Stmt s(&db, "SELECT id, key, ref FROM case_index_new ORDER BY id");
   absl::MutexLock lock(&index_mu_);
   while (s.Step()) {
-    PendingKey k{s.Int(0), s.Int(1), {}};
-    if (s.IsInteger(2)) {
-      k.ref = s.Int(2);
-    } else {
-      k.ref = s.Text(2);
-    }
-    pending_keys_.push_back(std::move(k));
+    pending_keys_.push_back(PendingKey{s.Int(0), s.Int(1), ReadRef(s, 2)});
   }
   return s.status("read unmerged case index rows");
 }
@@ -156,8 +173,8 @@ absl::Status NoticeStore::MergeCaseIndex() {
   // Sorted by key, the inserts touch each page of case_index once; committed rows only (what
   // pending_keys_ holds), so a notice being stored now keeps its rows for the next merge.
   const std::string sql = absl::StrCat(
-      "INSERT OR IGNORE INTO case_index(key, ref) SELECT key, ref FROM case_index_new WHERE id <= ",
-      through, " ORDER BY key, ref; DELETE FROM case_index_new WHERE id <= ", through, ";");
+      "INSERT INTO case_index(key, ref) SELECT key, ref FROM case_index_new WHERE id <= ",
+      through, " ORDER BY key, ref ON CONFLICT DO NOTHING; DELETE FROM case_index_new WHERE id <= ", through, ";");
   return queue_->Run(
       [&](Db* db) -> absl::Status {
         absl::Status merged = db->Exec(sql.c_str());
@@ -202,11 +219,7 @@ absl::StatusOr<std::vector<NoticeStore::CaseRecord>> NoticeStore::FindCase(
     int64_t rows = 0;
     while (refs.Step()) {
       ++rows;
-      if (refs.IsInteger(0)) {
-        found.push_back(refs.Int(0));
-      } else {
-        found.push_back(refs.Text(0));
-      }
+      found.push_back(ReadRef(refs, 0));
     }
     RETURN_IF_ERROR(refs.status("read case index"));
     std::sort(found.begin(), found.end());
@@ -549,7 +562,8 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
           const common::NoticeFacts f = common::FactsOf(n);
           for (int64_t key : {IndexKey(subject_salt_, 'c', f.case_id),
                               IndexKey(subject_salt_, 's', f.subject_digest)}) {
-            unindex.Bind(1, key).Bind(2, ref);
+            unindex.Bind(1, key);
+            BindRef(unindex, 2, ref);
             RETURN_IF_ERROR(Done(unindex, "purge case index"));
           }
           return absl::OkStatus();
@@ -574,8 +588,8 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
         }
         Stmt notices(db, "SELECT rowid, published_at, notice_id, deliveries, bytes FROM notice "
                          "WHERE rowid > ? AND length(bytes) > 0 ORDER BY rowid LIMIT ?");
-        Stmt clear_notice(db, "UPDATE notice SET bytes = X'' WHERE rowid = ?");
-        Stmt clear_copy(db, "UPDATE shared_copy SET bytes = X'' WHERE destination = ? AND seq = ?");
+        Stmt clear_notice(db, "UPDATE notice SET bytes = ? WHERE rowid = ?");
+        Stmt clear_copy(db, "UPDATE shared_copy SET bytes = ? WHERE destination = ? AND seq = ?");
         RETURN_IF_ERROR(scan(scans[0], notices, column_time(1), [&](Stmt& r) -> absl::StatusOr<bool> {
           const std::string id = r.Text(2);
           for (absl::string_view d : absl::StrSplit(r.Text(3), ',', absl::SkipEmpty())) {
@@ -587,11 +601,11 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
           }
           if (owes(options_.self, id)) return false;
           RETURN_IF_ERROR(forget(r.Blob(4), NoticeContext(id), id));
-          clear_notice.Bind(1, r.Int(0));
+          clear_notice.BindBlob(1, "").Bind(2, r.Int(0));
           RETURN_IF_ERROR(Done(clear_notice, "purge notice"));
           for (absl::string_view d : absl::StrSplit(r.Text(3), ',', absl::SkipEmpty())) {
             std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(d, ':');
-            clear_copy.Bind(1, kv.first).Bind(2, kv.second);
+            clear_copy.BindBlob(1, "").Bind(2, kv.first).Bind(3, kv.second);
             RETURN_IF_ERROR(Done(clear_copy, "purge shared copy"));
           }
           ++counts.published;
@@ -601,11 +615,11 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
         Stmt inbox(db, "SELECT inbox_seq, received_at, origin, notice_id, acked_at IS NOT NULL, "
                        "bytes, channel_seq FROM inbox WHERE inbox_seq > ? AND length(bytes) > 0 "
                        "ORDER BY inbox_seq LIMIT ?");
-        Stmt clear_inbox(db, "UPDATE inbox SET bytes = X'' WHERE inbox_seq = ?");
+        Stmt clear_inbox(db, "UPDATE inbox SET bytes = ? WHERE inbox_seq = ?");
         RETURN_IF_ERROR(scan(scans[1], inbox, column_time(1), [&](Stmt& r) -> absl::StatusOr<bool> {
           if (r.Int(4) == 0 || owes(r.Text(2), r.Text(3))) return false;
           RETURN_IF_ERROR(forget(r.Blob(5), InboxContext(r.Text(2), r.Int(6)), r.Int(0)));
-          clear_inbox.Bind(1, r.Int(0));
+          clear_inbox.BindBlob(1, "").Bind(2, r.Int(0));
           RETURN_IF_ERROR(Done(clear_inbox, "purge inbox"));
           ++counts.received;
           return true;
@@ -616,7 +630,7 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
         Stmt answers(db, "SELECT e.id, l.bytes FROM evidence e JOIN log_leaf l ON l.idx = "
                          "e.log_index WHERE e.id > ? AND e.kind IN (5, 7) AND length(e.message) > 0 "
                          "ORDER BY e.id LIMIT ?");
-        Stmt clear_answer(db, "UPDATE evidence SET message = X'' WHERE id = ?");
+        Stmt clear_answer(db, "UPDATE evidence SET message = ? WHERE id = ?");
         auto answered_at = [](Stmt& r) -> absl::StatusOr<int64_t> {
           v1::LogEntry entry;
           const absl::string_view b = r.Blob(1);
@@ -626,7 +640,7 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
           return common::EntryMicros(entry);
         };
         return scan(scans[2], answers, answered_at, [&](Stmt& r) -> absl::StatusOr<bool> {
-          clear_answer.Bind(1, r.Int(0));
+          clear_answer.BindBlob(1, "").Bind(2, r.Int(0));
           RETURN_IF_ERROR(Done(clear_answer, "purge query answer"));
           ++counts.answers;
           return true;

@@ -121,7 +121,8 @@ void NoticeStore::Halt(const std::string& reason) {
   common::Log(common::LogLevel::kError, "exchange log integrity failure: exchange halted",
               {{"reason", reason}});
   absl::Status s = queue_->Run([&](Db* db) {
-    Stmt st(db, "INSERT OR REPLACE INTO meta(key, value) VALUES('halted', ?)");
+    Stmt st(db, "INSERT INTO meta(key, value) VALUES('halted', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     st.Bind(1, reason);
     return Done(st, "record halt");
   });

@@ -14,9 +14,12 @@
 #include "common/merkle.h"
 #include "common/notice_facts.h"
 #include "common/signing.h"
+#include "server/store/postgres.h"
 #include "server/store/reseal.h"
 #include "server/store/sealer.h"
+#include "server/store/sqlite.h"
 #include "tests/testing/fake_clock.h"
+#include "tests/testing/postgres_server.h"
 #include "tests/testing/status_matchers.h"
 
 namespace caseway::server {
@@ -25,18 +28,28 @@ namespace {
 using ::caseway::testing::StatusIs;
 using ::testing::HasSubstr;
 
+// NoticeStoreTest runs on SQLite; StoreConformanceTest (below) runs a test on every backend.
 class NoticeStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     char tmpl[] = "/tmp/caseway-store-XXXXXX";
     dir_ = mkdtemp(tmpl);
     path_ = dir_ + "/node.db";
+    if (backend_ == Db::Backend::kPostgres) {
+      testing::PostgresServer* server = testing::SharedPostgres();
+      ASSERT_NE(server, nullptr);
+      static int databases = 0;
+      const std::string name = absl::StrCat("store_", ++databases);
+      ASSERT_OK(server->CreateDatabase(name));
+      dsn_ = server->Dsn(name);
+    }
   }
   void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
 
   std::unique_ptr<NoticeStore> Open(bool log = false) {
     StoreOptions options;
     options.path = path_;
+    options.postgres_dsn = dsn_;
     options.group_commit_max = 64;
     options.self = "360102";
     options.log_enabled = log;
@@ -55,11 +68,19 @@ class NoticeStoreTest : public ::testing::Test {
     ASSERT_TRUE(sealer.ok()) << sealer.status();
     sealer_ = std::move(*sealer);
   }
-  // SealedRows counts the sealed bodies in `table`.`column`, read from the file.
+  // RawDb is a connection to the store's database, beside the store (for what no method shows).
+  std::unique_ptr<Db> RawDb() {
+    auto db = NoticeStore::Connect(Unsealed());
+    EXPECT_TRUE(db.ok()) << db.status();
+    return db.ok() ? std::move(*db) : nullptr;
+  }
+  // SealedRows counts the sealed bodies in `table`.`column`, read from the database.
   int64_t SealedRows(const std::string& table, const std::string& column) {
-    auto db = SqliteDb::Open(path_);
-    Stmt s(db->get(), ("SELECT count(*) FROM " + table + " WHERE substr(" + column +
-                          ", 1, 1) = x'CF'").c_str());
+    auto db = RawDb();
+    const std::string sql =
+        "SELECT count(*) FROM " + table + " WHERE substr(" + column + ", 1, 1) = ?";
+    Stmt s(db.get(), sql.c_str());
+    s.BindBlob(1, "\xCF");
     return s.Step() ? s.Int(0) : -1;
   }
   void PurgeRemovesSettledBodiesOnly();
@@ -67,6 +88,7 @@ class NoticeStoreTest : public ::testing::Test {
   StoreOptions Unsealed() const {
     StoreOptions options;
     options.path = path_;
+    options.postgres_dsn = dsn_;
     options.self = "360102";
     options.log_enabled = false;
     return options;
@@ -114,13 +136,32 @@ class NoticeStoreTest : public ::testing::Test {
     return b;
   }
 
+  Db::Backend backend_ = Db::Backend::kSqlite;
   std::string dir_, path_;
+  std::string dsn_;  // the PostgreSQL database (StoreConformanceTest on PostgreSQL)
   std::shared_ptr<const common::SigningKey> key_ = common::SigningKey::Generate();
   std::shared_ptr<const common::SigningKey> origin_key_ = common::SigningKey::Generate();
   std::shared_ptr<const Sealer> sealer_;  // set by UseSealer
 };
 
-TEST_F(NoticeStoreTest, PublishAssignsContiguousSequencesPerChannel) {
+// StoreConformanceTest is a test every backend must pass: each runs on SQLite and on PostgreSQL
+// (a server this test binary starts in a temporary directory).
+class StoreConformanceTest : public NoticeStoreTest,
+                             public ::testing::WithParamInterface<Db::Backend> {
+ protected:
+  void SetUp() override {
+    backend_ = GetParam();
+    NoticeStoreTest::SetUp();
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreConformanceTest,
+                         ::testing::Values(Db::Backend::kSqlite, Db::Backend::kPostgres),
+                         [](const ::testing::TestParamInfo<Db::Backend>& info) {
+                           return info.param == Db::Backend::kSqlite ? "Sqlite" : "Postgres";
+                         });
+
+TEST_P(StoreConformanceTest, PublishAssignsContiguousSequencesPerChannel) {
   auto store = Open();
   auto r = store->Publish({Prepared("a", {"440305", "360111"}), Prepared("b", {"440305"})});
   ASSERT_OK(r);
@@ -180,7 +221,7 @@ TEST_F(NoticeStoreTest, TheWalStartsAgainUnderContinuousCommits) {
   EXPECT_LT(wal_bytes(), 3 * after_1s) << "WAL after 1 s: " << after_1s << " bytes";
 }
 
-TEST_F(NoticeStoreTest, ConcurrentPublishersNeverShareOrSkipASequence) {
+TEST_P(StoreConformanceTest, ConcurrentPublishersNeverShareOrSkipASequence) {
   auto store = Open();
   constexpr int kThreads = 8, kEach = 200;
   std::vector<std::thread> threads;
@@ -199,7 +240,7 @@ TEST_F(NoticeStoreTest, ConcurrentPublishersNeverShareOrSkipASequence) {
   for (size_t i = 0; i < entries->size(); ++i) EXPECT_EQ((*entries)[i].seq(), i + 1);
 }
 
-TEST_F(NoticeStoreTest, IdenticalRepublishIsADuplicateAndDifferentContentIsRefusedWhole) {
+TEST_P(StoreConformanceTest, IdenticalRepublishIsADuplicateAndDifferentContentIsRefusedWhole) {
   auto store = Open();
   ASSERT_OK(store->Publish({Prepared("a", {"440305"})}));
   auto again = store->Publish({Prepared("a", {"440305"})});
@@ -215,7 +256,7 @@ TEST_F(NoticeStoreTest, IdenticalRepublishIsADuplicateAndDifferentContentIsRefus
   EXPECT_EQ(entries->size(), 1u);
 }
 
-TEST_F(NoticeStoreTest, ReopenKeepsEverythingCommitted) {
+TEST_P(StoreConformanceTest, ReopenKeepsEverythingCommitted) {
   {
     auto store = Open();
     ASSERT_OK(store->Publish({Prepared("a", {"440305"}), Prepared("b", {"440305"})}));
@@ -233,7 +274,7 @@ TEST_F(NoticeStoreTest, ReopenKeepsEverythingCommitted) {
   EXPECT_EQ((*r)[0].deliveries(0).seq(), 3u);
 }
 
-TEST_F(NoticeStoreTest, ReceivedBatchMustStartAtCursorPlusOne) {
+TEST_P(StoreConformanceTest, ReceivedBatchMustStartAtCursorPlusOne) {
   auto store = Open();
   EXPECT_THAT(store->StoreReceived("440305", MakeBatch(2, 2)),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is not cursor+1")));
@@ -257,7 +298,7 @@ TEST_F(NoticeStoreTest, ReceivedBatchMustStartAtCursorPlusOne) {
   EXPECT_EQ(inbox->total, 2u);
 }
 
-TEST_F(NoticeStoreTest, InboxAcksAreDurableAndUnknownSeqsAreNamed) {
+TEST_P(StoreConformanceTest, InboxAcksAreDurableAndUnknownSeqsAreNamed) {
   auto store = Open();
   ASSERT_OK(store->StoreReceived("440305", MakeBatch(1, 3)));
   auto rows = store->ReadInbox(0, 10);
@@ -278,7 +319,7 @@ TEST_F(NoticeStoreTest, InboxAcksAreDurableAndUnknownSeqsAreNamed) {
 
 // What `caseway status --check` and the metrics age: the oldest notice a destination has not
 // acknowledged, the oldest the consumer has not taken, and the overdue to-do items per peer.
-TEST_F(NoticeStoreTest, BacklogsAreDatedByTheirOldestNotice) {
+TEST_P(StoreConformanceTest, BacklogsAreDatedByTheirOldestNotice) {
   const absl::Time t0 = absl::FromCivil(absl::CivilSecond(2026, 3, 1, 8, 0, 0), absl::UTCTimeZone());
   caseway::testing::FakeClock clock(t0);
   caseway::testing::ScopedClock scoped(&clock);
@@ -319,7 +360,7 @@ TEST_F(NoticeStoreTest, BacklogsAreDatedByTheirOldestNotice) {
   EXPECT_FALSE(inbox->oldest_unacked.has_value());
 }
 
-TEST_F(NoticeStoreTest, ReadChannelNeverPassesTheByteBudgetButReturnsAtLeastOne) {
+TEST_P(StoreConformanceTest, ReadChannelNeverPassesTheByteBudgetButReturnsAtLeastOne) {
   auto store = Open();
   std::vector<PreparedNotice> many;
   for (int i = 0; i < 10; ++i) many.push_back(Prepared("n" + std::to_string(i), {"440305"}, std::string(1000, 'x')));
@@ -334,7 +375,7 @@ TEST_F(NoticeStoreTest, ReadChannelNeverPassesTheByteBudgetButReturnsAtLeastOne)
   EXPECT_EQ(one->size(), 1u);
 }
 
-TEST_F(NoticeStoreTest, LogRecordsEveryEventAndItsRootSurvivesReopen) {
+TEST_P(StoreConformanceTest, LogRecordsEveryEventAndItsRootSurvivesReopen) {
   std::pair<uint64_t, std::string> head;
   {
     auto store = Open(/*log=*/true);
@@ -373,7 +414,7 @@ TEST_F(NoticeStoreTest, LogRecordsEveryEventAndItsRootSurvivesReopen) {
   EXPECT_OK(common::VerifyConsistency(3, 4, *proof, head.second, store->LogHead().second));
 }
 
-TEST_F(NoticeStoreTest, RolledBackOperationLeavesTheLogUntouched) {
+TEST_P(StoreConformanceTest, RolledBackOperationLeavesTheLogUntouched) {
   auto store = Open(/*log=*/true);
   ASSERT_OK(store->Publish({Prepared("a", {"440305"})}));
   auto before = store->LogHead();
@@ -389,7 +430,7 @@ TEST_F(NoticeStoreTest, RolledBackOperationLeavesTheLogUntouched) {
   EXPECT_EQ(rebuilt.Root(), store->LogHead().second);
 }
 
-TEST_F(NoticeStoreTest, WithTheLogOnABatchNeedsItsManifest) {
+TEST_P(StoreConformanceTest, WithTheLogOnABatchNeedsItsManifest) {
   auto store = Open(/*log=*/true);
   EXPECT_THAT(store->StoreReceived("440305", MakeBatch(1, 2)),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("batch.manifest")));
@@ -659,16 +700,16 @@ void NoticeStoreTest::PurgeRemovesSettledBodiesOnly() {
   EXPECT_EQ(young->published + young->received + young->answers, 0u);
 }
 
-TEST_F(NoticeStoreTest, PurgeRemovesSettledBodiesOnlyAndKeepsTheLog) { PurgeRemovesSettledBodiesOnly(); }
+TEST_P(StoreConformanceTest, PurgeRemovesSettledBodiesOnlyAndKeepsTheLog) { PurgeRemovesSettledBodiesOnly(); }
 
 // Sealed bodies (storage.key_file) are read, indexed, served and purged like plain ones.
-TEST_F(NoticeStoreTest, SealedBodiesArePurgedAndReadLikePlainOnes) {
+TEST_P(StoreConformanceTest, SealedBodiesArePurgedAndReadLikePlainOnes) {
   UseSealer();
   PurgeRemovesSettledBodiesOnly();
 }
 
 // Sealed data is never opened without its key, nor returned sealed.
-TEST_F(NoticeStoreTest, ADatabaseWithSealedDataNeedsItsKey) {
+TEST_P(StoreConformanceTest, ADatabaseWithSealedDataNeedsItsKey) {
   UseSealer();
   {
     auto store = Open();
@@ -724,13 +765,12 @@ TEST_F(NoticeStoreTest, ASealedCopyIsDeliveredAndOneUnderItsOlderNameStillOpens)
 // A restored node holds the channels to destinations it could not ask (serve_only peers): new
 // notices to them are refused until each confirms by subscribing; a retry of a notice already
 // stored is still answered; the confirmation is recorded in the restore mark.
-TEST_F(NoticeStoreTest, AHeldChannelTakesNothingNewUntilItsDestinationConfirms) {
+TEST_P(StoreConformanceTest, AHeldChannelTakesNothingNewUntilItsDestinationConfirms) {
   auto store = Open();
   ASSERT_OK(store->Publish({Prepared("h-1", {"440305"})}).status());
   {
-    auto db = SqliteDb::Open(path_);
-    ASSERT_OK(db);
-    ASSERT_OK((*db)->Exec("INSERT INTO meta VALUES('backup_taken_at', '1700000000000000')"));
+    auto db = RawDb();
+    ASSERT_OK(db->Exec("INSERT INTO meta(key, value) VALUES('backup_taken_at', '1700000000000000')"));
   }
   auto mark = store->RestoredFrom();
   ASSERT_OK(mark.status());
@@ -768,7 +808,7 @@ TEST_F(NoticeStoreTest, AHeldChannelTakesNothingNewUntilItsDestinationConfirms) 
 // A notice is found by case and by subject as soon as it is committed (its index rows wait in
 // case_index_new and in memory), across a reopen before the merge, and after the merge moved
 // them into case_index.
-TEST_F(NoticeStoreTest, CasesAreFoundBeforeAndAfterTheIndexMerges) {
+TEST_P(StoreConformanceTest, CasesAreFoundBeforeAndAfterTheIndexMerges) {
   auto prepared = [](const std::string& id, const std::string& case_id, const std::string& idn) {
     PreparedNotice p = Prepared(id, {"440305"}, case_id);
     v1::Notice n;
@@ -787,8 +827,8 @@ TEST_F(NoticeStoreTest, CasesAreFoundBeforeAndAfterTheIndexMerges) {
     return out;
   };
   auto count = [&](const char* sql) {
-    auto db = SqliteDb::Open(path_);
-    Stmt s(db->get(), sql);
+    auto db = RawDb();
+    Stmt s(db.get(), sql);
     return s.Step() ? s.Int(0) : -1;
   };
   bool truncated = false;
@@ -826,7 +866,7 @@ TEST_F(NoticeStoreTest, CasesAreFoundBeforeAndAfterTheIndexMerges) {
 
 // With a party, only the notices that jurisdiction is a party to count: towards the limit and
 // towards `truncated` (a case it may not see answers as an unknown one).
-TEST_F(NoticeStoreTest, APartyCountsOnlyItsOwnNoticesOfACase) {
+TEST_P(StoreConformanceTest, APartyCountsOnlyItsOwnNoticesOfACase) {
   auto store = Open();
   std::vector<PreparedNotice> notices;
   for (int i = 0; i < 3; ++i) {
@@ -862,7 +902,7 @@ TEST_F(NoticeStoreTest, APartyCountsOnlyItsOwnNoticesOfACase) {
 
 // A department's feed: the granted kinds only, in the order stored, in pages that resume where
 // the last one stopped (past the notices of other kinds it looked at).
-TEST_F(NoticeStoreTest, TheFeedReadsOneKindInPagesThatResume) {
+TEST_P(StoreConformanceTest, TheFeedReadsOneKindInPagesThatResume) {
   auto store = Open();
   std::vector<PreparedNotice> notices;
   for (const std::string id : {"r0", "c0", "r1", "c1", "r2"}) {
@@ -907,7 +947,7 @@ TEST_F(NoticeStoreTest, TheFeedReadsOneKindInPagesThatResume) {
   EXPECT_EQ(page->size(), 3u);
 }
 
-TEST_F(NoticeStoreTest, WaitWakesOnCommit) {
+TEST_P(StoreConformanceTest, WaitWakesOnCommit) {
   auto store = Open();
   uint64_t v = store->Version();
   std::thread t([&] { ASSERT_OK(store->Publish({Prepared("a", {"440305"})})); });
@@ -918,7 +958,7 @@ TEST_F(NoticeStoreTest, WaitWakesOnCommit) {
 
 // The stored log is checked from its bytes up: an edited entry is found, the halt it causes is
 // kept across a reopen, and a halted store appends nothing (so nothing is published).
-TEST_F(NoticeStoreTest, VerifyStoredFindsAnEditedEntryAndAHaltIsDurable) {
+TEST_P(StoreConformanceTest, VerifyStoredFindsAnEditedEntryAndAHaltIsDurable) {
   {
     auto store = Open(/*log=*/true);
     for (int i = 0; i < 5; ++i) {
@@ -936,12 +976,10 @@ TEST_F(NoticeStoreTest, VerifyStoredFindsAnEditedEntryAndAHaltIsDurable) {
     EXPECT_EQ(e.sequences(0), 4u);
   }
   {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "UPDATE log_leaf SET bytes = bytes || x'00' WHERE idx = 2",
-                           nullptr, nullptr, nullptr),
-              SQLITE_OK);
-    sqlite3_close(db);
+    auto db = RawDb();
+    Stmt edit(db.get(), "UPDATE log_leaf SET bytes = bytes || ? WHERE idx = 2");
+    edit.BindBlob(1, std::string(1, '\0'));
+    ASSERT_OK(Done(edit, "edit an entry"));
   }
   {
     auto store = Open(/*log=*/true);
@@ -960,7 +998,7 @@ TEST_F(NoticeStoreTest, VerifyStoredFindsAnEditedEntryAndAHaltIsDurable) {
 
 // The access log finds a read by every identity number the notices held, with the same key
 // after a reopen; the key is stored as text (in the clear here), never as raw bytes.
-TEST_F(NoticeStoreTest, AccessRecordsAreFoundByEveryIdentityNumberAndSurviveReopen) {
+TEST_P(StoreConformanceTest, AccessRecordsAreFoundByEveryIdentityNumberAndSurviveReopen) {
   v1::Notice n;
   n.mutable_subject()->set_id_number("11010519491231002X");
   n.mutable_birth_service_registration()->set_spouse_id_number("110105194912310029");
@@ -981,8 +1019,8 @@ TEST_F(NoticeStoreTest, AccessRecordsAreFoundByEveryIdentityNumberAndSurviveReop
   }
   auto store = Open();
   EXPECT_EQ(store->ReadAccess("11010519491231002X", 0, 10)->size(), 1u);
-  auto db = SqliteDb::Open(path_);
-  Stmt key(db->get(), "SELECT length(value), typeof(value) FROM meta WHERE key = 'access_key'");
+  auto db = RawDb();
+  Stmt key(db.get(), "SELECT length(value) FROM meta WHERE key = 'access_key'");
   ASSERT_TRUE(key.Step());
   EXPECT_EQ(key.Int(0), 64);
 }

@@ -330,7 +330,8 @@ absl::Status NoticeStore::RecordPolicy(const common::Policy& policy) {
           entry.set_policy_version(policy.proto().version());
           RETURN_IF_ERROR(AppendEntry(entry).status());
         }
-        Stmt s(db, "INSERT OR REPLACE INTO meta(key, value) VALUES('policy_digest', ?)");
+        Stmt s(db, "INSERT INTO meta(key, value) VALUES('policy_digest', ?)"
+                   " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
         s.Bind(1, hex);
         while (s.Step()) {
         }
@@ -374,8 +375,8 @@ absl::Status NoticeStore::RecordSharingPolicy(const common::SharingPolicy* polic
                                            policy->digest(), signed_policy, index));
           }
         }
-        Stmt s(db, "INSERT OR REPLACE INTO meta(key, value) VALUES('sharing_policy_digest', ?), "
-                   "('sharing_policy_version', ?)");
+        Stmt s(db, "INSERT INTO meta(key, value) VALUES('sharing_policy_digest', ?), "
+                   "('sharing_policy_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
         s.Bind(1, hex).Bind(2, policy == nullptr ? "" : policy->version());
         return Done(s, "record the sharing policy");
       },
@@ -396,7 +397,8 @@ absl::Status NoticeStore::RecordSigningKey(const std::string& public_key) {
         entry.set_kind(v1::LogEntry::KIND_SIGNING_KEY);
         entry.set_signing_key(public_key);
         RETURN_IF_ERROR(AppendEntry(entry).status());
-        Stmt s(db, "INSERT OR REPLACE INTO meta(key, value) VALUES('signing_key', ?)");
+        Stmt s(db, "INSERT INTO meta(key, value) VALUES('signing_key', ?)"
+                   " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
         s.Bind(1, hex);
         return Done(s, "record the signing key");
       },

@@ -57,6 +57,21 @@ class PgStmt final : public StmtImpl {
       prepared_ = true;
     }
     PQclear(r);
+    // The types the server gave the parameters: bytes go to a bytea parameter in binary form
+    // whether bound as text or blob (SQLite stores either in any column).
+    bytea_.assign(params_, false);
+    if (prepared_) {
+      PGresult* d = PQdescribePrepared(conn(), name_.c_str());
+      if (PQresultStatus(d) == PGRES_COMMAND_OK) {
+        for (int i = 0; i < params_ && i < PQnparams(d); ++i) {
+          bytea_[i] = PQparamtype(d, i) == kByteaOid;
+        }
+      } else {
+        error_ = PgError(conn(), d, "prepare");
+        prepared_ = false;
+      }
+      PQclear(d);
+    }
     values_.resize(params_);
     null_.assign(params_, true);
     formats_.assign(params_, 0);
@@ -72,9 +87,9 @@ class PgStmt final : public StmtImpl {
 
   bool ok() const override { return prepared_; }
 
-  void Bind(int i, int64_t v) override { Set(i, absl::StrCat(v), 0); }
-  void Bind(int i, absl::string_view text) override { Set(i, text, 0); }
-  void BindBlob(int i, absl::string_view blob) override { Set(i, blob, 1); }
+  void Bind(int i, int64_t v) override { Set(i, absl::StrCat(v)); }
+  void Bind(int i, absl::string_view text) override { Set(i, text); }
+  void BindBlob(int i, absl::string_view blob) override { Set(i, blob); }
   void BindNull(int i) override {
     if (!Use(i)) return;
     null_[i - 1] = true;
@@ -141,10 +156,8 @@ class PgStmt final : public StmtImpl {
     const Oid t = PQftype(result_, col);
     return t == kInt8Oid || t == kInt4Oid || t == kInt2Oid;
   }
-  std::string Text(int col) const override {
-    if (!HasRow()) return "";
-    return std::string(PQgetvalue(result_, row_, col), PQgetlength(result_, row_, col));
-  }
+  // A bytea column reads as its bytes through Text too (as a SQLite blob does).
+  std::string Text(int col) const override { return std::string(Blob(col)); }
   absl::string_view Blob(int col) const override {
     if (!HasRow() || PQgetisnull(result_, row_, col)) return {};
     if (PQftype(result_, col) != kByteaOid) {
@@ -179,11 +192,11 @@ class PgStmt final : public StmtImpl {
     }
     return true;
   }
-  void Set(int i, absl::string_view value, int format) {
+  void Set(int i, absl::string_view value) {
     if (!Use(i)) return;
     values_[i - 1].assign(value.data(), value.size());
     null_[i - 1] = false;
-    formats_[i - 1] = format;
+    formats_[i - 1] = bytea_[i - 1] ? 1 : 0;
   }
 
   PgDb* db_;
@@ -193,6 +206,7 @@ class PgStmt final : public StmtImpl {
   std::vector<std::string> values_;
   std::vector<bool> null_;
   std::vector<int> formats_;  // 0 text, 1 binary (bytea)
+  std::vector<bool> bytea_;   // per parameter: the server typed it bytea
   PGresult* result_ = nullptr;
   int row_ = -1;
   absl::Status error_;

@@ -18,8 +18,10 @@ namespace caseway::server {
 // PgDb is one PostgreSQL connection.
 //
 // Statements are prepared on the server (the `?` of the store's SQL numbered $1, $2, ...;
-// a `?` inside a quoted string or identifier, or a comment, is left alone). Results come as text
-// and are converted by the column accessors: bytea is decoded, integers parsed.
+// a `?` inside a quoted string or identifier, or a comment, is left alone). A value bound to a
+// parameter the server types bytea goes in binary form, whether bound with Bind or BindBlob
+// (SQLite keeps bytes in any column). Results come as text and are converted by the column
+// accessors: bytea is decoded (for Text as for Blob), integers parsed.
 //
 // Errors: a status naming the statement's `what` and PostgreSQL's primary message (never its
 // detail, which quotes the values). RESOURCE_EXHAUSTED for SQLSTATE class 53 (disk full, out of

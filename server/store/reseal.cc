@@ -132,7 +132,8 @@ absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Se
   };
   for (const Bodies& table : tables) RETURN_IF_ERROR(ResealTable(*db, table, sealer, &counts));
   {
-    Stmt s(db.get(), "INSERT OR REPLACE INTO meta(key, value) VALUES('seal_keys', ?)");
+    Stmt s(db.get(), "INSERT INTO meta(key, value) VALUES('seal_keys', ?)"
+                      " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     s.Bind(1, absl::StrCat(sealer.current_key()));
     s.Step();
     RETURN_IF_ERROR(s.status("write meta.seal_keys"));

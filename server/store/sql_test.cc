@@ -21,23 +21,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 // One PostgreSQL server for the whole suite; each test gets its own database.
-testing::PostgresServer* Postgres() {
-  static testing::PostgresServer* server = [] {
-    auto s = testing::PostgresServer::Start();
-    if (!s.ok()) {
-      ADD_FAILURE() << s.status();
-      return static_cast<testing::PostgresServer*>(nullptr);
-    }
-    return s->release();
-  }();
-  return server;
-}
-
-class PgEnvironment : public ::testing::Environment {
- public:
-  void TearDown() override { delete Postgres(); }
-};
-const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new PgEnvironment);
+testing::PostgresServer* Postgres() { return testing::SharedPostgres(); }
 
 class SqlTest : public ::testing::TestWithParam<Db::Backend> {
  protected:

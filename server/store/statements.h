@@ -40,8 +40,8 @@ struct NoticeStore::WriterStatements {
         insert_case(db, "INSERT INTO case_index_new(key, ref) VALUES(?, ?) RETURNING id"),
         insert_access(db, "INSERT INTO access(at, who, what, purpose, peer, notices) "
                           "VALUES(?, ?, ?, ?, ?, ?) RETURNING id"),
-        insert_access_subject(db, "INSERT OR IGNORE INTO access_subject(subject, access) "
-                                  "VALUES(?, ?)"),
+        insert_access_subject(db, "INSERT INTO access_subject(subject, access) "
+                                  "VALUES(?, ?) ON CONFLICT DO NOTHING"),
         insert_copy(db, "INSERT INTO shared_copy(destination, seq, bytes) VALUES(?, ?, ?)") {}
 
   absl::Status Check() const {
@@ -66,12 +66,13 @@ struct NoticeStore::LogStatements {
                         "INSERT INTO evidence(kind, peer, first_seq, last_seq, digest, message, "
                         "signature, log_index) VALUES(?, ?, ?, ?, ?, ?, ?, ?)"),
         raise_acked(db, "UPDATE channel SET acked = ? WHERE destination = ? AND acked < ?"),
-        insert_checkpoint(db, "INSERT OR IGNORE INTO checkpoint(size, root, note, created_at) "
-                              "VALUES(?, ?, ?, ?)"),
-        insert_cosignature(db, "INSERT OR REPLACE INTO cosignature(size, witness, line) "
-                               "VALUES(?, ?, ?)"),
-        upsert_witnessed(db, "INSERT OR REPLACE INTO witnessed(peer, size, root, note) "
-                             "VALUES(?, ?, ?, ?)") {}
+        insert_checkpoint(db, "INSERT INTO checkpoint(size, root, note, created_at) "
+                              "VALUES(?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+        insert_cosignature(db, "INSERT INTO cosignature(size, witness, line) VALUES(?, ?, ?) "
+                               "ON CONFLICT(size, witness) DO UPDATE SET line = excluded.line"),
+        upsert_witnessed(db, "INSERT INTO witnessed(peer, size, root, note) VALUES(?, ?, ?, ?) "
+                             "ON CONFLICT(peer) DO UPDATE SET size = excluded.size, "
+                             "root = excluded.root, note = excluded.note") {}
   Stmt insert_evidence, raise_acked, insert_checkpoint, insert_cosignature, upsert_witnessed;
 };
 
@@ -79,9 +80,9 @@ struct NoticeStore::LogStatements {
 struct NoticeStore::TodoStatements {
   explicit TodoStatements(Db* db)
       : open_item(db,
-                  "INSERT OR IGNORE INTO obligation(origin, notice_id, peer, side, case_id, kind, "
+                  "INSERT INTO obligation(origin, notice_id, peer, side, case_id, kind, "
                   "priority, opened_at, due, stated_due, state) "
-                  "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"),
+                  "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT DO NOTHING"),
         find_item(db, "SELECT state, superseded_by FROM obligation "
                       "WHERE origin = ? AND notice_id = ? AND peer = ?"),
         settle_item(db, "UPDATE obligation SET state = ?, cleared_by = ?, cleared_at = ?, "

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -19,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "gtest/gtest.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -139,6 +141,7 @@ absl::Status PostgresServer::StartPostmaster() {
   port_ = FreeLoopbackPort();
   if (port_ == 0) return absl::InternalError("no free loopback port");
   const std::string log = dir_ + "/postgres.log";
+  const pid_t parent = getpid();
   pid_t child = fork();
   if (child < 0) return absl::InternalError("fork failed");
   if (child == 0) {
@@ -146,6 +149,10 @@ absl::Status PostgresServer::StartPostmaster() {
                          setuid(run_uid_) != 0)) {
       _exit(126);
     }
+    // A test process that dies (a crash, a timeout's SIGKILL) takes its server with it: SIGQUIT
+    // is the postmaster's immediate shutdown. Set after setuid, which clears it.
+    prctl(PR_SET_PDEATHSIG, SIGQUIT);
+    if (getppid() != parent) _exit(1);
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (fd >= 0) {
       dup2(fd, 1);
@@ -224,6 +231,18 @@ absl::StatusOr<std::string> PostgresServer::Psql(const std::string& database,
 
 absl::Status PostgresServer::CreateDatabase(const std::string& name) {
   return Psql("postgres", absl::StrCat("CREATE DATABASE \"", name, "\"")).status();
+}
+
+PostgresServer* SharedPostgres() {
+  static std::unique_ptr<PostgresServer> server = [] {
+    auto started = PostgresServer::Start();
+    if (!started.ok()) {
+      ADD_FAILURE() << "PostgreSQL test server: " << started.status();
+      return std::unique_ptr<PostgresServer>();
+    }
+    return std::move(*started);
+  }();
+  return server.get();
 }
 
 }  // namespace caseway::testing

@@ -60,6 +60,10 @@ class PostgresServer {
   bool switch_user_ = false;
 };
 
+// SharedPostgres is one server for the whole test process, started on first use and stopped at
+// exit (nullptr, with a test failure, when it cannot start). Each test makes its own database.
+PostgresServer* SharedPostgres();
+
 }  // namespace caseway::testing
 
 #endif  // CASEWAY_TESTS_TESTING_POSTGRES_SERVER_H_

@@ -1,0 +1,92 @@
+// WriterLease: which of a jurisdiction's nodes on one PostgreSQL database is the active one.
+#ifndef CASEWAY_SERVER_STORE_WRITER_LEASE_H_
+#define CASEWAY_SERVER_STORE_WRITER_LEASE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/store/sql.h"
+
+namespace caseway::server {
+
+// The exit status of a node that lost the writer lease (it restarts as a standby).
+inline constexpr int kLeaseLostExitCode = 76;
+
+// LeaseOptions configure WriterLease.
+struct LeaseOptions {
+  std::string dsn;     // the store's PostgreSQL database
+  std::string holder;  // this process: unique per start (host, pid and random bytes)
+  // How long the lease lasts without a renewal: the active node renews it every ttl/3, and a
+  // standby takes over at most `ttl` + `poll` after the active one stopped renewing.
+  absl::Duration ttl = absl::Seconds(6);
+  absl::Duration poll = absl::Seconds(1);  // how often a standby tries to take the lease
+};
+
+// WriterLease is the lease one row of table writer_lease grants, in the database the nodes share:
+// (holder, epoch, expires_at), expiry judged by the database's clock only, so the two machines'
+// clocks never matter. Taking a lease that has expired raises its epoch.
+//
+// Fencing: the store runs Fence first in every write transaction. It holds a share lock on the
+// lease row until that transaction ends, so no other node can take the lease between the check
+// and the commit; a node whose lease was taken (it paused, or lost its connection and the lease
+// expired) fails the check and can never commit again. The channel sequences and the Merkle log
+// so stay single-writer.
+//
+// Concurrency: thread-safe. Lifetime: the destructor stops renewing and, when it still holds the
+// lease, ends it at once, so that a standby takes over at its next try instead of after `ttl`.
+class WriterLease {
+ public:
+  // Acquire returns once this process holds the lease. While another holds it, it calls `waiting`
+  // (the holder and the seconds left) and then `wait(poll)`, which returns false to give up
+  // (CANCELLED). UNAVAILABLE only when `wait` gives up; a database that cannot be reached is
+  // retried like a held lease.
+  static absl::StatusOr<std::unique_ptr<WriterLease>> Acquire(
+      const LeaseOptions& options,
+      const std::function<void(const std::string& holder, double seconds_left)>& waiting,
+      const std::function<bool(absl::Duration)>& wait);
+  ~WriterLease();
+
+  int64_t epoch() const { return epoch_; }
+  const std::string& holder() const { return options_.holder; }
+
+  // KeepRenewed renews the lease every ttl/3 on its own thread. When it is lost (taken, or not
+  // renewed within ttl, e.g. the database unreachable), `lost` runs once with the reason, on that
+  // thread; the node then stops (fencing has already stopped its writes).
+  void KeepRenewed(std::function<void(const std::string& reason)> lost);
+
+  // Fence checks, inside a write transaction on `db`, that (holder, epoch) still holds the
+  // lease, and keeps the lease row share-locked until the transaction ends. FAILED_PRECONDITION
+  // naming the node that holds it now when not.
+  static absl::Status Fence(Db* db, const std::string& holder, int64_t epoch);
+
+  // CreateTable makes table writer_lease if it is missing (safe when two nodes start at once).
+  static absl::Status CreateTable(Db* db);
+
+ private:
+  WriterLease(LeaseOptions options, std::unique_ptr<Db> db, int64_t epoch);
+  void RenewLoop();
+  absl::Status Renew();
+
+  const LeaseOptions options_;
+  const int64_t epoch_;
+  absl::Mutex mu_;
+  std::unique_ptr<Db> db_ ABSL_GUARDED_BY(mu_);  // reconnected after an error
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void(const std::string&)> lost_;
+  std::thread renewer_;
+};
+
+// LeaseHolderName is a holder name for this process: "host/pid/random".
+std::string LeaseHolderName();
+
+}  // namespace caseway::server
+
+#endif  // CASEWAY_SERVER_STORE_WRITER_LEASE_H_

@@ -1,0 +1,188 @@
+// The writer lease and its fence, on a real PostgreSQL server (tests/testing/postgres_server.h).
+#include "server/store/writer_lease.h"
+
+#include <atomic>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/digest.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/store/notice_store.h"
+#include "server/store/postgres.h"
+#include "tests/testing/postgres_server.h"
+#include "tests/testing/status_matchers.h"
+
+namespace caseway::server {
+namespace {
+
+using ::caseway::testing::StatusIs;
+using ::testing::HasSubstr;
+
+class WriterLeaseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    testing::PostgresServer* server = testing::SharedPostgres();
+    ASSERT_NE(server, nullptr);
+    static int n = 0;
+    const std::string name = absl::StrCat("lease_", ++n);
+    ASSERT_OK(server->CreateDatabase(name));
+    dsn_ = server->Dsn(name);
+  }
+  LeaseOptions Options(const std::string& holder) const {
+    LeaseOptions o;
+    o.dsn = dsn_;
+    o.holder = holder;
+    o.ttl = absl::Seconds(1);
+    o.poll = absl::Milliseconds(100);
+    return o;
+  }
+  // TryAcquire tries `tries` times, then gives up; `seen` receives the holder reported.
+  absl::StatusOr<std::unique_ptr<WriterLease>> TryAcquire(const std::string& holder, int tries,
+                                                          std::string* seen = nullptr) {
+    int left = tries;
+    return WriterLease::Acquire(
+        Options(holder),
+        [seen](const std::string& h, double) {
+          if (seen != nullptr) *seen = h;
+        },
+        [&left](absl::Duration d) {
+          if (--left <= 0) return false;
+          absl::SleepFor(d);
+          return true;
+        });
+  }
+  // FenceNow runs the fence of (holder, epoch) in a transaction of its own.
+  absl::Status FenceNow(const std::string& holder, int64_t epoch) {
+    auto db = PgDb::Connect(dsn_);
+    if (!db.ok()) return db.status();
+    if (absl::Status s = (*db)->Begin(); !s.ok()) return s;
+    absl::Status s = WriterLease::Fence(db->get(), holder, epoch);
+    (*db)->Exec("ROLLBACK").IgnoreError();
+    return s;
+  }
+  StoreOptions Store(const WriterLease& lease, std::function<void(const absl::Status&)> fenced) {
+    StoreOptions o;
+    o.postgres_dsn = dsn_;
+    o.self = "360102";
+    o.log_enabled = false;
+    o.lease_holder = lease.holder();
+    o.lease_epoch = lease.epoch();
+    o.fenced = std::move(fenced);
+    return o;
+  }
+  static PreparedNotice Notice(const std::string& id) {
+    v1::Notice n;
+    n.set_notice_id(id);
+    n.set_case_id("c");
+    n.add_destinations("440305");
+    PreparedNotice p;
+    p.notice_id = id;
+    p.destinations = {"440305"};
+    p.bytes = n.SerializeAsString();
+    p.digest = common::Sha256(p.bytes);
+    return p;
+  }
+
+  std::string dsn_;
+};
+
+TEST_F(WriterLeaseTest, OneHolderAtATimeAndAnExpiredLeaseGoesToTheNextWithAHigherEpoch) {
+  auto a = TryAcquire("node-a", 1);
+  ASSERT_OK(a);
+  EXPECT_EQ((*a)->epoch(), 1);
+  EXPECT_OK(FenceNow("node-a", 1));
+
+  std::string seen;
+  EXPECT_THAT(TryAcquire("node-b", 3, &seen), StatusIs(absl::StatusCode::kCancelled, HasSubstr("gave up")));
+  EXPECT_EQ(seen, "node-a");
+
+  // node-a does not renew (no KeepRenewed): after its second, node-b takes over.
+  absl::SleepFor(absl::Milliseconds(1100));
+  auto b = TryAcquire("node-b", 20);
+  ASSERT_OK(b);
+  EXPECT_EQ((*b)->epoch(), 2);
+  EXPECT_OK(FenceNow("node-b", 2));
+  EXPECT_THAT(FenceNow("node-a", 1),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("taken by node-b (epoch 2; this node had 1)")));
+  a->reset();  // ending a lease that is no longer held changes nothing
+  EXPECT_OK(FenceNow("node-b", 2));
+}
+
+TEST_F(WriterLeaseTest, ARenewedLeaseIsKeptAndAnEndedOneIsTakenAtTheNextTry) {
+  auto a = TryAcquire("node-a", 1);
+  ASSERT_OK(a);
+  std::atomic<bool> lost{false};
+  (*a)->KeepRenewed([&](const std::string&) { lost = true; });
+  // Three times its TTL: renewed all along, never taken.
+  EXPECT_THAT(TryAcquire("node-b", 30), StatusIs(absl::StatusCode::kCancelled, HasSubstr("gave up")));
+  EXPECT_FALSE(lost);
+  EXPECT_OK(FenceNow("node-a", 1));
+  a->reset();  // a clean stop ends the lease
+  const absl::Time stopped = absl::Now();
+  auto b = TryAcquire("node-b", 2);
+  ASSERT_OK(b);
+  EXPECT_LT(absl::Now() - stopped, absl::Milliseconds(900));  // before the TTL would have run out
+  EXPECT_EQ((*b)->epoch(), 2);
+}
+
+TEST_F(WriterLeaseTest, ALeaseTakenAwayIsReportedLost) {
+  auto a = TryAcquire("node-a", 1);
+  ASSERT_OK(a);
+  absl::Notification lost;
+  std::string reason;
+  (*a)->KeepRenewed([&](const std::string& r) {
+    reason = r;
+    lost.Notify();
+  });
+  // An operator (or a bug) moves the lease: the holder hears it at its next renewal.
+  auto db = PgDb::Connect(dsn_);
+  ASSERT_OK(db);
+  ASSERT_OK((*db)->Exec("UPDATE writer_lease SET holder = 'someone', epoch = epoch + 1"));
+  ASSERT_TRUE(lost.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_THAT(reason, HasSubstr("taken or had expired"));
+}
+
+// The store's writes check the lease first: once another node holds it, a deposed node's publish
+// fails whole, stores nothing, and the node hears it once.
+TEST_F(WriterLeaseTest, ADeposedNodeCanNeverWriteAgain) {
+  auto a = TryAcquire("node-a", 1);
+  ASSERT_OK(a);
+  std::atomic<int> fenced{0};
+  auto store = NoticeStore::Open(Store(**a, [&](const absl::Status&) { ++fenced; }));
+  ASSERT_OK(store);
+  ASSERT_OK((*store)->Publish({Notice("n-1")}).status());
+  EXPECT_EQ((*store)->Channel("440305").head, 1u);
+
+  absl::SleepFor(absl::Milliseconds(1100));  // node-a paused past its TTL
+  auto b = TryAcquire("node-b", 20);
+  ASSERT_OK(b);
+  EXPECT_THAT((*store)->Publish({Notice("n-2"), Notice("n-3")}).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("taken by node-b")));
+  EXPECT_THAT((*store)->RecordAck("440305", 1),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("taken by node-b")));
+  EXPECT_EQ(fenced.load(), 1);
+  auto db = PgDb::Connect(dsn_);
+  ASSERT_OK(db);
+  Stmt count(db->get(), "SELECT count(*), max(head) FROM notice, channel");
+  ASSERT_TRUE(count.Step());
+  EXPECT_EQ(count.Int(0), 1);
+  EXPECT_EQ(count.Int(1), 1);
+  Stmt acked(db->get(), "SELECT acked FROM channel");
+  ASSERT_TRUE(acked.Step());
+  EXPECT_EQ(acked.Int(0), 0);
+  store->reset();
+
+  // The new holder opens the same database and goes on from where node-a stopped.
+  auto next = NoticeStore::Open(Store(**b, nullptr));
+  ASSERT_OK(next);
+  auto r = (*next)->Publish({Notice("n-2")});
+  ASSERT_OK(r.status());
+  EXPECT_EQ((*r)[0].deliveries(0).seq(), 2u);
+}
+
+}  // namespace
+}  // namespace caseway::server
