@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <chrono>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
@@ -63,18 +65,46 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ConnectionOptions&
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(-1);  // the node enforces its own limit, with a clear status
-  auto channel = grpc::CreateCustomChannel(options.address, creds, args);
-  return std::unique_ptr<Client>(new Client(v1::Gateway::NewStub(channel), options));
+  std::vector<std::unique_ptr<v1::Gateway::Stub>> stubs;
+  for (absl::string_view address : absl::StrSplit(options.address, ',', absl::SkipWhitespace())) {
+    stubs.push_back(v1::Gateway::NewStub(
+        grpc::CreateCustomChannel(std::string(absl::StripAsciiWhitespace(address)), creds, args)));
+  }
+  if (stubs.empty()) return absl::InvalidArgumentError("address: required");
+  return std::unique_ptr<Client>(new Client(std::move(stubs), options));
 }
 
 absl::Status Client::Checked(const grpc::Status& status) const {
   absl::Status s = FromGrpcStatus(status);
   if (s.code() != absl::StatusCode::kUnavailable) return s;
+  if (stubs_.size() > 1) return s;  // several addresses: which one would be a guess
   const std::string why = common::DiagnoseHandshake(
       options_.address,
       common::TlsFiles{options_.ca_file, options_.cert_file, options_.key_file}, common::Now());
   if (why.empty()) return s;
   return absl::UnavailableError(absl::StrCat(s.message(), "; TLS: ", why));
+}
+
+grpc::Status CallIdempotent(const std::function<grpc::Status(grpc::ClientContext*)>& call,
+                            const std::function<void()>& failover) {
+  const auto deadline = std::chrono::system_clock::now() + kFailoverBudget;
+  grpc::Status unavailable;
+  for (int attempt = 1;; ++attempt) {
+    grpc::ClientContext ctx;
+    if (attempt > 1) {
+      // Wait a little for this address to (re)connect: a standby starts listening only once it
+      // has taken over.
+      ctx.set_wait_for_ready(true);
+      ctx.set_deadline(std::min(deadline, std::chrono::system_clock::now() + std::chrono::seconds(2)));
+    }
+    grpc::Status s = call(&ctx);
+    const bool waited = attempt > 1 && s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE && !waited) return s;
+    if (s.error_code() == grpc::StatusCode::UNAVAILABLE) unavailable = s;
+    if (std::chrono::system_clock::now() >= deadline) return unavailable.ok() ? s : unavailable;
+    failover();
+    absl::SleepFor(absl::Milliseconds(100));
+  }
 }
 
 grpc::Status CallIdempotent(const std::function<grpc::Status(grpc::ClientContext*)>& call) {
@@ -106,8 +136,8 @@ absl::StatusOr<v1::PublishResult> Client::Publish(const v1::Notice& notice, bool
   *req.mutable_notice() = notice;
   req.set_validate_only(validate_only);
   v1::PublishResult result;
-  RETURN_IF_ERROR(Checked(CallIdempotent(
-      [&](grpc::ClientContext* ctx) { return stub_->Publish(ctx, req, &result); })));
+  RETURN_IF_ERROR(Checked(Idempotent(
+      [&](grpc::ClientContext* ctx) { return stub()->Publish(ctx, req, &result); })));
   return result;
 }
 
@@ -117,22 +147,22 @@ absl::StatusOr<std::vector<v1::PublishResult>> Client::PublishBatch(
   req.set_validate_only(validate_only);
   for (const auto& n : notices) *req.add_notices() = n;
   v1::PublishBatchResponse resp;
-  RETURN_IF_ERROR(Checked(CallIdempotent(
-      [&](grpc::ClientContext* ctx) { return stub_->PublishBatch(ctx, req, &resp); })));
+  RETURN_IF_ERROR(Checked(Idempotent(
+      [&](grpc::ClientContext* ctx) { return stub()->PublishBatch(ctx, req, &resp); })));
   return std::vector<v1::PublishResult>(resp.results().begin(), resp.results().end());
 }
 
 absl::StatusOr<v1::StatusResponse> Client::Status() {
   v1::StatusResponse resp;
-  RETURN_IF_ERROR(Checked(CallIdempotent(
-      [&](grpc::ClientContext* ctx) { return stub_->Status(ctx, v1::StatusRequest(), &resp); })));
+  RETURN_IF_ERROR(Checked(Idempotent(
+      [&](grpc::ClientContext* ctx) { return stub()->Status(ctx, v1::StatusRequest(), &resp); })));
   return resp;
 }
 
 absl::StatusOr<v1::TodoResponse> Client::Todo(const v1::TodoRequest& request) {
   v1::TodoResponse resp;
-  RETURN_IF_ERROR(Checked(CallIdempotent(
-      [&](grpc::ClientContext* ctx) { return stub_->Todo(ctx, request, &resp); })));
+  RETURN_IF_ERROR(Checked(Idempotent(
+      [&](grpc::ClientContext* ctx) { return stub()->Todo(ctx, request, &resp); })));
   return resp;
 }
 
@@ -143,7 +173,7 @@ absl::StatusOr<v1::QueryPeerResponse> Client::QueryPeer(const v1::QueryPeerReque
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   v1::QueryPeerRequest req = request;
   if (req.purpose().empty()) req.set_purpose(options_.purpose);
-  RETURN_IF_ERROR(Checked(stub_->QueryPeer(&ctx, req, &resp)));
+  RETURN_IF_ERROR(Checked(stub()->QueryPeer(&ctx, req, &resp)));
   return resp;
 }
 
@@ -152,8 +182,8 @@ absl::StatusOr<v1::CaseResponse> Client::Case(const std::string& case_id, const 
   req.set_case_id(case_id);
   req.set_purpose(purpose.empty() ? options_.purpose : purpose);
   v1::CaseResponse resp;
-  RETURN_IF_ERROR(Checked(CallIdempotent(
-      [&](grpc::ClientContext* ctx) { return stub_->Case(ctx, req, &resp); })));
+  RETURN_IF_ERROR(Checked(Idempotent(
+      [&](grpc::ClientContext* ctx) { return stub()->Case(ctx, req, &resp); })));
   return resp;
 }
 
@@ -161,15 +191,15 @@ absl::StatusOr<v1::AccessLogResponse> Client::AccessLog(const v1::AccessLogReque
   v1::AccessLogRequest req = request;
   if (req.purpose().empty()) req.set_purpose(options_.purpose);
   v1::AccessLogResponse resp;
-  RETURN_IF_ERROR(Checked(CallIdempotent(
-      [&](grpc::ClientContext* ctx) { return stub_->AccessLog(ctx, req, &resp); })));
+  RETURN_IF_ERROR(Checked(Idempotent(
+      [&](grpc::ClientContext* ctx) { return stub()->AccessLog(ctx, req, &resp); })));
   return resp;
 }
 
 absl::Status Client::Inbox(const InboxOptions& options,
                            const std::function<bool(const v1::InboxItem&)>& on_item) {
   grpc::ClientContext ctx;
-  auto stream = stub_->Inbox(&ctx);
+  auto stream = stub()->Inbox(&ctx);
   v1::InboxRequest start;
   start.mutable_start()->set_follow(options.follow);
   start.mutable_start()->set_ack(options.ack);

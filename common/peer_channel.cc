@@ -4,6 +4,9 @@
 
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
+
 namespace caseway::common {
 
 PeerChannel::PeerChannel(std::string address, std::shared_ptr<grpc::ChannelCredentials> creds,
@@ -17,6 +20,10 @@ PeerChannel::PeerChannel(std::string address, std::shared_ptr<grpc::ChannelCrede
   // This channel's connections are its own, not shared through gRPC's global subchannel pool:
   // a new channel is then a new TLS handshake.
   args_.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  for (absl::string_view a : absl::StrSplit(address_, ',', absl::SkipWhitespace())) {
+    addresses_.emplace_back(absl::StripAsciiWhitespace(a));
+  }
+  if (addresses_.empty()) addresses_.push_back(address_);
 }
 
 std::unique_ptr<PeerChannel> PeerChannel::ForPeer(const caseway::v1::NodeConfig& config,
@@ -50,8 +57,10 @@ std::shared_ptr<grpc::Channel> PeerChannel::Get(bool* renewed) {
     if (changed_at_ == absl::InfiniteFuture()) changed_at_ = real_now;
     changed = real_now - changed_at_ >= settle_;
   }
-  if (channel_ == nullptr || changed || refused_) {
-    channel_ = grpc::CreateCustomChannel(address_, creds_, args_);
+  if (next_) current_ = (current_ + 1) % addresses_.size();
+  if (channel_ == nullptr || changed || refused_ || next_) {
+    channel_ = grpc::CreateCustomChannel(addresses_[current_], creds_, args_);
+    next_ = false;
     stamp_ = now;
     refused_ = false;
     changed_at_ = absl::InfiniteFuture();
@@ -70,9 +79,12 @@ bool PeerChannel::Renewable() {
 }
 
 void PeerChannel::Saw(grpc::StatusCode code) {
-  if (code != grpc::StatusCode::UNAUTHENTICATED) return;
   absl::MutexLock lock(&mu_);
-  refused_ = true;
+  if (code == grpc::StatusCode::UNAUTHENTICATED) refused_ = true;
+  if (addresses_.size() > 1 &&
+      (code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED)) {
+    next_ = true;
+  }
 }
 
 }  // namespace caseway::common

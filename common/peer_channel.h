@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -20,7 +21,9 @@ namespace caseway::common {
 // certificate (tls.reload_interval), but a connection keeps the certificate of its handshake:
 // so a new channel, with connections of its own, is made when the certificate file changed since
 // the last one was made, or after the peer refused a call as UNAUTHENTICATED (e.g. the old
-// certificate revoked). Concurrency: thread-safe.
+// certificate revoked). `address` may list several, comma-separated (the two nodes of a peer run
+// as an active/standby pair): the channel is to one of them, and UNAVAILABLE or a call that timed
+// out moves the next Get() to the next one. Concurrency: thread-safe.
 class PeerChannel {
  public:
   // `settle`: how long after the certificate file changed the new channel is made, so that the
@@ -34,7 +37,8 @@ class PeerChannel {
   // Renewable reports that the certificate changed and has settled: the next Get() makes a new
   // channel. A long-lived stream polls it to end itself and reconnect with the new certificate.
   bool Renewable();
-  // Saw reports a call's outcome: UNAUTHENTICATED makes the next Get() use a new channel.
+  // Saw reports a call's outcome: UNAUTHENTICATED makes the next Get() use a new channel;
+  // UNAVAILABLE and DEADLINE_EXCEEDED, one to the next address when there are several.
   void Saw(grpc::StatusCode code);
 
   // ForPeer makes a node's channel to `address` with its tls.cert_file watched, settling a second
@@ -58,7 +62,10 @@ class PeerChannel {
   };
   FileStamp Stamp() const;
 
-  const std::string address_;
+  const std::string address_;                 // as configured
+  std::vector<std::string> addresses_;        // address_, split at commas
+  size_t current_ ABSL_GUARDED_BY(mu_) = 0;   // the address the channel is to
+  bool next_ ABSL_GUARDED_BY(mu_) = false;    // move to the next address at the next Get()
   const std::shared_ptr<grpc::ChannelCredentials> creds_;
   grpc::ChannelArguments args_;
   const std::string cert_file_;

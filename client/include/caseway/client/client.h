@@ -2,6 +2,7 @@
 #ifndef CASEWAY_CLIENT_CLIENT_H_
 #define CASEWAY_CLIENT_CLIENT_H_
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -47,6 +48,12 @@ struct InboxOptions {
 inline constexpr int kUnavailableAttempts = 5;
 inline constexpr std::chrono::seconds kUnavailableBudget{10};
 grpc::Status CallIdempotent(const std::function<grpc::Status(grpc::ClientContext*)>& call);
+// With `failover` (a node with several addresses: an active/standby pair), UNAVAILABLE, and a
+// repeat that waited 2 s in vain, call it to move to the next address; the repeats then go on for
+// up to kFailoverBudget (a standby takes over within about 10 s).
+inline constexpr std::chrono::seconds kFailoverBudget{25};
+grpc::Status CallIdempotent(const std::function<grpc::Status(grpc::ClientContext*)>& call,
+                            const std::function<void()>& failover);
 
 class Client {
  public:
@@ -85,17 +92,29 @@ class Client {
   absl::Status Inbox(const InboxOptions& options,
                      const std::function<bool(const caseway::v1::InboxItem&)>& on_item);
 
-  caseway::v1::Gateway::Stub* stub() { return stub_.get(); }
+  // The stub of the address in use. ConnectionOptions::address may list several, comma-separated
+  // (the two nodes of an active/standby pair): calls move to the next one when the node in use
+  // is unavailable.
+  caseway::v1::Gateway::Stub* stub() { return stubs_[current_.load() % stubs_.size()].get(); }
 
  private:
-  Client(std::unique_ptr<caseway::v1::Gateway::Stub> stub, ConnectionOptions options)
-      : stub_(std::move(stub)), options_(std::move(options)) {}
+  Client(std::vector<std::unique_ptr<caseway::v1::Gateway::Stub>> stubs, ConnectionOptions options)
+      : stubs_(std::move(stubs)), options_(std::move(options)) {}
+  // Failover moves to the next address (no-op with one).
+  void Failover() {
+    if (stubs_.size() > 1) ++current_;
+  }
+  grpc::Status Idempotent(const std::function<grpc::Status(grpc::ClientContext*)>& call) {
+    if (stubs_.size() == 1) return CallIdempotent(call);
+    return CallIdempotent(call, [this] { Failover(); });
+  }
   // Checked converts a call's status; an UNAVAILABLE one gets the reason a TLS handshake with
   // the node fails, when it is one (a certificate outside its validity by either side's clock,
   // a refused certificate), since gRPC reports all of them as UNAVAILABLE.
   absl::Status Checked(const grpc::Status& status) const;
 
-  std::unique_ptr<caseway::v1::Gateway::Stub> stub_;
+  std::vector<std::unique_ptr<caseway::v1::Gateway::Stub>> stubs_;
+  std::atomic<size_t> current_{0};
   ConnectionOptions options_;
 };
 
