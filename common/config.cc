@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -131,6 +132,9 @@ void FillDefaults(NodeConfig& c) {
   auto* st = c.mutable_storage();
   if (st->group_commit_max() == 0) st->set_group_commit_max(4096);
   if (!st->has_purge_interval()) *st->mutable_purge_interval() = Dur(3600000);
+  if (st->has_postgres() && !st->postgres().has_lease_ttl()) {
+    *st->mutable_postgres()->mutable_lease_ttl() = Dur(6000);
+  }
   auto* ex = c.mutable_exchange();
   if (ex->batch_max_entries() == 0) ex->set_batch_max_entries(2048);
   if (ex->window_batches() == 0) ex->set_window_batches(8);
@@ -222,7 +226,15 @@ absl::Status Validate(const NodeConfig& c, absl::string_view source) {
   v.Required("tls.ca_file", c.tls().ca_file());
   v.Required("tls.cert_file", c.tls().cert_file());
   v.Required("tls.key_file", c.tls().key_file());
-  v.Required("storage.path", c.storage().path());
+  if (c.storage().has_postgres()) {
+    v.Required("storage.postgres.dsn", c.storage().postgres().dsn());
+    if (!c.storage().path().empty()) {
+      v.Fail("storage.path", "set storage.path (SQLite) or storage.postgres, not both");
+    }
+    v.DurationRange("storage.postgres.lease_ttl", c.storage().postgres().lease_ttl(), 2000, 60000);
+  } else {
+    v.Required("storage.path", c.storage().path());
+  }
   v.Range("storage.group_commit_max", c.storage().group_commit_max(), 1, 100000);
   if (c.storage().has_retention()) {
     // The message says it in hours: "1h..100y" reads better than milliseconds here.
@@ -245,7 +257,12 @@ absl::Status Validate(const NodeConfig& c, absl::string_view source) {
     } else if (!seen.insert(p.jurisdiction()).second) {
       v.Fail(f + ".jurisdiction", "duplicate peer");
     }
-    if (!p.serve_only() || !p.address().empty()) v.HostPort(f + ".address", p.address());
+    if (!p.serve_only() || !p.address().empty()) {
+      // Several, comma-separated: the peer runs as an active/standby pair.
+      for (absl::string_view a : absl::StrSplit(p.address(), ',')) {
+        v.HostPort(f + ".address", std::string(absl::StripAsciiWhitespace(a)));
+      }
+    }
   }
   const auto& ex = c.exchange();
   v.Range("exchange.batch_max_entries", ex.batch_max_entries(), 1, 10000);

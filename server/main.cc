@@ -8,7 +8,10 @@
 #include <fstream>
 #include <string>
 
+#include <google/protobuf/util/time_util.h>
+
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "absl/synchronization/mutex.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -18,6 +21,7 @@
 #include "server/store/backup.h"
 #include "server/store/reseal.h"
 #include "server/store/sealer.h"
+#include "server/store/writer_lease.h"
 #ifdef CASEWAY_TEST_FAULTS
 #include "common/test_clock.h"
 #endif
@@ -72,6 +76,13 @@ int WritePortFile(const std::string& path, int port) {
 // RunStorageCommand runs `caseway-node backup` or `caseway-node restore`.
 int RunStorageCommand(const std::string& command, const caseway::v1::NodeConfig& config,
                       const std::string& file) {
+  if (config.storage().has_postgres()) {
+    fprintf(stderr,
+            "caseway-node %s: the store is in PostgreSQL (storage.postgres): back it up and restore "
+            "it with PostgreSQL's own tools (pg_dump, pg_basebackup; docs/operator.md)\n",
+            command.c_str());
+    return 2;
+  }
   const std::string flag = command == "backup" ? "--to" : "--from";
   if (file.empty()) {
     fprintf(stderr, "caseway-node %s: %s FILE is required\n\n%s", command.c_str(), flag.c_str(), kUsage);
@@ -127,6 +138,11 @@ int RunAddKey(const std::string& file) {
 
 // RunReseal runs `caseway-node reseal --config node.yaml`.
 int RunReseal(const caseway::v1::NodeConfig& config) {
+  if (config.storage().has_postgres()) {
+    fprintf(stderr, "caseway-node reseal: not available for a store in PostgreSQL yet "
+                    "(storage.postgres); it rewrites SQLite files only\n");
+    return 2;
+  }
   if (config.storage().key_file().empty()) {
     fprintf(stderr, "caseway-node reseal: storage.key_file is not set in the configuration\n");
     return 2;
@@ -245,7 +261,43 @@ int Main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  auto node = caseway::server::Node::Start(*config);
+  // On PostgreSQL the node may be one of an active/standby pair: it starts serving once it holds
+  // the writer lease, and waits for it (a standby, listening nowhere) while another node does.
+  std::unique_ptr<caseway::server::WriterLease> lease;
+  if (config->storage().has_postgres()) {
+    caseway::server::LeaseOptions lease_options;
+    lease_options.dsn = config->storage().postgres().dsn();
+    lease_options.holder = caseway::server::LeaseHolderName();
+    lease_options.ttl = absl::Milliseconds(google::protobuf::util::TimeUtil::DurationToMilliseconds(
+        config->storage().postgres().lease_ttl()));
+    std::string reported;
+    absl::Time reported_at = absl::InfinitePast();
+    auto acquired = caseway::server::WriterLease::Acquire(
+        lease_options,
+        [&](const std::string& holder, double seconds_left) {
+          // Once per holder, and again every minute while it stays.
+          if (holder == reported && absl::Now() - reported_at < absl::Minutes(1)) return;
+          reported = holder;
+          reported_at = absl::Now();
+          caseway::common::Log(caseway::common::LogLevel::kInfo,
+                               "standby: another node of this jurisdiction holds the writer lease",
+                               {{"holder", holder},
+                                {"seconds_left", absl::StrCat(static_cast<int64_t>(seconds_left))}});
+        },
+        [&](absl::Duration poll) {
+          const timespec wait = absl::ToTimespec(poll);
+          return sigtimedwait(&signals, nullptr, &wait) < 0;  // a stop signal ends the wait
+        });
+    if (!acquired.ok()) {
+      caseway::common::Log(caseway::common::LogLevel::kInfo, "stopped while standby", {});
+      return 0;
+    }
+    lease = std::move(*acquired);
+    caseway::common::Log(caseway::common::LogLevel::kInfo,
+                         "active: this node holds the writer lease",
+                         {{"holder", lease->holder()}, {"epoch", absl::StrCat(lease->epoch())}});
+  }
+  auto node = caseway::server::Node::Start(*config, std::move(lease));
   if (!node.ok()) {
     caseway::common::Log(caseway::common::LogLevel::kError, "node failed to start",
                          {{"status", node.status().ToString()}});

@@ -208,6 +208,7 @@ void PurgeExpired(NoticeStore* store, absl::Duration retention) {
 // CheckStorage: the database's directory exists (or can be made) and this user may write in it,
 // and an existing database file is this user's to read and write.
 absl::Status CheckStorage(const v1::NodeConfig& config) {
+  if (config.storage().has_postgres()) return absl::OkStatus();  // no file of ours
   namespace fs = std::filesystem;
   const fs::path db(config.storage().path());
   fs::path dir = db.parent_path();
@@ -246,7 +247,12 @@ absl::Status Node::Check(const v1::NodeConfig& config) {
   return CheckStorage(config);
 }
 
-absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) {
+absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
+                                                 std::unique_ptr<WriterLease> lease) {
+  const bool postgres = config.storage().has_postgres();
+  if (postgres && lease == nullptr) {
+    return absl::FailedPreconditionError("storage.postgres: the node needs the writer lease");
+  }
   RETURN_IF_ERROR(CheckNodeCertificate(config));
   ASSIGN_OR_RETURN(Signatures signatures, LoadSignatures(config));
   common::TlsFiles files{config.tls().ca_file(), config.tls().cert_file(),
@@ -281,7 +287,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   // The store holds personal data: caseway-node runs with umask 077 (main.cc), so the directory
   // and every file SQLite creates in it, now or later (WAL, shared memory), are the node user's
   // alone.
-  if (!db_dir.empty()) {
+  if (!postgres && !db_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(db_dir, ec);
     if (ec) {
@@ -297,6 +303,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   }
   // Files made by an earlier version (0644) are closed to others too.
   for (const char* suffix : {"", "-wal", "-shm"}) {
+    if (postgres) break;
     const std::string file = config.storage().path() + suffix;
     struct stat st;
     if (stat(file.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
@@ -324,6 +331,18 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   store_options.policy = node->policy_.get();
   store_options.sharing = node->sharing_.get();
   store_options.path = config.storage().path();
+  if (postgres) {
+    store_options.postgres_dsn = config.storage().postgres().dsn();
+    store_options.lease_holder = lease->holder();
+    store_options.lease_epoch = lease->epoch();
+    // Another node of this jurisdiction holds the lease now: this one may not write, and stops
+    // at once (everything it acknowledged is committed; it restarts as the standby).
+    store_options.fenced = [](const absl::Status& s) {
+      Log(LogLevel::kError, "writer lease lost: this node stops (it restarts as the standby)",
+          {{"status", s.ToString()}});
+      std::_Exit(kLeaseLostExitCode);
+    };
+  }
   store_options.group_commit_max = static_cast<int>(config.storage().group_commit_max());
   store_options.self = config.jurisdiction();
   store_options.log_enabled = signatures.enabled();
@@ -332,6 +351,14 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
     ASSIGN_OR_RETURN(store_options.sealer, Sealer::Load(config.storage().key_file()));
   }
   ASSIGN_OR_RETURN(node->store_, NoticeStore::Open(store_options));
+  if (postgres) {
+    lease->KeepRenewed([](const std::string& reason) {
+      Log(LogLevel::kError, "writer lease lost: this node stops (it restarts as the standby)",
+          {{"reason", reason}});
+      std::_Exit(kLeaseLostExitCode);
+    });
+    node->lease_ = std::move(lease);
+  }
   // A restored backup appends nothing before its peers have said what they hold of it.
   ASSIGN_OR_RETURN(auto restored, node->store_->RestoredFrom());
   if (restored.has_value()) {

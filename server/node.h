@@ -21,6 +21,7 @@
 #include "server/metrics.h"
 #include "common/policy.h"
 #include "server/store/notice_store.h"
+#include "server/store/writer_lease.h"
 
 namespace caseway::server {
 
@@ -31,7 +32,11 @@ class Node {
  public:
   // Start checks the node certificate against the configured federation and jurisdiction
   // (FAILED_PRECONDITION when they differ), opens the store and starts serving.
-  static absl::StatusOr<std::unique_ptr<Node>> Start(const caseway::v1::NodeConfig& config);
+  // With storage.postgres, `lease` is the writer lease this process holds (main.cc waits for it
+  // as a standby): the node keeps it renewed, its writes check it, and the process exits with
+  // kLeaseLostExitCode once it is lost.
+  static absl::StatusOr<std::unique_ptr<Node>> Start(const caseway::v1::NodeConfig& config,
+                                                     std::unique_ptr<WriterLease> lease = nullptr);
   // Check opens, as this process's user, every file Start would read (CA, certificate, key and
   // that they match, signing key, directory, CRLs) and checks that the storage is writable, without
   // starting anything. FAILED_PRECONDITION or NOT_FOUND naming the field and the path.
@@ -47,6 +52,7 @@ class Node {
   explicit Node(caseway::v1::NodeConfig config) : config_(std::move(config)) {}
 
   caseway::v1::NodeConfig config_;
+  std::unique_ptr<WriterLease> lease_;  // ended after the store has closed
   std::unique_ptr<common::Policy> policy_;  // outlives everything that uses it
   std::unique_ptr<common::SharingPolicy> sharing_;  // the same; null without a sharing policy
   std::unique_ptr<Metrics> metrics_;        // outlives the store (its commit observer) and server

@@ -256,7 +256,13 @@ std::string NumberParameters(absl::string_view sql, int* count) {
 }
 
 absl::StatusOr<std::unique_ptr<PgDb>> PgDb::Connect(const std::string& dsn) {
-  PGconn* conn = PQconnectdb(dsn.c_str());
+  // Defaults a connection string may override (it is expanded after them): a peer that vanishes
+  // without closing the connection is noticed in seconds, not at the kernel's two hours.
+  const char* const keys[] = {"keepalives", "keepalives_idle", "keepalives_interval",
+                              "keepalives_count", "tcp_user_timeout", "connect_timeout",
+                              "dbname", nullptr};
+  const char* const values[] = {"1", "5", "2", "3", "10000", "10", dsn.c_str(), nullptr};
+  PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (conn == nullptr) return absl::ResourceExhaustedError("postgres: connect: out of memory");
   std::unique_ptr<PgDb> db(new PgDb(conn));
   if (PQstatus(conn) != CONNECTION_OK) {

@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/digest.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 #include "server/store/postgres.h"
 
@@ -99,9 +100,14 @@ WriterLease::~WriterLease() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
+  {
+    absl::MutexLock lock(&watch_mu_);
+    watch_stop_ = true;
+  }
   if (renewer_.joinable()) renewer_.join();
+  if (watchdog_.joinable()) watchdog_.join();
   absl::MutexLock lock(&mu_);
-  if (db_ == nullptr) return;
+  if (db_ == nullptr || lost_called_) return;
   // Ends the lease now (only if still ours): a standby takes over at its next try.
   Stmt end(db_.get(),
            "UPDATE writer_lease SET expires_at = clock_timestamp() "
@@ -137,7 +143,38 @@ absl::Status WriterLease::Fence(Db* db, const std::string& holder, int64_t epoch
 
 void WriterLease::KeepRenewed(std::function<void(const std::string&)> lost) {
   lost_ = std::move(lost);
+  last_renewed_ns_ = SteadyNanos();
   renewer_ = std::thread([this] { RenewLoop(); });
+  watchdog_ = std::thread([this] { WatchLoop(); });
+}
+
+int64_t WriterLease::SteadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void WriterLease::Lost(const std::string& reason) {
+  if (lost_called_.exchange(true)) return;
+  lost_(reason);
+}
+
+// WatchLoop judges the lease by the time of the last renewal alone, whatever the renewing thread
+// is doing: a call that never returns (a connection that went silent without closing) must not
+// keep a node writing past its lease.
+void WriterLease::WatchLoop() {
+  absl::MutexLock lock(&watch_mu_);
+  while (!watch_stop_) {
+    watch_mu_.AwaitWithTimeout(absl::Condition(&watch_stop_), options_.ttl / 10);
+    if (watch_stop_) return;
+    const int64_t since = SteadyNanos() - last_renewed_ns_.load();
+    if (since >= absl::ToInt64Nanoseconds(options_.ttl)) {
+      watch_mu_.Unlock();
+      Lost(absl::StrCat("not renewed within ", absl::FormatDuration(options_.ttl)));
+      watch_mu_.Lock();
+      return;
+    }
+  }
 }
 
 absl::Status WriterLease::Renew() {
@@ -162,28 +199,27 @@ absl::Status WriterLease::Renew() {
 }
 
 void WriterLease::RenewLoop() {
-  auto last_ok = std::chrono::steady_clock::now();
-  const auto ttl = absl::ToChronoMicroseconds(options_.ttl);
   absl::MutexLock lock(&mu_);
-  while (!stopping_) {
+  while (!stopping_ && !lost_called_) {
     mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.ttl / 3);
     if (stopping_) return;
+    // The time is taken before the call: the database's expiry counts from a moment after it.
+    const int64_t asked = SteadyNanos();
     absl::Status s = Renew();
     if (s.ok()) {
-      last_ok = std::chrono::steady_clock::now();
+      last_renewed_ns_ = asked;
       continue;
     }
-    const bool taken = s.code() == absl::StatusCode::kFailedPrecondition;
-    if (taken || std::chrono::steady_clock::now() - last_ok >= ttl) {
+    common::Log(common::LogLevel::kWarn, "writer lease not renewed (retried)",
+                {{"status", s.ToString()}});
+    if (s.code() == absl::StatusCode::kFailedPrecondition) {
       db_.reset();  // the lease is not ours: the destructor must not end it
-      std::string reason = taken ? std::string(s.message())
-                                 : absl::StrCat("not renewed within ", absl::FormatDuration(options_.ttl),
-                                                ": ", s.message());
       mu_.Unlock();
-      lost_(reason);
+      Lost(std::string(s.message()));
       mu_.Lock();
       return;
     }
+    // Otherwise (the database unreachable) the watchdog decides, by the time since last_renewed.
   }
 }
 

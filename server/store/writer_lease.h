@@ -58,8 +58,9 @@ class WriterLease {
   const std::string& holder() const { return options_.holder; }
 
   // KeepRenewed renews the lease every ttl/3 on its own thread. When it is lost (taken, or not
-  // renewed within ttl, e.g. the database unreachable), `lost` runs once with the reason, on that
-  // thread; the node then stops (fencing has already stopped its writes).
+  // renewed within ttl: the database unreachable, or a call to it that does not return, which a
+  // watchdog thread of its own notices), `lost` runs once with the reason; the node then stops
+  // (fencing has already stopped its writes).
   void KeepRenewed(std::function<void(const std::string& reason)> lost);
 
   // Fence checks, inside a write transaction on `db`, that (holder, epoch) still holds the
@@ -73,7 +74,10 @@ class WriterLease {
  private:
   WriterLease(LeaseOptions options, std::unique_ptr<Db> db, int64_t epoch);
   void RenewLoop();
+  void WatchLoop();
   absl::Status Renew();
+  void Lost(const std::string& reason);  // runs lost_ once
+  static int64_t SteadyNanos();
 
   const LeaseOptions options_;
   const int64_t epoch_;
@@ -81,7 +85,12 @@ class WriterLease {
   std::unique_ptr<Db> db_ ABSL_GUARDED_BY(mu_);  // reconnected after an error
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void(const std::string&)> lost_;
+  std::atomic<bool> lost_called_{false};
+  std::atomic<int64_t> last_renewed_ns_{0};  // steady clock, when the last good renewal was asked
+  absl::Mutex watch_mu_;
+  bool watch_stop_ ABSL_GUARDED_BY(watch_mu_) = false;
   std::thread renewer_;
+  std::thread watchdog_;
 };
 
 // LeaseHolderName is a holder name for this process: "host/pid/random".

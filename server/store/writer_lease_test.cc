@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/synchronization/notification.h"
 #include "common/digest.h"
 #include "gmock/gmock.h"
@@ -13,6 +14,7 @@
 #include "server/store/notice_store.h"
 #include "server/store/postgres.h"
 #include "tests/testing/postgres_server.h"
+#include "tests/testing/proxy.h"
 #include "tests/testing/status_matchers.h"
 
 namespace caseway::server {
@@ -144,6 +146,29 @@ TEST_F(WriterLeaseTest, ALeaseTakenAwayIsReportedLost) {
   ASSERT_OK((*db)->Exec("UPDATE writer_lease SET holder = 'someone', epoch = epoch + 1"));
   ASSERT_TRUE(lost.WaitForNotificationWithTimeout(absl::Seconds(5)));
   EXPECT_THAT(reason, HasSubstr("taken or had expired"));
+}
+
+// A holder cut off from the database cannot renew: it hears the lease is lost once its TTL has
+// passed since the last renewal (by then the database may have given it to another node).
+TEST_F(WriterLeaseTest, AHolderCutOffFromTheDatabaseHearsItLostWithinItsTtl) {
+  testing::LoopbackProxy proxy(testing::SharedPostgres()->port());
+  const std::string port = absl::StrCat("port=", testing::SharedPostgres()->port());
+  LeaseOptions options = Options("node-a");
+  options.dsn = absl::StrReplaceAll(
+      dsn_, {{port, absl::StrCat("port=", proxy.address().substr(proxy.address().rfind(':') + 1))}});
+  auto a = WriterLease::Acquire(options, nullptr, [](absl::Duration) { return false; });
+  ASSERT_OK(a);
+  absl::Notification lost;
+  std::string reason;
+  (*a)->KeepRenewed([&](const std::string& r) {
+    reason = r;
+    lost.Notify();
+  });
+  proxy.SetDown(true);
+  const absl::Time cut = absl::Now();
+  ASSERT_TRUE(lost.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_LT(absl::Now() - cut, absl::Milliseconds(1500));
+  EXPECT_THAT(reason, HasSubstr("not renewed within 1s"));
 }
 
 // The store's writes check the lease first: once another node holds it, a deposed node's publish

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -237,7 +238,11 @@ void NodeProcess::WriteConfig() {
       << "tls:\n  ca_file: " << pki_->ca()
       << "\n  cert_file: " << (tls_cert_.empty() ? cert + ".crt" : tls_cert_)
       << "\n  key_file: " << (tls_key_.empty() ? cert + ".key" : tls_key_) << "\n" << tls_yaml_
-      << "storage:\n  path: " << db_path() << "\n" << storage_yaml_
+      << "storage:\n"
+      << (postgres_dsn_.empty() ? "  path: " + db_path() + "\n"
+                                : "  postgres:\n    dsn: \"" + postgres_dsn_ +
+                                      "\"\n    lease_ttl: " + lease_ttl_ + "\n")
+      << storage_yaml_
       << "exchange:\n  heartbeat_interval: 200ms\n  backoff_initial: 50ms\n  backoff_max: 500ms\n"
       << exchange_yaml_
       << "exchange_log:\n  signing_key_file: "
@@ -273,6 +278,11 @@ void NodeProcess::SetClockOffset(absl::Duration offset) {
 }
 
 absl::Status NodeProcess::Start() {
+  Launch();
+  return WaitListening(absl::Seconds(20));
+}
+
+void NodeProcess::Launch() {
   WriteConfig();
   std::string port_file = absl::StrCat(dir_, "/", jurisdiction_, ".port");
   unlink(port_file.c_str());
@@ -293,7 +303,11 @@ absl::Status NodeProcess::Start() {
     execl(binary.c_str(), binary.c_str(), "--config", config.c_str(), nullptr);
     _exit(127);
   }
-  absl::Time deadline = absl::Now() + absl::Seconds(20);
+}
+
+absl::Status NodeProcess::WaitListening(absl::Duration timeout) {
+  const std::string port_file = absl::StrCat(dir_, "/", jurisdiction_, ".port");
+  absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
     if (fs::exists(port_file)) return absl::OkStatus();
     int status;
@@ -306,7 +320,8 @@ absl::Status NodeProcess::Start() {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   Kill();
-  return absl::DeadlineExceededError("caseway-node did not start listening within 20 s");
+  return absl::DeadlineExceededError(
+      absl::StrCat("caseway-node did not start listening within ", absl::FormatDuration(timeout)));
 }
 
 void NodeProcess::Kill() {
@@ -353,6 +368,19 @@ std::vector<std::string> NodeProcess::CliFlags(const std::string& name) {
 }
 
 int64_t NodeProcess::Count(const std::string& sql) const {
+  if (!postgres_dsn_.empty()) {
+    PGconn* conn = PQconnectdb(postgres_dsn_.c_str());
+    PGresult* r = PQexec(conn, sql.c_str());
+    int64_t value = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) {
+      value = std::strtoll(PQgetvalue(r, 0, 0), nullptr, 10);
+    } else {
+      ADD_FAILURE() << "query failed: " << sql << ": " << PQerrorMessage(conn);
+    }
+    PQclear(r);
+    PQfinish(conn);
+    return value;
+  }
   sqlite3* db = nullptr;
   int64_t value = -1;
   if (sqlite3_open_v2(db_path().c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
@@ -371,6 +399,14 @@ int64_t NodeProcess::Count(const std::string& sql) const {
 }
 
 void NodeProcess::Exec(const std::string& sql) const {
+  if (!postgres_dsn_.empty()) {
+    PGconn* conn = PQconnectdb(postgres_dsn_.c_str());
+    PGresult* r = PQexec(conn, sql.c_str());
+    EXPECT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << sql << ": " << PQerrorMessage(conn);
+    PQclear(r);
+    PQfinish(conn);
+    return;
+  }
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(db_path().c_str(), &db), SQLITE_OK);
   sqlite3_busy_timeout(db, 10000);
@@ -382,6 +418,24 @@ void NodeProcess::Exec(const std::string& sql) const {
 
 std::vector<std::string> NodeProcess::Blobs(const std::string& sql) const {
   std::vector<std::string> out;
+  if (!postgres_dsn_.empty()) {
+    PGconn* conn = PQconnectdb(postgres_dsn_.c_str());
+    PGresult* r = PQexec(conn, sql.c_str());
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+      for (int i = 0; i < PQntuples(r); ++i) {
+        size_t n = 0;
+        unsigned char* bytes =
+            PQunescapeBytea(reinterpret_cast<const unsigned char*>(PQgetvalue(r, i, 0)), &n);
+        out.emplace_back(reinterpret_cast<const char*>(bytes), bytes != nullptr ? n : 0);
+        PQfreemem(bytes);
+      }
+    } else {
+      ADD_FAILURE() << "query failed: " << sql << ": " << PQerrorMessage(conn);
+    }
+    PQclear(r);
+    PQfinish(conn);
+    return out;
+  }
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(db_path().c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
     sqlite3_busy_timeout(db, 5000);

@@ -120,6 +120,17 @@ class NodeProcess {
 
   // Start launches the process and waits until it listens (its port file appears).
   absl::Status Start();
+  // Launch starts the process without waiting (a standby listens only once it takes over);
+  // WaitListening then waits for its port file, failing when the process exits first.
+  void Launch();
+  absl::Status WaitListening(absl::Duration timeout);
+  // set_postgres keeps the node's store in the PostgreSQL database `dsn` (storage.postgres)
+  // instead of a SQLite file, with the writer lease's TTL `lease_ttl`; Count, Exec and Blobs then
+  // query that database.
+  void set_postgres(std::string dsn, std::string lease_ttl = "2s") {
+    postgres_dsn_ = std::move(dsn);
+    lease_ttl_ = std::move(lease_ttl);
+  }
   // WriteConfig writes the configuration Start would use, to config_path().
   void WriteConfig();
   // Kill sends SIGKILL and reaps; Stop sends SIGTERM and waits for a clean exit (returns status).
@@ -178,6 +189,7 @@ class NodeProcess {
   std::string db_path_;
   std::string tls_yaml_;
   std::string storage_yaml_;
+  std::string postgres_dsn_, lease_ttl_;
   bool production_binary_ = false;
   bool test_clock_ = false;
   int port_ = 0;

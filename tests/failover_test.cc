@@ -1,0 +1,220 @@
+// Active/standby on PostgreSQL (docs/operator.md, "Active/standby on PostgreSQL"): jurisdiction
+// 440305 runs as two caseway-node processes on one PostgreSQL database (started by the test), its
+// peer 360102 on SQLite dials both addresses. Real processes, real mutual TLS, kill -9.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "caseway/client/client.h"
+#include "tests/testing/harness.h"
+#include "tests/testing/postgres_server.h"
+#include "tests/testing/proxy.h"
+#include "tests/testing/status_matchers.h"
+
+namespace caseway::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kA[] = "440305";  // the pair
+constexpr char kB[] = "360102";
+constexpr int kNotices = 150;    // published by each side, one call each
+
+class FailoverTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    PostgresServer* server = SharedPostgres();
+    ASSERT_NE(server, nullptr);
+    static int databases = 0;
+    const std::string name = absl::StrCat("failover_", ++databases);
+    ASSERT_OK(server->CreateDatabase(name));
+    dsn_ = server->Dsn(name);
+    pki_ = std::make_unique<Pki>(dir_.path() + "/pki", "fed.test");
+    for (const char* sub : {"/a1", "/a2", "/b"}) {
+      std::filesystem::create_directories(dir_.path() + sub);
+    }
+    a1_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path() + "/a1", kA);
+    a2_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path() + "/a2", kA);
+    b_ = std::make_unique<NodeProcess>(pki_.get(), dir_.path() + "/b", kB);
+    a1_->AddPeer(*b_);
+    a2_->AddPeer(*b_);
+    b_->AddPeerAt(kA, PairAddress());
+    auditor_ = pki_->Auditor("coordinator");
+  }
+
+  std::string PairAddress() const { return a1_->address() + "," + a2_->address(); }
+
+  // A client of 440305's office that knows both of its nodes.
+  std::unique_ptr<client::Client> PairClient() {
+    const std::string prefix = pki_->Client(kA, "office");
+    client::ConnectionOptions o{PairAddress(), pki_->ca(), prefix + ".crt", prefix + ".key"};
+    o.purpose = kTestPurpose;
+    auto c = client::Client::Connect(o);
+    EXPECT_OK(c.status());
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  // Publish sends `count` notices one call each from `client`, each retried with the same id
+  // until acknowledged (bounded: 60 s in all); the acknowledged ids go to `acked`.
+  static void Publish(client::Client* client, const std::string& prefix,
+                      const std::string& destination, int count, std::set<std::string>* acked,
+                      std::atomic<int>* progress) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    for (int i = 0; i < count && absl::Now() < deadline;) {
+      const std::string id = absl::StrCat(prefix, i);
+      auto r = client->Publish(SampleNotice(id, {destination}));
+      if (r.ok()) {
+        acked->insert(id);
+        ++i;
+        ++*progress;
+      } else {
+        absl::SleepFor(absl::Milliseconds(50));
+      }
+    }
+  }
+
+  // InboxIds reads every notice in `node`'s inbox through Gateway.Inbox (without acking).
+  static std::multiset<std::string> InboxIds(client::Client* client) {
+    std::multiset<std::string> ids;
+    client::InboxOptions options;
+    options.follow = false;
+    options.ack = false;
+    EXPECT_OK(client->Inbox(options, [&](const v1::InboxItem& item) {
+      ids.insert(item.notice().notice_id());
+      return true;
+    }));
+    return ids;
+  }
+
+  RunResult Audit(std::vector<std::string> args) {
+    return RunCommand(AuditCommand(*pki_, auditor_, dir_.path(), std::move(args)));
+  }
+
+  TempDir dir_;
+  std::string dsn_;
+  std::unique_ptr<Pki> pki_;
+  std::unique_ptr<NodeProcess> a1_, a2_, b_;
+  std::string auditor_;
+};
+
+TEST_F(FailoverTest, TheStandbyTakesOverAKilledActiveNodeAndNothingIsLostOrDoubled) {
+  a1_->set_postgres(dsn_);
+  a2_->set_postgres(dsn_);
+  ASSERT_OK(a1_->Start());
+  a2_->Launch();  // the standby: it listens only once it holds the lease
+  ASSERT_OK(b_->Start());
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_FALSE(a2_->Exited());
+  EXPECT_THAT(a2_->log(), HasSubstr("standby: another node of this jurisdiction holds"));
+
+  // Both directions at once: 440305's office through both addresses, 360102's to 440305.
+  auto pair_client = PairClient();
+  auto b_client = b_->NewClient();
+  ASSERT_NE(pair_client, nullptr);
+  std::set<std::string> from_a, from_b;
+  std::atomic<int> progress_a{0}, progress_b{0};
+  std::thread pa([&] { Publish(pair_client.get(), "fa-", kB, kNotices, &from_a, &progress_a); });
+  std::thread pb([&] { Publish(b_client.get(), "fb-", kA, kNotices, &from_b, &progress_b); });
+
+  ASSERT_TRUE(WaitFor([&] { return progress_a >= 40 && progress_b >= 40; }, absl::Seconds(30)));
+  a1_->Kill();  // kill -9 the active node mid-stream
+  const absl::Time killed = absl::Now();
+  absl::Status took_over = a2_->WaitListening(absl::Seconds(15));
+  const absl::Duration takeover = absl::Now() - killed;
+  pa.join();
+  pb.join();
+  ASSERT_OK(took_over) << a2_->log();
+  EXPECT_LT(takeover, absl::Seconds(10)) << "the standby took over after " << takeover;
+  RecordProperty("takeover_ms", static_cast<int>(absl::ToInt64Milliseconds(takeover)));
+  EXPECT_THAT(a2_->log(), HasSubstr("active: this node holds the writer lease"));
+  ASSERT_EQ(from_a.size(), static_cast<size_t>(kNotices));
+  ASSERT_EQ(from_b.size(), static_cast<size_t>(kNotices));
+
+  // Every acknowledged notice arrives exactly once, in both directions.
+  auto a_client = a2_->NewClient();
+  std::multiset<std::string> at_b, at_a;
+  ASSERT_TRUE(WaitFor([&] {
+    at_b = InboxIds(b_client.get());
+    at_a = InboxIds(a_client.get());
+    return at_b.size() >= from_a.size() && at_a.size() >= from_b.size();
+  }, absl::Seconds(60))) << at_b.size() << " at 360102, " << at_a.size() << " at 440305";
+  EXPECT_EQ(at_b, std::multiset<std::string>(from_a.begin(), from_a.end()));
+  EXPECT_EQ(at_a, std::multiset<std::string>(from_b.begin(), from_b.end()));
+  // One channel sequence per notice, without gaps, across the two writers.
+  EXPECT_EQ(a2_->Count("SELECT count(*) FROM channel_entry WHERE destination = '360102'"), kNotices);
+  EXPECT_EQ(a2_->Count("SELECT max(seq) FROM channel_entry WHERE destination = '360102'"), kNotices);
+
+  // The log proves the exchange across the failover: one log, continued by the second writer.
+  ASSERT_TRUE(WaitFor([&] {
+    return a2_->Count("SELECT acked FROM channel WHERE destination = '360102'") == kNotices &&
+           b_->Count("SELECT acked FROM channel WHERE destination = '440305'") == kNotices;
+  }, absl::Seconds(30)));
+  absl::SleepFor(absl::Seconds(2));  // the last checkpoints signed and cosigned
+  RunResult verify = Audit({"verify", a2_->address()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+  RunResult r = Audit({"reconcile", a2_->address(), b_->address()});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("OK: every exchange matched"));
+}
+
+// The active node loses its database connection and its process lives on: it stops writing (its
+// lease runs out and it exits as kLeaseLostExitCode, 76), and the standby takes over.
+TEST_F(FailoverTest, AnActiveNodeCutOffFromItsDatabaseStopsAndTheStandbyTakesOver) {
+  LoopbackProxy to_db(SharedPostgres()->port());
+  const std::string via_proxy = absl::StrReplaceAll(
+      dsn_, {{absl::StrCat("port=", SharedPostgres()->port()),
+              absl::StrCat("port=", to_db.address().substr(to_db.address().rfind(':') + 1))}});
+  a1_->set_postgres(via_proxy);
+  a2_->set_postgres(dsn_);
+  ASSERT_OK(a1_->Start());
+  a2_->Launch();
+  ASSERT_OK(b_->Start());
+  auto pair_client = PairClient();
+  ASSERT_OK(pair_client->Publish(SampleNotice("before", {kB})).status());
+
+  to_db.SetDown(true);  // a1 can no longer reach PostgreSQL; its process runs on
+  ASSERT_OK(a2_->WaitListening(absl::Seconds(15))) << a2_->log();
+  ASSERT_TRUE(WaitFor([&] { return a1_->Exited(); }, absl::Seconds(10))) << a1_->log();
+  EXPECT_EQ(a1_->exit_status(), 76) << a1_->log();
+  EXPECT_THAT(a1_->log(), HasSubstr("writer lease lost"));
+  to_db.SetDown(false);
+
+  // The new active node goes on from where the old one stopped.
+  auto r = pair_client->Publish(SampleNotice("after", {kB}));
+  ASSERT_OK(r.status());
+  EXPECT_EQ(r->deliveries(0).seq(), 2u);
+  auto b_client = b_->NewClient();
+  std::multiset<std::string> at_b;
+  ASSERT_TRUE(WaitFor([&] {
+    at_b = InboxIds(b_client.get());
+    return at_b.size() >= 2;
+  }, absl::Seconds(30)));
+  EXPECT_EQ(at_b, (std::multiset<std::string>{"after", "before"}));
+}
+
+// A standby that is stopped while it waits exits cleanly, and a node of a pair refuses the
+// SQLite-only commands with the way to do it on PostgreSQL.
+TEST_F(FailoverTest, AStandbyStopsCleanlyAndBackupPointsToPostgresTools) {
+  a1_->set_postgres(dsn_);
+  a2_->set_postgres(dsn_);
+  ASSERT_OK(a1_->Start());
+  a2_->Launch();
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_EQ(a2_->Stop(), 0) << a2_->log();
+  EXPECT_THAT(a2_->log(), HasSubstr("stopped while standby"));
+  RunResult backup = RunCommand({BinDir() + "/caseway-node", "backup", "--config",
+                                 a1_->config_path(), "--to", dir_.path() + "/copy.db"});
+  EXPECT_EQ(backup.exit_code, 2);
+  EXPECT_THAT(backup.err, HasSubstr("pg_dump"));
+}
+
+}  // namespace
+}  // namespace caseway::testing
