@@ -265,7 +265,8 @@ absl::StatusOr<v1::TodoResponse> NoticeStore::Todo(const v1::TodoRequest& req, a
   return ReadOnly([&](Db* db) -> absl::StatusOr<v1::TodoResponse> {
     v1::TodoResponse resp;
     {
-      Stmt s(db, "SELECT side, count(*), sum(due < ?) FROM obligation WHERE state = 1 GROUP BY side");
+      Stmt s(db, "SELECT side, count(*), sum(CASE WHEN due < ? THEN 1 ELSE 0 END) FROM obligation "
+                 "WHERE state = 1 GROUP BY side");
       s.Bind(1, now_us);
       while (s.Step()) {
         if (s.Int(0) == kOwedByUs) {

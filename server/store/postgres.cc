@@ -2,10 +2,12 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <optional>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -246,7 +248,17 @@ std::string NumberParameters(absl::string_view sql, int* count) {
       absl::StrAppend(&out, sql.substr(i, end + 1 - i));
       i = end;
     } else if (c == '?') {
-      absl::StrAppend(&out, "$", ++n);
+      // ?NNN (SQLite's numbered parameter) keeps its number; a bare ? takes the next one.
+      size_t end = i + 1;
+      while (end < sql.size() && absl::ascii_isdigit(static_cast<unsigned char>(sql[end]))) ++end;
+      int number = 0;
+      if (end > i + 1 && absl::SimpleAtoi(sql.substr(i + 1, end - i - 1), &number)) {
+        absl::StrAppend(&out, "$", number);
+        n = std::max(n, number);
+        i = end - 1;
+      } else {
+        absl::StrAppend(&out, "$", ++n);
+      }
     } else {
       out.push_back(c);
     }

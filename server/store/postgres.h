@@ -59,8 +59,9 @@ class PgDb final : public Db {
   int64_t changes_ = 0;
 };
 
-// NumberParameters rewrites the store's `?` parameters as PostgreSQL's $1, $2, ..., leaving
-// quoted strings, quoted identifiers and comments as they are; `count` receives the number.
+// NumberParameters rewrites the store's `?` parameters as PostgreSQL's $1, $2, ... (and SQLite's
+// numbered `?NNN` as `$NNN`), leaving quoted strings, quoted identifiers and comments as they
+// are; `count` receives the number of parameters.
 std::string NumberParameters(absl::string_view sql, int* count);
 
 }  // namespace caseway::server

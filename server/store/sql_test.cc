@@ -238,6 +238,9 @@ TEST(NumberParametersTest, NumbersOnlyRealParameters) {
   EXPECT_EQ(n, 3);
   EXPECT_EQ(NumberParameters("SELECT 1 -- ?\n, ? /* ? */", &n), "SELECT 1 -- ?\n, $1 /* ? */");
   EXPECT_EQ(n, 1);
+  EXPECT_EQ(NumberParameters("WHERE (?2 = 0 OR b = ?2) AND c < ?10 AND ?1", &n),
+            "WHERE ($2 = 0 OR b = $2) AND c < $10 AND $1");
+  EXPECT_EQ(n, 10);
 }
 
 }  // namespace
