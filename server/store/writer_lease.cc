@@ -3,10 +3,15 @@
 #include <openssl/rand.h>
 #include <unistd.h>
 
+#include <signal.h>
+
+#include <cerrno>
 #include <chrono>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/digest.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -17,14 +22,32 @@ namespace {
 
 int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
 
+std::string HostName() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  return host;
+}
+
+// DeadOnThisHost is true when `holder` (LeaseHolderName: "host/pid/random") names a process of
+// this host that no longer exists: a node restarted after a crash need not wait out the lease of
+// its own dead predecessor. (Were the guess wrong, e.g. the same host name in another PID
+// namespace, the fence would still stop the other process at its next write.)
+bool DeadOnThisHost(const std::string& holder) {
+  std::vector<std::string> parts = absl::StrSplit(holder, '/');
+  int pid = 0;
+  if (parts.size() != 3 || parts[0] != HostName() || !absl::SimpleAtoi(parts[1], &pid) ||
+      pid <= 0 || pid == getpid()) {
+    return false;
+  }
+  return kill(pid, 0) != 0 && errno == ESRCH;
+}
+
 }  // namespace
 
 std::string LeaseHolderName() {
-  char host[256] = {0};
-  if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
   unsigned char random[4] = {0};
   RAND_bytes(random, sizeof random);
-  return absl::StrCat(host, "/", getpid(), "/",
+  return absl::StrCat(HostName(), "/", getpid(), "/",
                       common::ToHex(absl::string_view(reinterpret_cast<char*>(random), 4)));
 }
 
@@ -76,11 +99,27 @@ absl::StatusOr<std::unique_ptr<WriterLease>> WriterLease::Acquire(
         Stmt who(db.get(),
                  "SELECT holder, extract(epoch FROM expires_at - clock_timestamp()) "
                  "FROM writer_lease WHERE name = 'writer'");
-        if (who.Step() && waiting) {
-          double left = 0;
+        std::string holder;
+        double left = 0;
+        if (who.Step()) {
+          holder = who.Text(0);
           if (!absl::SimpleAtod(who.Text(1), &left)) left = 0;
-          waiting(who.Text(0), left);
         }
+        who.Reset();
+        if (!holder.empty() && DeadOnThisHost(holder)) {
+          Stmt reclaim(db.get(),
+                       "UPDATE writer_lease SET holder = ?, epoch = epoch + 1, "
+                       "expires_at = clock_timestamp() + CAST(? AS BIGINT) * "
+                       "interval '1 microsecond' WHERE name = 'writer' AND holder = ? "
+                       "RETURNING epoch");
+          reclaim.Bind(1, options.holder).Bind(2, Micros(options.ttl)).Bind(3, holder);
+          auto reclaimed = Returned(reclaim, "take the lease of a dead process");
+          if (reclaimed.ok()) {
+            return std::unique_ptr<WriterLease>(new WriterLease(options, std::move(db), *reclaimed));
+          }
+          // Otherwise it moved meanwhile: wait and look again.
+        }
+        if (!holder.empty() && waiting) waiting(holder, left);
       } else {
         last_error = s;
         if (!static_cast<PgDb*>(db.get())->Connected()) db.reset();

@@ -1,6 +1,9 @@
 // The writer lease and its fence, on a real PostgreSQL server (tests/testing/postgres_server.h).
 #include "server/store/writer_lease.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <string>
 #include <thread>
@@ -146,6 +149,35 @@ TEST_F(WriterLeaseTest, ALeaseTakenAwayIsReportedLost) {
   ASSERT_OK((*db)->Exec("UPDATE writer_lease SET holder = 'someone', epoch = epoch + 1"));
   ASSERT_TRUE(lost.WaitForNotificationWithTimeout(absl::Seconds(5)));
   EXPECT_THAT(reason, HasSubstr("taken or had expired"));
+}
+
+// A node restarted after a crash takes the lease of its dead predecessor on the same host at once;
+// a holder on another host, or alive here, is waited for.
+TEST_F(WriterLeaseTest, TheLeaseOfADeadProcessOfThisHostIsTakenAtOnce) {
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  ASSERT_GT(child, 0);
+  waitpid(child, nullptr, 0);  // a process id that no longer runs
+  const std::string host = LeaseHolderName().substr(0, LeaseHolderName().find('/'));
+  auto db = PgDb::Connect(dsn_);
+  ASSERT_OK(db);
+  ASSERT_OK(WriterLease::CreateTable(db->get()));
+  auto hold = [&](const std::string& holder) {
+    Stmt s(db->get(), "INSERT INTO writer_lease(name, holder, epoch, expires_at) "
+                      "VALUES('writer', ?, 7, clock_timestamp() + interval '1 hour') "
+                      "ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, epoch = 7, "
+                      "expires_at = excluded.expires_at");
+    s.Bind(1, holder);
+    ASSERT_OK(Done(s, "hold"));
+  };
+  hold(absl::StrCat("elsewhere/", child, "/0000"));
+  EXPECT_THAT(TryAcquire("node-b", 2), StatusIs(absl::StatusCode::kCancelled, HasSubstr("gave up")));
+  hold(absl::StrCat(host, "/", getpid(), "/0000"));  // alive: this very process
+  EXPECT_THAT(TryAcquire("node-b", 2), StatusIs(absl::StatusCode::kCancelled, HasSubstr("gave up")));
+  hold(absl::StrCat(host, "/", child, "/0000"));
+  auto b = TryAcquire("node-b", 1);
+  ASSERT_OK(b);
+  EXPECT_EQ((*b)->epoch(), 8);
 }
 
 // A holder cut off from the database cannot renew: it hears the lease is lost once its TTL has
