@@ -4,6 +4,9 @@
 #
 #   deploy/demo.sh              install packages, build, run the demo, keep the nodes up (Ctrl-C stops)
 #   deploy/demo.sh --no-wait    the same, but stop the nodes once the exchange has been shown
+#   deploy/demo.sh --postgres   440305 runs as an active/standby pair of nodes on PostgreSQL (a
+#                               server started in a temporary directory); at the end the active
+#                               one is killed and the standby takes over (combines with --no-wait)
 #
 # Jurisdictions: 360102 Donghu and 360111 Qingshanhu (both Nanchang, Jiangxi), 440305 Nanshan
 # (Shenzhen, Guangdong). Everything lives in demo-run/ (recreated each time).
@@ -14,12 +17,15 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 wait_for_ctrl_c=1
-case "${1:-}" in
-  --no-wait) wait_for_ctrl_c=0 ;;
-  -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  "") ;;
-  *) echo "demo.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
-esac
+postgres=0
+for arg in "$@"; do
+  case "$arg" in
+    --no-wait) wait_for_ctrl_c=0 ;;
+    --postgres) postgres=1 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "demo.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
 
 run=${CASEWAY_DEMO_DIR:-$root/demo-run}
 port0=${CASEWAY_DEMO_PORT:-7401}
@@ -32,7 +38,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 if [ "${CASEWAY_SKIP_BUILD:-0}" != 1 ]; then
   say "Installing Debian packages (if missing) and building"
-  bash "$here/install-deps.sh"
+  if [ $postgres = 1 ]; then bash "$here/install-deps.sh" --postgres; else bash "$here/install-deps.sh"; fi
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$build" -j2 --target caseway-node caseway
 fi
@@ -58,6 +64,10 @@ for j in "${jurisdictions[@]}"; do
       -e "s/127.0.0.1:7402/127.0.0.1:$(port_of 360111)/" \
       -e "s/127.0.0.1:7403/127.0.0.1:$(port_of 440305)/" \
       "$here/examples/$j.yaml" >"$run/$j.yaml"
+  if [ $postgres = 1 ] && [ "$j" != 440305 ]; then
+    # 440305 is a pair: its peers dial both of its nodes.
+    sed -i "s/127.0.0.1:$(port_of 440305)\$/127.0.0.1:$(port_of 440305),127.0.0.1:$((port0 + 3))/" "$run/$j.yaml"
+  fi
   echo "port_file: $j.port" >>"$run/$j.yaml"
   if [ "$j" = 360102 ]; then
     # Donghu's public security bureau may read certificates only: the holder's name and number
@@ -73,8 +83,10 @@ YAML
   fi
   mkdir -p -m 700 "$run/keys"
   [ -f "$run/keys/$j.keys" ] || "$bin/caseway-node" add-key --to "$run/keys/$j.keys" >/dev/null
+  address="127.0.0.1:$(port_of "$j")"
+  if [ $postgres = 1 ] && [ "$j" = 440305 ]; then address="$address,127.0.0.1:$((port0 + 3))"; fi
   cat >"$run/client-$j.yaml" <<YAML
-address: 127.0.0.1:$(port_of "$j")
+address: $address
 ca_file: pki/ca.crt
 cert_file: pki/clients/$j-office.crt
 key_file: pki/clients/$j-office.key
@@ -83,16 +95,57 @@ YAML
 done
 
 pids=()
+pg_stop=()
 stop_nodes() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ ${#pg_stop[@]} -gt 0 ]; then "${pg_stop[@]}" >/dev/null 2>&1 || true; rm -rf "$pgdir"; fi
 }
 trap stop_nodes EXIT
 trap 'exit 130' INT TERM
 
+if [ $postgres = 1 ]; then
+  say "Starting PostgreSQL for 440305's active/standby pair"
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  pgport=$((port0 + 10))
+  # initdb refuses root: as root, the server runs as nobody, in a directory of its own.
+  pgdir=$(mktemp -d /tmp/caseway-demo-pg-XXXXXX)
+  as_pg=()
+  if [ "$(id -u)" = 0 ]; then chown nobody "$pgdir"; as_pg=(runuser -u nobody --); fi
+  "${as_pg[@]}" "$pgbin/initdb" -D "$pgdir/data" -U caseway -A trust -E UTF8 --locale=C \
+    --no-instructions >/dev/null
+  "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/postgres.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $pgport -k $pgdir" start >/dev/null
+  pg_stop=("${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m fast -w stop)
+  psql -X -q -h 127.0.0.1 -p "$pgport" -U caseway -d postgres -c "CREATE DATABASE caseway"
+  echo "PostgreSQL $(basename "$(dirname "$pgbin")") on 127.0.0.1:$pgport, data in $pgdir (removed at the end)"
+  # Two nodes of 440305 on that database: a (the demo's 440305 address) and b (the next port).
+  dsn="host=127.0.0.1 port=$pgport user=caseway dbname=caseway"
+  for half in a b; do
+    port=$(port_of 440305)
+    [ $half = b ] && port=$((port0 + 3))
+    sed -e "s|^  path: data/440305.db|  postgres:\n    dsn: \"$dsn\"\n    lease_ttl: 3s|" \
+        -e "s|^listen_address: .*|listen_address: 127.0.0.1:$port|" \
+        -e "s|^port_file: .*|port_file: 440305-$half.port|" "$run/440305.yaml" >"$run/440305-$half.yaml"
+  done
+fi
+
 say "Starting the nodes"
 for j in "${jurisdictions[@]}"; do
-  "$bin/caseway-node" --config "$run/$j.yaml" >"$run/$j.log" 2>&1 &
+  config="$run/$j.yaml"
+  if [ $postgres = 1 ] && [ "$j" = 440305 ]; then
+    config="$run/440305-a.yaml"
+    "$bin/caseway-node" --config "$config" >"$run/440305-a.log" 2>&1 &
+    pids+=($!)
+    echo "node 440305 (${names[$j]}) a: pid $! on 127.0.0.1:$(port_of "$j"), log $run/440305-a.log"
+    for _ in $(seq 1 200); do [ -f "$run/440305-a.port" ] && break; sleep 0.05; done
+    cp "$run/440305-a.port" "$run/440305.port"
+    "$bin/caseway-node" --config "$run/440305-b.yaml" >"$run/440305-b.log" 2>&1 &
+    pids+=($!)
+    echo "node 440305 b: pid $! on 127.0.0.1:$((port0 + 3)), the standby (log $run/440305-b.log)"
+    continue
+  fi
+  "$bin/caseway-node" --config "$config" >"$run/$j.log" 2>&1 &
   pids+=($!)
   echo "node $j (${names[$j]}) pid $! on 127.0.0.1:$(port_of "$j"), log $run/$j.log"
 done
@@ -206,6 +259,21 @@ say "Coordinator: the two-way assessment of $period so far (docs/policy.md)"
   "127.0.0.1:$(port_of 440305)" --period "$period" "${audit_flags[@]}" \
   --html "$run/report-$period.html" 2>&1 | grep -v "^caseway audit report: wrote"
 echo "The joint-meeting page: $run/report-$period.html (open it in a browser; it prints on A4)"
+
+if [ $postgres = 1 ]; then
+  say "Failover: kill -9 the active node of 440305; the standby takes the writer lease and serves"
+  kill -9 "${pids[2]}"
+  started=$(date +%s.%N)
+  for _ in $(seq 1 300); do [ -f "$run/440305-b.port" ] && break; sleep 0.05; done
+  [ -f "$run/440305-b.port" ] || { echo "the standby did not take over:"; tail "$run/440305-b.log"; exit 1; }
+  python3 -c "import sys; print('the standby of 440305 took over after %.1f s' % (float(sys.argv[2]) - float(sys.argv[1])))" \
+    "$started" "$(date +%s.%N)"
+  fresh "$here/samples/notices-360102.jsonl" | head -1 | sed 's/"notice_id": *"\([^"]*\)"/"notice_id": "\1-after-failover"/' |
+    cli 360102 publish - | summarize_publish
+  await_inbox 440305 14
+  echo "440305 (its node b now) received it: $(inbox_count 440305) notices in its inbox, none lost or repeated"
+  "$bin/caseway" audit verify "127.0.0.1:$((port0 + 3))" "${audit_flags[@]}" | tail -2
+fi
 
 cat <<TXT
 

@@ -6,7 +6,18 @@
 #   install-deps.sh --test    also Clang 14 and its sanitizer and libFuzzer runtimes, for the
 #                             sanitizer build and the fuzz targets that tests/run.sh runs
 #   install-deps.sh --bench   also gnuplot, which bench/run.sh uses to draw its plots (SVG)
+#   install-deps.sh --postgres  also the PostgreSQL server (deploy/demo.sh --postgres, bench/)
+# Flags combine (install-deps.sh --test --bench).
 set -euo pipefail
+test_deps=0; bench_deps=0; postgres_deps=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) test_deps=1 ;;
+    --bench) bench_deps=1 ;;
+    --postgres) postgres_deps=1 ;;
+    *) echo "install-deps.sh: unknown argument $arg (--test, --bench, --postgres)" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   # build (dpkg-dev: the Debian package's library dependencies, cpack -G DEB)
@@ -28,7 +39,7 @@ packages=(
   # bench/run.sh measures the report's time and memory with GNU time
   time
 )
-if [ "${1:-}" = "--test" ]; then
+if [ $test_deps = 1 ]; then
   # chromium and a CJK font: the HTML assessment report is opened in headless Chromium and
   # screenshotted (tests/report_test.cc)
   packages+=(clang-14 libclang-rt-14-dev chromium fonts-wqy-microhei)
@@ -46,8 +57,11 @@ if [ "${1:-}" = "--test" ]; then
   if ! command -v npm >/dev/null 2>&1; then packages+=(nodejs npm); fi
 fi
 
-if [ "${1:-}" = "--bench" ]; then
-  packages+=(gnuplot-nox)
+if [ $bench_deps = 1 ]; then
+  packages+=(gnuplot-nox postgresql)
+fi
+if [ $postgres_deps = 1 ]; then
+  packages+=(postgresql)
 fi
 
 sudo_cmd=()

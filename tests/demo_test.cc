@@ -77,5 +77,36 @@ TEST(DemoTest, DemoFederationExchangesEveryKindAndStops) {
                       absl::Seconds(10)));
 }
 
+// The demo with 440305 as an active/standby pair on PostgreSQL (deploy/demo.sh --postgres): the
+// same exchange, then the active node killed and the standby serving in its place.
+TEST(DemoTest, WithPostgresTheStandbyTakesOverAndTheExchangeGoesOn) {
+  TempDir dir;
+  int base = 0;
+  for (int attempt = 0; attempt < 50 && base == 0; ++attempt) {
+    int b = FreePort();
+    if (b < 65000 && Bindable(b) && Bindable(b + 1) && Bindable(b + 2) && Bindable(b + 3) &&
+        Bindable(b + 10)) {
+      base = b;
+    }
+  }
+  ASSERT_NE(base, 0);
+  std::string build = BinDir().substr(0, BinDir().rfind('/'));
+  std::string cmd = "CASEWAY_SKIP_BUILD=1 CASEWAY_BUILD_DIR=" + build + " CASEWAY_DEMO_DIR=" +
+                    dir.path() + "/run CASEWAY_DEMO_PORT=" + std::to_string(base) + " bash " +
+                    SourceDir() + "/deploy/demo.sh --postgres --no-wait";
+  RunResult r = RunCommand({"/bin/bash", "-c", cmd});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("the standby"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("PROVEN +13 +2 +15"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("the standby of 440305 took over after [0-9.]+ s"));
+  EXPECT_THAT(r.out, HasSubstr("440305 (its node b now) received it: 14 notices"));
+  EXPECT_THAT(r.out, HasSubstr("OK"));
+  // Nodes and PostgreSQL stopped; the server's directory removed.
+  EXPECT_TRUE(WaitFor([&] {
+    return Bindable(base) && Bindable(base + 1) && Bindable(base + 2) && Bindable(base + 3) &&
+           Bindable(base + 10);
+  }, absl::Seconds(10)));
+}
+
 }  // namespace
 }  // namespace caseway::testing
