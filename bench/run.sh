@@ -22,7 +22,11 @@
 # issue #15), growth (GROWTH_N (10,000,000) notices on one channel pair: the end-to-end rate per
 # GROWTH_INTERVAL (100,000), and bytes on disk per notice at both nodes with the WAL as it is
 # and after a clean stop checkpoints it; issue #14), sizes (batched throughput at 256 B, 1 KiB,
-# 16 KiB and the largest valid notice, SIZES_MB (400) of notices each).
+# 16 KiB and the largest valid notice, SIZES_MB (400) of notices each), postgres (batched and unary
+# throughput with both nodes on SQLite and on PostgreSQL (a server started in a temporary
+# directory), alternated twice; then the failover time of 360102 run as an active/standby pair:
+# kill -9 of the active node, and the active node paused as a machine that stops answering;
+# issue #12).
 # Plots (gnuplot, SVG, beside the results; bench/plot.sh): growth.svg, latency.svg.
 # PERF=1 with atrest: the origin's perf profile of each mode's first batched run, beside the results.
 # NODE_PRELOAD: a library the nodes are started with (LD_PRELOAD; e.g. another malloc, to compare).
@@ -48,7 +52,7 @@ IMPORT=${IMPORT:-1000000}; PEER_N=${PEER_N:-100000}; BASE_PORT=${BASE_PORT:-1740
 FANOUT_STREAMS=${FANOUT_STREAMS:-3000}; FANOUT_PER_STREAM=${FANOUT_PER_STREAM:-100}
 QUERY_N=${QUERY_N:-1000000}
 GROWTH_N=${GROWTH_N:-10000000}; GROWTH_INTERVAL=${GROWTH_INTERVAL:-100000}; SIZES_MB=${SIZES_MB:-400}
-ONLY=${ONLY:-throughput latency catchup import fanout peers integrity flood report query disk atrest sizes growth}
+ONLY=${ONLY:-throughput latency catchup import fanout peers integrity flood report query disk atrest sizes growth postgres}
 
 bash "$root/deploy/install-deps.sh" --bench >/dev/null
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -86,7 +90,9 @@ write_config() {
     echo "listen_address: 127.0.0.1:${port[$j]}"
     echo "port_file: $work/$j.port"
     echo "tls: {ca_file: $pki/ca.crt, cert_file: $pki/nodes/$j.crt, key_file: $pki/nodes/$j.key}"
-    if [ "$mode" = sealed ] || [ "$mode" = private ]; then
+    if [ "$mode" = pg ]; then
+      echo "storage: {postgres: {dsn: \"host=127.0.0.1 port=$pgport user=caseway dbname=bench_${j}_$pg_round\", lease_ttl: ${LEASE_TTL:-6s}}}"
+    elif [ "$mode" = sealed ] || [ "$mode" = private ]; then
       [ -f "$work/$j.keys" ] || "$bin/caseway-node" add-key --to "$work/$j.keys" >/dev/null
       echo "storage: {path: $work/data-$mode/$j.db, key_file: $work/$j.keys}"
     else
@@ -112,7 +118,7 @@ grants:
 EOF
       echo "sharing_policy_file: $work/$j.sharing.yaml"
     fi
-    if [ "$mode" = on ] || [ "$mode" = sealed ] || [ "$mode" = private ]; then
+    if [ "$mode" = on ] || [ "$mode" = sealed ] || [ "$mode" = private ] || [ "$mode" = pg ]; then
       echo "exchange_log: {signing_key_file: $pki/nodes/$j.sign.key, directory_file: $pki/directory.yaml}"
     elif [ "$mode" = noscrub ]; then
       echo "exchange_log: {signing_key_file: $pki/nodes/$j.sign.key, directory_file: $pki/directory.yaml, scrub_rate: 0}"
@@ -139,7 +145,12 @@ stop_node() {  # stop_node J
   pid[$j]=""
 }
 peak_rss_mb() { awk '/VmHWM/{printf "%.0f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
-cleanup() { for j in "${!pid[@]}"; do stop_node "$j"; done; rm -rf "$work"; }
+pg_stop=()
+cleanup() {
+  for j in "${!pid[@]}"; do stop_node "$j"; done
+  if [ ${#pg_stop[@]} -gt 0 ]; then "${pg_stop[@]}" >/dev/null 2>&1 || true; rm -rf "$pgdir"; fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 A=(--a "127.0.0.1:${port[360102]}" --ca "$pki/ca.crt" --a-cert "$pki/clients/360102-bench.crt" --a-key "$pki/clients/360102-bench.key")
@@ -340,6 +351,83 @@ if [[ " $ONLY " == *" import "* ]]; then
     rate[import-$format]=$ips
     rm -f "$work/import.$format"
     unpair
+  done
+fi
+
+if [[ " $ONLY " == *" postgres "* ]]; then
+  log ""; log "== postgres: $COUNT notices batched and $UNARY_COUNT unary, both nodes on SQLite and on PostgreSQL, alternated twice; then failover"
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  pgport=$((BASE_PORT + 20))
+  pgdir=$(mktemp -d /tmp/caseway-bench-pg-XXXXXX)
+  as_pg=()
+  if [ "$(id -u)" = 0 ]; then chown nobody "$pgdir"; as_pg=(runuser -u nobody --); fi
+  "${as_pg[@]}" "$pgbin/initdb" -D "$pgdir/data" -U caseway -A trust -E UTF8 --locale=C --no-instructions >/dev/null
+  # PostgreSQL's defaults, but for a larger WAL between checkpoints (as a production server has).
+  "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/postgres.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $pgport -k $pgdir -c max_wal_size=4GB -c shared_buffers=512MB" start >/dev/null
+  pg_stop=("${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m fast -w stop)
+  psql_pg() { psql -X -q -h 127.0.0.1 -p "$pgport" -U caseway -d postgres "$@"; }
+  log "PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pgport (fsync and synchronous_commit on, as shipped)"
+  pg_round=0
+  for round in 1 2; do
+    for mode in on pg; do
+      pg_round=$((pg_round + 1))
+      for j in 360102 440305; do psql_pg -c "CREATE DATABASE bench_${j}_$pg_round"; done
+      pair "$mode"
+      r=$(bench throughput "${A[@]}" --clients "$CLIENTS" --batch "$BATCH" --count "$COUNT" --label "store-$mode-batch-$round" | tail -1)
+      rate[store-$mode-batch-$round]=$(field "$r" notices_per_s)
+      r=$(bench throughput "${A[@]}" --clients "$UNARY_CLIENTS" --batch 1 --count "$UNARY_COUNT" --label "store-$mode-unary-$round" | tail -1)
+      rate[store-$mode-unary-$round]=$(field "$r" notices_per_s)
+      unpair
+    done
+  done
+  pg_ratio() { awk "BEGIN{printf \"%.2f\", (${rate[store-pg-$1-1]}+${rate[store-pg-$1-2]})/(${rate[store-on-$1-1]}+${rate[store-on-$1-2]})}"; }
+  log "PostgreSQL / SQLite, end to end: batched $(pg_ratio batch), unary $(pg_ratio unary)"
+  echo "{\"bench\":\"postgres/sqlite\",\"batch\":$(pg_ratio batch),\"unary\":$(pg_ratio unary)}" >>"$results"
+
+  # Failover: 360102 as nodes a (its usual port) and b (BASE_PORT + 2) on one database; 440305
+  # on a new SQLite file (its cursor starts again with this new origin store).
+  rm -rf "$work/data-on"
+  pg_round=$((pg_round + 1))
+  for j in 360102 440305; do psql_pg -c "CREATE DATABASE bench_${j}_$pg_round"; done
+  LEASE_TTL=${LEASE_TTL:-6s} write_config 360102 pg
+  write_config 440305 on
+  sed -i "s/address: 127.0.0.1:${port[360102]}}/address: \"127.0.0.1:${port[360102]},127.0.0.1:$((BASE_PORT + 2))\"}/" "$work/440305-on.yaml"
+  sed -e "s/127.0.0.1:${port[360102]}/127.0.0.1:$((BASE_PORT + 2))/" -e "s|$work/360102.port|$work/360102-b.port|" \
+    "$work/360102-pg.yaml" >"$work/360102-pgb.yaml"
+  cat >"$work/client-pair.yaml" <<YAML
+address: 127.0.0.1:${port[360102]},127.0.0.1:$((BASE_PORT + 2))
+ca_file: $pki/ca.crt
+cert_file: $pki/clients/360102-bench.crt
+key_file: $pki/clients/360102-bench.key
+YAML
+  for how in kill pause; do
+    rm -f "$work/360102-b.port"
+    start_node 360102 pg
+    start_node 440305 on
+    "$bin/caseway-node" --config "$work/360102-pgb.yaml" >>"$out/node-360102-b.log" 2>&1 &
+    standby=$!
+    for f in before after; do  # 20 notices each, ids of their own
+      "$bin/caseway-bench" gen-jsonl --out "$work/$how-$f.jsonl" --count 20 >/dev/null
+    done
+    "$bin/caseway" publish "$work/$how-before.jsonl" --client-config "$work/client-pair.yaml" >/dev/null
+    t0=$(date +%s%N)
+    if [ $how = kill ]; then kill -9 "${pid[360102]}"; else kill -STOP "${pid[360102]}"; fi
+    for _ in $(seq 1 600); do [ -f "$work/360102-b.port" ] && break; sleep 0.02; done
+    t1=$(date +%s%N)
+    "$bin/caseway" publish "$work/$how-after.jsonl" --client-config "$work/client-pair.yaml" >/dev/null
+    t2=$(date +%s%N)
+    takeover=$(( (t1 - t0) / 1000000 )); served=$(( (t2 - t0) / 1000000 ))
+    label="killed (kill -9; the standby sees the dead process on this host)"
+    [ $how = pause ] && label="paused (SIGSTOP: as a machine that stops answering; lease_ttl ${LEASE_TTL:-6s})"
+    log "failover, active node $label: the standby listened after ${takeover} ms; the next 20 notices acknowledged after ${served} ms"
+    echo "{\"bench\":\"failover\",\"how\":\"$how\",\"lease_ttl\":\"${LEASE_TTL:-6s}\",\"takeover_ms\":$takeover,\"first_publish_ms\":$served}" >>"$results"
+    [ $how = pause ] && kill -9 "${pid[360102]}" 2>/dev/null
+    wait "${pid[360102]}" 2>/dev/null || true
+    pid[360102]=""
+    kill -TERM "$standby"; wait "$standby" 2>/dev/null || true
+    stop_node 440305
+    psql_pg -d "bench_360102_$pg_round" -c "TRUNCATE writer_lease" >/dev/null 2>&1 || true
   done
 fi
 
