@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "tests/testing/postgres_server.h"
 #include "absl/time/clock.h"
 
 namespace caseway::testing {
@@ -227,6 +228,16 @@ void NodeProcess::AddPeer(const NodeProcess& peer, bool serve_only) {
 std::string NodeProcess::address() const { return absl::StrCat("127.0.0.1:", port_); }
 
 void NodeProcess::WriteConfig() {
+  // CASEWAY_TEST_STORE=postgres runs every node of the test on PostgreSQL (a database of its own
+  // on the test process's server): the integration tests as a conformance run of that backend.
+  if (const char* store = std::getenv("CASEWAY_TEST_STORE");
+      postgres_dsn_.empty() && store != nullptr && std::string(store) == "postgres") {
+    static int databases = 0;
+    const std::string name = absl::StrCat("node_", jurisdiction_, "_", ++databases);
+    if (PostgresServer* server = SharedPostgres(); server != nullptr && server->CreateDatabase(name).ok()) {
+      set_postgres(server->Dsn(name), "6s");
+    }
+  }
   // The Pki issues this node's files unless the test brought all of its own.
   const bool own = !tls_cert_.empty() && !sign_key_.empty();
   std::string cert = own ? "" : pki_->Node(jurisdiction_);
