@@ -31,12 +31,9 @@ constexpr int kNotices = 150;    // published by each side, one call each
 class FailoverTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    PostgresServer* server = SharedPostgres();
-    ASSERT_NE(server, nullptr);
-    static int databases = 0;
-    const std::string name = absl::StrCat("failover_", ++databases);
-    ASSERT_OK(server->CreateDatabase(name));
-    dsn_ = server->Dsn(name);
+    auto dsn = NewPostgresDatabase("failover");
+    ASSERT_OK(dsn);
+    dsn_ = *dsn;
     pki_ = std::make_unique<Pki>(dir_.path() + "/pki", "fed.test");
     for (const char* sub : {"/a1", "/a2", "/b"}) {
       std::filesystem::create_directories(dir_.path() + sub);

@@ -36,12 +36,9 @@ class NoticeStoreTest : public ::testing::Test {
     dir_ = mkdtemp(tmpl);
     path_ = dir_ + "/node.db";
     if (backend_ == Db::Backend::kPostgres) {
-      testing::PostgresServer* server = testing::SharedPostgres();
-      ASSERT_NE(server, nullptr);
-      static int databases = 0;
-      const std::string name = absl::StrCat("store_", ++databases);
-      ASSERT_OK(server->CreateDatabase(name));
-      dsn_ = server->Dsn(name);
+      auto dsn = testing::NewPostgresDatabase("store");
+      ASSERT_OK(dsn);
+      dsn_ = *dsn;
     }
   }
   void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }

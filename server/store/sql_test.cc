@@ -20,8 +20,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// One PostgreSQL server for the whole suite; each test gets its own database.
-testing::PostgresServer* Postgres() { return testing::SharedPostgres(); }
 
 class SqlTest : public ::testing::TestWithParam<Db::Backend> {
  protected:
@@ -31,11 +29,9 @@ class SqlTest : public ::testing::TestWithParam<Db::Backend> {
       ASSERT_OK(db.status());
       db_ = std::move(*db);
     } else {
-      ASSERT_NE(Postgres(), nullptr);
-      static int n = 0;
-      const std::string name = "sql_test_" + std::to_string(++n);
-      ASSERT_OK(Postgres()->CreateDatabase(name));
-      auto db = PgDb::Connect(Postgres()->Dsn(name));
+      auto dsn = testing::NewPostgresDatabase("sql_test");
+      ASSERT_OK(dsn);
+      auto db = PgDb::Connect(*dsn);
       ASSERT_OK(db.status());
       db_ = std::move(*db);
     }

@@ -26,15 +26,24 @@ namespace {
 using ::caseway::testing::StatusIs;
 using ::testing::HasSubstr;
 
+// LostListener records the reason a lease is lost.
+struct LostListener {
+  absl::Notification heard;
+  std::string reason;
+  std::function<void(const std::string&)> Callback() {
+    return [this](const std::string& r) {
+      reason = r;
+      heard.Notify();
+    };
+  }
+};
+
 class WriterLeaseTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    testing::PostgresServer* server = testing::SharedPostgres();
-    ASSERT_NE(server, nullptr);
-    static int n = 0;
-    const std::string name = absl::StrCat("lease_", ++n);
-    ASSERT_OK(server->CreateDatabase(name));
-    dsn_ = server->Dsn(name);
+    auto dsn = testing::NewPostgresDatabase("lease");
+    ASSERT_OK(dsn);
+    dsn_ = *dsn;
   }
   LeaseOptions Options(const std::string& holder) const {
     LeaseOptions o;
@@ -137,18 +146,14 @@ TEST_F(WriterLeaseTest, ARenewedLeaseIsKeptAndAnEndedOneIsTakenAtTheNextTry) {
 TEST_F(WriterLeaseTest, ALeaseTakenAwayIsReportedLost) {
   auto a = TryAcquire("node-a", 1);
   ASSERT_OK(a);
-  absl::Notification lost;
-  std::string reason;
-  (*a)->KeepRenewed([&](const std::string& r) {
-    reason = r;
-    lost.Notify();
-  });
+  LostListener lost;
+  (*a)->KeepRenewed(lost.Callback());
   // An operator (or a bug) moves the lease: the holder hears it at its next renewal.
   auto db = PgDb::Connect(dsn_);
   ASSERT_OK(db);
   ASSERT_OK((*db)->Exec("UPDATE writer_lease SET holder = 'someone', epoch = epoch + 1"));
-  ASSERT_TRUE(lost.WaitForNotificationWithTimeout(absl::Seconds(5)));
-  EXPECT_THAT(reason, HasSubstr("taken or had expired"));
+  ASSERT_TRUE(lost.heard.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_THAT(lost.reason, HasSubstr("taken or had expired"));
 }
 
 // A node restarted after a crash takes the lease of its dead predecessor on the same host at once;
@@ -190,17 +195,13 @@ TEST_F(WriterLeaseTest, AHolderCutOffFromTheDatabaseHearsItLostWithinItsTtl) {
       dsn_, {{port, absl::StrCat("port=", proxy.address().substr(proxy.address().rfind(':') + 1))}});
   auto a = WriterLease::Acquire(options, nullptr, [](absl::Duration) { return false; });
   ASSERT_OK(a);
-  absl::Notification lost;
-  std::string reason;
-  (*a)->KeepRenewed([&](const std::string& r) {
-    reason = r;
-    lost.Notify();
-  });
+  LostListener lost;
+  (*a)->KeepRenewed(lost.Callback());
   proxy.SetDown(true);
   const absl::Time cut = absl::Now();
-  ASSERT_TRUE(lost.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  ASSERT_TRUE(lost.heard.WaitForNotificationWithTimeout(absl::Seconds(5)));
   EXPECT_LT(absl::Now() - cut, absl::Milliseconds(1500));
-  EXPECT_THAT(reason, HasSubstr("not renewed within 1s"));
+  EXPECT_THAT(lost.reason, HasSubstr("not renewed within 1s"));
 }
 
 // The store's writes check the lease first: once another node holds it, a deposed node's publish

@@ -232,11 +232,7 @@ void NodeProcess::WriteConfig() {
   // on the test process's server): the integration tests as a conformance run of that backend.
   if (const char* store = std::getenv("CASEWAY_TEST_STORE");
       postgres_dsn_.empty() && store != nullptr && std::string(store) == "postgres") {
-    static int databases = 0;
-    const std::string name = absl::StrCat("node_", jurisdiction_, "_", ++databases);
-    if (PostgresServer* server = SharedPostgres(); server != nullptr && server->CreateDatabase(name).ok()) {
-      set_postgres(server->Dsn(name), "6s");
-    }
+    if (auto dsn = NewPostgresDatabase("node_" + jurisdiction_); dsn.ok()) set_postgres(*dsn, "6s");
   }
   // The Pki issues this node's files unless the test brought all of its own.
   const bool own = !tls_cert_.empty() && !sign_key_.empty();

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -108,27 +109,40 @@ absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start() {
   return started;
 }
 
+// Spawn runs `argv` in `dir_` as the server's user, its output to `log` (appended), and returns
+// its pid. With `tied`, it dies with this process (SIGQUIT: the postmaster's immediate shutdown).
+pid_t PostgresServer::Spawn(const std::vector<std::string>& argv, const std::string& log,
+                            bool tied) {
+  const pid_t parent = getpid();
+  pid_t child = fork();
+  if (child != 0) return child;
+  if (switch_user_ &&
+      (setgroups(0, nullptr) != 0 || setgid(run_gid_) != 0 || setuid(run_uid_) != 0)) {
+    _exit(126);
+  }
+  if (tied) {
+    prctl(PR_SET_PDEATHSIG, SIGQUIT);  // after setuid, which clears it
+    if (getppid() != parent) _exit(1);
+  }
+  int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  if (fd >= 0) {
+    dup2(fd, 1);
+    dup2(fd, 2);
+  }
+  if (chdir(dir_.c_str()) != 0) _exit(126);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  execv(args[0], args.data());
+  _exit(127);
+}
+
 absl::Status PostgresServer::InitDb() {
   const std::string log = dir_ + "/initdb.log";
-  pid_t child = fork();
+  pid_t child = Spawn({bindir_ + "/initdb", "-D", dir_ + "/data", "-U", "caseway", "-A", "trust",
+                       "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"},
+                      log, /*tied=*/false);
   if (child < 0) return absl::InternalError("fork failed");
-  if (child == 0) {
-    if (switch_user_ && (setgroups(0, nullptr) != 0 || setgid(run_gid_) != 0 ||
-                         setuid(run_uid_) != 0)) {
-      _exit(126);
-    }
-    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    if (chdir(dir_.c_str()) != 0) _exit(126);
-    const std::string initdb = bindir_ + "/initdb";
-    const std::string data = dir_ + "/data";
-    execl(initdb.c_str(), initdb.c_str(), "-D", data.c_str(), "-U", "caseway", "-A", "trust",
-          "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions", static_cast<char*>(nullptr));
-    _exit(127);
-  }
   int status = 0;
   waitpid(child, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -141,33 +155,13 @@ absl::Status PostgresServer::StartPostmaster() {
   port_ = FreeLoopbackPort();
   if (port_ == 0) return absl::InternalError("no free loopback port");
   const std::string log = dir_ + "/postgres.log";
-  const pid_t parent = getpid();
-  pid_t child = fork();
+  // A test process that dies (a crash, a timeout's SIGKILL) takes its server with it.
+  pid_t child = Spawn({bindir_ + "/postgres", "-D", dir_ + "/data", "-p", std::to_string(port_),
+                       "-k", dir_, "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=60",
+                       "-c", "shared_buffers=32MB", "-c", "fsync=on", "-c",
+                       "synchronous_commit=on"},
+                      log, /*tied=*/true);
   if (child < 0) return absl::InternalError("fork failed");
-  if (child == 0) {
-    if (switch_user_ && (setgroups(0, nullptr) != 0 || setgid(run_gid_) != 0 ||
-                         setuid(run_uid_) != 0)) {
-      _exit(126);
-    }
-    // A test process that dies (a crash, a timeout's SIGKILL) takes its server with it: SIGQUIT
-    // is the postmaster's immediate shutdown. Set after setuid, which clears it.
-    prctl(PR_SET_PDEATHSIG, SIGQUIT);
-    if (getppid() != parent) _exit(1);
-    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    if (chdir(dir_.c_str()) != 0) _exit(126);
-    const std::string postgres = bindir_ + "/postgres";
-    const std::string data = dir_ + "/data";
-    const std::string port = std::to_string(port_);
-    execl(postgres.c_str(), postgres.c_str(), "-D", data.c_str(), "-p", port.c_str(), "-k",
-          dir_.c_str(), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=60", "-c",
-          "shared_buffers=32MB", "-c", "fsync=on", "-c", "synchronous_commit=on",
-          static_cast<char*>(nullptr));
-    _exit(127);
-  }
   pid_ = child;
   const std::string dsn = Dsn();
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
@@ -231,6 +225,15 @@ absl::StatusOr<std::string> PostgresServer::Psql(const std::string& database,
 
 absl::Status PostgresServer::CreateDatabase(const std::string& name) {
   return Psql("postgres", absl::StrCat("CREATE DATABASE \"", name, "\"")).status();
+}
+
+absl::StatusOr<std::string> NewPostgresDatabase(const std::string& prefix) {
+  PostgresServer* server = SharedPostgres();
+  if (server == nullptr) return absl::UnavailableError("no PostgreSQL test server");
+  static std::atomic<int> databases{0};
+  const std::string name = absl::StrCat(prefix, "_", ++databases);
+  if (absl::Status s = server->CreateDatabase(name); !s.ok()) return s;
+  return server->Dsn(name);
 }
 
 PostgresServer* SharedPostgres() {

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -49,6 +50,7 @@ class PostgresServer {
  private:
   PostgresServer() = default;
   absl::Status InitDb();
+  pid_t Spawn(const std::vector<std::string>& argv, const std::string& log, bool tied);
   absl::Status StartPostmaster();
 
   std::string bindir_;
@@ -63,6 +65,9 @@ class PostgresServer {
 // SharedPostgres is one server for the whole test process, started on first use and stopped at
 // exit (nullptr, with a test failure, when it cannot start). Each test makes its own database.
 PostgresServer* SharedPostgres();
+// NewPostgresDatabase makes a new database named `prefix`_N on the shared server and returns its
+// connection string.
+absl::StatusOr<std::string> NewPostgresDatabase(const std::string& prefix);
 
 }  // namespace caseway::testing
 
