@@ -13,6 +13,22 @@
 
 namespace caseway::server {
 
+namespace {
+
+// ReturnFreedMemory gives freed memory back to the system: jemalloc's purge of every arena when
+// the node runs on jemalloc (server/CMakeLists.txt; malloc_trim does nothing there), glibc's
+// malloc_trim otherwise. `mallctl` is weak: it is null without jemalloc (tests, sanitizers).
+extern "C" int mallctl(const char*, void*, size_t*, void*, size_t) __attribute__((weak));
+void ReturnFreedMemory() {
+  if (mallctl != nullptr) {
+    mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);  // 4096: MALLCTL_ARENAS_ALL
+    return;
+  }
+  malloc_trim(0);
+}
+
+}  // namespace
+
 ReadGate::ReadGate() { worker_ = std::thread([this] { Loop(); }); }
 
 ReadGate::~ReadGate() {
@@ -165,9 +181,9 @@ void ReadGate::Loop() {
     // and NextWake only counts pauses still running.
     rescan_ = true;
     if (queued_bytes_ == 0) {
-      // glibc keeps freed memory for reuse; after a burst of large requests give it back.
+      // The allocator keeps freed memory for reuse; after a burst of large requests give it back.
       mu_.Unlock();
-      malloc_trim(0);
+      ReturnFreedMemory();
       mu_.Lock();
     }
   }
