@@ -66,6 +66,13 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ConnectionOptions&
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(-1);  // the node enforces its own limit, with a clear status
   std::vector<std::unique_ptr<v1::Gateway::Stub>> stubs;
+  if (options.address.find(',') != std::string::npos) {
+    // An active/standby pair: the standby starts listening when it takes over; try it again
+    // within 200 ms..1 s rather than gRPC's default backoff of up to two minutes.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  }
   for (absl::string_view address : absl::StrSplit(options.address, ',', absl::SkipWhitespace())) {
     stubs.push_back(v1::Gateway::NewStub(
         grpc::CreateCustomChannel(std::string(absl::StripAsciiWhitespace(address)), creds, args)));
@@ -91,14 +98,19 @@ grpc::Status CallIdempotent(const std::function<grpc::Status(grpc::ClientContext
   grpc::Status unavailable;
   for (int attempt = 1;; ++attempt) {
     grpc::ClientContext ctx;
+    const auto now = std::chrono::system_clock::now();
     if (attempt > 1) {
       // Wait a little for this address to (re)connect: a standby starts listening only once it
       // has taken over.
       ctx.set_wait_for_ready(true);
-      ctx.set_deadline(std::min(deadline, std::chrono::system_clock::now() + std::chrono::seconds(2)));
+      ctx.set_deadline(std::min(deadline, now + std::chrono::seconds(2)));
+    } else {
+      // A node that froze (its machine stopped answering, its connection still open) must not
+      // hold the call: after 5 s the next address is tried (the call is idempotent).
+      ctx.set_deadline(now + std::chrono::seconds(5));
     }
     grpc::Status s = call(&ctx);
-    const bool waited = attempt > 1 && s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    const bool waited = s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
     if (s.error_code() != grpc::StatusCode::UNAVAILABLE && !waited) return s;
     if (s.error_code() == grpc::StatusCode::UNAVAILABLE) unavailable = s;
     if (std::chrono::system_clock::now() >= deadline) return unavailable.ok() ? s : unavailable;

@@ -206,6 +206,9 @@ void Subscriber::Watchdog() {
       Log(LogLevel::kWarn, "peer silent; reconnecting",
           {{"origin", peer_.jurisdiction()}, {"silent_for", absl::FormatDuration(silence_limit_)}});
       current_->TryCancel();
+      // A peer of two nodes (active/standby): the silent one may be frozen, its connection open;
+      // the next session tries the other.
+      channel_->Saw(grpc::StatusCode::DEADLINE_EXCEEDED);
       last_rx_ = absl::Now();
     } else if (current_ != nullptr && channel_->Renewable()) {
       // The certificate was renewed: end this session, whose connection presented the old one;

@@ -48,9 +48,10 @@ struct InboxOptions {
 inline constexpr int kUnavailableAttempts = 5;
 inline constexpr std::chrono::seconds kUnavailableBudget{10};
 grpc::Status CallIdempotent(const std::function<grpc::Status(grpc::ClientContext*)>& call);
-// With `failover` (a node with several addresses: an active/standby pair), UNAVAILABLE, and a
-// repeat that waited 2 s in vain, call it to move to the next address; the repeats then go on for
-// up to kFailoverBudget (a standby takes over within about 10 s).
+// With `failover` (a node with several addresses: an active/standby pair), UNAVAILABLE, a first
+// call without an answer in 5 s (a frozen node) and a repeat that waited 2 s in vain call it to
+// move to the next address; the repeats then go on for up to kFailoverBudget (a standby takes
+// over within about 10 s).
 inline constexpr std::chrono::seconds kFailoverBudget{25};
 grpc::Status CallIdempotent(const std::function<grpc::Status(grpc::ClientContext*)>& call,
                             const std::function<void()>& failover);
