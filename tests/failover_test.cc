@@ -197,6 +197,49 @@ TEST_F(FailoverTest, AnActiveNodeCutOffFromItsDatabaseStopsAndTheStandbyTakesOve
   EXPECT_EQ(at_b, (std::multiset<std::string>{"after", "before"}));
 }
 
+// The active node freezes (SIGSTOP: its machine stops answering, its connections stay open): the
+// standby takes over once the lease runs out, the office's client and the peer move to it, and
+// the frozen node, woken, finds its lease taken and stops without writing.
+TEST_F(FailoverTest, AFrozenActiveNodeIsReplacedAndStopsWhenItWakes) {
+  a1_->set_postgres(dsn_);
+  a2_->set_postgres(dsn_);
+  ASSERT_OK(a1_->Start());
+  a2_->Launch();
+  ASSERT_OK(b_->Start());
+  auto pair_client = PairClient();
+  auto b_client = b_->NewClient();
+  ASSERT_OK(pair_client->Publish(SampleNotice("before", {kB})).status());
+  ASSERT_OK(b_client->Publish(SampleNotice("b-before", {kA})).status());
+  auto a_client = PairClient();
+  ASSERT_TRUE(WaitFor([&] { return InboxIds(a_client.get()).size() == 1; }, absl::Seconds(15)));
+
+  ASSERT_EQ(kill(a1_->pid(), SIGSTOP), 0);
+  const absl::Time frozen = absl::Now();
+  auto r = pair_client->Publish(SampleNotice("after", {kB}));
+  ASSERT_OK(r.status());
+  EXPECT_EQ(r->deliveries(0).seq(), 2u);
+  EXPECT_LT(absl::Now() - frozen, absl::Seconds(10));
+  ASSERT_OK(a2_->WaitListening(absl::Seconds(1))) << a2_->log();
+  ASSERT_OK(b_client->Publish(SampleNotice("b-after", {kA})).status());
+
+  // (An Inbox stream is not moved by the client: a consumer reopens it at the other address.)
+  auto a2_client = a2_->NewClient();
+  std::multiset<std::string> at_b, at_a;
+  ASSERT_TRUE(WaitFor([&] {
+    at_b = InboxIds(b_client.get());
+    at_a = InboxIds(a2_client.get());
+    return at_b.size() >= 2 && at_a.size() >= 2;
+  }, absl::Seconds(30))) << at_b.size() << " at 360102, " << at_a.size() << " at 440305";
+  EXPECT_EQ(at_b, (std::multiset<std::string>{"after", "before"}));
+  EXPECT_EQ(at_a, (std::multiset<std::string>{"b-after", "b-before"}));
+
+  ASSERT_EQ(kill(a1_->pid(), SIGCONT), 0);
+  ASSERT_TRUE(WaitFor([&] { return a1_->Exited(); }, absl::Seconds(10))) << a1_->log();
+  EXPECT_EQ(a1_->exit_status(), 76) << a1_->log();
+  EXPECT_THAT(a1_->log(), HasSubstr("writer lease lost"));
+  EXPECT_EQ(a2_->Count("SELECT max(seq) FROM channel_entry WHERE destination = '360102'"), 2);
+}
+
 // A standby that is stopped while it waits exits cleanly, and a node of a pair refuses the
 // SQLite-only commands with the way to do it on PostgreSQL.
 TEST_F(FailoverTest, AStandbyStopsCleanlyAndBackupPointsToPostgresTools) {
