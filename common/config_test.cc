@@ -113,6 +113,37 @@ TEST(ConfigTest, ServeOnlyPeerNeedsNoAddressOtherPeersDo) {
                        HasSubstr("node.yaml: peers[0].address: required")));
 }
 
+// The store in PostgreSQL instead of a SQLite file (an active/standby pair), and a peer that is
+// one: each rule named with its field.
+TEST(ConfigTest, PostgresStorageAndAPeerWithTwoAddresses) {
+  auto with = [](const std::string& storage, const std::string& address) {
+    std::string yaml = kValid;
+    const std::string from_storage = "  path: /var/lib/caseway/node.db\n";
+    yaml.replace(yaml.find(from_storage), from_storage.size(), storage);
+    const std::string from_peer = "node-440305.example.gov:7401";
+    yaml.replace(yaml.find(from_peer), from_peer.size(), address);
+    return ParseNodeConfig(yaml, "node.yaml");
+  };
+  auto c = with("  postgres:\n    dsn: \"host=db port=5432 dbname=caseway\"\n", "a:7401, b:7401");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->storage().postgres().dsn(), "host=db port=5432 dbname=caseway");
+  EXPECT_EQ(c->storage().postgres().lease_ttl().seconds(), 6);  // the default
+  EXPECT_EQ(c->peers(0).address(), "a:7401, b:7401");
+  EXPECT_THAT(with("  path: /var/lib/x.db\n  postgres:\n    dsn: \"host=db\"\n", "a:7401"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("storage.path: set storage.path (SQLite) or storage.postgres, "
+                                 "not both")));
+  EXPECT_THAT(with("  postgres:\n    lease_ttl: 6s\n", "a:7401"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("storage.postgres.dsn: required")));
+  EXPECT_THAT(with("  postgres:\n    dsn: \"host=db\"\n    lease_ttl: 1s\n", "a:7401"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("storage.postgres.lease_ttl")));
+  EXPECT_THAT(with("  path: /var/lib/x.db\n", "a:7401,not an address"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("peers[0].address: host:port expected")));
+}
+
 TEST(ConfigTest, UnknownFieldIsNamed) {
   std::string yaml = std::string(kValid) + "colour: blue\n";
   EXPECT_THAT(ParseNodeConfig(yaml, "node.yaml"),
