@@ -50,7 +50,8 @@ absl::Status PgError(PGconn* conn, const PGresult* res, absl::string_view what) 
 
 class PgStmt final : public StmtImpl {
  public:
-  PgStmt(PgDb* db, std::string name, const char* sql) : db_(db), name_(std::move(name)) {
+  PgStmt(PgDb* db, std::shared_ptr<PgConn> handle, std::string name, const char* sql)
+      : db_(db), conn_(std::move(handle)), name_(std::move(name)) {
     const std::string text = NumberParameters(sql, &params_);
     PGresult* r = PQprepare(conn(), name_.c_str(), text.c_str(), 0, nullptr);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -81,7 +82,8 @@ class PgStmt final : public StmtImpl {
 
   ~PgStmt() override {
     Reset();
-    if (prepared_ && db_->Connected()) {
+    // Once the PgDb is gone the session ends with the last statement: nothing to deallocate.
+    if (prepared_ && conn_->open && PQstatus(conn()) == CONNECTION_OK) {
       PGresult* r = PQexec(conn(), absl::StrCat("DEALLOCATE ", name_).c_str());
       PQclear(r);
     }
@@ -178,7 +180,7 @@ class PgStmt final : public StmtImpl {
   }
 
  private:
-  PGconn* conn() const { return db_->get(); }
+  PGconn* conn() const { return conn_->conn; }
   bool HasRow() const { return result_ != nullptr && row_ >= 0 && row_ < PQntuples(result_); }
 
   // Use starts a new use at parameter 1 and checks the index.
@@ -201,7 +203,8 @@ class PgStmt final : public StmtImpl {
     formats_[i - 1] = bytea_[i - 1] ? 1 : 0;
   }
 
-  PgDb* db_;
+  PgDb* db_;  // used only while stepping, when the PgDb is alive
+  const std::shared_ptr<PgConn> conn_;
   const std::string name_;
   bool prepared_ = false;
   int params_ = 0;
@@ -287,34 +290,36 @@ absl::StatusOr<std::unique_ptr<PgDb>> PgDb::Connect(const std::string& dsn) {
   return db;
 }
 
+PgConn::~PgConn() { PQfinish(conn); }
+
 PgDb::~PgDb() {
   ClearPrepared();
-  PQfinish(conn_);
+  conn_->open = false;  // statements still held elsewhere keep the connection until they go
 }
 
-bool PgDb::Connected() const { return PQstatus(conn_) == CONNECTION_OK; }
+bool PgDb::Connected() const { return PQstatus(get()) == CONNECTION_OK; }
 
 bool PgDb::InTransaction() {
-  const PGTransactionStatusType t = PQtransactionStatus(conn_);
+  const PGTransactionStatusType t = PQtransactionStatus(get());
   return t == PQTRANS_INTRANS || t == PQTRANS_INERROR || t == PQTRANS_ACTIVE;
 }
 
 absl::Status PgDb::Exec(const char* sql) {
-  PGresult* r = PQexec(conn_, sql);
+  PGresult* r = PQexec(get(), sql);
   const ExecStatusType st = PQresultStatus(r);
   absl::Status s;
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
     int64_t changed = 0;
     if (absl::SimpleAtoi(PQcmdTuples(r), &changed)) changes_ = changed;
   } else {
-    s = PgError(conn_, r, "exec");
+    s = PgError(get(), r, "exec");
   }
   PQclear(r);
   return s;
 }
 
 std::unique_ptr<StmtImpl> PgDb::Prepare(const char* sql) {
-  return std::make_unique<PgStmt>(this, absl::StrCat("s", ++next_statement_), sql);
+  return std::make_unique<PgStmt>(this, conn_, absl::StrCat("s", ++next_statement_), sql);
 }
 
 }  // namespace caseway::server

@@ -15,6 +15,16 @@ typedef struct pg_conn PGconn;
 
 namespace caseway::server {
 
+// PgConn owns a libpq connection. PgDb and each of its statements share it: the connection is
+// closed when the last of them is gone (a store's prepared statements may outlive the Db they
+// were prepared on, as SQLite's sqlite3_close_v2 allows). `open` is false once the PgDb is gone.
+struct PgConn {
+  explicit PgConn(PGconn* c) : conn(c) {}
+  ~PgConn();
+  PGconn* const conn;
+  bool open = true;
+};
+
 // PgDb is one PostgreSQL connection.
 //
 // Statements are prepared on the server (the `?` of the store's SQL numbered $1, $2, ...;
@@ -37,7 +47,7 @@ class PgDb final : public Db {
   ~PgDb() override;
 
   // The raw connection, for what only PostgreSQL has (advisory locks, LISTEN).
-  PGconn* get() const { return conn_; }
+  PGconn* get() const { return conn_->conn; }
   // Connected is false once the connection is lost.
   bool Connected() const;
 
@@ -51,10 +61,10 @@ class PgDb final : public Db {
   void set_changes(int64_t n) { changes_ = n; }
 
  private:
-  explicit PgDb(PGconn* conn) : conn_(conn) {}
+  explicit PgDb(PGconn* conn) : conn_(std::make_shared<PgConn>(conn)) {}
   std::unique_ptr<StmtImpl> Prepare(const char* sql) override;
 
-  PGconn* conn_;
+  std::shared_ptr<PgConn> conn_;
   int next_statement_ = 0;
   int64_t changes_ = 0;
 };
