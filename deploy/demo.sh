@@ -268,7 +268,8 @@ if [ $postgres = 1 ]; then
   [ -f "$run/440305-b.port" ] || { echo "the standby did not take over:"; tail "$run/440305-b.log"; exit 1; }
   python3 -c "import sys; print('the standby of 440305 took over after %.1f s' % (float(sys.argv[2]) - float(sys.argv[1])))" \
     "$started" "$(date +%s.%N)"
-  fresh "$here/samples/notices-360102.jsonl" | head -1 | sed 's/"notice_id": *"\([^"]*\)"/"notice_id": "\1-after-failover"/' |
+  head -1 "$here/samples/notices-360102.jsonl" >"$run/after-failover.jsonl"
+  fresh "$run/after-failover.jsonl" | sed 's/"notice_id": *"\([^"]*\)"/"notice_id": "\1-after-failover"/' |
     cli 360102 publish - | summarize_publish
   await_inbox 440305 14
   echo "440305 (its node b now) received it: $(inbox_count 440305) notices in its inbox, none lost or repeated"
