@@ -59,8 +59,11 @@ Usage:
   caseway-node --help | --version
 
 The configuration is YAML mapped onto caseway.v1.NodeConfig (see docs/configuration.md). The same
-checks run before every start. Exit status: 0 after a clean shutdown, 2 for a bad command line,
-configuration or file (the message names the field and the path), 1 otherwise.
+checks run before every start. With storage.postgres the node may be one of an active/standby
+pair: it waits as the standby, listening nowhere, until it holds the writer lease (docs/operator.md,
+"Active/standby on PostgreSQL"). Exit status: 0 after a clean shutdown, 2 for a bad command line,
+configuration or file (the message names the field and the path), 75 after a storage fault, 76
+when the writer lease was lost (restart it: it comes back as the standby), 1 otherwise.
 )";
 
 int WritePortFile(const std::string& path, int port) {
