@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -376,17 +375,12 @@ std::vector<std::string> NodeProcess::CliFlags(const std::string& name) {
 
 int64_t NodeProcess::Count(const std::string& sql) const {
   if (!postgres_dsn_.empty()) {
-    PGconn* conn = PQconnectdb(postgres_dsn_.c_str());
-    PGresult* r = PQexec(conn, sql.c_str());
-    int64_t value = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) {
-      value = std::strtoll(PQgetvalue(r, 0, 0), nullptr, 10);
-    } else {
-      ADD_FAILURE() << "query failed: " << sql << ": " << PQerrorMessage(conn);
+    auto rows = PgQuery(postgres_dsn_, sql);
+    if (!rows.ok() || rows->empty()) {
+      ADD_FAILURE() << "query failed: " << sql << ": " << rows.status();
+      return -1;
     }
-    PQclear(r);
-    PQfinish(conn);
-    return value;
+    return std::strtoll(rows->front().c_str(), nullptr, 10);
   }
   sqlite3* db = nullptr;
   int64_t value = -1;
@@ -407,11 +401,8 @@ int64_t NodeProcess::Count(const std::string& sql) const {
 
 void NodeProcess::Exec(const std::string& sql) const {
   if (!postgres_dsn_.empty()) {
-    PGconn* conn = PQconnectdb(postgres_dsn_.c_str());
-    PGresult* r = PQexec(conn, sql.c_str());
-    EXPECT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << sql << ": " << PQerrorMessage(conn);
-    PQclear(r);
-    PQfinish(conn);
+    auto done = PgQuery(postgres_dsn_, sql);
+    EXPECT_TRUE(done.ok()) << sql << ": " << done.status();
     return;
   }
   sqlite3* db = nullptr;
@@ -426,22 +417,9 @@ void NodeProcess::Exec(const std::string& sql) const {
 std::vector<std::string> NodeProcess::Blobs(const std::string& sql) const {
   std::vector<std::string> out;
   if (!postgres_dsn_.empty()) {
-    PGconn* conn = PQconnectdb(postgres_dsn_.c_str());
-    PGresult* r = PQexec(conn, sql.c_str());
-    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-      for (int i = 0; i < PQntuples(r); ++i) {
-        size_t n = 0;
-        unsigned char* bytes =
-            PQunescapeBytea(reinterpret_cast<const unsigned char*>(PQgetvalue(r, i, 0)), &n);
-        out.emplace_back(reinterpret_cast<const char*>(bytes), bytes != nullptr ? n : 0);
-        PQfreemem(bytes);
-      }
-    } else {
-      ADD_FAILURE() << "query failed: " << sql << ": " << PQerrorMessage(conn);
-    }
-    PQclear(r);
-    PQfinish(conn);
-    return out;
+    auto rows = PgQuery(postgres_dsn_, sql);
+    if (!rows.ok()) ADD_FAILURE() << "query failed: " << sql << ": " << rows.status();
+    return rows.ok() ? *rows : out;
   }
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(db_path().c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {

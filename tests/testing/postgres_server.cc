@@ -26,7 +26,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "tests/testing/harness.h"
 
 namespace caseway::testing {
 namespace {
@@ -197,11 +196,6 @@ absl::Status PostgresServer::Stop() {
   return absl::DeadlineExceededError("postgres did not stop within 30 s; killed");
 }
 
-absl::Status PostgresServer::Restart() {
-  if (pid_ != 0) return absl::FailedPreconditionError("postgres is running");
-  return StartPostmaster();
-}
-
 PostgresServer::~PostgresServer() {
   Stop().IgnoreError();
   std::error_code ec;
@@ -213,18 +207,34 @@ std::string PostgresServer::Dsn(const std::string& database) const {
                       " connect_timeout=5");
 }
 
-absl::StatusOr<std::string> PostgresServer::Psql(const std::string& database,
-                                                 const std::string& sql) {
-  RunResult r = RunCommand({bindir_ + "/psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d",
-                            Dsn(database), "-c", sql});
-  if (r.exit_code != 0) {
-    return absl::InternalError(absl::StrCat("psql: ", r.err.empty() ? r.out : r.err));
-  }
-  return r.out;
+absl::Status PostgresServer::CreateDatabase(const std::string& name) {
+  return PgQuery(Dsn("postgres"), absl::StrCat("CREATE DATABASE \"", name, "\"")).status();
 }
 
-absl::Status PostgresServer::CreateDatabase(const std::string& name) {
-  return Psql("postgres", absl::StrCat("CREATE DATABASE \"", name, "\"")).status();
+absl::StatusOr<std::vector<std::string>> PgQuery(const std::string& dsn, const std::string& sql) {
+  PGconn* conn = PQconnectdb(dsn.c_str());
+  PGresult* r = PQexec(conn, sql.c_str());
+  absl::StatusOr<std::vector<std::string>> out = std::vector<std::string>();
+  const ExecStatusType st = PQresultStatus(r);
+  if (st == PGRES_TUPLES_OK) {
+    constexpr Oid kByteaOid = 17;
+    for (int i = 0; i < PQntuples(r); ++i) {
+      const char* v = PQgetvalue(r, i, 0);
+      if (PQftype(r, 0) != kByteaOid) {
+        out->emplace_back(v, PQgetlength(r, i, 0));
+        continue;
+      }
+      size_t n = 0;
+      unsigned char* bytes = PQunescapeBytea(reinterpret_cast<const unsigned char*>(v), &n);
+      out->emplace_back(reinterpret_cast<const char*>(bytes), bytes != nullptr ? n : 0);
+      PQfreemem(bytes);
+    }
+  } else if (st != PGRES_COMMAND_OK) {
+    out = absl::InternalError(PQerrorMessage(conn));
+  }
+  PQclear(r);
+  PQfinish(conn);
+  return out;
 }
 
 absl::StatusOr<std::string> NewPostgresDatabase(const std::string& prefix) {

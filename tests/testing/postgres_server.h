@@ -35,17 +35,10 @@ class PostgresServer {
   std::string Dsn(const std::string& database = "postgres") const;
   // CreateDatabase makes a new, empty database.
   absl::Status CreateDatabase(const std::string& name);
-  // Psql runs one SQL command through psql as the superuser, returning its output.
-  absl::StatusOr<std::string> Psql(const std::string& database, const std::string& sql);
 
   int port() const { return port_; }
-  // The postmaster's process id (0 when stopped).
-  pid_t pid() const { return pid_; }
-  const std::string& dir() const { return dir_; }
-
-  // Stop shuts the server down (fast: open connections are ended). Start again with Restart.
+  // Stop shuts the server down (fast: open connections are ended).
   absl::Status Stop();
-  absl::Status Restart();
 
  private:
   PostgresServer() = default;
@@ -65,6 +58,10 @@ class PostgresServer {
 // SharedPostgres is one server for the whole test process, started on first use and stopped at
 // exit (nullptr, with a test failure, when it cannot start). Each test makes its own database.
 PostgresServer* SharedPostgres();
+// PgQuery runs one SQL command on `dsn` and returns the first column of each row it returns
+// (bytea decoded); INTERNAL with the server's message when it fails.
+absl::StatusOr<std::vector<std::string>> PgQuery(const std::string& dsn, const std::string& sql);
+
 // NewPostgresDatabase makes a new database named `prefix`_N on the shared server and returns its
 // connection string.
 absl::StatusOr<std::string> NewPostgresDatabase(const std::string& prefix);
