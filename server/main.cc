@@ -62,8 +62,9 @@ The configuration is YAML mapped onto caseway.v1.NodeConfig (see docs/configurat
 checks run before every start. With storage.postgres the node may be one of an active/standby
 pair: it waits as the standby, listening nowhere, until it holds the writer lease (docs/operator.md,
 "Active/standby on PostgreSQL"). Exit status: 0 after a clean shutdown, 2 for a bad command line,
-configuration or file (the message names the field and the path), 75 after a storage fault, 76
-when the writer lease was lost (restart it: it comes back as the standby), 1 otherwise.
+configuration or file (the message names the field and the path), 75 after a storage fault (on
+PostgreSQL also a lost connection: restart it), 76 when the writer lease was lost (restart it: it
+comes back as the standby), 1 otherwise.
 )";
 
 int WritePortFile(const std::string& path, int port) {
@@ -277,15 +278,23 @@ int Main(int argc, char** argv) {
     absl::Time reported_at = absl::InfinitePast();
     auto acquired = caseway::server::WriterLease::Acquire(
         lease_options,
-        [&](const std::string& holder, double seconds_left) {
-          // Once per holder, and again every minute while it stays.
-          if (holder == reported && absl::Now() - reported_at < absl::Minutes(1)) return;
-          reported = holder;
+        [&](const caseway::server::WriterLease::Wait& w) {
+          // Once per holder (or error), and again every minute while it stays.
+          const std::string now = w.error.ok() ? w.holder : w.error.ToString();
+          if (now == reported && absl::Now() - reported_at < absl::Minutes(1)) return;
+          reported = now;
           reported_at = absl::Now();
+          if (!w.error.ok()) {
+            caseway::common::Log(caseway::common::LogLevel::kWarn,
+                                 "standby: the database cannot be asked for the writer lease "
+                                 "(retried)",
+                                 {{"status", w.error.ToString()}});
+            return;
+          }
           caseway::common::Log(caseway::common::LogLevel::kInfo,
                                "standby: another node of this jurisdiction holds the writer lease",
-                               {{"holder", holder},
-                                {"seconds_left", absl::StrCat(static_cast<int64_t>(seconds_left))}});
+                               {{"holder", w.holder},
+                                {"seconds_left", absl::StrCat(static_cast<int64_t>(w.seconds_left))}});
         },
         [&](absl::Duration poll) {
           const timespec wait = absl::ToTimespec(poll);

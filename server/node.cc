@@ -342,6 +342,23 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
           {{"status", s.ToString()}});
       std::_Exit(kLeaseLostExitCode);
     };
+    // A session frozen inside a write transaction would keep the lease row locked: the server
+    // ends it after one ttl, by when this node's lease has run out anyway.
+    store_options.postgres_idle_in_transaction = lease->ttl();
+    // The writer's connection lost: after one ttl without renewal the lease is someone else's
+    // (the node was frozen, say); otherwise a restart connects again.
+    store_options.connection_lost = [lease = lease.get()](const absl::Status& s) {
+      if (lease->Expired()) {
+        Log(LogLevel::kError, "writer lease lost: this node stops (it restarts as the standby)",
+            {{"status", s.ToString()}});
+        std::_Exit(kLeaseLostExitCode);
+      }
+      Log(LogLevel::kError,
+          "storage fault: the connection to PostgreSQL was lost; the node stops at once (a "
+          "restart connects again)",
+          {{"status", s.ToString()}});
+      std::_Exit(kStorageFaultExitCode);
+    };
   }
   store_options.group_commit_max = static_cast<int>(config.storage().group_commit_max());
   store_options.self = config.jurisdiction();

@@ -240,6 +240,44 @@ TEST_F(FailoverTest, AFrozenActiveNodeIsReplacedAndStopsWhenItWakes) {
   EXPECT_EQ(a2_->Count("SELECT max(seq) FROM channel_entry WHERE destination = '360102'"), 2);
 }
 
+// The active node freezes in the middle of a write transaction (the test build stops itself,
+// SIGSTOP, inside its second publish): its session holds the lease row's share lock, so the standby
+// can take over only once PostgreSQL has ended that session (idle_in_transaction_session_timeout,
+// one lease ttl). The publish the frozen node never committed is retried by the client on the
+// standby and stored there once; the frozen node, woken, stops without writing.
+TEST_F(FailoverTest, AnActiveNodeFrozenInsideAWriteTransactionIsReplaced) {
+  a1_->set_postgres(dsn_);
+  a1_->set_env("CASEWAY_FAULTS=freeze_in_publish=2");
+  a2_->set_postgres(dsn_);
+  ASSERT_OK(a1_->Start());
+  a2_->Launch();
+  ASSERT_OK(b_->Start());
+  auto pair_client = PairClient();
+  ASSERT_OK(pair_client->Publish(SampleNotice("before", {kB})).status());
+
+  const absl::Time frozen = absl::Now();
+  auto r = pair_client->Publish(SampleNotice("during", {kB}));  // a1 freezes inside it
+  ASSERT_OK(r.status());
+  EXPECT_EQ(r->deliveries(0).seq(), 2u);
+  EXPECT_LT(absl::Now() - frozen, absl::Seconds(15));
+  ASSERT_OK(a2_->WaitListening(absl::Seconds(1))) << a2_->log();
+
+  auto b_client = b_->NewClient();
+  std::multiset<std::string> at_b;
+  ASSERT_TRUE(WaitFor([&] {
+    at_b = InboxIds(b_client.get());
+    return at_b.size() >= 2;
+  }, absl::Seconds(30))) << at_b.size() << " at 360102";
+  EXPECT_EQ(at_b, (std::multiset<std::string>{"before", "during"}));
+
+  ASSERT_EQ(kill(a1_->pid(), SIGCONT), 0);
+  ASSERT_TRUE(WaitFor([&] { return a1_->Exited(); }, absl::Seconds(10))) << a1_->log();
+  EXPECT_EQ(a1_->exit_status(), 76) << a1_->log();
+  EXPECT_THAT(a1_->log(), HasSubstr("writer lease lost"));
+  EXPECT_EQ(a2_->Count("SELECT count(*) FROM notice"), 2);
+  EXPECT_EQ(a2_->Count("SELECT max(seq) FROM channel_entry WHERE destination = '360102'"), 2);
+}
+
 // A standby that is stopped while it waits exits cleanly, and a node of a pair refuses the
 // SQLite-only commands with the way to do it on PostgreSQL.
 TEST_F(FailoverTest, AStandbyStopsCleanlyAndBackupPointsToPostgresTools) {

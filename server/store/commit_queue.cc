@@ -7,11 +7,12 @@
 namespace caseway::server {
 
 CommitQueue::CommitQueue(std::unique_ptr<Db> db, int max_group, TxnParticipant* participant,
-                         BeginCheck begin_check)
+                         BeginCheck begin_check, ConnectionLost lost)
     : db_(std::move(db)),
       max_group_(max_group),
       participant_(participant),
       begin_check_(std::move(begin_check)),
+      lost_(std::move(lost)),
       thread_([this] { Loop(); }) {}
 
 CommitQueue::~CommitQueue() {
@@ -109,6 +110,11 @@ void CommitQueue::Loop() {
     {
       absl::MutexLock lock(&observer_mu_);
       if (observer_) observer_(absl::FromChrono(busy), group.size(), txn.ok());
+    }
+    // The loss is reported before the group's callers hear their failure.
+    if (!txn.ok() && lost_ && !lost_called_ && db_->Broken()) {
+      lost_called_ = true;
+      lost_(txn);
     }
     for (size_t i = 0; i < group.size(); ++i) {
       group[i].done(txn.ok() ? results[i] : txn);

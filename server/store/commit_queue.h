@@ -46,10 +46,14 @@ class CommitQueue {
   // BeginCheck runs first in every group transaction; when it fails, the group fails with its
   // status and is rolled back (the writer lease's fence: server/store/writer_lease.h).
   using BeginCheck = std::function<absl::Status(Db* db)>;
+  // ConnectionLost runs once, when a group found the connection broken (Db::Broken: PostgreSQL
+  // went away or ended the session), before that group's callers hear that it failed. Every later
+  // group fails too.
+  using ConnectionLost = std::function<void(const absl::Status&)>;
 
   // `participant` (may be null) must outlive the queue.
   CommitQueue(std::unique_ptr<Db> db, int max_group, TxnParticipant* participant = nullptr,
-              BeginCheck begin_check = nullptr);
+              BeginCheck begin_check = nullptr, ConnectionLost lost = nullptr);
   ~CommitQueue();
 
   // Submit queues an operation; `done` receives its final status after the commit.
@@ -82,6 +86,8 @@ class CommitQueue {
   const int max_group_;
   TxnParticipant* const participant_;
   const BeginCheck begin_check_;
+  const ConnectionLost lost_;
+  bool lost_called_ = false;  // writer thread only
   absl::Mutex mu_;
   std::deque<Op> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -7,7 +7,9 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
+#include <csignal>
 #include <cstdlib>
 #include <future>
 #include <utility>
@@ -438,7 +440,8 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
     };
   }
   store->queue_ = std::make_unique<CommitQueue>(std::move(db), options.group_commit_max,
-                                                store->log_.get(), std::move(fence));
+                                                store->log_.get(), std::move(fence),
+                                                options.connection_lost);
   store->wal_checkpointer_ = std::thread([s = store.get()] { s->CheckpointLoop(); });
   return store;
 }
@@ -536,7 +539,9 @@ absl::StatusOr<std::unique_ptr<Db>> NoticeStore::AcquireReader() {
 
 absl::StatusOr<std::unique_ptr<Db>> NoticeStore::Connect(const StoreOptions& options) {
   if (!options.postgres_dsn.empty()) {
-    ASSIGN_OR_RETURN(std::unique_ptr<PgDb> db, PgDb::Connect(options.postgres_dsn));
+    PgSession session;
+    session.idle_in_transaction = options.postgres_idle_in_transaction;
+    ASSIGN_OR_RETURN(std::unique_ptr<PgDb> db, PgDb::Connect(options.postgres_dsn, session));
     return std::unique_ptr<Db>(std::move(db));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(options.path));
@@ -544,6 +549,7 @@ absl::StatusOr<std::unique_ptr<Db>> NoticeStore::Connect(const StoreOptions& opt
 }
 
 void NoticeStore::ReleaseReader(std::unique_ptr<Db> db) {
+  if (db->Broken()) return;  // the next read connects again
   absl::MutexLock lock(&readers_mu_);
   if (readers_.size() < 16) readers_.push_back(std::move(db));
 }
@@ -619,6 +625,13 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
     auto& changes = state->changes;
     changes.clear();
     state->keys.clear();
+    // Test fault: the node freezes (SIGSTOP) inside the write transaction of its n-th publish,
+    // past the writer lease's fence, so holding the lease row's share lock (FailoverTest).
+    if (common::FaultHits("freeze_in_publish", 1, UINT64_MAX)) {
+      static std::atomic<uint64_t> publishes{0};
+      const uint64_t n = ++publishes;
+      if (common::FaultHits("freeze_in_publish", n, n)) raise(SIGSTOP);
+    }
     int64_t now = NowMicros();
     for (size_t i = 0; i < notices.size(); ++i) {
       const PreparedNotice& n = notices[i];

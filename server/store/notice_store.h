@@ -109,6 +109,16 @@ struct StoreOptions {
   std::string lease_holder;
   int64_t lease_epoch = 0;
   std::function<void(const absl::Status&)> fenced;
+  // On PostgreSQL, the idle_in_transaction_session_timeout of the store's sessions (zero: the
+  // server's). A node frozen inside a write transaction holds the lease row's share lock that
+  // Fence took; the server ends its session after this long and the standby can take the lease.
+  // The node sets it to the lease's ttl, which no healthy write transaction comes near.
+  absl::Duration postgres_idle_in_transaction;
+  // On PostgreSQL, runs once (on the writer thread) when the writer's connection is lost: the
+  // server restarted, ended the session or became unreachable. The group in flight failed and
+  // nothing of it was acknowledged; every later write fails (UNAVAILABLE). The node stops then,
+  // and its restart reconnects (docs/operator.md).
+  std::function<void(const absl::Status&)> connection_lost;
 };
 
 // AccessEntry is one read of personal data, for the access log (docs/privacy.md).

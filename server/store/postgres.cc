@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/status_macros.h"
 
 namespace caseway::server {
 namespace {
@@ -44,7 +45,7 @@ absl::Status PgError(PGconn* conn, const PGresult* res, absl::string_view what) 
     return absl::UnavailableError(msg);
   }
   if (absl::StartsWith(code, "53")) return absl::ResourceExhaustedError(msg);
-  if (absl::StartsWith(code, "40")) return absl::AbortedError(msg);
+  if (absl::StartsWith(code, "40") || code == "55P03") return absl::AbortedError(msg);
   return absl::InternalError(msg);
 }
 
@@ -270,7 +271,8 @@ std::string NumberParameters(absl::string_view sql, int* count) {
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<PgDb>> PgDb::Connect(const std::string& dsn) {
+absl::StatusOr<std::unique_ptr<PgDb>> PgDb::Connect(const std::string& dsn,
+                                                    const PgSession& session) {
   // Defaults a connection string may override (it is expanded after them): a peer that vanishes
   // without closing the connection is noticed in seconds, not at the kernel's two hours.
   const char* const keys[] = {"keepalives", "keepalives_idle", "keepalives_interval",
@@ -287,6 +289,18 @@ absl::StatusOr<std::unique_ptr<PgDb>> PgDb::Connect(const std::string& dsn) {
   // The server's notices (e.g. "relation already exists, skipping") would go to stderr by
   // default: the store reports through statuses only.
   PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
+  // SET, not the connection string's `options`: a DSN that sets its own options keeps them.
+  std::string set;
+  if (session.idle_in_transaction > absl::ZeroDuration()) {
+    absl::StrAppend(&set, "SET idle_in_transaction_session_timeout = ",
+                    std::max<int64_t>(1, absl::ToInt64Milliseconds(session.idle_in_transaction)),
+                    ";");
+  }
+  if (session.lock_timeout > absl::ZeroDuration()) {
+    absl::StrAppend(&set, "SET lock_timeout = ",
+                    std::max<int64_t>(1, absl::ToInt64Milliseconds(session.lock_timeout)), ";");
+  }
+  if (!set.empty()) RETURN_IF_ERROR(db->Exec(set.c_str()));
   return db;
 }
 

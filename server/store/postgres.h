@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "server/store/sql.h"
 
 // libpq's connection, kept out of this header.
@@ -36,14 +37,26 @@ struct PgConn {
 // Errors: a status naming the statement's `what` and PostgreSQL's primary message (never its
 // detail, which quotes the values). RESOURCE_EXHAUSTED for SQLSTATE class 53 (disk full, out of
 // memory), UNAVAILABLE when the connection is lost (class 08, or libpq's connection is bad),
-// ABORTED when the transaction must be retried (class 40: serialization failure, deadlock),
-// INTERNAL otherwise.
+// ABORTED when the statement may succeed if retried (class 40: serialization failure, deadlock;
+// 55P03: lock_timeout ran out), INTERNAL otherwise.
+// PgSession holds settings of one connection's server session (zero: the server's own).
+struct PgSession {
+  // idle_in_transaction_session_timeout: the server ends the session of a client that stays this
+  // long inside a transaction without sending anything, and so releases its locks. A process
+  // frozen in the middle of a write transaction (SIGSTOP, a paused VM) keeps its connection open
+  // and would otherwise hold its row locks for ever.
+  absl::Duration idle_in_transaction;
+  // lock_timeout: a statement that waits this long for a lock fails (ABORTED) instead of waiting.
+  absl::Duration lock_timeout;
+};
+
 class PgDb final : public Db {
  public:
   // Connect opens a connection with a libpq connection string ("host=... port=... dbname=..."
-  // or a postgresql:// URI). UNAVAILABLE when the server cannot be reached; the message never
-  // includes the password.
-  static absl::StatusOr<std::unique_ptr<PgDb>> Connect(const std::string& dsn);
+  // or a postgresql:// URI) and applies `session`. UNAVAILABLE when the server cannot be
+  // reached; the message never includes the password.
+  static absl::StatusOr<std::unique_ptr<PgDb>> Connect(const std::string& dsn,
+                                                       const PgSession& session = {});
   ~PgDb() override;
 
   // The raw connection, for what only PostgreSQL has (advisory locks, LISTEN).
@@ -56,6 +69,7 @@ class PgDb final : public Db {
   absl::Status Begin() override { return Exec("BEGIN"); }
   bool InTransaction() override;
   int64_t Changes() override { return changes_; }
+  bool Broken() const override { return !Connected(); }
 
   // Statements report the rows they changed here.
   void set_changes(int64_t n) { changes_ = n; }

@@ -112,6 +112,9 @@ class Db {
   virtual bool InTransaction() = 0;
   // Changes is the number of rows the last INSERT, UPDATE or DELETE changed.
   virtual int64_t Changes() = 0;
+  // Broken is true once the connection is lost for good (PostgreSQL: the server went away or
+  // ended the session); nothing more can be done on it. A SQLite file is never broken.
+  virtual bool Broken() const { return false; }
   // Prepared returns this connection's statement for `sql` (a string literal: the pointer is
   // the key), preparing it on first use. The caller must Reset() it when done.
   Stmt& Prepared(const char* sql);

@@ -61,14 +61,16 @@ absl::Status WriterLease::CreateTable(Db* db) {
 }
 
 absl::StatusOr<std::unique_ptr<WriterLease>> WriterLease::Acquire(
-    const LeaseOptions& options,
-    const std::function<void(const std::string&, double)>& waiting,
+    const LeaseOptions& options, const std::function<void(const Wait&)>& waiting,
     const std::function<bool(absl::Duration)>& wait) {
   std::unique_ptr<Db> db;
   absl::Status last_error;
+  PgSession session;
+  session.lock_timeout = std::max(options.poll, absl::Milliseconds(100));
   for (;;) {
+    Wait told;
     if (db == nullptr) {
-      auto connected = PgDb::Connect(options.dsn);
+      auto connected = PgDb::Connect(options.dsn, session);
       if (connected.ok()) {
         db = std::move(*connected);
         if (absl::Status s = CreateTable(db.get()); !s.ok()) {
@@ -92,10 +94,10 @@ absl::StatusOr<std::unique_ptr<WriterLease>> WriterLease::Acquire(
       if (take.Step()) epoch = take.Int(0);
       absl::Status s = take.status("take the writer lease");
       take.Reset();
-      if (s.ok() && epoch > 0) {
-        return std::unique_ptr<WriterLease>(new WriterLease(options, std::move(db), epoch));
-      }
-      if (s.ok()) {
+      if (s.ok() && epoch > 0) return Taken(options, std::move(db), epoch);
+      // ABORTED: the holder is inside a write transaction (the row is share-locked) for longer
+      // than lock_timeout: the lease is held.
+      if (s.ok() || s.code() == absl::StatusCode::kAborted) {
         Stmt who(db.get(),
                  "SELECT holder, extract(epoch FROM expires_at - clock_timestamp()) "
                  "FROM writer_lease WHERE name = 'writer'");
@@ -105,6 +107,7 @@ absl::StatusOr<std::unique_ptr<WriterLease>> WriterLease::Acquire(
           holder = who.Text(0);
           if (!absl::SimpleAtod(who.Text(1), &left)) left = 0;
         }
+        last_error = who.status("look up the writer lease");
         who.Reset();
         if (!holder.empty() && DeadOnThisHost(holder)) {
           Stmt reclaim(db.get(),
@@ -114,25 +117,40 @@ absl::StatusOr<std::unique_ptr<WriterLease>> WriterLease::Acquire(
                        "RETURNING epoch");
           reclaim.Bind(1, options.holder).Bind(2, Micros(options.ttl)).Bind(3, holder);
           auto reclaimed = Returned(reclaim, "take the lease of a dead process");
-          if (reclaimed.ok()) {
-            return std::unique_ptr<WriterLease>(new WriterLease(options, std::move(db), *reclaimed));
-          }
+          if (reclaimed.ok()) return Taken(options, std::move(db), *reclaimed);
           // Otherwise it moved meanwhile: wait and look again.
         }
-        if (!holder.empty() && waiting) waiting(holder, left);
+        told.holder = holder;
+        told.seconds_left = left;
       } else {
         last_error = s;
-        if (!static_cast<PgDb*>(db.get())->Connected()) db.reset();
       }
+      if (!last_error.ok() && db->Broken()) db.reset();
     }
-    if (!last_error.ok() && waiting) waiting(absl::StrCat("(unknown: ", last_error.message(), ")"), 0);
+    if (!last_error.ok()) told = Wait{"", 0, last_error};
     last_error = absl::OkStatus();
+    if (waiting && (!told.holder.empty() || !told.error.ok())) waiting(told);
     if (!wait(options.poll)) return absl::CancelledError("gave up waiting for the writer lease");
   }
 }
 
+std::unique_ptr<WriterLease> WriterLease::Taken(const LeaseOptions& options,
+                                                std::unique_ptr<Db> db, int64_t epoch) {
+  // The holder's renewals wait for its own write transactions' share locks, however long. (If
+  // this fails the connection is dropped: the first renewal connects again.)
+  if (!db->Exec("RESET lock_timeout").ok()) db.reset();
+  return std::unique_ptr<WriterLease>(new WriterLease(options, std::move(db), epoch));
+}
+
 WriterLease::WriterLease(LeaseOptions options, std::unique_ptr<Db> db, int64_t epoch)
-    : options_(std::move(options)), epoch_(epoch), db_(std::move(db)) {}
+    : options_(std::move(options)),
+      epoch_(epoch),
+      db_(std::move(db)),
+      last_renewed_ns_(SteadyNanos()) {}
+
+bool WriterLease::Expired() const {
+  return SteadyNanos() - last_renewed_ns_.load() >= absl::ToInt64Nanoseconds(options_.ttl);
+}
 
 WriterLease::~WriterLease() {
   {
@@ -182,7 +200,6 @@ absl::Status WriterLease::Fence(Db* db, const std::string& holder, int64_t epoch
 
 void WriterLease::KeepRenewed(std::function<void(const std::string&)> lost) {
   lost_ = std::move(lost);
-  last_renewed_ns_ = SteadyNanos();
   renewer_ = std::thread([this] { RenewLoop(); });
   watchdog_ = std::thread([this] { WatchLoop(); });
 }
@@ -206,8 +223,7 @@ void WriterLease::WatchLoop() {
   while (!watch_stop_) {
     watch_mu_.AwaitWithTimeout(absl::Condition(&watch_stop_), options_.ttl / 10);
     if (watch_stop_) return;
-    const int64_t since = SteadyNanos() - last_renewed_ns_.load();
-    if (since >= absl::ToInt64Nanoseconds(options_.ttl)) {
+    if (Expired()) {
       watch_mu_.Unlock();
       Lost(absl::StrCat("not renewed within ", absl::FormatDuration(options_.ttl)));
       watch_mu_.Lock();
@@ -228,7 +244,7 @@ absl::Status WriterLease::Renew() {
   s.Bind(1, Micros(options_.ttl)).Bind(2, options_.holder).Bind(3, epoch_);
   absl::Status st = Done(s, "renew the writer lease");
   if (!st.ok()) {
-    if (!static_cast<PgDb*>(db_.get())->Connected()) db_.reset();
+    if (db_->Broken()) db_.reset();
     return st;
   }
   if (db_->Changes() == 0) {

@@ -44,18 +44,30 @@ struct LeaseOptions {
 // lease, ends it at once, so that a standby takes over at its next try instead of after `ttl`.
 class WriterLease {
  public:
-  // Acquire returns once this process holds the lease. While another holds it, it calls `waiting`
-  // (the holder and the seconds left) and then `wait(poll)`, which returns false to give up
-  // (CANCELLED). UNAVAILABLE only when `wait` gives up; a database that cannot be reached is
-  // retried like a held lease.
+  // LeaseWait is what a waiting standby is told at each try.
+  struct Wait {
+    std::string holder;       // the node holding the lease; empty when `error` is set
+    double seconds_left = 0;  // until its lease runs out unless renewed
+    absl::Status error;       // why the database could not be asked (unreachable, say)
+  };
+
+  // Acquire returns once this process holds the lease. While another holds it, or the database
+  // cannot be asked, it calls `waiting` and then `wait(poll)`, which returns false to give up
+  // (CANCELLED). A try never blocks on the lease row for longer than `poll` (lock_timeout): a
+  // holder frozen inside a write transaction keeps the row locked until the server ends its
+  // session (idle_in_transaction_session_timeout, StoreOptions).
   static absl::StatusOr<std::unique_ptr<WriterLease>> Acquire(
-      const LeaseOptions& options,
-      const std::function<void(const std::string& holder, double seconds_left)>& waiting,
+      const LeaseOptions& options, const std::function<void(const Wait&)>& waiting,
       const std::function<bool(absl::Duration)>& wait);
   ~WriterLease();
 
   int64_t epoch() const { return epoch_; }
   const std::string& holder() const { return options_.holder; }
+  absl::Duration ttl() const { return options_.ttl; }
+
+  // Expired is true once `ttl` has passed since the last renewal this process asked for (or
+  // since it took the lease): another node may hold it by now.
+  bool Expired() const;
 
   // KeepRenewed renews the lease every ttl/3 on its own thread. When it is lost (taken, or not
   // renewed within ttl: the database unreachable, or a call to it that does not return, which a
@@ -73,6 +85,9 @@ class WriterLease {
 
  private:
   WriterLease(LeaseOptions options, std::unique_ptr<Db> db, int64_t epoch);
+  // Taken makes the lease Acquire took on `db`.
+  static std::unique_ptr<WriterLease> Taken(const LeaseOptions& options, std::unique_ptr<Db> db,
+                                            int64_t epoch);
   void RenewLoop();
   void WatchLoop();
   absl::Status Renew();

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "common/digest.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -59,8 +60,8 @@ class WriterLeaseTest : public ::testing::Test {
     int left = tries;
     return WriterLease::Acquire(
         Options(holder),
-        [seen](const std::string& h, double) {
-          if (seen != nullptr) *seen = h;
+        [seen](const WriterLease::Wait& w) {
+          if (seen != nullptr) *seen = w.error.ok() ? w.holder : w.error.ToString();
         },
         [&left](absl::Duration d) {
           if (--left <= 0) return false;
@@ -240,6 +241,80 @@ TEST_F(WriterLeaseTest, ADeposedNodeCanNeverWriteAgain) {
   auto r = (*next)->Publish({Notice("n-2")});
   ASSERT_OK(r.status());
   EXPECT_EQ((*r)[0].deliveries(0).seq(), 2u);
+}
+
+// A holder that freezes inside a write transaction (past the fence, so holding the lease row's
+// share lock: SIGSTOP, a paused VM) keeps its connection open. Its session is ended by the server
+// after idle_in_transaction (the store's setting), and the next node takes the lease then; the
+// frozen writer, woken, finds its session gone and nothing it wrote kept.
+TEST_F(WriterLeaseTest, AHolderFrozenInsideAWriteTransactionLosesItsSessionAndTheLeaseMovesOn) {
+  auto a = TryAcquire("node-a", 1);
+  ASSERT_OK(a);
+  StoreOptions o = Store(**a, nullptr);
+  o.postgres_idle_in_transaction = absl::Seconds(1);
+  auto writer = NoticeStore::Connect(o);  // a session as the store opens it
+  ASSERT_OK(writer);
+  ASSERT_OK((*writer)->Begin());
+  ASSERT_OK(WriterLease::Fence(writer->get(), (*a)->holder(), (*a)->epoch()));
+  ASSERT_OK((*writer)->Exec("CREATE TABLE written_while_frozen(x INTEGER)"));
+  const absl::Time frozen = absl::Now();
+
+  std::string seen;
+  auto b = TryAcquire("node-b", 40, &seen);  // each try waits at most 100 ms for the row lock
+  ASSERT_OK(b) << "the last try saw: " << seen;
+  EXPECT_LT(absl::Now() - frozen, absl::Seconds(4));
+  EXPECT_EQ((*b)->epoch(), 2);
+
+  EXPECT_THAT((*writer)->Exec("COMMIT"), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  EXPECT_TRUE((*writer)->Broken());
+  auto tables = testing::PgQuery(dsn_, "SELECT count(*) FROM pg_tables WHERE tablename = "
+                                       "'written_while_frozen'");
+  ASSERT_OK(tables);
+  EXPECT_EQ(*tables, std::vector<std::string>{"0"});
+}
+
+// The server ends the store's sessions (an administrator's pg_terminate_backend, a restart): the
+// write in flight fails and is not kept, `connection_lost` runs once (the node stops then), later
+// writes fail too, and a read connects again.
+TEST_F(WriterLeaseTest, AStoreThatLosesItsWriterConnectionFailsItsWritesAndSaysSoOnce) {
+  auto a = TryAcquire("node-a", 1);
+  ASSERT_OK(a);
+  std::atomic<int> lost{0};
+  StoreOptions o = Store(**a, nullptr);
+  o.connection_lost = [&](const absl::Status& s) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+    ++lost;
+  };
+  auto store = NoticeStore::Open(o);
+  ASSERT_OK(store);
+  ASSERT_OK((*store)->Publish({Notice("n-1")}).status());
+  ASSERT_OK((*store)->ReadChannel("440305", 1, 10, 1 << 20).status());  // a reader is pooled
+
+  ASSERT_OK(testing::PgQuery(dsn_, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                   "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                .status());
+  // (pg_terminate_backend only signals: wait until the sessions are gone.)
+  for (int i = 0; i < 100; ++i) {
+    auto left = testing::PgQuery(dsn_, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                       "current_database() AND pid <> pg_backend_pid()");
+    ASSERT_OK(left);
+    if (*left == std::vector<std::string>{"0"}) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_THAT((*store)->Publish({Notice("n-2")}).status(), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  EXPECT_EQ(lost.load(), 1);
+  EXPECT_THAT((*store)->Publish({Notice("n-3")}).status(), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  EXPECT_EQ(lost.load(), 1);
+  EXPECT_THAT((*store)->ReadChannel("440305", 1, 10, 1 << 20).status(),
+              StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  auto read = (*store)->ReadChannel("440305", 1, 10, 1 << 20);
+  ASSERT_OK(read);
+  EXPECT_EQ(read->size(), 1u);
+  store->reset();
+
+  auto again = NoticeStore::Open(Store(**a, nullptr));
+  ASSERT_OK(again);
+  EXPECT_EQ((*again)->Channel("440305").head, 1u);
 }
 
 }  // namespace
