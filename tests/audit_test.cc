@@ -111,7 +111,7 @@ TEST_F(AuditTest, TamperedEntryIsReportedAsCorruptLogNamingIt) {
   Settled();
   RunResult clean = Audit({"verify", a_->address()});
   ASSERT_EQ(clean.exit_code, 0) << clean.out << clean.err;
-  a_->Exec("UPDATE log_leaf SET bytes = bytes || x'01' WHERE idx = 2");
+  a_->Exec("UPDATE log_leaf SET bytes = bytes || " + a_->Bytes("01") + " WHERE idx = 2");
   RunResult r = Audit({"verify", a_->address()});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("LOG_CORRUPT"));
@@ -143,7 +143,7 @@ TEST_F(AuditTest, TruncatedAndResignedLogIsAFork) {
       absl::Seconds(10)));
   // The operator stops A, cuts its log back to 3 entries with its checkpoints, and restarts it.
   a_->Stop();
-  a_->Exec("DELETE FROM log_leaf WHERE idx >= 3; DELETE FROM log_node WHERE ((idx + 1) << level) > 3;"
+  a_->Exec("DELETE FROM log_leaf WHERE idx >= 3; DELETE FROM log_node WHERE ((idx + 1) << CAST(level AS INTEGER)) > 3;"
            "DELETE FROM checkpoint; DELETE FROM cosignature;");
   ASSERT_OK(a_->Start());
   a = a_->NewClient();

@@ -67,6 +67,7 @@ class PrivacyTest : public AuditedPairTest {
 };
 
 TEST_F(PrivacyTest, NoNameOrIdentityNumberIsStoredInTheClearAndEveryReadPathSeesThem) {
+  if (TestStoreIsPostgres()) GTEST_SKIP() << "reads the bytes of the SQLite files (the sealing itself: StoreConformanceTest)";
   EXPECT_THAT(AddKey(*a_), HasSubstr("key 1 added"));
   EXPECT_THAT(AddKey(*b_), HasSubstr("key 1 added"));
   Seal(*a_);
@@ -123,6 +124,7 @@ TEST_F(PrivacyTest, NoNameOrIdentityNumberIsStoredInTheClearAndEveryReadPathSees
 }
 
 TEST_F(PrivacyTest, ARotatedKeyStillReadsOldDataAndResealRetiresIt) {
+  if (TestStoreIsPostgres()) GTEST_SKIP() << "caseway-node reseal rewrites a SQLite file (it refuses PostgreSQL: FailoverTest)";
   ASSERT_OK(a_->Start());
   ASSERT_OK(b_->Start());
   // Before encryption: the identity number is in A's file (what the grep finds when it is there).
@@ -138,8 +140,12 @@ TEST_F(PrivacyTest, ARotatedKeyStillReadsOldDataAndResealRetiresIt) {
   EXPECT_THAT(AddKey(*a_), HasSubstr("key 2 added"));
   ASSERT_OK(a_->Start());
   ASSERT_OK(a_->NewClient()->Publish(SampleNotice("p-2", {kB})));
-  EXPECT_EQ(a_->Count("SELECT count(*) FROM notice WHERE substr(bytes, 1, 6) = x'CF0100000001'"), 1);
-  EXPECT_EQ(a_->Count("SELECT count(*) FROM notice WHERE substr(bytes, 1, 6) = x'CF0100000002'"), 1);
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM notice WHERE substr(bytes, 1, 6) = " +
+                      a_->Bytes("CF0100000001")),
+            1);
+  EXPECT_EQ(a_->Count("SELECT count(*) FROM notice WHERE substr(bytes, 1, 6) = " +
+                      a_->Bytes("CF0100000002")),
+            1);
   // Every body reads: in the clear, under key 1 and under key 2; B got all three.
   for (const char* id : {"p-0", "p-1", "p-2"}) {
     EXPECT_EQ(Subjects(*a_, absl::StrCat("case-", id)), std::vector<std::string>{kIdNumber}) << id;

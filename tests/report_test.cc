@@ -331,7 +331,8 @@ TEST_F(ReportTest, AReportNeedsVerifiedLogsAndAValidPeriod) {
   ASSERT_TRUE(InboxHas(kB, 1));
   Settled();
   nodes_[kA]->Stop();
-  nodes_[kA]->Exec("UPDATE log_leaf SET bytes = bytes || x'01' WHERE idx = 1");
+  nodes_[kA]->Exec("UPDATE log_leaf SET bytes = bytes || " + nodes_[kA]->Bytes("01") +
+                   " WHERE idx = 1");
   nodes_[kA]->set_exchange_log_yaml("  scrub_rate: 0\n");
   ASSERT_OK(nodes_[kA]->Start());
   RunResult r = Report({});

@@ -62,6 +62,7 @@ class StorageFaultTest : public AuditedPairTest,
 };
 
 TEST_P(StorageFaultTest, AcknowledgedNoticesSurviveExactlyOnceAndTheLogReconciles) {
+  if (TestStoreIsPostgres()) GTEST_SKIP() << "disk faults in the SQLite files (a lost PostgreSQL connection: WriterLeaseTest, FailoverTest)";
   const FaultCase fault = GetParam();
   const std::string trigger = dir_.path() + "/fault-on";
   a_->add_env(absl::StrCat("LD_PRELOAD=", BinDir(), "/libcaseway_storage_fault_shim.so"));

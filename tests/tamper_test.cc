@@ -131,7 +131,7 @@ TEST_F(TamperTest, EntryBytes) {
   const int64_t idx = IndexOf(*a_, v1::LogEntry::KIND_SENT);
   ASSERT_GT(idx, 0);
   a_->Stop();
-  a_->Exec(absl::StrCat("UPDATE log_leaf SET bytes = bytes || x'01' WHERE idx = ", idx));
+  a_->Exec(absl::StrCat("UPDATE log_leaf SET bytes = bytes || ", a_->Bytes("01"), " WHERE idx = ", idx));
   ASSERT_OK(a_->Start());
   // Node: the scrub finds the entry; the node halts. Witness: reports the halt.
   ExpectHalted(*a_, *b_, absl::StrCat("entry ", idx));
@@ -160,8 +160,9 @@ TEST_F(TamperTest, EntryBytesAndLeafHash) {
   e.set_notice_id("rewritten");
   const std::string changed = common::DeterministicBytes(e);
   a_->Stop();
-  a_->Exec(absl::StrCat("UPDATE log_leaf SET bytes = x'", common::ToHex(changed), "', hash = x'",
-                        common::ToHex(common::LeafHash(changed)), "' WHERE idx = ", idx));
+  a_->Exec(absl::StrCat("UPDATE log_leaf SET bytes = ", a_->Bytes(common::ToHex(changed)),
+                        ", hash = ", a_->Bytes(common::ToHex(common::LeafHash(changed))),
+                        " WHERE idx = ", idx));
   ASSERT_OK(a_->Start());
   ExpectHalted(*a_, *b_, "does not match the entries below it");
   RunResult r = Audit({"verify", a_->address()});
@@ -177,7 +178,7 @@ TEST_F(TamperTest, Truncation) {
   const int64_t size = a_->Count("SELECT count(*) FROM log_leaf");
   a_->Stop();
   a_->Exec(absl::StrCat("DELETE FROM log_leaf WHERE idx >= ", size - 3,
-                        "; DELETE FROM log_node WHERE ((idx + 1) << level) > ", size - 3, ";"));
+                        "; DELETE FROM log_node WHERE ((idx + 1) << CAST(level AS INTEGER)) > ", size - 3, ";"));
   ASSERT_OK(a_->Start());
   // Node: refuses to sign a log shorter than its checkpoint, and halts.
   ExpectHalted(*a_, *b_, "but a checkpoint of");
@@ -205,11 +206,11 @@ TEST_F(TamperTest, RewrittenAndRehashedHistory) {
   common::MerkleFrontier frontier;
   for (size_t i = 0; i < leaves.size(); ++i) {
     const std::string leaf = common::LeafHash(leaves[i]);
-    absl::StrAppend(&sql, "UPDATE log_leaf SET bytes = x'", common::ToHex(leaves[i]), "', hash = x'",
-                    common::ToHex(leaf), "' WHERE idx = ", i, ";");
+    absl::StrAppend(&sql, "UPDATE log_leaf SET bytes = ", a_->Bytes(common::ToHex(leaves[i])),
+                    ", hash = ", a_->Bytes(common::ToHex(leaf)), " WHERE idx = ", i, ";");
     frontier.Append(leaf, [&](int level, uint64_t index, const std::string& hash) {
       absl::StrAppend(&sql, "INSERT INTO log_node(level, idx, hash) VALUES(", level, ", ", index,
-                      ", x'", common::ToHex(hash), "');");
+                      ", ", a_->Bytes(common::ToHex(hash)), ");");
     });
   }
   sql += "COMMIT;";
@@ -246,7 +247,7 @@ TEST_F(TamperTest, RemovedCheckpoints) {
 TEST_F(TamperTest, NoticeBytesAtTheOrigin) {
   Exchange(3);
   a_->Stop();
-  a_->Exec("UPDATE notice SET bytes = bytes || x'00' WHERE notice_id = 'n-2'");
+  a_->Exec("UPDATE notice SET bytes = bytes || " + a_->Bytes("00") + " WHERE notice_id = 'n-2'");
   ASSERT_OK(a_->Start());
   RunResult r = Audit({"verify", a_->address()});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
@@ -264,7 +265,7 @@ TEST_F(TamperTest, NoticeBytesAtTheOrigin) {
 TEST_F(TamperTest, InboxBytesAtTheDestination) {
   Exchange(3);
   b_->Stop();
-  b_->Exec("UPDATE inbox SET bytes = bytes || x'00' WHERE notice_id = 'n-3'");
+  b_->Exec("UPDATE inbox SET bytes = bytes || " + b_->Bytes("00") + " WHERE notice_id = 'n-3'");
   ASSERT_OK(b_->Start());
   RunResult r = Audit({"verify", b_->address()});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
@@ -281,8 +282,11 @@ TEST_F(TamperTest, Cosignatures) {
   a_->Stop();
   const int64_t size = a_->Count("SELECT max(size) FROM checkpoint");
   const std::string query = absl::StrCat("SELECT line FROM cosignature WHERE size = ", size);
-  a_->Exec(absl::StrCat("UPDATE cosignature SET line = CAST(replace(CAST(line AS TEXT), 'A', 'B') "
-                        "AS BLOB) WHERE size = ", size));
+  // Every 'A' of the signed line made a 'B' (the line is bytes: BLOB in SQLite, BYTEA in PostgreSQL).
+  const std::string changed_line =
+      a_->on_postgres() ? "convert_to(replace(convert_from(line, 'UTF8'), 'A', 'B'), 'UTF8')"
+                        : "CAST(replace(CAST(line AS TEXT), 'A', 'B') AS BLOB)";
+  a_->Exec(absl::StrCat("UPDATE cosignature SET line = ", changed_line, " WHERE size = ", size));
   const std::string corrupted = a_->Blobs(query).at(0);
   ASSERT_OK(a_->Start());
   ASSERT_TRUE(WaitFor(
@@ -303,7 +307,8 @@ TEST_F(TamperTest, Cosignatures) {
 TEST_F(TamperTest, Receipts) {
   Exchange(3);
   a_->Stop();
-  a_->Exec("UPDATE evidence SET signature = zeroblob(64) WHERE kind = 4 AND last_seq = 2");
+  a_->Exec("UPDATE evidence SET signature = " + a_->Bytes(std::string(128, '0')) +
+           " WHERE kind = 4 AND last_seq = 2");
   ASSERT_OK(a_->Start());
   RunResult r = Audit({"reconcile", a_->address(), b_->address()});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
@@ -464,7 +469,7 @@ TEST_F(TamperTest, UncheckpointedTailIsReReadAtStartUp) {
   // checkpoint, signed at start-up.
   ASSERT_EQ(a_->Count("SELECT count(*) FROM checkpoint WHERE size > 2"), 0);
   ASSERT_EQ(a_->Count("SELECT count(*) FROM log_leaf"), 5);  // those two and three notices
-  a_->Exec("UPDATE log_leaf SET bytes = bytes || x'01' WHERE idx = 2");
+  a_->Exec("UPDATE log_leaf SET bytes = bytes || " + a_->Bytes("01") + " WHERE idx = 2");
   ASSERT_OK(a_->Start());
   ASSERT_TRUE(WaitFor([&] { return a_->log().find("exchange halted") != std::string::npos; },
                       absl::Seconds(10)))

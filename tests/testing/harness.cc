@@ -229,8 +229,7 @@ std::string NodeProcess::address() const { return absl::StrCat("127.0.0.1:", por
 void NodeProcess::WriteConfig() {
   // CASEWAY_TEST_STORE=postgres runs every node of the test on PostgreSQL (a database of its own
   // on the test process's server): the integration tests as a conformance run of that backend.
-  if (const char* store = std::getenv("CASEWAY_TEST_STORE");
-      postgres_dsn_.empty() && store != nullptr && std::string(store) == "postgres") {
+  if (postgres_dsn_.empty() && TestStoreIsPostgres()) {
     if (auto dsn = NewPostgresDatabase("node_" + jurisdiction_); dsn.ok()) set_postgres(*dsn, "6s");
   }
   // The Pki issues this node's files unless the test brought all of its own.
@@ -371,6 +370,15 @@ std::vector<std::string> NodeProcess::CliFlags(const std::string& name) {
   std::string prefix = pki_->Client(jurisdiction_, name);
   return {"--address", address(), "--ca", pki_->ca(), "--cert", prefix + ".crt",
           "--key", prefix + ".key", "--purpose", kTestPurpose};
+}
+
+bool TestStoreIsPostgres() {
+  const char* store = std::getenv("CASEWAY_TEST_STORE");
+  return store != nullptr && std::string(store) == "postgres";
+}
+
+std::string NodeProcess::Bytes(const std::string& hex) const {
+  return on_postgres() ? absl::StrCat("decode('", hex, "', 'hex')") : absl::StrCat("x'", hex, "'");
 }
 
 int64_t NodeProcess::Count(const std::string& sql) const {

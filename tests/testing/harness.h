@@ -68,6 +68,11 @@ class Pki {
 // FreePort returns a port on 127.0.0.1 that was free a moment ago (bind to 0, read it back).
 int FreePort();
 
+// TestStoreIsPostgres is true when CASEWAY_TEST_STORE=postgres puts every node of the test on
+// PostgreSQL. A test of what only a SQLite file has (its permissions, the bytes in it, backup,
+// restore, reseal, disk faults) skips itself then.
+bool TestStoreIsPostgres();
+
 // HttpGet fetches http://127.0.0.1:<port><path> (HTTP/1.0) and returns the status code and body;
 // UNAVAILABLE when nothing answers.
 absl::StatusOr<std::pair<int, std::string>> HttpGet(int port, const std::string& path);
@@ -155,12 +160,20 @@ class NodeProcess {
   std::unique_ptr<caseway::client::Client> NewClient(const std::string& name = "office");
   std::vector<std::string> CliFlags(const std::string& name = "office");
 
+  // The tests read and tamper with a node's store in SQL that SQLite and PostgreSQL both accept
+  // (docs/testing.md, "PostgreSQL"); byte strings are written with Bytes.
+  //
   // Count runs a scalar SQL query against the node's database (read-only, another connection).
   int64_t Count(const std::string& sql) const;
   // Exec runs SQL that writes to the node's database (tampering in tests).
   void Exec(const std::string& sql) const;
   // Blobs returns the first column of every row of `sql` as bytes.
   std::vector<std::string> Blobs(const std::string& sql) const;
+  // Bytes is the SQL literal of the bytes `hex` spells in this node's database: x'..' in SQLite,
+  // decode('..', 'hex') in PostgreSQL.
+  std::string Bytes(const std::string& hex) const;
+  // on_postgres is true when the node's store is in PostgreSQL (known once it was started).
+  bool on_postgres() const { return !postgres_dsn_.empty(); }
   // Exited reports (and reaps) a process that ended by itself, e.g. through a crash fault.
   bool Exited();
   // The exit status Exited() saw (128 + signal when killed), -1 before.
