@@ -65,6 +65,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ConnectionOptions&
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(-1);  // the node enforces its own limit, with a clear status
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
   std::vector<std::unique_ptr<v1::Gateway::Stub>> stubs;
   if (options.address.find(',') != std::string::npos) {
     // An active/standby pair: the standby starts listening when it takes over; try it again
@@ -72,13 +73,19 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ConnectionOptions&
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    // A node that froze keeps its connection open: pings find it (every 15 s while a call is
+    // open, above the node's 10 s minimum, unanswered after 5 s) and end its Inbox stream.
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 15000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   }
   for (absl::string_view address : absl::StrSplit(options.address, ',', absl::SkipWhitespace())) {
-    stubs.push_back(v1::Gateway::NewStub(
-        grpc::CreateCustomChannel(std::string(absl::StripAsciiWhitespace(address)), creds, args)));
+    channels.push_back(
+        grpc::CreateCustomChannel(std::string(absl::StripAsciiWhitespace(address)), creds, args));
+    stubs.push_back(v1::Gateway::NewStub(channels.back()));
   }
   if (stubs.empty()) return absl::InvalidArgumentError("address: required");
-  return std::unique_ptr<Client>(new Client(std::move(stubs), options));
+  return std::unique_ptr<Client>(new Client(std::move(channels), std::move(stubs), options));
 }
 
 absl::Status Client::Checked(const grpc::Status& status) const {
@@ -208,8 +215,59 @@ absl::StatusOr<v1::AccessLogResponse> Client::AccessLog(const v1::AccessLogReque
   return resp;
 }
 
+// HandedOver holds the inbox_seqs handed to the callback as runs [first, last]: a stream sends
+// them in increasing order, so they are a few runs however long the call follows.
+struct Client::HandedOver {
+  std::vector<std::pair<uint64_t, uint64_t>> runs;  // sorted, disjoint
+  uint64_t count = 0;       // items handed over in all
+  bool new_stream = false;  // the next item is the first of a stream opened again
+
+  bool Contains(uint64_t seq) const {
+    auto it = std::upper_bound(runs.begin(), runs.end(), std::make_pair(seq, UINT64_MAX));
+    return it != runs.begin() && std::prev(it)->second >= seq;
+  }
+  void Add(uint64_t seq) {
+    ++count;
+    if (!runs.empty() && runs.back().second + 1 == seq) {
+      ++runs.back().second;
+    } else if (runs.empty() || runs.back().second < seq) {
+      runs.emplace_back(seq, seq);
+    } else {
+      runs.insert(std::upper_bound(runs.begin(), runs.end(), std::make_pair(seq, seq)),
+                  std::make_pair(seq, seq));
+    }
+  }
+  // A stream sends the oldest unacknowledged item first: nothing before it comes again.
+  void FirstOfStream(uint64_t seq) {
+    while (!runs.empty() && runs.front().second < seq) runs.erase(runs.begin());
+  }
+};
+
 absl::Status Client::Inbox(const InboxOptions& options,
                            const std::function<bool(const v1::InboxItem&)>& on_item) {
+  if (stubs_.size() == 1) return InboxStream(options, on_item, nullptr);
+  HandedOver handed;
+  auto deadline = std::chrono::system_clock::now() + kFailoverBudget;
+  for (;;) {
+    const uint64_t before = handed.count;
+    handed.new_stream = true;
+    absl::Status s = InboxStream(options, on_item, &handed);
+    if (s.code() != absl::StatusCode::kUnavailable) return s;
+    const auto now = std::chrono::system_clock::now();
+    if (handed.count > before) deadline = now + kFailoverBudget;  // that node delivered
+    if (now >= deadline) return s;
+    // The next address that connects within 2 s (a standby listens once it has taken over).
+    do {
+      Failover();
+    } while (!channels_[current_.load() % channels_.size()]->WaitForConnected(
+                 std::min(deadline, std::chrono::system_clock::now() + std::chrono::seconds(2))) &&
+             std::chrono::system_clock::now() < deadline);
+  }
+}
+
+absl::Status Client::InboxStream(const InboxOptions& options,
+                                 const std::function<bool(const v1::InboxItem&)>& on_item,
+                                 HandedOver* handed) {
   grpc::ClientContext ctx;
   auto stream = stub()->Inbox(&ctx);
   v1::InboxRequest start;
@@ -237,9 +295,18 @@ absl::Status Client::Inbox(const InboxOptions& options,
       if (!options.follow) break;
       continue;
     }
-    if (!on_item(resp.item())) {
+    const uint64_t seq = resp.item().inbox_seq();
+    if (handed != nullptr && handed->new_stream) {
+      handed->new_stream = false;
+      handed->FirstOfStream(seq);
+    }
+    if (handed != nullptr && handed->Contains(seq)) {
+      // Handed over on the other node's stream, its ack not committed: acknowledged here only.
+    } else if (!on_item(resp.item())) {
       stopped = true;
       break;
+    } else if (handed != nullptr) {
+      handed->Add(seq);
     }
     if (options.ack) {
       acks.mutable_ack()->add_inbox_seqs(resp.item().inbox_seq());

@@ -162,6 +162,58 @@ TEST_F(FailoverTest, TheStandbyTakesOverAKilledActiveNodeAndNothingIsLostOrDoubl
   EXPECT_THAT(r.out, HasSubstr("OK: every exchange matched"));
 }
 
+// A consumer follows the pair's inbox through a client that knows both addresses, without acking
+// (so the other node sends everything again): when the active node is killed, the client opens
+// the stream again on the standby once it has taken over, and hands every notice over once.
+TEST_F(FailoverTest, AnInboxConsumerFollowsTheFailoverAndSeesEveryNoticeOnce) {
+  constexpr int kEach = 15;
+  a1_->set_postgres(dsn_);
+  a2_->set_postgres(dsn_);
+  ASSERT_OK(a1_->Start());
+  a2_->Launch();
+  ASSERT_OK(b_->Start());
+  absl::Mutex mu;
+  std::multiset<std::string> seen;
+  absl::Status ended;
+  std::atomic<bool> done{false};
+  auto consumer_client = PairClient();
+  std::thread consumer([&] {
+    client::InboxOptions o;
+    o.follow = true;
+    o.ack = false;
+    ended = consumer_client->Inbox(o, [&](const v1::InboxItem& item) {
+      absl::MutexLock lock(&mu);
+      seen.insert(item.notice().notice_id());
+      return seen.size() < 2 * kEach;
+    });
+    done = true;
+  });
+  auto seen_count = [&] {
+    absl::MutexLock lock(&mu);
+    return seen.size();
+  };
+  auto b_client = b_->NewClient();
+  std::set<std::string> acked;
+  std::atomic<int> progress{0};
+  Publish(b_client.get(), "first-", kA, kEach, &acked, &progress);
+  EXPECT_TRUE(WaitFor([&] { return seen_count() >= kEach; }, absl::Seconds(30))) << seen_count();
+
+  a1_->Kill();
+  ASSERT_OK(a2_->WaitListening(absl::Seconds(15))) << a2_->log();
+  Publish(b_client.get(), "second-", kA, kEach, &acked, &progress);
+  const bool finished = WaitFor([&] { return done.load(); }, absl::Seconds(45));
+  if (!finished) a2_->Stop();  // ends the stream: the consumer gives up within its budget
+  consumer.join();
+  ASSERT_TRUE(finished) << seen_count() << " seen; " << ended;
+  EXPECT_OK(ended);
+  std::multiset<std::string> want;
+  for (int i = 0; i < kEach; ++i) {
+    want.insert(absl::StrCat("first-", i));
+    want.insert(absl::StrCat("second-", i));
+  }
+  EXPECT_EQ(seen, want);
+}
+
 // The active node loses its database connection and its process lives on: it stops writing (its
 // lease runs out and it exits as kLeaseLostExitCode, 76), and the standby takes over.
 TEST_F(FailoverTest, AnActiveNodeCutOffFromItsDatabaseStopsAndTheStandbyTakesOver) {
@@ -222,7 +274,6 @@ TEST_F(FailoverTest, AFrozenActiveNodeIsReplacedAndStopsWhenItWakes) {
   ASSERT_OK(a2_->WaitListening(absl::Seconds(1))) << a2_->log();
   ASSERT_OK(b_client->Publish(SampleNotice("b-after", {kA})).status());
 
-  // (An Inbox stream is not moved by the client: a consumer reopens it at the other address.)
   auto a2_client = a2_->NewClient();
   std::multiset<std::string> at_b, at_a;
   ASSERT_TRUE(WaitFor([&] {

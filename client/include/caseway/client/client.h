@@ -12,6 +12,10 @@
 #include "absl/status/statusor.h"
 #include "caseway/v1/gateway.grpc.pb.h"
 
+namespace grpc {
+class Channel;
+}  // namespace grpc
+
 namespace caseway::client {
 
 // ConnectionOptions say where the node is and which certificate to present.
@@ -90,6 +94,12 @@ class Client {
   // false to stop (that item is not acknowledged; the acks of the items before it are committed
   // before Inbox returns). Without options.follow, returns OK once caught up. With options.ack,
   // each item is acked after `on_item` returns true.
+  //
+  // With several addresses (an active/standby pair on one database), a stream that ends
+  // UNAVAILABLE (the node stopped or lost its lease) or goes silent (keepalive: about 20 s) is
+  // opened again on the next address, until kFailoverBudget passes without a stream that
+  // delivers. The other node sends again what was not acknowledged yet; an item this call
+  // already handed to `on_item` is acknowledged there but not handed over twice.
   absl::Status Inbox(const InboxOptions& options,
                      const std::function<bool(const caseway::v1::InboxItem&)>& on_item);
 
@@ -99,8 +109,9 @@ class Client {
   caseway::v1::Gateway::Stub* stub() { return stubs_[current_.load() % stubs_.size()].get(); }
 
  private:
-  Client(std::vector<std::unique_ptr<caseway::v1::Gateway::Stub>> stubs, ConnectionOptions options)
-      : stubs_(std::move(stubs)), options_(std::move(options)) {}
+  Client(std::vector<std::shared_ptr<grpc::Channel>> channels,
+         std::vector<std::unique_ptr<caseway::v1::Gateway::Stub>> stubs, ConnectionOptions options)
+      : channels_(std::move(channels)), stubs_(std::move(stubs)), options_(std::move(options)) {}
   // Failover moves to the next address (no-op with one).
   void Failover() {
     if (stubs_.size() > 1) ++current_;
@@ -109,11 +120,18 @@ class Client {
     if (stubs_.size() == 1) return CallIdempotent(call);
     return CallIdempotent(call, [this] { Failover(); });
   }
+  // HandedOver is the inbox_seqs one Inbox call handed to its callback (client.cc).
+  struct HandedOver;
+  // InboxStream runs one Inbox stream; `handed` (null with one address) skips and records items.
+  absl::Status InboxStream(const InboxOptions& options,
+                           const std::function<bool(const caseway::v1::InboxItem&)>& on_item,
+                           HandedOver* handed);
   // Checked converts a call's status; an UNAVAILABLE one gets the reason a TLS handshake with
   // the node fails, when it is one (a certificate outside its validity by either side's clock,
   // a refused certificate), since gRPC reports all of them as UNAVAILABLE.
   absl::Status Checked(const grpc::Status& status) const;
 
+  std::vector<std::shared_ptr<grpc::Channel>> channels_;  // one per address, as stubs_
   std::vector<std::unique_ptr<caseway::v1::Gateway::Stub>> stubs_;
   std::atomic<size_t> current_{0};
   ConnectionOptions options_;
