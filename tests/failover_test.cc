@@ -162,6 +162,31 @@ TEST_F(FailoverTest, TheStandbyTakesOverAKilledActiveNodeAndNothingIsLostOrDoubl
   EXPECT_THAT(r.out, HasSubstr("OK: every exchange matched"));
 }
 
+// PostgreSQL ends the active node's sessions (a restart of the database, pg_terminate_backend):
+// its next write fails unacknowledged and it stops (status 75, a restart connects again); the
+// client's retried publish is stored once, by the standby.
+TEST_F(FailoverTest, AnActiveNodeWhoseDatabaseSessionsEndStopsAndTheStandbyTakesOver) {
+  a1_->set_postgres(dsn_);
+  a2_->set_postgres(dsn_);
+  ASSERT_OK(a1_->Start());
+  a2_->Launch();
+  ASSERT_OK(b_->Start());
+  auto pair_client = PairClient();
+  ASSERT_OK(pair_client->Publish(SampleNotice("before", {kB})).status());
+
+  ASSERT_OK(PgQuery(dsn_, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                .status());
+  auto r = pair_client->Publish(SampleNotice("after", {kB}));
+  ASSERT_OK(r.status());
+  EXPECT_EQ(r->deliveries(0).seq(), 2u);
+  ASSERT_TRUE(WaitFor([&] { return a1_->Exited(); }, absl::Seconds(10))) << a1_->log();
+  EXPECT_EQ(a1_->exit_status(), 75) << a1_->log();
+  EXPECT_THAT(a1_->log(), HasSubstr("the connection to PostgreSQL was lost"));
+  ASSERT_OK(a2_->WaitListening(absl::Seconds(1))) << a2_->log();
+  EXPECT_EQ(a2_->Count("SELECT count(*) FROM notice"), 2);
+}
+
 // A consumer follows the pair's inbox through a client that knows both addresses, without acking
 // (so the other node sends everything again): when the active node is killed, the client opens
 // the stream again on the standby once it has taken over, and hands every notice over once.
