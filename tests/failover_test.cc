@@ -47,6 +47,16 @@ class FailoverTest : public ::testing::Test {
     auditor_ = pki_->Auditor("coordinator");
   }
 
+  // StartPair starts a1 (the active node), a2 (the standby: it listens only once it holds the
+  // lease) and their peer b, a1 and a2 on the test's database.
+  void StartPair() {
+    a1_->set_postgres(dsn_);
+    a2_->set_postgres(dsn_);
+    ASSERT_OK(a1_->Start());
+    a2_->Launch();
+    ASSERT_OK(b_->Start());
+  }
+
   std::string PairAddress() const { return a1_->address() + "," + a2_->address(); }
 
   // A client of 440305's office that knows both of its nodes.
@@ -103,11 +113,7 @@ class FailoverTest : public ::testing::Test {
 };
 
 TEST_F(FailoverTest, TheStandbyTakesOverAKilledActiveNodeAndNothingIsLostOrDoubled) {
-  a1_->set_postgres(dsn_);
-  a2_->set_postgres(dsn_);
-  ASSERT_OK(a1_->Start());
-  a2_->Launch();  // the standby: it listens only once it holds the lease
-  ASSERT_OK(b_->Start());
+  ASSERT_NO_FATAL_FAILURE(StartPair());
   absl::SleepFor(absl::Milliseconds(500));
   EXPECT_FALSE(a2_->Exited());
   EXPECT_THAT(a2_->log(), HasSubstr("standby: another node of this jurisdiction holds"));
@@ -166,11 +172,7 @@ TEST_F(FailoverTest, TheStandbyTakesOverAKilledActiveNodeAndNothingIsLostOrDoubl
 // its next write fails unacknowledged and it stops (status 75, a restart connects again); the
 // client's retried publish is stored once, by the standby.
 TEST_F(FailoverTest, AnActiveNodeWhoseDatabaseSessionsEndStopsAndTheStandbyTakesOver) {
-  a1_->set_postgres(dsn_);
-  a2_->set_postgres(dsn_);
-  ASSERT_OK(a1_->Start());
-  a2_->Launch();
-  ASSERT_OK(b_->Start());
+  ASSERT_NO_FATAL_FAILURE(StartPair());
   auto pair_client = PairClient();
   ASSERT_OK(pair_client->Publish(SampleNotice("before", {kB})).status());
 
@@ -192,11 +194,7 @@ TEST_F(FailoverTest, AnActiveNodeWhoseDatabaseSessionsEndStopsAndTheStandbyTakes
 // the stream again on the standby once it has taken over, and hands every notice over once.
 TEST_F(FailoverTest, AnInboxConsumerFollowsTheFailoverAndSeesEveryNoticeOnce) {
   constexpr int kEach = 15;
-  a1_->set_postgres(dsn_);
-  a2_->set_postgres(dsn_);
-  ASSERT_OK(a1_->Start());
-  a2_->Launch();
-  ASSERT_OK(b_->Start());
+  ASSERT_NO_FATAL_FAILURE(StartPair());
   absl::Mutex mu;
   std::multiset<std::string> seen;
   absl::Status ended;
@@ -278,11 +276,7 @@ TEST_F(FailoverTest, AnActiveNodeCutOffFromItsDatabaseStopsAndTheStandbyTakesOve
 // standby takes over once the lease runs out, the office's client and the peer move to it, and
 // the frozen node, woken, finds its lease taken and stops without writing.
 TEST_F(FailoverTest, AFrozenActiveNodeIsReplacedAndStopsWhenItWakes) {
-  a1_->set_postgres(dsn_);
-  a2_->set_postgres(dsn_);
-  ASSERT_OK(a1_->Start());
-  a2_->Launch();
-  ASSERT_OK(b_->Start());
+  ASSERT_NO_FATAL_FAILURE(StartPair());
   auto pair_client = PairClient();
   auto b_client = b_->NewClient();
   ASSERT_OK(pair_client->Publish(SampleNotice("before", {kB})).status());
@@ -322,12 +316,8 @@ TEST_F(FailoverTest, AFrozenActiveNodeIsReplacedAndStopsWhenItWakes) {
 // one lease ttl). The publish the frozen node never committed is retried by the client on the
 // standby and stored there once; the frozen node, woken, stops without writing.
 TEST_F(FailoverTest, AnActiveNodeFrozenInsideAWriteTransactionIsReplaced) {
-  a1_->set_postgres(dsn_);
   a1_->set_env("CASEWAY_FAULTS=freeze_in_publish=2");
-  a2_->set_postgres(dsn_);
-  ASSERT_OK(a1_->Start());
-  a2_->Launch();
-  ASSERT_OK(b_->Start());
+  ASSERT_NO_FATAL_FAILURE(StartPair());
   auto pair_client = PairClient();
   ASSERT_OK(pair_client->Publish(SampleNotice("before", {kB})).status());
 
