@@ -415,8 +415,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
                                                                node->authz_.get(), signatures);
   std::set<std::string> peers;
   for (const auto& peer : config.peers()) peers.insert(peer.jurisdiction());
-  node->exchange_log_ = std::make_unique<ExchangeLogService>(node->store_.get(), node->authz_.get(),
-                                                             signatures, std::move(peers));
+  node->exchange_log_ = std::make_unique<ExchangeLogService>(
+      node->store_.get(), node->store_.get(), node->authz_.get(), signatures, std::move(peers));
   for (const auto& peer : config.peers()) {
     if (peer.serve_only()) continue;
     node->subscribers_.push_back(std::make_unique<Subscriber>(config, peer, channel_creds,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # layering_check.sh: the node's modules include only the layers below them (issue #12):
 #   server/store     the store: nothing else of the node
-#   server/log       the exchange log's services: the store, authorization
+#   server/log       the exchange log's services: the store's ExchangeLogStore and AccessLog
+#                    interfaces only (not NoticeStore), authorization
 #   server/exchange  node-to-node delivery and queries: the store, authorization
 #   server/gateway   the local systems' API: the store, authorization, the exchange's dispatcher
 #                    and asker
@@ -25,7 +26,7 @@ check() {
              | grep -v '_test\.cc:' || true)
 }
 check server/store    '^server/store/'
-check server/log      '^server/(log|store)/|^server/(authz|authorized_first)\.h$'
+check server/log      '^server/log/|^server/store/(exchange_log_store|access_log)\.h$|^server/(authz|authorized_first)\.h$'
 check server/exchange '^server/(exchange|store)/|^server/(authz|authorized_first|error_policy)\.h$'
 check server/gateway  '^server/(gateway|store)/|^server/exchange/(dispatcher|peer_asker)\.h$|^server/(authz|authorized_first|error_policy)\.h$'
 check common          '^$'

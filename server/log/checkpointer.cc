@@ -13,7 +13,7 @@ namespace caseway::server {
 using common::Log;
 using common::LogLevel;
 
-Checkpointer::Checkpointer(NoticeStore* store, common::Signatures signatures, std::string name,
+Checkpointer::Checkpointer(ExchangeLogStore* store, common::Signatures signatures, std::string name,
                            std::string jurisdiction, absl::Duration interval,
                            absl::Duration witness_only_interval)
     : store_(store),

@@ -11,13 +11,13 @@
 #include "common/signatures.h"
 #include "common/signing.h"
 #include "server/log/periodic.h"
-#include "server/store/notice_store.h"
+#include "server/store/exchange_log_store.h"
 
 namespace caseway::server {
 
 // Checkpointer signs a C2SP checkpoint of the committed log, with its time, every `interval`
 // while it grows, after CheckBeforeSigning. Any contradiction halts the store
-// (NoticeStore::Halt): nothing is signed or appended any more.
+// (ExchangeLogStore::Halt): nothing is signed or appended any more.
 // Growth made only of witness records is checkpointed at most every `witness_only_interval`
 // (exchange_log.witness_checkpoint_interval), and only when the checkpoint before covered a real
 // event, so that two idle witnesses settle after one round instead of cosigning each other
@@ -28,7 +28,7 @@ class Checkpointer {
   // Signs with `signatures.key()` at each checkpoint (a rotated key from the next one on); a
   // stored checkpoint is checked against the directory's keys of `jurisdiction` valid at its time
   // (without a directory, benchmarks: against the current key).
-  Checkpointer(NoticeStore* store, common::Signatures signatures, std::string name,
+  Checkpointer(ExchangeLogStore* store, common::Signatures signatures, std::string name,
                std::string jurisdiction, absl::Duration interval,
                absl::Duration witness_only_interval = absl::Minutes(1));
   ~Checkpointer();
@@ -42,7 +42,7 @@ class Checkpointer {
   // CheckBeforeSigning checks what a checkpoint of (size, root) adds to the last one
   // (last_size, last_root): the stored subtree hashes must rebuild last_root; entries this process
   // did not append itself (the tail left before a restart) are re-read from their bytes (format,
-  // time order, leaf and node hashes, see NoticeStore::VerifyStored); and the stored subtree
+  // time order, leaf and node hashes, see ExchangeLogStore::VerifyStored); and the stored subtree
   // hashes of the new tree must rebuild `root`, which the writer computed from the bytes it
   // appended. Constant cost plus the tail: bytes changed later are the scrub's to find.
   // Returns whether the new entries hold an event other than witness records; DATA_LOSS naming a
@@ -51,7 +51,7 @@ class Checkpointer {
                                           uint64_t size, const std::string& root);
 
  private:
-  NoticeStore* const store_;
+  ExchangeLogStore* const store_;
   const common::Signatures signatures_;
   const std::string name_;
   const std::string jurisdiction_;

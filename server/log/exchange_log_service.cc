@@ -30,9 +30,11 @@ grpc::Status Disabled() {
 
 }  // namespace
 
-ExchangeLogService::ExchangeLogService(NoticeStore* store, const Authorizer* authz,
-                                       common::Signatures signatures, std::set<std::string> cosigners)
+ExchangeLogService::ExchangeLogService(ExchangeLogStore* store, AccessLog* access,
+                                       const Authorizer* authz, common::Signatures signatures,
+                                       std::set<std::string> cosigners)
     : store_(store),
+      access_(access),
       authz_(authz),
       signatures_(std::move(signatures)),
       cosigners_(std::move(cosigners)) {}
@@ -215,7 +217,7 @@ grpc::Status ExchangeLogService::GetEvidence(grpc::ServerContext* ctx,
       for (const v1::QueryNotice& q : answer.notices()) access.AddBytes(q.notice());
     }
     if (access.notices > 0) {
-      if (absl::Status s = store_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
+      if (absl::Status s = access_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
     }
   }
   for (auto& e : *evidence) *resp->add_evidence() = std::move(e);
@@ -257,7 +259,7 @@ grpc::Status ExchangeLogService::GetNotices(grpc::ServerContext* ctx,
   AccessEntry access{id->ToString(), "evidence", req->purpose(), req->peer()};
   for (const auto& [seq, bytes] : *notices) access.AddBytes(bytes);
   if (access.notices > 0) {
-    if (absl::Status s = store_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
+    if (absl::Status s = access_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
   }
   for (auto& [seq, bytes] : *notices) {
     auto* n = resp->add_notices();
@@ -283,7 +285,7 @@ grpc::Status ExchangeLogService::GetNoticeEvidence(grpc::ServerContext* ctx,
   AccessEntry access{id->ToString(), "evidence", req->purpose(), req->origin()};
   access.AddBytes(evidence->notice());
   if (access.notices > 0) {
-    if (absl::Status s = store_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
+    if (absl::Status s = access_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
   }
   *resp = std::move(*evidence);
   return grpc::Status::OK;

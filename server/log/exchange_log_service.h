@@ -9,7 +9,8 @@
 #include "server/authz.h"
 #include "server/authorized_first.h"
 #include "common/signatures.h"
-#include "server/store/notice_store.h"
+#include "server/store/access_log.h"
+#include "server/store/exchange_log_store.h"
 
 namespace caseway::server {
 
@@ -22,9 +23,10 @@ using ExchangeLogGeneric = caseway::v1::ExchangeLog::WithGenericMethod_GetCheckp
 // the caller before it parses the request; here they are generic.
 class ExchangeLogService final : public ExchangeLogGeneric {
  public:
-  // Only `cosigners` (this node's configured peers) may add cosignatures.
-  ExchangeLogService(NoticeStore* store, const Authorizer* authz, common::Signatures signatures,
-                     std::set<std::string> cosigners);
+  // Only `cosigners` (this node's configured peers) may add cosignatures. A coordinator's read
+  // of notice bodies (evidence) is recorded in `access`.
+  ExchangeLogService(ExchangeLogStore* store, AccessLog* access, const Authorizer* authz,
+                     common::Signatures signatures, std::set<std::string> cosigners);
   // AddUnaryMethods serves every method through `unary`.
   void AddUnaryMethods(AuthorizedFirst* unary);
 
@@ -55,7 +57,8 @@ class ExchangeLogService final : public ExchangeLogGeneric {
   // OtherNode checks that `peer` names another node of the federation (INVALID_ARGUMENT).
   grpc::Status OtherNode(const std::string& peer) const;
 
-  NoticeStore* const store_;
+  ExchangeLogStore* const store_;
+  AccessLog* const access_;
   const Authorizer* const authz_;
   const common::Signatures signatures_;
   const std::set<std::string> cosigners_;

@@ -10,7 +10,7 @@ namespace caseway::server {
 using common::Log;
 using common::LogLevel;
 
-Scrubber::Scrubber(NoticeStore* store, uint32_t rate)
+Scrubber::Scrubber(ExchangeLogStore* store, uint32_t rate)
     : store_(store), rate_(rate), periodic_(absl::Seconds(1), [this] {
         absl::Status s = Step(rate_);
         if (!s.ok() && s.code() != absl::StatusCode::kFailedPrecondition) {

@@ -17,7 +17,7 @@ using common::LogLevel;
 using google::protobuf::util::TimeUtil;
 
 Witness::Witness(const v1::NodeConfig& config, std::shared_ptr<grpc::ChannelCredentials> creds,
-                 NoticeStore* store, common::Signatures signatures)
+                 ExchangeLogStore* store, common::Signatures signatures)
     : self_(config.jurisdiction()),
       stale_after_(absl::Milliseconds(
           TimeUtil::DurationToMilliseconds(config.exchange_log().stale_checkpoint_after()))),

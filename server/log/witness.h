@@ -15,7 +15,7 @@
 #include "common/peer_channel.h"
 #include "common/signatures.h"
 #include "server/log/periodic.h"
-#include "server/store/notice_store.h"
+#include "server/store/exchange_log_store.h"
 
 namespace caseway::server {
 
@@ -31,7 +31,7 @@ namespace caseway::server {
 class Witness {
  public:
   Witness(const caseway::v1::NodeConfig& config,
-          std::shared_ptr<grpc::ChannelCredentials> creds, NoticeStore* store,
+          std::shared_ptr<grpc::ChannelCredentials> creds, ExchangeLogStore* store,
           common::Signatures signatures);
   ~Witness();
   void Start();
@@ -55,7 +55,7 @@ class Witness {
   const absl::Duration stale_after_;
   absl::Mutex mu_;
   std::map<std::string, std::string> state_ ABSL_GUARDED_BY(mu_);
-  NoticeStore* const store_;
+  ExchangeLogStore* const store_;
   const common::Signatures signatures_;
   std::map<std::string, std::unique_ptr<common::PeerChannel>> channels_;  // Round's thread
   Periodic periodic_;  // last: its thread uses the members above

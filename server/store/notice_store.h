@@ -29,7 +29,9 @@
 #include "common/sharing.h"
 #include "common/signatures.h"
 #include "common/signing.h"
+#include "server/store/access_log.h"
 #include "server/store/commit_queue.h"
+#include "server/store/exchange_log_store.h"
 #include "server/store/merkle_log.h"
 #include "server/store/sealer.h"
 #include "server/store/sqlite.h"
@@ -121,31 +123,6 @@ struct StoreOptions {
   std::function<void(const absl::Status&)> connection_lost;
 };
 
-// AccessEntry is one read of personal data, for the access log (docs/privacy.md).
-struct AccessEntry {
-  std::string who;      // the reader's certificate identity
-  std::string what;     // "inbox", "case", "query-answered", "feed-read", "query-received",
-                        // "evidence", "access-log" (caseway.v1.AccessRecord.what)
-  std::string purpose;  // as the reader gave it
-  std::string peer;     // for a query: the peer asked or asking
-  uint32_t notices = 0;
-  std::set<std::string> id_numbers;  // whose data it held: stored only as keyed digests
-  // Add counts a notice the read held and notes its subject.
-  void Add(const caseway::v1::Notice& notice);
-  // AddBytes does the same for a stored body as it is sent (a serialized Notice): an empty one
-  // (purged) was not read; one that does not parse is counted, whoever it is about.
-  void AddBytes(absl::string_view bytes);
-};
-
-// StoredCheckpoint is a signed checkpoint as stored, with the cosignature lines received for it.
-struct StoredCheckpoint {
-  uint64_t size = 0;
-  std::string root;
-  std::string note;                       // body + blank line + this node's signature line
-  std::vector<std::string> cosignatures;  // extra signature lines
-  absl::Time created_at;                  // when this node stored it (read back only)
-};
-
 // ChannelState is an outbound channel's positions.
 struct ChannelState {
   uint64_t head = 0;
@@ -165,7 +142,7 @@ absl::Status ContentConflict(const std::string& path, const std::string& notice_
 // Concurrency: thread-safe.
 // Limitations: one process per database file (SQLite's locking guards against a second writer,
 // which gets INTERNAL "database is locked" after 10 s).
-class NoticeStore {
+class NoticeStore final : public ExchangeLogStore, public AccessLog {
  public:
   // Open creates or migrates the schema at `options.path`. INTERNAL on SQLite errors,
   // FAILED_PRECONDITION when the file has a newer schema version than this binary knows.
@@ -367,16 +344,12 @@ class NoticeStore {
                                             const caseway::v1::Signed& signed_answer,
                                             const AccessEntry& access);
 
-  // --- Access log (docs/privacy.md). ---
-  // RecordAccess appends one read of personal data and returns once it is durable; a read path
-  // records before it hands the data out. RecordAccessAsync is its non-blocking form (`done` on
-  // the writer thread).
-  absl::Status RecordAccess(const AccessEntry& entry);
-  void RecordAccessAsync(AccessEntry entry, WriteDone done);
-  // ReadAccess returns the reads that held data about `id_number`, oldest first, after id
-  // `after`, at most `limit`.
+  // --- Access log (AccessLog, access_log.h; notice_store_access.cc) ---
+  absl::Status RecordAccess(const AccessEntry& entry) override;
+  void RecordAccessAsync(AccessEntry entry, WriteDone done) override;
   absl::StatusOr<std::vector<caseway::v1::AccessRecord>> ReadAccess(const std::string& id_number,
-                                                                    uint64_t after, uint32_t limit);
+                                                                    uint64_t after,
+                                                                    uint32_t limit) override;
 
   // --- Exchange log (docs/exchange-log.md); all no-ops or FAILED_PRECONDITION when disabled. ---
 
@@ -401,7 +374,7 @@ class NoticeStore {
   absl::StatusOr<PurgeCounts> Purge(absl::Time before, int limit,
                                     std::array<bool, 3> tables = {true, true, true});
 
-  bool log_enabled() const { return options_.log_enabled; }
+  bool log_enabled() const override { return options_.log_enabled; }
   // CurrentKey is the key this node signs with now.
   std::shared_ptr<const common::SigningKey> CurrentKey() const {
     return options_.signatures.enabled() ? options_.signatures.key() : options_.signing_key;
@@ -409,7 +382,7 @@ class NoticeStore {
   // RecordSigningKey appends a SIGNING_KEY entry when `public_key` is not the last one recorded
   // here (the first start with the log, or a rotation), and remembers it.
   absl::Status RecordSigningKey(const std::string& public_key);
-  const std::string& self() const { return options_.self; }
+  const std::string& self() const override { return options_.self; }
 
   // RecordSent durably stores a signed manifest sent to `destination` and appends its SENT entry.
   absl::Status RecordSent(const std::string& destination, const caseway::v1::BatchManifest& m,
@@ -435,72 +408,43 @@ class NoticeStore {
   absl::StatusOr<std::vector<std::pair<uint64_t, caseway::v1::Signed>>> ReceiptsSent(
       const std::string& origin, uint64_t after);
 
-  // LogSize is the committed tree (size, root).
-  std::pair<uint64_t, std::string> LogHead();
-  // ReadEntries returns exact entry bytes [start, end) of the committed log.
-  absl::StatusOr<std::vector<std::string>> ReadEntries(uint64_t start, uint64_t end);
-  absl::StatusOr<std::vector<std::string>> InclusionProof(uint64_t index, uint64_t tree_size);
-  absl::StatusOr<std::vector<std::string>> ConsistencyProof(uint64_t first, uint64_t second);
-  // ReadEvidence returns stored signed objects for `peer` of the two given kinds with
-  // id > after, in id order, at most `limit` rows and about `max_bytes`.
+  // --- The exchange log as stored (ExchangeLogStore, exchange_log_store.h) ---
+  std::pair<uint64_t, std::string> LogHead() override;
+  absl::StatusOr<std::vector<std::string>> ReadEntries(uint64_t start, uint64_t end) override;
+  absl::StatusOr<std::vector<std::string>> InclusionProof(uint64_t index,
+                                                          uint64_t tree_size) override;
+  absl::StatusOr<std::vector<std::string>> ConsistencyProof(uint64_t first,
+                                                            uint64_t second) override;
   absl::StatusOr<std::vector<caseway::v1::Evidence>> ReadEvidence(
       const std::string& peer, caseway::v1::Evidence::Kind kind1, caseway::v1::Evidence::Kind kind2,
-      uint64_t after, uint32_t limit, uint64_t max_bytes);
-
-  // NoticeEvidence gathers a notice's bytes, channels and covering evidence (published here, or
-  // received from `origin`). NOT_FOUND when this node holds no such notice.
+      uint64_t after, uint32_t limit, uint64_t max_bytes) override;
   absl::StatusOr<caseway::v1::NoticeEvidence> NoticeEvidence(const std::string& notice_id,
-                                                              const std::string& origin);
-
-  // StoreCheckpoint keeps a signed checkpoint (never replaced).
-  absl::Status StoreCheckpoint(const StoredCheckpoint& checkpoint);
-  // LatestCheckpoint returns the newest checkpoint with its cosignatures (NOT_FOUND when none).
-  absl::StatusOr<StoredCheckpoint> LatestCheckpoint();
-  absl::StatusOr<StoredCheckpoint> CheckpointAt(uint64_t size);
-  // AddCosignature stores `witness`'s signature line for our checkpoint of `size`.
-  absl::Status AddCosignature(uint64_t size, const std::string& witness, const std::string& line);
-
-  // Witnessed is the last checkpoint of `peer` this node cosigned (NOT_FOUND when none).
+                                                              const std::string& origin) override;
+  absl::Status StoreCheckpoint(const StoredCheckpoint& checkpoint) override;
+  absl::StatusOr<StoredCheckpoint> LatestCheckpoint() override;
+  absl::StatusOr<StoredCheckpoint> CheckpointAt(uint64_t size) override;
+  absl::Status AddCosignature(uint64_t size, const std::string& witness,
+                              const std::string& line) override;
   absl::StatusOr<common::Checkpoint> Witnessed(const std::string& peer,
-                                               std::string* note = nullptr);
-  // RecordCosigned stores `peer`'s checkpoint as witnessed and appends PEER_CHECKPOINT_COSIGNED
-  // holding `note`, the peer's signed note as received.
+                                               std::string* note = nullptr) override;
   absl::Status RecordCosigned(const std::string& peer, const common::Checkpoint& checkpoint,
-                              const std::string& note);
-
-  // ReadNotices returns exact notice bytes of a channel from `first_seq` on, in sequence order,
-  // at most `limit` and about `max_bytes`: outbound (this node -> `peer`, as published here) or
-  // inbound (`peer` -> this node, as stored in the inbox). A purged notice (Purge) is empty.
+                              const std::string& note) override;
   absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> ReadNotices(
       const std::string& peer, bool outbound, uint64_t first_seq, uint32_t limit,
-      uint64_t max_bytes);
-  // LastManifestReceived is the newest manifest received from `peer` (NOT_FOUND when none).
-  absl::StatusOr<caseway::v1::BatchManifest> LastManifestReceived(const std::string& peer);
+      uint64_t max_bytes) override;
+  absl::StatusOr<caseway::v1::BatchManifest> LastManifestReceived(
+      const std::string& peer) override;
 
-  // --- Integrity (docs/exchange-log.md, "Integrity") ---
-
-  // Halted is OK while the log is trusted. Once a check has found stored log data that
-  // contradicts itself or a signed checkpoint, it is FAILED_PRECONDITION with the reason: the
-  // store appends no entry any more, so publishing, sending, receiving and witnessing all stop,
-  // while the log stays readable for auditors. The halt is kept in the database across restarts.
-  absl::Status Halted();
-  // Halt durably records `reason` and halts (the first reason is kept; later calls only log).
-  void Halt(const std::string& reason);
+  // --- Integrity (ExchangeLogStore) ---
+  absl::Status Halted() override;
+  void Halt(const std::string& reason) override;
   // HaltListener hears a halt once, on the thread that called Halt. It must not block.
   void SetHaltListener(std::function<void(const std::string&)> listener);
-  // LogSizeAtOpen is the log's size when the store was opened: the entries below it were not
-  // appended (nor hashed from their bytes) by this process.
-  uint64_t LogSizeAtOpen() const { return size_at_open_; }
-  // EventsEnd is 1 + the index of the last entry other than a witness record appended by this
-  // process (0 when none; may run ahead of the committed log after a rollback).
-  uint64_t EventsEnd() const { return events_end_.load(std::memory_order_acquire); }
-  // StoredFrontier rebuilds the frontier of the first `size` entries from stored subtree hashes.
-  absl::StatusOr<common::MerkleFrontier> StoredFrontier(uint64_t size);
-  // VerifyStored extends `frontier` to `end` from the stored entry bytes (see
-  // MerkleLog::VerifyStored), checking the roots of the checkpoints it passes; `visit` sees each
-  // verified entry. DATA_LOSS names the first contradiction.
+  uint64_t LogSizeAtOpen() const override { return size_at_open_; }
+  uint64_t EventsEnd() const override { return events_end_.load(std::memory_order_acquire); }
+  absl::StatusOr<common::MerkleFrontier> StoredFrontier(uint64_t size) override;
   absl::Status VerifyStored(common::MerkleFrontier& frontier, uint64_t end,
-                            const MerkleLog::EntryVisitor& visit = nullptr);
+                            const MerkleLog::EntryVisitor& visit = nullptr) override;
 
   // Barrier returns once every write submitted before it has completed (its callback has run).
   void Barrier();
