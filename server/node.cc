@@ -419,8 +419,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
       node->store_.get(), node->store_.get(), node->authz_.get(), signatures, std::move(peers));
   for (const auto& peer : config.peers()) {
     if (peer.serve_only()) continue;
-    node->subscribers_.push_back(std::make_unique<Subscriber>(config, peer, channel_creds,
-                                                              node->store_.get(), signatures));
+    node->subscribers_.push_back(std::make_unique<Subscriber>(
+        config, peer, channel_creds, node->store_.get(), node->store_.get(),
+        &node->store_->policy(), signatures));
   }
   if (signatures.enabled()) {
     node->checkpointer_ = std::make_unique<Checkpointer>(

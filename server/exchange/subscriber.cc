@@ -38,15 +38,17 @@ absl::Duration ToDuration(const google::protobuf::Duration& d) {
 }  // namespace
 
 Subscriber::Subscriber(const v1::NodeConfig& config, const v1::PeerConfig& peer,
-                       std::shared_ptr<grpc::ChannelCredentials> creds, NoticeStore* store,
-                       Signatures signatures)
+                       std::shared_ptr<grpc::ChannelCredentials> creds, InboxStore* inbox,
+                       ExchangeLogStore* log, const common::Policy* policy, Signatures signatures)
     : self_(config.jurisdiction()),
       federation_(config.federation()),
       signatures_(std::move(signatures)),
       silence_limit_(3 * ToDuration(config.exchange().heartbeat_interval()) + absl::Seconds(2)),
       peer_(peer),
       exchange_(config.exchange()),
-      store_(store),
+      inbox_(inbox),
+      log_(log),
+      policy_(*policy),
       cert_file_(config.tls().cert_file()) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(config.limits().max_message_bytes()));
@@ -121,7 +123,7 @@ v1::StatusResponse::Subscription Subscriber::Status() {
   }
   if (!peer_policy_digest_.empty()) {
     s.set_peer_policy_digest(common::ToHex(peer_policy_digest_));
-    s.set_policy_mismatch(peer_policy_digest_ != store_->policy().digest());
+    s.set_policy_mismatch(peer_policy_digest_ != policy_.digest());
   }
   if (last_contact_) {
     *s.mutable_last_contact_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(*last_contact_));
@@ -190,7 +192,7 @@ void Subscriber::ObserveClock(absl::Time peer_time) {
                        {{"origin", peer_.jurisdiction()}});
     return;
   }
-  if (absl::Status s = store_->RecordClockOffset(peer_.jurisdiction(), offset, *changed); !s.ok()) {
+  if (absl::Status s = log_->RecordClockOffset(peer_.jurisdiction(), offset, *changed); !s.ok()) {
     Log(LogLevel::kWarn, "clock offset not recorded in the exchange log",
         {{"origin", peer_.jurisdiction()}, {"status", s.ToString()}});
   }
@@ -289,8 +291,8 @@ absl::Status Subscriber::VerifyBatch(const v1::Batch& batch) {
 
 absl::Status Subscriber::Session() {
   // A halted node receives nothing: it could not log or receipt it.
-  RETURN_IF_ERROR(store_->Halted());
-  auto cursor = store_->Cursor(peer_.jurisdiction());
+  RETURN_IF_ERROR(log_->Halted());
+  auto cursor = inbox_->Cursor(peer_.jurisdiction());
   if (!cursor.ok()) return cursor.status();
   // A connection made with a certificate since renewed, or one the peer refused as
   // unauthenticated (say, the old certificate revoked), is not used again (common/peer_channel.h).
@@ -358,12 +360,12 @@ absl::Status Subscriber::Session() {
         const std::string& theirs = resp.heartbeat().policy_digest();
         if (!theirs.empty() && theirs != peer_policy_digest_) {
           peer_policy_digest_ = theirs;
-          if (theirs != store_->policy().digest()) {
+          if (theirs != policy_.digest()) {
             Log(LogLevel::kWarn,
                 "peer runs another federation policy: deadlines and the assessment may disagree",
                 {{"origin", peer_.jurisdiction()},
                  {"peer_policy", common::ToHex(theirs)},
-                 {"our_policy", store_->policy().DigestHex()}});
+                 {"our_policy", policy_.DigestHex()}});
           }
         }
       }
@@ -373,7 +375,7 @@ absl::Status Subscriber::Session() {
       // the heartbeat may predate an ack in flight.
       if (signatures_.enabled() && !receipts_resent && resp.heartbeat().receipted() < *cursor) {
         receipts_resent = true;
-        auto receipts = store_->ReceiptsSent(peer_.jurisdiction(), resp.heartbeat().receipted());
+        auto receipts = inbox_->ReceiptsSent(peer_.jurisdiction(), resp.heartbeat().receipted());
         if (!receipts.ok()) {
           failure = receipts.status();
           break;
@@ -400,7 +402,7 @@ absl::Status Subscriber::Session() {
       failure = VerifyBatch(batch);
       if (!failure.ok()) break;
     }
-    auto receipt = store_->StoreReceived(peer_.jurisdiction(), batch);
+    auto receipt = inbox_->StoreReceived(peer_.jurisdiction(), batch);
     if (!receipt.ok()) {
       failure = receipt.status();
       break;

@@ -18,7 +18,9 @@
 #include "caseway/v1/gateway.pb.h"
 #include "caseway/v1/peer_exchange.grpc.pb.h"
 #include "server/exchange/peer_exchange_service.h"
-#include "server/store/notice_store.h"
+#include "common/policy.h"
+#include "server/store/exchange_log_store.h"
+#include "server/store/inbox_store.h"
 
 namespace caseway::server {
 
@@ -31,14 +33,15 @@ namespace caseway::server {
 // backoff with jitter.
 //
 // Concurrency: runs on its own thread plus a watchdog thread; Status() and Stop() are thread-safe.
-// Lifetime: `store` must outlive the Subscriber; the destructor stops and joins.
+// Lifetime: `inbox`, `log` and `policy` must outlive the Subscriber; the destructor stops and
+// joins.
 // Limitations: commits batches one at a time (each batch is one group-commit request); the
 // origin's window keeps the next batches in flight meanwhile.
 class Subscriber {
  public:
   Subscriber(const caseway::v1::NodeConfig& config, const caseway::v1::PeerConfig& peer,
-             std::shared_ptr<grpc::ChannelCredentials> creds, NoticeStore* store,
-             Signatures signatures);
+             std::shared_ptr<grpc::ChannelCredentials> creds, InboxStore* inbox,
+             ExchangeLogStore* log, const common::Policy* policy, Signatures signatures);
   ~Subscriber();
 
   void Start();
@@ -59,7 +62,9 @@ class Subscriber {
   const absl::Duration silence_limit_;
   const caseway::v1::PeerConfig peer_;
   const caseway::v1::ExchangeConfig exchange_;
-  NoticeStore* const store_;
+  InboxStore* const inbox_;     // where batches are stored, and the receipts sent
+  ExchangeLogStore* const log_;  // halted?, clock offsets
+  const common::Policy& policy_;  // compared with the origin's
   const std::string cert_file_;
   std::unique_ptr<common::PeerChannel> channel_;
 

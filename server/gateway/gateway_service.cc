@@ -84,7 +84,7 @@ GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
       authz_(authz),
       subscriptions_(std::move(subscriptions)),
       open_streams_(std::move(open_streams)),
-      inbox_(store, authz) {
+      inbox_(store, store, authz) {
   for (const auto& peer : config.peers()) peers_.insert(peer.jurisdiction());
   ticker_ = std::thread([this] {
     uint64_t generation = authz_->RevocationGeneration();

@@ -55,8 +55,8 @@ class InboxReactor final : public grpc::ServerBidiReactor<v1::InboxRequest, v1::
 
 using RefusedInbox = RefusedStream<v1::InboxRequest, v1::InboxResponse>;
 
-InboxHub::InboxHub(NoticeStore* store, const Authorizer* authz)
-    : store_(store), authz_(authz), dispatcher_(2) {
+InboxHub::InboxHub(InboxStore* inbox, AccessLog* access, const Authorizer* authz)
+    : store_(inbox), access_(access), authz_(authz), dispatcher_(2) {
   store_->SetInboxListener([this] { Wake(); });
 }
 
@@ -199,14 +199,14 @@ absl::Status InboxStream::HandleAck() {
   acking_.assign(read_msg_.ack().inbox_seqs().begin(), read_msg_.ack().inbox_seqs().end());
   ack_pending_ = true;
   std::vector<uint64_t> seqs = acking_;
-  NoticeStore::WriteDone done = ResumeWith(&InboxStream::ack_result_);
+  InboxStore::WriteDone done = ResumeWith(&InboxStream::ack_result_);
   mu_.Unlock();  // `done` may run inline and takes mu_; Step() is not re-entered meanwhile
   hub_->store_->AckInboxAsync(std::move(seqs), std::move(done));
   mu_.Lock();
   return absl::OkStatus();
 }
 
-NoticeStore::WriteDone InboxStream::ResumeWith(std::optional<absl::Status> InboxStream::*result) {
+InboxStore::WriteDone InboxStream::ResumeWith(std::optional<absl::Status> InboxStream::*result) {
   return [weak = weak_from_this(), dispatcher = &hub_->dispatcher_,
           result](const absl::Status& s) {
     auto self = weak.lock();
@@ -265,9 +265,9 @@ absl::StatusOr<bool> InboxStream::Fill() {
   }
   if (!recording_.empty()) {
     // Sent once their read is durable in the access log (Advance moves them to the outbox).
-    NoticeStore::WriteDone done = ResumeWith(&InboxStream::record_result_);
+    InboxStore::WriteDone done = ResumeWith(&InboxStream::record_result_);
     mu_.Unlock();  // `done` may run inline and takes mu_
-    hub_->store_->RecordAccessAsync(std::move(access), std::move(done));
+    hub_->access_->RecordAccessAsync(std::move(access), std::move(done));
     mu_.Lock();
     return false;
   }

@@ -19,7 +19,8 @@
 #include "server/authorized_first.h"
 #include "server/authz.h"
 #include "server/exchange/dispatcher.h"
-#include "server/store/notice_store.h"
+#include "server/store/access_log.h"
+#include "server/store/inbox_store.h"
 
 namespace caseway::server {
 
@@ -30,7 +31,7 @@ class InboxReactor;
 // Concurrency: thread-safe. Lifetime: outlives every stream (GatewayService owns it).
 class InboxHub {
  public:
-  InboxHub(NoticeStore* store, const Authorizer* authz);
+  InboxHub(InboxStore* inbox, AccessLog* access, const Authorizer* authz);
   ~InboxHub();
 
   // At most this many Inbox streams of one client at once (RESOURCE_EXHAUSTED beyond): a
@@ -54,7 +55,8 @@ class InboxHub {
   void Wake();
   void Unregister(const std::shared_ptr<Steppable>& stream);
 
-  NoticeStore* const store_;
+  InboxStore* const store_;
+  AccessLog* const access_;  // every stream records what it hands out
   const Authorizer* const authz_;
   std::atomic<bool> shutting_down_{false};
   // Each open stream holds one of its caller's places (declared before the streams' sets: it
@@ -114,7 +116,7 @@ class InboxStream final : public Steppable, public std::enable_shared_from_this<
   absl::StatusOr<bool> Fill() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ResumeWith returns the `done` of an asynchronous store write (acks, an access record): it
   // keeps the write's status in `result` and schedules this stream again.
-  NoticeStore::WriteDone ResumeWith(std::optional<absl::Status> InboxStream::*result);
+  InboxStore::WriteDone ResumeWith(std::optional<absl::Status> InboxStream::*result);
 
   InboxHub* const hub_;
   std::optional<CallSlots::Slot> slot_;  // the caller's place among its kMaxStreamsPerCaller

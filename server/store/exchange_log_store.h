@@ -87,6 +87,11 @@ class ExchangeLogStore {
                                       const common::Checkpoint& checkpoint,
                                       const std::string& note) = 0;
 
+  // RecordClockOffset appends a CLOCK_OFFSET entry: the offset to `peer` went beyond the bound
+  // (`exceeded`) or came back within it.
+  virtual absl::Status RecordClockOffset(const std::string& peer, absl::Duration offset,
+                                         bool exceeded) = 0;
+
   // --- Integrity (docs/exchange-log.md, "Integrity") ---
 
   // Halted is OK while the log is trusted. Once a check has found stored log data that

@@ -32,6 +32,7 @@
 #include "server/store/access_log.h"
 #include "server/store/commit_queue.h"
 #include "server/store/exchange_log_store.h"
+#include "server/store/inbox_store.h"
 #include "server/store/merkle_log.h"
 #include "server/store/sealer.h"
 #include "server/store/sqlite.h"
@@ -55,15 +56,6 @@ struct PreparedNotice {
   std::string request_digest;
   common::NoticeFacts facts;
   std::vector<std::string> warnings;
-};
-
-// InboxRow is one received notice in the inbox.
-struct InboxRow {
-  uint64_t inbox_seq = 0;
-  std::string origin;
-  uint64_t channel_seq = 0;
-  absl::Time received_at;
-  std::string bytes;
 };
 
 // The schema version this binary writes. Version 6: notice, inbox and query-answer bodies may be
@@ -142,7 +134,7 @@ absl::Status ContentConflict(const std::string& path, const std::string& notice_
 // Concurrency: thread-safe.
 // Limitations: one process per database file (SQLite's locking guards against a second writer,
 // which gets INTERNAL "database is locked" after 10 s).
-class NoticeStore final : public ExchangeLogStore, public AccessLog {
+class NoticeStore final : public ExchangeLogStore, public AccessLog, public InboxStore {
  public:
   // Open creates or migrates the schema at `options.path`. INTERNAL on SQLite errors,
   // FAILED_PRECONDITION when the file has a newer schema version than this binary knows.
@@ -188,27 +180,16 @@ class NoticeStore final : public ExchangeLogStore, public AccessLog {
   using ChannelListener = std::function<void(const std::map<std::string, ChannelState>&)>;
   void SetChannelListener(ChannelListener listener);
 
-  // Cursor is the highest sequence stored from `origin` (0 when none).
-  absl::StatusOr<uint64_t> Cursor(const std::string& origin);
-
-  // StoreReceived commits a batch from `origin` into the inbox and advances the cursor, in one
-  // transaction; with the log on it also stores the (already verified) signed manifest, appends a
-  // RECEIVED entry and signs and stores the receipt, which it returns. FAILED_PRECONDITION when
-  // the batch does not start at cursor+1 or is not contiguous; INVALID_ARGUMENT when an entry is
-  // not a parsable Notice. Nothing is stored then.
+  // --- The inbox (InboxStore, inbox_store.h) ---
+  absl::StatusOr<uint64_t> Cursor(const std::string& origin) override;
   absl::StatusOr<std::optional<caseway::v1::Signed>> StoreReceived(
-      const std::string& origin, const caseway::v1::Batch& batch);
-
-  // ReadInbox returns unacknowledged inbox rows with inbox_seq > after, oldest first.
-  absl::StatusOr<std::vector<InboxRow>> ReadInbox(uint64_t after, uint32_t limit);
-
+      const std::string& origin, const caseway::v1::Batch& batch) override;
+  absl::StatusOr<std::vector<InboxRow>> ReadInbox(uint64_t after, uint32_t limit) override;
   // AckInbox marks rows consumed. NOT_FOUND naming the first inbox_seq that does not exist (and
   // none of `inbox_seqs` is marked).
   absl::Status AckInbox(const std::vector<uint64_t>& inbox_seqs);
-  void AckInboxAsync(std::vector<uint64_t> inbox_seqs, std::function<void(const absl::Status&)> done);
-  // SetInboxListener registers the one callback run (on the writer thread; it must not block)
-  // after every commit that added rows to the inbox.
-  void SetInboxListener(std::function<void()> listener);
+  void AckInboxAsync(std::vector<uint64_t> inbox_seqs, WriteDone done) override;
+  void SetInboxListener(std::function<void()> listener) override;
 
   // InboxSummary counts the inbox and dates its oldest notice not yet taken by the consumer.
   struct InboxSummary {
@@ -275,9 +256,8 @@ class NoticeStore final : public ExchangeLogStore, public AccessLog {
   // FAILED_PRECONDITION when its version label was recorded before with other content.
   absl::Status RecordSharingPolicy(const common::SharingPolicy* policy);
   const common::SharingPolicy* sharing() const { return options_.sharing; }
-  // RecordClockOffset appends a CLOCK_OFFSET entry: the offset to `peer` went beyond the bound
-  // (`exceeded`) or came back within it.
-  absl::Status RecordClockOffset(const std::string& peer, absl::Duration offset, bool exceeded);
+  absl::Status RecordClockOffset(const std::string& peer, absl::Duration offset,
+                                 bool exceeded) override;
   const common::Policy& policy() const {
     return options_.policy != nullptr ? *options_.policy : common::Policy::Default();
   }
@@ -403,10 +383,8 @@ class NoticeStore final : public ExchangeLogStore, public AccessLog {
                              const caseway::v1::Signed& signed_receipt);
   void RecordReceiptAsync(const std::string& destination, const caseway::v1::Receipt& receipt,
                           const caseway::v1::Signed& signed_receipt, WriteDone done);
-  // ReceiptsSent returns the receipts this node signed for batches from `origin` with
-  // last_seq > after, in order.
   absl::StatusOr<std::vector<std::pair<uint64_t, caseway::v1::Signed>>> ReceiptsSent(
-      const std::string& origin, uint64_t after);
+      const std::string& origin, uint64_t after) override;
 
   // --- The exchange log as stored (ExchangeLogStore, exchange_log_store.h) ---
   std::pair<uint64_t, std::string> LogHead() override;
@@ -447,10 +425,10 @@ class NoticeStore final : public ExchangeLogStore, public AccessLog {
                             const MerkleLog::EntryVisitor& visit = nullptr) override;
 
   // Barrier returns once every write submitted before it has completed (its callback has run).
-  void Barrier();
+  void Barrier() override;
 
   // Version increases with every commit; Wait blocks until it exceeds `seen` or `deadline`.
-  uint64_t Version();
+  uint64_t Version() override;
   uint64_t Wait(uint64_t seen, absl::Time deadline);
 
  private:
