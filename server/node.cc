@@ -411,31 +411,33 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   node->revocations_ = std::move(revocations);
   node->revocations_->Start();
   node->authz_ = std::move(authz);
-  node->peer_exchange_ = std::make_unique<PeerExchangeService>(config, node->store_.get(),
+  // The modules get the store through its narrow interfaces (server/store/store_parts.h).
+  NoticeStore* const store = node->store_.get();
+  const StoreParts parts{store, store, store, store, store, &store->policy(), store->sharing()};
+  node->peer_exchange_ = std::make_unique<PeerExchangeService>(config, parts,
                                                                node->authz_.get(), signatures);
   std::set<std::string> peers;
   for (const auto& peer : config.peers()) peers.insert(peer.jurisdiction());
   node->exchange_log_ = std::make_unique<ExchangeLogService>(
-      node->store_.get(), node->store_.get(), node->authz_.get(), signatures, std::move(peers));
+      parts.log, parts.access, node->authz_.get(), signatures, std::move(peers));
   for (const auto& peer : config.peers()) {
     if (peer.serve_only()) continue;
     node->subscribers_.push_back(std::make_unique<Subscriber>(
-        config, peer, channel_creds, node->store_.get(), node->store_.get(),
-        &node->store_->policy(), signatures));
+        config, peer, channel_creds, parts.inbox, parts.log, parts.policy, signatures));
   }
   if (signatures.enabled()) {
     node->checkpointer_ = std::make_unique<Checkpointer>(
-        node->store_.get(), signatures, signatures.directory()->NoteName(config.jurisdiction()),
+        parts.log, signatures, signatures.directory()->NoteName(config.jurisdiction()),
         config.jurisdiction(),
         absl::Milliseconds(google::protobuf::util::TimeUtil::DurationToMilliseconds(
             config.exchange_log().checkpoint_interval())),
         absl::Milliseconds(google::protobuf::util::TimeUtil::DurationToMilliseconds(
             config.exchange_log().witness_checkpoint_interval())));
     node->witness_ =
-        std::make_unique<Witness>(config, channel_creds, node->store_.get(), signatures);
+        std::make_unique<Witness>(config, channel_creds, parts.log, signatures);
     if (config.exchange_log().scrub_rate() > 0) {
       node->scrubber_ =
-          std::make_unique<Scrubber>(node->store_.get(), config.exchange_log().scrub_rate());
+          std::make_unique<Scrubber>(parts.log, config.exchange_log().scrub_rate());
     }
   }
   if (config.storage().has_retention()) {
@@ -445,10 +447,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
         absl::Milliseconds(google::protobuf::util::TimeUtil::DurationToMilliseconds(config.storage().purge_interval())),
         [store = node->store_.get(), retention] { PurgeExpired(store, retention); });
   }
-  node->asker_ = std::make_unique<PeerAsker>(config, channel_creds, node->store_.get(), signatures);
+  node->asker_ = std::make_unique<PeerAsker>(config, channel_creds, parts, signatures);
   Node* raw = node.get();
   node->gateway_ = std::make_unique<GatewayService>(
-      config, node->store_.get(), node->authz_.get(),
+      config, parts, node->authz_.get(),
       [raw] {
         std::vector<v1::StatusResponse::Subscription> subs;
         for (auto& s : raw->subscribers_) {

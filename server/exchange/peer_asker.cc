@@ -20,8 +20,11 @@ namespace v1 = caseway::v1;
 using google::protobuf::util::TimeUtil;
 
 PeerAsker::PeerAsker(const v1::NodeConfig& config, std::shared_ptr<grpc::ChannelCredentials> creds,
-                     NoticeStore* store, Signatures signatures)
-    : self_(config.jurisdiction()), store_(store), signatures_(std::move(signatures)) {
+                     const StoreParts& store, Signatures signatures)
+    : self_(config.jurisdiction()),
+      cases_(store.cases),
+      log_(store.log),
+      signatures_(std::move(signatures)) {
   for (const auto& peer : config.peers()) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(static_cast<int>(config.limits().max_message_bytes()));
@@ -38,7 +41,7 @@ absl::StatusOr<v1::QueryPeerResponse> PeerAsker::Ask(const v1::QueryPeerRequest&
                             {{"peer", absl::StrCat(peer.substr(0, 64), " is not a peer of ", self_,
                                                    " (its configuration lists its peers)")}});
   }
-  RETURN_IF_ERROR(store_->Halted());
+  RETURN_IF_ERROR(log_->Halted());
   v1::QueryRequest q;
   q.set_asker(self_);
   unsigned char nonce[32];
@@ -96,7 +99,7 @@ absl::StatusOr<v1::QueryPeerResponse> PeerAsker::Ask(const v1::QueryPeerRequest&
     access.Add(*n);
   }
   // The answer reaches the office only once its read is in the access log.
-  ASSIGN_OR_RETURN(uint64_t index, store_->RecordQueryAsked(peer, answer, signed_answer, access));
+  ASSIGN_OR_RETURN(uint64_t index, cases_->RecordQueryAsked(peer, answer, signed_answer, access));
   out.set_log_index(index);
   *out.mutable_answer() = signed_answer;
   return out;

@@ -14,18 +14,18 @@
 #include "caseway/v1/peer_exchange.grpc.pb.h"
 #include "common/peer_channel.h"
 #include "server/exchange/peer_exchange_service.h"
-#include "server/store/notice_store.h"
+#include "server/store/store_parts.h"
 
 namespace caseway::server {
 
 // PeerAsker sends a configured peer a QueryRequest with a fresh random nonce, verifies the
 // signed answer (the peer's directory key, this question's digest, addressed to this node),
-// records it (NoticeStore::RecordQueryAsked) and returns it. An answer that does not verify is
+// records it (CaseStore::RecordQueryAsked) and returns it. An answer that does not verify is
 // DATA_LOSS and nothing is recorded. Thread-safe. Lifetime: `store` outlives it.
 class PeerAsker {
  public:
   PeerAsker(const caseway::v1::NodeConfig& config, std::shared_ptr<grpc::ChannelCredentials> creds,
-            NoticeStore* store, Signatures signatures);
+            const StoreParts& store, Signatures signatures);
 
   // Ask asks `req.peer()` (the request already validated) for the office `who` (its certificate
   // identity), and records the answer's read in the access log before returning it.
@@ -38,7 +38,8 @@ class PeerAsker {
   // How long a peer may take to answer.
   static constexpr absl::Duration kAnswerDeadline = absl::Seconds(10);
   const std::string self_;
-  NoticeStore* const store_;
+  CaseStore* const cases_;       // the answers received, recorded
+  ExchangeLogStore* const log_;  // halted?
   const Signatures signatures_;
   std::map<std::string, std::unique_ptr<common::PeerChannel>> channels_;  // the map is immutable
 };

@@ -226,9 +226,9 @@ absl::Status Subscription::HandleOpen(const v1::SubscribeRequest& first) {
   }
   if (open.window() > 64) return absl::InvalidArgumentError("open.window: must be in 0..64");
   // A halted node sends nothing: what it would send could not be proven by its log.
-  if (absl::Status halted = service_->store_->Halted(); !halted.ok()) return halted;
-  const ChannelState at_open = service_->store_->Channel(dest);
-  if (open.cursor() > at_open.head && service_->store_->Held(dest)) {
+  if (absl::Status halted = service_->log_->Halted(); !halted.ok()) return halted;
+  const ChannelState at_open = service_->channels_->Channel(dest);
+  if (open.cursor() > at_open.head && service_->channels_->Held(dest)) {
     // This node was restored from a backup older than what the destination already holds.
     Log(LogLevel::kError,
         "restore: the destination holds more of its channel than this node; notices "
@@ -247,13 +247,13 @@ absl::Status Subscription::HandleOpen(const v1::SubscribeRequest& first) {
         absl::StrCat(dest, " is not listed in the federation directory"));
   }
   if (sig.enabled()) {
-    auto sent = service_->store_->SentAfter(dest, open.cursor(), kMaxResend);
+    auto sent = service_->channels_->SentAfter(dest, open.cursor(), kMaxResend);
     if (!sent.ok()) return sent.status();
     for (auto& e : *sent) {
       if (e.first_seq() > open.cursor()) resend_[e.first_seq()] = std::move(e);
     }
   }
-  service_->store_->ConfirmChannel(dest);  // a restored node's held channel is confirmed
+  service_->channels_->ConfirmChannel(dest);  // a restored node's held channel is confirmed
   dest_ = dest;
   window_ = open.window() == 0 ? service_->default_window_ : open.window();
   acked_ = std::min(at_open.acked, open.cursor());
@@ -261,7 +261,7 @@ absl::Status Subscription::HandleOpen(const v1::SubscribeRequest& first) {
   // Without receipts the subscriber's cursor is its acknowledgement; with them, receipts are.
   if (!sig.enabled() && open.cursor() > at_open.acked) {
     mu_.Unlock();  // a store callback may run inline (e.g. when the queue is stopping)
-    service_->store_->RecordAckAsync(dest, open.cursor(), [](const absl::Status&) {});
+    service_->channels_->RecordAckAsync(dest, open.cursor(), [](const absl::Status&) {});
     mu_.Lock();
   }
   Log(LogLevel::kInfo, "subscription opened",
@@ -293,14 +293,14 @@ absl::Status Subscription::HandleAck(const v1::SubscribeRequest& req, bool& subm
   };
   if (!service_->signatures_.enabled()) {
     mu_.Unlock();  // `done` may run inline and takes mu_; Step() is not re-entered meanwhile
-    service_->store_->RecordAckAsync(dest_, seq, std::move(done));
+    service_->channels_->RecordAckAsync(dest_, seq, std::move(done));
     mu_.Lock();
   } else {
     auto it = inflight_.find(seq);
     const std::string expected = it == inflight_.end() ? "" : it->second;
     ASSIGN_OR_RETURN(v1::Receipt receipt, service_->CheckReceipt(dest_, req.ack(), expected));
     mu_.Unlock();
-    service_->store_->RecordReceiptAsync(dest_, receipt, req.ack().receipt(), std::move(done));
+    service_->channels_->RecordReceiptAsync(dest_, receipt, req.ack().receipt(), std::move(done));
     mu_.Lock();
   }
   submitted = true;
@@ -311,7 +311,7 @@ absl::StatusOr<bool> Subscription::Prepare() {
   const bool holding = writing_ || sealing_ > 0 || !outbox_.empty();
   if (inflight_.size() >= window_ || sealing_ + outbox_.size() >= 1) return false;
   const uint64_t from = sent_ + 1;
-  if (service_->store_->Channel(dest_).head < from) return false;
+  if (service_->channels_->Channel(dest_).head < from) return false;
   // One batch in memory per stream is always allowed; more only within the shared budget.
   if (holding && !service_->MayBuffer(shared_from_this())) return false;
   if (!resend_.empty()) {
@@ -325,7 +325,7 @@ absl::StatusOr<bool> Subscription::Prepare() {
   }
 
   mu_.Unlock();  // only Step() changes sent_, and Step() does not run twice at once
-  auto entries = service_->store_->ReadChannel(dest_, from, service_->batch_max_entries_,
+  auto entries = service_->channels_->ReadChannel(dest_, from, service_->batch_max_entries_,
                                                service_->max_batch_bytes_);
   v1::SubscribeResponse resp;
   v1::BatchManifest manifest;
@@ -387,7 +387,7 @@ absl::StatusOr<bool> Subscription::Prepare() {
     dispatcher->Schedule(self);
   };
   mu_.Unlock();  // `sealed` may run inline and takes mu_
-  service_->store_->RecordSentAsync(dest_, manifest, logged, std::move(sealed));
+  service_->channels_->RecordSentAsync(dest_, manifest, logged, std::move(sealed));
   mu_.Lock();
   return true;
 }
@@ -395,7 +395,7 @@ absl::StatusOr<bool> Subscription::Prepare() {
 absl::StatusOr<bool> Subscription::Resend(uint64_t from, const v1::Evidence& sent) {
   const uint64_t count = sent.last_seq() - from + 1;
   mu_.Unlock();  // only Step() changes sent_, and Step() does not run twice at once
-  auto entries = service_->store_->ReadChannel(dest_, from, static_cast<uint32_t>(count),
+  auto entries = service_->channels_->ReadChannel(dest_, from, static_cast<uint32_t>(count),
                                                std::numeric_limits<uint64_t>::max());
   mu_.Lock();
   if (!entries.ok()) return entries.status();
@@ -421,11 +421,11 @@ absl::StatusOr<bool> Subscription::Resend(uint64_t from, const v1::Evidence& sen
 }
 
 void Subscription::QueueHeartbeat(absl::Time now) {
-  const ChannelState channel = service_->store_->Channel(dest_);
+  const ChannelState channel = service_->channels_->Channel(dest_);
   v1::SubscribeResponse hb;
   hb.mutable_heartbeat()->set_head(channel.head);
   hb.mutable_heartbeat()->set_receipted(channel.acked);
-  hb.mutable_heartbeat()->set_policy_digest(service_->store_->policy().digest());
+  hb.mutable_heartbeat()->set_policy_digest(service_->policy_.digest());
   *hb.mutable_heartbeat()->mutable_sent_at() =
       TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(common::Now()));
   outbox_.emplace_back(std::move(hb), 0);
@@ -539,7 +539,7 @@ static double QueriesPerMinute(const v1::NodeConfig& config) {
   return n == 0 ? 120.0 : n;
 }
 
-PeerExchangeService::PeerExchangeService(const v1::NodeConfig& config, NoticeStore* store,
+PeerExchangeService::PeerExchangeService(const v1::NodeConfig& config, const StoreParts& store,
                                          const Authorizer* authz, Signatures signatures)
     : self_(config.jurisdiction()),
       signatures_(std::move(signatures)),
@@ -552,10 +552,15 @@ PeerExchangeService::PeerExchangeService(const v1::NodeConfig& config, NoticeSto
           TimeUtil::DurationToMilliseconds(config.exchange().heartbeat_interval()))),
       max_answer_bytes_(config.limits().max_message_bytes() / 4),
       query_rate_(QueriesPerMinute(config), std::max(10.0, QueriesPerMinute(config) / 10)),
-      store_(store),
+      channels_(store.channels),
+      inbox_(store.inbox),
+      cases_(store.cases),
+      log_(store.log),
+      policy_(*store.policy),
+      sharing_(store.sharing),
       authz_(authz),
       dispatcher_(2) {
-  store_->SetChannelListener(
+  channels_->SetChannelListener(
       [this](const std::map<std::string, ChannelState>& changes) { ChannelsMoved(changes); });
   ticker_ = std::thread([this] {
     absl::MutexLock lock(&mu_);
@@ -576,11 +581,11 @@ PeerExchangeService::~PeerExchangeService() {
     stop_ticker_ = true;
   }
   ticker_.join();
-  store_->SetChannelListener(nullptr);
+  channels_->SetChannelListener(nullptr);
   dispatcher_.Stop();
   // Store writes of ours still in the commit queue complete before we are gone (their callbacks
   // schedule on the stopped dispatcher, which ignores them).
-  store_->Barrier();
+  channels_->Barrier();
 }
 
 using RefusedReactor = RefusedStream<v1::SubscribeRequest, v1::SubscribeResponse>;
@@ -762,7 +767,7 @@ absl::StatusOr<v1::Receipt> PeerExchangeService::CheckReceipt(
   }
   std::string expected = expected_manifest_digest;
   if (expected.empty()) {
-    auto stored = store_->SentManifestDigest(dest, receipt.first_seq(), receipt.last_seq());
+    auto stored = channels_->SentManifestDigest(dest, receipt.first_seq(), receipt.last_seq());
     if (!stored.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "ack.receipt: no manifest was sent for ", receipt.first_seq(), "..", receipt.last_seq()));

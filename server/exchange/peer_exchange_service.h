@@ -20,7 +20,7 @@
 #include "server/authz.h"
 #include "server/exchange/dispatcher.h"
 #include "server/exchange/rate_limiter.h"
-#include "server/store/notice_store.h"
+#include "server/store/store_parts.h"
 
 namespace caseway::server {
 
@@ -68,7 +68,7 @@ class PeerExchangeService final
               caseway::v1::PeerExchange::WithGenericMethod_GetPeerView<
                   caseway::v1::PeerExchange::Service>>> {
  public:
-  PeerExchangeService(const caseway::v1::NodeConfig& config, NoticeStore* store,
+  PeerExchangeService(const caseway::v1::NodeConfig& config, const StoreParts& store,
                       const Authorizer* authz, Signatures signatures);
   ~PeerExchangeService() override;
   // AddUnaryMethods serves Query and GetPeerView through `unary`.
@@ -131,7 +131,12 @@ class PeerExchangeService final
   const uint64_t max_answer_bytes_;
   RateLimiter query_rate_;
   std::atomic<int> queries_in_flight_{0};
-  NoticeStore* const store_;
+  ChannelStore* const channels_;  // the channels served, the batches sent, receipts
+  InboxStore* const inbox_;       // a query's cursor (what this node holds of the asker)
+  CaseStore* const cases_;        // queries answered, the feed
+  ExchangeLogStore* const log_;   // halted?, the asker's checkpoint witnessed
+  const common::Policy& policy_;  // its digest in every heartbeat
+  const common::SharingPolicy* const sharing_;  // null: none
   const Authorizer* const authz_;
   std::atomic<bool> shutting_down_{false};
   Dispatcher dispatcher_;

@@ -51,7 +51,7 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
         absl::StrCat("asker: ", id->ToString(), " may ask only as ", asker)));
   }
   // A department reads only the kinds the sharing policy grants it (docs/privacy.md).
-  const common::SharingPolicy* sharing = store_->sharing();
+  const common::SharingPolicy* sharing = sharing_;
   const bool department = id->role == common::Role::kDepartment;
   std::set<std::string> granted;
   if (department) {
@@ -88,7 +88,7 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
         absl::StrCat(asker, " asked more often than this node answers one peer "
                             "(limits.peer_queries_per_minute); retry in a few seconds")));
   }
-  if (absl::Status halted = store_->Halted(); !halted.ok()) return ToGrpcStatus(halted);
+  if (absl::Status halted = log_->Halted(); !halted.ok()) return ToGrpcStatus(halted);
   // However many peers ask, a bounded number of answers is prepared at once.
   struct InFlight {
     std::atomic<int>& n;
@@ -106,9 +106,9 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
   // Only the notices the asker is a party to are read into the answer, and only they count
   // towards its limit and `truncated`: a case the asker may not see answers as an unknown one.
   v1::QueryAnswer answer;
-  auto found = feed ? store_->ReadFeed(req->after(), granted, kMaxAnswerNotices,
+  auto found = feed ? cases_->ReadFeed(req->after(), granted, kMaxAnswerNotices,
                                        answer.mutable_next(), &more)
-                    : store_->FindCase(by_subject ? req->id_number() : req->case_id(), by_subject,
+                    : cases_->FindCase(by_subject ? req->id_number() : req->case_id(), by_subject,
                                        kMaxAnswerNotices, &more, department ? "" : asker,
                                        department ? &granted : nullptr);
   if (!found.ok()) return ToGrpcStatus(found.status());
@@ -118,7 +118,7 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
   // The policy removes what the asker may not receive, as it does from what it is sent.
   const bool filtered = sharing != nullptr && sharing->Names(asker);
   if (filtered) answer.set_sharing_policy_digest(sharing->digest());
-  const uint64_t acked_by_asker = department ? 0 : store_->Channel(asker).acked;
+  const uint64_t acked_by_asker = department ? 0 : channels_->Channel(asker).acked;
   AccessEntry access{id->ToString(), feed ? "feed-read" : "query-answered", req->purpose(), asker};
   const absl::Time now = common::Now();
   uint64_t bytes = 0;
@@ -128,7 +128,7 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
     if (!feed) return;
     v1::FeedPosition& next = *answer.mutable_next();
     for (size_t i = from; i < found->size(); ++i) {
-      const NoticeStore::CaseRecord& r = (*found)[i];
+      const CaseRecord& r = (*found)[i];
       if (r.role == v1::QueryNotice::ROLE_PUBLISHED) {
         next.set_published(std::min(next.published(), r.position - 1));
       } else {
@@ -137,7 +137,7 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
     }
   };
   for (size_t i = 0; i < found->size(); ++i) {
-    NoticeStore::CaseRecord& r = (*found)[i];
+    CaseRecord& r = (*found)[i];
     // FindCase kept only the asker's: published here to it, received from it, or received from
     // a third node with it among the destinations.
     uint64_t seq = 0;
@@ -189,7 +189,7 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
     q.set_acknowledged(acknowledged);
     bytes += r.bytes.size();
     if (department) continue;  // replies are owed between jurisdictions, never to a department
-    auto replies = store_->RepliesOf(r.origin, r.notice_id, now);
+    auto replies = cases_->RepliesOf(r.origin, r.notice_id, now);
     if (!replies.ok()) return ToGrpcStatus(replies.status());
     for (const v1::TodoItem& item : *replies) {
       // Replies owed by this node or by the asker: never what a third party owes.
@@ -202,7 +202,7 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
     }
   }
   const int count = answer.notices_size();
-  auto signed_answer = store_->AnswerQuery(std::move(answer), access);
+  auto signed_answer = cases_->AnswerQuery(std::move(answer), access);
   if (!signed_answer.ok()) return ToGrpcStatus(signed_answer.status());
   *resp->mutable_answer() = std::move(*signed_answer);
   // Who asked and how many notices went back; never what was asked about.
@@ -218,11 +218,11 @@ grpc::Status PeerExchangeService::GetPeerView(grpc::ServerContext* ctx,
   // Any node of the federation, and only about itself: the identity is the question.
   auto id = authz_->Check(*ctx, Rpc::kPeerView);
   if (!id.ok()) return ToGrpcStatus(id.status());
-  auto cursor = store_->Cursor(id->jurisdiction);
+  auto cursor = inbox_->Cursor(id->jurisdiction);
   if (!cursor.ok()) return ToGrpcStatus(cursor.status());
   resp->set_cursor(*cursor);
   std::string note;
-  auto witnessed = store_->Witnessed(id->jurisdiction, &note);
+  auto witnessed = log_->Witnessed(id->jurisdiction, &note);
   if (witnessed.ok()) {
     resp->set_witnessed_size(witnessed->size);
     resp->set_witnessed_note(std::move(note));

@@ -66,7 +66,7 @@ absl::Status Refuse(absl::StatusCode code, absl::string_view reason, const std::
 
 }  // namespace
 
-GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
+GatewayService::GatewayService(const v1::NodeConfig& config, const StoreParts& store,
                                const Authorizer* authz, SubscriptionStatusFn subscriptions,
                                OpenStreamsFn open_streams, PeerAsker* asker,
                                common::Signatures signatures)
@@ -78,13 +78,19 @@ GatewayService::GatewayService(const v1::NodeConfig& config, NoticeStore* store,
       max_case_bytes_(config.limits().max_message_bytes() == 0
                           ? uint64_t{1} << 20
                           : config.limits().max_message_bytes() / 4),
-      store_(store),
+      channels_(store.channels),
+      inbox_store_(store.inbox),
+      cases_(store.cases),
+      log_(store.log),
+      access_(store.access),
+      policy_(*store.policy),
+      sharing_(store.sharing),
       asker_(asker),
       signatures_(std::move(signatures)),
       authz_(authz),
       subscriptions_(std::move(subscriptions)),
       open_streams_(std::move(open_streams)),
-      inbox_(store, store, authz) {
+      inbox_(store.inbox, store.access, authz) {
   for (const auto& peer : config.peers()) peers_.insert(peer.jurisdiction());
   ticker_ = std::thread([this] {
     uint64_t generation = authz_->RevocationGeneration();
@@ -148,7 +154,7 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
     // What the node completes is not part of what a retry is compared by: a retry on another
     // day would get another reply_due.
     std::optional<absl::Time> due;
-    if (!n.has_reply_due()) due = store_->policy().ReplyDue(n, rules.now);
+    if (!n.has_reply_due()) due = policy_.ReplyDue(n, rules.now);
     if (due || (!n.in_reply_to().empty() && n.in_reply_to_origin().empty())) {
       p.request_digest = common::Sha256(common::DeterministicBytes(n));
     }
@@ -170,7 +176,7 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
     p.warnings = std::move(warnings[i]);
     // The sharing policy: each destination it names receives its own copy, without the fields
     // the policy does not grant it (docs/privacy.md). Stored and logged with the notice.
-    if (const common::SharingPolicy* sharing = store_->sharing(); sharing != nullptr) {
+    if (const common::SharingPolicy* sharing = sharing_; sharing != nullptr) {
       for (size_t d = 0; d < p.destinations.size(); ++d) {
         if (!sharing->Names(p.destinations[d])) continue;
         p.copies.resize(p.destinations.size());
@@ -196,7 +202,7 @@ absl::StatusOr<std::vector<v1::PublishResult>> GatewayService::ValidateOnly(
     r.set_notice_id(p.notice_id);
     r.set_digest(p.digest);
     for (const auto& w : p.warnings) r.add_warnings(w);
-    ASSIGN_OR_RETURN(std::optional<std::string> stored, store_->StoredDigest(p.notice_id));
+    ASSIGN_OR_RETURN(std::optional<std::string> stored, channels_->StoredDigest(p.notice_id));
     if (!stored) continue;
     if (*stored != (p.request_digest.empty() ? p.digest : p.request_digest)) {
       return ContentConflict(batch ? absl::StrCat("notices[", i, "].") : "notice.", p.notice_id);
@@ -213,7 +219,7 @@ absl::Status GatewayService::ResolveReply(v1::Notice& n, const std::string& path
   const std::string& given = n.in_reply_to_origin();
   auto published = [&]() -> absl::StatusOr<bool> {
     if (earlier.count(id) > 0) return true;
-    return store_->Published(id);
+    return channels_->Published(id);
   };
   auto refuse = [&](absl::StatusCode code, absl::string_view reason, absl::string_view field,
                     std::string rule) {
@@ -242,7 +248,7 @@ absl::Status GatewayService::ResolveReply(v1::Notice& n, const std::string& path
   const bool feedback = n.has_feedback();
   std::string target = given;
   if (target == jurisdiction_ || target.empty()) {
-    ASSIGN_OR_RETURN(std::vector<std::string> origins, store_->ReceivedFrom(id));
+    ASSIGN_OR_RETURN(std::vector<std::string> origins, cases_->ReceivedFrom(id));
     if (target.empty() && origins.size() == 1) {
       target = origins[0];
     } else if (target.empty() && origins.size() > 1) {
@@ -264,7 +270,7 @@ absl::Status GatewayService::ResolveReply(v1::Notice& n, const std::string& path
       target = jurisdiction_;
     }
   } else {
-    ASSIGN_OR_RETURN(std::vector<std::string> origins, store_->ReceivedFrom(id));
+    ASSIGN_OR_RETURN(std::vector<std::string> origins, cases_->ReceivedFrom(id));
     if (std::find(origins.begin(), origins.end(), target) == origins.end()) {
       return refuse(kPrecondition, "REPLY_TARGET_UNKNOWN", "in_reply_to",
                     absl::StrCat("no notice ", common::Echo(id), " was received from ", target));
@@ -328,7 +334,7 @@ bool GatewayService::PublishParsed(PublishCall* call, const grpc::ByteBuffer& re
     call->ReplyWith((*results)[0]);
     return true;
   }
-  store_->PublishAsync(
+  channels_->PublishAsync(
       std::move(*prepared),
       [call, id = one[0].notice_id()](
           absl::StatusOr<std::vector<v1::PublishResult>> results) {
@@ -383,7 +389,7 @@ bool GatewayService::PublishBatchParsed(PublishCall* call, const grpc::ByteBuffe
     call->ReplyWith(resp);
     return true;
   }
-  store_->PublishAsync(std::move(*prepared),
+  channels_->PublishAsync(std::move(*prepared),
                        [call](absl::StatusOr<std::vector<v1::PublishResult>> results) {
                          if (!results.ok()) {
                            if (results.status().code() != absl::StatusCode::kAlreadyExists) {
@@ -434,9 +440,9 @@ absl::StatusOr<v1::StatusResponse> GatewayService::Snapshot() const {
   const absl::Time now = common::Now();
   *resp.mutable_now() = stamp(now);
   resp.set_jurisdiction(jurisdiction_);
-  std::map<std::string, ChannelState> channels = store_->Channels();
+  std::map<std::string, ChannelState> channels = channels_->Channels();
   for (const auto& peer : peers_) channels.emplace(peer, ChannelState{});
-  ASSIGN_OR_RETURN(const auto oldest, store_->OldestUnacked());
+  ASSIGN_OR_RETURN(const auto oldest, channels_->OldestUnacked());
   for (const auto& [dest, state] : channels) {
     auto* c = resp.add_channels();
     c->set_destination(dest);
@@ -448,15 +454,15 @@ absl::StatusOr<v1::StatusResponse> GatewayService::Snapshot() const {
     }
   }
   for (auto& sub : subscriptions_()) *resp.add_subscriptions() = std::move(sub);
-  ASSIGN_OR_RETURN(const NoticeStore::InboxSummary inbox, store_->Inbox());
+  ASSIGN_OR_RETURN(const InboxStore::InboxSummary inbox, inbox_store_->Inbox());
   resp.set_inbox_total(inbox.total);
   resp.set_inbox_unacked(inbox.unacked);
   if (inbox.oldest_unacked) *resp.mutable_inbox_oldest_unacked_at() = stamp(*inbox.oldest_unacked);
-  if (absl::Status halted = store_->Halted(); !halted.ok()) {
+  if (absl::Status halted = log_->Halted(); !halted.ok()) {
     resp.set_halted(std::string(halted.message()));
   }
-  resp.set_policy_version(store_->policy().proto().version());
-  resp.set_policy_digest(store_->policy().DigestHex());
+  resp.set_policy_version(policy_.proto().version());
+  resp.set_policy_digest(policy_.DigestHex());
   if (auto pem = common::ReadFile(cert_file_); pem.ok()) {
     if (auto window = common::CertificateValidity(*pem); window.ok()) {
       *resp.mutable_certificate_not_after() = stamp(window->not_after);
@@ -495,7 +501,7 @@ grpc::Status GatewayService::Todo(grpc::ServerContext* ctx, const v1::TodoReques
   if (req->kind().size() > 64) bad.push_back({"kind", "at most 64 characters"});
   if (req->peer().size() > 12) bad.push_back({"peer", "a region code of at most 12 digits"});
   if (!bad.empty()) return ToGrpcStatus(common::BadInput("INVALID_REQUEST", bad));
-  auto todo = store_->Todo(*req, common::Now());
+  auto todo = cases_->Todo(*req, common::Now());
   if (!todo.ok()) return ToGrpcStatus(todo.status());
   *resp = std::move(*todo);
   return grpc::Status::OK;
@@ -538,12 +544,12 @@ grpc::Status GatewayService::Case(grpc::ServerContext* ctx, const v1::CaseReques
   }
   constexpr size_t kMaxEvents = 10000;
   bool more = false;
-  auto found = store_->FindCase(req->case_id(), false, kMaxEvents, &more);
+  auto found = cases_->FindCase(req->case_id(), false, kMaxEvents, &more);
   if (!found.ok()) return ToGrpcStatus(found.status());
   const absl::Time now = common::Now();
-  const std::map<std::string, ChannelState> channels = store_->Channels();
+  const std::map<std::string, ChannelState> channels = channels_->Channels();
   uint64_t bytes = 0;
-  for (const NoticeStore::CaseRecord& r : *found) {
+  for (const CaseRecord& r : *found) {
     // The response must fit in one message: notice bytes up to a quarter of the limit.
     if (bytes + r.bytes.size() > max_case_bytes_) {
       more = true;
@@ -568,7 +574,7 @@ grpc::Status GatewayService::Case(grpc::ServerContext* ctx, const v1::CaseReques
     }
     e.set_channel_seq(r.channel_seq);
     e.set_consumed(r.consumed);
-    auto replies = store_->RepliesOf(r.origin, r.notice_id, now);
+    auto replies = cases_->RepliesOf(r.origin, r.notice_id, now);
     if (!replies.ok()) return ToGrpcStatus(replies.status());
     for (auto& item : *replies) *e.add_replies() = std::move(item);
   }
@@ -577,7 +583,7 @@ grpc::Status GatewayService::Case(grpc::ServerContext* ctx, const v1::CaseReques
   // The timeline goes out only once its read is in the access log.
   AccessEntry access{id->ToString(), "case", req->purpose(), ""};
   for (const v1::CaseEvent& e : resp->events()) access.Add(e.notice());
-  if (absl::Status s = store_->RecordAccess(access); !s.ok()) {
+  if (absl::Status s = access_->RecordAccess(access); !s.ok()) {
     resp->Clear();
     return ToGrpcStatus(s);
   }
@@ -600,9 +606,9 @@ grpc::Status GatewayService::AccessLog(grpc::ServerContext* ctx, const v1::Acces
   // Asking who read a person's data is itself a read about that person.
   AccessEntry access{id->ToString(), "access-log", req->purpose(), ""};
   access.id_numbers.insert(req->id_number());
-  if (absl::Status s = store_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = access_->RecordAccess(access); !s.ok()) return ToGrpcStatus(s);
   const uint32_t limit = req->limit() == 0 ? 100 : req->limit();
-  auto records = store_->ReadAccess(req->id_number(), req->after(), limit + 1);
+  auto records = access_->ReadAccess(req->id_number(), req->after(), limit + 1);
   if (!records.ok()) return ToGrpcStatus(records.status());
   const bool more = records->size() > limit;
   if (more) records->pop_back();

@@ -18,7 +18,7 @@
 #include "server/gateway/inbox_stream.h"
 #include "server/gateway/publish_call.h"
 #include "server/gateway/read_gate.h"
-#include "server/store/notice_store.h"
+#include "server/store/store_parts.h"
 
 namespace caseway::server {
 
@@ -56,7 +56,7 @@ class GatewayService final
  public:
   // `asker` (may be null: QueryPeer is then UNIMPLEMENTED) must outlive the service.
   // `signatures` (disabled without the exchange log) give Status its signing key's end.
-  GatewayService(const caseway::v1::NodeConfig& config, NoticeStore* store,
+  GatewayService(const caseway::v1::NodeConfig& config, const StoreParts& store,
                  const Authorizer* authz, SubscriptionStatusFn subscriptions,
                  OpenStreamsFn open_streams, PeerAsker* asker, common::Signatures signatures);
 
@@ -114,7 +114,13 @@ class GatewayService final
   // Gateway.Case: the most notice bytes in one response.
   const uint64_t max_case_bytes_;
   std::set<std::string> peers_;
-  NoticeStore* const store_;
+  ChannelStore* const channels_;       // publishing, the channels' state
+  InboxStore* const inbox_store_;      // the inbox's summary (and, through inbox_, its stream)
+  CaseStore* const cases_;             // Case, Todo
+  ExchangeLogStore* const log_;        // halted?
+  ::caseway::server::AccessLog* const access_;  // every read of personal data
+  const common::Policy& policy_;       // reply deadlines, Status
+  const common::SharingPolicy* const sharing_;  // the copies a destination gets; null: none
   PeerAsker* const asker_;
   const common::Signatures signatures_;
   const Authorizer* const authz_;

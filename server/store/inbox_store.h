@@ -61,6 +61,13 @@ class InboxStore {
   // SetInboxListener registers the one callback run (on the writer thread; it must not block)
   // after every commit that added rows to the inbox.
   virtual void SetInboxListener(std::function<void()> listener) = 0;
+  // InboxSummary counts the inbox and dates its oldest notice not yet taken by the consumer.
+  struct InboxSummary {
+    uint64_t total = 0;
+    uint64_t unacked = 0;
+    std::optional<absl::Time> oldest_unacked;  // received_at; nullopt when everything is taken
+  };
+  virtual absl::StatusOr<InboxSummary> Inbox() = 0;
 
   // Version increases with every commit (a reader compares it before and after to know whether
   // it may have missed one); Barrier returns once every write submitted before it has completed.

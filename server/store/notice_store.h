@@ -30,6 +30,8 @@
 #include "common/signatures.h"
 #include "common/signing.h"
 #include "server/store/access_log.h"
+#include "server/store/case_store.h"
+#include "server/store/channel_store.h"
 #include "server/store/commit_queue.h"
 #include "server/store/exchange_log_store.h"
 #include "server/store/inbox_store.h"
@@ -38,25 +40,6 @@
 #include "server/store/sqlite.h"
 
 namespace caseway::server {
-
-// PreparedNotice is a validated notice ready to store: `bytes` is its serialization with the
-// origin set, stored and delivered byte for byte; `digest` is SHA-256 of `bytes`.
-// `request_digest` is SHA-256 of the notice as the publisher sent it (origin set, before the node
-// filled reply_due or in_reply_to_origin): what a retry is compared by. Publish stores `bytes`
-// sealed when storage encryption is on (StoreOptions::sealer); reads return them plain.
-struct PreparedNotice {
-  std::string notice_id;
-  std::vector<std::string> destinations;
-  std::string bytes;
-  std::string digest;
-  // Set when the sharing policy removed fields for a destination: per destinations[i], the bytes
-  // it receives ("" = `bytes`), and the digest of the policy applied.
-  std::vector<std::string> copies;
-  std::string sharing_policy_digest;
-  std::string request_digest;
-  common::NoticeFacts facts;
-  std::vector<std::string> warnings;
-};
 
 // The schema version this binary writes. Version 6: notice, inbox and query-answer bodies may be
 // sealed (server/store/sealer.h), and meta 'seal_keys' lists the keys that sealed them; an older
@@ -115,15 +98,6 @@ struct StoreOptions {
   std::function<void(const absl::Status&)> connection_lost;
 };
 
-// ChannelState is an outbound channel's positions.
-struct ChannelState {
-  uint64_t head = 0;
-  uint64_t acked = 0;
-};
-
-// ContentConflict is the ALREADY_EXISTS refusal of a notice_id stored with other content
-// (reason CONTENT_CONFLICT); `path` prefixes the field ("notices[3]." or "notice.").
-absl::Status ContentConflict(const std::string& path, const std::string& notice_id);
 
 // NoticeStore is the node's storage.
 //
@@ -134,7 +108,11 @@ absl::Status ContentConflict(const std::string& path, const std::string& notice_
 // Concurrency: thread-safe.
 // Limitations: one process per database file (SQLite's locking guards against a second writer,
 // which gets INTERNAL "database is locked" after 10 s).
-class NoticeStore final : public ExchangeLogStore, public AccessLog, public InboxStore {
+class NoticeStore final : public ChannelStore,
+                          public InboxStore,
+                          public CaseStore,
+                          public ExchangeLogStore,
+                          public AccessLog {
  public:
   // Open creates or migrates the schema at `options.path`. INTERNAL on SQLite errors,
   // FAILED_PRECONDITION when the file has a newer schema version than this binary knows.
@@ -152,20 +130,14 @@ class NoticeStore final : public ExchangeLogStore, public AccessLog, public Inbo
   absl::StatusOr<std::vector<caseway::v1::PublishResult>> Publish(
       const std::vector<PreparedNotice>& notices);
 
-  using PublishDone =
-      std::function<void(absl::StatusOr<std::vector<caseway::v1::PublishResult>>)>;
-  // PublishAsync is Publish without blocking: `done` runs on the writer thread once the
-  // transaction is durable (or failed). It must not block.
-  void PublishAsync(std::vector<PreparedNotice> notices, PublishDone done);
-
-  // ReadChannel returns committed entries of the channel to `destination` from `from_seq`, at
-  // most `max_entries` and about `max_bytes` (always at least one when available).
+  // --- Published notices and their channels (ChannelStore, channel_store.h) ---
+  void PublishAsync(std::vector<PreparedNotice> notices, PublishDone done) override;
   absl::StatusOr<std::vector<caseway::v1::Entry>> ReadChannel(const std::string& destination,
                                                               uint64_t from_seq,
                                                               uint32_t max_entries,
-                                                              uint64_t max_bytes);
-  ChannelState Channel(const std::string& destination);
-  std::map<std::string, ChannelState> Channels();
+                                                              uint64_t max_bytes) override;
+  ChannelState Channel(const std::string& destination) override;
+  std::map<std::string, ChannelState> Channels() override;
 
   // WriteDone receives the durable result of an asynchronous write, on the writer thread; it
   // must not block.
@@ -173,12 +145,11 @@ class NoticeStore final : public ExchangeLogStore, public AccessLog, public Inbo
 
   // RecordAck durably raises the acknowledged position of a channel (never lowers it).
   absl::Status RecordAck(const std::string& destination, uint64_t seq);
-  void RecordAckAsync(const std::string& destination, uint64_t seq, WriteDone done);
-
-  // ChannelListener hears, on the writer thread after each commit that moved outbound channels,
-  // the new positions of those channels (head and acked; 0 where unchanged). It must not block.
-  using ChannelListener = std::function<void(const std::map<std::string, ChannelState>&)>;
-  void SetChannelListener(ChannelListener listener);
+  void RecordAckAsync(const std::string& destination, uint64_t seq, WriteDone done) override;
+  void SetChannelListener(ChannelListener listener) override;
+  absl::StatusOr<std::map<std::string, absl::Time>> OldestUnacked() override;
+  absl::StatusOr<bool> Published(const std::string& notice_id) override;
+  absl::StatusOr<std::optional<std::string>> StoredDigest(const std::string& notice_id) override;
 
   // --- The inbox (InboxStore, inbox_store.h) ---
   absl::StatusOr<uint64_t> Cursor(const std::string& origin) override;
@@ -191,17 +162,7 @@ class NoticeStore final : public ExchangeLogStore, public AccessLog, public Inbo
   void AckInboxAsync(std::vector<uint64_t> inbox_seqs, WriteDone done) override;
   void SetInboxListener(std::function<void()> listener) override;
 
-  // InboxSummary counts the inbox and dates its oldest notice not yet taken by the consumer.
-  struct InboxSummary {
-    uint64_t total = 0;
-    uint64_t unacked = 0;
-    std::optional<absl::Time> oldest_unacked;  // received_at; nullopt when everything is taken
-  };
-  absl::StatusOr<InboxSummary> Inbox();
-
-  // OldestUnacked returns, for every outbound channel with notices its destination has not
-  // acknowledged, when the first of them (seq acked + 1) was published here.
-  absl::StatusOr<std::map<std::string, absl::Time>> OldestUnacked();
+  absl::StatusOr<InboxSummary> Inbox() override;
 
   // CommitObserver hears, on the writer thread after each group transaction, how long it took
   // from BEGIN to the end of COMMIT, how many operations it held and whether it committed. It
@@ -215,16 +176,9 @@ class NoticeStore final : public ExchangeLogStore, public AccessLog, public Inbo
   // owes the peer (first) and the peer owes this node (second). Peers without any are absent.
   absl::StatusOr<std::map<std::string, std::pair<uint64_t, uint64_t>>> Overdue(absl::Time now);
 
-  // ReceivedFrom lists the origins from which a notice `notice_id` was received (indexed).
-  absl::StatusOr<std::vector<std::string>> ReceivedFrom(const std::string& notice_id);
-  // Published reports whether this node published `notice_id`.
-  absl::StatusOr<bool> Published(const std::string& notice_id);
-  // StoredDigest returns what a publish of `notice_id` is compared by (the digest of the notice
-  // as its publisher sent it), nullopt when it is not stored.
-  absl::StatusOr<std::optional<std::string>> StoredDigest(const std::string& notice_id);
-  // Todo answers Gateway.Todo at `now` (the request already validated).
+  absl::StatusOr<std::vector<std::string>> ReceivedFrom(const std::string& notice_id) override;
   absl::StatusOr<caseway::v1::TodoResponse> Todo(const caseway::v1::TodoRequest& request,
-                                                 absl::Time now);
+                                                 absl::Time now) override;
   // Restore (docs/operator.md, "Backup and restore"). A database made by BackupDatabase carries
   // the time it was taken; the node asks its peers what they hold of it before exchanging
   // anything (server/restore.h). `checked` once that passed; `unconfirmed` the destinations that
@@ -242,10 +196,10 @@ class NoticeStore final : public ExchangeLogStore, public AccessLog, public Inbo
   // HoldChannels refuses new notices to `destinations` (UNAVAILABLE, "awaits ... after a
   // restore") until ConfirmChannel releases each.
   void HoldChannels(const std::set<std::string>& destinations);
-  bool Held(const std::string& destination);
+  bool Held(const std::string& destination) override;
   // ConfirmChannel releases a held channel (its destination subscribed with a cursor within the
   // head) and records it. A no-op for a channel not held.
-  void ConfirmChannel(const std::string& destination);
+  void ConfirmChannel(const std::string& destination) override;
 
   // RecordPolicy appends a POLICY entry when `policy` differs from the last one recorded here
   // (with the log on), and remembers it.
@@ -271,58 +225,24 @@ class NoticeStore final : public ExchangeLogStore, public AccessLog, public Inbo
     std::variant<int64_t, std::string> ref;  // inbox_seq, or notice_id
   };
 
-  // CaseRecord is one notice of a case as this node holds it.
-  struct CaseRecord {
-    caseway::v1::QueryNotice::Role role = caseway::v1::QueryNotice::ROLE_UNSPECIFIED;
-    std::string origin;  // the notice's origin: this node when published here
-    std::string notice_id;
-    std::string bytes;   // exact, as stored
-    absl::Time stored_at;
-    // Published: (destination, channel seq) in destination order.
-    std::vector<std::pair<std::string, uint64_t>> deliveries;
-    // Received: the channel seq from `origin`, and whether the local consumer acked it.
-    uint64_t channel_seq = 0;
-    bool consumed = false;
-    // ReadFeed: the notice's place among those published here (its row) or received (inbox_seq).
-    uint64_t position = 0;
-  };
-  // FindCase returns the notices held for a case id, or with `by_subject` for a subject's
-  // identity number (looked up by its salted digest, never scanned), oldest stored first: at most
-  // `limit`, `*truncated` set when more follow. With a `party`, only the notices that
-  // jurisdiction is a party to count (published to it, received from it, or received with it
-  // among the destinations): `limit` and `truncated` then concern those alone. At most 100,000
-  // index rows of one key are looked at (without a party, `truncated` then says so too).
-  // With `kinds`, only notices of those kinds count (a department's grant), likewise.
-  absl::StatusOr<std::vector<CaseRecord>> FindCase(absl::string_view key, bool by_subject,
-                                                   size_t limit, bool* truncated,
-                                                   const std::string& party = "",
-                                                   const std::set<std::string>* kinds = nullptr);
-  // ReadFeed returns the notices of `kinds` stored after `after`: those published here, then
-  // those received, each in the order stored, at most `limit` in all. `*next` is where the next
-  // read starts (past the notices returned and the ones of other kinds passed over); `*more` is
-  // set when notices after it may match already (at most 10,000 rows of each table are looked
-  // at per call, so a feed of a rare kind advances in steps).
+  using CaseRecord = ::caseway::server::CaseRecord;
+  // (CaseStore, case_store.h)
+  absl::StatusOr<std::vector<CaseRecord>> FindCase(
+      absl::string_view key, bool by_subject, size_t limit, bool* truncated,
+      const std::string& party = "", const std::set<std::string>* kinds = nullptr) override;
   absl::StatusOr<std::vector<CaseRecord>> ReadFeed(const caseway::v1::FeedPosition& after,
                                                    const std::set<std::string>& kinds, size_t limit,
-                                                   caseway::v1::FeedPosition* next, bool* more);
-  // RepliesOf returns the to-do items (open and cleared) of the notice (origin, notice_id).
+                                                   caseway::v1::FeedPosition* next,
+                                                   bool* more) override;
   absl::StatusOr<std::vector<caseway::v1::TodoItem>> RepliesOf(const std::string& origin,
                                                                 const std::string& notice_id,
-                                                                absl::Time now);
-  // AnswerQuery completes `answer` (answerer, log_index, answered_at), signs it, appends its
-  // QUERY_ANSWERED entry and `access` to the access log and commits, in one transaction; returns
-  // the signed answer. An answer under the sharing policy (sharing_policy_digest set) is kept
-  // too, sealed, as evidence (KIND_QUERY_ANSWER_SENT) for a coordinator to check. Without the exchange log the answer is returned unsigned and only
-  // `access` is stored.
+                                                                absl::Time now) override;
   absl::StatusOr<caseway::v1::Signed> AnswerQuery(caseway::v1::QueryAnswer answer,
-                                                  const AccessEntry& access);
-  // RecordQueryAsked appends QUERY_ASKED for `peer`'s verified answer, keeps the signed answer
-  // as evidence (KIND_QUERY_ANSWER_RECEIVED) and appends `access`, in one transaction; returns
-  // the entry's index (0 without the exchange log: then only `access` is stored).
+                                                  const AccessEntry& access) override;
   absl::StatusOr<uint64_t> RecordQueryAsked(const std::string& peer,
                                             const caseway::v1::QueryAnswer& answer,
                                             const caseway::v1::Signed& signed_answer,
-                                            const AccessEntry& access);
+                                            const AccessEntry& access) override;
 
   // --- Access log (AccessLog, access_log.h; notice_store_access.cc) ---
   absl::Status RecordAccess(const AccessEntry& entry) override;
@@ -368,21 +288,19 @@ class NoticeStore final : public ExchangeLogStore, public AccessLog, public Inbo
   absl::Status RecordSent(const std::string& destination, const caseway::v1::BatchManifest& m,
                           const caseway::v1::Signed& signed_manifest);
   void RecordSentAsync(const std::string& destination, const caseway::v1::BatchManifest& m,
-                       const caseway::v1::Signed& signed_manifest, WriteDone done);
-  // FindSentManifest returns the manifest digest this node signed for `destination` ending at
-  // `last_seq` most recently (NOT_FOUND when none).
+                       const caseway::v1::Signed& signed_manifest, WriteDone done) override;
   absl::StatusOr<std::string> SentManifestDigest(const std::string& destination,
-                                                 uint64_t first_seq, uint64_t last_seq);
+                                                 uint64_t first_seq, uint64_t last_seq) override;
   // SentAfter returns up to `limit` manifests this node signed for `destination` that end after
   // `after`, by last_seq: the batches a reconnecting subscriber is sent again as they were.
   absl::StatusOr<std::vector<caseway::v1::Evidence>> SentAfter(const std::string& destination,
-                                                               uint64_t after, int limit);
+                                                               uint64_t after, int limit) override;
   // RecordReceipt stores a verified receipt from `destination`, appends RECEIPT_RECEIVED and
   // raises the channel's acked position to receipt.last_seq.
   absl::Status RecordReceipt(const std::string& destination, const caseway::v1::Receipt& receipt,
                              const caseway::v1::Signed& signed_receipt);
   void RecordReceiptAsync(const std::string& destination, const caseway::v1::Receipt& receipt,
-                          const caseway::v1::Signed& signed_receipt, WriteDone done);
+                          const caseway::v1::Signed& signed_receipt, WriteDone done) override;
   absl::StatusOr<std::vector<std::pair<uint64_t, caseway::v1::Signed>>> ReceiptsSent(
       const std::string& origin, uint64_t after) override;
 
