@@ -457,7 +457,12 @@ void NoticeStore::CheckpointLoop() {
     Stmt q(db.get(), "PRAGMA page_size");
     if (q.Step()) page_size = q.Int(0);
   }
+  // How long a RESTART waits for the readers of older snapshots: 50 ms, doubled after each round
+  // that gave up (to at most 1 s), back to 50 ms once one succeeds. A reader that keeps a long read
+  // going (or a loaded machine) outlasted a fixed 50 ms every round, and the WAL grew again.
   constexpr int kRestartWaitMs = 50;
+  constexpr int kRestartWaitMaxMs = 1000;
+  int restart_wait_ms = kRestartWaitMs;
   absl::MutexLock lock(&mu_);
   while (!stop_checkpointer_) {
     mu_.AwaitWithTimeout(absl::Condition(&stop_checkpointer_), absl::Milliseconds(500));
@@ -492,14 +497,17 @@ void NoticeStore::CheckpointLoop() {
     // copied into the database. Under continuous commits the PASSIVE one above is always a
     // little behind, and the WAL grew by every byte written (1.8 GB of WAL at the origin after
     // 43 s of publishing). Past wal_restart_bytes, a RESTART copies the few frames written since, holding
-    // writers off, and waits for readers to leave the WAL: at most kRestartWait, then it gives
-    // up (BUSY) until the next round. The file keeps its length and is reused from its start.
+    // writers off, and waits for readers to leave the WAL: at most restart_wait_ms, then it
+    // gives up (BUSY) until the next round, which waits twice as long. The file keeps its length
+    // and is reused from its start.
     if (rc == SQLITE_OK && !truncate &&
         int64_t{wal_frames} * page_size > options_.wal_restart_bytes) {
-      sqlite3_busy_timeout(db->get(), kRestartWaitMs);
+      sqlite3_busy_timeout(db->get(), restart_wait_ms);
       rc = sqlite3_wal_checkpoint_v2(db->get(), nullptr, SQLITE_CHECKPOINT_RESTART, nullptr,
                                      nullptr);
       sqlite3_busy_timeout(db->get(), 10000);
+      restart_wait_ms =
+          rc == SQLITE_OK ? kRestartWaitMs : std::min(2 * restart_wait_ms, kRestartWaitMaxMs);
     }
     // BUSY: a reader or (at the last one) a straggler holds the WAL; the next round retries.
     if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {

@@ -75,8 +75,8 @@ struct StoreOptions {
   // Seals personal data at rest (storage.key_file); nullptr: stored in the clear. Open refuses a
   // database that keys sealed data in without it, or without one of those keys.
   std::shared_ptr<const Sealer> sealer;
-  // The WAL's length past which the background checkpoint waits (at most 50 ms, writers held)
-  // for one moment with every frame copied, so that the next commit starts the WAL again from
+  // The WAL's length past which the background checkpoint waits (50 ms, writers held; twice as
+  // long after each round that gave up, to 1 s) for one moment with every frame copied, so that the next commit starts the WAL again from
   // its beginning. Without it, continuous commits keep a PASSIVE checkpoint always a little
   // behind and the WAL grows by every byte written (bench/results/PROFILE.md, "Growth").
   int64_t wal_restart_bytes = 128 << 20;
