@@ -34,6 +34,15 @@ using common::LogLevel;
 
 namespace {
 
+// StopLeaseLost ends a node of an active/standby pair that no longer holds the writer lease
+// (taken, run out, or fenced): everything it acknowledged is committed, and it restarts as the
+// standby (exit status kLeaseLostExitCode).
+[[noreturn]] void StopLeaseLost(const std::string& reason) {
+  Log(LogLevel::kError, "writer lease lost: this node stops (it restarts as the standby)",
+      {{"reason", reason}});
+  std::_Exit(kLeaseLostExitCode);
+}
+
 absl::Status CheckNodeCertificate(const v1::NodeConfig& config) {
   ASSIGN_OR_RETURN(std::string pem, common::ReadFile(config.tls().cert_file()));
   auto uris = common::CertificateUris(pem);
@@ -337,22 +346,14 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
     store_options.lease_epoch = lease->epoch();
     // Another node of this jurisdiction holds the lease now: this one may not write, and stops
     // at once (everything it acknowledged is committed; it restarts as the standby).
-    store_options.fenced = [](const absl::Status& s) {
-      Log(LogLevel::kError, "writer lease lost: this node stops (it restarts as the standby)",
-          {{"status", s.ToString()}});
-      std::_Exit(kLeaseLostExitCode);
-    };
+    store_options.fenced = [](const absl::Status& s) { StopLeaseLost(s.ToString()); };
     // A session frozen inside a write transaction would keep the lease row locked: the server
     // ends it after one ttl, by when this node's lease has run out anyway.
     store_options.postgres_idle_in_transaction = lease->ttl();
     // The writer's connection lost: after one ttl without renewal the lease is someone else's
     // (the node was frozen, say); otherwise a restart connects again.
     store_options.connection_lost = [lease = lease.get()](const absl::Status& s) {
-      if (lease->Expired()) {
-        Log(LogLevel::kError, "writer lease lost: this node stops (it restarts as the standby)",
-            {{"status", s.ToString()}});
-        std::_Exit(kLeaseLostExitCode);
-      }
+      if (lease->Expired()) StopLeaseLost(s.ToString());
       Log(LogLevel::kError,
           "storage fault: the connection to PostgreSQL was lost; the node stops at once (a "
           "restart connects again)",
@@ -369,11 +370,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   }
   ASSIGN_OR_RETURN(node->store_, NoticeStore::Open(store_options));
   if (postgres) {
-    lease->KeepRenewed([](const std::string& reason) {
-      Log(LogLevel::kError, "writer lease lost: this node stops (it restarts as the standby)",
-          {{"reason", reason}});
-      std::_Exit(kLeaseLostExitCode);
-    });
+    lease->KeepRenewed([](const std::string& reason) { StopLeaseLost(reason); });
     node->lease_ = std::move(lease);
   }
   // A restored backup appends nothing before its peers have said what they hold of it.

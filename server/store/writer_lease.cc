@@ -64,11 +64,11 @@ absl::StatusOr<std::unique_ptr<WriterLease>> WriterLease::Acquire(
     const LeaseOptions& options, const std::function<void(const Wait&)>& waiting,
     const std::function<bool(absl::Duration)>& wait) {
   std::unique_ptr<Db> db;
-  absl::Status last_error;
   PgSession session;
   session.lock_timeout = std::max(options.poll, absl::Milliseconds(100));
   for (;;) {
     Wait told;
+    absl::Status& last_error = told.error;  // why the database could not be asked, this try
     if (db == nullptr) {
       auto connected = PgDb::Connect(options.dsn, session);
       if (connected.ok()) {
@@ -127,8 +127,7 @@ absl::StatusOr<std::unique_ptr<WriterLease>> WriterLease::Acquire(
       }
       if (!last_error.ok() && db->Broken()) db.reset();
     }
-    if (!last_error.ok()) told = Wait{"", 0, last_error};
-    last_error = absl::OkStatus();
+    if (!told.error.ok()) told = Wait{"", 0, told.error};  // nothing it said of a holder counts
     if (waiting && (!told.holder.empty() || !told.error.ok())) waiting(told);
     if (!wait(options.poll)) return absl::CancelledError("gave up waiting for the writer lease");
   }

@@ -44,7 +44,7 @@ struct LeaseOptions {
 // lease, ends it at once, so that a standby takes over at its next try instead of after `ttl`.
 class WriterLease {
  public:
-  // LeaseWait is what a waiting standby is told at each try.
+  // Wait is what a waiting standby is told at each try.
   struct Wait {
     std::string holder;       // the node holding the lease; empty when `error` is set
     double seconds_left = 0;  // until its lease runs out unless renewed
