@@ -2,7 +2,6 @@
 // 440305 runs as two caseway-node processes on one PostgreSQL database (started by the test), its
 // peer 360102 on SQLite dials both addresses. Real processes, real mutual TLS, kill -9.
 #include <gtest/gtest.h>
-#include <signal.h>
 
 #include <atomic>
 #include <filesystem>
@@ -284,7 +283,7 @@ TEST_F(FailoverTest, AFrozenActiveNodeIsReplacedAndStopsWhenItWakes) {
   auto a_client = PairClient();
   ASSERT_TRUE(WaitFor([&] { return InboxIds(a_client.get()).size() == 1; }, absl::Seconds(15)));
 
-  ASSERT_EQ(kill(a1_->pid(), SIGSTOP), 0);
+  ASSERT_OK(a1_->Freeze());
   const absl::Time frozen = absl::Now();
   auto r = pair_client->Publish(SampleNotice("after", {kB}));
   ASSERT_OK(r.status());
@@ -303,7 +302,7 @@ TEST_F(FailoverTest, AFrozenActiveNodeIsReplacedAndStopsWhenItWakes) {
   EXPECT_EQ(at_b, (std::multiset<std::string>{"after", "before"}));
   EXPECT_EQ(at_a, (std::multiset<std::string>{"b-after", "b-before"}));
 
-  ASSERT_EQ(kill(a1_->pid(), SIGCONT), 0);
+  ASSERT_OK(a1_->Thaw());
   ASSERT_TRUE(WaitFor([&] { return a1_->Exited(); }, absl::Seconds(10))) << a1_->log();
   EXPECT_EQ(a1_->exit_status(), 76) << a1_->log();
   EXPECT_THAT(a1_->log(), HasSubstr("writer lease lost"));
@@ -336,7 +335,7 @@ TEST_F(FailoverTest, AnActiveNodeFrozenInsideAWriteTransactionIsReplaced) {
   }, absl::Seconds(30))) << at_b.size() << " at 360102";
   EXPECT_EQ(at_b, (std::multiset<std::string>{"before", "during"}));
 
-  ASSERT_EQ(kill(a1_->pid(), SIGCONT), 0);
+  ASSERT_OK(a1_->Thaw());
   ASSERT_TRUE(WaitFor([&] { return a1_->Exited(); }, absl::Seconds(10))) << a1_->log();
   EXPECT_EQ(a1_->exit_status(), 76) << a1_->log();
   EXPECT_THAT(a1_->log(), HasSubstr("writer lease lost"));

@@ -4,7 +4,6 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <signal.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -163,7 +162,7 @@ TEST_F(HostileTest, NoCallerHoldsMoreThanItsShareOfTheRequestThreads) {
   StartBoth();
   // With B stopped, every QueryPeer that A's office sends through A waits for B: 16 are held,
   // the 17th is refused at once, and another client of A is still answered.
-  ASSERT_EQ(kill(b_->pid(), SIGSTOP), 0);
+  ASSERT_OK(b_->Freeze());
   v1::QueryPeerRequest req;
   req.set_peer(kB);
   req.set_case_id("case-held");
@@ -212,7 +211,7 @@ TEST_F(HostileTest, NoCallerHoldsMoreThanItsShareOfTheRequestThreads) {
   v1::StatusResponse status;
   grpc::Status st = other->Status(&status_ctx, v1::StatusRequest(), &status);
   EXPECT_TRUE(st.ok()) << st.error_message();
-  ASSERT_EQ(kill(b_->pid(), SIGCONT), 0);
+  ASSERT_OK(b_->Thaw());
   int exhausted = 0;
   for (int i = 0; i < kCalls; ++i) {
     if (i == refused) continue;

@@ -447,6 +447,32 @@ std::vector<std::string> NodeProcess::Blobs(const std::string& sql) const {
   return out;
 }
 
+absl::Status NodeProcess::Freeze(absl::Duration timeout) {
+  if (pid_ <= 0) return absl::FailedPreconditionError("the node is not running");
+  if (kill(pid_, SIGSTOP) != 0) return absl::ErrnoToStatus(errno, "kill(SIGSTOP)");
+  // The parent hears of a stop (WUNTRACED) once the whole thread group has stopped.
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    int status = 0;
+    const pid_t r = waitpid(pid_, &status, WUNTRACED | WNOHANG);
+    if (r == pid_ && WIFSTOPPED(status)) return absl::OkStatus();
+    if (r == pid_) {
+      pid_ = -1;
+      exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return absl::InternalError(absl::StrCat("the node ended (", exit_status_, ") instead of stopping"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("the node's threads did not all stop within ", absl::FormatDuration(timeout)));
+}
+
+absl::Status NodeProcess::Thaw() {
+  if (pid_ <= 0) return absl::FailedPreconditionError("the node is not running");
+  if (kill(pid_, SIGCONT) != 0) return absl::ErrnoToStatus(errno, "kill(SIGCONT)");
+  return absl::OkStatus();
+}
+
 bool NodeProcess::Exited() {
   if (pid_ <= 0) return true;
   int status = 0;

@@ -174,6 +174,11 @@ class NodeProcess {
   std::string Bytes(const std::string& hex) const;
   // on_postgres is true when the node's store is in PostgreSQL (known once it was started).
   bool on_postgres() const { return !postgres_dsn_.empty(); }
+  // Freeze stops the process (SIGSTOP) and returns once every thread of it has stopped: the
+  // kernel stops the other threads only when the one that took the signal runs, so on a busy
+  // machine they can go on answering calls for a while after kill() returns. Thaw continues it.
+  absl::Status Freeze(absl::Duration timeout = absl::Seconds(10));
+  absl::Status Thaw();
   // Exited reports (and reaps) a process that ended by itself, e.g. through a crash fault.
   bool Exited();
   // The exit status Exited() saw (128 + signal when killed), -1 before.
