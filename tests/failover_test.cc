@@ -61,7 +61,11 @@ class FailoverTest : public ::testing::Test {
   // A client of 440305's office that knows both of its nodes.
   std::unique_ptr<client::Client> PairClient() {
     const std::string prefix = pki_->Client(kA, "office");
-    client::ConnectionOptions o{PairAddress(), pki_->ca(), prefix + ".crt", prefix + ".key"};
+    client::ConnectionOptions o;
+    o.address = PairAddress();
+    o.ca_file = pki_->ca();
+    o.cert_file = prefix + ".crt";
+    o.key_file = prefix + ".key";
     o.purpose = kTestPurpose;
     auto c = client::Client::Connect(o);
     EXPECT_OK(c.status());

@@ -7,6 +7,7 @@
 #include <functional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -18,6 +19,10 @@ namespace caseway::server {
 
 // AccessEntry is one read of personal data, for the access log (docs/privacy.md).
 struct AccessEntry {
+  AccessEntry(std::string who, std::string what, std::string purpose, std::string peer)
+      : who(std::move(who)), what(std::move(what)), purpose(std::move(purpose)),
+        peer(std::move(peer)) {}
+
   std::string who;      // the reader's certificate identity
   std::string what;     // "inbox", "case", "query-answered", "feed-read", "query-received",
                         // "evidence", "access-log" (caseway.v1.AccessRecord.what)

@@ -356,7 +356,11 @@ std::string NodeProcess::log() const { return ReadAll(log_path()); }
 
 std::unique_ptr<client::Client> NodeProcess::NewClient(const std::string& name) {
   std::string prefix = pki_->Client(jurisdiction_, name);
-  client::ConnectionOptions o{address(), pki_->ca(), prefix + ".crt", prefix + ".key"};
+  client::ConnectionOptions o;
+  o.address = address();
+  o.ca_file = pki_->ca();
+  o.cert_file = prefix + ".crt";
+  o.key_file = prefix + ".key";
   o.purpose = kTestPurpose;
   auto c = client::Client::Connect(o);
   if (!c.ok()) {
