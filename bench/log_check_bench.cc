@@ -82,7 +82,6 @@ int main(int argc, char** argv) {
   server::StoreOptions options;
   options.path = dir + "/node.db";
   options.self = "360102";
-  options.signing_key = key;
   auto opened = server::NoticeStore::Open(options);
   if (!opened.ok()) {
     fprintf(stderr, "%s\n", opened.status().ToString().c_str());

@@ -4,6 +4,7 @@
 #ifndef CASEWAY_COMMON_SIGNATURES_H_
 #define CASEWAY_COMMON_SIGNATURES_H_
 
+#include <functional>
 #include <memory>
 #include <utility>
 
@@ -34,6 +35,13 @@ class Signatures {
   std::shared_ptr<const Directory> directory() const {
     absl::MutexLock lock(&state_->mu);
     return state_->directory;
+  }
+  // SignerFor signs under `context` with the key current now (a rotation applies from the next
+  // SignerFor): the Signer (server/store/signer.h) a store call takes.
+  std::function<std::string(absl::string_view)> SignerFor(absl::string_view context) const {
+    return [key = key(), context = std::string(context)](absl::string_view message) {
+      return key->Sign(context, message);
+    };
   }
   void Update(std::shared_ptr<const SigningKey> key, std::shared_ptr<const Directory> directory) {
     absl::MutexLock lock(&state_->mu);

@@ -511,4 +511,11 @@ absl::StatusOr<std::vector<NoticeFacts>> CheckReceivedEntries(const v1::Batch& b
   return ids;
 }
 
+absl::StatusOr<CheckedBatch> CheckedBatch::Check(const v1::Batch& batch, std::string origin,
+                                                 absl::string_view self) {
+  auto facts = CheckReceivedEntries(batch, origin, self);
+  if (!facts.ok()) return facts.status();
+  return CheckedBatch(&batch, std::move(origin), std::move(*facts));
+}
+
 }  // namespace caseway::common

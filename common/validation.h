@@ -72,6 +72,26 @@ absl::StatusOr<std::vector<NoticeFacts>> CheckReceivedEntries(const caseway::v1:
                                                               absl::string_view origin,
                                                               absl::string_view self);
 
+// CheckedBatch is a delivered batch that CheckReceivedEntries accepted from `origin` for this
+// node, with its entries' facts: the only form in which the store takes a received batch, so
+// that the check (the exchange layer's) cannot be skipped. It refers to the batch, which must
+// outlive it.
+class CheckedBatch {
+ public:
+  static absl::StatusOr<CheckedBatch> Check(const caseway::v1::Batch& batch, std::string origin,
+                                            absl::string_view self);
+  const caseway::v1::Batch& batch() const { return *batch_; }
+  const std::string& origin() const { return origin_; }
+  const std::vector<NoticeFacts>& facts() const { return facts_; }
+
+ private:
+  CheckedBatch(const caseway::v1::Batch* batch, std::string origin, std::vector<NoticeFacts> facts)
+      : batch_(batch), origin_(std::move(origin)), facts_(std::move(facts)) {}
+  const caseway::v1::Batch* batch_;
+  std::string origin_;
+  std::vector<NoticeFacts> facts_;
+};
+
 }  // namespace caseway::common
 
 #endif  // CASEWAY_COMMON_VALIDATION_H_

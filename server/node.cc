@@ -364,7 +364,6 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   store_options.group_commit_max = static_cast<int>(config.storage().group_commit_max());
   store_options.self = config.jurisdiction();
   store_options.log_enabled = signatures.enabled();
-  store_options.signatures = signatures;
   if (!config.storage().key_file().empty()) {
     ASSIGN_OR_RETURN(store_options.sealer, Sealer::Load(config.storage().key_file()));
   }
@@ -396,7 +395,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
         });
   }
   // After the signing key's entry: the policy is signed with it.
-  RETURN_IF_ERROR(node->store_->RecordSharingPolicy(node->sharing_.get()));
+  RETURN_IF_ERROR(node->store_->RecordSharingPolicy(
+      node->sharing_.get(),
+      signatures.enabled() ? signatures.SignerFor(common::kSharingPolicyContext) : nullptr));
   Log(LogLevel::kInfo, "federation policy",
       {{"version", node->policy_->proto().version()}, {"digest", node->policy_->DigestHex()}});
   if (node->sharing_ != nullptr) {

@@ -39,6 +39,18 @@ class AuditTest : public AuditedPairTest {
         << b_->log();
   }
 
+  // DeliverASecondBatchWith starts both nodes, A with the test faults `faults` on seq 2, and
+  // publishes two notices one batch each: the first is stored at B, and B refuses the second.
+  void DeliverASecondBatchWith(const std::string& faults) {
+    a_->set_env("CASEWAY_FAULTS=" + faults);
+    ASSERT_OK(a_->Start());
+    ASSERT_OK(b_->Start());
+    auto a = a_->NewClient();
+    PublishOne(*a, "first", 1);
+    ASSERT_OK(a->Publish(SampleNotice("second", {kB})));
+    ASSERT_TRUE(WaitFor([&] { return b_->log().find("batch refused") != std::string::npos; },
+                        absl::Seconds(10)));
+  }
 
   // Settled waits until both nodes have signed a checkpoint covering every event logged so far.
   void Settled() {
@@ -288,17 +300,27 @@ TEST_F(AuditTest, ReceiptLostInACrashIsSentAgainEvenWithABacklogWaiting) {
 }
 
 TEST_F(AuditTest, BatchWithABadSignatureOrDigestIsRefusedAndNeverStored) {
-  a_->set_env("CASEWAY_FAULTS=bad_manifest_signature=2,tamper_entry=2");
-  ASSERT_OK(a_->Start());
-  ASSERT_OK(b_->Start());
-  auto a = a_->NewClient();
-  PublishOne(*a, "v-1", 1);
-  ASSERT_OK(a->Publish(SampleNotice("v-2", {kB})));
-  ASSERT_TRUE(WaitFor([&] { return b_->log().find("batch refused") != std::string::npos; },
-                      absl::Seconds(10)));
+  ASSERT_NO_FATAL_FAILURE(DeliverASecondBatchWith("bad_manifest_signature=2,tamper_entry=2"));
   EXPECT_THAT(b_->log(), HasSubstr("batch.manifest.signature: does not verify with the key of 360102"));
   EXPECT_EQ(b_->Count("SELECT count(*) FROM inbox"), 1);
   EXPECT_EQ(b_->Count("SELECT seq FROM cursor WHERE origin = '360102'"), 1);
+  EXPECT_EQ(a_->Count("SELECT acked FROM channel WHERE destination = '440305'"), 1);
+}
+
+// An origin may deliver only its own notices, addressed to the subscriber: a batch holding
+// another jurisdiction's notice is refused whole, although the origin's signature on it
+// verifies, and the refusal shows in the subscriber's Status.
+TEST_F(AuditTest, ABatchHoldingAnotherJurisdictionsNoticeIsRefusedAndNeverStored) {
+  ASSERT_NO_FATAL_FAILURE(DeliverASecondBatchWith("foreign_entry=2"));
+  EXPECT_THAT(b_->log(), HasSubstr("batch.entries[0].notice.origin: "));
+  EXPECT_THAT(b_->log(), HasSubstr("110101\\\" is not the sending peer 360102"));
+  auto status = b_->NewClient()->Status();
+  ASSERT_OK(status);
+  ASSERT_EQ(status->subscriptions_size(), 1);
+  EXPECT_EQ(status->subscriptions(0).cursor(), 1u);
+  EXPECT_GE(status->subscriptions(0).refused_batches().count("PERMISSION_DENIED"), 1u)
+      << status->DebugString();
+  EXPECT_EQ(status->inbox_total(), 1u);
   EXPECT_EQ(a_->Count("SELECT acked FROM channel WHERE destination = '440305'"), 1);
 }
 

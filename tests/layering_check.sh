@@ -7,7 +7,7 @@
 #   server/gateway   the local systems' API: the store's interfaces, authorization, the
 #                    exchange's dispatcher and asker
 # "The store's interfaces" are its narrow headers (channel_store.h, inbox_store.h,
-# case_store.h, exchange_log_store.h, access_log.h, and store_parts.h that bundles them), never
+# case_store.h, exchange_log_store.h, access_log.h, signer.h, and store_parts.h that bundles them), never
 # NoticeStore or the SQL beneath it: only node.cc opens the store.
 # and common/ nothing of server/ or client/. Exit 1 listing every include that reaches up or
 # sideways, so a new one is a decision made in this file, not an accident.
@@ -29,8 +29,8 @@ check() {
              | grep -v '_test\.cc:' || true)
 }
 check server/store    '^server/store/'
-check server/log      '^server/log/|^server/store/(exchange_log_store|access_log)\.h$|^server/(authz|authorized_first)\.h$'
-api='^server/store/(channel_store|inbox_store|case_store|exchange_log_store|access_log|store_parts)\.h$'
+check server/log      '^server/log/|^server/store/(exchange_log_store|access_log|signer)\.h$|^server/(authz|authorized_first)\.h$'
+api='^server/store/(channel_store|inbox_store|case_store|exchange_log_store|access_log|signer|store_parts)\.h$'
 check server/exchange "^server/exchange/|$api|^server/(authz|authorized_first|error_policy)\.h\$"
 check server/gateway  "^server/gateway/|$api|^server/exchange/(dispatcher|peer_asker)\.h\$|^server/(authz|authorized_first|error_policy)\.h\$"
 check common          '^$'

@@ -718,6 +718,16 @@ void PeerExchangeService::GiveBack(int64_t bytes) {
 }
 
 v1::BatchManifest PeerExchangeService::SignBatch(const std::string& dest, v1::Batch& batch) {
+  // Test fault: the first entry is another jurisdiction's notice, signed as this node's own (the
+  // destination must refuse the batch although its signature verifies).
+  if (common::FaultHits("foreign_entry", batch.first_seq(),
+                        batch.first_seq() + batch.entries_size() - 1)) {
+    v1::Notice n;
+    if (n.ParseFromString(batch.entries(0).notice())) {
+      n.set_origin("110101");
+      batch.mutable_entries(0)->set_notice(n.SerializeAsString());
+    }
+  }
   v1::BatchManifest m;
   m.set_origin(self_);
   m.set_destination(dest);

@@ -402,7 +402,14 @@ absl::Status Subscriber::Session() {
       failure = VerifyBatch(batch);
       if (!failure.ok()) break;
     }
-    auto receipt = inbox_->StoreReceived(peer_.jurisdiction(), batch);
+    // A peer may deliver only its own notices, addressed to this node.
+    auto checked = common::CheckedBatch::Check(batch, peer_.jurisdiction(), self_);
+    if (!checked.ok()) {
+      failure = checked.status();
+      break;
+    }
+    auto receipt = inbox_->StoreReceived(
+        *checked, signatures_.enabled() ? signatures_.SignerFor(common::kReceiptContext) : nullptr);
     if (!receipt.ok()) {
       failure = receipt.status();
       break;

@@ -15,6 +15,7 @@
 #include "caseway/v1/gateway.pb.h"
 #include "caseway/v1/peer_exchange.pb.h"
 #include "server/store/access_log.h"
+#include "server/store/signer.h"
 
 namespace caseway::server {
 
@@ -70,13 +71,15 @@ class CaseStore {
   virtual absl::StatusOr<caseway::v1::TodoResponse> Todo(const caseway::v1::TodoRequest& request,
                                                          absl::Time now) = 0;
 
-  // AnswerQuery completes `answer` (answerer, log_index, answered_at), signs it, appends its
+  // AnswerQuery completes `answer` (answerer, log_index, answered_at), has `sign_answer` sign
+  // it, appends its
   // QUERY_ANSWERED entry and `access` to the access log and commits, in one transaction; returns
   // the signed answer. An answer under the sharing policy (sharing_policy_digest set) is kept
   // too, sealed, as evidence (KIND_QUERY_ANSWER_SENT) for a coordinator to check. Without the
   // exchange log the answer is returned unsigned and only `access` is stored.
   virtual absl::StatusOr<caseway::v1::Signed> AnswerQuery(caseway::v1::QueryAnswer answer,
-                                                          const AccessEntry& access) = 0;
+                                                          const AccessEntry& access,
+                                                          const Signer& sign_answer) = 0;
   // RecordQueryAsked appends QUERY_ASKED for `peer`'s verified answer, keeps the signed answer
   // as evidence (KIND_QUERY_ANSWER_RECEIVED) and appends `access`, in one transaction; returns
   // the entry's index (0 without the exchange log: then only `access` is stored).

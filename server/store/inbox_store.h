@@ -14,6 +14,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "caseway/v1/peer_exchange.pb.h"
+#include "common/validation.h"
+#include "server/store/signer.h"
 
 namespace caseway::server {
 
@@ -39,13 +41,13 @@ class InboxStore {
 
   // Cursor is the highest sequence stored from `origin` (0 when none).
   virtual absl::StatusOr<uint64_t> Cursor(const std::string& origin) = 0;
-  // StoreReceived commits a batch from `origin` into the inbox and advances the cursor, in one
-  // transaction; with the exchange log on it also stores the (already verified) signed manifest,
-  // appends a RECEIVED entry and signs and stores the receipt, which it returns.
-  // FAILED_PRECONDITION when the batch does not start at cursor+1 or is not contiguous;
-  // INVALID_ARGUMENT when an entry is not a parsable Notice. Nothing is stored then.
+  // StoreReceived commits a checked batch (its entries are its origin's notices addressed here)
+  // into the inbox and advances the cursor, in one transaction; with the exchange log on it
+  // also stores the (already verified) signed manifest, appends a RECEIVED entry and stores the
+  // receipt that `sign_receipt` signed, which it returns. FAILED_PRECONDITION when the batch
+  // does not start at cursor+1. Nothing is stored then.
   virtual absl::StatusOr<std::optional<caseway::v1::Signed>> StoreReceived(
-      const std::string& origin, const caseway::v1::Batch& batch) = 0;
+      const common::CheckedBatch& batch, const Signer& sign_receipt) = 0;
   // ReceiptsSent returns the receipts this node signed for batches from `origin` with
   // last_seq > after, in order.
   virtual absl::StatusOr<std::vector<std::pair<uint64_t, caseway::v1::Signed>>> ReceiptsSent(

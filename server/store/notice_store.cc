@@ -325,9 +325,6 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   const bool pg = !options.postgres_dsn.empty();
   // How messages name the database (never the connection string: it may hold a password).
   const std::string path = pg ? std::string("the PostgreSQL database (store.postgres)") : options.path;
-  if (options.log_enabled && options.signing_key == nullptr && !options.signatures.enabled()) {
-    return absl::FailedPreconditionError("store: the exchange log needs a signing key");
-  }
   ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Connect(options));
   // A database of a newer version is refused before anything touches it: creating this version's
   // tables in it would change a file a newer binary owns (after a rollback, say).
@@ -864,11 +861,13 @@ absl::Status ContentConflict(const std::string& path, const std::string& notice_
       {}, {{"field", absl::StrCat(path, "notice_id")}, {"notice_id", notice_id}});
 }
 
-absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::string& origin,
-                                                                     const v1::Batch& batch) {
-  // Parse outside the writer thread: ids are needed, bytes are stored exactly as received.
-  ASSIGN_OR_RETURN(std::vector<common::NoticeFacts> facts,
-                   common::CheckReceivedEntries(batch, origin, options_.self));
+absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(
+    const common::CheckedBatch& checked, const Signer& sign_receipt) {
+  // Parsed outside the writer thread (by the check): ids are needed, bytes are stored exactly as
+  // received.
+  const v1::Batch& batch = checked.batch();
+  const std::string& origin = checked.origin();
+  const std::vector<common::NoticeFacts>& facts = checked.facts();
   if (batch.entries_size() == 0) return std::optional<v1::Signed>();
   const uint64_t last = batch.first_seq() + batch.entries_size() - 1;
   if (options_.log_enabled && !batch.has_manifest()) {
@@ -912,7 +911,7 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(const std::
         w.upsert_cursor.Bind(1, origin).Bind(2, static_cast<int64_t>(last));
         RETURN_IF_ERROR(Done(w.upsert_cursor, "update cursor"));
         if (!options_.log_enabled) return absl::OkStatus();
-        ASSIGN_OR_RETURN(receipt, LogReceived(origin, batch, now));
+        ASSIGN_OR_RETURN(receipt, LogReceived(origin, batch, now, sign_receipt));
         return absl::OkStatus();
       },
       [&] {

@@ -62,12 +62,8 @@ struct StoreOptions {
   // This node's jurisdiction (the signer of receipts).
   std::string self;
   // The exchange log: entries for every event, evidence, checkpoints. Off only for benchmarks.
+  // The store holds no signing key: what it signs, it has signed by the caller's Signer.
   bool log_enabled = true;
-  // Signs receipts inside the transaction that stores a batch, and query answers (one of the two
-  // is required when log_enabled): the node's replaceable key (a rotation takes effect at the next
-  // signature), or a fixed one (tests, benchmarks).
-  common::Signatures signatures;
-  std::shared_ptr<const common::SigningKey> signing_key;
   // The federation policy: which notices owe a reply, and by when (nullptr: the built-in one).
   const common::Policy* policy = nullptr;
   // The sharing policy (docs/privacy.md): what each party may receive (nullptr: none).
@@ -154,7 +150,7 @@ class NoticeStore final : public ChannelStore,
   // --- The inbox (InboxStore, inbox_store.h) ---
   absl::StatusOr<uint64_t> Cursor(const std::string& origin) override;
   absl::StatusOr<std::optional<caseway::v1::Signed>> StoreReceived(
-      const std::string& origin, const caseway::v1::Batch& batch) override;
+      const common::CheckedBatch& batch, const Signer& sign_receipt) override;
   absl::StatusOr<std::vector<InboxRow>> ReadInbox(uint64_t after, uint32_t limit) override;
   // AckInbox marks rows consumed. NOT_FOUND naming the first inbox_seq that does not exist (and
   // none of `inbox_seqs` is marked).
@@ -208,7 +204,8 @@ class NoticeStore final : public ChannelStore,
   // when it differs from the last one recorded here (with the log on), and remembers it. A node
   // that had a policy and now has none (nullptr) appends an entry with no digest and no version.
   // FAILED_PRECONDITION when its version label was recorded before with other content.
-  absl::Status RecordSharingPolicy(const common::SharingPolicy* policy);
+  // `sign_policy` signs the policy's bytes when it is kept.
+  absl::Status RecordSharingPolicy(const common::SharingPolicy* policy, const Signer& sign_policy);
   const common::SharingPolicy* sharing() const { return options_.sharing; }
   absl::Status RecordClockOffset(const std::string& peer, absl::Duration offset,
                                  bool exceeded) override;
@@ -238,7 +235,8 @@ class NoticeStore final : public ChannelStore,
                                                                 const std::string& notice_id,
                                                                 absl::Time now) override;
   absl::StatusOr<caseway::v1::Signed> AnswerQuery(caseway::v1::QueryAnswer answer,
-                                                  const AccessEntry& access) override;
+                                                  const AccessEntry& access,
+                                                  const Signer& sign_answer) override;
   absl::StatusOr<uint64_t> RecordQueryAsked(const std::string& peer,
                                             const caseway::v1::QueryAnswer& answer,
                                             const caseway::v1::Signed& signed_answer,
@@ -275,10 +273,6 @@ class NoticeStore final : public ChannelStore,
                                     std::array<bool, 3> tables = {true, true, true});
 
   bool log_enabled() const override { return options_.log_enabled; }
-  // CurrentKey is the key this node signs with now.
-  std::shared_ptr<const common::SigningKey> CurrentKey() const {
-    return options_.signatures.enabled() ? options_.signatures.key() : options_.signing_key;
-  }
   // RecordSigningKey appends a SIGNING_KEY entry when `public_key` is not the last one recorded
   // here (the first start with the log, or a rotation), and remembers it.
   absl::Status RecordSigningKey(const std::string& public_key);
@@ -357,11 +351,12 @@ class NoticeStore final : public ChannelStore,
   // AppendEntry fills version, index and time, serializes `entry` once and appends it (writer
   // thread, inside a transaction). Returns the index.
   absl::StatusOr<uint64_t> AppendEntry(caseway::v1::LogEntry& entry);
-  // LogReceived stores the manifest, appends RECEIVED and signs and stores the receipt (writer
-  // thread, inside StoreReceived's transaction).
+  // LogReceived stores the manifest, appends RECEIVED and has the receipt signed and stores it
+  // (writer thread, inside StoreReceived's transaction).
   absl::StatusOr<std::optional<caseway::v1::Signed>> LogReceived(const std::string& origin,
                                                                  const caseway::v1::Batch& batch,
-                                                                 int64_t now_micros);
+                                                                 int64_t now_micros,
+                                                                 const Signer& sign_receipt);
   // TrackPublished / TrackReceived open the items a new notice owes and clear those its reply,
   // void or correction settles (writer thread, inside the notice's transaction).
   struct TodoStatements;

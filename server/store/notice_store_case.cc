@@ -398,7 +398,8 @@ absl::StatusOr<std::vector<v1::TodoItem>> NoticeStore::RepliesOf(const std::stri
 }
 
 absl::StatusOr<v1::Signed> NoticeStore::AnswerQuery(v1::QueryAnswer answer,
-                                                    const AccessEntry& access) {
+                                                    const AccessEntry& access,
+                                                    const Signer& sign_answer) {
   answer.set_answerer(options_.self);
   v1::Signed out;
   out.set_signer(options_.self);
@@ -416,7 +417,7 @@ absl::StatusOr<v1::Signed> NoticeStore::AnswerQuery(v1::QueryAnswer answer,
         *answer.mutable_answered_at() =
             TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(common::Now()));
         out.set_message(common::DeterministicBytes(answer));
-        out.set_signature(CurrentKey()->Sign(common::kQueryAnswerContext, out.message()));
+        out.set_signature(sign_answer(out.message()));
 #ifdef CASEWAY_TEST_FAULTS
         // Test fault: the n-th answer's signature does not verify (the asker must refuse it).
         static std::atomic<uint64_t> answers{0};

@@ -231,7 +231,8 @@ absl::Status NoticeStore::InsertEvidence(v1::Evidence::Kind kind, const std::str
 
 absl::StatusOr<std::optional<v1::Signed>> NoticeStore::LogReceived(const std::string& origin,
                                                                    const v1::Batch& batch,
-                                                                   int64_t now_micros) {
+                                                                   int64_t now_micros,
+                                                                   const Signer& sign_receipt) {
   const uint64_t first = batch.first_seq();
   const uint64_t last = first + batch.entries_size() - 1;
   const std::string manifest_digest = common::Sha256(batch.manifest().message());
@@ -285,8 +286,7 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::LogReceived(const std::st
   *receipt.mutable_received_at() = TimeUtil::MicrosecondsToTimestamp(now_micros);
   v1::Signed signed_receipt;
   signed_receipt.set_message(common::DeterministicBytes(receipt));
-  signed_receipt.set_signature(
-      CurrentKey()->Sign(common::kReceiptContext, signed_receipt.message()));
+  signed_receipt.set_signature(sign_receipt(signed_receipt.message()));
   signed_receipt.set_signer(options_.self);
   RETURN_IF_ERROR(InsertEvidence(v1::Evidence::KIND_RECEIPT_SENT, origin, first, last,
                                  common::Sha256(signed_receipt.message()), signed_receipt, index));

@@ -14,6 +14,7 @@
 #include "common/merkle.h"
 #include "common/notice_facts.h"
 #include "common/signing.h"
+#include "common/validation.h"
 #include "server/store/postgres.h"
 #include "server/store/reseal.h"
 #include "server/store/sealer.h"
@@ -50,7 +51,6 @@ class NoticeStoreTest : public ::testing::Test {
     options.group_commit_max = 64;
     options.self = "360102";
     options.log_enabled = log;
-    options.signing_key = key_;
     options.sealer = sealer_;
     auto s = NoticeStore::Open(options);
     EXPECT_TRUE(s.ok()) << s.status();
@@ -136,6 +136,17 @@ class NoticeStoreTest : public ::testing::Test {
   Db::Backend backend_ = Db::Backend::kSqlite;
   std::string dir_, path_;
   std::string dsn_;  // the PostgreSQL database (StoreConformanceTest on PostgreSQL)
+  // Receive does what the subscriber does with a delivered batch: checks it (a peer delivers only
+  // its own notices, addressed here), then stores it with the receipt signed by this node's key.
+  absl::StatusOr<std::optional<v1::Signed>> Receive(NoticeStore* store, const std::string& origin,
+                                                    const v1::Batch& batch) {
+    auto checked = common::CheckedBatch::Check(batch, origin, "360102");
+    if (!checked.ok()) return checked.status();
+    return store->StoreReceived(*checked, [this](absl::string_view message) {
+      return key_->Sign(common::kReceiptContext, message);
+    });
+  }
+
   std::shared_ptr<const common::SigningKey> key_ = common::SigningKey::Generate();
   std::shared_ptr<const common::SigningKey> origin_key_ = common::SigningKey::Generate();
   std::shared_ptr<const Sealer> sealer_;  // set by UseSealer
@@ -257,7 +268,7 @@ TEST_P(StoreConformanceTest, ReopenKeepsEverythingCommitted) {
   {
     auto store = Open();
     ASSERT_OK(store->Publish({Prepared("a", {"440305"}), Prepared("b", {"440305"})}));
-    ASSERT_OK(store->StoreReceived("440305", MakeBatch(1, 3)));
+    ASSERT_OK(Receive(store.get(), "440305", MakeBatch(1, 3)));
     ASSERT_OK(store->RecordAck("440305", 2));
   }
   auto store = Open();
@@ -273,22 +284,22 @@ TEST_P(StoreConformanceTest, ReopenKeepsEverythingCommitted) {
 
 TEST_P(StoreConformanceTest, ReceivedBatchMustStartAtCursorPlusOne) {
   auto store = Open();
-  EXPECT_THAT(store->StoreReceived("440305", MakeBatch(2, 2)),
+  EXPECT_THAT(Receive(store.get(), "440305", MakeBatch(2, 2)),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is not cursor+1")));
-  ASSERT_OK(store->StoreReceived("440305", MakeBatch(1, 2)));
+  ASSERT_OK(Receive(store.get(), "440305", MakeBatch(1, 2)));
   // Redelivery of what is stored is refused, so nothing enters the inbox twice.
-  EXPECT_THAT(store->StoreReceived("440305", MakeBatch(2, 2)),
+  EXPECT_THAT(Receive(store.get(), "440305", MakeBatch(2, 2)),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("cursor 2")));
   v1::Batch broken = MakeBatch(3, 3);
   broken.mutable_entries(1)->set_seq(9);
-  EXPECT_THAT(store->StoreReceived("440305", broken),
+  EXPECT_THAT(Receive(store.get(), "440305", broken),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("breaks contiguity")));
   v1::Batch garbage = MakeBatch(3, 1);
   garbage.mutable_entries(0)->set_notice("\xff\xff\xff");
-  EXPECT_THAT(store->StoreReceived("440305", garbage),
+  EXPECT_THAT(Receive(store.get(), "440305", garbage),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a parsable")));
   // A peer may deliver only its own notices, addressed to this node.
-  EXPECT_THAT(store->StoreReceived("360111", MakeBatch(1, 1)),
+  EXPECT_THAT(Receive(store.get(), "360111", MakeBatch(1, 1)),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("is not the sending peer")));
   auto inbox = store->Inbox();
   ASSERT_OK(inbox);
@@ -297,7 +308,7 @@ TEST_P(StoreConformanceTest, ReceivedBatchMustStartAtCursorPlusOne) {
 
 TEST_P(StoreConformanceTest, InboxAcksAreDurableAndUnknownSeqsAreNamed) {
   auto store = Open();
-  ASSERT_OK(store->StoreReceived("440305", MakeBatch(1, 3)));
+  ASSERT_OK(Receive(store.get(), "440305", MakeBatch(1, 3)));
   auto rows = store->ReadInbox(0, 10);
   ASSERT_OK(rows);
   ASSERT_EQ(rows->size(), 3u);
@@ -340,9 +351,9 @@ TEST_P(StoreConformanceTest, BacklogsAreDatedByTheirOldestNotice) {
   ASSERT_OK(inbox);
   EXPECT_FALSE(inbox->oldest_unacked.has_value());
   clock.Advance(absl::Minutes(5));
-  ASSERT_OK(store->StoreReceived("440305", MakeBatch(1, 2)));
+  ASSERT_OK(Receive(store.get(), "440305", MakeBatch(1, 2)));
   clock.Advance(absl::Minutes(5));
-  ASSERT_OK(store->StoreReceived("440305", MakeBatch(3, 1)));
+  ASSERT_OK(Receive(store.get(), "440305", MakeBatch(3, 1)));
   auto rows = store->ReadInbox(0, 10);
   ASSERT_OK(rows);
   ASSERT_OK(store->AckInbox({(*rows)[0].inbox_seq}));
@@ -377,7 +388,7 @@ TEST_P(StoreConformanceTest, LogRecordsEveryEventAndItsRootSurvivesReopen) {
   {
     auto store = Open(/*log=*/true);
     ASSERT_OK(store->Publish({Prepared("a", {"440305"}), Prepared("b", {"440305"})}));
-    auto receipt = store->StoreReceived("440305", MakeBatch(1, 3, /*sign=*/true));
+    auto receipt = Receive(store.get(), "440305", MakeBatch(1, 3, /*sign=*/true));
     ASSERT_OK(receipt);
     ASSERT_TRUE(receipt->has_value());
     // The receipt is signed with our key in the receipt context and names the RECEIVED entry.
@@ -429,7 +440,7 @@ TEST_P(StoreConformanceTest, RolledBackOperationLeavesTheLogUntouched) {
 
 TEST_P(StoreConformanceTest, WithTheLogOnABatchNeedsItsManifest) {
   auto store = Open(/*log=*/true);
-  EXPECT_THAT(store->StoreReceived("440305", MakeBatch(1, 2)),
+  EXPECT_THAT(Receive(store.get(), "440305", MakeBatch(1, 2)),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("batch.manifest")));
   EXPECT_EQ(store->LogHead().first, 0u);
 }
@@ -516,7 +527,7 @@ TEST_F(NoticeStoreTest, EveryEarlierSchemaMigrates) {
                               Prepared("m-2", {"440305", "110101"}, "case-2")})
                   .status());
     ASSERT_OK(store->Publish({Prepared("m-3", {"440305"}, "case-1")}).status());
-    ASSERT_OK(store->StoreReceived("440305", MakeBatch(1, 3, /*sign=*/true)).status());
+    ASSERT_OK(Receive(store.get(), "440305", MakeBatch(1, 3, /*sign=*/true)).status());
     auto rows = store->ReadInbox(0, 10);
     ASSERT_OK(rows.status());
     ASSERT_EQ(rows->size(), 3u);
@@ -618,7 +629,7 @@ void NoticeStoreTest::PurgeRemovesSettledBodiesOnly() {
   PreparedNotice two = Prepared("p-two", {"440305", "110101"}, "case-r");
   two.facts = common::FactsOf([&] { v1::Notice n; n.ParseFromString(two.bytes); return n; }());
   ASSERT_OK(store->Publish({owed, plain, two}).status());  // 440305: 1, 2, 3; 110101: 1
-  ASSERT_OK(store->StoreReceived("440305", MakeBatch(1, 3, /*sign=*/true)).status());
+  ASSERT_OK(Receive(store.get(), "440305", MakeBatch(1, 3, /*sign=*/true)).status());
   auto rows = store->ReadInbox(0, 10);
   ASSERT_OK(rows.status());
   ASSERT_EQ(rows->size(), 3u);

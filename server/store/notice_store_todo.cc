@@ -341,7 +341,8 @@ absl::Status NoticeStore::RecordPolicy(const common::Policy& policy) {
       [] {});
 }
 
-absl::Status NoticeStore::RecordSharingPolicy(const common::SharingPolicy* policy) {
+absl::Status NoticeStore::RecordSharingPolicy(const common::SharingPolicy* policy,
+                                              const Signer& sign_policy) {
   const std::string hex = policy == nullptr ? "" : common::ToHex(policy->digest());
   return queue_->Run(
       [&](Db* db) -> absl::Status {
@@ -369,8 +370,7 @@ absl::Status NoticeStore::RecordSharingPolicy(const common::SharingPolicy* polic
           if (policy != nullptr) {
             v1::Signed signed_policy;
             signed_policy.set_message(policy->bytes());
-            signed_policy.set_signature(
-                CurrentKey()->Sign(common::kSharingPolicyContext, policy->bytes()));
+            signed_policy.set_signature(sign_policy(policy->bytes()));
             signed_policy.set_signer(options_.self);
             RETURN_IF_ERROR(InsertEvidence(v1::Evidence::KIND_SHARING_POLICY, "", 0, 0,
                                            policy->digest(), signed_policy, index));
