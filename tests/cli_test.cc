@@ -67,13 +67,13 @@ TEST_F(CliTest, PublishesEveryKindAndTheDestinationsInboxPrintsThemOnce) {
   EXPECT_THAT(refused.out, HasSubstr("notice.in_reply_to: no notice \\\"sz-2026-verification-1\\\" was "
                                      "received from a peer (a feedback answers a received notice)"));
   ASSERT_EQ(Cli("440305", {"publish", SourceDir() + "/deploy/samples/notices-440305.jsonl"}).exit_code, 0);
-  ASSERT_TRUE(WaitFor([&] { return nodes_["360102"]->Count("SELECT count(*) FROM inbox") == 1; },
+  ASSERT_TRUE(WaitFor([&] { return nodes_["360102"]->InboxTotal() == 1; },
                       absl::Seconds(15)));
   RunResult reply = Cli("360102", {"publish", SourceDir() + "/deploy/samples/replies-360102.jsonl"});
   ASSERT_EQ(reply.exit_code, 0) << reply.out << reply.err;
 
   // 440305 receives all 13; 360111 only the departure addressed to both.
-  ASSERT_TRUE(WaitFor([&] { return nodes_["440305"]->Count("SELECT count(*) FROM inbox") == 13; },
+  ASSERT_TRUE(WaitFor([&] { return nodes_["440305"]->InboxTotal() == 13; },
                       absl::Seconds(15)));
   RunResult inbox = Cli("440305", {"inbox", "--ack"});
   ASSERT_EQ(inbox.exit_code, 0) << inbox.err;
@@ -90,7 +90,7 @@ TEST_F(CliTest, PublishesEveryKindAndTheDestinationsInboxPrintsThemOnce) {
   EXPECT_TRUE(Lines(Cli("440305", {"inbox"}).out).empty()) << "acked notices are not printed again";
 
   // 360111: the departure addressed to it too, and 440305's arrival registration.
-  ASSERT_TRUE(WaitFor([&] { return nodes_["360111"]->Count("SELECT count(*) FROM inbox") == 2; },
+  ASSERT_TRUE(WaitFor([&] { return nodes_["360111"]->InboxTotal() == 2; },
                       absl::Seconds(15)));
   RunResult peek = Cli("360111", {"inbox"});
   EXPECT_EQ(Lines(peek.out).size(), 2u);
@@ -174,7 +174,7 @@ TEST_F(CliTest, PublishesBinaryDelimitedRecordsAndNamesABrokenOne) {
 TEST_F(CliTest, StatusShowsChannelsSubscriptionsAndInbox) {
   RunResult pub = Cli("440305", {"publish", SourceDir() + "/deploy/samples/notices-440305.jsonl"});
   ASSERT_EQ(pub.exit_code, 0) << pub.out << pub.err;
-  ASSERT_TRUE(WaitFor([&] { return nodes_["360102"]->Count("SELECT count(*) FROM inbox") == 1; },
+  ASSERT_TRUE(WaitFor([&] { return nodes_["360102"]->InboxTotal() == 1; },
                       absl::Seconds(15)));
   RunResult status = Cli("440305", {"status"});
   ASSERT_EQ(status.exit_code, 0) << status.err;

@@ -58,7 +58,7 @@ class CrashTest : public ::testing::Test {
     }
   }
 
-  int64_t Inbox() { return b_->Count("SELECT count(*) FROM inbox"); }
+  int64_t Inbox() { return b_->InboxTotal(); }
 
   TempDir dir_;
   std::unique_ptr<Pki> pki_;
@@ -100,12 +100,12 @@ TEST_F(CrashTest, KillNineOfEitherNodeLosesAndDuplicatesNothing) {
   bool complete = WaitFor([&] { return Inbox() >= kNotices; }, absl::Seconds(60));
   EXPECT_TRUE(complete) << "inbox has " << Inbox();
   EXPECT_EQ(a_->Count("SELECT count(*) FROM notice"), kNotices);
-  EXPECT_EQ(a_->Count("SELECT head FROM channel WHERE destination = '440305'"), kNotices);
+  EXPECT_EQ(a_->Head("440305"), kNotices);
   EXPECT_EQ(Inbox(), kNotices);
   EXPECT_EQ(b_->Count("SELECT count(DISTINCT notice_id) FROM inbox"), kNotices);
   EXPECT_EQ(b_->Count("SELECT count(DISTINCT channel_seq) FROM inbox"), kNotices);
   EXPECT_EQ(b_->Count("SELECT max(channel_seq) FROM inbox"), kNotices);
-  EXPECT_EQ(b_->Count("SELECT seq FROM cursor WHERE origin = '360102'"), kNotices);
+  EXPECT_EQ(b_->Cursor("360102"), kNotices);
   RecordProperty("publisher_retries", retries_.load());
 }
 
@@ -145,7 +145,7 @@ TEST_F(CrashTest, InboxAcksSurviveKillNine) {
   EXPECT_GE(rest.size(), 180u);
   EXPECT_LE(rest.size(), 300u - 100u) << "most acknowledged items must not come back";
   EXPECT_EQ(Inbox(), 300);
-  EXPECT_EQ(b_->Count("SELECT count(*) FROM inbox WHERE acked_at IS NULL"), 0);
+  EXPECT_EQ(b_->InboxUnacked(), 0);
 }
 
 }  // namespace

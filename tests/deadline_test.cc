@@ -114,7 +114,7 @@ class DeadlineTest : public ::testing::Test {
 
   bool Received(const std::string& node, int64_t count) {
     return WaitFor(
-        [&] { return nodes_[node]->Count("SELECT count(*) FROM inbox") >= count; },
+        [&] { return nodes_[node]->InboxTotal() >= count; },
         absl::Seconds(15));
   }
 

@@ -120,9 +120,9 @@ TEST_F(ExamplesTest, ThePythonAdapterPublishesFollowsTheInboxAndAnswersRequests)
   EXPECT_THAT(r.out, HasSubstr("\"answered\": \"py-1\""));
   EXPECT_THAT(r.out, HasSubstr("\"answered\": \"py-2\""));
   EXPECT_THAT(r.out, Not(HasSubstr("\"answered\": \"py-3\"")));
-  EXPECT_EQ(b_->Count("SELECT count(*) FROM inbox WHERE acked_at IS NULL"), 0);
+  EXPECT_EQ(b_->InboxUnacked(), 0);
   // The feedbacks reach A and clear what B owed it.
-  ASSERT_TRUE(WaitFor([&] { return a_->Count("SELECT count(*) FROM inbox") == 2; },
+  ASSERT_TRUE(WaitFor([&] { return a_->InboxTotal() == 2; },
                       absl::Seconds(20)));
   // (The departure still owes its confirmation: the adapter answers only requests.)
   auto todo = a_->NewClient()->Todo(v1::TodoRequest());
@@ -148,7 +148,7 @@ TEST_F(ExamplesTest, TheGrpcJsClientPublishesAndReadsTheInboxOverMutualTls) {
   EXPECT_THAT(r.out, HasSubstr("reason: INVALID_NOTICE"));
   EXPECT_THAT(r.out, HasSubstr("notice.subject.id_number: 18 characters expected"));
   EXPECT_THAT(r.out, HasSubstr("notice.priority: required"));
-  ASSERT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") == 3; },
+  ASSERT_TRUE(WaitFor([&] { return b_->InboxTotal() == 3; },
                       absl::Seconds(20)));
   r = Node(*b_, {"inbox", "--ack"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -157,19 +157,19 @@ TEST_F(ExamplesTest, TheGrpcJsClientPublishesAndReadsTheInboxOverMutualTls) {
                                               "\",\"kind\":\"verification_request\"")));
   }
   EXPECT_THAT(r.err, HasSubstr("read 3 notices (acknowledged)"));
-  EXPECT_EQ(b_->Count("SELECT count(*) FROM inbox WHERE acked_at IS NULL"), 0);
+  EXPECT_EQ(b_->InboxUnacked(), 0);
   // The round trip of an office: B's system answers A's verification requests with feedback,
   // and A's inbox holds the answers, each in reply to its request.
   r = Node(*a_, {"publish", "--destination", kB, "--count", "2", "--prefix", "js-ask-"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  ASSERT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") == 5; },
+  ASSERT_TRUE(WaitFor([&] { return b_->InboxTotal() == 5; },
                       absl::Seconds(20)));
   r = Node(*b_, {"inbox", "--answer"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("{\"answered\":\"js-ask-0\",\"duplicate\":false}"));
   EXPECT_THAT(r.out, HasSubstr("{\"answered\":\"js-ask-1\",\"duplicate\":false}"));
-  EXPECT_EQ(b_->Count("SELECT count(*) FROM inbox WHERE acked_at IS NULL"), 0);
-  ASSERT_TRUE(WaitFor([&] { return a_->Count("SELECT count(*) FROM inbox") == 2; },
+  EXPECT_EQ(b_->InboxUnacked(), 0);
+  ASSERT_TRUE(WaitFor([&] { return a_->InboxTotal() == 2; },
                       absl::Seconds(20)));
   r = Node(*a_, {"inbox", "--ack"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;

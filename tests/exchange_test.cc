@@ -69,7 +69,7 @@ TEST_F(ExchangeTest, PublishedNoticeEntersDestinationInboxExactlyOnce) {
   EXPECT_EQ(result->deliveries(0).seq(), 1u);
   EXPECT_EQ(result->digest().size(), 32u);
 
-  ASSERT_TRUE(WaitFor([&] { return node(kB).Count("SELECT count(*) FROM inbox") == 1; },
+  ASSERT_TRUE(WaitFor([&] { return node(kB).InboxTotal() == 1; },
                       absl::Seconds(10)));
   std::vector<v1::InboxItem> items = DrainInbox(kB);
   ASSERT_EQ(items.size(), 1u);
@@ -80,7 +80,7 @@ TEST_F(ExchangeTest, PublishedNoticeEntersDestinationInboxExactlyOnce) {
   EXPECT_EQ(items[0].notice().subject().name(), "测试人");
   // Acked: a second read finds nothing, and C received nothing.
   EXPECT_TRUE(DrainInbox(kB).empty());
-  EXPECT_EQ(node(kC).Count("SELECT count(*) FROM inbox"), 0);
+  EXPECT_EQ(node(kC).InboxTotal(), 0);
 }
 
 TEST_F(ExchangeTest, EachDestinationGetsItsOwnContiguousChannel) {
@@ -93,16 +93,16 @@ TEST_F(ExchangeTest, EachDestinationGetsItsOwnContiguousChannel) {
     ASSERT_OK(r);
   }
   // C gets 5 entries (seq 1..5), B gets 3 (seq 1..3).
-  ASSERT_TRUE(WaitFor([&] { return node(kC).Count("SELECT count(*) FROM inbox") == 5 &&
-                                   node(kB).Count("SELECT count(*) FROM inbox") == 3; },
+  ASSERT_TRUE(WaitFor([&] { return node(kC).InboxTotal() == 5 &&
+                                   node(kB).InboxTotal() == 3; },
                       absl::Seconds(10)));
   EXPECT_EQ(node(kC).Count("SELECT max(channel_seq) FROM inbox WHERE origin = '360102'"), 5);
   EXPECT_EQ(node(kB).Count("SELECT max(channel_seq) FROM inbox WHERE origin = '360102'"), 3);
-  EXPECT_EQ(node(kA).Count("SELECT head FROM channel WHERE destination = '440305'"), 5);
+  EXPECT_EQ(node(kA).Head("440305"), 5);
   EXPECT_EQ(node(kA).Count("SELECT count(*) FROM notice"), 5);
   // Acks come back to the origin.
   ASSERT_TRUE(WaitFor(
-      [&] { return node(kA).Count("SELECT acked FROM channel WHERE destination = '440305'") == 5; },
+      [&] { return node(kA).Acked("440305") == 5; },
       absl::Seconds(10)));
 }
 
@@ -126,14 +126,14 @@ TEST_F(ExchangeTest, RepublishingIdenticalContentReturnsTheOriginalResult) {
   EXPECT_THAT(a->Publish(changed),
               StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("notice.notice_id")));
   EXPECT_EQ(node(kA).Count("SELECT count(*) FROM notice"), 2);
-  EXPECT_EQ(node(kA).Count("SELECT head FROM channel WHERE destination = '360111'"), 2);
+  EXPECT_EQ(node(kA).Head("360111"), 2);
 }
 
 TEST_F(ExchangeTest, SubscriberOfflineCatchesUpFromItsCursor) {
   StartAll();
   auto a = node(kA).NewClient();
   ASSERT_OK(a->Publish(SampleNotice("before", {kB})));
-  ASSERT_TRUE(WaitFor([&] { return node(kB).Count("SELECT count(*) FROM inbox") == 1; },
+  ASSERT_TRUE(WaitFor([&] { return node(kB).InboxTotal() == 1; },
                       absl::Seconds(10)));
   EXPECT_EQ(node(kB).Stop(), 0) << "SIGTERM is a clean shutdown";
   std::vector<v1::Notice> batch;
@@ -142,23 +142,23 @@ TEST_F(ExchangeTest, SubscriberOfflineCatchesUpFromItsCursor) {
     ASSERT_OK(a->PublishBatch({batch.begin() + i, batch.begin() + i + 500}));
   }
   ASSERT_OK(node(kB).Start());
-  ASSERT_TRUE(WaitFor([&] { return node(kB).Count("SELECT count(*) FROM inbox") == 1501; },
+  ASSERT_TRUE(WaitFor([&] { return node(kB).InboxTotal() == 1501; },
                       absl::Seconds(30)));
   EXPECT_EQ(node(kB).Count("SELECT count(DISTINCT notice_id) FROM inbox"), 1501);
-  EXPECT_EQ(node(kB).Count("SELECT seq FROM cursor WHERE origin = '360102'"), 1501);
+  EXPECT_EQ(node(kB).Cursor("360102"), 1501);
 }
 
 TEST_F(ExchangeTest, OriginRestartIsFollowedByReconnect) {
   StartAll();
   auto a = node(kA).NewClient();
   ASSERT_OK(a->Publish(SampleNotice("r-1", {kC})));
-  ASSERT_TRUE(WaitFor([&] { return node(kC).Count("SELECT count(*) FROM inbox") == 1; },
+  ASSERT_TRUE(WaitFor([&] { return node(kC).InboxTotal() == 1; },
                       absl::Seconds(10)));
   node(kA).Kill();
   ASSERT_OK(node(kA).Start());
   a = node(kA).NewClient();
   ASSERT_OK(a->Publish(SampleNotice("r-2", {kC})));
-  ASSERT_TRUE(WaitFor([&] { return node(kC).Count("SELECT count(*) FROM inbox") == 2; },
+  ASSERT_TRUE(WaitFor([&] { return node(kC).InboxTotal() == 2; },
                       absl::Seconds(15)));
 }
 
@@ -219,7 +219,7 @@ TEST_F(ExchangeTest, StopsCleanlyWhileServingSubscriptions) {
       ASSERT_OK(node(j).Start());
     }
   }
-  ASSERT_TRUE(WaitFor([&] { return node(kC).Count("SELECT count(*) FROM inbox") == 60; },
+  ASSERT_TRUE(WaitFor([&] { return node(kC).InboxTotal() == 60; },
                       absl::Seconds(15)));
 }
 
@@ -253,9 +253,9 @@ TEST_F(ExchangeTest, HubServesServeOnlyPeersWithoutSubscribingToThem) {
     ASSERT_OK(a->Publish(SampleNotice(absl::StrCat("h-", i), {kB, kC})));
   }
   ASSERT_OK(a->Publish(SampleNotice("h-c-only", {kC})));
-  ASSERT_TRUE(WaitFor([&] { return node(kB).Count("SELECT count(*) FROM inbox") == 5; },
+  ASSERT_TRUE(WaitFor([&] { return node(kB).InboxTotal() == 5; },
                       absl::Seconds(10)));
-  ASSERT_TRUE(WaitFor([&] { return node(kC).Count("SELECT count(*) FROM inbox") == 6; },
+  ASSERT_TRUE(WaitFor([&] { return node(kC).InboxTotal() == 6; },
                       absl::Seconds(10)));
   auto st = a->Status();
   ASSERT_OK(st);
@@ -274,7 +274,9 @@ TEST_F(ExchangeTest, HubServesServeOnlyPeersWithoutSubscribingToThem) {
   auto sb = node(kB).NewClient()->Status();
   ASSERT_OK(sb);
   for (const auto& c : sb->channels()) {
-    if (c.destination() == kA) EXPECT_EQ(c.open_streams(), 0u);
+    if (c.destination() == kA) {
+      EXPECT_EQ(c.open_streams(), 0u);
+    }
   }
   EXPECT_TRUE(WaitFor(
       [&] { return node(kB).Count("SELECT count(*) FROM witnessed WHERE peer = '360102'") > 0; },
@@ -289,7 +291,7 @@ TEST_F(ExchangeTest, InboxSignalsCaughtUpWhenTheWindowIsFullAndNothingIsLeft) {
   StartAll();
   auto a = node(kA).NewClient();
   ASSERT_OK(a->PublishBatch({SampleNotice("cu-1", {kB}), SampleNotice("cu-2", {kB})}));
-  ASSERT_TRUE(WaitFor([&] { return node(kB).Count("SELECT count(*) FROM inbox") == 2; },
+  ASSERT_TRUE(WaitFor([&] { return node(kB).InboxTotal() == 2; },
                       absl::Seconds(10)));
   auto b = node(kB).NewClient();
   grpc::ClientContext ctx;
@@ -310,7 +312,7 @@ TEST_F(ExchangeTest, InboxSignalsCaughtUpWhenTheWindowIsFullAndNothingIsLeft) {
   ASSERT_TRUE(stream->Write(ack));
   stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());
-  EXPECT_EQ(node(kB).Count("SELECT count(*) FROM inbox WHERE acked_at IS NULL"), 0);
+  EXPECT_EQ(node(kB).InboxUnacked(), 0);
 }
 
 // The test process acts as node B on a raw PeerExchange stream to check flow control.

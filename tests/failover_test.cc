@@ -160,8 +160,8 @@ TEST_F(FailoverTest, TheStandbyTakesOverAKilledActiveNodeAndNothingIsLostOrDoubl
 
   // The log proves the exchange across the failover: one log, continued by the second writer.
   ASSERT_TRUE(WaitFor([&] {
-    return a2_->Count("SELECT acked FROM channel WHERE destination = '360102'") == kNotices &&
-           b_->Count("SELECT acked FROM channel WHERE destination = '440305'") == kNotices;
+    return a2_->Acked("360102") == kNotices &&
+           b_->Acked("440305") == kNotices;
   }, absl::Seconds(30)));
   absl::SleepFor(absl::Seconds(2));  // the last checkpoints signed and cosigned
   RunResult verify = Audit({"verify", a2_->address()});

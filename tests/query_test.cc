@@ -74,11 +74,11 @@ class QueryTest : public ::testing::Test {
     ASSERT_OK(b->Publish(OfCase("b3", "case-other", {kA})));
     ASSERT_OK(c->Publish(OfCase("c1", "case-q", {kA, kB})));
     ASSERT_TRUE(WaitFor([&] {
-      return node(kA).Count("SELECT count(*) FROM inbox") == 3 &&
-             node(kB).Count("SELECT count(*) FROM inbox") == 3 &&
-             node(kC).Count("SELECT count(*) FROM inbox") == 1 &&
-             node(kA).Count("SELECT acked FROM channel WHERE destination = '440305'") == 2 &&
-             node(kB).Count("SELECT acked FROM channel WHERE destination = '360102'") == 2;
+      return node(kA).InboxTotal() == 3 &&
+             node(kB).InboxTotal() == 3 &&
+             node(kC).InboxTotal() == 1 &&
+             node(kA).Acked("440305") == 2 &&
+             node(kB).Acked("360102") == 2;
     }, absl::Seconds(20)));
   }
 

@@ -114,7 +114,7 @@ class ReportTest : public ::testing::Test {
   }
 
   bool InboxHas(const std::string& node, int64_t n) {
-    return WaitFor([&] { return nodes_[node]->Count("SELECT count(*) FROM inbox") >= n; },
+    return WaitFor([&] { return nodes_[node]->InboxTotal() >= n; },
                    absl::Seconds(20));
   }
 

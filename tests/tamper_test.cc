@@ -58,14 +58,14 @@ class TamperTest : public AuditedPairTest {
     auto b = b_->NewClient();
     for (int i = 1; i <= n; ++i) {
       ASSERT_OK(a->Publish(SampleNotice(absl::StrCat("n-", i), {kB})));
-      ASSERT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") >= i; },
+      ASSERT_TRUE(WaitFor([&] { return b_->InboxTotal() >= i; },
                           absl::Seconds(15)));
     }
     ASSERT_OK(b->Publish(SampleNotice("back-1", {kA})));
     ASSERT_TRUE(WaitFor(
         [&] {
-          return a_->Count("SELECT acked FROM channel WHERE destination = '440305'") == n &&
-                 b_->Count("SELECT acked FROM channel WHERE destination = '360102'") == 1;
+          return a_->Acked("440305") == n &&
+                 b_->Acked("360102") == 1;
         },
         absl::Seconds(15)));
     for (NodeProcess* node : {a_.get(), b_.get()}) {
@@ -380,7 +380,7 @@ TEST_F(TamperTest, StaleCheckpointIsReported) {
   ASSERT_OK(a_->Start());
   auto a = a_->NewClient();
   ASSERT_OK(a->Publish(SampleNotice("late", {kB})));
-  ASSERT_TRUE(WaitFor([&] { return b_->Count("SELECT count(*) FROM inbox") == 2; },
+  ASSERT_TRUE(WaitFor([&] { return b_->InboxTotal() == 2; },
                       absl::Seconds(15)));
   ASSERT_TRUE(WaitFor([&] { return b_->log().find("stale: 360102") != std::string::npos; },
                       absl::Seconds(25)))

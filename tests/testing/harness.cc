@@ -385,6 +385,59 @@ std::string NodeProcess::Bytes(const std::string& hex) const {
   return on_postgres() ? absl::StrCat("decode('", hex, "', 'hex')") : absl::StrCat("x'", hex, "'");
 }
 
+int64_t NodeProcess::Observed(
+    const std::function<int64_t(const caseway::v1::StatusResponse&)>& pick) {
+  if (pid_ <= 0) {
+    ADD_FAILURE() << jurisdiction_ << " is not running: its Status cannot be asked";
+    return -1;
+  }
+  auto client = NewClient("observer");
+  if (client == nullptr) return -1;  // NewClient failed the test, saying why
+  auto status = client->Status();
+  if (!status.ok()) {
+    ADD_FAILURE() << jurisdiction_ << ": Status: " << status.status();
+    return -1;
+  }
+  return pick(*status);
+}
+
+int64_t NodeProcess::InboxTotal() {
+  return Observed([](const v1::StatusResponse& s) { return static_cast<int64_t>(s.inbox_total()); });
+}
+
+int64_t NodeProcess::InboxUnacked() {
+  return Observed(
+      [](const v1::StatusResponse& s) { return static_cast<int64_t>(s.inbox_unacked()); });
+}
+
+int64_t NodeProcess::Acked(const std::string& destination) {
+  return Observed([&](const v1::StatusResponse& s) {
+    for (const auto& c : s.channels()) {
+      if (c.destination() == destination) return static_cast<int64_t>(c.acked());
+    }
+    return int64_t{0};
+  });
+}
+
+int64_t NodeProcess::Head(const std::string& destination) {
+  return Observed([&](const v1::StatusResponse& s) {
+    for (const auto& c : s.channels()) {
+      if (c.destination() == destination) return static_cast<int64_t>(c.head());
+    }
+    return int64_t{0};
+  });
+}
+
+int64_t NodeProcess::Cursor(const std::string& origin) {
+  return Observed([&](const v1::StatusResponse& s) {
+    for (const auto& sub : s.subscriptions()) {
+      if (sub.origin() == origin) return static_cast<int64_t>(sub.cursor());
+    }
+    ADD_FAILURE() << jurisdiction_ << " has no subscription to " << origin;
+    return int64_t{-1};
+  });
+}
+
 int64_t NodeProcess::Count(const std::string& sql) const {
   if (!postgres_dsn_.empty()) {
     auto rows = PgQuery(postgres_dsn_, sql);

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -160,7 +161,18 @@ class NodeProcess {
   std::unique_ptr<caseway::client::Client> NewClient(const std::string& name = "office");
   std::vector<std::string> CliFlags(const std::string& name = "office");
 
-  // The tests read and tamper with a node's store in SQL that SQLite and PostgreSQL both accept
+  // What a running node's Status RPC reports now, asked as a client ("observer") of its own
+  // jurisdiction: how the tests observe its inbox, channels and cursors, on either backend. Each
+  // fails the test (and returns -1) when the node cannot be asked. A channel not yet opened has
+  // head and acked 0.
+  int64_t InboxTotal();
+  int64_t InboxUnacked();
+  int64_t Acked(const std::string& destination);
+  int64_t Head(const std::string& destination);
+  int64_t Cursor(const std::string& origin);
+
+  // What Status cannot show (the exchange log's rows, evidence by kind, a stopped node's store),
+  // the tests read, and tamper with, in SQL that SQLite and PostgreSQL both accept
   // (docs/testing.md, "PostgreSQL"); byte strings are written with Bytes.
   //
   // Count runs a scalar SQL query against the node's database (read-only, another connection).
@@ -188,6 +200,10 @@ class NodeProcess {
   void set_port(int port) { port_ = port; }
 
  private:
+  // Observed asks the node's Status and returns what `pick` takes of it (-1, and a test failure,
+  // when the node cannot be asked).
+  int64_t Observed(const std::function<int64_t(const caseway::v1::StatusResponse&)>& pick);
+
   std::string tls_cert_, tls_key_, sign_key_, directory_;  // overrides; empty: the Pki's
 
   Pki* pki_;
