@@ -15,6 +15,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
 #include <set>
 #include <fstream>
 #include <sstream>
@@ -185,9 +186,56 @@ absl::StatusOr<std::pair<int, std::string>> HttpGet(int port, const std::string&
   return std::make_pair(code, response.substr(head_end + 4));
 }
 
+namespace {
+
+// The lowest port of the kernel's ephemeral range (what outgoing connections take), 0 if unknown.
+int EphemeralLow() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0, high = 0;
+  in >> low >> high;
+  return in ? low : 0;
+}
+
+// Bindable reports whether `port` on 127.0.0.1 is free now (without SO_REUSEADDR).
+bool Bindable(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  close(fd);
+  return ok;
+}
+
+}  // namespace
+
 int FreePort() {
-  // Never hand out the same port twice in one process: the kernel may offer a released port again.
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  // Never hand out the same port twice in one process.
   static std::set<int>* const given = new std::set<int>();
+  // Below the ephemeral range: there, no outgoing connection's source port takes the port between
+  // the test choosing it and the node binding it. (Above, a subscriber dialing a node that does
+  // not listen yet could even be connected to itself on it, TCP's simultaneous open, and the node
+  // then finds its port taken: seen once.) Each process walks its own stretch, picked by its pid,
+  // so that tests running side by side rarely meet; each port is checked free when handed out.
+  constexpr int kFirst = 10000;
+  static const int low = EphemeralLow();
+  if (low - kFirst >= 1000) {
+    const int span = low - kFirst;
+    static int next = kFirst + static_cast<int>((static_cast<int64_t>(getpid()) * 64) % span);
+    for (int tries = 0; tries < span; ++tries) {
+      const int port = next;
+      next = next + 1 >= low ? kFirst : next + 1;
+      if (given->count(port) == 0 && Bindable(port)) {
+        given->insert(port);
+        return port;
+      }
+    }
+  }
+  // No room below the ephemeral range: the kernel picks.
   for (;;) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};

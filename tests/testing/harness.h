@@ -66,7 +66,8 @@ class Pki {
   std::string federation_;
 };
 
-// FreePort returns a port on 127.0.0.1 that was free a moment ago (bind to 0, read it back).
+// FreePort returns a port on 127.0.0.1 that was free a moment ago, below the kernel's ephemeral
+// range where it has room (harness.cc says why), never the same twice in one process.
 int FreePort();
 
 // TestStoreIsPostgres is true when CASEWAY_TEST_STORE=postgres puts every node of the test on
