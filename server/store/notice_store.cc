@@ -861,8 +861,15 @@ absl::Status ContentConflict(const std::string& path, const std::string& notice_
       {}, {{"field", absl::StrCat(path, "notice_id")}, {"notice_id", notice_id}});
 }
 
+absl::Status NoticeStore::RequireSigner(const Signer& sign, absl::string_view what) const {
+  if (!options_.log_enabled || sign) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("store: with the exchange log on, ", what, " is signed: no signer was given"));
+}
+
 absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(
     const common::CheckedBatch& checked, const Signer& sign_receipt) {
+  RETURN_IF_ERROR(RequireSigner(sign_receipt, "the receipt"));
   // Parsed outside the writer thread (by the check): ids are needed, bytes are stored exactly as
   // received.
   const v1::Batch& batch = checked.batch();

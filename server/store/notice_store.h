@@ -347,6 +347,8 @@ class NoticeStore final : public ChannelStore,
   struct WriterStatements;
   struct LogStatements;
   NoticeStore(StoreOptions options, std::unique_ptr<WriterStatements> stmts);
+  // RequireSigner: with the exchange log on, `what` is signed, so the caller must give a Signer.
+  absl::Status RequireSigner(const Signer& sign, absl::string_view what) const;
   void PrepareLogStatements(Db* db);
   // AppendEntry fills version, index and time, serializes `entry` once and appends it (writer
   // thread, inside a transaction). Returns the index.

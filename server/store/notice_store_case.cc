@@ -400,6 +400,7 @@ absl::StatusOr<std::vector<v1::TodoItem>> NoticeStore::RepliesOf(const std::stri
 absl::StatusOr<v1::Signed> NoticeStore::AnswerQuery(v1::QueryAnswer answer,
                                                     const AccessEntry& access,
                                                     const Signer& sign_answer) {
+  RETURN_IF_ERROR(RequireSigner(sign_answer, "the answer"));
   answer.set_answerer(options_.self);
   v1::Signed out;
   out.set_signer(options_.self);

@@ -445,6 +445,21 @@ TEST_P(StoreConformanceTest, WithTheLogOnABatchNeedsItsManifest) {
   EXPECT_EQ(store->LogHead().first, 0u);
 }
 
+// With the log on, the store signs receipts only through its caller's Signer: a batch stored
+// without one is refused before anything is written.
+TEST_P(StoreConformanceTest, WithTheLogOnAReceiptNeedsTheCallersSigner) {
+  auto store = Open(/*log=*/true);
+  const v1::Batch batch = MakeBatch(1, 2, /*sign=*/true);
+  auto checked = common::CheckedBatch::Check(batch, "440305", "360102");
+  ASSERT_OK(checked);
+  EXPECT_THAT(store->StoreReceived(*checked, nullptr),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no signer was given")));
+  EXPECT_EQ(*store->Cursor("440305"), 0u);
+  EXPECT_EQ(store->LogHead().first, 0u);
+  ASSERT_OK(Receive(store.get(), "440305", batch));
+  EXPECT_EQ(*store->Cursor("440305"), 2u);
+}
+
 // A database made by a newer binary (a rollback after an upgrade) is refused, and left as it was:
 // not one table of this version is created in it.
 TEST_F(NoticeStoreTest, ANewerDatabaseIsRefusedUntouched) {

@@ -343,6 +343,7 @@ absl::Status NoticeStore::RecordPolicy(const common::Policy& policy) {
 
 absl::Status NoticeStore::RecordSharingPolicy(const common::SharingPolicy* policy,
                                               const Signer& sign_policy) {
+  if (policy != nullptr) RETURN_IF_ERROR(RequireSigner(sign_policy, "the sharing policy"));
   const std::string hex = policy == nullptr ? "" : common::ToHex(policy->digest());
   return queue_->Run(
       [&](Db* db) -> absl::Status {
