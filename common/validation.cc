@@ -515,7 +515,7 @@ absl::StatusOr<CheckedBatch> CheckedBatch::Check(const v1::Batch& batch, std::st
                                                  absl::string_view self) {
   auto facts = CheckReceivedEntries(batch, origin, self);
   if (!facts.ok()) return facts.status();
-  return CheckedBatch(&batch, std::move(origin), std::move(*facts));
+  return CheckedBatch(&batch, std::move(origin), std::string(self), std::move(*facts));
 }
 
 }  // namespace caseway::common

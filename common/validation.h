@@ -80,15 +80,21 @@ class CheckedBatch {
  public:
   static absl::StatusOr<CheckedBatch> Check(const caseway::v1::Batch& batch, std::string origin,
                                             absl::string_view self);
+  static absl::StatusOr<CheckedBatch> Check(caseway::v1::Batch&& batch, std::string origin,
+                                            absl::string_view self) = delete;
   const caseway::v1::Batch& batch() const { return *batch_; }
   const std::string& origin() const { return origin_; }
+  const std::string& self() const { return self_; }  // the node it was checked for
   const std::vector<NoticeFacts>& facts() const { return facts_; }
 
  private:
-  CheckedBatch(const caseway::v1::Batch* batch, std::string origin, std::vector<NoticeFacts> facts)
-      : batch_(batch), origin_(std::move(origin)), facts_(std::move(facts)) {}
+  CheckedBatch(const caseway::v1::Batch* batch, std::string origin, std::string self,
+               std::vector<NoticeFacts> facts)
+      : batch_(batch), origin_(std::move(origin)), self_(std::move(self)),
+        facts_(std::move(facts)) {}
   const caseway::v1::Batch* batch_;
   std::string origin_;
+  std::string self_;
   std::vector<NoticeFacts> facts_;
 };
 

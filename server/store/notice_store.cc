@@ -870,6 +870,10 @@ absl::Status NoticeStore::RequireSigner(const Signer& sign, absl::string_view wh
 absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(
     const common::CheckedBatch& checked, const Signer& sign_receipt) {
   RETURN_IF_ERROR(RequireSigner(sign_receipt, "the receipt"));
+  if (checked.self() != options_.self) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store: a batch checked for ", checked.self(), " given to the store of ", options_.self));
+  }
   // Parsed outside the writer thread (by the check): ids are needed, bytes are stored exactly as
   // received.
   const v1::Batch& batch = checked.batch();

@@ -27,7 +27,6 @@
 #include "common/notice_facts.h"
 #include "common/policy.h"
 #include "common/sharing.h"
-#include "common/signatures.h"
 #include "common/signing.h"
 #include "server/store/access_log.h"
 #include "server/store/case_store.h"

@@ -460,6 +460,21 @@ TEST_P(StoreConformanceTest, WithTheLogOnAReceiptNeedsTheCallersSigner) {
   EXPECT_EQ(*store->Cursor("440305"), 2u);
 }
 
+// A batch checked for another node is not this store's to take.
+TEST_P(StoreConformanceTest, ABatchCheckedForAnotherNodeIsRefused) {
+  auto store = Open();
+  v1::Batch batch = MakeBatch(1, 1);
+  v1::Notice n;
+  ASSERT_TRUE(n.ParseFromString(batch.entries(0).notice()));
+  n.add_destinations("360111");
+  batch.mutable_entries(0)->set_notice(n.SerializeAsString());
+  auto checked = common::CheckedBatch::Check(batch, "440305", "360111");
+  ASSERT_OK(checked);
+  EXPECT_THAT(store->StoreReceived(*checked, nullptr),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("checked for 360111")));
+  EXPECT_EQ(*store->Cursor("440305"), 0u);
+}
+
 // A database made by a newer binary (a rollback after an upgrade) is refused, and left as it was:
 // not one table of this version is created in it.
 TEST_F(NoticeStoreTest, ANewerDatabaseIsRefusedUntouched) {

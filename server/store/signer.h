@@ -9,7 +9,8 @@
 
 namespace caseway::server {
 
-// A Signer returns the signature of `message` under this node's current key and the context of
+// A Signer returns the signature of `message` under this node's key (the one current when the
+// caller made the Signer: a rotation applies from the next call) and the context of
 // what the message is (a receipt, a query answer, the sharing policy). The layer that owns the
 // key and knows what it signs (server/exchange/, node.cc) binds both and passes one per call:
 // the store holds no key. It calls the signer inside the transaction that fixes the message (a

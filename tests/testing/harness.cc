@@ -336,6 +336,7 @@ absl::Status NodeProcess::Start() {
 }
 
 void NodeProcess::Launch() {
+  observer_.reset();
   WriteConfig();
   std::string port_file = absl::StrCat(dir_, "/", jurisdiction_, ".port");
   unlink(port_file.c_str());
@@ -387,6 +388,7 @@ void NodeProcess::Kill() {
 int NodeProcess::Stop() {
   if (pid_ <= 0) return -1;
   kill(pid_, SIGTERM);
+  kill(pid_, SIGCONT);  // a node a test froze (and did not thaw) takes its SIGTERM too
   int status = 0;
   absl::Time deadline = absl::Now() + absl::Seconds(30);
   while (waitpid(pid_, &status, WNOHANG) != pid_) {
@@ -439,9 +441,9 @@ int64_t NodeProcess::Observed(
     ADD_FAILURE() << jurisdiction_ << " is not running: its Status cannot be asked";
     return -1;
   }
-  auto client = NewClient("observer");
-  if (client == nullptr) return -1;  // NewClient failed the test, saying why
-  auto status = client->Status();
+  if (observer_ == nullptr) observer_ = NewClient("observer");
+  if (observer_ == nullptr) return -1;  // NewClient failed the test, saying why
+  auto status = observer_->Status();
   if (!status.ok()) {
     ADD_FAILURE() << jurisdiction_ << ": Status: " << status.status();
     return -1;

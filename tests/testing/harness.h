@@ -204,6 +204,9 @@ class NodeProcess {
   // Observed asks the node's Status and returns what `pick` takes of it (-1, and a test failure,
   // when the node cannot be asked).
   int64_t Observed(const std::function<int64_t(const caseway::v1::StatusResponse&)>& pick);
+  // Its client, kept from one question to the next (one connection for a WaitFor's polls), and
+  // made again after every (re)start: a fresh channel, not one in gRPC's reconnect backoff.
+  std::unique_ptr<caseway::client::Client> observer_;
 
   std::string tls_cert_, tls_key_, sign_key_, directory_;  // overrides; empty: the Pki's
 
