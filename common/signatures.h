@@ -37,8 +37,10 @@ class Signatures {
     return state_->directory;
   }
   // SignerFor signs under `context` with the key current now (a rotation applies from the next
-  // SignerFor): the Signer (server/store/signer.h) a store call takes.
+  // SignerFor): the Signer (server/store/signer.h) a store call takes. Empty when signatures are
+  // off (then the exchange log is off and the store signs nothing).
   std::function<std::string(absl::string_view)> SignerFor(absl::string_view context) const {
+    if (!enabled()) return nullptr;
     return [key = key(), context = std::string(context)](absl::string_view message) {
       return key->Sign(context, message);
     };

@@ -397,7 +397,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   // After the signing key's entry: the policy is signed with it.
   RETURN_IF_ERROR(node->store_->RecordSharingPolicy(
       node->sharing_.get(),
-      signatures.enabled() ? signatures.SignerFor(common::kSharingPolicyContext) : nullptr));
+      signatures.SignerFor(common::kSharingPolicyContext)));
   Log(LogLevel::kInfo, "federation policy",
       {{"version", node->policy_->proto().version()}, {"digest", node->policy_->DigestHex()}});
   if (node->sharing_ != nullptr) {

@@ -202,9 +202,8 @@ grpc::Status PeerExchangeService::Query(grpc::ServerContext* ctx, const v1::Quer
     }
   }
   const int count = answer.notices_size();
-  auto signed_answer = cases_->AnswerQuery(
-      std::move(answer), access,
-      signatures_.enabled() ? signatures_.SignerFor(common::kQueryAnswerContext) : nullptr);
+  auto signed_answer = cases_->AnswerQuery(std::move(answer), access,
+                                           signatures_.SignerFor(common::kQueryAnswerContext));
   if (!signed_answer.ok()) return ToGrpcStatus(signed_answer.status());
   *resp->mutable_answer() = std::move(*signed_answer);
   // Who asked and how many notices went back; never what was asked about.

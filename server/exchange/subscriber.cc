@@ -408,8 +408,8 @@ absl::Status Subscriber::Session() {
       failure = checked.status();
       break;
     }
-    auto receipt = inbox_->StoreReceived(
-        *checked, signatures_.enabled() ? signatures_.SignerFor(common::kReceiptContext) : nullptr);
+    auto receipt =
+        inbox_->StoreReceived(*checked, signatures_.SignerFor(common::kReceiptContext));
     if (!receipt.ok()) {
       failure = receipt.status();
       break;

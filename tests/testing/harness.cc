@@ -460,21 +460,28 @@ int64_t NodeProcess::InboxUnacked() {
       [](const v1::StatusResponse& s) { return static_cast<int64_t>(s.inbox_unacked()); });
 }
 
+namespace {
+
+// ChannelTo is the channel to `destination` in `s` (an empty one, head and acked 0, when none).
+const v1::StatusResponse::Channel& ChannelTo(const v1::StatusResponse& s,
+                                             const std::string& destination) {
+  for (const auto& c : s.channels()) {
+    if (c.destination() == destination) return c;
+  }
+  return v1::StatusResponse::Channel::default_instance();
+}
+
+}  // namespace
+
 int64_t NodeProcess::Acked(const std::string& destination) {
   return Observed([&](const v1::StatusResponse& s) {
-    for (const auto& c : s.channels()) {
-      if (c.destination() == destination) return static_cast<int64_t>(c.acked());
-    }
-    return int64_t{0};
+    return static_cast<int64_t>(ChannelTo(s, destination).acked());
   });
 }
 
 int64_t NodeProcess::Head(const std::string& destination) {
   return Observed([&](const v1::StatusResponse& s) {
-    for (const auto& c : s.channels()) {
-      if (c.destination() == destination) return static_cast<int64_t>(c.head());
-    }
-    return int64_t{0};
+    return static_cast<int64_t>(ChannelTo(s, destination).head());
   });
 }
 
