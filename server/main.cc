@@ -19,6 +19,9 @@
 #include "common/tls.h"
 #include "server/node.h"
 #include "server/store/backup.h"
+#include "server/store/inspect.h"
+#include "server/store/postgres.h"
+#include "server/store/sqlite.h"
 #include "server/store/reseal.h"
 #include "server/store/sealer.h"
 #include "server/store/writer_lease.h"
@@ -56,6 +59,12 @@ Usage:
                                        clear or sealed with an older key under the current key of
                                        storage.key_file, then rebuild the file so no old copy is
                                        left; afterwards older keys may be removed from the file
+  caseway-node inspect --config node.yaml [--json]
+                                       print what the node's store holds (notices published,
+                                       exchange log and latest checkpoint, channels, cursors,
+                                       inbox, a backup's mark), read-only, whether the node runs
+                                       or not, on either backend; counts only, no personal data
+                                       (docs/operator.md, "Inspecting a store")
   caseway-node --help | --version
 
 The configuration is YAML mapped onto caseway.v1.NodeConfig (see docs/configuration.md). The same
@@ -123,6 +132,57 @@ int RunStorageCommand(const std::string& command, const caseway::v1::NodeConfig&
   return 0;
 }
 
+// RunInspect runs `caseway-node inspect --config node.yaml [--json]`.
+int RunInspect(const caseway::v1::NodeConfig& config, bool json) {
+  using caseway::server::Db;
+  absl::StatusOr<std::unique_ptr<Db>> db;
+  std::string where;
+  if (config.storage().has_postgres()) {
+    where = "postgres";
+    auto pg = caseway::server::PgDb::Connect(config.storage().postgres().dsn());
+    if (pg.ok()) db = std::move(*pg); else db = pg.status();
+  } else {
+    const std::string& path = config.storage().path();
+    where = "sqlite: " + path;
+    if (struct stat st; stat(path.c_str(), &st) != 0) {
+      fprintf(stderr, "caseway-node inspect: storage.path: %s does not exist\n", path.c_str());
+      return 2;
+    }
+    auto file = caseway::server::SqliteDb::OpenReadOnly(path);
+    if (file.ok()) db = std::move(*file); else db = file.status();
+  }
+  absl::StatusOr<caseway::server::StoreSummary> summary =
+      db.ok() ? caseway::server::InspectStore(db->get()) : db.status();
+  if (!summary.ok()) {
+    fprintf(stderr, "caseway-node inspect: %s\n", std::string(summary.status().message()).c_str());
+    return summary.status().code() == absl::StatusCode::kFailedPrecondition ? 2 : 1;
+  }
+  if (json) {
+    printf("%s\n", caseway::server::StoreSummaryJson(*summary).c_str());
+    return 0;
+  }
+  auto n = [](uint64_t v) { return static_cast<unsigned long long>(v); };
+  printf("store of %s (%s)\n", config.jurisdiction().c_str(), where.c_str());
+  if (summary->backup_taken_at) {
+    printf("  a backup taken at %s, not started on since: its first start asks every peer what "
+           "it holds of it\n",
+           absl::FormatTime(absl::RFC3339_sec, *summary->backup_taken_at, absl::UTCTimeZone()).c_str());
+  }
+  printf("  notices published here: %llu\n", n(summary->notices_published));
+  printf("  exchange log: %llu entries, latest checkpoint at %llu\n", n(summary->log_entries),
+         n(summary->checkpoint_size));
+  for (const auto& [destination, c] : summary->channels) {
+    printf("  channel to %s: up to seq %llu, acknowledged up to %llu\n", destination.c_str(),
+           n(c.head), n(c.acked));
+  }
+  for (const auto& [origin, seq] : summary->cursors) {
+    printf("  received from %s: up to seq %llu\n", origin.c_str(), n(seq));
+  }
+  printf("  inbox: %llu notices, %llu not yet taken by the local consumer\n",
+         n(summary->inbox_total), n(summary->inbox_unacked));
+  return 0;
+}
+
 // RunAddKey runs `caseway-node add-key --to FILE`.
 int RunAddKey(const std::string& file) {
   if (file.empty()) {
@@ -183,13 +243,14 @@ int Main(int argc, char** argv) {
 #endif
   std::string config_path;
   bool check_only = false;
-  std::string command;  // "", "backup", "restore", "add-key" or "reseal"
+  std::string command;  // "", "backup", "restore", "add-key", "reseal" or "inspect"
+  bool json = false;     // inspect --json
   std::string file;     // --to / --from
   int first = 1;
   if (argc > 1) {
     const std::string first_arg = argv[1];
     if (first_arg == "backup" || first_arg == "restore" || first_arg == "add-key" ||
-        first_arg == "reseal") {
+        first_arg == "reseal" || first_arg == "inspect") {
       command = first_arg;
       first = 2;
     }
@@ -197,7 +258,12 @@ int Main(int argc, char** argv) {
   const char* file_flag = command == "restore" ? "--from" : "--to";
   for (int i = first; i < argc; ++i) {
     std::string arg = argv[i];
-    if (!command.empty() && command != "reseal" && arg == file_flag && i + 1 < argc) {
+    if (command == "inspect" && arg == "--json") {
+      json = true;
+      continue;
+    }
+    if (!command.empty() && command != "reseal" && command != "inspect" && arg == file_flag &&
+        i + 1 < argc) {
       file = argv[++i];
       continue;
     }
@@ -229,6 +295,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   if (command == "reseal") return RunReseal(*config);
+  if (command == "inspect") return RunInspect(*config, json);
   if (!command.empty()) return RunStorageCommand(command, *config, file);
   caseway::common::ConfigureLog(caseway::common::ParseLogLevel(config->log().level()),
                                 config->log().format() == caseway::v1::LogConfig::FORMAT_JSON);

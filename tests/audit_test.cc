@@ -56,9 +56,7 @@ class AuditTest : public AuditedPairTest {
   void Settled() {
     for (NodeProcess* n : {a_.get(), b_.get()}) {
       int64_t size = EventsSize(*n);
-      ASSERT_TRUE(WaitFor(
-          [&] { return n->Count("SELECT coalesce(max(size), 0) FROM checkpoint") >= size; },
-          absl::Seconds(15)))
+      ASSERT_TRUE(WaitFor([&] { return n->CheckpointSize() >= size; }, absl::Seconds(15)))
           << n->jurisdiction() << ": no checkpoint covers " << size << " entries";
     }
   }
@@ -81,11 +79,9 @@ TEST_F(AuditTest, HealthyExchangeIsProvenBothWaysAndCheckpointsAreCosigned) {
   Settled();
   // Witnessing: each node's latest checkpoint gets the other's cosignature, and then the two
   // settle (witness records alone do not make new checkpoints at once).
-  const char* kLatestCosigned =
-      "SELECT count(*) FROM cosignature WHERE size = (SELECT max(size) FROM checkpoint)";
-  ASSERT_TRUE(WaitFor([&] { return a_->Count(kLatestCosigned) > 0 && b_->Count(kLatestCosigned) > 0; },
+  ASSERT_TRUE(WaitFor([&] { return a_->Cosigners(kB) == 1 && b_->Cosigners(kA) == 1; },
                       absl::Seconds(10)));
-  EXPECT_GT(a_->Count("SELECT count(*) FROM witnessed WHERE peer = '440305'"), 0);
+  EXPECT_GT(a_->WitnessedSize(kB), 0);
   RunResult r = Audit({"reconcile", a_->address(), b_->address()});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("cosigned by: 440305"));
@@ -109,8 +105,8 @@ TEST_F(AuditTest, HealthyExchangeIsProvenBothWaysAndCheckpointsAreCosigned) {
   }
   EXPECT_EQ(Audit({"evidence", a_->address(), "no-such-notice"}).exit_code, 1);
   // Receipts never verify as batch signatures and vice versa: each evidence row by its context.
-  EXPECT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 4"), a_->Count(
-      "SELECT count(*) FROM evidence WHERE kind = 1"));
+  EXPECT_EQ(a_->Evidence(v1::Evidence::KIND_RECEIPT_RECEIVED, kB).size(),
+            a_->Evidence(v1::Evidence::KIND_MANIFEST_SENT, kB).size());
 }
 
 TEST_F(AuditTest, TamperedEntryIsReportedAsCorruptLogNamingIt) {
@@ -149,10 +145,8 @@ TEST_F(AuditTest, TruncatedAndResignedLogIsAFork) {
   ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
   // B has cosigned A's history up to the audited checkpoint (a witness can only see a fork of a
   // history it saw).
-  int64_t audited = a_->Count("SELECT max(size) FROM checkpoint");
-  ASSERT_TRUE(WaitFor(
-      [&] { return b_->Count("SELECT coalesce(max(size), 0) FROM witnessed WHERE peer = '360102'") >= audited; },
-      absl::Seconds(10)));
+  int64_t audited = a_->CheckpointSize();
+  ASSERT_TRUE(WaitFor([&] { return b_->WitnessedSize(kA) >= audited; }, absl::Seconds(10)));
   // The operator stops A, cuts its log back to 3 entries with its checkpoints, and restarts it.
   a_->Stop();
   a_->Exec("DELETE FROM log_leaf WHERE idx >= 3; DELETE FROM log_node WHERE ((idx + 1) << CAST(level AS INTEGER)) > 3;"
@@ -249,8 +243,8 @@ TEST_F(AuditTest, KillNineBetweenCommitAndReceiptKeepsTheReceiptedIndex) {
   PublishOne(*a, "k-2", 2);
   ASSERT_OK(a->Publish(SampleNotice("k-3", {kB})));
   ASSERT_TRUE(WaitFor([&] { return b_->Exited(); }, absl::Seconds(15))) << "no crash";
-  // (B is down: its store is read directly.)
-  EXPECT_EQ(b_->Count("SELECT count(*) FROM inbox"), 3) << "committed before the crash";
+  // (B is down: its store is inspected.)
+  EXPECT_EQ(b_->Inspect().inbox_total, 3) << "committed before the crash";
   EXPECT_EQ(a_->Acked("440305"), 2);
   b_->set_env("");
   ASSERT_OK(b_->Start());
@@ -258,15 +252,16 @@ TEST_F(AuditTest, KillNineBetweenCommitAndReceiptKeepsTheReceiptedIndex) {
       [&] { return a_->Acked("440305") == 3; },
       absl::Seconds(15)));
   // The receipt A holds names B's one RECEIVED entry for seq 3, committed before the crash.
-  auto receipts = a_->Blobs("SELECT message FROM evidence WHERE kind = 4 AND last_seq = 3");
+  std::vector<std::string> receipts;
+  for (const auto& e : a_->Evidence(v1::Evidence::KIND_RECEIPT_RECEIVED, kB)) {
+    if (e.last_seq() == 3) receipts.push_back(e.signed_().message());
+  }
   ASSERT_EQ(receipts.size(), 1u);
   v1::Receipt receipt;
   ASSERT_TRUE(receipt.ParseFromString(receipts[0]));
   int received_for_3 = 0;
   uint64_t index = 0;
-  for (const auto& bytes : b_->Blobs("SELECT bytes FROM log_leaf ORDER BY idx")) {
-    v1::LogEntry e;
-    ASSERT_TRUE(e.ParseFromString(bytes));
+  for (const auto& e : b_->LogEntries()) {
     if (e.kind() == v1::LogEntry::KIND_RECEIVED && e.first_seq() <= 3 && e.last_seq() >= 3) {
       ++received_for_3;
       index = e.index();
@@ -295,7 +290,11 @@ TEST_F(AuditTest, ReceiptLostInACrashIsSentAgainEvenWithABacklogWaiting) {
   ASSERT_TRUE(WaitFor(
       [&] { return a_->Acked("440305") == 10; },
       absl::Seconds(15)));
-  EXPECT_EQ(a_->Count("SELECT count(*) FROM evidence WHERE kind = 4 AND last_seq = 3"), 1)
+  int receipts_for_3 = 0;
+  for (const auto& e : a_->Evidence(v1::Evidence::KIND_RECEIPT_RECEIVED, kB)) {
+    receipts_for_3 += e.last_seq() == 3;
+  }
+  EXPECT_EQ(receipts_for_3, 1)
       << "the receipt for the batch ending at 3 is held by A";
   EXPECT_EQ(b_->InboxTotal(), 10);
 }

@@ -5,11 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/config.h"
 #include "tests/testing/audited_pair.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/status_matchers.h"
@@ -90,22 +94,27 @@ TEST_F(BackupTest, ADestinationRestoredFromAnOlderBackupGetsBackWhatItReceivedSi
     kept_aside |= absl::StrContains(f.path().filename().string(), std::string(kB) + ".db.replaced-");
   }
   EXPECT_TRUE(kept_aside) << "the replaced database is kept beside it";
-  // (B is stopped: its restored store is read directly.)
-  const int64_t in_backup = b_->Count("SELECT count(*) FROM inbox");
+  // (B is stopped: its restored store is inspected.)
+  const NodeProcess::StoreSummary copy = b_->Inspect();
+  const int64_t in_backup = copy.inbox_total;
   EXPECT_GE(in_backup, 20);
   EXPECT_LE(in_backup, 40);
+  EXPECT_TRUE(copy.backup_mark);
   // The copy is consistent: its cursor is its last received notice.
-  EXPECT_EQ(b_->Count("SELECT seq FROM cursor WHERE origin = '360102'"), in_backup);
+  ASSERT_EQ(copy.cursors.count(kA), 1u);
+  EXPECT_EQ(copy.cursors.at(kA), in_backup);
   ASSERT_OK(b_->Start());
   EXPECT_THAT(b_->log(), HasSubstr("restore: every peer confirmed this copy holds all it saw"));
   ASSERT_TRUE(WaitFor([&] { return b_->InboxTotal() == 60; },
                       absl::Seconds(20)));
-  EXPECT_EQ(b_->Count("SELECT count(DISTINCT notice_id) FROM inbox"), 60);
-  EXPECT_EQ(b_->Count("SELECT count(*) FROM meta WHERE key = 'backup_taken_at'"), 0);
+  EXPECT_EQ(DistinctNotices(b_->InboxItems()), 60);
   // And the exchange goes on.
   Publish(61, 61);
   ASSERT_TRUE(WaitFor([&] { return b_->InboxTotal() == 61; },
                       absl::Seconds(20)));
+  // The copy is no longer marked as one.
+  ASSERT_EQ(b_->Stop(), 0);
+  EXPECT_FALSE(b_->Inspect().backup_mark);
 }
 
 // With the exchange log: A, the witness, has cosigned B's log beyond the backup. Starting from
@@ -128,17 +137,15 @@ TEST_F(BackupTest, ACopyOlderThanWhatAWitnessCosignedIsRefused) {
       << taken.out;
   Publish(6, 10);
   ASSERT_TRUE(WaitAcked(10));
-  // A cosigns a checkpoint of B's that holds entries appended after the backup (until A has
-  // witnessed anything, it has no row: -1).
-  const std::string witnessed =
-      "SELECT coalesce(max(size), -1) FROM witnessed WHERE peer = '440305'";
-  ASSERT_TRUE(WaitFor([&] { return a_->Count(witnessed) > backup_size; }, absl::Seconds(20)));
-  const int64_t cosigned = a_->Count(witnessed);
+  // A cosigns a checkpoint of B's that holds entries appended after the backup.
+  ASSERT_TRUE(WaitFor([&] { return a_->WitnessedSize(kB) > backup_size; }, absl::Seconds(20)));
+  const int64_t cosigned = a_->WitnessedSize(kB);
   ASSERT_EQ(b_->Stop(), 0);
   const std::string newer = dir_.path() + "/b-newer.db";
   ASSERT_EQ(Backup(*b_, newer).exit_code, 0);  // a backup of the stopped node works too
   ASSERT_EQ(Restore(*b_, backup).exit_code, 0);
-  const int64_t copy_size = b_->Count("SELECT count(*) FROM log_leaf");
+  // (B is stopped: the restored copy is inspected.)
+  const int64_t copy_size = b_->Inspect().log_entries;
   ASSERT_LT(copy_size, cosigned);
   absl::Status start = b_->Start();
   ASSERT_FALSE(start.ok());
@@ -148,8 +155,9 @@ TEST_F(BackupTest, ACopyOlderThanWhatAWitnessCosignedIsRefused) {
   EXPECT_THAT(b_->log(), HasSubstr(absl::StrCat("but this copy holds ", copy_size)));
   EXPECT_THAT(b_->log(), HasSubstr("would number those sequences again or fork the exchange log"));
   // Nothing changed: still the copy, still marked, nothing appended.
-  EXPECT_EQ(b_->Count("SELECT count(*) FROM log_leaf"), copy_size);
-  EXPECT_EQ(b_->Count("SELECT count(*) FROM meta WHERE key = 'backup_taken_at'"), 1);
+  const NodeProcess::StoreSummary after = b_->Inspect();
+  EXPECT_EQ(after.log_entries, copy_size);
+  EXPECT_TRUE(after.backup_mark);
   // The newer backup holds all A saw: B starts from it, and the audit still reconciles.
   ASSERT_EQ(Restore(*b_, newer).exit_code, 0);
   ASSERT_OK(b_->Start());
@@ -188,7 +196,50 @@ TEST_F(BackupTest, AnOriginRestoredBehindItsDestinationRefusesToRenumber) {
   EXPECT_THAT(std::string(refused.message()), HasSubstr("exited with status 2"));
   EXPECT_THAT(a_->log(), HasSubstr("440305 has stored this node's channel up to seq 9, but this "
                                    "copy ends at 5: notices 6..9 were published after the backup"));
-  EXPECT_EQ(a_->Count("SELECT max(head) FROM channel"), 5);
+  const NodeProcess::StoreSummary stopped = a_->Inspect();  // A never started: inspected
+  ASSERT_EQ(stopped.channels.count(kB), 1u);
+  EXPECT_EQ(stopped.channels.at(kB).first, 5);
+}
+
+// `caseway-node inspect` reads a running node's store as well as a stopped one's, agrees with
+// what the node's RPCs say, and names a store it cannot read instead of printing zeros.
+TEST_F(BackupTest, InspectReadsARunningNodesStoreAndNamesOneItCannotRead) {
+  ASSERT_OK(a_->Start());
+  ASSERT_OK(b_->Start());
+  Publish(1, 3);
+  ASSERT_TRUE(WaitAcked(3));
+  ASSERT_TRUE(WaitFor([&] { return b_->Cursor(kA) == 3; }, absl::Seconds(10)));
+  const NodeProcess::StoreSummary a = a_->Inspect();
+  EXPECT_EQ(a.notices_published, 3);
+  EXPECT_EQ(a.notices_published, a_->Published());
+  ASSERT_EQ(a.channels.count(kB), 1u);
+  EXPECT_EQ(a.channels.at(kB), std::make_pair(int64_t{3}, int64_t{3}));
+  EXPECT_FALSE(a.backup_mark);
+  EXPECT_GT(a.log_entries, 0);
+  EXPECT_LE(a.log_entries, a_->LogSize()) << "the log only grows";
+  const NodeProcess::StoreSummary b = b_->Inspect();
+  EXPECT_EQ(b.inbox_total, 3);
+  EXPECT_EQ(b.inbox_unacked, 3);
+  EXPECT_EQ(b.cursors, (std::map<std::string, int64_t>{{kA, 3}}));
+  // The text form says the same to an operator.
+  RunResult text = RunCommand({BinDir() + "/caseway-node", "inspect", "--config", a_->config_path()});
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("notices published here: 3"));
+  EXPECT_THAT(text.out, HasSubstr("channel to 440305: up to seq 3, acknowledged up to 3"));
+  if (a_->on_postgres()) return;  // the rest names SQLite files
+  // A configuration whose storage.path is no database, or nothing at all.
+  std::string config = common::ReadFile(a_->config_path()).value();
+  const std::string junk = dir_.path() + "/junk.db";
+  std::ofstream(junk) << "not a database, but long enough to be read as one's first page\n";
+  const std::string wrong = dir_.path() + "/wrong.yaml";
+  std::ofstream(wrong) << absl::StrReplaceAll(config, {{a_->db_path(), junk}});
+  RunResult foreign = RunCommand({BinDir() + "/caseway-node", "inspect", "--config", wrong});
+  EXPECT_EQ(foreign.exit_code, 2) << foreign.out << foreign.err;
+  EXPECT_THAT(foreign.err, HasSubstr("not a Caseway store"));
+  std::ofstream(wrong) << absl::StrReplaceAll(config, {{a_->db_path(), dir_.path() + "/none.db"}});
+  RunResult missing = RunCommand({BinDir() + "/caseway-node", "inspect", "--config", wrong});
+  EXPECT_EQ(missing.exit_code, 2) << missing.out << missing.err;
+  EXPECT_THAT(missing.err, HasSubstr("storage.path: " + dir_.path() + "/none.db does not exist"));
 }
 
 }  // namespace

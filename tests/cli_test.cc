@@ -123,7 +123,7 @@ TEST_F(CliTest, ParallelPublishKeepsResultsInInputOrder) {
   EXPECT_THAT(lines[16], HasSubstr("INVALID_ARGUMENT"));
   EXPECT_THAT(lines[50], HasSubstr("not a caseway.v1.Notice in protobuf JSON"));
   EXPECT_THAT(r.err, HasSubstr("58 published, 3 failed"));
-  EXPECT_EQ(nodes_["360102"]->Count("SELECT count(*) FROM notice"), 58);
+  EXPECT_EQ(nodes_["360102"]->Published(), 58);
 }
 
 // Length-delimited binary records (--format binpb): the bulk-load input. Each record is
@@ -155,7 +155,7 @@ TEST_F(CliTest, PublishesBinaryDelimitedRecordsAndNamesABrokenOne) {
   EXPECT_THAT(lines[8], HasSubstr("notice.priority"));
   EXPECT_THAT(lines[22], HasSubstr("record 23: not a caseway.v1.Notice in binary protobuf"));
   EXPECT_THAT(r.err, HasSubstr("39 published, 2 failed"));
-  EXPECT_EQ(nodes_["360102"]->Count("SELECT count(*) FROM notice"), 39);
+  EXPECT_EQ(nodes_["360102"]->Published(), 39);
 
   // Cut inside the last record: the records before it are published (again: duplicates), and
   // the cut one is named with what is missing.
@@ -168,7 +168,7 @@ TEST_F(CliTest, PublishesBinaryDelimitedRecordsAndNamesABrokenOne) {
   EXPECT_THAT(lines[0], HasSubstr("\"duplicate\":true"));
   EXPECT_THAT(lines[40], HasSubstr("record 41: the input ends after"));
   EXPECT_THAT(c.err, HasSubstr("record 41: the input ends after"));
-  EXPECT_EQ(nodes_["360102"]->Count("SELECT count(*) FROM notice"), 39);
+  EXPECT_EQ(nodes_["360102"]->Published(), 39);
 }
 
 TEST_F(CliTest, StatusShowsChannelsSubscriptionsAndInbox) {

@@ -257,7 +257,7 @@ TEST_F(DeadlineTest, RepliesMustNameANoticeTheNodeKnows) {
   std::vector<v1::Notice> batch = {Request("ok-1", {kA}), Feedback("fb-3", "nothing", {kA})};
   EXPECT_THAT(b->PublishBatch(batch),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("notices[1].in_reply_to")));
-  EXPECT_EQ(nodes_[kB]->Count("SELECT count(*) FROM notice"), 1) << "only fb-2";
+  EXPECT_EQ(nodes_[kB]->Published(), 1) << "only fb-2";
   v1::TodoResponse todo = Todo(kB, All());
   EXPECT_EQ(Item(todo, "same-id", kC).state(), v1::TodoItem::STATE_ANSWERED);
   EXPECT_EQ(Item(todo, "same-id", kA).state(), v1::TodoItem::STATE_OPEN);
@@ -342,7 +342,7 @@ TEST_F(DeadlineTest, ThePolicyIsLoggedAndAPeerRunningAnotherIsReported) {
   // policy adds an entry.
   auto policy_entries = [&](NodeProcess& n) {
     std::vector<std::string> digests;
-    for (const auto& bytes : n.Blobs("SELECT bytes FROM log_leaf ORDER BY idx")) {
+    for (const auto& bytes : n.LogBytes()) {
       v1::LogEntry e;
       if (e.ParseFromString(bytes) && e.kind() == v1::LogEntry::KIND_POLICY) {
         digests.push_back(common::ToHex(e.digest()));
@@ -409,7 +409,7 @@ TEST_F(DeadlineTest, ClockOffsetsToPeersAreMeasuredShownAndLogged) {
 
   auto offsets = [&](NodeProcess& n) {
     std::vector<std::pair<bool, int64_t>> out;
-    for (const auto& bytes : n.Blobs("SELECT bytes FROM log_leaf ORDER BY idx")) {
+    for (const auto& bytes : n.LogBytes()) {
       v1::LogEntry e;
       if (e.ParseFromString(bytes) && e.kind() == v1::LogEntry::KIND_CLOCK_OFFSET) {
         EXPECT_EQ(e.peer(), kB);

@@ -19,6 +19,7 @@
 #include "common/config.h"
 #include "common/tls.h"
 #include "tests/testing/audited_pair.h"
+#include "common/digest.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/status_matchers.h"
 
@@ -450,7 +451,7 @@ TEST_F(OperationsTest, ARenewedCertificateIsTakenUpWhileTheNodeRunsAndNoPublishF
   EXPECT_TRUE(WaitFor(
       [&] { return b_->InboxTotal() == published.load(); },
       absl::Seconds(20)));
-  EXPECT_EQ(b_->Count("SELECT count(DISTINCT notice_id) FROM inbox"), published.load());
+  EXPECT_EQ(DistinctNotices(b_->InboxItems()), published.load());
 }
 
 // FileHolds says whether `path` (a database file or its WAL) contains `needle` as raw bytes.
@@ -641,14 +642,19 @@ TEST_F(OperationsTest, ASigningKeyIsRotatedWhileTheNodesExchangeAndEarlierEviden
   }, absl::Seconds(20)));
   RunResult settled = Cli(*a_, {"status"});
   EXPECT_THAT(settled.out, Not(HasSubstr("signing key accepted until")));
-  // The node records the key it signs with, each time it changes.
+  // The node records the key it signs with in its exchange log, each time it changes: the key
+  // of its first start, then the new one.
   EXPECT_THAT(a_->log(), Not(HasSubstr("not taken up")));
-  const std::vector<std::string> recorded = a_->Blobs("SELECT value FROM meta WHERE key = 'signing_key'");
-  ASSERT_EQ(recorded.size(), 1u);
+  std::vector<std::string> recorded;
+  for (const auto& e : a_->LogEntries()) {
+    if (e.kind() == v1::LogEntry::KIND_SIGNING_KEY) recorded.push_back(common::ToHex(e.signing_key()));
+  }
+  ASSERT_EQ(recorded.size(), 2u);
+  EXPECT_NE(recorded[0], recorded[1]);
   RunResult pub = RunCommand({"/bin/sh", "-c",
                               "openssl pkey -pubin -in " + county +
                                   "/360102.sign.next.pub -outform DER | tail -c 32 | od -An -tx1 | tr -d ' \\n'"});
-  EXPECT_EQ(recorded[0], pub.out);
+  EXPECT_EQ(recorded[1], pub.out);
   // Every exchange proven, those signed before the rotation with the old key, and a notice's
   // evidence from before it verifies.
   const std::string proven = absl::StrCat("PROVEN +", published.load(), " +0 +", published.load());

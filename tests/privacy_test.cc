@@ -108,9 +108,9 @@ TEST_F(PrivacyTest, NoNameOrIdentityNumberIsStoredInTheClearAndEveryReadPathSees
   for (NodeProcess* node : {a_.get(), b_.get()}) {
     EXPECT_FALSE(Holds(*node, kIdNumber)) << node->jurisdiction();
     EXPECT_FALSE(Holds(*node, kName)) << node->jurisdiction();
-    EXPECT_GT(node->Count("SELECT count(*) FROM notice") + node->InboxTotal(), 0);
+    EXPECT_GT(node->Published() + node->InboxTotal(), 0);
   }
-  EXPECT_EQ(b_->Count("SELECT count(*) FROM evidence WHERE kind = 5"), 1);
+  EXPECT_EQ(b_->Evidence(v1::Evidence::KIND_QUERY_ANSWER_RECEIVED, kA).size(), 1u);
   // The auditor reconciles the exchange and the query from the stored evidence, which the nodes
   // serve opened: a sealed answer would not match the digest in A's log.
   RunResult r = AuditUntil({"reconcile", a_->address(), b_->address()}, "OK: every exchange matched");

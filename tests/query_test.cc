@@ -1,6 +1,7 @@
 // Remote queries and case timelines through three real nodes over mutual TLS: who may see what
 // (row by row), the signed answer, the per-peer rate limit, the query and answer entries in both
 // logs reconciled by `caseway audit reconcile`, and `caseway case --peers` across three nodes.
+#include <algorithm>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -56,6 +57,20 @@ class QueryTest : public ::testing::Test {
   }
 
   NodeProcess& node(const std::string& j) { return *nodes_.at(j); }
+
+  // AnswersRead counts the reads of peers' answers about SampleNotice's subject that j's access
+  // log (its AccessLog RPC) records: one per answer handed to an office.
+  int AnswersRead(const std::string& j) {
+    v1::AccessLogRequest req;
+    req.set_id_number(kIdNumber);
+    req.set_limit(1000);
+    auto reads = node(j).NewClient()->AccessLog(req);
+    EXPECT_TRUE(reads.ok()) << reads.status();
+    if (!reads.ok()) return -1;
+    return static_cast<int>(std::count_if(
+        reads->records().begin(), reads->records().end(),
+        [](const v1::AccessRecord& r) { return r.what() == "query-received"; }));
+  }
 
   void StartAll() {
     for (const char* j : {kA, kB, kC}) ASSERT_OK(node(j).Start());
@@ -139,7 +154,7 @@ class QueryTest : public ::testing::Test {
     for (const auto& j : which) {
       int64_t size = EventsSize(node(j));
       ASSERT_TRUE(WaitFor(
-          [&] { return node(j).Count("SELECT coalesce(max(size), 0) FROM checkpoint") >= size; },
+          [&] { return node(j).CheckpointSize() >= size; },
           absl::Seconds(15)))
           << j << ": no checkpoint covers " << size << " entries";
     }
@@ -310,7 +325,7 @@ TEST_F(QueryTest, APeerSeesOnlyTheNoticesItIsAPartyToAndTheAnswerIsSigned) {
   // The logs hold digests only: B's answer entries never carry the identity number, and neither
   // node's log file names it.
   for (const char* j : {kA, kB}) {
-    for (const std::string& bytes : node(j).Blobs("SELECT bytes FROM log_leaf")) {
+    for (const std::string& bytes : node(j).LogBytes()) {
       EXPECT_EQ(bytes.find(kIdNumber), std::string::npos) << j;
     }
     EXPECT_THAT(node(j).log(), Not(HasSubstr(kIdNumber)));
@@ -366,7 +381,7 @@ TEST_F(QueryTest, QueriesAndAnswersAreReconciledFromBothLogs) {
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
   EXPECT_THAT(v.out, HasSubstr("QUERY_ANSWERED"));
   // The signed answers A keeps are served to auditors.
-  EXPECT_EQ(node(kA).Count("SELECT count(*) FROM evidence WHERE kind = 5 AND peer = '440305'"), 2);
+  EXPECT_EQ(node(kA).Evidence(v1::Evidence::KIND_QUERY_ANSWER_RECEIVED, kB).size(), 2u);
 }
 
 TEST_F(QueryTest, ACaseTimelineFollowsTheCaseAcrossThreeNodes) {
@@ -468,17 +483,18 @@ TEST_F(QueryTest, AnAnswerThatDoesNotVerifyIsRefusedAndNotRecorded) {
   node(kB).set_env("CASEWAY_FAULTS=bad_query_answer_signature=1");
   StartAll();
   Exchange();
-  const int64_t kept = node(kA).Count("SELECT count(*) FROM evidence WHERE kind = 5");
-  const int64_t reads = node(kA).Count("SELECT count(*) FROM access");
+  const size_t kept = node(kA).Evidence(v1::Evidence::KIND_QUERY_ANSWER_RECEIVED, kB).size();
+  const int reads = AnswersRead(kA);
   auto asked = Ask(kA, kB, "case-q");
   EXPECT_EQ(asked.status().code(), absl::StatusCode::kDataLoss) << asked.status();
   EXPECT_THAT(std::string(asked.status().message()), HasSubstr("440305's answer does not verify: bad signature"));
-  EXPECT_EQ(node(kA).Count("SELECT count(*) FROM evidence WHERE kind = 5"), kept);
-  EXPECT_EQ(node(kA).Count("SELECT count(*) FROM access"), reads);
+  EXPECT_EQ(node(kA).Evidence(v1::Evidence::KIND_QUERY_ANSWER_RECEIVED, kB).size(), kept);
+  EXPECT_EQ(AnswersRead(kA), reads);
   // The fault hit once: the next answer verifies and is kept.
   RunResult r = Cli(kA, {"query", kB, "--case", "case-q"});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_EQ(node(kA).Count("SELECT count(*) FROM evidence WHERE kind = 5"), kept + 1);
+  EXPECT_EQ(node(kA).Evidence(v1::Evidence::KIND_QUERY_ANSWER_RECEIVED, kB).size(), kept + 1);
+  EXPECT_EQ(AnswersRead(kA), reads + 1);
 }
 
 }  // namespace

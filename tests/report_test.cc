@@ -86,10 +86,8 @@ class ReportTest : public ::testing::Test {
   // `size` entries, at its own time `after` or later.
   bool CosignedSince(const std::string& witness, const std::string& subject, int64_t size,
                      absl::Time after) {
-    for (const auto& bytes : nodes_[witness]->Blobs("SELECT bytes FROM log_leaf ORDER BY idx DESC LIMIT 200")) {
-      v1::LogEntry e;
-      if (!e.ParseFromString(bytes) || e.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED ||
-          e.peer() != subject) {
+    for (const auto& e : nodes_[witness]->LogEntries()) {
+      if (e.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED || e.peer() != subject) {
         continue;
       }
       if (static_cast<int64_t>(e.last_seq()) >= size &&
@@ -124,9 +122,9 @@ class ReportTest : public ::testing::Test {
     for (auto& entry : nodes_) {
       NodeProcess* n = entry.second.get();
       const int64_t size = EventsSize(*n);
-      ASSERT_TRUE(WaitFor([&] { return n->Count("SELECT coalesce(max(size), 0) FROM checkpoint") >= size; },
+      ASSERT_TRUE(WaitFor([&] { return n->CheckpointSize() >= size; },
                           absl::Seconds(20)));
-      ASSERT_TRUE(WaitFor([&] { return n->Count("SELECT count(*) FROM channel WHERE acked < head") == 0; },
+      ASSERT_TRUE(WaitFor([&] { return n->Unreceipted() == 0; },
                           absl::Seconds(20)))
           << entry.first << " has unreceipted notices";
     }

@@ -79,7 +79,7 @@ class SecurityTest : public ::testing::Test {
     return common::FromGrpcStatus(stream->Finish());
   }
 
-  int64_t Stored() { return a_->Count("SELECT count(*) FROM notice"); }
+  int64_t Stored() { return a_->Published(); }
 
   TempDir dir_;
   std::unique_ptr<Pki> pki_;

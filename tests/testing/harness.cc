@@ -1,10 +1,14 @@
 #include "tests/testing/harness.h"
 
 #include "caseway/v1/exchange_log.pb.h"
+#include "common/signing.h"
+#include "common/tls.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -13,7 +17,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <optional>
 #include <filesystem>
 #include <mutex>
 #include <set>
@@ -337,6 +343,7 @@ absl::Status NodeProcess::Start() {
 
 void NodeProcess::Launch() {
   observer_.reset();
+  auditor_.reset();
   WriteConfig();
   std::string port_file = absl::StrCat(dir_, "/", jurisdiction_, ".port");
   unlink(port_file.c_str());
@@ -485,6 +492,14 @@ int64_t NodeProcess::Head(const std::string& destination) {
   });
 }
 
+int64_t NodeProcess::Unreceipted() {
+  return Observed([](const v1::StatusResponse& s) {
+    int64_t n = 0;
+    for (const auto& c : s.channels()) n += static_cast<int64_t>(c.head() - c.acked());
+    return n;
+  });
+}
+
 int64_t NodeProcess::Cursor(const std::string& origin) {
   return Observed([&](const v1::StatusResponse& s) {
     for (const auto& sub : s.subscriptions()) {
@@ -493,6 +508,213 @@ int64_t NodeProcess::Cursor(const std::string& origin) {
     ADD_FAILURE() << jurisdiction_ << " has no subscription to " << origin;
     return int64_t{-1};
   });
+}
+
+v1::ExchangeLog::Stub* NodeProcess::Auditor() {
+  if (auditor_ != nullptr) return auditor_.get();
+  if (pid_ <= 0) {
+    ADD_FAILURE() << jurisdiction_ << " is not running: its exchange log cannot be asked";
+    return nullptr;
+  }
+  const std::string prefix = pki_->Auditor("observer");
+  auto creds = common::ChannelCredentials(
+      common::TlsFiles{pki_->ca(), prefix + ".crt", prefix + ".key"});
+  if (!creds.ok()) {
+    ADD_FAILURE() << creds.status();
+    return nullptr;
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  auditor_ = v1::ExchangeLog::NewStub(grpc::CreateCustomChannel(address(), *creds, args));
+  return auditor_.get();
+}
+
+grpc::Status NodeProcess::AskLog(const std::function<grpc::Status(grpc::ClientContext*)>& call) {
+  if (Auditor() == nullptr) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "no auditor channel");
+  }
+  return client::CallIdempotent([&](grpc::ClientContext* ctx) {
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return call(ctx);
+  });
+}
+
+std::vector<std::string> NodeProcess::LogBytes() {
+  std::vector<std::string> entries;
+  for (;;) {
+    v1::GetEntriesRequest req;
+    req.set_start(entries.size());
+    req.set_end(entries.size() + 1000);
+    v1::GetEntriesResponse resp;
+    grpc::Status s = AskLog([&](grpc::ClientContext* ctx) {
+      resp.Clear();
+      return Auditor()->GetEntries(ctx, req, &resp);
+    });
+    if (s.error_code() == grpc::StatusCode::OUT_OF_RANGE) return entries;  // past the last
+    if (!s.ok() || resp.entries_size() == 0) {
+      ADD_FAILURE() << jurisdiction_ << ": GetEntries from " << req.start() << ": "
+                    << s.error_message();
+      return entries;
+    }
+    for (auto& e : *resp.mutable_entries()) entries.push_back(std::move(e));
+  }
+}
+
+std::vector<v1::LogEntry> NodeProcess::LogEntries() {
+  std::vector<v1::LogEntry> parsed;
+  for (const std::string& bytes : LogBytes()) {
+    parsed.emplace_back();
+    if (!parsed.back().ParseFromString(bytes)) {
+      ADD_FAILURE() << jurisdiction_ << ": log entry " << parsed.size() - 1 << " does not parse";
+    }
+  }
+  return parsed;
+}
+
+int64_t NodeProcess::Published() {
+  int64_t n = 0;
+  for (const auto& e : LogEntries()) n += e.kind() == v1::LogEntry::KIND_PUBLISHED;
+  return n;
+}
+
+std::optional<v1::CheckpointResponse> NodeProcess::Checkpoint(int64_t size,
+                                                              const std::string& cosigner) {
+  if (Auditor() == nullptr) return std::nullopt;
+  v1::GetCheckpointRequest req;
+  req.set_size(size);
+  req.set_cosigner(cosigner);
+  v1::CheckpointResponse resp;
+  grpc::Status s = AskLog([&](grpc::ClientContext* ctx) {
+    resp.Clear();
+    return Auditor()->GetCheckpoint(ctx, req, &resp);
+  });
+  if (s.error_code() == grpc::StatusCode::NOT_FOUND) return std::nullopt;  // none signed yet
+  if (!s.ok()) {
+    ADD_FAILURE() << jurisdiction_ << ": GetCheckpoint: " << s.error_message();
+    return std::nullopt;
+  }
+  return resp;
+}
+
+int64_t NodeProcess::CheckpointSize() {
+  auto c = Checkpoint(0, "");
+  return c ? static_cast<int64_t>(c->size()) : 0;
+}
+
+int NodeProcess::Cosigners(const std::string& witness, int64_t size) {
+  auto c = Checkpoint(size, 
+      witness.empty() ? "" : absl::StrCat(pki_->federation(), "/node/", witness));
+  if (!c) return 0;
+  auto note = common::ParseNote(c->note());
+  if (!note.ok()) {
+    ADD_FAILURE() << jurisdiction_ << ": checkpoint note: " << note.status();
+    return -1;
+  }
+  return static_cast<int>(note->signatures.size()) - 1;  // the node's own signature first
+}
+
+int64_t NodeProcess::WitnessedSize(const std::string& peer) {
+  int64_t size = 0;
+  for (const auto& e : LogEntries()) {
+    if (e.kind() == v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED && e.peer() == peer) {
+      size = std::max<int64_t>(size, e.last_seq());
+    }
+  }
+  return size;
+}
+
+std::vector<v1::Evidence> NodeProcess::Evidence(v1::Evidence::Kind kind, const std::string& peer) {
+  v1::GetEvidenceRequest req;
+  switch (kind) {
+    case v1::Evidence::KIND_MANIFEST_SENT:
+    case v1::Evidence::KIND_RECEIPT_RECEIVED:
+      req.set_direction(v1::GetEvidenceRequest::DIRECTION_OUTBOUND);
+      break;
+    case v1::Evidence::KIND_MANIFEST_RECEIVED:
+    case v1::Evidence::KIND_RECEIPT_SENT:
+      req.set_direction(v1::GetEvidenceRequest::DIRECTION_INBOUND);
+      break;
+    case v1::Evidence::KIND_QUERY_ANSWER_RECEIVED:
+      req.set_direction(v1::GetEvidenceRequest::DIRECTION_QUERIES);
+      break;
+    case v1::Evidence::KIND_SHARING_POLICY:
+      req.set_direction(v1::GetEvidenceRequest::DIRECTION_SHARING_POLICIES);
+      break;
+    case v1::Evidence::KIND_QUERY_ANSWER_SENT:
+      req.set_direction(v1::GetEvidenceRequest::DIRECTION_ANSWERS_SENT);
+      break;
+    default:
+      ADD_FAILURE() << "no direction serves evidence of kind " << kind;
+      return {};
+  }
+  req.set_peer(peer);
+  req.set_purpose(kTestPurpose);
+  std::vector<v1::Evidence> out;
+  do {
+    v1::GetEvidenceResponse resp;
+    grpc::Status s = AskLog([&](grpc::ClientContext* ctx) {
+      resp.Clear();
+      return Auditor()->GetEvidence(ctx, req, &resp);
+    });
+    if (!s.ok()) {
+      ADD_FAILURE() << jurisdiction_ << ": GetEvidence: " << s.error_message();
+      return out;
+    }
+    for (auto& e : *resp.mutable_evidence()) {
+      if (e.kind() == kind) out.push_back(std::move(e));
+    }
+    req.set_after(resp.next());
+  } while (req.after() != 0);
+  return out;
+}
+
+std::vector<v1::InboxItem> NodeProcess::InboxItems() {
+  std::vector<v1::InboxItem> items;
+  if (observer_ == nullptr) observer_ = NewClient("observer");
+  if (observer_ == nullptr) return items;
+  absl::Status s = observer_->Inbox(client::InboxOptions{}, [&](const v1::InboxItem& item) {
+    items.push_back(item);
+    return true;
+  });
+  if (!s.ok()) ADD_FAILURE() << jurisdiction_ << ": Inbox: " << s;
+  return items;
+}
+
+NodeProcess::StoreSummary NodeProcess::Inspect() {
+  StoreSummary summary;
+  if (!fs::exists(config_path())) WriteConfig();  // a node never started has none yet
+  RunResult r = RunCommand({BinDir() + "/caseway-node", "inspect", "--config", config_path(), "--json"});
+  google::protobuf::Struct out;
+  if (r.exit_code != 0 || !google::protobuf::util::JsonStringToMessage(r.out, &out).ok()) {
+    ADD_FAILURE() << jurisdiction_ << ": caseway-node inspect: exit " << r.exit_code << "\n"
+                  << r.out << r.err;
+    return summary;
+  }
+  const auto& f = out.fields();
+  auto number = [&](const std::string& key) {
+    auto it = f.find(key);
+    return it == f.end() ? int64_t{-1} : static_cast<int64_t>(it->second.number_value());
+  };
+  summary.backup_mark = f.count("backup_taken_at") > 0;
+  summary.notices_published = number("notices_published");
+  summary.log_entries = number("log_entries");
+  summary.checkpoint_size = number("checkpoint_size");
+  summary.inbox_total = number("inbox_total");
+  summary.inbox_unacked = number("inbox_unacked");
+  if (auto it = f.find("channels"); it != f.end()) {
+    for (const auto& [destination, c] : it->second.struct_value().fields()) {
+      const auto& cf = c.struct_value().fields();
+      summary.channels[destination] = {
+          static_cast<int64_t>(cf.count("head") ? cf.at("head").number_value() : -1),
+          static_cast<int64_t>(cf.count("acked") ? cf.at("acked").number_value() : -1)};
+    }
+  }
+  if (auto it = f.find("cursors"); it != f.end()) {
+    for (const auto& [origin, seq] : it->second.struct_value().fields()) {
+      summary.cursors[origin] = static_cast<int64_t>(seq.number_value());
+    }
+  }
+  return summary;
 }
 
 int64_t NodeProcess::Count(const std::string& sql) const {
@@ -641,14 +863,17 @@ std::vector<std::string> AuditCommand(const Pki& pki, const std::string& auditor
   return argv;
 }
 
-int64_t EventsSize(const NodeProcess& n) {
+int64_t DistinctNotices(const std::vector<v1::InboxItem>& items) {
+  std::set<std::pair<std::string, std::string>> ids;
+  for (const auto& item : items) ids.emplace(item.origin(), item.notice().notice_id());
+  return static_cast<int64_t>(ids.size());
+}
+
+int64_t EventsSize(NodeProcess& n) {
   int64_t size = 0, i = 0;
-  for (const auto& bytes : n.Blobs("SELECT bytes FROM log_leaf ORDER BY idx")) {
-    v1::LogEntry e;
+  for (const auto& e : n.LogEntries()) {
     ++i;
-    if (e.ParseFromString(bytes) && e.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED) {
-      size = i;
-    }
+    if (e.kind() != v1::LogEntry::KIND_PEER_CHECKPOINT_COSIGNED) size = i;
   }
   return size;
 }

@@ -1,6 +1,6 @@
 // Integration-test harness: a temporary federation PKI made by deploy/pki.sh, real caseway-node
-// processes on 127.0.0.1 ephemeral ports, the real `caseway` CLI and direct reads of the nodes'
-// SQLite files.
+// processes on 127.0.0.1 ports, the real `caseway` CLI, and the nodes observed through their RPCs
+// and `caseway-node inspect` (docs/testing.md, "Observing a node").
 #ifndef CASEWAY_TESTS_TESTING_HARNESS_H_
 #define CASEWAY_TESTS_TESTING_HARNESS_H_
 
@@ -9,12 +9,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "caseway/client/client.h"
+#include "caseway/v1/exchange_log.grpc.pb.h"
 #include "caseway/v1/notice.pb.h"
 
 namespace caseway::testing {
@@ -171,10 +173,62 @@ class NodeProcess {
   int64_t Acked(const std::string& destination);
   int64_t Head(const std::string& destination);
   int64_t Cursor(const std::string& origin);
+  // Unreceipted is the number of notices, over every outbound channel, the destination has not
+  // acknowledged yet (head - acked).
+  int64_t Unreceipted();
 
-  // What Status cannot show (the exchange log's rows, evidence by kind, a stopped node's store),
-  // the tests read, and tamper with, in SQL that SQLite and PostgreSQL both accept
-  // (docs/testing.md, "PostgreSQL"); byte strings are written with Bytes.
+  // The node's exchange log and evidence as a joint-meeting coordinator sees them: its
+  // ExchangeLog RPCs, asked with the auditor certificate "observer" (and kTestPurpose where a
+  // read needs one, which the node keeps in its access log). Like the Status readers, each fails
+  // the test when the node cannot be asked.
+  //
+  // LogBytes is every committed entry's exact bytes, in order; LogEntries the same parsed.
+  std::vector<std::string> LogBytes();
+  std::vector<caseway::v1::LogEntry> LogEntries();
+  int64_t LogSize() { return static_cast<int64_t>(LogBytes().size()); }
+  // Published counts the log's KIND_PUBLISHED entries: the notices published here (one entry
+  // each, committed with the notice).
+  int64_t Published();
+  // Checkpoint is GetCheckpoint's answer for `size` (0: the latest), with only `cosigner`'s
+  // cosignature when given (a note name, "<federation>/node/<jurisdiction>"); nullopt when there
+  // is none of that size (or none yet).
+  std::optional<caseway::v1::CheckpointResponse> Checkpoint(int64_t size = 0,
+                                                            const std::string& cosigner = "");
+  // CheckpointSize is the tree size of the latest signed checkpoint, 0 before the first.
+  int64_t CheckpointSize();
+  // Cosigners is the number of cosignatures that verify on the latest checkpoint (0 before the
+  // first), or on the one of tree size `size`; with `witness`, only that node's (0 or 1).
+  int Cosigners(const std::string& witness = "", int64_t size = 0);
+  // WitnessedSize is the largest checkpoint of `peer` this node has cosigned (its
+  // KIND_PEER_CHECKPOINT_COSIGNED entries), 0 when none.
+  int64_t WitnessedSize(const std::string& peer);
+  // Evidence is what GetEvidence gives of `kind` for `peer` (every page; `peer` is ignored for
+  // KIND_SHARING_POLICY and is the asking party for KIND_QUERY_ANSWER_SENT).
+  std::vector<caseway::v1::Evidence> Evidence(caseway::v1::Evidence::Kind kind,
+                                              const std::string& peer = "");
+  // InboxItems is what the Inbox RPC streams now (unacknowledged notices, oldest first), read
+  // without acknowledging them.
+  std::vector<caseway::v1::InboxItem> InboxItems();
+
+  // A stopped node's store (or a restored copy before its first start) is read through the one
+  // documented debug query, `caseway-node inspect --json` (docs/operator.md, "Inspecting a
+  // store"), on either backend. Inspect fails the test (and returns an empty summary) when the
+  // command fails.
+  struct StoreSummary {
+    bool backup_mark = false;  // a copy made by backup, not started on since
+    int64_t notices_published = -1;
+    int64_t log_entries = -1;
+    int64_t checkpoint_size = -1;
+    std::map<std::string, std::pair<int64_t, int64_t>> channels;  // destination: head, acked
+    std::map<std::string, int64_t> cursors;                       // origin: seq
+    int64_t inbox_total = -1;
+    int64_t inbox_unacked = -1;
+  };
+  StoreSummary Inspect();
+
+  // What no RPC shows (the bytes at rest of a stored row) the tests read, and
+  // the tampering they test they apply, in SQL that SQLite and PostgreSQL both accept
+  // (docs/testing.md, "Observing a node"); byte strings are written with Bytes.
   //
   // Count runs a scalar SQL query against the node's database (read-only, another connection).
   int64_t Count(const std::string& sql) const;
@@ -207,6 +261,11 @@ class NodeProcess {
   // Its client, kept from one question to the next (one connection for a WaitFor's polls), and
   // made again after every (re)start: a fresh channel, not one in gRPC's reconnect backoff.
   std::unique_ptr<caseway::client::Client> observer_;
+  // The ExchangeLog stub the log readers use, kept and made again like observer_.
+  std::unique_ptr<caseway::v1::ExchangeLog::Stub> auditor_;
+  caseway::v1::ExchangeLog::Stub* Auditor();
+  // AskLog runs one ExchangeLog call as the auditor, with a deadline and repeats on UNAVAILABLE.
+  grpc::Status AskLog(const std::function<grpc::Status(grpc::ClientContext*)>& call);
 
   std::string tls_cert_, tls_key_, sign_key_, directory_;  // overrides; empty: the Pki's
 
@@ -241,7 +300,10 @@ std::vector<std::string> AuditCommand(const Pki& pki, const std::string& auditor
 
 // EventsSize is 1 + the index of the last entry of `n`'s log that records an event (not a witness
 // record): what a checkpoint must cover once the node has settled.
-int64_t EventsSize(const NodeProcess& n);
+int64_t EventsSize(NodeProcess& n);
+
+// DistinctNotices counts the different (origin, notice_id) among `items`.
+int64_t DistinctNotices(const std::vector<caseway::v1::InboxItem>& items);
 
 // WaitFor polls `condition` every 20 ms until it holds or `timeout` passes.
 bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout);
