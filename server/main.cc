@@ -57,8 +57,9 @@ Usage:
   caseway-node reseal --config node.yaml
                                        with the node stopped: rewrite every body that is in the
                                        clear or sealed with an older key under the current key of
-                                       storage.key_file, then rebuild the file so no old copy is
-                                       left; afterwards older keys may be removed from the file
+                                       storage.key_file, then rebuild the file (on PostgreSQL: the
+                                       tables, holding the writer lease meanwhile) so no old copy
+                                       is left; afterwards older keys may be removed from the file
   caseway-node inspect --config node.yaml [--json]
                                        print what the node's store holds (notices published,
                                        exchange log and latest checkpoint, channels, cursors,
@@ -202,11 +203,6 @@ int RunAddKey(const std::string& file) {
 
 // RunReseal runs `caseway-node reseal --config node.yaml`.
 int RunReseal(const caseway::v1::NodeConfig& config) {
-  if (config.storage().has_postgres()) {
-    fprintf(stderr, "caseway-node reseal: not available for a store in PostgreSQL yet "
-                    "(storage.postgres); it rewrites SQLite files only\n");
-    return 2;
-  }
   if (config.storage().key_file().empty()) {
     fprintf(stderr, "caseway-node reseal: storage.key_file is not set in the configuration\n");
     return 2;
@@ -216,14 +212,17 @@ int RunReseal(const caseway::v1::NodeConfig& config) {
     fprintf(stderr, "caseway-node reseal: %s\n", std::string(sealer.status().message()).c_str());
     return 2;
   }
-  auto counts = caseway::server::ResealDatabase(config.storage().path(), **sealer);
+  const bool postgres = config.storage().has_postgres();
+  auto counts = postgres
+                    ? caseway::server::ResealPostgres(config.storage().postgres().dsn(), **sealer)
+                    : caseway::server::ResealDatabase(config.storage().path(), **sealer);
   if (!counts.ok()) {
     fprintf(stderr, "caseway-node reseal: %s\n", std::string(counts.status().message()).c_str());
     return counts.status().code() == absl::StatusCode::kFailedPrecondition ? 2 : 1;
   }
   printf("%s: sealed with key %u: %llu bodies that were in the clear, %llu sealed with older "
          "keys; %llu were already; only key %u is needed now\n",
-         config.storage().path().c_str(), (*sealer)->current_key(),
+         postgres ? "storage.postgres" : config.storage().path().c_str(), (*sealer)->current_key(),
          static_cast<unsigned long long>(counts->was_plain),
          static_cast<unsigned long long>(counts->was_older_key),
          static_cast<unsigned long long>(counts->already_current), (*sealer)->current_key());

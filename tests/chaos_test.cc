@@ -97,7 +97,7 @@ class ChaosTest : public ::testing::Test {
 
   // Drain takes and acknowledges what j's inbox holds now, recording each item in seen_.
   void Drain(const std::string& j) {
-    (void)ClientOf(j)->Inbox({.follow = false, .ack = true, .window = 64},
+    (void)ClientOf(j)->Inbox({.follow = false, .ack = true, .window = 64, .purpose = ""},
                              [&](const v1::InboxItem& item) {
                                absl::MutexLock lock(&seen_mu_);
                                seen_[j][{item.origin(), item.notice().notice_id()}].insert(

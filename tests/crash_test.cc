@@ -128,7 +128,7 @@ TEST_F(CrashTest, InboxAcksSurviveKillNine) {
   {
     auto b = b_->NewClient();
     int n = 0;
-    ASSERT_OK(b->Inbox({.follow = false, .ack = true, .window = 10},
+    ASSERT_OK(b->Inbox({.follow = false, .ack = true, .window = 10, .purpose = ""},
                        [&](const v1::InboxItem& item) {
                          consumed.insert(item.notice().notice_id());
                          return ++n < 120;
@@ -138,7 +138,7 @@ TEST_F(CrashTest, InboxAcksSurviveKillNine) {
   ASSERT_OK(b_->Start());
   auto b = b_->NewClient();
   std::set<std::string> rest;
-  ASSERT_OK(b->Inbox({.follow = false, .ack = true, .window = 0}, [&](const v1::InboxItem& item) {
+  ASSERT_OK(b->Inbox({.follow = false, .ack = true, .window = 0, .purpose = ""}, [&](const v1::InboxItem& item) {
     rest.insert(item.notice().notice_id());
     return true;
   }));

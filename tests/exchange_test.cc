@@ -46,7 +46,7 @@ class ExchangeTest : public ::testing::Test {
   std::vector<v1::InboxItem> DrainInbox(const std::string& j) {
     std::vector<v1::InboxItem> items;
     auto client = node(j).NewClient();
-    absl::Status s = client->Inbox({.follow = false, .ack = true, .window = 0},
+    absl::Status s = client->Inbox({.follow = false, .ack = true, .window = 0, .purpose = ""},
                                    [&](const v1::InboxItem& item) {
                                      items.push_back(item);
                                      return true;

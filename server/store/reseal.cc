@@ -1,5 +1,6 @@
 #include "server/store/reseal.h"
 
+#include <atomic>
 #include <functional>
 #include <set>
 #include <vector>
@@ -10,7 +11,9 @@
 #include "common/status_macros.h"
 #include "server/store/backup.h"
 #include "server/store/notice_store.h"
+#include "server/store/postgres.h"
 #include "server/store/sqlite.h"
+#include "server/store/writer_lease.h"
 
 namespace caseway::server {
 namespace {
@@ -34,7 +37,11 @@ struct Row {
   std::string legacy_context;
 };
 
-absl::Status ResealTable(Db& db, const Bodies& table, const Sealer& sealer, ResealCounts* counts) {
+// Begin opens one write transaction of a reseal (on PostgreSQL, fenced by the writer lease).
+using BeginWrite = std::function<absl::Status(Db&)>;
+
+absl::Status ResealTable(Db& db, const Bodies& table, const Sealer& sealer, const BeginWrite& begin,
+                         ResealCounts* counts) {
   int64_t after = -1;
   for (;;) {
     std::vector<Row> rows;
@@ -49,7 +56,10 @@ absl::Status ResealTable(Db& db, const Bodies& table, const Sealer& sealer, Rese
     }
     if (rows.empty()) return absl::OkStatus();
     after = rows.back().key;
-    RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+    if (absl::Status begun = begin(db); !begun.ok()) {
+      if (db.InTransaction()) db.Exec("ROLLBACK").IgnoreError();
+      return begun;
+    }
     Stmt update(&db, table.update);
     absl::Status status;
     for (const Row& r : rows) {
@@ -82,30 +92,21 @@ absl::Status ResealTable(Db& db, const Bodies& table, const Sealer& sealer, Rese
   }
 }
 
-}  // namespace
+// CheckVersion refuses a store this binary did not migrate yet.
+absl::Status CheckVersion(Db& db, const std::string& where) {
+  Stmt v(&db, "SELECT value FROM meta WHERE key = 'schema_version'");
+  int version = 0;
+  if (!v.Step() || !absl::SimpleAtoi(v.Text(0), &version) || version != kStoreSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        where, " is not a store of this caseway-node's version (", kStoreSchemaVersion,
+        "): start the node once with this version, stop it, then reseal"));
+  }
+  return absl::OkStatus();
+}
 
-absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Sealer& sealer) {
-  if (DatabaseInUse(db_path)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "storage.path: ", db_path, " is open in a running process (or its -shm file cannot be "
-        "read): stop the node first"));
-  }
-  ASSIGN_OR_RETURN(std::unique_ptr<Db> db, SqliteDb::Open(db_path));
-  // Again with the file open here: a node started between the first look and the open holds it
-  // too (this process's own lock does not count).
-  if (DatabaseInUse(db_path)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "storage.path: ", db_path, " was opened by another process meanwhile: stop the node first"));
-  }
-  {
-    Stmt v(db.get(), "SELECT value FROM meta WHERE key = 'schema_version'");
-    int version = 0;
-    if (!v.Step() || !absl::SimpleAtoi(v.Text(0), &version) || version != kStoreSchemaVersion) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "storage.path: ", db_path, " is not a database of this caseway-node's version (",
-          kStoreSchemaVersion, "): start the node once with this version, stop it, then reseal"));
-    }
-  }
+// ResealBodies rewrites every sealed table's bodies, then records that only the current key has
+// sealed anything.
+absl::StatusOr<ResealCounts> ResealBodies(Db& db, const Sealer& sealer, const BeginWrite& begin) {
   ResealCounts counts;
   const Bodies tables[] = {
       {"SELECT rowid, bytes, notice_id FROM notice WHERE rowid > ? ORDER BY rowid LIMIT ?",
@@ -130,14 +131,40 @@ absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Se
        "UPDATE meta SET value = ? WHERE rowid = ?",
        [](const Stmt& s) { return MetaContext(s.Text(2)); }},
   };
-  for (const Bodies& table : tables) RETURN_IF_ERROR(ResealTable(*db, table, sealer, &counts));
-  {
-    Stmt s(db.get(), "INSERT INTO meta(key, value) VALUES('seal_keys', ?)"
-                      " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
-    s.Bind(1, absl::StrCat(sealer.current_key()));
-    s.Step();
-    RETURN_IF_ERROR(s.status("write meta.seal_keys"));
+  for (const Bodies& table : tables) {
+    RETURN_IF_ERROR(ResealTable(db, table, sealer, begin, &counts));
   }
+  RETURN_IF_ERROR(begin(db));
+  Stmt s(&db, "INSERT INTO meta(key, value) VALUES('seal_keys', ?)"
+              " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+  s.Bind(1, absl::StrCat(sealer.current_key()));
+  s.Step();
+  if (absl::Status written = s.status("write meta.seal_keys"); !written.ok()) {
+    db.Exec("ROLLBACK").IgnoreError();
+    return written;
+  }
+  RETURN_IF_ERROR(db.Exec("COMMIT"));
+  return counts;
+}
+
+}  // namespace
+
+absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Sealer& sealer) {
+  if (DatabaseInUse(db_path)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "storage.path: ", db_path, " is open in a running process (or its -shm file cannot be "
+        "read): stop the node first"));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Db> db, SqliteDb::Open(db_path));
+  // Again with the file open here: a node started between the first look and the open holds it
+  // too (this process's own lock does not count).
+  if (DatabaseInUse(db_path)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "storage.path: ", db_path, " was opened by another process meanwhile: stop the node first"));
+  }
+  RETURN_IF_ERROR(CheckVersion(*db, absl::StrCat("storage.path: ", db_path)));
+  ASSIGN_OR_RETURN(ResealCounts counts,
+                   ResealBodies(*db, sealer, [](Db& d) { return d.Exec("BEGIN IMMEDIATE"); }));
   // The rewritten rows' old copies sit in freed pages and in the WAL until both are rebuilt.
   // VACUUM may renumber the notice table's rows: departments' feed positions start again.
   RETURN_IF_ERROR(db->Exec("DELETE FROM meta WHERE key = 'feed_epoch'; VACUUM"));
@@ -150,6 +177,46 @@ absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Se
     }
     RETURN_IF_ERROR(checkpoint.status("truncate the WAL"));
   }
+  return counts;
+}
+
+absl::StatusOr<ResealCounts> ResealPostgres(const std::string& dsn, const Sealer& sealer) {
+  // The writer lease, taken without waiting, keeps every node of the jurisdiction from writing
+  // (or taking over) while the bodies are rewritten; a node that holds it is running.
+  LeaseOptions options;
+  options.dsn = dsn;
+  options.holder = absl::StrCat("reseal/", LeaseHolderName());
+  std::string holder;
+  absl::Status unreachable;
+  auto lease = WriterLease::Acquire(
+      options,
+      [&](const WriterLease::Wait& w) {
+        holder = w.holder;
+        unreachable = w.error;
+      },
+      [](absl::Duration) { return false; });
+  if (!lease.ok()) {
+    if (!unreachable.ok()) return unreachable;
+    return absl::FailedPreconditionError(absl::StrCat(
+        "storage.postgres: the writer lease is held by ", holder.empty() ? "a node" : holder,
+        ": stop the node first (both nodes of an active/standby pair)"));
+  }
+  std::atomic<bool> lost{false};
+  (*lease)->KeepRenewed([&](const std::string&) { lost = true; });
+  ASSIGN_OR_RETURN(std::unique_ptr<Db> db, PgDb::Connect(dsn));
+  RETURN_IF_ERROR(CheckVersion(*db, "storage.postgres"));
+  const std::string me = (*lease)->holder();
+  const int64_t epoch = (*lease)->epoch();
+  ASSIGN_OR_RETURN(ResealCounts counts, ResealBodies(*db, sealer, [&](Db& d) -> absl::Status {
+                     if (lost) return absl::AbortedError("the writer lease was lost: run reseal again");
+                     RETURN_IF_ERROR(d.Begin());
+                     return WriterLease::Fence(&d, me, epoch);
+                   }));
+  // The rewritten rows' old versions stay in the tables' pages until they are rewritten:
+  // VACUUM FULL rewrites each table. Row ids do not change, so departments' feed positions
+  // stay valid. (PostgreSQL's own WAL, its archive and older base backups keep old versions
+  // until they are recycled: docs/operator.md, "Encryption at rest".)
+  RETURN_IF_ERROR(db->Exec("VACUUM FULL notice, inbox, evidence, shared_copy, meta"));
   return counts;
 }
 

@@ -29,6 +29,13 @@ struct ResealCounts {
 // not list; DATA_LOSS when a body does not open.
 absl::StatusOr<ResealCounts> ResealDatabase(const std::string& db_path, const Sealer& sealer);
 
+// ResealPostgres does the same for a store in PostgreSQL (`dsn`): it takes the writer lease
+// without waiting, so that no node of the jurisdiction runs or takes over meanwhile, fences every
+// transaction with it, and rewrites the tables (VACUUM FULL) instead of a file. Row ids stay, so
+// departments' feed positions stay valid. FAILED_PRECONDITION naming the holder when a node holds
+// the lease, UNAVAILABLE when the database cannot be reached, and as ResealDatabase otherwise.
+absl::StatusOr<ResealCounts> ResealPostgres(const std::string& dsn, const Sealer& sealer);
+
 }  // namespace caseway::server
 
 #endif  // CASEWAY_SERVER_STORE_RESEAL_H_
