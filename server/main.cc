@@ -163,7 +163,8 @@ int RunInspect(const caseway::v1::NodeConfig& config, bool json) {
     return 0;
   }
   auto n = [](uint64_t v) { return static_cast<unsigned long long>(v); };
-  printf("store of %s (%s)\n", config.jurisdiction().c_str(), where.c_str());
+  printf("store of %s (%s), schema version %d\n", config.jurisdiction().c_str(), where.c_str(),
+         summary->schema_version);
   if (summary->backup_taken_at) {
     printf("  a backup taken at %s, not started on since: its first start asks every peer what "
            "it holds of it\n",
@@ -181,6 +182,11 @@ int RunInspect(const caseway::v1::NodeConfig& config, bool json) {
   }
   printf("  inbox: %llu notices, %llu not yet taken by the local consumer\n",
          n(summary->inbox_total), n(summary->inbox_unacked));
+  std::string reads;
+  for (const auto& [what, count] : summary->reads) {
+    absl::StrAppend(&reads, reads.empty() ? "" : ", ", what, " ", count);
+  }
+  printf("  reads of personal data recorded: %s\n", reads.empty() ? "none" : reads.c_str());
   return 0;
 }
 

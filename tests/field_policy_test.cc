@@ -399,6 +399,7 @@ TEST_F(SharingTest, ADepartmentFollowsTheNodesFeedOfGrantedNotices) {
   // (the empty poll names no one); every page, the empty one too, is in its exchange log under
   // the policy applied.
   EXPECT_EQ(ReadsOfThePerson("/department/360102/public-security", "feed-read"), 2);
+  EXPECT_EQ(a_->Inspect().reads["feed-read"], 3) << "the empty poll is recorded too";
   // The answers with notices are kept for the coordinator; the empty poll is not.
   EXPECT_EQ(a_->Evidence(v1::Evidence::KIND_QUERY_ANSWER_SENT, kDepartment).size(), 2u);
   int answered = 0;

@@ -3,6 +3,7 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -24,11 +25,22 @@ absl::StatusOr<uint64_t> Scalar(Db* db, const char* sql, const char* what) {
 
 absl::StatusOr<StoreSummary> InspectStore(Db* db) {
   {
-    // Every table below is a Caseway store's: one query first, so that another database is named
-    // as such rather than by a missing table.
-    Stmt s(db, "SELECT count(*) FROM meta");
-    s.Step();
-    if (!s.status("").ok()) {
+    // Every table below is a Caseway store's: look for its meta table first, so that another
+    // database is named as such rather than by a missing table; any other failure (the file
+    // unreadable, the server gone) is passed on as it is.
+    Stmt s(db, db->backend() == Db::Backend::kPostgres
+                   ? "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
+                     "AND tablename = 'meta'"
+                   : "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
+    const bool found = s.Step() && s.Int(0) == 1;
+    absl::Status probed = s.status("look for the meta table");
+    if (!probed.ok()) {
+      if (absl::StrContains(probed.message(), "not a database")) {
+        return absl::FailedPreconditionError("not a Caseway store (not a SQLite database at all)");
+      }
+      return probed;
+    }
+    if (!found) {
       return absl::FailedPreconditionError(
           "not a Caseway store (it has no meta table): is storage.path or storage.postgres.dsn "
           "the node's?");
@@ -47,6 +59,16 @@ absl::StatusOr<StoreSummary> InspectStore(Db* db) {
         if (absl::SimpleAtoi(s.Text(0), &micros)) summary.backup_taken_at = absl::FromUnixMicros(micros);
       }
       RETURN_IF_ERROR(s.status("read the backup mark"));
+    }
+    {
+      Stmt s(db, "SELECT value FROM meta WHERE key = 'schema_version'");
+      if (s.Step()) (void)absl::SimpleAtoi(s.Text(0), &summary.schema_version);
+      RETURN_IF_ERROR(s.status("read the schema version"));
+    }
+    {
+      Stmt s(db, "SELECT what, count(*) FROM access GROUP BY what");
+      while (s.Step()) summary.reads[s.Text(0)] = static_cast<uint64_t>(s.Int(1));
+      RETURN_IF_ERROR(s.status("count the access log"));
     }
     ASSIGN_OR_RETURN(summary.notices_published,
                      Scalar(db, "SELECT count(*) FROM notice", "count the notices"));
@@ -94,6 +116,7 @@ std::string StoreSummaryJson(const StoreSummary& summary) {
     fields["backup_taken_at"].set_string_value(
         absl::FormatTime(absl::RFC3339_full, *summary.backup_taken_at, absl::UTCTimeZone()));
   }
+  fields["schema_version"] = number(static_cast<uint64_t>(summary.schema_version));
   fields["notices_published"] = number(summary.notices_published);
   fields["log_entries"] = number(summary.log_entries);
   fields["checkpoint_size"] = number(summary.checkpoint_size);
@@ -107,6 +130,8 @@ std::string StoreSummaryJson(const StoreSummary& summary) {
   for (const auto& [origin, seq] : summary.cursors) cursors[origin] = number(seq);
   fields["inbox_total"] = number(summary.inbox_total);
   fields["inbox_unacked"] = number(summary.inbox_unacked);
+  auto& reads = *fields["reads"].mutable_struct_value()->mutable_fields();
+  for (const auto& [what, n] : summary.reads) reads[what] = number(n);
   std::string json;
   (void)google::protobuf::util::MessageToJsonString(out, &json);
   return json;

@@ -18,6 +18,7 @@ namespace caseway::server {
 struct StoreSummary {
   // Set in a copy made by `caseway-node backup` that no node has started on yet.
   std::optional<absl::Time> backup_taken_at;
+  int schema_version = 0;  // of the store's tables (meta.schema_version)
   uint64_t notices_published = 0;
   uint64_t log_entries = 0;
   uint64_t checkpoint_size = 0;  // the latest signed checkpoint's tree size; 0 before the first
@@ -29,10 +30,14 @@ struct StoreSummary {
   std::map<std::string, uint64_t> cursors;  // origin -> highest sequence stored here
   uint64_t inbox_total = 0;
   uint64_t inbox_unacked = 0;  // not yet acknowledged by the local consumer
+  // The access log's records by what was read ("inbox", "case", "feed-read", ...): how many reads
+  // of personal data the node recorded, never whose.
+  std::map<std::string, uint64_t> reads;
 };
 
 // InspectStore reads the summary in one read transaction of `db`, which may be in use by a
-// running node (it only reads). FAILED_PRECONDITION when `db` is not a Caseway store.
+// running node (it only reads). FAILED_PRECONDITION when `db` is not a Caseway store; the
+// database's own error when it cannot be read.
 absl::StatusOr<StoreSummary> InspectStore(Db* db);
 
 // StoreSummaryJson renders `summary` as one JSON object (docs/operator.md, "Inspecting a store").

@@ -134,7 +134,10 @@ absl::StatusOr<ResealCounts> ResealBodies(Db& db, const Sealer& sealer, const Be
   for (const Bodies& table : tables) {
     RETURN_IF_ERROR(ResealTable(db, table, sealer, begin, &counts));
   }
-  RETURN_IF_ERROR(begin(db));
+  if (absl::Status begun = begin(db); !begun.ok()) {
+    if (db.InTransaction()) db.Exec("ROLLBACK").IgnoreError();
+    return begun;
+  }
   Stmt s(&db, "INSERT INTO meta(key, value) VALUES('seal_keys', ?)"
               " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
   s.Bind(1, absl::StrCat(sealer.current_key()));
@@ -188,6 +191,8 @@ absl::StatusOr<ResealCounts> ResealPostgres(const std::string& dsn, const Sealer
   options.holder = absl::StrCat("reseal/", LeaseHolderName());
   std::string holder;
   absl::Status unreachable;
+  // Declared before the lease: its watchdog may set it until the lease's destructor joins it.
+  std::atomic<bool> lost{false};
   auto lease = WriterLease::Acquire(
       options,
       [&](const WriterLease::Wait& w) {
@@ -201,16 +206,23 @@ absl::StatusOr<ResealCounts> ResealPostgres(const std::string& dsn, const Sealer
         "storage.postgres: the writer lease is held by ", holder.empty() ? "a node" : holder,
         ": stop the node first (both nodes of an active/standby pair)"));
   }
-  std::atomic<bool> lost{false};
   (*lease)->KeepRenewed([&](const std::string&) { lost = true; });
   ASSIGN_OR_RETURN(std::unique_ptr<Db> db, PgDb::Connect(dsn));
   RETURN_IF_ERROR(CheckVersion(*db, "storage.postgres"));
   const std::string me = (*lease)->holder();
   const int64_t epoch = (*lease)->epoch();
   ASSIGN_OR_RETURN(ResealCounts counts, ResealBodies(*db, sealer, [&](Db& d) -> absl::Status {
-                     if (lost) return absl::AbortedError("the writer lease was lost: run reseal again");
+                     if (lost) {
+                       return absl::AbortedError(
+                           "the writer lease was lost (not renewed in time): run reseal again");
+                     }
                      RETURN_IF_ERROR(d.Begin());
-                     return WriterLease::Fence(&d, me, epoch);
+                     if (absl::Status fenced = WriterLease::Fence(&d, me, epoch); !fenced.ok()) {
+                       return absl::AbortedError(absl::StrCat(
+                           "the writer lease was taken meanwhile (", fenced.message(),
+                           "): stop every node of the jurisdiction, then run reseal again"));
+                     }
+                     return absl::OkStatus();
                    }));
   // The rewritten rows' old versions stay in the tables' pages until they are rewritten:
   // VACUUM FULL rewrites each table. Row ids do not change, so departments' feed positions

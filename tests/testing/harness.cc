@@ -511,11 +511,12 @@ int64_t NodeProcess::Cursor(const std::string& origin) {
 }
 
 v1::ExchangeLog::Stub* NodeProcess::Auditor() {
-  if (auditor_ != nullptr) return auditor_.get();
   if (pid_ <= 0) {
-    ADD_FAILURE() << jurisdiction_ << " is not running: its exchange log cannot be asked";
+    ADD_FAILURE() << jurisdiction_ << " is not running: its exchange log cannot be asked "
+                  << "(a stopped node's store: Inspect)";
     return nullptr;
   }
+  if (auditor_ != nullptr) return auditor_.get();
   const std::string prefix = pki_->Auditor("observer");
   auto creds = common::ChannelCredentials(
       common::TlsFiles{pki_->ca(), prefix + ".crt", prefix + ".key"});
@@ -533,8 +534,11 @@ grpc::Status NodeProcess::AskLog(const std::function<grpc::Status(grpc::ClientCo
   if (Auditor() == nullptr) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "no auditor channel");
   }
+  bool first = true;
   return client::CallIdempotent([&](grpc::ClientContext* ctx) {
-    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    // The first try's deadline; the repeats have CallIdempotent's budget.
+    if (first) ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    first = false;
     return call(ctx);
   });
 }
@@ -588,7 +592,7 @@ std::optional<v1::CheckpointResponse> NodeProcess::Checkpoint(int64_t size,
     resp.Clear();
     return Auditor()->GetCheckpoint(ctx, req, &resp);
   });
-  if (s.error_code() == grpc::StatusCode::NOT_FOUND) return std::nullopt;  // none signed yet
+  if (s.error_code() == grpc::StatusCode::NOT_FOUND && size == 0) return std::nullopt;  // none yet
   if (!s.ok()) {
     ADD_FAILURE() << jurisdiction_ << ": GetCheckpoint: " << s.error_message();
     return std::nullopt;
@@ -670,6 +674,10 @@ std::vector<v1::Evidence> NodeProcess::Evidence(v1::Evidence::Kind kind, const s
 
 std::vector<v1::InboxItem> NodeProcess::InboxItems() {
   std::vector<v1::InboxItem> items;
+  if (pid_ <= 0) {
+    ADD_FAILURE() << jurisdiction_ << " is not running: its inbox cannot be read";
+    return items;
+  }
   if (observer_ == nullptr) observer_ = NewClient("observer");
   if (observer_ == nullptr) return items;
   absl::Status s = observer_->Inbox(client::InboxOptions{}, [&](const v1::InboxItem& item) {
@@ -712,6 +720,11 @@ NodeProcess::StoreSummary NodeProcess::Inspect() {
   if (auto it = f.find("cursors"); it != f.end()) {
     for (const auto& [origin, seq] : it->second.struct_value().fields()) {
       summary.cursors[origin] = static_cast<int64_t>(seq.number_value());
+    }
+  }
+  if (auto it = f.find("reads"); it != f.end()) {
+    for (const auto& [what, n] : it->second.struct_value().fields()) {
+      summary.reads[what] = static_cast<int64_t>(n.number_value());
     }
   }
   return summary;

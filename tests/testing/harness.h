@@ -190,8 +190,8 @@ class NodeProcess {
   // each, committed with the notice).
   int64_t Published();
   // Checkpoint is GetCheckpoint's answer for `size` (0: the latest), with only `cosigner`'s
-  // cosignature when given (a note name, "<federation>/node/<jurisdiction>"); nullopt when there
-  // is none of that size (or none yet).
+  // cosignature when given (a note name, "<federation>/node/<jurisdiction>"); nullopt before the
+  // first checkpoint. A `size` never signed fails the test.
   std::optional<caseway::v1::CheckpointResponse> Checkpoint(int64_t size = 0,
                                                             const std::string& cosigner = "");
   // CheckpointSize is the tree size of the latest signed checkpoint, 0 before the first.
@@ -206,8 +206,10 @@ class NodeProcess {
   // KIND_SHARING_POLICY and is the asking party for KIND_QUERY_ANSWER_SENT).
   std::vector<caseway::v1::Evidence> Evidence(caseway::v1::Evidence::Kind kind,
                                               const std::string& peer = "");
-  // InboxItems is what the Inbox RPC streams now (unacknowledged notices, oldest first), read
-  // without acknowledging them.
+  // InboxItems is what the Inbox RPC streams now (the notices no consumer has acknowledged,
+  // oldest first), read without acknowledging them. The read is in the node's access log
+  // ("inbox", by the client "observer"), as every read of personal data is; so is Evidence's of
+  // query answers (by the auditor "observer").
   std::vector<caseway::v1::InboxItem> InboxItems();
 
   // A stopped node's store (or a restored copy before its first start) is read through the one
@@ -223,6 +225,7 @@ class NodeProcess {
     std::map<std::string, int64_t> cursors;                       // origin: seq
     int64_t inbox_total = -1;
     int64_t inbox_unacked = -1;
+    std::map<std::string, int64_t> reads;  // the access log's records by what was read
   };
   StoreSummary Inspect();
 
