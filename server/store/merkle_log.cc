@@ -42,7 +42,7 @@ absl::StatusOr<uint64_t> MerkleLog::Append(const std::string& entry) {
   insert_leaf_.Reset();
   RETURN_IF_ERROR(s);
   working_.Append(leaf, [&](int level, uint64_t node_index, const std::string& hash) {
-    if (!s.ok()) return;
+    if (!s.ok() || level < kFirstStoredLevel) return;
     insert_node_.Bind(1, int64_t{level}).Bind(2, static_cast<int64_t>(node_index)).BindBlob(3, hash);
     insert_node_.Step();
     s = insert_node_.status("insert log node");
@@ -74,6 +74,23 @@ absl::StatusOr<std::string> MerkleLog::PerfectSubtreeHash(Db* db, uint64_t begin
     s.Bind(1, static_cast<int64_t>(begin));
     if (s.Step()) hash = std::string(s.Blob(0));
     RETURN_IF_ERROR(s.status("read log leaf hash"));
+  } else if (level < kFirstStoredLevel) {
+    // Not stored: computed from the leaf hashes below it (all of them stored, or none is).
+    Stmt s(db, "SELECT idx, hash FROM log_leaf WHERE idx >= ? AND idx < ? ORDER BY idx");
+    s.Bind(1, static_cast<int64_t>(begin)).Bind(2, static_cast<int64_t>(end));
+    std::vector<std::string> row;
+    while (s.Step() && static_cast<uint64_t>(s.Int(0)) == begin + row.size()) {
+      row.emplace_back(s.Blob(1));
+    }
+    RETURN_IF_ERROR(s.status("read log leaf hashes"));
+    if (row.size() == span) {
+      while (row.size() > 1) {
+        std::vector<std::string> up;
+        for (size_t i = 0; i < row.size(); i += 2) up.push_back(common::NodeHash(row[i], row[i + 1]));
+        row = std::move(up);
+      }
+      hash = std::move(row[0]);
+    }
   } else {
     Stmt s(db, "SELECT hash FROM log_node WHERE level = ? AND idx = ?");
     s.Bind(1, int64_t{level}).Bind(2, static_cast<int64_t>(begin >> level));
@@ -125,7 +142,8 @@ absl::Status MerkleLog::VerifyStored(Db* db, uint64_t end, common::MerkleFrontie
           absl::StrCat("exchange log: entry ", i, ": its bytes do not match its stored hash"));
     }
     frontier.Append(leaf, [&](int level, uint64_t index, const std::string& hash) {
-      if (!bad.ok()) return;
+      // The levels below are not stored: the leaf hashes and the nodes above prove them.
+      if (!bad.ok() || level < kFirstStoredLevel) return;
       node.Bind(1, int64_t{level}).Bind(2, static_cast<int64_t>(index));
       const bool found = node.Step();
       if (!found) {

@@ -20,9 +20,12 @@
 
 namespace caseway::server {
 
-// MerkleLog appends exact entry bytes as leaves (table log_leaf) and stores every completed
-// perfect subtree root (table log_node), so the root is kept incrementally and any proof is a
-// handful of lookups.
+// MerkleLog appends exact entry bytes as leaves (table log_leaf, with each leaf hash) and stores
+// the completed perfect subtree roots of level kFirstStoredLevel and above (table log_node), so
+// the root is kept incrementally and any proof is a handful of lookups. The roots of levels below
+// are computed from at most 2^(kFirstStoredLevel-1) stored leaf hashes when asked for: three
+// quarters of the node rows, and their inserts on the writer's path, are not written. (Stores
+// written before kept every level; those rows are still there and never read.)
 //
 // Operation: Append() runs inside a writer transaction; the working frontier follows savepoint
 // rollbacks and is published as the committed frontier only on COMMIT.
@@ -30,6 +33,8 @@ namespace caseway::server {
 // Limitations: leaves are never deleted (no retention yet).
 class MerkleLog : public TxnParticipant {
  public:
+  static constexpr int kFirstStoredLevel = 3;
+
   // Load rebuilds the frontier from the stored perfect subtrees. INTERNAL when rows are missing.
   static absl::StatusOr<std::unique_ptr<MerkleLog>> Load(Db* writer_db);
 

@@ -16,6 +16,7 @@
 #include "common/notice_facts.h"
 #include "common/signing.h"
 #include "common/validation.h"
+#include "server/store/merkle_log.h"
 #include "server/store/postgres.h"
 #include "server/store/reseal.h"
 #include "server/store/sealer.h"
@@ -1012,6 +1013,79 @@ TEST_P(StoreConformanceTest, WaitWakesOnCommit) {
 
 // The stored log is checked from its bytes up: an edited entry is found, the halt it causes is
 // kept across a reopen, and a halted store appends nothing (so nothing is published).
+// The Merkle nodes below MerkleLog::kFirstStoredLevel are not stored but computed from the leaf
+// hashes: every inclusion and consistency proof still verifies, after a reopen too, and a store
+// that holds those rows from before (every level was once stored) still loads and proves.
+TEST_P(StoreConformanceTest, LowMerkleLevelsAreComputedAndEveryProofVerifies) {
+  constexpr int kNotices = 37;  // odd, so that every level has a partial subtree at the end
+  {
+    auto store = Open(/*log=*/true);
+    for (int i = 0; i < kNotices; ++i) {
+      ASSERT_OK(store->Publish({Prepared("m-" + std::to_string(i), {"440305"})}).status());
+    }
+  }
+  int64_t below = -1, above = -1;
+  {
+    auto db = RawDb();
+    Stmt low(db.get(), "SELECT count(*) FROM log_node WHERE level < ?");
+    low.Bind(1, int64_t{MerkleLog::kFirstStoredLevel});
+    if (low.Step()) below = low.Int(0);
+    Stmt high(db.get(), "SELECT count(*) FROM log_node");
+    if (high.Step()) above = high.Int(0);
+  }
+  EXPECT_EQ(below, 0);
+  EXPECT_EQ(above, kNotices / 8 + kNotices / 16 + kNotices / 32);  // levels 3, 4 and 5
+  auto prove_all = [&](NoticeStore* store) {
+    const auto head = store->LogHead();
+    ASSERT_EQ(head.first, static_cast<uint64_t>(kNotices));
+    auto entries = store->ReadEntries(0, head.first);
+    ASSERT_OK(entries.status());
+    for (uint64_t size : {uint64_t{1}, uint64_t{5}, uint64_t{8}, uint64_t{13}, head.first}) {
+      common::MerkleFrontier tree;
+      for (uint64_t i = 0; i < size; ++i) tree.Append(common::LeafHash((*entries)[i]));
+      for (uint64_t i = 0; i < size; ++i) {
+        auto proof = store->InclusionProof(i, size);
+        ASSERT_OK(proof.status()) << i << " in " << size;
+        EXPECT_OK(common::VerifyInclusion(i, size, common::LeafHash((*entries)[i]), *proof,
+                                          tree.Root()))
+            << i << " in " << size;
+      }
+      auto consistency = store->ConsistencyProof(size, head.first);
+      ASSERT_OK(consistency.status()) << size;
+      EXPECT_OK(common::VerifyConsistency(size, head.first, *consistency, tree.Root(), head.second))
+          << size;
+    }
+    common::MerkleFrontier frontier;
+    EXPECT_OK(store->VerifyStored(frontier, head.first));
+    EXPECT_EQ(frontier.Root(), head.second);
+  };
+  std::string root;
+  {
+    auto store = Open(/*log=*/true);
+    prove_all(store.get());
+    root = store->LogHead().second;
+  }
+  {
+    // The rows an older version wrote for the low levels: present, and never in the way.
+    auto db = RawDb();
+    auto store = Open(/*log=*/true);
+    auto entries = store->ReadEntries(0, kNotices);
+    ASSERT_OK(entries.status());
+    common::MerkleFrontier tree;
+    for (const auto& e : *entries) {
+      tree.Append(common::LeafHash(e), [&](int level, uint64_t index, const std::string& hash) {
+        if (level >= MerkleLog::kFirstStoredLevel) return;
+        Stmt add(db.get(), "INSERT INTO log_node(level, idx, hash) VALUES(?, ?, ?)");
+        add.Bind(1, int64_t{level}).Bind(2, static_cast<int64_t>(index)).BindBlob(3, hash);
+        ASSERT_OK(Done(add, "add an old row"));
+      });
+    }
+  }
+  auto reopened = Open(/*log=*/true);
+  EXPECT_EQ(reopened->LogHead().second, root);
+  prove_all(reopened.get());
+}
+
 TEST_P(StoreConformanceTest, VerifyStoredFindsAnEditedEntryAndAHaltIsDurable) {
   {
     auto store = Open(/*log=*/true);
