@@ -21,6 +21,13 @@ absl::StatusOr<uint64_t> Scalar(Db* db, const char* sql, const char* what) {
   return value;
 }
 
+// Rows of (text, integer) into `out`.
+absl::Status Counts(Db* db, const char* sql, const char* what, std::map<std::string, uint64_t>* out) {
+  Stmt s(db, sql);
+  while (s.Step()) (*out)[s.Text(0)] = static_cast<uint64_t>(s.Int(1));
+  return s.status(what);
+}
+
 }  // namespace
 
 absl::StatusOr<StoreSummary> InspectStore(Db* db) {
@@ -65,11 +72,8 @@ absl::StatusOr<StoreSummary> InspectStore(Db* db) {
       if (s.Step()) (void)absl::SimpleAtoi(s.Text(0), &summary.schema_version);
       RETURN_IF_ERROR(s.status("read the schema version"));
     }
-    {
-      Stmt s(db, "SELECT what, count(*) FROM access GROUP BY what");
-      while (s.Step()) summary.reads[s.Text(0)] = static_cast<uint64_t>(s.Int(1));
-      RETURN_IF_ERROR(s.status("count the access log"));
-    }
+    RETURN_IF_ERROR(Counts(db, "SELECT what, count(*) FROM access GROUP BY what",
+                           "count the access log", &summary.reads));
     ASSIGN_OR_RETURN(summary.notices_published,
                      Scalar(db, "SELECT count(*) FROM notice", "count the notices"));
     ASSIGN_OR_RETURN(summary.log_entries,
@@ -84,11 +88,8 @@ absl::StatusOr<StoreSummary> InspectStore(Db* db) {
       }
       RETURN_IF_ERROR(s.status("read the channels"));
     }
-    {
-      Stmt s(db, "SELECT origin, seq FROM cursor");
-      while (s.Step()) summary.cursors[s.Text(0)] = static_cast<uint64_t>(s.Int(1));
-      RETURN_IF_ERROR(s.status("read the cursors"));
-    }
+    RETURN_IF_ERROR(
+        Counts(db, "SELECT origin, seq FROM cursor", "read the cursors", &summary.cursors));
     ASSIGN_OR_RETURN(summary.inbox_total,
                      Scalar(db, "SELECT count(*) FROM inbox", "count the inbox"));
     ASSIGN_OR_RETURN(summary.inbox_unacked,
