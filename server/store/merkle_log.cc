@@ -75,7 +75,12 @@ absl::StatusOr<std::string> MerkleLog::PerfectSubtreeHash(Db* db, uint64_t begin
     if (s.Step()) hash = std::string(s.Blob(0));
     RETURN_IF_ERROR(s.status("read log leaf hash"));
   } else if (level < kFirstStoredLevel) {
-    // Not stored: computed from the leaf hashes below it (all of them stored, or none is).
+    // Not stored: computed from the leaf hashes below it; not found when one is missing (the
+    // subtree reaches past the committed log).
+    if (span != uint64_t{1} << level || begin % span != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("exchange log: [", begin, ", ", end, ") is not a perfect subtree"));
+    }
     Stmt s(db, "SELECT idx, hash FROM log_leaf WHERE idx >= ? AND idx < ? ORDER BY idx");
     s.Bind(1, static_cast<int64_t>(begin)).Bind(2, static_cast<int64_t>(end));
     std::vector<std::string> row;

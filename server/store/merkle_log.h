@@ -52,8 +52,9 @@ class MerkleLog : public TxnParticipant {
   void OnCommit() override;
   void OnAbort() override { working_ = committed_copy_; }
 
-  // PerfectSubtreeHash reads a stored perfect subtree root [begin, end) from `db` (any
-  // connection). NOT_FOUND when it is not stored (beyond the committed tree).
+  // PerfectSubtreeHash reads, or for the levels below kFirstStoredLevel computes from the stored
+  // leaf hashes, a perfect subtree root [begin, end) from `db` (any connection). NOT_FOUND when
+  // it is not stored (beyond the committed tree).
   static absl::StatusOr<std::string> PerfectSubtreeHash(Db* db, uint64_t begin, uint64_t end);
 
   // StoredFrontier rebuilds the frontier of the first `size` leaves from the stored perfect

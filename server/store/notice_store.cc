@@ -131,6 +131,9 @@ CREATE TABLE IF NOT EXISTS access(
 CREATE TABLE IF NOT EXISTS shared_copy(
   id INTEGER PRIMARY KEY, destination TEXT NOT NULL, seq INTEGER NOT NULL, bytes BLOB NOT NULL,
   UNIQUE(destination, seq));
+-- Version 9: log_node holds the perfect subtrees of 8 leaves and more only; levels 1 and 2 are
+-- computed from log_leaf.hash (a version-8 binary reads them, and must not open it). Rows of
+-- those levels written before stay, unread. No table changes.
 -- Version 8: shared_copy bodies sealed under (destination, notice id); answers given under the
 -- sharing policy kept as evidence (kind 7); meta.feed_epoch names this copy of the store for
 -- departments' feed positions (a restored or rebuilt file gets a new one). A version-7 binary

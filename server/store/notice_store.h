@@ -46,7 +46,7 @@ namespace caseway::server {
 // Version 7: shared_copy, a destination's copy under a sharing policy (an older binary would send
 // the whole notice). Version 8: copies sealed under (destination, notice id), answers kept as
 // evidence kind 7, meta 'feed_epoch' (a version-7 binary could not open the new copies).
-inline constexpr int kStoreSchemaVersion = 8;
+inline constexpr int kStoreSchemaVersion = 9;
 
 // StoreOptions configure NoticeStore::Open.
 // The exit status of a node stopped by a storage fault (NoticeStore::StorageFault).
