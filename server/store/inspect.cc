@@ -12,13 +12,11 @@ namespace caseway::server {
 
 namespace {
 
-// One value of a query that yields one row of one integer (0 when it yields none).
+// The one integer a query returns.
 absl::StatusOr<uint64_t> Scalar(Db* db, const char* sql, const char* what) {
   Stmt s(db, sql);
-  uint64_t value = 0;
-  if (s.Step() && !s.IsNull(0)) value = static_cast<uint64_t>(s.Int(0));
-  RETURN_IF_ERROR(s.status(what));
-  return value;
+  ASSIGN_OR_RETURN(int64_t value, Returned(s, what));
+  return static_cast<uint64_t>(value);
 }
 
 // Rows of (text, integer) into `out`.
@@ -35,19 +33,14 @@ absl::StatusOr<StoreSummary> InspectStore(Db* db) {
     // Every table below is a Caseway store's: look for its meta table first, so that another
     // database is named as such rather than by a missing table; any other failure (the file
     // unreadable, the server gone) is passed on as it is.
-    Stmt s(db, db->backend() == Db::Backend::kPostgres
-                   ? "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
-                     "AND tablename = 'meta'"
-                   : "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
-    const bool found = s.Step() && s.Int(0) == 1;
-    absl::Status probed = s.status("look for the meta table");
-    if (!probed.ok()) {
-      if (absl::StrContains(probed.message(), "not a database")) {
+    absl::StatusOr<bool> found = HasTable(db, "meta");
+    if (!found.ok()) {
+      if (absl::StrContains(found.status().message(), "not a database")) {
         return absl::FailedPreconditionError("not a Caseway store (not a SQLite database at all)");
       }
-      return probed;
+      return found.status();
     }
-    if (!found) {
+    if (!*found) {
       return absl::FailedPreconditionError(
           "not a Caseway store (it has no meta table): is storage.path or storage.postgres.dsn "
           "the node's?");
@@ -79,7 +72,8 @@ absl::StatusOr<StoreSummary> InspectStore(Db* db) {
     ASSIGN_OR_RETURN(summary.log_entries,
                      Scalar(db, "SELECT count(*) FROM log_leaf", "count the log's entries"));
     ASSIGN_OR_RETURN(summary.checkpoint_size,
-                     Scalar(db, "SELECT max(size) FROM checkpoint", "read the latest checkpoint"));
+                     Scalar(db, "SELECT coalesce(max(size), 0) FROM checkpoint",
+                            "read the latest checkpoint"));
     {
       Stmt s(db, "SELECT destination, head, acked FROM channel");
       while (s.Step()) {

@@ -333,12 +333,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
   // tables in it would change a file a newer binary owns (after a rollback, say).
   int found = 0;
   {
-    Stmt has_meta(db.get(), pg ? "SELECT count(*) FROM information_schema.tables WHERE "
-                                 "table_schema = current_schema() AND table_name = 'meta'"
-                               : "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
-                                 "name = 'meta'");
-    const bool existing = has_meta.Step() && has_meta.Int(0) > 0;
-    RETURN_IF_ERROR(has_meta.status("look for the meta table"));
+    ASSIGN_OR_RETURN(const bool existing, HasTable(db.get(), "meta"));
     if (existing) {
       Stmt v(db.get(), "SELECT value FROM meta WHERE key = 'schema_version'");
       if (v.Step()) {

@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace caseway::server {
 
@@ -20,6 +21,16 @@ absl::Status Done(Stmt& s, absl::string_view what) {
   absl::Status st = s.status(what);
   s.Reset();
   return st;
+}
+
+absl::StatusOr<bool> HasTable(Db* db, const char* name) {
+  Stmt s(db, db->backend() == Db::Backend::kPostgres
+                 ? "SELECT count(*) FROM information_schema.tables WHERE "
+                   "table_schema = current_schema() AND table_name = ?"
+                 : "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?");
+  s.Bind(1, absl::string_view(name));
+  ASSIGN_OR_RETURN(int64_t found, Returned(s, absl::StrCat("look for the ", name, " table")));
+  return found > 0;
 }
 
 absl::StatusOr<int64_t> Returned(Stmt& s, absl::string_view what) {

@@ -131,6 +131,9 @@ class Db {
   std::map<const char*, std::unique_ptr<Stmt>> prepared_;
 };
 
+// HasTable says whether the database (the current schema on PostgreSQL) has table `name`.
+absl::StatusOr<bool> HasTable(Db* db, const char* name);
+
 // Done runs a statement to completion and resets it, returning its status.
 absl::Status Done(Stmt& s, absl::string_view what);
 
