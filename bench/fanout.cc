@@ -216,16 +216,43 @@ double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// SendTimes holds, for each published notice (by its index in the run), when the PublishBatch
+// that carries it was sent: nanoseconds of the steady clock, 0 until then.
+using SendTimes = std::vector<std::atomic<int64_t>>;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+// NoticeIndex reads the run's index of a notice from its serialized bytes without parsing them:
+// notice_id (field 1, "<run>-<index>") is the first field of a deterministic serialization.
+// Returns -1 for bytes that do not start so.
+int64_t NoticeIndex(const std::string& notice) {
+  if (notice.size() < 2 || static_cast<uint8_t>(notice[0]) != 0x0a) return -1;
+  const size_t len = static_cast<uint8_t>(notice[1]);
+  if (len >= 0x80 || notice.size() < 2 + len) return -1;  // ids here are under 128 bytes
+  const size_t dash = notice.rfind('-', 1 + len);
+  if (dash == std::string::npos || dash < 2) return -1;
+  int64_t index = 0;
+  for (size_t i = dash + 1; i < 2 + len; ++i) {
+    if (notice[i] < '0' || notice[i] > '9') return -1;
+    index = index * 10 + (notice[i] - '0');
+  }
+  return index;
+}
+
 // Stream is one simulated subscriber: a Subscribe stream on its own channel.
 class Stream final : public grpc::ClientBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse> {
  public:
   Stream(std::string self, std::string hub, std::shared_ptr<const common::SigningKey> key,
-         uint64_t expect, Clock::time_point* delivery_start)
+         uint64_t expect, Clock::time_point* delivery_start, const SendTimes* sent)
       : self_(std::move(self)),
         hub_(std::move(hub)),
         key_(std::move(key)),
         expect_(expect),
-        delivery_start_(delivery_start) {}
+        delivery_start_(delivery_start),
+        sent_(sent) {}
 
   void Start(v1::PeerExchange::Stub* stub) {
     stub->async()->Subscribe(&ctx_, this);
@@ -255,6 +282,14 @@ class Stream final : public grpc::ClientBidiReactor<v1::SubscribeRequest, v1::Su
       }
       received_ += n;
       ++batches_;
+      // Each notice's time from its PublishBatch being sent to its arrival here.
+      const int64_t now = NowNs();
+      for (const auto& e : b.entries()) {
+        const int64_t i = NoticeIndex(e.notice());
+        if (i < 0 || static_cast<size_t>(i) >= sent_->size()) continue;
+        const int64_t at = (*sent_)[i].load(std::memory_order_relaxed);
+        if (at > 0) delivery_ms_.push_back(static_cast<float>((now - at) / 1e6));
+      }
       if (received_ >= expect_ && done_at_ == 0) done_at_ = Since(*delivery_start_);
       v1::Receipt r;
       r.set_receiver(self_);
@@ -301,6 +336,8 @@ class Stream final : public grpc::ClientBidiReactor<v1::SubscribeRequest, v1::Su
   uint64_t batches() const { return batches_; }
   double done_at() const { return done_at_; }
   bool broken() const { return broken_; }
+  // Per notice received, ms from its publish to its arrival; read once the stream is done.
+  const std::vector<float>& delivery_ms() const { return delivery_ms_; }
   grpc::Status status() {
     std::lock_guard<std::mutex> lock(mu_);
     return status_;
@@ -322,6 +359,8 @@ class Stream final : public grpc::ClientBidiReactor<v1::SubscribeRequest, v1::Su
   const std::shared_ptr<const common::SigningKey> key_;
   const uint64_t expect_;
   Clock::time_point* const delivery_start_;
+  const SendTimes* const sent_;
+  std::vector<float> delivery_ms_;  // written by the reactor's reads, one at a time
   grpc::ClientContext ctx_;
   v1::SubscribeResponse in_;
   std::atomic<bool> opened_{false}, broken_{false};
@@ -420,9 +459,10 @@ std::unique_ptr<v1::Gateway::Stub> GatewayStub(const std::string& address,
 namespace {
 
 // Publish sends `per_stream` notices to each destination: batches of `batch`, each notice to one
-// destination, round robin, from `clients` concurrent clients. Returns the notices stored.
+// destination, round robin, from `clients` concurrent clients, and records in `sent` when each
+// notice's request was sent. Returns the notices stored.
 uint64_t Publish(const FanoutOptions& o, const std::vector<std::string>& dests,
-                 const MakeNotice& make) {
+                 const MakeNotice& make, SendTimes& sent) {
   const uint64_t total = static_cast<uint64_t>(dests.size()) * o.per_stream;
   std::atomic<uint64_t> next{0}, stored{0}, errors{0};
   const auto deadline = Clock::now() + std::chrono::seconds(o.max_s);
@@ -442,6 +482,8 @@ uint64_t Publish(const FanoutOptions& o, const std::vector<std::string>& dests,
         }
         v1::PublishBatchResponse resp;
         grpc::ClientContext ctx;
+        const int64_t now = NowNs();
+        for (uint64_t i = first; i < first + n; ++i) sent[i].store(now, std::memory_order_relaxed);
         grpc::Status s = stub->PublishBatch(&ctx, req, &resp);
         if (s.ok()) {
           stored += n;
@@ -472,10 +514,11 @@ int Fanout(const FanoutOptions& o, const MakeNotice& make_notice, const PrintRow
   Clock::time_point delivery_start = Clock::now() + std::chrono::hours(1);
   const auto total_deadline = Clock::now() + std::chrono::seconds(o.max_s);
 
+  SendTimes sent(static_cast<size_t>(n) * o.per_stream);  // value-initialized: 0
   auto publish = [&] {
     const auto t0 = Clock::now();
     if (!o.publish_first) delivery_start = t0;
-    const uint64_t stored = Publish(o, dests, make_notice);
+    const uint64_t stored = Publish(o, dests, make_notice, sent);
     return std::make_pair(stored, Since(t0));
   };
   std::pair<uint64_t, double> published{0, 0};
@@ -503,7 +546,8 @@ int Fanout(const FanoutOptions& o, const MakeNotice& make_notice, const PrintRow
           args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
           args.SetMaxReceiveMessageSize(64 << 20);
           stubs[i] = v1::PeerExchange::NewStub(grpc::CreateCustomChannel(o.hub_address, *creds, args));
-          streams[i] = std::make_unique<Stream>(dests[i], o.hub, *key, o.per_stream, &delivery_start);
+          streams[i] = std::make_unique<Stream>(dests[i], o.hub, *key, o.per_stream, &delivery_start,
+                                                &sent);
           streams[i]->Start(stubs[i].get());
         }
       });
@@ -579,6 +623,20 @@ int Fanout(const FanoutOptions& o, const MakeNotice& make_notice, const PrintRow
   };
   for (auto& s : streams) s->Cancel();
   for (auto& s : streams) s->AwaitDone();
+  // Each notice's delivery: from its PublishBatch being sent to its arrival at its subscriber.
+  // With --publish-first the streams connect after everything is published, so this includes
+  // the wait for the connection; the live run is the one the target names.
+  std::vector<float> delivery;
+  delivery.reserve(got);
+  for (auto& s : streams) {
+    delivery.insert(delivery.end(), s->delivery_ms().begin(), s->delivery_ms().end());
+  }
+  std::sort(delivery.begin(), delivery.end());
+  auto delivery_at = [&](double q) {
+    return delivery.empty()
+               ? 0.0
+               : delivery[std::min(delivery.size() - 1, static_cast<size_t>(q * delivery.size()))];
+  };
 
   print(absl::StrCat("fanout ", o.label),
         {{"streams", absl::StrCat(n)},
@@ -595,6 +653,10 @@ int Fanout(const FanoutOptions& o, const MakeNotice& make_notice, const PrintRow
          {"min_stream_received", absl::StrCat(min_received)},
          {"stream_done_p50_s", absl::StrFormat("%.2f", at(0.5))},
          {"stream_done_max_s", absl::StrFormat("%.2f", done_at.empty() ? 0.0 : done_at.back())},
+         {"delivery_p50_ms", absl::StrFormat("%.1f", delivery_at(0.5))},
+         {"delivery_p99_ms", absl::StrFormat("%.1f", delivery_at(0.99))},
+         {"delivery_max_ms", absl::StrFormat("%.1f", delivery.empty() ? 0.0 : delivery.back())},
+         {"delivery_timed", absl::StrCat(delivery.size())},
          {"hub_rss_idle_mib", absl::StrFormat("%.0f", idle.rss_mib)},
          {"hub_rss_peak_mib", absl::StrFormat("%.0f", std::max(peak_rss, end.hwm_mib))},
          {"broken", absl::StrCat(broken)}});

@@ -30,7 +30,7 @@
 # Plots (gnuplot, SVG, beside the results; bench/plot.sh): growth.svg, latency.svg.
 # PERF=1 with atrest: the origin's perf profile of each mode's first batched run, beside the results.
 # NODE_PRELOAD: a library the nodes are started with (LD_PRELOAD; e.g. another malloc, to compare).
-# Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (32),
+# Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (64),
 # LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), FANOUT_STREAMS (3000),
 # FANOUT_PER_STREAM (100), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
 # exchange.batch_max_entries; default: the node's, 512).
@@ -47,7 +47,7 @@ if [ "${QUICK:-0}" = 1 ]; then
   : "${ONLY:=throughput latency catchup import fanout}"
 fi
 COUNT=${COUNT:-200000}; UNARY_COUNT=${UNARY_COUNT:-20000}; CLIENTS=${CLIENTS:-8}; BATCH=${BATCH:-100}
-UNARY_CLIENTS=${UNARY_CLIENTS:-32}; LAT_SECONDS=${LAT_SECONDS:-10}; BACKLOG=${BACKLOG:-1000000}
+UNARY_CLIENTS=${UNARY_CLIENTS:-64}; LAT_SECONDS=${LAT_SECONDS:-10}; BACKLOG=${BACKLOG:-1000000}
 IMPORT=${IMPORT:-1000000}; PEER_N=${PEER_N:-100000}; BASE_PORT=${BASE_PORT:-17400}
 FANOUT_STREAMS=${FANOUT_STREAMS:-3000}; FANOUT_PER_STREAM=${FANOUT_PER_STREAM:-100}
 QUERY_N=${QUERY_N:-1000000}
