@@ -165,6 +165,41 @@ bench() {  # bench ARGS... : run caseway-bench; its row goes to the terminal and
   echo "$line"
 }
 field() { sed -n "s/.*\"$2\":\"\{0,1\}\([0-9.]*\).*/\1/p" <<<"$1"; }
+# cpu_s PID: the process's CPU time so far (user + system), in seconds.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# bench_cpu LABEL "NAME=PID ..." ARGS...: bench ARGS, then the CPU that run took per notice in
+# each named node process (from /proc) and in the load generator (GNU time). On cores shared by
+# all of them, cores / (CPU per notice) is the highest rate the run could reach: the floor of a
+# CPU-bound figure. Prints bench's JSON line.
+bench_cpu() {
+  local label=$1 procs=$2; shift 2
+  local before=() after=() np r n client i
+  for np in $procs; do before+=("$(cpu_s "${np#*=}")"); done
+  /usr/bin/time -f "%U %S" -o "$work/bench.time" "$bin/caseway-bench" "$@" >"$work/bench.out" 2>&1 || true
+  for np in $procs; do after+=("$(cpu_s "${np#*=}")"); done
+  grep -v '^JSON ' "$work/bench.out" | tee -a "$out/summary.txt" >&2
+  r=$(sed -n 's/^JSON //p' "$work/bench.out")
+  [ -n "$r" ] && echo "$r" >>"$results"
+  n=$(field "$r" notices); [ -n "$n" ] || n=$(field "$r" delivered)
+  client=$(awk '{printf "%.2f", $1 + $2}' "$work/bench.time" 2>/dev/null || echo 0)
+  if [ -n "$n" ] && [ "$n" != 0 ]; then
+    local spec="" json=""
+    i=0
+    for np in $procs; do
+      spec+="${np%%=*} ${before[$i]} ${after[$i]} "
+      i=$((i + 1))
+    done
+    log "$(awk -v l="$label" -v n="$n" -v c="$client" -v cores="$(nproc)" -v spec="$spec" 'BEGIN{
+      k = split(spec, f, " "); t = c; parts = ""
+      for (i = 1; i + 2 <= k; i += 3) { d = f[i+2] - f[i+1]; t += d; parts = parts sprintf("%s %.0f, ", f[i], d * 1e6 / n) }
+      printf "cpu %-24s %.0f us per notice (%sload generator %.0f): at most %.0f/s on %d cores", l, t * 1e6 / n, parts, c * 1e6 / n, cores * n / t, cores }')"
+    awk -v l="$label" -v n="$n" -v c="$client" -v spec="$spec" 'BEGIN{
+      k = split(spec, f, " "); printf "{\"bench\":\"cpu %s\",\"notices\":%d,\"load_generator_s\":%.2f", l, n, c
+      for (i = 1; i + 2 <= k; i += 3) printf ",\"%s_s\":%.2f", f[i], f[i+2] - f[i+1]
+      printf "}\n" }' >>"$results"
+  fi
+  echo "$r"
+}
 pair() { for j in 360102 440305; do write_config "$j" "$1"; start_node "$j" "$1"; done; }
 unpair() { for j in 360102 440305; do stop_node "$j"; done; }
 
@@ -173,9 +208,10 @@ if [[ " $ONLY " == *" throughput "* ]]; then
   log ""; log "== throughput: $COUNT notices of 1 KiB, $CLIENTS clients x $BATCH per request; unary: $UNARY_COUNT, $UNARY_CLIENTS clients"
   for mode in on off; do
     pair "$mode"
-    r=$(bench throughput "${A[@]}" --clients "$CLIENTS" --batch "$BATCH" --count "$COUNT" --label "batch-log-$mode" | tail -1)
+    nodes="origin=${pid[360102]} destination=${pid[440305]}"
+    r=$(bench_cpu "batch-log-$mode" "$nodes" throughput "${A[@]}" --clients "$CLIENTS" --batch "$BATCH" --count "$COUNT" --label "batch-log-$mode" | tail -1)
     rate[batch-$mode]=$(field "$r" notices_per_s)
-    r=$(bench throughput "${A[@]}" --clients "$UNARY_CLIENTS" --batch 1 --count "$UNARY_COUNT" --label "unary-log-$mode" | tail -1)
+    r=$(bench_cpu "unary-log-$mode" "$nodes" throughput "${A[@]}" --clients "$UNARY_CLIENTS" --batch 1 --count "$UNARY_COUNT" --label "unary-log-$mode" | tail -1)
     rate[unary-$mode]=$(field "$r" notices_per_s)
     unpair
   done
@@ -494,7 +530,7 @@ if [[ " $ONLY " == *" fanout "* ]]; then
     } >"$work/$hub-fanout.yaml"
     start_node "$hub" fanout
     flag=(); [ "$variant" = backlog ] && flag=(--publish-first)
-    bench fanout --hub-address "127.0.0.1:${port[$hub]}" --hub "$hub" --ca "$pki/ca.crt" \
+    bench_cpu "fanout-$variant" "hub=${pid[$hub]}" fanout --hub-address "127.0.0.1:${port[$hub]}" --hub "$hub" --ca "$pki/ca.crt" \
       --publisher-cert "$pki/clients/$hub-bench.crt" --publisher-key "$pki/clients/$hub-bench.key" \
       --pki "$work/fanout" --hub-pid "${pid[$hub]}" --streams "$FANOUT_STREAMS" \
       --per-stream "$FANOUT_PER_STREAM" --max-s 600 --label "$variant" "${flag[@]}" >/dev/null
