@@ -5,7 +5,9 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/store/postgres.h"
@@ -219,6 +221,65 @@ TEST_P(SqlTest, RebindingStartsANewUseOfAStatementLeftHalfRead) {
   EXPECT_EQ(again.Int(0), 4);
   EXPECT_FALSE(again.Step());
   again.Reset();
+}
+
+// RETURNING gives the same rows whatever the backend does to run it (SQLite's runs a one-row
+// insert returning the rowid as the insert and its last_insert_rowid).
+TEST_P(SqlTest, ReturningGivesTheInsertedRowOrNoneAndAFailureStoresNothing) {
+  Stmt insert(db_.get(), "INSERT INTO person(name, age) VALUES(?, ?) RETURNING id");
+  std::vector<int64_t> ids;
+  for (const char* name : {"a", "b", "c"}) {
+    insert.Bind(1, name).Bind(2, int64_t{7});
+    auto id = Returned(insert, "insert person");
+    ASSERT_OK(id);
+    ids.push_back(*id);
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    Stmt read(db_.get(), "SELECT name FROM person WHERE id = ?");
+    read.Bind(1, ids[i]);
+    ASSERT_TRUE(read.Step()) << read.status("read");
+    EXPECT_EQ(read.Text(0), std::string(1, static_cast<char>('a' + i)));
+  }
+  // Walked row by row, the statement gives one row and then none.
+  insert.Bind(1, "d").Bind(2, int64_t{8});
+  ASSERT_TRUE(insert.Step()) << insert.status("insert d");
+  EXPECT_TRUE(insert.IsInteger(0));
+  EXPECT_FALSE(insert.IsNull(0));
+  const int64_t d = insert.Int(0);
+  EXPECT_FALSE(insert.Step());
+  ASSERT_OK(insert.status("insert d"));
+  EXPECT_EQ(Count(absl::StrCat("SELECT age FROM person WHERE id = ", d).c_str()), 8);
+
+  // Nothing inserted (ON CONFLICT DO NOTHING): no row, no error, and not the previous id.
+  Stmt maybe(db_.get(),
+             "INSERT INTO person(name, age) VALUES(?, ?) ON CONFLICT(name) DO NOTHING RETURNING id");
+  maybe.Bind(1, "a").Bind(2, int64_t{1});
+  EXPECT_FALSE(maybe.Step());
+  ASSERT_OK(maybe.status("insert a again"));
+  maybe.Bind(1, "e").Bind(2, int64_t{1});
+  ASSERT_TRUE(maybe.Step()) << maybe.status("insert e");
+  EXPECT_GT(maybe.Int(0), d);
+  maybe.Reset();
+
+  // A failed insert is an error and returns nothing.
+  insert.Bind(1, "a").Bind(2, int64_t{9});
+  auto dup = Returned(insert, "insert a");
+  EXPECT_FALSE(dup.ok());
+  EXPECT_EQ(Count("SELECT count(*) FROM person WHERE name = 'a'"), 1);
+
+  // RETURNING of a column that is not the rowid, and from a table without one, as written.
+  Stmt named(db_.get(), "INSERT INTO person(name, age) VALUES(?, ?) RETURNING age");
+  named.Bind(1, "f").Bind(2, int64_t{41});
+  auto age = Returned(named, "insert f");
+  ASSERT_OK(age);
+  EXPECT_EQ(*age, 41);
+  ASSERT_OK(db_->Exec(Sqlite() ? "CREATE TABLE pair(k INTEGER PRIMARY KEY, v INTEGER) WITHOUT ROWID"
+                               : "CREATE TABLE pair(k BIGINT PRIMARY KEY, v BIGINT)"));
+  Stmt pair(db_.get(), "INSERT INTO pair(k, v) VALUES(?, ?) RETURNING k");
+  pair.Bind(1, int64_t{12345}).Bind(2, int64_t{1});
+  auto k = Returned(pair, "insert pair");
+  ASSERT_OK(k);
+  EXPECT_EQ(*k, 12345);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, SqlTest,

@@ -1,14 +1,79 @@
 #include "server/store/sqlite.h"
 
+#include <string>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace caseway::server {
 namespace {
 
+bool IsIdentifier(absl::string_view s) {
+  if (s.empty() || !(absl::ascii_isalpha(s[0]) || s[0] == '_')) return false;
+  for (char c : s) {
+    if (!(absl::ascii_isalnum(c) || c == '_')) return false;
+  }
+  return true;
+}
+
+// RowidInsert recognises `INSERT INTO t(...) VALUES(...) RETURNING c` where c is t's rowid (its
+// INTEGER PRIMARY KEY) and returns the statement without the RETURNING clause; empty otherwise.
+// SQLite runs RETURNING like a trigger, with a statement journal and a table for the returned
+// rows: measured, that tripled the writer's cost of the insert (docs: bench/results/PROFILE.md,
+// "RETURNING"). The rowid of the row just inserted is sqlite3_last_insert_rowid, which is the
+// same value. Any statement this does not recognise is prepared as written.
+std::string RowidInsert(sqlite3* db, absl::string_view sql) {
+  constexpr absl::string_view kInsert = "INSERT INTO ", kReturning = " RETURNING ";
+  if (!absl::StartsWith(sql, kInsert)) return "";
+  const size_t r = sql.rfind(kReturning);
+  if (r == absl::string_view::npos) return "";
+  const std::string column(sql.substr(r + kReturning.size()));
+  absl::string_view body = sql.substr(0, r);
+  // One row of VALUES: not INSERT ... SELECT, not several rows.
+  const size_t values = body.find(" VALUES(");
+  if (values == absl::string_view::npos || body.find(" VALUES(", values + 1) != body.npos ||
+      absl::StrContains(body, "SELECT") || absl::StrContains(body.substr(values), "),")) {
+    return "";
+  }
+  absl::string_view rest = body.substr(kInsert.size());
+  const size_t end = rest.find_first_of("( ");
+  if (end == absl::string_view::npos) return "";
+  const std::string table(rest.substr(0, end));
+  if (!IsIdentifier(table) || !IsIdentifier(column)) return "";
+  // The column is the table's only primary-key column, declared INTEGER, in a rowid table.
+  const char* type = nullptr;
+  int not_null = 0, primary = 0, autoinc = 0;
+  if (sqlite3_table_column_metadata(db, "main", table.c_str(), column.c_str(), &type, nullptr,
+                                    &not_null, &primary, &autoinc) != SQLITE_OK ||
+      !primary || type == nullptr || !absl::EqualsIgnoreCase(type, "INTEGER")) {
+    return "";
+  }
+  sqlite3_stmt* probe = nullptr;
+  const std::string q = absl::StrCat("SELECT rowid FROM ", table, " LIMIT 0");
+  const bool rowid_table = sqlite3_prepare_v2(db, q.c_str(), -1, &probe, nullptr) == SQLITE_OK;
+  sqlite3_finalize(probe);
+  if (!rowid_table) return "";  // WITHOUT ROWID
+  sqlite3_stmt* pk = nullptr;
+  const std::string count =
+      absl::StrCat("SELECT count(*) FROM pragma_table_info('", table, "') WHERE pk > 0");
+  int64_t pk_columns = 0;
+  if (sqlite3_prepare_v2(db, count.c_str(), -1, &pk, nullptr) == SQLITE_OK &&
+      sqlite3_step(pk) == SQLITE_ROW) {
+    pk_columns = sqlite3_column_int64(pk, 0);
+  }
+  sqlite3_finalize(pk);
+  if (pk_columns != 1) return "";
+  return std::string(body);
+}
+
 class SqliteStmt final : public StmtImpl {
  public:
   SqliteStmt(sqlite3* db, const char* sql) : db_(db) {
-    rc_ = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
+    const std::string without_returning = RowidInsert(db, sql);
+    returns_rowid_ = !without_returning.empty();
+    rc_ = sqlite3_prepare_v3(db, returns_rowid_ ? without_returning.c_str() : sql, -1,
+                             SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
   }
   ~SqliteStmt() override { sqlite3_finalize(stmt_); }
 
@@ -34,6 +99,16 @@ class SqliteStmt final : public StmtImpl {
   bool Step() override {
     if (stmt_ == nullptr) return false;
     if (rc_ != SQLITE_OK && rc_ != SQLITE_ROW && rc_ != SQLITE_DONE) return false;  // a bind failed
+    if (returns_rowid_) {
+      // The insert's one returned row, as RETURNING would give it: the new rowid, or no row
+      // when nothing was inserted (ON CONFLICT DO NOTHING).
+      if (stepped_) return false;
+      stepped_ = true;
+      rc_ = sqlite3_step(stmt_);
+      if (rc_ != SQLITE_DONE || sqlite3_changes(db_) == 0) return false;
+      rowid_ = sqlite3_last_insert_rowid(db_);
+      return true;
+    }
     rc_ = sqlite3_step(stmt_);
     return rc_ == SQLITE_ROW;
   }
@@ -42,16 +117,21 @@ class SqliteStmt final : public StmtImpl {
     sqlite3_reset(stmt_);
     sqlite3_clear_bindings(stmt_);
     rc_ = SQLITE_OK;
+    stepped_ = false;
   }
   absl::Status status(absl::string_view what) const override {
     if (stmt_ == nullptr) return SqliteError(db_, absl::StrCat("prepare ", what));
     if (rc_ == SQLITE_OK || rc_ == SQLITE_ROW || rc_ == SQLITE_DONE) return absl::OkStatus();
     return SqliteError(db_, what);
   }
-  int64_t Int(int col) const override { return sqlite3_column_int64(stmt_, col); }
-  bool IsNull(int col) const override { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  int64_t Int(int col) const override {
+    return returns_rowid_ ? rowid_ : sqlite3_column_int64(stmt_, col);
+  }
+  bool IsNull(int col) const override {
+    return returns_rowid_ ? false : sqlite3_column_type(stmt_, col) == SQLITE_NULL;
+  }
   bool IsInteger(int col) const override {
-    return sqlite3_column_type(stmt_, col) == SQLITE_INTEGER;
+    return returns_rowid_ || sqlite3_column_type(stmt_, col) == SQLITE_INTEGER;
   }
   std::string Text(int col) const override {
     const unsigned char* p = sqlite3_column_text(stmt_, col);
@@ -76,6 +156,9 @@ class SqliteStmt final : public StmtImpl {
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
   int rc_ = SQLITE_OK;
+  // An INSERT ... RETURNING of the rowid, run without the clause (RowidInsert).
+  bool returns_rowid_ = false, stepped_ = false;
+  int64_t rowid_ = 0;
 };
 
 }  // namespace
