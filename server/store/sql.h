@@ -8,7 +8,7 @@
 //   never SQLite's `INSERT OR REPLACE/IGNORE`;
 // - a generated key is read with `RETURNING`, never last_insert_rowid() (SQLite's backend runs
 //   a one-row `INSERT ... RETURNING <the rowid column>` as the insert and its last_insert_rowid:
-//   the same row, at a third of the cost);
+//   the same row, without the statement journal and table SQLite's RETURNING runs with);
 // - integers are 64-bit, byte strings are bound with BindBlob and read with Blob, text with
 //   Bind(string_view) and Text.
 // What differs between the two (the schema's types, checkpoints, backups) asks Db::backend().
