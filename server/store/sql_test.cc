@@ -280,6 +280,33 @@ TEST_P(SqlTest, ReturningGivesTheInsertedRowOrNoneAndAFailureStoresNothing) {
   auto k = Returned(pair, "insert pair");
   ASSERT_OK(k);
   EXPECT_EQ(*k, 12345);
+
+  // An upsert that updates gives the updated row's id, not the last id inserted anywhere.
+  Stmt upsert(db_.get(),
+              "INSERT INTO person(name, age) VALUES(?, ?) ON CONFLICT(name) DO UPDATE SET "
+              "age = excluded.age RETURNING id");
+  upsert.Bind(1, "b").Bind(2, int64_t{70});
+  auto b = Returned(upsert, "upsert b");
+  ASSERT_OK(b);
+  EXPECT_EQ(*b, ids[1]);
+  EXPECT_EQ(Count(absl::StrCat("SELECT age FROM person WHERE id = ", ids[1]).c_str()), 70);
+
+  // Two rows of VALUES return two rows.
+  Stmt two(db_.get(), "INSERT INTO person(name, age) VALUES(?, 1) ,(?, 2) RETURNING id");
+  two.Bind(1, "g").Bind(2, "h");
+  int rows = 0;
+  while (two.Step()) ++rows;
+  ASSERT_OK(two.status("insert g, h"));
+  EXPECT_EQ(rows, 2);
+
+  // INTEGER PRIMARY KEY DESC is not the rowid in SQLite: the id given is the id returned.
+  ASSERT_OK(db_->Exec(Sqlite() ? "CREATE TABLE desc_key(id INTEGER PRIMARY KEY DESC, v INTEGER)"
+                               : "CREATE TABLE desc_key(id BIGINT PRIMARY KEY, v BIGINT)"));
+  Stmt given(db_.get(), "INSERT INTO desc_key(id, v) VALUES(?, ?) RETURNING id");
+  given.Bind(1, int64_t{100}).Bind(2, int64_t{1});
+  auto hundred = Returned(given, "insert desc_key");
+  ASSERT_OK(hundred);
+  EXPECT_EQ(*hundred, 100);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, SqlTest,

@@ -17,12 +17,50 @@ bool IsIdentifier(absl::string_view s) {
   return true;
 }
 
-// RowidInsert recognises `INSERT INTO t(...) VALUES(...) RETURNING c` where c is t's rowid (its
-// INTEGER PRIMARY KEY) and returns the statement without the RETURNING clause; empty otherwise.
-// SQLite runs RETURNING like a trigger, with a statement journal and a table for the returned
-// rows: measured, the destination spent 60% more CPU per received notice with it
-// (bench/results/PROFILE.md, "A regression found by counting CPU per notice"). The rowid of the row just inserted is sqlite3_last_insert_rowid, which is the
-// same value. Any statement this does not recognise is prepared as written.
+// OneRowOfValues: `values` starts at "VALUES" and holds one parenthesised row and nothing after
+// it (not several rows, not an upsert clause). Quotes are skipped; parentheses nest.
+bool OneRowOfValues(absl::string_view values) {
+  size_t i = values.find('(');
+  if (i == absl::string_view::npos) return false;
+  int depth = 0;
+  for (; i < values.size(); ++i) {
+    const char c = values[i];
+    if (c == '\'') {
+      const size_t close = values.find('\'', i + 1);
+      if (close == absl::string_view::npos) return false;
+      i = close;
+    } else if (c == '(') {
+      ++depth;
+    } else if (c == ')' && --depth == 0) {
+      break;
+    }
+  }
+  if (i >= values.size()) return false;
+  for (++i; i < values.size(); ++i) {
+    if (!absl::ascii_isspace(values[i])) return false;
+  }
+  return true;
+}
+
+// Int64 runs a query that returns one integer; -1 when it fails.
+int64_t Int64(sqlite3* db, const std::string& sql) {
+  sqlite3_stmt* s = nullptr;
+  int64_t v = -1;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK &&
+      sqlite3_step(s) == SQLITE_ROW) {
+    v = sqlite3_column_int64(s, 0);
+  }
+  sqlite3_finalize(s);
+  return v;
+}
+
+// RowidInsert recognises `INSERT INTO t(...) VALUES(...) RETURNING c`, one row and no upsert
+// clause, where c is an alias of t's rowid, and returns the statement without the RETURNING
+// clause; empty otherwise. SQLite runs RETURNING like a trigger, with a statement journal and a
+// table for the returned rows: measured, the destination spent 60% more CPU per received notice
+// with it (bench/results/PROFILE.md, "A regression found by counting CPU per notice"). The rowid
+// of the row just inserted is sqlite3_last_insert_rowid, the same value. Any statement this does
+// not recognise is prepared as written.
 std::string RowidInsert(sqlite3* db, absl::string_view sql) {
   constexpr absl::string_view kInsert = "INSERT INTO ", kReturning = " RETURNING ";
   if (!absl::StartsWith(sql, kInsert)) return "";
@@ -30,10 +68,11 @@ std::string RowidInsert(sqlite3* db, absl::string_view sql) {
   if (r == absl::string_view::npos) return "";
   const std::string column(sql.substr(r + kReturning.size()));
   absl::string_view body = sql.substr(0, r);
-  // One row of VALUES: not INSERT ... SELECT, not several rows.
-  const size_t values = body.find(" VALUES(");
-  if (values == absl::string_view::npos || body.find(" VALUES(", values + 1) != body.npos ||
-      absl::StrContains(body, "SELECT") || absl::StrContains(body.substr(values), "),")) {
+  // One row of VALUES: not INSERT ... SELECT, not several rows, no ON CONFLICT (an upsert's
+  // DO UPDATE changes a row without setting last_insert_rowid).
+  const size_t values = body.find(" VALUES");
+  if (values == absl::string_view::npos || absl::StrContains(body, "SELECT") ||
+      !OneRowOfValues(body.substr(values + 1))) {
     return "";
   }
   absl::string_view rest = body.substr(kInsert.size());
@@ -41,29 +80,22 @@ std::string RowidInsert(sqlite3* db, absl::string_view sql) {
   if (end == absl::string_view::npos) return "";
   const std::string table(rest.substr(0, end));
   if (!IsIdentifier(table) || !IsIdentifier(column)) return "";
-  // The column is the table's only primary-key column, declared INTEGER, in a rowid table.
+  // c is an alias of the rowid: the table's primary key, declared INTEGER, with no index of its
+  // own (a rowid table's alias has none; INTEGER PRIMARY KEY DESC, a composite key and a WITHOUT
+  // ROWID table each have one). The table is looked up as the statement will find it.
   const char* type = nullptr;
   int not_null = 0, primary = 0, autoinc = 0;
-  if (sqlite3_table_column_metadata(db, "main", table.c_str(), column.c_str(), &type, nullptr,
+  if (sqlite3_table_column_metadata(db, nullptr, table.c_str(), column.c_str(), &type, nullptr,
                                     &not_null, &primary, &autoinc) != SQLITE_OK ||
       !primary || type == nullptr || !absl::EqualsIgnoreCase(type, "INTEGER")) {
     return "";
   }
-  sqlite3_stmt* probe = nullptr;
-  const std::string q = absl::StrCat("SELECT rowid FROM ", table, " LIMIT 0");
-  const bool rowid_table = sqlite3_prepare_v2(db, q.c_str(), -1, &probe, nullptr) == SQLITE_OK;
-  sqlite3_finalize(probe);
-  if (!rowid_table) return "";  // WITHOUT ROWID
-  sqlite3_stmt* pk = nullptr;
-  const std::string count =
-      absl::StrCat("SELECT count(*) FROM pragma_table_info('", table, "') WHERE pk > 0");
-  int64_t pk_columns = 0;
-  if (sqlite3_prepare_v2(db, count.c_str(), -1, &pk, nullptr) == SQLITE_OK &&
-      sqlite3_step(pk) == SQLITE_ROW) {
-    pk_columns = sqlite3_column_int64(pk, 0);
+  if (Int64(db, absl::StrCat("SELECT count(*) FROM pragma_index_list('", table,
+                             "') WHERE origin = 'pk'")) != 0 ||
+      Int64(db, absl::StrCat("SELECT count(*) FROM pragma_table_info('", table,
+                             "') WHERE pk > 0")) != 1) {
+    return "";
   }
-  sqlite3_finalize(pk);
-  if (pk_columns != 1) return "";
   return std::string(body);
 }
 
@@ -101,7 +133,7 @@ class SqliteStmt final : public StmtImpl {
     if (rc_ != SQLITE_OK && rc_ != SQLITE_ROW && rc_ != SQLITE_DONE) return false;  // a bind failed
     if (returns_rowid_) {
       // The insert's one returned row, as RETURNING would give it: the new rowid, or no row
-      // when nothing was inserted (ON CONFLICT DO NOTHING).
+      // when nothing was inserted.
       if (stepped_) return false;
       stepped_ = true;
       rc_ = sqlite3_step(stmt_);
