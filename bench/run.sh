@@ -156,9 +156,10 @@ trap cleanup EXIT
 A=(--a "127.0.0.1:${port[360102]}" --ca "$pki/ca.crt" --a-cert "$pki/clients/360102-bench.crt" --a-key "$pki/clients/360102-bench.key")
 B=(--b "127.0.0.1:${port[440305]}" --b-cert "$pki/clients/440305-bench.crt" --b-key "$pki/clients/440305-bench.key")
 bench() {  # bench ARGS... : run caseway-bench; its row goes to the terminal and summary.txt,
-           # its JSON to results.jsonl and to stdout (the caller keeps the last line)
+           # its JSON to results.jsonl and to stdout (the caller keeps the last line); its CPU
+           # seconds (user, system) to $work/bench.time (GNU time)
   local line
-  "$bin/caseway-bench" "$@" >"$work/bench.out" 2>&1 || true
+  /usr/bin/time -f "%U %S" -o "$work/bench.time" "$bin/caseway-bench" "$@" >"$work/bench.out" 2>&1 || true
   grep -v '^JSON ' "$work/bench.out" | tee -a "$out/summary.txt" >&2
   line=$(sed -n 's/^JSON //p' "$work/bench.out")
   [ -n "$line" ] && echo "$line" >>"$results"
@@ -175,15 +176,12 @@ bench_cpu() {
   local label=$1 procs=$2; shift 2
   local before=() after=() np r n client i
   for np in $procs; do before+=("$(cpu_s "${np#*=}")"); done
-  /usr/bin/time -f "%U %S" -o "$work/bench.time" "$bin/caseway-bench" "$@" >"$work/bench.out" 2>&1 || true
+  r=$(bench "$@" | tail -1)
   for np in $procs; do after+=("$(cpu_s "${np#*=}")"); done
-  grep -v '^JSON ' "$work/bench.out" | tee -a "$out/summary.txt" >&2
-  r=$(sed -n 's/^JSON //p' "$work/bench.out")
-  [ -n "$r" ] && echo "$r" >>"$results"
   n=$(field "$r" notices); [ -n "$n" ] || n=$(field "$r" delivered)
   client=$(awk '{printf "%.2f", $1 + $2}' "$work/bench.time" 2>/dev/null || echo 0)
   if [ -n "$n" ] && [ "$n" != 0 ]; then
-    local spec="" json=""
+    local spec=""
     i=0
     for np in $procs; do
       spec+="${np%%=*} ${before[$i]} ${after[$i]} "

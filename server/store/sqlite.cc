@@ -80,9 +80,10 @@ std::string RowidInsert(sqlite3* db, absl::string_view sql) {
   if (end == absl::string_view::npos) return "";
   const std::string table(rest.substr(0, end));
   if (!IsIdentifier(table) || !IsIdentifier(column)) return "";
-  // c is an alias of the rowid: the table's primary key, declared INTEGER, with no index of its
-  // own (a rowid table's alias has none; INTEGER PRIMARY KEY DESC, a composite key and a WITHOUT
-  // ROWID table each have one). The table is looked up as the statement will find it.
+  // c is an alias of the rowid: a primary-key column declared INTEGER, of a table whose primary
+  // key has no index of its own (a rowid alias has none; INTEGER PRIMARY KEY DESC, a composite
+  // key and a WITHOUT ROWID table each have one). The table is looked up as the statement will
+  // find it.
   const char* type = nullptr;
   int not_null = 0, primary = 0, autoinc = 0;
   if (sqlite3_table_column_metadata(db, nullptr, table.c_str(), column.c_str(), &type, nullptr,
@@ -91,9 +92,7 @@ std::string RowidInsert(sqlite3* db, absl::string_view sql) {
     return "";
   }
   if (Int64(db, absl::StrCat("SELECT count(*) FROM pragma_index_list('", table,
-                             "') WHERE origin = 'pk'")) != 0 ||
-      Int64(db, absl::StrCat("SELECT count(*) FROM pragma_table_info('", table,
-                             "') WHERE pk > 0")) != 1) {
+                             "') WHERE origin = 'pk'")) != 0) {
     return "";
   }
   return std::string(body);
