@@ -38,6 +38,7 @@ class SigningKey {
   explicit SigningKey(void* pkey);
   void* pkey_;  // EVP_PKEY*
   std::string public_key_;
+  std::string secret_;  // libsodium's 64-byte secret key (seed || public key), wiped on destruction
 };
 
 // VerifySignature checks a signature made by SigningKey::Sign with the same context.

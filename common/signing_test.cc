@@ -1,6 +1,9 @@
 #include "common/signing.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+
+#include <memory>
 
 #include "absl/strings/escaping.h"
 #include "common/digest.h"
@@ -21,6 +24,64 @@ TEST(SigningTest, ContextSeparatesReceiptsFromManifests) {
       VerifySignature(SigningKey::Generate()->PublicKey(), kReceiptContext, msg, receipt_sig).ok());
   EXPECT_EQ(VerifySignature("short", kReceiptContext, msg, receipt_sig).code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// RFC 8032, section 7.1, TEST 2: a key as a node holds it (PKCS#8 PEM), its public key, and the
+// signature of a one-byte message. Ed25519 is deterministic, so the signature made here must be
+// exactly the RFC's, and OpenSSL (which reads the keys and in which nodes before libsodium signed)
+// must accept what is signed here.
+TEST(SigningTest, SignaturesAreRfc8032EdDsaThatOpenSslAccepts) {
+  const std::string seed =
+      absl::HexStringToBytes("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb");
+  const std::string der = absl::HexStringToBytes("302e020100300506032b657004220420") + seed;
+  const std::string pem = "-----BEGIN PRIVATE KEY-----\n" + absl::Base64Escape(der) +
+                          "\n-----END PRIVATE KEY-----\n";
+  auto key = SigningKey::LoadPem(pem);
+  ASSERT_TRUE(key.ok()) << key.status();
+  EXPECT_EQ(absl::BytesToHexString((*key)->PublicKey()),
+            "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c");
+  const std::string message = absl::HexStringToBytes("72");
+  const std::string signature = (*key)->SignRaw(message);
+  EXPECT_EQ(absl::BytesToHexString(signature),
+            "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
+            "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00");
+  EXPECT_TRUE(VerifyRawSignature((*key)->PublicKey(), message, signature).ok());
+
+  std::unique_ptr<EVP_PKEY, void (*)(EVP_PKEY*)> pkey(
+      EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
+                                  reinterpret_cast<const unsigned char*>((*key)->PublicKey().data()),
+                                  32),
+      EVP_PKEY_free);
+  ASSERT_NE(pkey, nullptr);
+  const std::string contextual = std::string(kReceiptContext) + '\0' + "a receipt";
+  const std::string made_here = (*key)->Sign(kReceiptContext, "a receipt");
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  ASSERT_EQ(EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, pkey.get()), 1);
+  EXPECT_EQ(EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(made_here.data()),
+                             made_here.size(),
+                             reinterpret_cast<const unsigned char*>(contextual.data()),
+                             contextual.size()),
+            1)
+      << "OpenSSL must accept a signature made by SigningKey::Sign";
+}
+
+// The same signature with L (the group order) added to its S half is the same point equation
+// but not the canonical encoding: refused, as RFC 8032 (5.1.7) requires.
+TEST(SigningTest, SignatureWithUnreducedScalarIsRefused) {
+  auto key = SigningKey::Generate();
+  std::string signature = key->SignRaw("message");
+  const std::string order = absl::HexStringToBytes(  // L, little-endian
+      "edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010");
+  unsigned carry = 0;
+  for (int i = 0; i < 32; ++i) {
+    const unsigned sum = static_cast<unsigned char>(signature[32 + i]) +
+                         static_cast<unsigned char>(order[i]) + carry;
+    signature[32 + i] = static_cast<char>(sum & 0xff);
+    carry = sum >> 8;
+  }
+  ASSERT_EQ(carry, 0u);  // S < L, so S + L < 2^256
+  EXPECT_EQ(VerifyRawSignature(key->PublicKey(), "message", signature).code(),
+            absl::StatusCode::kPermissionDenied);
 }
 
 TEST(SigningTest, CheckpointNoteRoundTripsAndCarriesCosignatures) {

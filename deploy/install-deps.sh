@@ -26,6 +26,8 @@ packages=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   # crypto, storage, config
   libssl-dev openssl libsqlite3-dev sqlite3 libyaml-cpp-dev libcli11-dev
+  # Ed25519 signatures (common/signing.cc)
+  libsodium-dev
   # the store's PostgreSQL backend (its client library)
   libpq-dev
   # the node's allocator (server/CMakeLists.txt)
