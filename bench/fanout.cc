@@ -607,8 +607,9 @@ int Fanout(const FanoutOptions& o, const MakeNotice& make_notice, const PrintRow
 
   std::vector<double> done_at;
   int complete = 0, broken = 0;
-  uint64_t min_received = UINT64_MAX;
+  uint64_t min_received = UINT64_MAX, batches = 0;
   for (auto& s : streams) {
+    batches += s->batches();
     min_received = std::min<uint64_t>(min_received, s->received());
     if (s->received() >= o.per_stream) {
       ++complete;
@@ -646,6 +647,8 @@ int Fanout(const FanoutOptions& o, const MakeNotice& make_notice, const PrintRow
          {"published", absl::StrCat(published.first)},
          {"publish_per_s", absl::StrFormat("%.0f", published.first / std::max(published.second, 1e-9))},
          {"delivered", absl::StrCat(got)},
+         // Each batch costs the hub a signature, a receipt to verify and two log entries.
+         {"notices_per_batch", absl::StrFormat("%.2f", got / std::max<double>(batches, 1))},
          {"notices_per_s", absl::StrFormat("%.0f", got / std::max(all_s, 1e-9))},
          {"receipted", absl::StrCat(receipted)},
          {"streams_complete", absl::StrCat(complete)},

@@ -5,7 +5,9 @@
 #   QUICK=1 bash bench/run.sh            small counts, no peers (a smoke run, ~1 minute)
 #   ONLY="throughput latency" bash bench/run.sh
 #
-# Parts (ONLY selects): throughput (log and signatures on and off, batch and unary), latency
+# Parts (ONLY selects): units (caseway-bench-units: serializing, validating, hashing, signing and
+# storing a notice, one at a time on one thread: the floors under #14's targets; UNITS_COUNT),
+# throughput (log and signatures on and off, batch and unary), latency
 # (1k/5k/20k per second offered), catchup (B offline while BACKLOG accumulate), import (the CLI),
 # fanout (one hub node serving FANOUT_STREAMS subscriptions, FANOUT_PER_STREAM notices each, live
 # and as a backlog), peers (NATS JetStream mirror and RabbitMQ shovel from bench/peers),
@@ -32,7 +34,7 @@
 # NODE_PRELOAD: a library the nodes are started with (LD_PRELOAD; e.g. another malloc, to compare).
 # Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (64),
 # LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), FANOUT_STREAMS (3000),
-# FANOUT_PER_STREAM (100), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
+# FANOUT_PER_STREAM (100), FANOUT_VARIANTS ("live backlog"), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
 # exchange.batch_max_entries; default: the node's, 512).
 # Two real nodes on 127.0.0.1 with mutual TLS, synchronous=FULL and (unless said) the exchange
 # log with signed batches and receipts. Results: bench/results/<UTC>/ (results.jsonl, summary.txt,
@@ -52,12 +54,12 @@ IMPORT=${IMPORT:-1000000}; PEER_N=${PEER_N:-100000}; BASE_PORT=${BASE_PORT:-1740
 FANOUT_STREAMS=${FANOUT_STREAMS:-3000}; FANOUT_PER_STREAM=${FANOUT_PER_STREAM:-100}
 QUERY_N=${QUERY_N:-1000000}
 GROWTH_N=${GROWTH_N:-10000000}; GROWTH_INTERVAL=${GROWTH_INTERVAL:-100000}; SIZES_MB=${SIZES_MB:-400}
-ONLY=${ONLY:-throughput latency catchup import fanout peers integrity flood report query disk atrest sizes growth postgres}
+ONLY=${ONLY:-units throughput latency catchup import fanout peers integrity flood report query disk atrest sizes growth postgres}
 
 bash "$root/deploy/install-deps.sh" --bench >/dev/null
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j2 --target caseway-node caseway caseway-bench caseway-bench-log \
-  caseway-bench-flood caseway-bench-query >/dev/null
+  caseway-bench-flood caseway-bench-query caseway-bench-units >/dev/null
 bin=$build/bin
 
 out="$here/results/$(date -u +%Y%m%dT%H%M%SZ)"
@@ -204,6 +206,13 @@ pair() { for j in 360102 440305; do write_config "$j" "$1"; start_node "$j" "$1"
 unpair() { for j in 360102 440305; do stop_node "$j"; done; }
 
 declare -A rate=()
+if [[ " $ONLY " == *" units "* ]]; then
+  log ""; log "== units: what a notice is made of, one at a time on one thread (caseway-bench-units, linked as the node is)"
+  "$bin/caseway-bench-units" --count "${UNITS_COUNT:-20000}" 2>/dev/null >"$work/units.out" || true
+  grep -v '^JSON ' "$work/units.out" | tee -a "$out/summary.txt"
+  sed -n 's/^JSON //p' "$work/units.out" >>"$results"
+fi
+
 if [[ " $ONLY " == *" throughput "* ]]; then
   log ""; log "== throughput: $COUNT notices of 1 KiB, $CLIENTS clients x $BATCH per request; unary: $UNARY_COUNT, $UNARY_CLIENTS clients"
   for mode in on off; do
@@ -514,7 +523,7 @@ if [[ " $ONLY " == *" fanout "* ]]; then
     --regions "$root/bench/data/regions/areas.csv" --hub "$hub" --directory "$pki/directory.yaml" \
     --out "$work/fanout" --count "$FANOUT_STREAMS" 2>&1 | tee -a "$out/summary.txt"
   port[$hub]=$((BASE_PORT + 2))
-  for variant in live backlog; do
+  for variant in ${FANOUT_VARIANTS:-live backlog}; do
     rm -rf "$work/data-fanout"
     {
       echo "federation: bench.caseway"
