@@ -30,9 +30,10 @@ std::string Contextual(absl::string_view context, absl::string_view message) {
 
 // Signatures are made and checked with libsodium: the same Ed25519 (RFC 8032, deterministic:
 // the same key and message give the same signature as OpenSSL's), measured on these machines at
-// 22-34 us a signature and 89 us a verification against OpenSSL 3.0's 53 and 154
-// (bench/results/PROFILE.md, "Signatures"). A hub verifies one receipt per batch it sends, and a
-// live fan-out sends batches of one notice. OpenSSL still reads the PEM keys.
+// 27 us a signature and 72 us a verification where OpenSSL 3.0 took 53 and 154 in the same hour
+// (caseway-bench-units; bench/results/PROFILE.md, "Signatures, unit costs, and two dead ends").
+// A hub verifies one receipt per batch it sends, and a live fan-out sends batches of one notice.
+// OpenSSL still reads the PEM keys.
 void SodiumInit() {
   static const bool ready = sodium_init() >= 0;
   if (!ready) std::abort();  // libsodium without a random source is a broken installation
@@ -40,13 +41,15 @@ void SodiumInit() {
 
 }  // namespace
 
-SigningKey::SigningKey(void* pkey) : pkey_(pkey) {
+SigningKey::SigningKey(void* pkey) {
   SodiumInit();
   unsigned char seed[32];
   size_t seed_len = sizeof seed;
   unsigned char pk[crypto_sign_PUBLICKEYBYTES];
   secret_.resize(crypto_sign_SECRETKEYBYTES);
-  if (EVP_PKEY_get_raw_private_key(static_cast<EVP_PKEY*>(pkey_), seed, &seed_len) != 1 ||
+  const bool read = EVP_PKEY_get_raw_private_key(static_cast<EVP_PKEY*>(pkey), seed, &seed_len) == 1;
+  EVP_PKEY_free(static_cast<EVP_PKEY*>(pkey));
+  if (!read ||
       seed_len != sizeof seed ||
       crypto_sign_seed_keypair(pk, reinterpret_cast<unsigned char*>(secret_.data()), seed) != 0) {
     std::abort();  // an Ed25519 key read by OpenSSL always has its 32-byte seed
@@ -57,7 +60,6 @@ SigningKey::SigningKey(void* pkey) : pkey_(pkey) {
 
 SigningKey::~SigningKey() {
   sodium_memzero(secret_.data(), secret_.size());
-  EVP_PKEY_free(static_cast<EVP_PKEY*>(pkey_));
 }
 
 absl::StatusOr<std::shared_ptr<const SigningKey>> SigningKey::LoadPem(const std::string& pem) {

@@ -26,6 +26,8 @@ class SigningKey {
   // Generate makes a fresh key (tests).
   static std::shared_ptr<const SigningKey> Generate();
   ~SigningKey();
+  SigningKey(const SigningKey&) = delete;  // one copy of the secret, wiped with it
+  SigningKey& operator=(const SigningKey&) = delete;
 
   // PublicKey is the raw 32-byte public key.
   const std::string& PublicKey() const { return public_key_; }
@@ -35,8 +37,8 @@ class SigningKey {
   std::string SignRaw(absl::string_view message) const;
 
  private:
+  // Takes the EVP_PKEY* OpenSSL read or made, keeps its key in libsodium's form, and frees it.
   explicit SigningKey(void* pkey);
-  void* pkey_;  // EVP_PKEY*
   std::string public_key_;
   std::string secret_;  // libsodium's 64-byte secret key (seed || public key), wiped on destruction
 };
