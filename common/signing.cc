@@ -98,8 +98,8 @@ absl::Status VerifyRawSignature(absl::string_view public_key, absl::string_view 
   if (public_key.size() != 32) return absl::InvalidArgumentError("public key: 32 bytes expected");
   if (signature.size() != 64) return absl::InvalidArgumentError("signature: 64 bytes expected");
   SodiumInit();
-  // libsodium also refuses a public key of small order and a signature whose S is not reduced,
-  // which no honest signer produces.
+  // Beyond what OpenSSL refused (an S that is not reduced, among others), libsodium refuses a
+  // public key or an R of small order, which no honest signer produces.
   if (crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(signature.data()),
                                   reinterpret_cast<const unsigned char*>(message.data()),
                                   message.size(),
