@@ -181,7 +181,10 @@ bench_cpu() {
   r=$(bench "$@" | tail -1)
   for np in $procs; do after+=("$(cpu_s "${np#*=}")"); done
   n=$(field "$r" notices); [ -n "$n" ] || n=$(field "$r" delivered)
-  client=$(awk '{printf "%.2f", $1 + $2}' "$work/bench.time" 2>/dev/null || echo 0)
+  # The last line: GNU time writes "Command exited with non-zero status N" first when the
+  # generator fails (some requests refused), which read as 0 s before.
+  client=$(tail -n 1 "$work/bench.time" 2>/dev/null | awk '{printf "%.2f", $1 + $2}')
+  [ -n "$client" ] || client=0
   if [ -n "$n" ] && [ "$n" != 0 ]; then
     local spec=""
     i=0
