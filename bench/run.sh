@@ -170,17 +170,29 @@ bench() {  # bench ARGS... : run caseway-bench; its row goes to the terminal and
 field() { sed -n "s/.*\"$2\":\"\{0,1\}\([0-9.]*\).*/\1/p" <<<"$1"; }
 # cpu_s PID: the process's CPU time so far (user + system), in seconds.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# writer_s PID: the CPU time so far of the process's database writer thread (named cw-writer,
+# docs/operator.md "Threads"): one thread, so 1 / (its CPU per notice) bounds the node's rate
+# however many cores there are.
+writer_s() {
+  local t total=0
+  for t in /proc/"$1"/task/*; do
+    [ "$(cat "$t/comm" 2>/dev/null)" = cw-writer ] || continue
+    total=$(sed 's/.*) //' "$t/stat" | awk -v hz="$(getconf CLK_TCK)" -v s="$total" '{printf "%.2f", s + ($12 + $13) / hz}')
+  done
+  echo "$total"
+}
 # bench_cpu LABEL "NAME=PID ..." ARGS...: bench ARGS, then the CPU that run took per notice in
-# each named node process (from /proc) and in the load generator (GNU time). On cores shared by
-# all of them, cores / (CPU per notice) is the highest rate the run could reach: the floor of a
-# CPU-bound figure. Prints bench's JSON line.
+# each named node process (from /proc) and in the load generator (GNU time), and in each node's
+# writer thread. On cores shared by all of them, cores / (CPU per notice) is the highest rate the
+# run could reach, and 1 / (the busiest writer's CPU per notice) the highest its single writer
+# allows: the floors of a CPU-bound figure. Prints bench's JSON line.
 bench_cpu() {
   local label=$1 procs=$2; shift 2
-  local before=() after=() np r n client i
-  for np in $procs; do before+=("$(cpu_s "${np#*=}")"); done
+  local before=() after=() wbefore=() wafter=() np r n client i
+  for np in $procs; do before+=("$(cpu_s "${np#*=}")"); wbefore+=("$(writer_s "${np#*=}")"); done
   r=$(bench "$@" | tail -1)
-  for np in $procs; do after+=("$(cpu_s "${np#*=}")"); done
-  n=$(field "$r" notices); [ -n "$n" ] || n=$(field "$r" delivered)
+  for np in $procs; do after+=("$(cpu_s "${np#*=}")"); wafter+=("$(writer_s "${np#*=}")"); done
+  n=$(field "$r" notices); [ -n "$n" ] || n=$(field "$r" delivered); [ -n "$n" ] || n=$(field "$r" backlog)
   # The last line: GNU time writes "Command exited with non-zero status N" first when the
   # generator fails (some requests refused), which read as 0 s before.
   client=$(tail -n 1 "$work/bench.time" 2>/dev/null | awk '{printf "%.2f", $1 + $2}')
@@ -189,18 +201,21 @@ bench_cpu() {
     local spec=""
     i=0
     for np in $procs; do
-      spec+="${np%%=*} ${before[$i]} ${after[$i]} "
+      spec+="${np%%=*} ${before[$i]} ${after[$i]} ${wbefore[$i]} ${wafter[$i]} "
       i=$((i + 1))
     done
     log "$(awk -v l="$label" -v n="$n" -v c="$client" -v cores="$(nproc)" -v spec="$spec" 'BEGIN{
-      k = split(spec, f, " "); t = c; parts = ""
-      for (i = 1; i + 2 <= k; i += 3) { d = f[i+2] - f[i+1]; t += d; parts = parts sprintf("%s %.0f, ", f[i], d * 1e6 / n) }
+      k = split(spec, f, " "); t = c; parts = ""; wmax = 0
+      for (i = 1; i + 4 <= k; i += 5) {
+        d = f[i+2] - f[i+1]; w = f[i+4] - f[i+3]; t += d; if (w > wmax) wmax = w
+        parts = parts sprintf("%s %.0f [writer %.0f], ", f[i], d * 1e6 / n, w * 1e6 / n) }
       printf "cpu %-24s %.0f us per notice (%sload generator %.0f)", l, t * 1e6 / n, parts, c * 1e6 / n
       if (l ~ /^fanout/) printf ": includes setting up the connections of the streams, which the rate does not time"
-      else printf ": at most %.0f/s on %d cores", cores * n / t, cores }')"
+      else printf ": at most %.0f/s on %d cores", cores * n / t, cores
+      if (wmax > 0) printf ", %.0f/s by the busiest writer thread", n / wmax }')"
     awk -v l="$label" -v n="$n" -v c="$client" -v spec="$spec" 'BEGIN{
       k = split(spec, f, " "); printf "{\"bench\":\"cpu %s\",\"notices\":%d,\"load_generator_s\":%.2f", l, n, c
-      for (i = 1; i + 2 <= k; i += 3) printf ",\"%s_s\":%.2f", f[i], f[i+2] - f[i+1]
+      for (i = 1; i + 4 <= k; i += 5) printf ",\"%s_s\":%.2f,\"%s_writer_s\":%.2f", f[i], f[i+2] - f[i+1], f[i], f[i+4] - f[i+3]
       printf "}\n" }' >>"$results"
   fi
   echo "$r"
@@ -373,7 +388,7 @@ if [[ " $ONLY " == *" catchup "* ]]; then
   stop_node 440305
   bench throughput "${A[@]}" --clients "$CLIENTS" --batch 500 --count "$BACKLOG" --max-s 600 --label "backlog-build" --no-wait >/dev/null || true
   start_node 440305 on
-  line=$(bench wait-caught-up "${A[@]}" --max-s 900 --label "catch-up $BACKLOG" | tail -1)
+  line=$(bench_cpu "catch-up" "origin=${pid[360102]} destination=${pid[440305]}" wait-caught-up "${A[@]}" --max-s 900 --label "catch-up $BACKLOG" | tail -1)
   log "peak RSS: A $(peak_rss_mb "${pid[360102]}") MiB, B $(peak_rss_mb "${pid[440305]}") MiB"
   echo "{\"bench\":\"catch-up memory\",\"backlog\":$BACKLOG,\"a_peak_rss_mb\":$(peak_rss_mb "${pid[360102]}"),\"b_peak_rss_mb\":$(peak_rss_mb "${pid[440305]}")}" >>"$results"
   unpair

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/thread_name.h"
 
 namespace caseway::common {
 namespace {
@@ -163,6 +164,7 @@ absl::Status Revocations::Reload() {
 void Revocations::Start() {
   if (dir_.empty()) return;
   thread_ = std::thread([this] {
+    NameThisThread("cw-revocations");
     absl::MutexLock lock(&mu_);
     while (!stop_) {
       mu_.AwaitWithTimeout(absl::Condition(&stop_), interval_);

@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <future>
+#include <set>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -15,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/config.h"
 #include "common/tls.h"
@@ -75,6 +79,19 @@ class OperationsTest : public AuditedPairTest {
   int metrics_port_ = 0;
 };
 
+// The names of a process's threads (/proc/PID/task/*/comm).
+std::set<std::string> ThreadNames(pid_t pid) {
+  std::set<std::string> names;
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name)) names.insert(name);
+  }
+  return names;
+}
+
 // The endpoint serves what `caseway status` shows and what happened: channel positions and lag
 // that rise while the destination is down and fall after, the subscription's state and last
 // error, RPC results by code, group commits, the log. promtool accepts the exposition, and no
@@ -102,6 +119,15 @@ TEST_F(OperationsTest, MetricsFollowTheExchangeAndHoldNoPersonalData) {
   EXPECT_TRUE(Sample(Scrape(), "caseway_subscription_last_contact_timestamp_seconds",
                      {{"origin", kB}})
                   .has_value());
+
+  // The node's own threads carry names, so that top -H and perf say which one works
+  // (docs/operator.md, "Threads"): the writer, the exchange's and the inbox's dispatchers, the
+  // WAL checkpoint, and at B the subscriber to A.
+  const std::set<std::string> a_threads = ThreadNames(a_->pid());
+  for (const char* name : {"cw-writer", "cw-exchange", "cw-inbox", "cw-checkpoint"}) {
+    EXPECT_EQ(a_threads.count(name), 1u) << name << " among " << absl::StrJoin(a_threads, ", ");
+  }
+  EXPECT_EQ(ThreadNames(b_->pid()).count(absl::StrCat("cw-sub-", kA)), 1u);
 
   // A refusal is counted by its code.
   v1::Notice bad = SampleNotice("m-bad", {kB});

@@ -1,9 +1,18 @@
 #include "server/exchange/dispatcher.h"
 
+#include <utility>
+
+#include "common/thread_name.h"
+
 namespace caseway::server {
 
-Dispatcher::Dispatcher(int threads) {
-  for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { Work(); });
+Dispatcher::Dispatcher(int threads, std::string name) {
+  for (int i = 0; i < threads; ++i) {
+    workers_.emplace_back([this, name] {
+      common::NameThisThread(name);
+      Work();
+    });
+  }
 }
 
 Dispatcher::~Dispatcher() { Stop(); }

@@ -4,6 +4,7 @@
 
 #include <deque>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -39,7 +40,8 @@ class Steppable {
 // after Stop() does nothing.
 class Dispatcher {
  public:
-  explicit Dispatcher(int threads);
+  // `name` names the worker threads (common/thread_name.h).
+  Dispatcher(int threads, std::string name);
   ~Dispatcher();
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;

@@ -1,8 +1,10 @@
 #include "server/exchange/dispatcher.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <atomic>
+#include <string>
 #include <thread>
 
 #include "absl/synchronization/notification.h"
@@ -35,7 +37,7 @@ bool WaitUntil(const std::function<bool()>& done) {
 }
 
 TEST(DispatcherTest, NeverStepsAMachineTwiceAtOnceAndLosesNoSchedule) {
-  Dispatcher d(4);
+  Dispatcher d(4, "cw-test");
   auto m = std::make_shared<Counter>();
   std::vector<std::thread> schedulers;
   for (int t = 0; t < 4; ++t) {
@@ -53,7 +55,7 @@ TEST(DispatcherTest, NeverStepsAMachineTwiceAtOnceAndLosesNoSchedule) {
 }
 
 TEST(DispatcherTest, ScheduledWhileRunningRunsAgainAfterwards) {
-  Dispatcher d(2);
+  Dispatcher d(2, "cw-test");
   absl::Notification release;
   auto m = std::make_shared<Counter>();
   m->hold_ = &release;
@@ -69,7 +71,7 @@ TEST(DispatcherTest, ScheduledWhileRunningRunsAgainAfterwards) {
 }
 
 TEST(DispatcherTest, OneBusyMachineDoesNotStarveTheOthers) {
-  Dispatcher d(1);
+  Dispatcher d(1, "cw-test");
   std::vector<std::shared_ptr<Counter>> machines;
   for (int i = 0; i < 50; ++i) machines.push_back(std::make_shared<Counter>());
   // Machine 0 is rescheduled on every step of anyone; the others once each.
@@ -84,10 +86,31 @@ TEST(DispatcherTest, OneBusyMachineDoesNotStarveTheOthers) {
   EXPECT_LE(machines[0]->steps_, 2) << "FIFO: a machine queued once runs once per turn";
 }
 
+// The workers carry the dispatcher's name, which top -H and bench/run.sh show (docs/operator.md).
+class NameReader : public Steppable {
+ public:
+  void Step() override {
+    char name[16] = {};
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    seen_ = name;
+    done_.Notify();
+  }
+  std::string seen_;
+  absl::Notification done_;
+};
+
+TEST(DispatcherTest, WorkersCarryTheDispatchersName) {
+  Dispatcher d(1, "cw-exchange-and-more");
+  auto m = std::make_shared<NameReader>();
+  d.Schedule(m);
+  ASSERT_TRUE(m->done_.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(m->seen_, "cw-exchange-and");  // cut to the kernel's 15 bytes, not refused
+}
+
 TEST(DispatcherTest, ScheduleAfterStopDoesNothing) {
   auto m = std::make_shared<Counter>();
   {
-    Dispatcher d(2);
+    Dispatcher d(2, "cw-test");
     d.Stop();
     d.Schedule(m);
   }

@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "common/log_entry.h"
 #include "common/clock.h"
+#include "common/thread_name.h"
 #include "common/digest.h"
 #include "common/fault.h"
 #include "common/grpc_status.h"
@@ -559,10 +560,11 @@ PeerExchangeService::PeerExchangeService(const v1::NodeConfig& config, const Sto
       policy_(*store.policy),
       sharing_(store.sharing),
       authz_(authz),
-      dispatcher_(2) {
+      dispatcher_(2, "cw-exchange") {
   channels_->SetChannelListener(
       [this](const std::map<std::string, ChannelState>& changes) { ChannelsMoved(changes); });
   ticker_ = std::thread([this] {
+    common::NameThisThread("cw-exch-ticker");
     absl::MutexLock lock(&mu_);
     while (!stop_ticker_) {
       auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ticker_; };

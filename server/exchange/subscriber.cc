@@ -22,6 +22,7 @@
 #include "common/refusal.h"
 #include "common/validation.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 
 namespace caseway::server {
 
@@ -201,6 +202,7 @@ void Subscriber::ObserveClock(absl::Time peer_time) {
 // Watchdog cancels a session from which nothing (not even a heartbeat) arrived for
 // silence_limit_: a peer that vanished without closing the connection is detected in seconds.
 void Subscriber::Watchdog() {
+  common::NameThisThread("cw-sub-watch");
   absl::MutexLock lock(&mu_);
   while (!stopping_) {
     mu_.AwaitWithTimeout(absl::Condition(&stopping_), silence_limit_ / 4);
@@ -222,6 +224,7 @@ void Subscriber::Watchdog() {
 }
 
 void Subscriber::Run() {
+  common::NameThisThread("cw-sub-" + peer_.jurisdiction());
   common::Backoff backoff(ToDuration(exchange_.backoff_initial()),
                           ToDuration(exchange_.backoff_max()), std::random_device{}());
   for (;;) {

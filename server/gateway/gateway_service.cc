@@ -16,6 +16,7 @@
 #include "common/digest.h"
 #include "common/fault.h"
 #include "common/grpc_status.h"
+#include "common/thread_name.h"
 #include "common/log.h"
 #include "common/proto_bytes.h"
 #include "common/refusal.h"
@@ -93,6 +94,7 @@ GatewayService::GatewayService(const v1::NodeConfig& config, const StoreParts& s
       inbox_(store.inbox, store.access, authz) {
   for (const auto& peer : config.peers()) peers_.insert(peer.jurisdiction());
   ticker_ = std::thread([this] {
+    common::NameThisThread("cw-gw-ticker");
     uint64_t generation = authz_->RevocationGeneration();
     absl::MutexLock lock(&ticker_mu_);
     while (!stop_ticker_) {

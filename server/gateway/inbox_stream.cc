@@ -56,7 +56,7 @@ class InboxReactor final : public grpc::ServerBidiReactor<v1::InboxRequest, v1::
 using RefusedInbox = RefusedStream<v1::InboxRequest, v1::InboxResponse>;
 
 InboxHub::InboxHub(InboxStore* inbox, AccessLog* access, const Authorizer* authz)
-    : store_(inbox), access_(access), authz_(authz), dispatcher_(2) {
+    : store_(inbox), access_(access), authz_(authz), dispatcher_(2, "cw-inbox") {
   store_->SetInboxListener([this] { Wake(); });
 }
 

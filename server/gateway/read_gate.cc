@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/refusal.h"
+#include "common/thread_name.h"
 
 namespace caseway::server {
 
@@ -140,6 +141,7 @@ void ReadGate::Prune(absl::Time now) {
 }
 
 void ReadGate::Loop() {
+  common::NameThisThread("cw-read-gate");
   // Large requests are handled at a lower priority than everything else the node does: under a
   // flood of them, the node's other callers come first.
   setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kWorkerNice);

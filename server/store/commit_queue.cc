@@ -4,6 +4,8 @@
 #include <future>
 #include <utility>
 
+#include "common/thread_name.h"
+
 namespace caseway::server {
 
 CommitQueue::CommitQueue(std::unique_ptr<Db> db, int max_group, TxnParticipant* participant,
@@ -50,6 +52,7 @@ void CommitQueue::SetObserver(Observer observer) {
 }
 
 void CommitQueue::Loop() {
+  common::NameThisThread("cw-writer");
   Db* db = db_.get();
   std::vector<Op> group;
   std::vector<absl::Status> results;

@@ -30,6 +30,7 @@
 #include "common/log_entry.h"
 #include "common/refusal.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 
 namespace caseway::server {
 namespace {
@@ -442,6 +443,7 @@ absl::StatusOr<std::unique_ptr<NoticeStore>> NoticeStore::Open(const StoreOption
 }
 
 void NoticeStore::CheckpointLoop() {
+  common::NameThisThread("cw-checkpoint");
   // PostgreSQL checkpoints its own WAL: on it this loop only merges the case index.
   std::unique_ptr<SqliteDb> db;
   int64_t page_size = 4096;

@@ -15,6 +15,7 @@
 #include "common/digest.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "server/store/postgres.h"
 
 namespace caseway::server {
@@ -218,6 +219,7 @@ void WriterLease::Lost(const std::string& reason) {
 // is doing: a call that never returns (a connection that went silent without closing) must not
 // keep a node writing past its lease.
 void WriterLease::WatchLoop() {
+  common::NameThisThread("cw-lease-watch");
   absl::MutexLock lock(&watch_mu_);
   while (!watch_stop_) {
     watch_mu_.AwaitWithTimeout(absl::Condition(&watch_stop_), options_.ttl / 10);
@@ -253,6 +255,7 @@ absl::Status WriterLease::Renew() {
 }
 
 void WriterLease::RenewLoop() {
+  common::NameThisThread("cw-lease-renew");
   absl::MutexLock lock(&mu_);
   while (!stopping_ && !lost_called_) {
     mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.ttl / 3);
