@@ -1,5 +1,6 @@
 // caseway-bench: load generator and probe for benchmarks against running nodes (bench/run.sh
 // starts the nodes). Every loop is bounded by a count and a time limit.
+#include <google/protobuf/util/time_util.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
 
@@ -250,6 +251,8 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
   std::vector<Clock::time_point> sent(total);
   std::vector<std::atomic<bool>> sent_set(total);
   std::vector<double> latencies;
+  std::vector<double> acks;  // publish -> acknowledged by A (stored, fsynced), per call
+  std::vector<double> at_b;  // B's received_at (its writer storing the batch) -> delivered
   std::mutex mu;
   std::atomic<bool> stop{false};
   // Consumer.
@@ -280,8 +283,13 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
       if (id.rfind(run, 0) == 0) {
         uint64_t i = std::stoull(id.substr(run.size() + 1));
         if (i < total && sent_set[i]) {
+          const int64_t stored_us = google::protobuf::util::TimeUtil::TimestampToMicroseconds(
+              resp.item().received_at());
+          const int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+              std::chrono::system_clock::now().time_since_epoch()).count();
           std::lock_guard<std::mutex> lock(mu);
           latencies.push_back(std::chrono::duration<double, std::milli>(now - sent[i]).count());
+          at_b.push_back((now_us - stored_us) / 1000.0);
         }
       }
       // Ack in groups (one commit per group at B), as the client library does.
@@ -321,6 +329,7 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
             grpc::ClientContext ctx;
             v1::PublishRequest req;
             v1::PublishResult resp;
+            Clock::time_point sent;
           };
           auto* call = new Call;
           // Answered or failed within 30 s: the wait below outlives every call in flight.
@@ -328,11 +337,16 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
           *call->req.mutable_notice() = Notice1K(absl::StrCat(run, "-", first), origin, dest);
           while (in_flight.load() >= kMaxInFlight) std::this_thread::sleep_for(std::chrono::microseconds(200));
           ++in_flight;
-          sent[first] = Clock::now();
+          sent[first] = call->sent = Clock::now();
           sent_set[first] = true;
-          a->async()->Publish(&call->ctx, &call->req, &call->resp, [call, &errors, &in_flight](grpc::Status st) {
+          a->async()->Publish(&call->ctx, &call->req, &call->resp, [call, &errors, &in_flight, &acks, &mu](grpc::Status st) {
             if (!st.ok() && errors++ == 0) {
               fprintf(stderr, "first error: %d %s\n", st.error_code(), st.error_message().c_str());
+            }
+            if (st.ok()) {
+              const double ms = std::chrono::duration<double, std::milli>(Clock::now() - call->sent).count();
+              std::lock_guard<std::mutex> lock(mu);
+              acks.push_back(ms);
             }
             delete call;
             --in_flight;
@@ -350,6 +364,11 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
           }
           v1::PublishBatchResponse resp;
           s = a->PublishBatch(&ctx, req, &resp);
+          if (s.ok()) {
+            const double ms = std::chrono::duration<double, std::milli>(Clock::now() - now).count();
+            std::lock_guard<std::mutex> lock(mu);
+            acks.push_back(ms);
+          }
         }
         if (!s.ok()) errors += n;
       }
@@ -373,6 +392,12 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
   stop = true;
   consumer.join();
   Percentiles p = Summarize(latencies);
+  Percentiles ack, b_part;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ack = Summarize(acks);
+    b_part = Summarize(at_b);
+  }
   if (!samples_file.empty() && !latencies.empty()) {
     // The distribution to plot: 1,000 quantiles and the maximum ("share ms" per line).
     std::ofstream f(samples_file, std::ios::trunc);
@@ -386,7 +411,10 @@ int Latency(const Conn& a_conn, const Conn& b_conn, const std::string& origin,
       {"offered_per_s", absl::StrCat(rate)}, {"achieved_per_s", absl::StrFormat("%.0f", achieved)},
       {"delivered", absl::StrCat(latencies.size())}, {"errors", absl::StrCat(errors.load())},
       {"p50_ms", absl::StrFormat("%.2f", p.p50)}, {"p90_ms", absl::StrFormat("%.2f", p.p90)},
-      {"p99_ms", absl::StrFormat("%.2f", p.p99)}, {"max_ms", absl::StrFormat("%.2f", p.max)}});
+      {"p99_ms", absl::StrFormat("%.2f", p.p99)}, {"max_ms", absl::StrFormat("%.2f", p.max)},
+      {"ack_p50_ms", absl::StrFormat("%.2f", ack.p50)}, {"ack_p99_ms", absl::StrFormat("%.2f", ack.p99)},
+      {"b_stored_to_delivered_p50_ms", absl::StrFormat("%.2f", b_part.p50)},
+      {"b_stored_to_delivered_p99_ms", absl::StrFormat("%.2f", b_part.p99)}});
   return 0;
 }
 

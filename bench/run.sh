@@ -34,8 +34,8 @@
 # NODE_PRELOAD: a library the nodes are started with (LD_PRELOAD; e.g. another malloc, to compare).
 # Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (64),
 # LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), FANOUT_STREAMS (3000),
-# FANOUT_PER_STREAM (100), FANOUT_VARIANTS ("live backlog"), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
-# exchange.batch_max_entries; default: the node's, 512).
+# FANOUT_PER_STREAM (100), FANOUT_VARIANTS ("live backlog"), LAT_RATES ("1000 5000 20000"), LAT_MODES ("unary batch"), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
+# exchange.batch_max_entries; default: the node's, 2048).
 # Two real nodes on 127.0.0.1 with mutual TLS, synchronous=FULL and (unless said) the exchange
 # log with signed batches and receipts. Results: bench/results/<UTC>/ (results.jsonl, summary.txt,
 # node logs). Every load is bounded by a count and a time limit.
@@ -101,6 +101,7 @@ write_config() {
       echo "storage: {path: $work/data-$mode/$j.db}"
     fi
     echo "peers: [{jurisdiction: \"$p\", address: 127.0.0.1:${port[$p]}}]"
+    [ -n "${METRICS:-}" ] && echo "metrics: {listen_address: 127.0.0.1:$(( port[$j] + 1000 ))}"
     echo "limits: {max_batch_notices: 1000, max_message_bytes: 16777216, peer_queries_per_minute: ${QUERY_LIMIT:-120}}"
     [ -n "${BATCH_MAX_ENTRIES:-}" ] && echo "exchange: {batch_max_entries: $BATCH_MAX_ENTRIES}"
     if [ "$mode" = private ]; then
@@ -211,6 +212,7 @@ bench_cpu() {
         parts = parts sprintf("%s %.0f [writer %.0f], ", f[i], d * 1e6 / n, w * 1e6 / n) }
       printf "cpu %-24s %.0f us per notice (%sload generator %.0f)", l, t * 1e6 / n, parts, c * 1e6 / n
       if (l ~ /^fanout/) printf ": includes setting up the connections of the streams, which the rate does not time"
+      else if (ENVIRON["OFFERED"] != "") printf ": at %d/s offered, %.0f%% of the %d cores busy", ENVIRON["OFFERED"], 100 * ENVIRON["OFFERED"] * t / n / cores, cores
       else printf ": at most %.0f/s on %d cores", cores * n / t, cores
       if (wmax > 0) printf ", %.0f/s by the busiest writer thread", n / wmax }')"
     awk -v l="$label" -v n="$n" -v c="$client" -v spec="$spec" 'BEGIN{
@@ -219,6 +221,43 @@ bench_cpu() {
       printf "}\n" }' >>"$results"
   fi
   echo "$r"
+}
+# commit_hist J: node J's group commits so far by duration (its metrics endpoint, which the
+# latency part turns on: caseway_commit_duration_seconds, cumulative buckets "le count" per line).
+commit_hist() {
+  local mport=$(( port[$1] + 1000 ))
+  { exec 3<>"/dev/tcp/127.0.0.1/$mport" && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3; exec 3<&-; } 2>/dev/null |
+    sed -n 's/^caseway_commit_duration_seconds_bucket{le="\([^"]*\)"} \([0-9.e+]*\).*/\1 \2/p'
+}
+# lat_run MODE RATE: one latency run (unary, or a batch every 5 ms), with the CPU it took per
+# notice and how busy that kept the cores at the offered rate, then how the nodes' group commits
+# (BEGIN to the end of the durable COMMIT: the writer's work and the fsync) were spread: what share
+# took longer than 5 and 20 ms. An acknowledgement waits for one commit at the origin, a delivery
+# for three more (the origin's SENT entry, the destination's batch, its access record).
+lat_run() {
+  local mode=$1 r=$2 extra=() j
+  local -A h0=() h1=()
+  [ "$mode" = batch ] && extra=(--batch-ms 5)
+  for j in 360102 440305; do h0[$j]=$(commit_hist "$j" | tr '\n' ' '); done
+  OFFERED=$r bench_cpu "latency-$mode-$r" "origin=${pid[360102]} destination=${pid[440305]}" \
+    latency "${A[@]}" "${B[@]}" --rate "$r" --seconds "$LAT_SECONDS" "${extra[@]}" --samples "$out/latency-$mode-$r.txt" >/dev/null
+  for j in 360102 440305; do h1[$j]=$(commit_hist "$j" | tr '\n' ' '); done
+  local line
+  line=$(awk -v l="$mode-$r" -v a0="${h0[360102]}" -v a1="${h1[360102]}" -v b0="${h0[440305]}" -v b1="${h1[440305]}" '
+    function share(before, after, name,   n, m, f, g, i, total, over5, over20) {
+      n = split(before, f, " "); m = split(after, g, " ")
+      if (m == 0) return sprintf("%s: no metrics", name)
+      for (i = 1; i + 1 <= m; i += 2) {
+        d = g[i+1] - (n >= i + 1 ? f[i+1] : 0)
+        if (g[i] == "+Inf") total = d
+        if (g[i] == "0.005") le5 = d
+        if (g[i] == "0.02") le20 = d
+      }
+      if (total <= 0) return sprintf("%s: no commits", name)
+      return sprintf("%s %d commits, %.2f%% over 5 ms, %.2f%% over 20 ms", name, total, 100 * (total - le5) / total, 100 * (total - le20) / total)
+    }
+    BEGIN { printf "commits latency-%-13s %s; %s", l, share(a0, a1, "origin"), share(b0, b1, "destination") }')
+  log "$line"
 }
 pair() { for j in 360102 440305; do write_config "$j" "$1"; start_node "$j" "$1"; done; }
 unpair() { for j in 360102 440305; do stop_node "$j"; done; }
@@ -375,9 +414,12 @@ fi
 if [[ " $ONLY " == *" latency "* ]]; then
   log ""; log "== latency: a fixed offered rate for ${LAT_SECONDS}s (unary calls, then a batch every 5 ms); publish -> delivered from B's store"
   rm -rf "$work/data-on"
-  pair on
-  for r in 1000 5000 20000; do bench latency "${A[@]}" "${B[@]}" --rate "$r" --seconds "$LAT_SECONDS" --samples "$out/latency-unary-$r.txt" >/dev/null; done
-  for r in 1000 5000 20000; do bench latency "${A[@]}" "${B[@]}" --rate "$r" --seconds "$LAT_SECONDS" --batch-ms 5 --samples "$out/latency-batch-$r.txt" >/dev/null; done
+  METRICS=1 pair on
+  # LAT_RATES and LAT_MODES pick a part (e.g. LAT_RATES="5000 20000" LAT_MODES=batch).
+  for mode in unary batch; do
+    [[ " ${LAT_MODES:-unary batch} " == *" $mode "* ]] || continue
+    for r in ${LAT_RATES:-1000 5000 20000}; do lat_run "$mode" "$r"; done
+  done
   unpair
 fi
 
