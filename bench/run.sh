@@ -190,8 +190,11 @@ writer_s() {
 bench_cpu() {
   local label=$1 procs=$2; shift 2
   local before=() after=() wbefore=() wafter=() np r n client i
+  local t0 t1
   for np in $procs; do before+=("$(cpu_s "${np#*=}")"); wbefore+=("$(writer_s "${np#*=}")"); done
+  t0=$(date +%s%N)
   r=$(bench "$@" | tail -1)
+  t1=$(date +%s%N)
   for np in $procs; do after+=("$(cpu_s "${np#*=}")"); wafter+=("$(writer_s "${np#*=}")"); done
   n=$(field "$r" notices); [ -n "$n" ] || n=$(field "$r" delivered); [ -n "$n" ] || n=$(field "$r" backlog)
   # The last line: GNU time writes "Command exited with non-zero status N" first when the
@@ -205,14 +208,14 @@ bench_cpu() {
       spec+="${np%%=*} ${before[$i]} ${after[$i]} ${wbefore[$i]} ${wafter[$i]} "
       i=$((i + 1))
     done
-    log "$(awk -v l="$label" -v n="$n" -v c="$client" -v cores="$(nproc)" -v spec="$spec" 'BEGIN{
+    log "$(awk -v l="$label" -v n="$n" -v c="$client" -v cores="$(nproc)" -v spec="$spec" -v wall="$(( (t1 - t0) / 1000000 ))" 'BEGIN{
       k = split(spec, f, " "); t = c; parts = ""; wmax = 0
       for (i = 1; i + 4 <= k; i += 5) {
         d = f[i+2] - f[i+1]; w = f[i+4] - f[i+3]; t += d; if (w > wmax) wmax = w
         parts = parts sprintf("%s %.0f [writer %.0f], ", f[i], d * 1e6 / n, w * 1e6 / n) }
       printf "cpu %-24s %.0f us per notice (%sload generator %.0f)", l, t * 1e6 / n, parts, c * 1e6 / n
       if (l ~ /^fanout/) printf ": includes setting up the connections of the streams, which the rate does not time"
-      else if (ENVIRON["OFFERED"] != "") printf ": at %d/s offered, %.0f%% of the %d cores busy", ENVIRON["OFFERED"], 100 * ENVIRON["OFFERED"] * t / n / cores, cores
+      else if (ENVIRON["OFFERED"] != "") printf ": at %d/s offered, the %d cores %.0f%% busy over the run", ENVIRON["OFFERED"], cores, 100 * t / (wall / 1000) / cores
       else printf ": at most %.0f/s on %d cores", cores * n / t, cores
       if (wmax > 0) printf ", %.0f/s by the busiest writer thread", n / wmax }')"
     awk -v l="$label" -v n="$n" -v c="$client" -v spec="$spec" 'BEGIN{

@@ -122,12 +122,14 @@ TEST_F(OperationsTest, MetricsFollowTheExchangeAndHoldNoPersonalData) {
 
   // The node's own threads carry names, so that top -H and perf say which one works
   // (docs/operator.md, "Threads"): the writer, the exchange's and the inbox's dispatchers, the
-  // WAL checkpoint, and at B the subscriber to A.
+  // WAL checkpoint, and at B the subscriber to A and its session's storer.
   const std::set<std::string> a_threads = ThreadNames(a_->pid());
   for (const char* name : {"cw-writer", "cw-exchange", "cw-inbox", "cw-checkpoint"}) {
     EXPECT_EQ(a_threads.count(name), 1u) << name << " among " << absl::StrJoin(a_threads, ", ");
   }
-  EXPECT_EQ(ThreadNames(b_->pid()).count(absl::StrCat("cw-sub-", kA)), 1u);
+  const std::set<std::string> b_threads = ThreadNames(b_->pid());
+  EXPECT_EQ(b_threads.count(absl::StrCat("cw-sub-", kA)), 1u);
+  EXPECT_EQ(b_threads.count(absl::StrCat("cw-store-", kA)), 1u);  // the connected session's
 
   // A refusal is counted by its code.
   v1::Notice bad = SampleNotice("m-bad", {kB});

@@ -329,95 +329,48 @@ absl::Status Subscriber::Session() {
   open.mutable_open()->set_window(exchange_.window_batches());
   if (!stream->Write(open)) return common::FromGrpcStatus(stream->Finish());
 
-  uint64_t stored = *cursor;
-  bool identity_checked = false;
-  bool receipts_resent = false;
-  absl::Status failure;
-  v1::SubscribeResponse resp;
-  while (stream->Read(&resp)) {
-    if (!identity_checked) {
-      // TLS verified the certificate chain and the host name; the SPIFFE id must be the peer's.
-      auto auth = ctx.auth_context();
-      auto id = auth ? common::IdentityFromAuthContext(*auth, federation_)
-                     : absl::StatusOr<common::Identity>(absl::UnauthenticatedError("no auth"));
-      if (!id.ok() || id->role != common::Role::kNode || id->jurisdiction != peer_.jurisdiction()) {
-        failure = absl::PermissionDeniedError(absl::StrCat(
-            "peer certificate is not spiffe://", federation_, "/node/", peer_.jurisdiction()));
-        break;
-      }
-      identity_checked = true;
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      Contact();
-    }
-    if (resp.has_heartbeat()) {
-      if (resp.heartbeat().has_sent_at()) {
-        // Saturating: the peer chose these numbers.
-        ObserveClock(absl::FromUnixSeconds(resp.heartbeat().sent_at().seconds()) +
-                     absl::Nanoseconds(resp.heartbeat().sent_at().nanos()));
-      }
-      {
-        absl::MutexLock lock(&mu_);
-        peer_head_ = resp.heartbeat().head();
-        const std::string& theirs = resp.heartbeat().policy_digest();
-        if (!theirs.empty() && theirs != peer_policy_digest_) {
-          peer_policy_digest_ = theirs;
-          if (theirs != policy_.digest()) {
-            Log(LogLevel::kWarn,
-                "peer runs another federation policy: deadlines and the assessment may disagree",
-                {{"origin", peer_.jurisdiction()},
-                 {"peer_policy", common::ToHex(theirs)},
-                 {"our_policy", policy_.DigestHex()}});
-          }
-        }
-      }
+  // Two threads per session: this one reads the stream and checks each batch (the identity, the
+  // manifest's signature and every digest, the entries); a storer commits the checked batches in
+  // order and writes every message this side sends (acks with their receipts, receipts sent
+  // again). So the next batch is checked while the one before commits: in a catch-up the two
+  // took turns, the check's CPU and the commit's each idle while the other ran. At most one
+  // checked batch waits for the storer (with the one it stores and the one being read, three
+  // batches in memory); the origin's window keeps more in flight.
+  struct Work {
+    std::unique_ptr<v1::SubscribeResponse> resp;  // owns the batch `checked` points into
+    std::optional<common::CheckedBatch> checked;  // a batch to store and ack, or else
+    uint64_t resend_above = 0;                    // the receipts to send again (see below)
+  };
+  absl::Mutex work_mu;
+  std::deque<Work> work;              // guarded by work_mu
+  bool work_closed = false;           // guarded by work_mu: nothing more will be queued
+  absl::Status store_failure;         // guarded by work_mu: why the storer stopped
+  bool stream_broken = false;         // the storer's: a write failed, the stream is gone
+  const std::string origin = peer_.jurisdiction();
+  auto store = [&](Work& w) -> absl::Status {
+    if (!w.checked) {
       // Receipts committed here that the origin has not recorded (we crashed before acking, or
-      // the stream broke): send them again, once per session.
-      // Only batches committed before this session: later ones are acked as they arrive, and
-      // the heartbeat may predate an ack in flight.
-      if (signatures_.enabled() && !receipts_resent && resp.heartbeat().receipted() < *cursor) {
-        receipts_resent = true;
-        auto receipts = inbox_->ReceiptsSent(peer_.jurisdiction(), resp.heartbeat().receipted());
-        if (!receipts.ok()) {
-          failure = receipts.status();
+      // the stream broke): only batches committed before this session; later ones are acked as
+      // they are stored, and the heartbeat may predate an ack in flight.
+      auto receipts = inbox_->ReceiptsSent(origin, w.resend_above);
+      if (!receipts.ok()) return receipts.status();
+      for (auto& [last_seq, receipt] : *receipts) {
+        if (last_seq > *cursor) break;
+        v1::SubscribeRequest ack;
+        ack.mutable_ack()->set_seq(last_seq);
+        *ack.mutable_ack()->mutable_receipt() = std::move(receipt);
+        if (!stream->Write(ack)) {
+          stream_broken = true;
           break;
         }
-        bool ok = true;
-        for (auto& [last_seq, receipt] : *receipts) {
-          if (last_seq > *cursor) break;
-          v1::SubscribeRequest ack;
-          ack.mutable_ack()->set_seq(last_seq);
-          *ack.mutable_ack()->mutable_receipt() = std::move(receipt);
-          if (!(ok = stream->Write(ack))) break;
-        }
-        if (!ok) break;
       }
-      continue;
+      return absl::OkStatus();
     }
-    const v1::Batch& batch = resp.batch();
-    if (batch.first_seq() != stored + 1 || batch.entries_size() == 0) {
-      failure = absl::FailedPreconditionError(absl::StrCat(
-          "batch.first_seq: ", batch.first_seq(), " is not cursor+1 (", stored + 1, ")"));
-      break;
-    }
-    if (signatures_.enabled()) {
-      failure = VerifyBatch(batch);
-      if (!failure.ok()) break;
-    }
-    // A peer may deliver only its own notices, addressed to this node.
-    auto checked = common::CheckedBatch::Check(batch, peer_.jurisdiction(), self_);
-    if (!checked.ok()) {
-      failure = checked.status();
-      break;
-    }
+    const v1::Batch& batch = w.checked->batch();
     auto receipt =
-        inbox_->StoreReceived(*checked, signatures_.SignerFor(common::kReceiptContext));
-    if (!receipt.ok()) {
-      failure = receipt.status();
-      break;
-    }
-    stored = batch.first_seq() + batch.entries_size() - 1;
+        inbox_->StoreReceived(*w.checked, signatures_.SignerFor(common::kReceiptContext));
+    if (!receipt.ok()) return receipt.status();
+    const uint64_t stored = batch.first_seq() + batch.entries_size() - 1;
     // Test fault: die between the commit and the receipt.
     if (common::FaultHits("crash_after_receive_commit", batch.first_seq(), stored)) {
       kill(getpid(), SIGKILL);
@@ -427,15 +380,138 @@ absl::Status Subscriber::Session() {
       cursor_ = stored;
       peer_head_ = std::max(peer_head_, stored);
     }
-    if (signatures_.enabled() && !receipt->has_value()) continue;  // (test fault) no receipt
+    if (signatures_.enabled() && !receipt->has_value()) return absl::OkStatus();  // (test fault)
     v1::SubscribeRequest ack;
     ack.mutable_ack()->set_seq(stored);
     if (receipt->has_value()) *ack.mutable_ack()->mutable_receipt() = std::move(**receipt);
-    if (!stream->Write(ack)) break;
+    stream_broken = !stream->Write(ack);
+    return absl::OkStatus();
+  };
+  std::thread storer([&] {
+    common::NameThisThread("cw-store-" + origin);
+    for (;;) {
+      Work w;
+      {
+        absl::MutexLock lock(&work_mu);
+        auto ready = [&] { return !work.empty() || work_closed; };
+        work_mu.Await(absl::Condition(&ready));
+        if (work.empty()) return;
+        w = std::move(work.front());
+        work.pop_front();
+      }
+      absl::Status s = store(w);
+      if (!s.ok() || stream_broken) {
+        absl::MutexLock lock(&work_mu);
+        // A failed write means the stream is gone: its reads end by themselves, and its status
+        // says why. A failed store refuses the session like a bad batch.
+        if (!s.ok()) {
+          store_failure = s;
+          ctx.TryCancel();
+        }
+        work_closed = true;
+        work.clear();
+        return;
+      }
+    }
+  });
+  auto enqueue = [&](Work w) -> bool {
+    absl::MutexLock lock(&work_mu);
+    auto room = [&] { return work.empty() || work_closed; };
+    work_mu.Await(absl::Condition(&room));
+    if (work_closed) return false;
+    work.push_back(std::move(w));
+    return true;
+  };
+
+  uint64_t checked_through = *cursor;  // the last seq checked and queued
+  bool identity_checked = false;
+  bool receipts_resent = false;
+  absl::Status failure;
+  auto resp = std::make_unique<v1::SubscribeResponse>();
+  while (stream->Read(resp.get())) {
+    if (!identity_checked) {
+      // TLS verified the certificate chain and the host name; the SPIFFE id must be the peer's.
+      auto auth = ctx.auth_context();
+      auto id = auth ? common::IdentityFromAuthContext(*auth, federation_)
+                     : absl::StatusOr<common::Identity>(absl::UnauthenticatedError("no auth"));
+      if (!id.ok() || id->role != common::Role::kNode || id->jurisdiction != origin) {
+        failure = absl::PermissionDeniedError(
+            absl::StrCat("peer certificate is not spiffe://", federation_, "/node/", origin));
+        break;
+      }
+      identity_checked = true;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      Contact();
+    }
+    if (resp->has_heartbeat()) {
+      const auto& hb = resp->heartbeat();
+      if (hb.has_sent_at()) {
+        // Saturating: the peer chose these numbers.
+        ObserveClock(absl::FromUnixSeconds(hb.sent_at().seconds()) +
+                     absl::Nanoseconds(hb.sent_at().nanos()));
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        peer_head_ = hb.head();
+        const std::string& theirs = hb.policy_digest();
+        if (!theirs.empty() && theirs != peer_policy_digest_) {
+          peer_policy_digest_ = theirs;
+          if (theirs != policy_.digest()) {
+            Log(LogLevel::kWarn,
+                "peer runs another federation policy: deadlines and the assessment may disagree",
+                {{"origin", origin},
+                 {"peer_policy", common::ToHex(theirs)},
+                 {"our_policy", policy_.DigestHex()}});
+          }
+        }
+      }
+      // Receipts the origin lacks are sent again once per session, by the storer, in order
+      // with the acks.
+      if (signatures_.enabled() && !receipts_resent && hb.receipted() < *cursor) {
+        receipts_resent = true;
+        Work w;
+        w.resend_above = hb.receipted();
+        if (!enqueue(std::move(w))) break;
+      }
+      continue;
+    }
+    const v1::Batch& batch = resp->batch();
+    if (batch.first_seq() != checked_through + 1 || batch.entries_size() == 0) {
+      failure = absl::FailedPreconditionError(absl::StrCat(
+          "batch.first_seq: ", batch.first_seq(), " is not cursor+1 (", checked_through + 1, ")"));
+      break;
+    }
+    if (signatures_.enabled()) {
+      failure = VerifyBatch(batch);
+      if (!failure.ok()) break;
+    }
+    // A peer may deliver only its own notices, addressed to this node.
+    auto checked = common::CheckedBatch::Check(batch, origin, self_);
+    if (!checked.ok()) {
+      failure = checked.status();
+      break;
+    }
+    checked_through = batch.first_seq() + batch.entries_size() - 1;
+    Work w;
+    w.checked.emplace(std::move(*checked));
+    w.resp = std::move(resp);
+    resp = std::make_unique<v1::SubscribeResponse>();
+    if (!enqueue(std::move(w))) break;
   }
+  // A refused batch ends the stream at once (the storer's write in flight, if any, fails); the
+  // batches checked before it are still stored, which is what the origin sent and signed.
+  if (!failure.ok()) ctx.TryCancel();
+  {
+    absl::MutexLock lock(&work_mu);
+    work_closed = true;
+  }
+  storer.join();
+  if (failure.ok()) failure = store_failure;  // the storer is done: no lock needed now
   if (!failure.ok()) {
     Log(LogLevel::kError, "batch refused",
-        {{"origin", peer_.jurisdiction()}, {"status", failure.ToString()}});
+        {{"origin", origin}, {"status", failure.ToString()}});
     std::string reason = common::ReasonOf(failure);
     if (reason.empty()) reason = common::DefaultReason(failure.code(), failure.message());
     {

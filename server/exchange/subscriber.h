@@ -32,11 +32,13 @@ namespace caseway::server {
 // or when nothing arrives for three heartbeat intervals, it reconnects after a capped exponential
 // backoff with jitter.
 //
-// Concurrency: runs on its own thread plus a watchdog thread; Status() and Stop() are thread-safe.
+// Concurrency: runs on its own thread plus a watchdog thread; while connected, a storer thread of
+// the session commits the checked batches in order and writes the acks, so that the next batch is
+// checked while the previous one commits. Status() and Stop() are thread-safe.
 // Lifetime: `inbox`, `log` and `policy` must outlive the Subscriber; the destructor stops and
 // joins.
-// Limitations: commits batches one at a time (each batch is one group-commit request); the
-// origin's window keeps the next batches in flight meanwhile.
+// Limitations: commits batches one at a time (each batch is one group-commit request), at most
+// one checked batch waiting; the origin's window keeps the next batches in flight meanwhile.
 class Subscriber {
  public:
   Subscriber(const caseway::v1::NodeConfig& config, const caseway::v1::PeerConfig& peer,
