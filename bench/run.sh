@@ -34,7 +34,8 @@
 # NODE_PRELOAD: a library the nodes are started with (LD_PRELOAD; e.g. another malloc, to compare).
 # Knobs: COUNT (200000), UNARY_COUNT (20000), CLIENTS (8), BATCH (100), UNARY_CLIENTS (64),
 # LAT_SECONDS (10), BACKLOG (1000000), IMPORT (1000000), FANOUT_STREAMS (3000),
-# FANOUT_PER_STREAM (100), FANOUT_VARIANTS ("live backlog"), LAT_RATES ("1000 5000 20000"), LAT_MODES ("unary batch"), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
+# FANOUT_PER_STREAM (100), FANOUT_VARIANTS ("live backlog"), LAT_RATES ("1000 5000 20000"),
+# LAT_MODES ("unary batch"), PEER_N (100000), BASE_PORT (17400), BATCH_MAX_ENTRIES (the nodes'
 # exchange.batch_max_entries; default: the node's, 2048).
 # Two real nodes on 127.0.0.1 with mutual TLS, synchronous=FULL and (unless said) the exchange
 # log with signed batches and receipts. Results: bench/results/<UTC>/ (results.jsonl, summary.txt,
@@ -233,7 +234,7 @@ commit_hist() {
     sed -n 's/^caseway_commit_duration_seconds_bucket{le="\([^"]*\)"} \([0-9.e+]*\).*/\1 \2/p'
 }
 # lat_run MODE RATE: one latency run (unary, or a batch every 5 ms), with the CPU it took per
-# notice and how busy that kept the cores at the offered rate, then how the nodes' group commits
+# notice and how busy the cores were over the run, then how the nodes' group commits
 # (BEGIN to the end of the durable COMMIT: the writer's work and the fsync) were spread: what share
 # took longer than 5 and 20 ms. An acknowledgement waits for one commit at the origin, a delivery
 # for three more (the origin's SENT entry, the destination's batch, its access record).
@@ -247,7 +248,7 @@ lat_run() {
   for j in 360102 440305; do h1[$j]=$(commit_hist "$j" | tr '\n' ' '); done
   local line
   line=$(awk -v l="$mode-$r" -v a0="${h0[360102]}" -v a1="${h1[360102]}" -v b0="${h0[440305]}" -v b1="${h1[440305]}" '
-    function share(before, after, name,   n, m, f, g, i, total, over5, over20) {
+    function share(before, after, name,   n, m, f, g, i, d, total, le5, le20) {
       n = split(before, f, " "); m = split(after, g, " ")
       if (m == 0) return sprintf("%s: no metrics", name)
       for (i = 1; i + 1 <= m; i += 2) {

@@ -127,9 +127,15 @@ TEST_F(OperationsTest, MetricsFollowTheExchangeAndHoldNoPersonalData) {
   for (const char* name : {"cw-writer", "cw-exchange", "cw-inbox", "cw-checkpoint"}) {
     EXPECT_EQ(a_threads.count(name), 1u) << name << " among " << absl::StrJoin(a_threads, ", ");
   }
-  const std::set<std::string> b_threads = ThreadNames(b_->pid());
-  EXPECT_EQ(b_threads.count(absl::StrCat("cw-sub-", kA)), 1u);
-  EXPECT_EQ(b_threads.count(absl::StrCat("cw-store-", kA)), 1u);  // the connected session's
+  // The storer lives as long as a connected session: waited for, in case B is reconnecting.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        const std::set<std::string> b_threads = ThreadNames(b_->pid());
+        return b_threads.count(absl::StrCat("cw-sub-", kA)) == 1 &&
+               b_threads.count(absl::StrCat("cw-store-", kA)) == 1;
+      },
+      absl::Seconds(15)))
+      << absl::StrJoin(ThreadNames(b_->pid()), ", ");
 
   // A refusal is counted by its code.
   v1::Notice bad = SampleNotice("m-bad", {kB});

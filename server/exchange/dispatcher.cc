@@ -1,7 +1,5 @@
 #include "server/exchange/dispatcher.h"
 
-#include <utility>
-
 #include "common/thread_name.h"
 
 namespace caseway::server {

@@ -333,9 +333,10 @@ absl::Status Subscriber::Session() {
   // manifest's signature and every digest, the entries); a storer commits the checked batches in
   // order and writes every message this side sends (acks with their receipts, receipts sent
   // again). So the next batch is checked while the one before commits: in a catch-up the two
-  // took turns, the check's CPU and the commit's each idle while the other ran. At most one
-  // checked batch waits for the storer (with the one it stores and the one being read, three
-  // batches in memory); the origin's window keeps more in flight.
+  // took turns, the check's CPU and the commit's each idle while the other ran. At most three
+  // batches are held: the one being stored, one checked and queued, and one this thread has read
+  // and checked and holds until there is room; the origin's window keeps more in flight. A write
+  // fails only once the call is over, so this thread's reads then end too.
   struct Work {
     std::unique_ptr<v1::SubscribeResponse> resp;  // owns the batch `checked` points into
     std::optional<common::CheckedBatch> checked;  // a batch to store and ack, or else
@@ -500,26 +501,25 @@ absl::Status Subscriber::Session() {
     resp = std::make_unique<v1::SubscribeResponse>();
     if (!enqueue(std::move(w))) break;
   }
-  // A refused batch ends the stream at once (the storer's write in flight, if any, fails); the
-  // batches checked before it are still stored, which is what the origin sent and signed.
-  if (!failure.ok()) ctx.TryCancel();
+  // The batches checked before a refused one are still stored and acked (what the origin sent
+  // and signed, receipted as before): the storer finishes what is queued, then the stream ends.
   {
     absl::MutexLock lock(&work_mu);
     work_closed = true;
   }
   storer.join();
-  if (failure.ok()) failure = store_failure;  // the storer is done: no lock needed now
-  if (!failure.ok()) {
-    Log(LogLevel::kError, "batch refused",
-        {{"origin", origin}, {"status", failure.ToString()}});
-    std::string reason = common::ReasonOf(failure);
-    if (reason.empty()) reason = common::DefaultReason(failure.code(), failure.message());
-    {
-      absl::MutexLock lock(&mu_);
-      ++refused_[reason];
-    }
-    ctx.TryCancel();
+  // The storer is done: store_failure needs no lock now. Both may have failed at once (a store
+  // error while the next batch was refused): each is logged and counted.
+  for (const absl::Status* s : {&failure, &store_failure}) {
+    if (s->ok()) continue;
+    Log(LogLevel::kError, "batch refused", {{"origin", origin}, {"status", s->ToString()}});
+    std::string reason = common::ReasonOf(*s);
+    if (reason.empty()) reason = common::DefaultReason(s->code(), s->message());
+    absl::MutexLock lock(&mu_);
+    ++refused_[reason];
   }
+  if (failure.ok()) failure = store_failure;
+  if (!failure.ok()) ctx.TryCancel();
   grpc::Status finish = stream->Finish();
   channel_->Saw(finish.error_code());
   if (!failure.ok()) return failure;

@@ -37,8 +37,8 @@ namespace caseway::server {
 // checked while the previous one commits. Status() and Stop() are thread-safe.
 // Lifetime: `inbox`, `log` and `policy` must outlive the Subscriber; the destructor stops and
 // joins.
-// Limitations: commits batches one at a time (each batch is one group-commit request), at most
-// one checked batch waiting; the origin's window keeps the next batches in flight meanwhile.
+// Limitations: commits batches one at a time (each batch is one group-commit request), with at
+// most two checked batches waiting; the origin's window keeps the next batches in flight.
 class Subscriber {
  public:
   Subscriber(const caseway::v1::NodeConfig& config, const caseway::v1::PeerConfig& peer,
