@@ -195,6 +195,10 @@ class Scraped final : public prometheus::Collectable {
       out.Add("caseway_scrape_errors", "1 when this scrape could not read the node's state", 1);
     }
 
+    out.Add("caseway_commit_groups_rerun_total",
+            "group transactions run again, with a savepoint per operation, because an operation "
+            "failed in them",
+            store_->CommitGroupsRerun(), {}, MetricType::Counter);
     const uint64_t log_entries = store_->LogHead().first;
     out.Add("caseway_log_entries", "entries in this node's exchange log", log_entries);
     if (auto checkpoint = store_->LatestCheckpoint(); checkpoint.ok()) {

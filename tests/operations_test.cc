@@ -145,6 +145,15 @@ TEST_F(OperationsTest, MetricsFollowTheExchangeAndHoldNoPersonalData) {
                    {{"method", "Gateway/Publish"}, {"code", "INVALID_ARGUMENT"}}),
             1);
 
+  // A notice id stored with other content fails inside the store's transaction: the writer,
+  // which ran the group without savepoints, rolls it back, runs it again with one around each
+  // operation, and counts that.
+  EXPECT_EQ(Sample(Scrape(), "caseway_commit_groups_rerun_total"), 0);
+  v1::Notice conflict = SampleNotice("m-0", {kB});
+  conflict.set_case_id("case-m-other");
+  EXPECT_EQ(a->Publish(conflict).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(Sample(Scrape(), "caseway_commit_groups_rerun_total"), 1);
+
   // Methods no service serves are counted as one "unknown": a client cannot add series.
   {
     const std::string office = pki_->Client(kA, "office");

@@ -630,8 +630,9 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
     auto& changes = state->changes;
     changes.clear();
     state->keys.clear();
-    // Test fault: the node freezes (SIGSTOP) inside the write transaction of its n-th publish,
-    // past the writer lease's fence, so holding the lease row's share lock (FailoverTest).
+    // Test fault: the node freezes (SIGSTOP) inside the write transaction of its n-th publish
+    // (a group run again counts again), past the writer lease's fence, so holding the lease
+    // row's share lock (FailoverTest).
     if (common::FaultHits("freeze_in_publish", 1, UINT64_MAX)) {
       static std::atomic<uint64_t> publishes{0};
       const uint64_t n = ++publishes;
@@ -745,15 +746,19 @@ void NoticeStore::PublishAsync(std::vector<PreparedNotice> notices_in, PublishDo
     }
     return absl::OkStatus();
   };
-  queue_->Submit(std::move(apply), [this, state](const absl::Status& s) {
-    if (!s.ok()) {
-      state->done(s);
-      return;
-    }
-    AddPendingKeys(std::move(state->keys));
-    Committed(state->changes);
-    state->done(std::move(state->results));
-  });
+  // kSafe: the transaction's state is reset above, and its result and index rows rebuilt.
+  queue_->Submit(
+      std::move(apply),
+      [this, state](const absl::Status& s) {
+        if (!s.ok()) {
+          state->done(s);
+          return;
+        }
+        AddPendingKeys(std::move(state->keys));
+        Committed(state->changes);
+        state->done(std::move(state->results));
+      },
+      CommitQueue::Rerun::kSafe);
 }
 
 absl::StatusOr<std::vector<v1::Entry>> NoticeStore::ReadChannel(const std::string& destination,
@@ -835,7 +840,8 @@ void NoticeStore::RecordAckAsync(const std::string& destination, uint64_t seq, W
       [this, destination, seq, done = std::move(done)](const absl::Status& s) {
         if (s.ok()) CommittedAcked(destination, seq);
         done(s);
-      });
+      },
+      CommitQueue::Rerun::kSafe);
 }
 
 absl::StatusOr<uint64_t> NoticeStore::Cursor(const std::string& origin) {
@@ -934,7 +940,8 @@ absl::StatusOr<std::optional<v1::Signed>> NoticeStore::StoreReceived(
           listener = inbox_listener_;
         }
         if (listener) listener();
-      }));
+      },
+      CommitQueue::Rerun::kSafe));  // `keys` is cleared and `receipt` set again on each run
   return receipt;
 }
 
@@ -995,7 +1002,7 @@ void NoticeStore::AckInboxAsync(std::vector<uint64_t> inbox_seqs,
   }, [this, done = std::move(done)](const absl::Status& s) {
     if (s.ok()) Committed({});
     done(s);
-  });
+  }, CommitQueue::Rerun::kSafe);
 }
 
 absl::StatusOr<std::optional<NoticeStore::RestoreMark>> NoticeStore::RestoredFrom() {
@@ -1109,6 +1116,8 @@ absl::StatusOr<std::map<std::string, absl::Time>> NoticeStore::OldestUnacked() {
   }));
   return oldest;
 }
+
+uint64_t NoticeStore::CommitGroupsRerun() const { return queue_->groups_rerun(); }
 
 void NoticeStore::SetCommitObserver(CommitObserver observer) {
   queue_->SetObserver(std::move(observer));

@@ -164,6 +164,9 @@ class NoticeStore final : public ChannelStore,
   // must not block. Set it before the store is used.
   using CommitObserver = std::function<void(absl::Duration, size_t operations, bool committed)>;
   void SetCommitObserver(CommitObserver observer);
+  // CommitGroupsRerun counts the group transactions run a second time, with a savepoint around
+  // each operation, because an operation failed in a group run without them (CommitQueue).
+  uint64_t CommitGroupsRerun() const;
 
   // --- Replies and the to-do list (notice_store_todo.cc, docs/policy.md) ---
 

@@ -110,7 +110,8 @@ absl::Status NoticeStore::RecordAccess(const AccessEntry& entry) {
 
 void NoticeStore::RecordAccessAsync(AccessEntry entry, WriteDone done) {
   auto shared = std::make_shared<AccessEntry>(std::move(entry));
-  queue_->Submit([this, shared](Db* db) { return InsertAccess(db, *shared); }, std::move(done));
+  queue_->Submit([this, shared](Db* db) { return InsertAccess(db, *shared); }, std::move(done),
+                 CommitQueue::Rerun::kSafe);
 }
 
 absl::StatusOr<std::vector<v1::AccessRecord>> NoticeStore::ReadAccess(const std::string& id_number,

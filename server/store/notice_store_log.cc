@@ -317,7 +317,7 @@ void NoticeStore::RecordSentAsync(const std::string& destination, const v1::Batc
         return InsertEvidence(v1::Evidence::KIND_MANIFEST_SENT, entry.peer(), entry.first_seq(),
                               entry.last_seq(), entry.digest(), signed_manifest, index);
       },
-      std::move(done));
+      std::move(done), CommitQueue::Rerun::kSafe);
 }
 
 absl::StatusOr<std::string> NoticeStore::SentManifestDigest(const std::string& destination,
@@ -389,7 +389,8 @@ void NoticeStore::RecordReceiptAsync(const std::string& destination, const v1::R
       [this, destination, last = receipt.last_seq(), done = std::move(done)](const absl::Status& s) {
         if (s.ok()) CommittedAcked(destination, last);
         done(s);
-      });
+      },
+      CommitQueue::Rerun::kSafe);
 }
 
 absl::StatusOr<std::vector<std::pair<uint64_t, v1::Signed>>> NoticeStore::ReceiptsSent(
@@ -565,7 +566,7 @@ absl::Status NoticeStore::StoreCheckpoint(const StoredCheckpoint& c) {
         .BindBlob(3, c.note)
         .Bind(4, absl::ToUnixMicros(common::Now()));
     return Done(s, "insert checkpoint");
-  });
+  }, nullptr, CommitQueue::Rerun::kSafe);
 }
 
 absl::StatusOr<StoredCheckpoint> NoticeStore::CheckpointAt(uint64_t size) {
@@ -603,7 +604,7 @@ absl::Status NoticeStore::AddCosignature(uint64_t size, const std::string& witne
     Stmt& s = log_stmts_->insert_cosignature;
     s.Bind(1, static_cast<int64_t>(size)).Bind(2, witness).BindBlob(3, line);
     return Done(s, "insert cosignature");
-  });
+  }, nullptr, CommitQueue::Rerun::kSafe);
 }
 
 absl::StatusOr<common::Checkpoint> NoticeStore::Witnessed(const std::string& peer,
@@ -637,7 +638,7 @@ absl::Status NoticeStore::RecordCosigned(const std::string& peer, const common::
     Stmt& s = log_stmts_->upsert_witnessed;
     s.Bind(1, peer).Bind(2, static_cast<int64_t>(c.size)).BindBlob(3, c.root).BindBlob(4, note_body);
     return Done(s, "record witnessed");
-  });
+  }, nullptr, CommitQueue::Rerun::kSafe);
 }
 
 }  // namespace caseway::server
