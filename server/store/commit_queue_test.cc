@@ -1,7 +1,8 @@
 // CommitQueue's groups on both backends (a real SQLite file, a real PostgreSQL server started for
 // the suite): one failing operation rolls back alone whether or not its group took savepoints,
 // a group of rerunnable operations takes none, and an operation not marked rerunnable is never
-// run twice.
+// run twice. Every operation also appends to a real MerkleLog (the exchange log's participant),
+// whose committed tree must always be the one stored.
 #include "server/store/commit_queue.h"
 
 #include <atomic>
@@ -12,8 +13,10 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "common/status_macros.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/store/merkle_log.h"
 #include "server/store/postgres.h"
 #include "server/store/sqlite.h"
 #include "tests/testing/harness.h"
@@ -27,15 +30,16 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using Rerun = CommitQueue::Rerun;
 
-// Counts the hooks the queue calls: OnOpBegin marks a SAVEPOINT taken.
+// Counts the hooks the queue calls (OnOpBegin marks a SAVEPOINT taken) and passes them on.
 class CountingParticipant : public TxnParticipant {
  public:
-  void OnBegin() override { ++begins; }
-  void OnOpBegin() override { ++savepoints; }
-  void OnOpRollback() override { ++rollbacks_to_savepoint; }
-  void OnCommit() override { ++commits; }
-  void OnAbort() override { ++aborts; }
+  void OnBegin() override { ++begins; next->OnBegin(); }
+  void OnOpBegin() override { ++savepoints; next->OnOpBegin(); }
+  void OnOpRollback() override { ++rollbacks_to_savepoint; next->OnOpRollback(); }
+  void OnCommit() override { ++commits; next->OnCommit(); }
+  void OnAbort() override { ++aborts; next->OnAbort(); }
   std::atomic<int> begins{0}, savepoints{0}, rollbacks_to_savepoint{0}, commits{0}, aborts{0};
+  TxnParticipant* next = nullptr;
 };
 
 class CommitQueueTest : public ::testing::TestWithParam<Db::Backend> {
@@ -49,7 +53,26 @@ class CommitQueueTest : public ::testing::TestWithParam<Db::Backend> {
     std::unique_ptr<Db> writer = Open();
     ASSERT_NE(writer, nullptr);
     ASSERT_OK(writer->Exec("CREATE TABLE item(name TEXT PRIMARY KEY)"));
+    // The exchange log's tables (server/store/notice_store.cc), for the MerkleLog.
+    ASSERT_OK(writer->Exec(
+        GetParam() == Db::Backend::kSqlite
+            ? "CREATE TABLE log_leaf(idx INTEGER PRIMARY KEY, bytes BLOB NOT NULL, hash BLOB NOT "
+              "NULL); CREATE TABLE log_node(level INTEGER NOT NULL, idx INTEGER NOT NULL, hash "
+              "BLOB NOT NULL, PRIMARY KEY(level, idx)) WITHOUT ROWID"
+            : "CREATE TABLE log_leaf(idx BIGINT PRIMARY KEY, bytes BYTEA NOT NULL, hash BYTEA NOT "
+              "NULL); CREATE TABLE log_node(level BIGINT NOT NULL, idx BIGINT NOT NULL, hash BYTEA "
+              "NOT NULL, PRIMARY KEY(level, idx))"));
+    auto log = MerkleLog::Load(writer.get());
+    ASSERT_OK(log.status());
+    log_ = std::move(*log);
+    participant_.next = log_.get();
     queue_ = std::make_unique<CommitQueue>(std::move(writer), /*max_group=*/64, &participant_);
+  }
+
+  void TearDown() override {
+    // The log's statements belong to the queue's connection: they go first. The queue is idle.
+    log_.reset();
+    queue_.reset();
   }
 
   std::unique_ptr<Db> Open() {
@@ -63,13 +86,15 @@ class CommitQueueTest : public ::testing::TestWithParam<Db::Backend> {
     return db.ok() ? std::move(*db) : nullptr;
   }
 
-  // Insert is an operation that stores `name` and counts its runs.
+  // Insert is an operation that logs `name`, then stores it, and counts its runs. When the name is
+  // taken, it fails after its log entry was appended.
   CommitQueue::Apply Insert(const std::string& name) {
-    return [this, name](Db* db) {
+    return [this, name](Db* db) -> absl::Status {
       {
         absl::MutexLock lock(&mu_);
         ++runs_[name];
       }
+      RETURN_IF_ERROR(log_->Append(name).status());
       Stmt s(db, "INSERT INTO item(name) VALUES(?)");
       s.Bind(1, name);
       return Done(s, "insert item");
@@ -90,6 +115,23 @@ class CommitQueueTest : public ::testing::TestWithParam<Db::Backend> {
     while (s.Step()) out.push_back(s.Text(0));
     EXPECT_OK(s.status("read items"));
     return out;
+  }
+
+  // LogMatchesTheStore: the log's committed tree is the stored one, and its entries are the
+  // stored names, in the order they were committed.
+  void ExpectLogMatchesTheStore(const std::vector<std::string>& committed_order) {
+    std::unique_ptr<Db> db = Open();
+    ASSERT_NE(db, nullptr);
+    const auto [size, root] = log_->Committed();
+    EXPECT_EQ(size, committed_order.size());
+    auto stored = MerkleLog::StoredFrontier(db.get(), size);
+    ASSERT_OK(stored.status());
+    EXPECT_EQ(stored->Root(), root);
+    std::vector<std::string> leaves;
+    Stmt s(db.get(), "SELECT bytes FROM log_leaf ORDER BY idx");
+    while (s.Step()) leaves.emplace_back(s.Blob(0));
+    EXPECT_OK(s.status("read leaves"));
+    EXPECT_EQ(leaves, committed_order);
   }
 
   // Group submits `ops` so that they form one group: the writer is held inside an operation of
@@ -134,6 +176,7 @@ class CommitQueueTest : public ::testing::TestWithParam<Db::Backend> {
   std::string dsn_;
   CountingParticipant participant_;
   std::unique_ptr<CommitQueue> queue_;
+  std::unique_ptr<MerkleLog> log_;
   absl::Mutex mu_;
   std::map<std::string, int> runs_ ABSL_GUARDED_BY(mu_);
 };
@@ -148,6 +191,7 @@ TEST_P(CommitQueueTest, AGroupOfRerunnableOperationsTakesNoSavepoint) {
   EXPECT_EQ(participant_.aborts, 0);
   EXPECT_EQ(Runs("a") + Runs("b") + Runs("c"), 3);
   EXPECT_EQ(queue_->groups_rerun(), 0u);
+  ExpectLogMatchesTheStore({"0-held", "a", "b", "c"});
 }
 
 TEST_P(CommitQueueTest, AFailureInAGroupWithoutSavepointsRunsTheGroupAgainAndRollsBackAlone) {
@@ -173,6 +217,9 @@ TEST_P(CommitQueueTest, AFailureInAGroupWithoutSavepointsRunsTheGroupAgainAndRol
   EXPECT_EQ(participant_.savepoints, 4);
   EXPECT_EQ(participant_.rollbacks_to_savepoint, 1);
   EXPECT_EQ(participant_.commits, 2);
+  // The failing operation's entry, appended before it failed, is in neither the log nor the
+  // tree; the entries of the first run, rolled back, were appended again under the same indexes.
+  ExpectLogMatchesTheStore({"0-held", "a", "b", "c"});
 }
 
 TEST_P(CommitQueueTest, AnOperationNotMarkedRerunnableRunsOnceInsideItsSavepoint) {
@@ -190,6 +237,7 @@ TEST_P(CommitQueueTest, AnOperationNotMarkedRerunnableRunsOnceInsideItsSavepoint
   EXPECT_EQ(participant_.savepoints, 3);
   EXPECT_EQ(participant_.rollbacks_to_savepoint, 1);
   EXPECT_EQ(participant_.aborts, 0);
+  ExpectLogMatchesTheStore({"0-held", "a", "c"});
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, CommitQueueTest,

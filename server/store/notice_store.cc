@@ -1124,7 +1124,8 @@ void NoticeStore::SetCommitObserver(CommitObserver observer) {
 }
 
 void NoticeStore::Barrier() {
-  queue_->Run([](Db*) { return absl::OkStatus(); }).IgnoreError();
+  queue_->Run([](Db*) { return absl::OkStatus(); }, nullptr, CommitQueue::Rerun::kSafe)
+      .IgnoreError();
 }
 
 uint64_t NoticeStore::Version() {

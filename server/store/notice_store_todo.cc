@@ -419,7 +419,7 @@ absl::Status NoticeStore::RecordClockOffset(const std::string& peer, absl::Durat
         entry.set_clock_offset_exceeded(exceeded);
         return AppendEntry(entry).status();
       },
-      [] {});
+      [] {}, CommitQueue::Rerun::kSafe);
 }
 
 }  // namespace caseway::server

@@ -181,6 +181,29 @@ TEST_P(SqlTest, AFailedStatementRollsBackToItsSavepointAndTheRestCommits) {
   EXPECT_EQ(Count("SELECT count(*) FROM person"), 2);
 }
 
+// Without a savepoint the backends part ways: SQLite undoes the failed statement alone and
+// commits the rest; PostgreSQL aborts the transaction, and its COMMIT (which the server answers
+// as a ROLLBACK) must then fail, never read as stored.
+TEST_P(SqlTest, ACommitAfterAFailedStatementStoresAllButItOrFails) {
+  Stmt insert(db_.get(), "INSERT INTO person(name) VALUES(?)");
+  ASSERT_OK(db_->Begin());
+  insert.Bind(1, "kept");
+  ASSERT_OK(Done(insert, "insert"));
+  insert.Bind(1, "kept");  // the name is taken
+  EXPECT_FALSE(Done(insert, "insert").ok());
+  EXPECT_TRUE(db_->InTransaction());
+  absl::Status commit = db_->Exec("COMMIT");
+  if (Sqlite()) {
+    EXPECT_OK(commit);
+    EXPECT_EQ(Count("SELECT count(*) FROM person"), 1);
+  } else {
+    EXPECT_THAT(commit, testing::StatusIs(absl::StatusCode::kAborted,
+                                         HasSubstr("rolled the transaction back")));
+    EXPECT_FALSE(db_->InTransaction());
+    EXPECT_EQ(Count("SELECT count(*) FROM person"), 0);
+  }
+}
+
 TEST_P(SqlTest, AnErrorNamesTheStatementAndNeverTheValue) {
   const std::string id_number = "110101199003074518";
   Stmt insert(db_.get(), "INSERT INTO person(name) VALUES(?)");
