@@ -327,7 +327,8 @@ absl::Status PgDb::Exec(const char* sql) {
     if (absl::SimpleAtoi(PQcmdTuples(r), &changed)) changes_ = changed;
     // A COMMIT of a transaction in which a statement failed succeeds as a ROLLBACK: it must not
     // read as stored (CommitQueue runs groups without savepoints, where nothing else would).
-    if (absl::StartsWithIgnoreCase(sql, "COMMIT") && absl::string_view(PQcmdStatus(r)) == "ROLLBACK") {
+    if (absl::StartsWithIgnoreCase(sql, "COMMIT") &&
+        absl::string_view(PQcmdStatus(r)) == "ROLLBACK") {
       s = absl::AbortedError(
           "postgres: COMMIT rolled the transaction back: a statement in it had failed");
     }
