@@ -146,14 +146,19 @@ void ReadGate::Loop() {
   // flood of them, the node's other callers come first.
   setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kWorkerNice);
   mu_.Lock();
+  // The time of the last look at the callers. The next wake-up is computed at that same time: a
+  // pause that was still running when the look found a caller unable to read is counted even if
+  // it has ended since (it then wakes the worker at once). Taken anew, the clock could have
+  // passed the pause's end, which NextWake skips, and a waiting call slept until the next event.
+  absl::Time now = absl::Now();
   for (;;) {
     auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return stop_ || rescan_ || !queue_.empty();
     };
     // Wake for a task, a newly waiting call, or when a paused caller's pause ends.
-    mu_.AwaitWithDeadline(absl::Condition(&ready), NextWake(absl::Now()));
+    mu_.AwaitWithDeadline(absl::Condition(&ready), NextWake(now));
     rescan_ = false;
-    const absl::Time now = absl::Now();
+    now = absl::Now();
     std::vector<Waiter*> admit;
     for (auto& [name, c] : callers_) Admissible(c, now, &admit);
     Prune(now);
