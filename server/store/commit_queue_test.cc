@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/store/merkle_log.h"
+#include "server/store/notice_store.h"
 #include "server/store/postgres.h"
 #include "server/store/sqlite.h"
 #include "tests/testing/harness.h"
@@ -50,18 +51,18 @@ class CommitQueueTest : public ::testing::TestWithParam<Db::Backend> {
       ASSERT_OK(dsn);
       dsn_ = *dsn;
     }
+    {
+      // The store's own schema, for the exchange log's tables the MerkleLog writes.
+      StoreOptions options;
+      options.path = dir_.path() + "/test.db";
+      options.postgres_dsn = dsn_;
+      options.self = "360102";
+      auto store = NoticeStore::Open(options);
+      ASSERT_OK(store.status());
+    }
     std::unique_ptr<Db> writer = Open();
     ASSERT_NE(writer, nullptr);
     ASSERT_OK(writer->Exec("CREATE TABLE item(name TEXT PRIMARY KEY)"));
-    // The exchange log's tables (server/store/notice_store.cc), for the MerkleLog.
-    ASSERT_OK(writer->Exec(
-        GetParam() == Db::Backend::kSqlite
-            ? "CREATE TABLE log_leaf(idx INTEGER PRIMARY KEY, bytes BLOB NOT NULL, hash BLOB NOT "
-              "NULL); CREATE TABLE log_node(level INTEGER NOT NULL, idx INTEGER NOT NULL, hash "
-              "BLOB NOT NULL, PRIMARY KEY(level, idx)) WITHOUT ROWID"
-            : "CREATE TABLE log_leaf(idx BIGINT PRIMARY KEY, bytes BYTEA NOT NULL, hash BYTEA NOT "
-              "NULL); CREATE TABLE log_node(level BIGINT NOT NULL, idx BIGINT NOT NULL, hash BYTEA "
-              "NOT NULL, PRIMARY KEY(level, idx))"));
     auto log = MerkleLog::Load(writer.get());
     ASSERT_OK(log.status());
     log_ = std::move(*log);
