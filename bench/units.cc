@@ -32,6 +32,7 @@
 #include "common/signing.h"
 #include "common/validation.h"
 #include "server/store/notice_store.h"
+#include "server/store/sqlite.h"
 
 namespace {
 
@@ -89,6 +90,7 @@ void Sql(sqlite3* db, const char* sql) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  server::ConfigureSqlite();  // as the node has it: this program opens SQLite itself first
   CLI::App app{"caseway-bench-units: the unit costs of a notice on this machine, one at a time "
                "(bench/README.md)"};
   uint64_t count = 20000;

@@ -9,6 +9,7 @@
 #include "caseway/v1/notice.pb.h"
 #include "common/digest.h"
 #include "common/grpc_status.h"
+#include "common/policy.h"
 #include "common/refusal.h"
 #include "common/signing.h"
 
@@ -124,7 +125,7 @@ class Checker {
       return Fail(field, "not a valid calendar date");
     }
     if (not_future && now != absl::InfinitePast()) {
-      absl::CivilDay today = absl::ToCivilDay(now, absl::FixedTimeZone(8 * 3600));
+      absl::CivilDay today = DayOf(now);
       if (day > today) Fail(field, "must not be in the future");
     }
   }

@@ -341,6 +341,18 @@ INSTANTIATE_TEST_SUITE_P(Backends, SqlTest,
                            return info.param == Db::Backend::kSqlite ? "Sqlite" : "Postgres";
                          });
 
+// SQLite counts its memory under a process-wide mutex per allocation unless told not to before its
+// first use; SqliteDb::Open tells it (ConfigureSqlite), and nothing reads the counts.
+TEST(SqliteConfigTest, MemoryIsNotCountedOnceADatabaseIsOpen) {
+  testing::TempDir dir;
+  auto db = SqliteDb::Open(dir.path() + "/count.db");
+  ASSERT_OK(db.status());
+  ASSERT_OK((*db)->Exec("CREATE TABLE t(v BLOB); INSERT INTO t VALUES(randomblob(100000));"));
+  EXPECT_TRUE(ConfigureSqlite());
+  EXPECT_EQ(sqlite3_memory_used(), 0);
+  EXPECT_EQ(sqlite3_memory_highwater(false), 0);
+}
+
 TEST(NumberParametersTest, NumbersOnlyRealParameters) {
   int n = 0;
   EXPECT_EQ(NumberParameters("SELECT ? FROM t WHERE a = ? AND b = '?''?' AND \"c?\" = ?", &n),

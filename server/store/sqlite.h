@@ -15,6 +15,14 @@
 
 namespace caseway::server {
 
+// ConfigureSqlite turns SQLite's memory statistics off, once per process, and says whether they
+// are. With them on, every allocation and free SQLite makes (several per row) takes a
+// process-wide mutex to count it: 8% of the instructions of a publish on the writer thread
+// (PROFILE.md, 2026-12-02); Caseway reads none of them. It must come before SQLite's first use in
+// the process, so SqliteDb::Open calls it; a program that uses SQLite directly first (a
+// benchmark) calls it at its start. Too late, it changes nothing, which costs only time.
+bool ConfigureSqlite();
+
 // SqliteError turns a SQLite result code into a status naming `what` (never the bound values,
 // which may be personal data). RESOURCE_EXHAUSTED when the disk is full, INTERNAL otherwise.
 absl::Status SqliteError(sqlite3* db, absl::string_view what);
