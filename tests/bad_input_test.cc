@@ -96,6 +96,18 @@ TEST_F(BadInputTest, UnknownFieldsAreRefusedNotForwarded) {
   EXPECT_THAT(client_->Publish(n),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("notice.subject: unknown field")));
+  v1::Notice top = SampleNotice("u-2", {"440305"});
+  top.GetReflection()->MutableUnknownFields(&top)->AddLengthDelimited(98, "x");
+  EXPECT_THAT(client_->Publish(top),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("notice: unknown field")));
+  // In a batch, under a message field of a later notice: its index and the whole path.
+  std::vector<v1::Notice> batch;
+  for (int i = 0; i < 3; ++i) batch.push_back(SampleNotice("u-b" + std::to_string(i), {"440305"}));
+  google::protobuf::Message* occurred = batch[2].mutable_occurred_at();
+  occurred->GetReflection()->MutableUnknownFields(occurred)->AddVarint(7, 1);
+  EXPECT_THAT(client_->PublishBatch(batch),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("notices[2].occurred_at: unknown field")));
   ExpectNothingStored();
 }
 

@@ -3,6 +3,8 @@
 #include <grpcpp/impl/codegen/proto_utils.h>
 #include <malloc.h>
 
+#include <optional>
+
 #include <google/protobuf/util/time_util.h>
 
 #include "absl/strings/str_cat.h"
@@ -33,29 +35,39 @@ namespace {
 
 // UnknownFieldPath names the first message (by field path) that carries fields this version of
 // the contract does not know, or returns "" when there are none. Such fields would be stored and
-// forwarded unvalidated.
-std::string UnknownFieldPath(const google::protobuf::Message& m, const std::string& prefix = "") {
+// forwarded unvalidated. It looks only at the message fields that are set, and builds the path
+// only for what it finds (every published notice passes through here).
+bool FindUnknownFields(const google::protobuf::Message& m, std::string* path) {
   const google::protobuf::Reflection* r = m.GetReflection();
-  if (!r->GetUnknownFields(m).empty()) return prefix.empty() ? "(notice)" : prefix;
-  std::vector<const google::protobuf::FieldDescriptor*> fields;
-  r->ListFields(m, &fields);
-  for (const auto* f : fields) {
+  if (!r->GetUnknownFields(m).empty()) return true;
+  const google::protobuf::Descriptor* d = m.GetDescriptor();
+  for (int k = 0; k < d->field_count(); ++k) {
+    const google::protobuf::FieldDescriptor* f = d->field(k);
     if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) continue;
-    std::string path = prefix.empty() ? f->name() : absl::StrCat(prefix, ".", f->name());
+    auto found = [&](const std::string& where) {
+      *path = path->empty() ? where : absl::StrCat(where, ".", *path);
+      return true;
+    };
     if (f->is_repeated()) {
       for (int i = 0; i < r->FieldSize(m, f); ++i) {
-        std::string found = UnknownFieldPath(r->GetRepeatedMessage(m, f, i), absl::StrCat(path, "[", i, "]"));
-        if (!found.empty()) return found;
+        if (FindUnknownFields(r->GetRepeatedMessage(m, f, i), path)) {
+          return found(absl::StrCat(f->name(), "[", i, "]"));
+        }
       }
-    } else {
-      std::string found = UnknownFieldPath(r->GetMessage(m, f), path);
-      if (!found.empty()) return found;
+    } else if (r->HasField(m, f) && FindUnknownFields(r->GetMessage(m, f), path)) {
+      return found(f->name());
     }
   }
-  return "";
+  return false;
 }
 
-
+// UnknownFieldPath gives the field path of the first message below `m` with unknown fields, ""
+// for `m` itself, or nothing.
+std::optional<std::string> UnknownFieldPath(const google::protobuf::Message& m) {
+  std::string path;
+  if (!FindUnknownFields(m, &path)) return std::nullopt;
+  return path;
+}
 
 // Refuse: a typed refusal of one field (docs/errors.md): INVALID_ARGUMENT with a BadRequest, any
 // other code with the field in the ErrorInfo's metadata.
@@ -109,7 +121,8 @@ GatewayService::GatewayService(const v1::NodeConfig& config, const StoreParts& s
 }
 
 absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
-    const google::protobuf::RepeatedPtrField<v1::Notice>& notices, bool batch) const {
+    google::protobuf::RepeatedPtrField<v1::Notice>* mutable_notices, bool batch) const {
+  const google::protobuf::RepeatedPtrField<v1::Notice>& notices = *mutable_notices;
   common::NoticeRules rules;
   rules.self_jurisdiction = jurisdiction_;
   rules.peers = peers_;
@@ -140,15 +153,16 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
             "appears more than once in the batch (each notice once; a batch is stored whole or "
             "not at all)"}});
     }
-    if (auto unknown = UnknownFieldPath(notices[i]); !unknown.empty()) {
-      add("UNKNOWN_FIELD", {{absl::StrCat(path, unknown),
+    if (auto unknown = UnknownFieldPath(notices[i])) {
+      add("UNKNOWN_FIELD", {{unknown->empty() ? path.substr(0, path.size() - 1)
+                                              : absl::StrCat(path, *unknown),
                              "unknown field (not in caseway.v1; upgrade the node or drop it)"}});
     }
   }
   if (!violations.empty()) return common::BadInput(reason, violations);
   for (int i = 0; i < notices.size(); ++i) {
     const std::string path = batch ? absl::StrCat("notices[", i, "].") : "notice.";
-    v1::Notice n = notices[i];
+    v1::Notice& n = (*mutable_notices)[i];  // completed in place: the request is not used after
     n.set_origin(jurisdiction_);
     PreparedNotice& p = out.emplace_back();
     p.notice_id = n.notice_id();
@@ -322,7 +336,7 @@ bool GatewayService::PublishParsed(PublishCall* call, const grpc::ByteBuffer& re
   }
   google::protobuf::RepeatedPtrField<v1::Notice> one;
   one.Add()->Swap(req.mutable_notice());
-  auto prepared = Prepare(one, /*batch=*/false);
+  auto prepared = Prepare(&one, /*batch=*/false);
   if (!prepared.ok()) {
     call->Reply(ToGrpcStatus(prepared.status()));
     return false;
@@ -375,7 +389,7 @@ bool GatewayService::PublishBatchParsed(PublishCall* call, const grpc::ByteBuffe
         {}, {{"max_batch_notices", absl::StrCat(max_batch_notices_)}})));
     return false;
   }
-  auto prepared = Prepare(req.notices(), /*batch=*/true);
+  auto prepared = Prepare(req.mutable_notices(), /*batch=*/true);
   if (!prepared.ok()) {
     call->Reply(ToGrpcStatus(prepared.status()));
     return false;

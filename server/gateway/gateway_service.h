@@ -88,9 +88,10 @@ class GatewayService final
  private:
   // Prepare validates `notices` and serializes each with the origin set, the reply it names
   // resolved (in_reply_to_origin) and reply_due set from the policy when the publisher left it
-  // empty.
+  // empty. The notices are completed in place (no copy per notice): the caller's request is not
+  // used after.
   absl::StatusOr<std::vector<PreparedNotice>> Prepare(
-      const google::protobuf::RepeatedPtrField<caseway::v1::Notice>& notices, bool batch) const;
+      google::protobuf::RepeatedPtrField<caseway::v1::Notice>* notices, bool batch) const;
   // ValidateOnly answers a validate_only publish: the results a publish would give, without
   // deliveries, storing nothing; ALREADY_EXISTS for a notice_id taken by other content.
   absl::StatusOr<std::vector<caseway::v1::PublishResult>> ValidateOnly(
