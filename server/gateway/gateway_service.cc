@@ -33,10 +33,11 @@ using common::ToGrpcStatus;
 
 namespace {
 
-// UnknownFieldPath names the first message (by field path) that carries fields this version of
-// the contract does not know, or returns "" when there are none. Such fields would be stored and
-// forwarded unvalidated. It looks only at the message fields that are set, and builds the path
-// only for what it finds (every published notice passes through here).
+// FindUnknownFields says whether `m`, or a message below it, carries fields this version of the
+// contract does not know (they would be stored and forwarded unvalidated), and sets `path` to the
+// first such message's field path from `m` ("" for `m` itself). It looks only at the message
+// fields that are set, and builds the path only for what it finds: every published notice passes
+// through here.
 bool FindUnknownFields(const google::protobuf::Message& m, std::string* path) {
   const google::protobuf::Reflection* r = m.GetReflection();
   if (!r->GetUnknownFields(m).empty()) return true;
