@@ -41,14 +41,14 @@ namespace {
 bool FindUnknownFields(const google::protobuf::Message& m, std::string* path) {
   const google::protobuf::Reflection* r = m.GetReflection();
   if (!r->GetUnknownFields(m).empty()) return true;
+  auto found = [path](const std::string& where) {  // prefixes the path found below
+    *path = path->empty() ? where : absl::StrCat(where, ".", *path);
+    return true;
+  };
   const google::protobuf::Descriptor* d = m.GetDescriptor();
   for (int k = 0; k < d->field_count(); ++k) {
     const google::protobuf::FieldDescriptor* f = d->field(k);
     if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) continue;
-    auto found = [&](const std::string& where) {
-      *path = path->empty() ? where : absl::StrCat(where, ".", *path);
-      return true;
-    };
     if (f->is_repeated()) {
       for (int i = 0; i < r->FieldSize(m, f); ++i) {
         if (FindUnknownFields(r->GetRepeatedMessage(m, f, i), path)) {
