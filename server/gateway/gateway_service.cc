@@ -3,8 +3,6 @@
 #include <grpcpp/impl/codegen/proto_utils.h>
 #include <malloc.h>
 
-#include <optional>
-
 #include <google/protobuf/util/time_util.h>
 
 #include "absl/strings/str_cat.h"
@@ -60,14 +58,6 @@ bool FindUnknownFields(const google::protobuf::Message& m, std::string* path) {
     }
   }
   return false;
-}
-
-// UnknownFieldPath gives the field path of the first message below `m` with unknown fields, ""
-// for `m` itself, or nothing.
-std::optional<std::string> UnknownFieldPath(const google::protobuf::Message& m) {
-  std::string path;
-  if (!FindUnknownFields(m, &path)) return std::nullopt;
-  return path;
 }
 
 // Refuse: a typed refusal of one field (docs/errors.md): INVALID_ARGUMENT with a BadRequest, any
@@ -154,9 +144,9 @@ absl::StatusOr<std::vector<PreparedNotice>> GatewayService::Prepare(
             "appears more than once in the batch (each notice once; a batch is stored whole or "
             "not at all)"}});
     }
-    if (auto unknown = UnknownFieldPath(notices[i])) {
-      add("UNKNOWN_FIELD", {{unknown->empty() ? path.substr(0, path.size() - 1)
-                                              : absl::StrCat(path, *unknown),
+    if (std::string unknown; FindUnknownFields(notices[i], &unknown)) {
+      add("UNKNOWN_FIELD", {{unknown.empty() ? path.substr(0, path.size() - 1)
+                                             : absl::StrCat(path, unknown),
                              "unknown field (not in caseway.v1; upgrade the node or drop it)"}});
     }
   }
