@@ -10,7 +10,10 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include <google/protobuf/io/zero_copy_stream_impl.h>
@@ -153,6 +156,39 @@ class Series {
   std::thread thread_;
 };
 
+// How the benchmark's notice ids are made (--ids). The indexes a node keeps by notice id grow at
+// their right edge when ids follow publishing order, and take each insert on a random page when
+// they are random (PROFILE.md, "Notice ids in publishing order, and random").
+enum class IdOrder {
+  kOrdered,  // "<run>-<i>": publishing order (a record id from a database sequence)
+  kUuid4,    // a random UUID (version 4)
+  kUuid7,    // a time-ordered UUID (version 7, RFC 9562): milliseconds since 1970, then random
+};
+
+// NoticeId is the id of the run's `i`-th notice.
+std::string NoticeId(const std::string& run, uint64_t i, IdOrder order) {
+  if (order == IdOrder::kOrdered) return absl::StrCat(run, "-", i);
+  // SplitMix64's finalizer: a bijection, so the random bits differ for every i of a run; the
+  // run's hash keeps them apart from another run's in the same database.
+  auto mix = [](uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  const uint64_t x = i ^ std::hash<std::string>{}(run);
+  uint64_t hi = mix(x + 0x9e3779b97f4a7c15ULL), lo = mix(x);
+  if (order == IdOrder::kUuid7) {
+    const uint64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    hi = (ms << 16) | (hi & 0xffff);
+  }
+  hi = (hi & ~0xf000ULL) | (order == IdOrder::kUuid7 ? 0x7000ULL : 0x4000ULL);  // version
+  lo = (lo & ~(3ULL << 62)) | (2ULL << 62);                                    // variant
+  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", hi >> 32, (hi >> 16) & 0xffff, hi & 0xffff,
+                         lo >> 48, lo & 0xffffffffffffULL);
+}
+
 struct ThroughputOptions {
   int clients = 8;
   int batch = 100;
@@ -164,6 +200,7 @@ struct ThroughputOptions {
   size_t size = 1024;
   std::string series_file;
   uint64_t interval = 0;
+  IdOrder ids = IdOrder::kOrdered;
 };
 
 int Throughput(const Conn& a_conn, const std::string& origin, const std::string& dest,
@@ -213,7 +250,7 @@ int Throughput(const Conn& a_conn, const std::string& origin, const std::string&
         grpc::Status s;
         if (batch == 1) {
           v1::PublishRequest req;
-          *req.mutable_notice() = make(absl::StrCat(run, "-", first));
+          *req.mutable_notice() = make(NoticeId(run, first, o.ids));
           caseway::bench::SpreadCase(*req.mutable_notice(), first, cases);
           v1::PublishResult resp;
           s = caseway::client::CallIdempotent(
@@ -221,7 +258,7 @@ int Throughput(const Conn& a_conn, const std::string& origin, const std::string&
         } else {
           v1::PublishBatchRequest req;
           for (uint64_t i = 0; i < n; ++i) {
-            *req.add_notices() = make(absl::StrCat(run, "-", first + i));
+            *req.add_notices() = make(NoticeId(run, first + i, o.ids));
             caseway::bench::SpreadCase(*req.mutable_notices(req.notices_size() - 1), first + i, cases);
           }
           v1::PublishBatchResponse resp;
@@ -502,6 +539,14 @@ int main(int argc, char** argv) {
   tp->add_option("--size", to.size,
                  "serialized bytes per notice (256 up to the largest valid notice, ~25 KiB)")
       ->capture_default_str();
+  const std::map<std::string, IdOrder> id_orders = {
+      {"ordered", IdOrder::kOrdered}, {"uuid4", IdOrder::kUuid4}, {"uuid7", IdOrder::kUuid7}};
+  std::string ids = "ordered";
+  tp->add_option("--ids", ids,
+                 "notice ids: ordered (<run>-<i>, publishing order), uuid4 (random UUIDs), "
+                 "uuid7 (time-ordered UUIDs)")
+      ->check(CLI::IsMember(id_orders))
+      ->capture_default_str();
   tp->add_option("--series", to.series_file,
                  "write 'seconds receipted' every 100 ms to this file (for plots)");
   tp->add_option("--interval", to.interval,
@@ -571,6 +616,7 @@ int main(int argc, char** argv) {
   b.ca = a.ca;
   if (tp->parsed()) {
     to.wait = !no_wait;
+    to.ids = id_orders.at(ids);
     return Throughput(a, origin, dest, to);
   }
   if (lat->parsed()) return Latency(a, b, origin, dest, rate, seconds, batch_ms, samples_file);

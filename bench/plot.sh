@@ -4,7 +4,8 @@
 #
 #   bash bench/plot.sh bench/results/<UTC>
 #
-#   growth.svg   end-to-end notices/s over each GROWTH_INTERVAL notices of the growth run
+#   growth.svg   end-to-end notices/s over each GROWTH_INTERVAL notices of the growth run (a line
+#                per GROWTH_IDS: ids in publishing order, random or time-ordered UUIDs)
 #   latency.svg  publish -> delivered distributions of the latency run (one line per rate and
 #                mode: the share of notices delivered within x ms)
 # A figure whose data the run did not produce is skipped.
@@ -15,8 +16,19 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 if grep -q '"bench":"growth growth' "$dir/results.jsonl" 2>/dev/null; then
-  sed -n 's/.*"bench":"growth growth[^"]*".*"at":\([0-9]*\),"notices_per_s":\([0-9.]*\).*/\1 \2/p' \
-    "$dir/results.jsonl" >"$tmp/growth.dat"
+  # One line per growth run (one per GROWTH_IDS: ids in publishing order, random UUIDs, time-ordered UUIDs).
+  sed -n 's/.*"bench":"growth \(growth[^"]*\)".*"at":\([0-9]*\),"notices_per_s":\([0-9.]*\).*/\1 \2 \3/p' \
+    "$dir/results.jsonl" >"$tmp/growth.all"
+  plots=()
+  for label in $(cut -d' ' -f1 "$tmp/growth.all" | sort -u); do
+    awk -v l="$label" '$1 == l {print $2, $3}' "$tmp/growth.all" >"$tmp/$label.dat"
+    case $label in
+      *-uuid4) ids="random UUIDs (version 4)" ;;
+      *-uuid7) ids="time-ordered UUIDs (version 7)" ;;
+      *) ids="ids in publishing order" ;;
+    esac
+    plots+=("\"$tmp/$label.dat\" using (\$1/1e6):2 with lines lw 2 title \"$ids\"")
+  done
   gnuplot <<GP
 set terminal svg size 900,450 dynamic font "sans,12" background "white"
 set output "$dir/growth.svg"
@@ -25,8 +37,8 @@ set xlabel "notices receipted (millions)"
 set ylabel "notices/s over the last interval"
 set yrange [0:*]
 set grid
-set key off
-plot "$tmp/growth.dat" using (\$1/1e6):2 with lines lw 2 lc rgb "#1f77b4"
+set key bottom left
+plot $(IFS=,; echo "${plots[*]}")
 GP
   echo "plot.sh: $dir/growth.svg" >&2
 fi

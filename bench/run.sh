@@ -23,7 +23,9 @@
 # storage.key_file, and sealed with a field-level sharing policy for the peer, alternated twice;
 # issue #15), growth (GROWTH_N (10,000,000) notices on one channel pair: the end-to-end rate per
 # GROWTH_INTERVAL (100,000), and bytes on disk per notice at both nodes with the WAL as it is
-# and after a clean stop checkpoints it; issue #14), sizes (batched throughput at 256 B, 1 KiB,
+# and after a clean stop checkpoints it, for each of GROWTH_IDS ("ordered": notice ids in
+# publishing order; "uuid4": random UUIDs; "uuid7": time-ordered UUIDs; "ordered uuid4" runs
+# two); issue #14), sizes (batched throughput at 256 B, 1 KiB,
 # 16 KiB and the largest valid notice, SIZES_MB (400) of notices each), postgres (batched and unary
 # throughput with both nodes on SQLite and on PostgreSQL (a server started in a temporary
 # directory), alternated twice; then the failover time of 360102 run as an active/standby pair:
@@ -54,7 +56,7 @@ UNARY_CLIENTS=${UNARY_CLIENTS:-64}; LAT_SECONDS=${LAT_SECONDS:-10}; BACKLOG=${BA
 IMPORT=${IMPORT:-1000000}; PEER_N=${PEER_N:-100000}; BASE_PORT=${BASE_PORT:-17400}
 FANOUT_STREAMS=${FANOUT_STREAMS:-3000}; FANOUT_PER_STREAM=${FANOUT_PER_STREAM:-100}
 QUERY_N=${QUERY_N:-1000000}
-GROWTH_N=${GROWTH_N:-10000000}; GROWTH_INTERVAL=${GROWTH_INTERVAL:-100000}; SIZES_MB=${SIZES_MB:-400}
+GROWTH_N=${GROWTH_N:-10000000}; GROWTH_INTERVAL=${GROWTH_INTERVAL:-100000}; GROWTH_IDS=${GROWTH_IDS:-ordered}; SIZES_MB=${SIZES_MB:-400}
 ONLY=${ONLY:-units throughput latency catchup import fanout peers integrity flood report query disk atrest sizes growth postgres}
 
 bash "$root/deploy/install-deps.sh" --bench >/dev/null
@@ -555,11 +557,16 @@ if [[ " $ONLY " == *" sizes "* ]]; then
 fi
 
 if [[ " $ONLY " == *" growth "* ]]; then
-  log ""; log "== growth: $GROWTH_N notices of 1 KiB on one channel pair ($CLIENTS clients x $BATCH), the rate per $GROWTH_INTERVAL; then bytes on disk"
+  for ids in $GROWTH_IDS; do
+  # ordered: ids in publishing order ("<run>-<i>"), so every index keyed by a notice id grows at
+  # its right edge; uuid4: random UUIDs, each insert on a random page of those indexes; uuid7:
+  # time-ordered UUIDs (caseway-bench throughput --ids).
+  suffix=""; [ "$ids" = ordered ] || suffix="-$ids"
+  log ""; log "== growth: $GROWTH_N notices of 1 KiB on one channel pair ($CLIENTS clients x $BATCH), notice ids $ids, the rate per $GROWTH_INTERVAL; then bytes on disk"
   rm -rf "$work/data-on"
   pair on
-  bench throughput "${A[@]}" --clients "$CLIENTS" --batch "$BATCH" --count "$GROWTH_N" --max-s 7200 \
-    --interval "$GROWTH_INTERVAL" --series "$out/growth-series.txt" --label "growth-$GROWTH_N" >/dev/null
+  bench throughput "${A[@]}" --clients "$CLIENTS" --batch "$BATCH" --count "$GROWTH_N" --max-s 7200 --ids "$ids" \
+    --interval "$GROWTH_INTERVAL" --series "$out/growth-series$suffix.txt" --label "growth-$GROWTH_N$suffix" >/dev/null
   # Bytes per notice with the nodes running (the WAL as the background checkpoints left it),
   # then after a clean stop (the WAL checkpointed into the database and removed).
   disk() {  # disk J WHEN
@@ -568,13 +575,14 @@ if [[ " $ONLY " == *" growth "* ]]; then
     for f in "$work/data-on/$j.db" "$work/data-on/$j.db-wal"; do
       [ -f "$f" ] && bytes=$((bytes + $(stat -c %s "$f")))
     done
-    log "disk $role $when: $bytes bytes, $(awk "BEGIN{printf \"%.0f\", $bytes/$GROWTH_N}") per notice"
-    echo "{\"bench\":\"growth disk\",\"role\":\"$role\",\"when\":\"$when\",\"notices\":$GROWTH_N,\"bytes\":$bytes,\"bytes_per_notice\":$(awk "BEGIN{printf \"%.0f\", $bytes/$GROWTH_N}")}" >>"$results"
+    log "disk $role $when ($ids ids): $bytes bytes, $(awk "BEGIN{printf \"%.0f\", $bytes/$GROWTH_N}") per notice"
+    echo "{\"bench\":\"growth disk\",\"ids\":\"$ids\",\"role\":\"$role\",\"when\":\"$when\",\"notices\":$GROWTH_N,\"bytes\":$bytes,\"bytes_per_notice\":$(awk "BEGIN{printf \"%.0f\", $bytes/$GROWTH_N}")}" >>"$results"
   }
   for j in 360102 440305; do disk "$j" running; done
   unpair
   for j in 360102 440305; do disk "$j" stopped; done
   rm -rf "$work/data-on"
+  done
 fi
 
 
