@@ -23,10 +23,11 @@ if grep -q '"bench":"growth growth' "$dir/results.jsonl" 2>/dev/null; then
   for label in $(cut -d' ' -f1 "$tmp/growth.all" | sort -u); do
     awk -v l="$label" '$1 == l {print $2, $3}' "$tmp/growth.all" >"$tmp/$label.dat"
     case $label in
-      *-uuid4) ids="random UUIDs (version 4)" ;;
-      *-uuid7) ids="time-ordered UUIDs (version 7)" ;;
+      *-uuid4*) ids="random UUIDs (version 4)" ;;
+      *-uuid7*) ids="time-ordered UUIDs (version 7)" ;;
       *) ids="ids in publishing order" ;;
     esac
+    case $label in *-cases) ids="$ids, many cases" ;; esac
     plots+=("\"$tmp/$label.dat\" using (\$1/1e6):2 with lines lw 2 title \"$ids\"")
   done
   gnuplot <<GP
@@ -37,7 +38,7 @@ set xlabel "notices receipted (millions)"
 set ylabel "notices/s over the last interval"
 set yrange [0:*]
 set grid
-set key bottom left
+set key below
 plot $(IFS=,; echo "${plots[*]}")
 GP
   echo "plot.sh: $dir/growth.svg" >&2

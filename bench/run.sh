@@ -25,7 +25,8 @@
 # GROWTH_INTERVAL (100,000), and bytes on disk per notice at both nodes with the WAL as it is
 # and after a clean stop checkpoints it, for each of GROWTH_IDS ("ordered": notice ids in
 # publishing order; "uuid4": random UUIDs; "uuid7": time-ordered UUIDs; "ordered uuid4" runs
-# two); issue #14), sizes (batched throughput at 256 B, 1 KiB,
+# two) and GROWTH_CASES (0: every notice in one case; N: spread over N cases and subjects, so that
+# the case index's keys are random as real cases' are); issue #14), sizes (batched throughput at 256 B, 1 KiB,
 # 16 KiB and the largest valid notice, SIZES_MB (400) of notices each), postgres (batched and unary
 # throughput with both nodes on SQLite and on PostgreSQL (a server started in a temporary
 # directory), alternated twice; then the failover time of 360102 run as an active/standby pair:
@@ -56,7 +57,7 @@ UNARY_CLIENTS=${UNARY_CLIENTS:-64}; LAT_SECONDS=${LAT_SECONDS:-10}; BACKLOG=${BA
 IMPORT=${IMPORT:-1000000}; PEER_N=${PEER_N:-100000}; BASE_PORT=${BASE_PORT:-17400}
 FANOUT_STREAMS=${FANOUT_STREAMS:-3000}; FANOUT_PER_STREAM=${FANOUT_PER_STREAM:-100}
 QUERY_N=${QUERY_N:-1000000}
-GROWTH_N=${GROWTH_N:-10000000}; GROWTH_INTERVAL=${GROWTH_INTERVAL:-100000}; GROWTH_IDS=${GROWTH_IDS:-ordered}; SIZES_MB=${SIZES_MB:-400}
+GROWTH_N=${GROWTH_N:-10000000}; GROWTH_INTERVAL=${GROWTH_INTERVAL:-100000}; GROWTH_IDS=${GROWTH_IDS:-ordered}; GROWTH_CASES=${GROWTH_CASES:-0}; SIZES_MB=${SIZES_MB:-400}
 ONLY=${ONLY:-units throughput latency catchup import fanout peers integrity flood report query disk atrest sizes growth postgres}
 
 bash "$root/deploy/install-deps.sh" --bench >/dev/null
@@ -562,10 +563,11 @@ if [[ " $ONLY " == *" growth "* ]]; then
   # its right edge; uuid4: random UUIDs, each insert on a random page of those indexes; uuid7:
   # time-ordered UUIDs (caseway-bench throughput --ids).
   suffix=""; [ "$ids" = ordered ] || suffix="-$ids"
-  log ""; log "== growth: $GROWTH_N notices of 1 KiB on one channel pair ($CLIENTS clients x $BATCH), notice ids $ids, the rate per $GROWTH_INTERVAL; then bytes on disk"
+  [ "$GROWTH_CASES" = 0 ] || suffix="$suffix-cases"
+  log ""; log "== growth: $GROWTH_N notices of 1 KiB on one channel pair ($CLIENTS clients x $BATCH), notice ids $ids, $([ "$GROWTH_CASES" = 0 ] && echo "one case" || echo "$GROWTH_CASES cases"), the rate per $GROWTH_INTERVAL; then bytes on disk"
   rm -rf "$work/data-on"
   pair on
-  bench throughput "${A[@]}" --clients "$CLIENTS" --batch "$BATCH" --count "$GROWTH_N" --max-s 7200 --ids "$ids" \
+  bench throughput "${A[@]}" --clients "$CLIENTS" --batch "$BATCH" --count "$GROWTH_N" --max-s 7200 --ids "$ids" --cases "$GROWTH_CASES" \
     --interval "$GROWTH_INTERVAL" --series "$out/growth-series$suffix.txt" --label "growth-$GROWTH_N$suffix" >/dev/null
   # Bytes per notice with the nodes running (the WAL as the background checkpoints left it),
   # then after a clean stop (the WAL checkpointed into the database and removed).
