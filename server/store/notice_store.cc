@@ -460,6 +460,7 @@ void NoticeStore::CheckpointLoop() {
   constexpr int kRestartWaitMs = 50;
   constexpr int kRestartWaitMaxMs = 1000;
   int restart_wait_ms = kRestartWaitMs;
+  absl::Time last_merge = absl::Now();
   absl::MutexLock lock(&mu_);
   while (!stop_checkpointer_) {
     mu_.AwaitWithTimeout(absl::Condition(&stop_checkpointer_), absl::Milliseconds(500));
@@ -467,10 +468,12 @@ void NoticeStore::CheckpointLoop() {
     mu_.Unlock();
     if (!last) {
       absl::MutexLock merging(&merge_mu_);
-      if (!stop_merging_) {
-        if (absl::Status m = MergeCaseIndex(); !m.ok()) {
+      if (!stop_merging_ && CaseMergeDue(last_merge)) {
+        if (absl::Status m = MergeCaseIndex(options_.case_merge_rows); !m.ok()) {
           common::Log(common::LogLevel::kWarn, "case index not merged (retried)",
                       {{"status", m.ToString()}});
+        } else {
+          last_merge = absl::Now();
         }
       }
     }

@@ -75,6 +75,14 @@ struct StoreOptions {
   // its beginning. Without it, continuous commits keep a PASSIVE checkpoint always a little
   // behind and the WAL grows by every byte written (bench/results/PROFILE.md, "Growth").
   int64_t wal_restart_bytes = 128 << 20;
+  // The case index's new rows wait in case_index_new (and in memory, where FindCase reads them)
+  // and are merged into case_index sorted by key: once `case_merge_interval` has passed since the
+  // last merge, or sooner once `case_merge_rows` wait, at most that many a merge (the merge is one
+  // writer operation: the bound keeps it short). The keys are salted digests, so each row lands on
+  // a random page of case_index; the more rows a merge carries, the more of them share a page
+  // written once (bench/results/PROFILE.md, "How cost grows with real cases and ids").
+  absl::Duration case_merge_interval = absl::Seconds(4);
+  int64_t case_merge_rows = 65536;
   // Active/standby on PostgreSQL (server/store/writer_lease.h): the writer lease this node holds
   // (epoch 0: none). Every write transaction first checks it (WriterLease::Fence); once the check
   // fails, `fenced` runs (once, on the writer thread) and every write fails.
@@ -375,7 +383,8 @@ class NoticeStore final : public ChannelStore,
                               int64_t at);
   // The case index (notice_store_case.cc): each notice's two rows go to case_index_new in its
   // own transaction and, once committed, into `pending_keys_` (what FindCase reads besides
-  // case_index); MergeCaseIndex moves them into case_index, sorted, every 500 ms.
+  // case_index); MergeCaseIndex moves them into case_index, sorted (StoreOptions::
+  // case_merge_interval and case_merge_rows say when).
   // IndexPublished / IndexReceived append the index rows of a notice published here, or
   // received into inbox row `inbox_seq` (writer thread, in the notice's transaction), to `keys`.
   absl::Status IndexPublished(const common::NoticeFacts& facts, std::vector<PendingKey>* keys);
@@ -384,8 +393,12 @@ class NoticeStore final : public ChannelStore,
   // AddPendingKeys makes committed rows visible to FindCase (writer thread, after the commit).
   void AddPendingKeys(std::vector<PendingKey> keys);
   absl::Status LoadPendingKeys(Db& db);
-  // MergeCaseIndex moves the rows of case_index_new committed so far into case_index.
-  absl::Status MergeCaseIndex();
+  // CaseMergeDue says whether the rows waiting are due to be merged, the last merge having
+  // ended at `last_merge`.
+  bool CaseMergeDue(absl::Time last_merge);
+  // MergeCaseIndex moves the oldest rows of case_index_new committed so far into case_index, at
+  // most `max_rows` of them.
+  absl::Status MergeCaseIndex(int64_t max_rows);
   absl::Mutex index_mu_;
   std::deque<PendingKey> pending_keys_ ABSL_GUARDED_BY(index_mu_);
   // Where Purge resumes in the notice, inbox and evidence tables: `from` is the rowid the scan

@@ -163,12 +163,21 @@ absl::Status NoticeStore::LoadPendingKeys(Db& db) {
   return s.status("read unmerged case index rows");
 }
 
-absl::Status NoticeStore::MergeCaseIndex() {
+bool NoticeStore::CaseMergeDue(absl::Time last_merge) {
+  absl::MutexLock lock(&index_mu_);
+  if (pending_keys_.empty()) return false;
+  return static_cast<int64_t>(pending_keys_.size()) >= options_.case_merge_rows ||
+         absl::Now() - last_merge >= options_.case_merge_interval;
+}
+
+absl::Status NoticeStore::MergeCaseIndex(int64_t max_rows) {
   int64_t through = 0;
   {
     absl::MutexLock lock(&index_mu_);
     if (pending_keys_.empty()) return absl::OkStatus();
-    through = pending_keys_.back().id;
+    const size_t rows =
+        std::min(pending_keys_.size(), static_cast<size_t>(std::max<int64_t>(1, max_rows)));
+    through = pending_keys_[rows - 1].id;
   }
   // Sorted by key, the inserts touch each page of case_index once; committed rows only (what
   // pending_keys_ holds), so a notice being stored now keeps its rows for the next merge.

@@ -54,6 +54,8 @@ class NoticeStoreTest : public ::testing::Test {
     options.self = "360102";
     options.log_enabled = log;
     options.sealer = sealer_;
+    options.case_merge_interval = case_merge_interval_;
+    options.case_merge_rows = case_merge_rows_;
     auto s = NoticeStore::Open(options);
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? std::move(*s) : nullptr;
@@ -152,6 +154,9 @@ class NoticeStoreTest : public ::testing::Test {
   std::shared_ptr<const common::SigningKey> key_ = common::SigningKey::Generate();
   std::shared_ptr<const common::SigningKey> origin_key_ = common::SigningKey::Generate();
   std::shared_ptr<const Sealer> sealer_;  // set by UseSealer
+  // When Open's store merges the case index (StoreOptions; the node's defaults unless a test says).
+  absl::Duration case_merge_interval_ = StoreOptions().case_merge_interval;
+  int64_t case_merge_rows_ = StoreOptions().case_merge_rows;
 };
 
 // StoreConformanceTest is a test every backend must pass: each runs on SQLite and on PostgreSQL
@@ -887,6 +892,7 @@ TEST_P(StoreConformanceTest, CasesAreFoundBeforeAndAfterTheIndexMerges) {
     return s.Step() ? s.Int(0) : -1;
   };
   bool truncated = false;
+  case_merge_interval_ = absl::Hours(1);  // no merge before the reopen
   {
     auto store = Open();
     ASSERT_OK(store->Publish({prepared("a", "case-1", "11010519491231002X"),
@@ -899,11 +905,13 @@ TEST_P(StoreConformanceTest, CasesAreFoundBeforeAndAfterTheIndexMerges) {
     EXPECT_TRUE(ids(store->FindCase("case-3", false, 10, &truncated)).empty());
   }
   // Reopened: whatever was not merged is read back from case_index_new.
+  case_merge_interval_ = absl::ZeroDuration();
   {
     auto store = Open();
     EXPECT_EQ(ids(store->FindCase("case-1", false, 10, &truncated)),
               (std::vector<std::string>{"a", "c"}));
-    // The merge runs every 500 ms: then every row is in case_index and none waits.
+    // The merge (every round of the background loop, 500 ms, here): then every row is in
+    // case_index and none waits.
     ASSERT_TRUE([&] {
       for (int i = 0; i < 100; ++i) {
         if (count("SELECT count(*) FROM case_index_new") == 0) return true;
@@ -916,6 +924,66 @@ TEST_P(StoreConformanceTest, CasesAreFoundBeforeAndAfterTheIndexMerges) {
               (std::vector<std::string>{"a", "c"}));
     EXPECT_EQ(ids(store->FindCase("110105194912310029", true, 10, &truncated)),
               (std::vector<std::string>{"c"}));
+  }
+}
+
+// The case index's rows wait for case_merge_interval, or until case_merge_rows wait, and a merge
+// moves at most case_merge_rows of them (the oldest); the rest wait for the next.
+TEST_P(StoreConformanceTest, TheCaseIndexMergesAfterItsIntervalOrOnceEnoughRowsWait) {
+  auto count = [&](const char* sql) {
+    auto db = RawDb();
+    Stmt s(db.get(), sql);
+    return s.Step() ? s.Int(0) : -1;
+  };
+  // Polls until `sql` counts `want` (at most 5 s).
+  auto reaches = [&](const char* sql, int64_t want) {
+    for (int i = 0; i < 100; ++i) {
+      if (count(sql) == want) return true;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return false;
+  };
+  auto prepared = [](const std::string& id) {
+    PreparedNotice p = Prepared(id, {"440305"}, "case-m");
+    v1::Notice n;
+    n.ParseFromString(p.bytes);
+    p.facts = common::FactsOf(n);
+    return p;
+  };
+  constexpr char kWaiting[] = "SELECT count(*) FROM case_index_new";
+  constexpr char kMerged[] = "SELECT count(*) FROM case_index";
+  bool truncated = false;
+  case_merge_interval_ = absl::Hours(1);
+  case_merge_rows_ = 1000;
+  {
+    auto store = Open();
+    ASSERT_OK(store->Publish({prepared("m-1"), prepared("m-2"), prepared("m-3")}));
+    // Three rounds of the background loop: fewer rows than case_merge_rows, before the interval.
+    absl::SleepFor(absl::Milliseconds(1600));
+    EXPECT_EQ(count(kWaiting), 6);  // two rows a notice: its case and its subject
+    EXPECT_EQ(count(kMerged), 0);
+    auto found = store->FindCase("case-m", false, 10, &truncated);
+    ASSERT_OK(found.status());
+    EXPECT_EQ(found->size(), 3u);  // read from the rows waiting
+  }
+  // Four rows are enough: the oldest four are merged, the other two wait for the interval.
+  case_merge_rows_ = 4;
+  {
+    auto store = Open();
+    ASSERT_TRUE(reaches(kMerged, 4)) << count(kMerged);
+    absl::SleepFor(absl::Milliseconds(1100));
+    EXPECT_EQ(count(kMerged), 4);
+    EXPECT_EQ(count(kWaiting), 2);
+    auto found = store->FindCase("case-m", false, 10, &truncated);
+    ASSERT_OK(found.status());
+    EXPECT_EQ(found->size(), 3u);  // two of its rows in case_index, one waiting
+  }
+  // With no interval, what waits is merged at the next round.
+  case_merge_interval_ = absl::ZeroDuration();
+  {
+    auto store = Open();
+    ASSERT_TRUE(reaches(kWaiting, 0)) << count(kWaiting);
+    EXPECT_EQ(count(kMerged), 6);
   }
 }
 
