@@ -158,7 +158,7 @@ class Series {
 
 // How the benchmark's notice ids are made (--ids). The indexes a node keeps by notice id grow at
 // their right edge when ids follow publishing order, and take each insert on a random page when
-// they are random (PROFILE.md, "Notice ids in publishing order, and random").
+// they are random (PROFILE.md, "How cost grows with real notice ids and cases").
 enum class IdOrder {
   kOrdered,  // "<run>-<i>": publishing order (a record id from a database sequence)
   kUuid4,    // a random UUID (version 4)

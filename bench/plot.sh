@@ -16,7 +16,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 if grep -q '"bench":"growth growth' "$dir/results.jsonl" 2>/dev/null; then
-  # One line per growth run (one per GROWTH_IDS: ids in publishing order, random UUIDs, time-ordered UUIDs).
+  # One line per growth run (one per GROWTH_IDS: ids in publishing order, random UUIDs,
+  # time-ordered UUIDs).
   sed -n 's/.*"bench":"growth \(growth[^"]*\)".*"at":\([0-9]*\),"notices_per_s":\([0-9.]*\).*/\1 \2 \3/p' \
     "$dir/results.jsonl" >"$tmp/growth.all"
   plots=()

@@ -26,8 +26,8 @@
 # and after a clean stop checkpoints it, for each of GROWTH_IDS ("ordered": notice ids in
 # publishing order; "uuid4": random UUIDs; "uuid7": time-ordered UUIDs; "ordered uuid4" runs
 # two) and GROWTH_CASES (0: every notice in one case; N: spread over N cases and subjects, so that
-# the case index's keys are random as real cases' are); issue #14), sizes (batched throughput at 256 B, 1 KiB,
-# 16 KiB and the largest valid notice, SIZES_MB (400) of notices each), postgres (batched and unary
+# the case index's keys are random as real cases' are); issue #14), sizes (batched throughput at
+# 256 B, 1 KiB, 16 KiB and the largest valid notice, SIZES_MB (400) of notices each), postgres (batched and unary
 # throughput with both nodes on SQLite and on PostgreSQL (a server started in a temporary
 # directory), alternated twice; then the failover time of 360102 run as an active/standby pair:
 # kill -9 of the active node, and the active node paused as a machine that stops answering;
@@ -559,31 +559,31 @@ fi
 
 if [[ " $ONLY " == *" growth "* ]]; then
   for ids in $GROWTH_IDS; do
-  # ordered: ids in publishing order ("<run>-<i>"), so every index keyed by a notice id grows at
-  # its right edge; uuid4: random UUIDs, each insert on a random page of those indexes; uuid7:
-  # time-ordered UUIDs (caseway-bench throughput --ids).
-  suffix=""; [ "$ids" = ordered ] || suffix="-$ids"
-  [ "$GROWTH_CASES" = 0 ] || suffix="$suffix-cases"
-  log ""; log "== growth: $GROWTH_N notices of 1 KiB on one channel pair ($CLIENTS clients x $BATCH), notice ids $ids, $([ "$GROWTH_CASES" = 0 ] && echo "one case" || echo "$GROWTH_CASES cases"), the rate per $GROWTH_INTERVAL; then bytes on disk"
-  rm -rf "$work/data-on"
-  pair on
-  bench throughput "${A[@]}" --clients "$CLIENTS" --batch "$BATCH" --count "$GROWTH_N" --max-s 7200 --ids "$ids" --cases "$GROWTH_CASES" \
-    --interval "$GROWTH_INTERVAL" --series "$out/growth-series$suffix.txt" --label "growth-$GROWTH_N$suffix" >/dev/null
-  # Bytes per notice with the nodes running (the WAL as the background checkpoints left it),
-  # then after a clean stop (the WAL checkpointed into the database and removed).
-  disk() {  # disk J WHEN
-    local j=$1 when=$2 role=origin f bytes=0
-    [ "$j" = 440305 ] && role=destination
-    for f in "$work/data-on/$j.db" "$work/data-on/$j.db-wal"; do
-      [ -f "$f" ] && bytes=$((bytes + $(stat -c %s "$f")))
-    done
-    log "disk $role $when ($ids ids): $bytes bytes, $(awk "BEGIN{printf \"%.0f\", $bytes/$GROWTH_N}") per notice"
-    echo "{\"bench\":\"growth disk\",\"ids\":\"$ids\",\"role\":\"$role\",\"when\":\"$when\",\"notices\":$GROWTH_N,\"bytes\":$bytes,\"bytes_per_notice\":$(awk "BEGIN{printf \"%.0f\", $bytes/$GROWTH_N}")}" >>"$results"
-  }
-  for j in 360102 440305; do disk "$j" running; done
-  unpair
-  for j in 360102 440305; do disk "$j" stopped; done
-  rm -rf "$work/data-on"
+    # ordered: ids in publishing order ("<run>-<i>"), so every index keyed by a notice id grows at
+    # its right edge; uuid4: random UUIDs, each insert on a random page of those indexes; uuid7:
+    # time-ordered UUIDs (caseway-bench throughput --ids).
+    suffix=""; [ "$ids" = ordered ] || suffix="-$ids"
+    [ "$GROWTH_CASES" = 0 ] || suffix="$suffix-cases"
+    log ""; log "== growth: $GROWTH_N notices of 1 KiB on one channel pair ($CLIENTS clients x $BATCH), notice ids $ids, $([ "$GROWTH_CASES" = 0 ] && echo "one case" || echo "$GROWTH_CASES cases"), the rate per $GROWTH_INTERVAL; then bytes on disk"
+    rm -rf "$work/data-on"
+    pair on
+    bench throughput "${A[@]}" --clients "$CLIENTS" --batch "$BATCH" --count "$GROWTH_N" --max-s 7200 \
+      --ids "$ids" --cases "$GROWTH_CASES" --interval "$GROWTH_INTERVAL" --series "$out/growth-series$suffix.txt" --label "growth-$GROWTH_N$suffix" >/dev/null
+    # Bytes per notice with the nodes running (the WAL as the background checkpoints left it),
+    # then after a clean stop (the WAL checkpointed into the database and removed).
+    disk() {  # disk J WHEN
+      local j=$1 when=$2 role=origin f bytes=0
+      [ "$j" = 440305 ] && role=destination
+      for f in "$work/data-on/$j.db" "$work/data-on/$j.db-wal"; do
+        [ -f "$f" ] && bytes=$((bytes + $(stat -c %s "$f")))
+      done
+      log "disk $role $when ($ids ids): $bytes bytes, $(awk "BEGIN{printf \"%.0f\", $bytes/$GROWTH_N}") per notice"
+      echo "{\"bench\":\"growth disk\",\"ids\":\"$ids\",\"cases\":$GROWTH_CASES,\"role\":\"$role\",\"when\":\"$when\",\"notices\":$GROWTH_N,\"bytes\":$bytes,\"bytes_per_notice\":$(awk "BEGIN{printf \"%.0f\", $bytes/$GROWTH_N}")}" >>"$results"
+    }
+    for j in 360102 440305; do disk "$j" running; done
+    unpair
+    for j in 360102 440305; do disk "$j" stopped; done
+    rm -rf "$work/data-on"
   done
 fi
 

@@ -460,7 +460,7 @@ void NoticeStore::CheckpointLoop() {
   constexpr int kRestartWaitMs = 50;
   constexpr int kRestartWaitMaxMs = 1000;
   int restart_wait_ms = kRestartWaitMs;
-  absl::Time last_merge = absl::Now();
+  auto last_merge = std::chrono::steady_clock::now();
   absl::MutexLock lock(&mu_);
   while (!stop_checkpointer_) {
     mu_.AwaitWithTimeout(absl::Condition(&stop_checkpointer_), absl::Milliseconds(500));
@@ -473,7 +473,7 @@ void NoticeStore::CheckpointLoop() {
           common::Log(common::LogLevel::kWarn, "case index not merged (retried)",
                       {{"status", m.ToString()}});
         } else {
-          last_merge = absl::Now();
+          last_merge = std::chrono::steady_clock::now();
         }
       }
     }

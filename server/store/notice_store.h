@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <set>
 #include <cstdint>
 #include <deque>
@@ -80,7 +81,7 @@ struct StoreOptions {
   // last merge, or sooner once `case_merge_rows` wait, at most that many a merge (the merge is one
   // writer operation: the bound keeps it short). The keys are salted digests, so each row lands on
   // a random page of case_index; the more rows a merge carries, the more of them share a page
-  // written once (bench/results/PROFILE.md, "How cost grows with real cases and ids").
+  // written once (bench/results/PROFILE.md, "How cost grows with real notice ids and cases").
   absl::Duration case_merge_interval = absl::Seconds(4);
   int64_t case_merge_rows = 65536;
   // Active/standby on PostgreSQL (server/store/writer_lease.h): the writer lease this node holds
@@ -394,8 +395,8 @@ class NoticeStore final : public ChannelStore,
   void AddPendingKeys(std::vector<PendingKey> keys);
   absl::Status LoadPendingKeys(Db& db);
   // CaseMergeDue says whether the rows waiting are due to be merged, the last merge having
-  // ended at `last_merge`.
-  bool CaseMergeDue(absl::Time last_merge);
+  // ended at `last_merge` (a monotonic clock: a wall clock set back must not hold merges off).
+  bool CaseMergeDue(std::chrono::steady_clock::time_point last_merge);
   // MergeCaseIndex moves the oldest rows of case_index_new committed so far into case_index, at
   // most `max_rows` of them.
   absl::Status MergeCaseIndex(int64_t max_rows);

@@ -163,11 +163,12 @@ absl::Status NoticeStore::LoadPendingKeys(Db& db) {
   return s.status("read unmerged case index rows");
 }
 
-bool NoticeStore::CaseMergeDue(absl::Time last_merge) {
+bool NoticeStore::CaseMergeDue(std::chrono::steady_clock::time_point last_merge) {
   absl::MutexLock lock(&index_mu_);
   if (pending_keys_.empty()) return false;
   return static_cast<int64_t>(pending_keys_.size()) >= options_.case_merge_rows ||
-         absl::Now() - last_merge >= options_.case_merge_interval;
+         std::chrono::steady_clock::now() - last_merge >=
+             absl::ToChronoNanoseconds(options_.case_merge_interval);
 }
 
 absl::Status NoticeStore::MergeCaseIndex(int64_t max_rows) {
