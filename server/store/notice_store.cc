@@ -462,9 +462,13 @@ void NoticeStore::CheckpointLoop() {
   int restart_wait_ms = kRestartWaitMs;
   auto last_merge = std::chrono::steady_clock::now();
   absl::MutexLock lock(&mu_);
-  while (!stop_checkpointer_) {
+  // The loop ends after the round that saw the stop (`last`), never before it: a stop that came
+  // while a round was busy (a long checkpoint, a RESTART waiting for readers) used to end the loop
+  // without its last round, and the WAL outlived a clean stop, with whatever a purge had just
+  // asked to be truncated out of it.
+  for (bool last = false; !last;) {
     mu_.AwaitWithTimeout(absl::Condition(&stop_checkpointer_), absl::Milliseconds(500));
-    const bool last = stop_checkpointer_;
+    last = stop_checkpointer_;
     mu_.Unlock();
     if (!last) {
       absl::MutexLock merging(&merge_mu_);
