@@ -59,6 +59,7 @@ class NoticeStoreTest : public ::testing::Test {
     options.sealer = sealer_;
     options.case_merge_interval = case_merge_interval_;
     options.case_merge_rows = case_merge_rows_;
+    options.wal_restart_bytes = wal_restart_bytes_;
     auto s = NoticeStore::Open(options);
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? std::move(*s) : nullptr;
@@ -160,6 +161,7 @@ class NoticeStoreTest : public ::testing::Test {
   // When Open's store merges the case index (StoreOptions; the node's defaults unless a test says).
   absl::Duration case_merge_interval_ = StoreOptions().case_merge_interval;
   int64_t case_merge_rows_ = StoreOptions().case_merge_rows;
+  int64_t wal_restart_bytes_ = StoreOptions().wal_restart_bytes;
 };
 
 // StoreConformanceTest is a test every backend must pass: each runs on SQLite and on PostgreSQL
@@ -279,14 +281,9 @@ bool SleepingThread(const std::string& name) {
 // RESTART waiting for a reader that holds a snapshot in the WAL. (The loop used to end at such a
 // stop without its last round, and the WAL outlived the stop.)
 TEST_F(NoticeStoreTest, ACleanStopEmptiesTheWalWhileACheckpointWaits) {
-  StoreOptions options;
-  options.path = path_;
-  options.self = "360102";
-  options.log_enabled = false;
-  options.wal_restart_bytes = 64 << 10;
-  auto opened = NoticeStore::Open(options);
-  ASSERT_OK(opened);
-  auto store = std::move(*opened);
+  wal_restart_bytes_ = 64 << 10;
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
   const std::string body(2000, 'x');
   auto publish = [&](int from, int count) {
     std::vector<PreparedNotice> batch;
