@@ -473,7 +473,7 @@ void NoticeStore::CheckpointLoop() {
     if (!last) {
       absl::MutexLock merging(&merge_mu_);
       if (!stop_merging_ && CaseMergeDue(last_merge)) {
-        if (absl::Status m = MergeCaseIndex(options_.case_merge_rows); !m.ok()) {
+        if (absl::Status m = MergeCaseIndex(); !m.ok()) {
           common::Log(common::LogLevel::kWarn, "case index not merged (retried)",
                       {{"status", m.ToString()}});
         } else {

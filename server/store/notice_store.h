@@ -77,11 +77,11 @@ struct StoreOptions {
   // behind and the WAL grows by every byte written (bench/results/PROFILE.md, "Growth").
   int64_t wal_restart_bytes = 128 << 20;
   // The case index's new rows wait in case_index_new (and in memory, where FindCase reads them)
-  // and are merged into case_index sorted by key: once `case_merge_interval` has passed since the
-  // last merge, or sooner once `case_merge_rows` wait, at most that many a merge (the merge is one
-  // writer operation: the bound keeps it short). The keys are salted digests, so each row lands on
-  // a random page of case_index; the more rows a merge carries, the more of them share a page
-  // written once (bench/results/PROFILE.md, "How cost grows with real notice ids and cases").
+  // and are merged into case_index sorted by key, all at once: once `case_merge_interval` has
+  // passed since the last merge, or sooner once `case_merge_rows` wait (the merge is one writer
+  // operation: the row count keeps it short under load). The keys are salted digests, so each row
+  // lands on a random page of case_index; the more rows a merge carries, the more of them share a
+  // page written once (bench/results/PROFILE.md, "How cost grows with real notice ids and cases").
   absl::Duration case_merge_interval = absl::Seconds(4);
   int64_t case_merge_rows = 65536;
   // Active/standby on PostgreSQL (server/store/writer_lease.h): the writer lease this node holds
@@ -397,9 +397,8 @@ class NoticeStore final : public ChannelStore,
   // CaseMergeDue says whether the rows waiting are due to be merged, the last merge having
   // ended at `last_merge` (a monotonic clock: a wall clock set back must not hold merges off).
   bool CaseMergeDue(std::chrono::steady_clock::time_point last_merge);
-  // MergeCaseIndex moves the oldest rows of case_index_new committed so far into case_index, at
-  // most `max_rows` of them.
-  absl::Status MergeCaseIndex(int64_t max_rows);
+  // MergeCaseIndex moves the rows of case_index_new committed so far into case_index.
+  absl::Status MergeCaseIndex();
   absl::Mutex index_mu_;
   std::deque<PendingKey> pending_keys_ ABSL_GUARDED_BY(index_mu_);
   // Where Purge resumes in the notice, inbox and evidence tables: `from` is the rowid the scan

@@ -171,14 +171,12 @@ bool NoticeStore::CaseMergeDue(std::chrono::steady_clock::time_point last_merge)
              absl::ToChronoNanoseconds(options_.case_merge_interval);
 }
 
-absl::Status NoticeStore::MergeCaseIndex(int64_t max_rows) {
+absl::Status NoticeStore::MergeCaseIndex() {
   int64_t through = 0;
   {
     absl::MutexLock lock(&index_mu_);
     if (pending_keys_.empty()) return absl::OkStatus();
-    const size_t rows =
-        std::min(pending_keys_.size(), static_cast<size_t>(std::max<int64_t>(1, max_rows)));
-    through = pending_keys_[rows - 1].id;
+    through = pending_keys_.back().id;
   }
   // Sorted by key, the inserts touch each page of case_index once; committed rows only (what
   // pending_keys_ holds), so a notice being stored now keeps its rows for the next merge.

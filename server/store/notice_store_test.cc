@@ -997,8 +997,8 @@ TEST_P(StoreConformanceTest, CasesAreFoundBeforeAndAfterTheIndexMerges) {
   }
 }
 
-// The case index's rows wait for case_merge_interval, or until case_merge_rows wait, and a merge
-// moves at most case_merge_rows of them (the oldest); the rest wait for the next.
+// The case index's rows wait for case_merge_interval, or until case_merge_rows wait; a merge moves
+// every row that waits.
 TEST_P(StoreConformanceTest, TheCaseIndexMergesAfterItsIntervalOrOnceEnoughRowsWait) {
   auto count = [&](const char* sql) {
     auto db = RawDb();
@@ -1036,24 +1036,25 @@ TEST_P(StoreConformanceTest, TheCaseIndexMergesAfterItsIntervalOrOnceEnoughRowsW
     ASSERT_OK(found.status());
     EXPECT_EQ(found->size(), 3u);  // read from the rows waiting
   }
-  // Four rows are enough: the oldest four are merged, the other two wait for the interval.
+  // Four rows are enough, long before the interval: all six are merged.
   case_merge_rows_ = 4;
   {
     auto store = Open();
-    ASSERT_TRUE(reaches(kMerged, 4)) << count(kMerged);
+    ASSERT_TRUE(reaches(kWaiting, 0)) << count(kWaiting);
+    EXPECT_EQ(count(kMerged), 6);
+    ASSERT_OK(store->Publish({prepared("m-4")}));  // two rows: fewer than four, they wait
     absl::SleepFor(absl::Milliseconds(1100));
-    EXPECT_EQ(count(kMerged), 4);
     EXPECT_EQ(count(kWaiting), 2);
     auto found = store->FindCase("case-m", false, 10, &truncated);
     ASSERT_OK(found.status());
-    EXPECT_EQ(found->size(), 3u);  // two of its rows in case_index, one waiting
+    EXPECT_EQ(found->size(), 4u);  // three from case_index, one waiting
   }
   // With no interval, what waits is merged at the next round.
   case_merge_interval_ = absl::ZeroDuration();
   {
     auto store = Open();
     ASSERT_TRUE(reaches(kWaiting, 0)) << count(kWaiting);
-    EXPECT_EQ(count(kMerged), 6);
+    EXPECT_EQ(count(kMerged), 8);
   }
 }
 
