@@ -9,7 +9,6 @@
 
 #include <atomic>
 #include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -88,6 +87,20 @@ class NoticeStoreTest : public ::testing::Test {
     s.BindBlob(1, "\xCF");
     return s.Step() ? s.Int(0) : -1;
   }
+  // CountRows runs `sql`, a count, on a connection of its own.
+  int64_t CountRows(const char* sql) {
+    auto db = RawDb();
+    Stmt s(db.get(), sql);
+    return s.Step() ? s.Int(0) : -1;
+  }
+  // CountReaches polls CountRows(sql) until it is `want` (true), at most 5 s (false).
+  bool CountReaches(const char* sql, int64_t want) {
+    for (int i = 0; i < 100; ++i) {
+      if (CountRows(sql) == want) return true;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return false;
+  }
   void PurgeRemovesSettledBodiesOnly();
   // Unsealed is what Open without a log and without a key file is given.
   StoreOptions Unsealed() const {
@@ -110,6 +123,14 @@ class NoticeStoreTest : public ::testing::Test {
     p.destinations = dests;
     p.bytes = n.SerializeAsString();
     p.digest = common::Sha256(p.bytes);
+    return p;
+  }
+
+  // WithFacts gives `p` the facts of its notice (its case and subject, for the case index).
+  static PreparedNotice WithFacts(PreparedNotice p) {
+    v1::Notice n;
+    n.ParseFromString(p.bytes);
+    p.facts = common::FactsOf(n);
     return p;
   }
 
@@ -956,11 +977,6 @@ TEST_P(StoreConformanceTest, CasesAreFoundBeforeAndAfterTheIndexMerges) {
     }
     return out;
   };
-  auto count = [&](const char* sql) {
-    auto db = RawDb();
-    Stmt s(db.get(), sql);
-    return s.Step() ? s.Int(0) : -1;
-  };
   bool truncated = false;
   case_merge_interval_ = absl::Hours(1);  // no merge before the reopen
   {
@@ -982,14 +998,8 @@ TEST_P(StoreConformanceTest, CasesAreFoundBeforeAndAfterTheIndexMerges) {
               (std::vector<std::string>{"a", "c"}));
     // The merge (every round of the background loop, 500 ms, here): then every row is in
     // case_index and none waits.
-    ASSERT_TRUE([&] {
-      for (int i = 0; i < 100; ++i) {
-        if (count("SELECT count(*) FROM case_index_new") == 0) return true;
-        absl::SleepFor(absl::Milliseconds(50));
-      }
-      return false;
-    }());
-    EXPECT_EQ(count("SELECT count(*) FROM case_index"), 6);
+    ASSERT_TRUE(CountReaches("SELECT count(*) FROM case_index_new", 0));
+    EXPECT_EQ(CountRows("SELECT count(*) FROM case_index"), 6);
     EXPECT_EQ(ids(store->FindCase("case-1", false, 10, &truncated)),
               (std::vector<std::string>{"a", "c"}));
     EXPECT_EQ(ids(store->FindCase("110105194912310029", true, 10, &truncated)),
@@ -1000,25 +1010,8 @@ TEST_P(StoreConformanceTest, CasesAreFoundBeforeAndAfterTheIndexMerges) {
 // The case index's rows wait for case_merge_interval, or until case_merge_rows wait; a merge moves
 // every row that waits.
 TEST_P(StoreConformanceTest, TheCaseIndexMergesAfterItsIntervalOrOnceEnoughRowsWait) {
-  auto count = [&](const char* sql) {
-    auto db = RawDb();
-    Stmt s(db.get(), sql);
-    return s.Step() ? s.Int(0) : -1;
-  };
-  // Polls until `sql` counts `want` (at most 5 s).
-  auto reaches = [&](const char* sql, int64_t want) {
-    for (int i = 0; i < 100; ++i) {
-      if (count(sql) == want) return true;
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    return false;
-  };
   auto prepared = [](const std::string& id) {
-    PreparedNotice p = Prepared(id, {"440305"}, "case-m");
-    v1::Notice n;
-    n.ParseFromString(p.bytes);
-    p.facts = common::FactsOf(n);
-    return p;
+    return WithFacts(Prepared(id, {"440305"}, "case-m"));
   };
   constexpr char kWaiting[] = "SELECT count(*) FROM case_index_new";
   constexpr char kMerged[] = "SELECT count(*) FROM case_index";
@@ -1030,8 +1023,8 @@ TEST_P(StoreConformanceTest, TheCaseIndexMergesAfterItsIntervalOrOnceEnoughRowsW
     ASSERT_OK(store->Publish({prepared("m-1"), prepared("m-2"), prepared("m-3")}));
     // Three rounds of the background loop: fewer rows than case_merge_rows, before the interval.
     absl::SleepFor(absl::Milliseconds(1600));
-    EXPECT_EQ(count(kWaiting), 6);  // two rows a notice: its case and its subject
-    EXPECT_EQ(count(kMerged), 0);
+    EXPECT_EQ(CountRows(kWaiting), 6);  // two rows a notice: its case and its subject
+    EXPECT_EQ(CountRows(kMerged), 0);
     auto found = store->FindCase("case-m", false, 10, &truncated);
     ASSERT_OK(found.status());
     EXPECT_EQ(found->size(), 3u);  // read from the rows waiting
@@ -1040,11 +1033,11 @@ TEST_P(StoreConformanceTest, TheCaseIndexMergesAfterItsIntervalOrOnceEnoughRowsW
   case_merge_rows_ = 4;
   {
     auto store = Open();
-    ASSERT_TRUE(reaches(kWaiting, 0)) << count(kWaiting);
-    EXPECT_EQ(count(kMerged), 6);
+    ASSERT_TRUE(CountReaches(kWaiting, 0)) << CountRows(kWaiting);
+    EXPECT_EQ(CountRows(kMerged), 6);
     ASSERT_OK(store->Publish({prepared("m-4")}));  // two rows: fewer than four, they wait
     absl::SleepFor(absl::Milliseconds(1100));
-    EXPECT_EQ(count(kWaiting), 2);
+    EXPECT_EQ(CountRows(kWaiting), 2);
     auto found = store->FindCase("case-m", false, 10, &truncated);
     ASSERT_OK(found.status());
     EXPECT_EQ(found->size(), 4u);  // three from case_index, one waiting
@@ -1053,8 +1046,8 @@ TEST_P(StoreConformanceTest, TheCaseIndexMergesAfterItsIntervalOrOnceEnoughRowsW
   case_merge_interval_ = absl::ZeroDuration();
   {
     auto store = Open();
-    ASSERT_TRUE(reaches(kWaiting, 0)) << count(kWaiting);
-    EXPECT_EQ(count(kMerged), 8);
+    ASSERT_TRUE(CountReaches(kWaiting, 0)) << CountRows(kWaiting);
+    EXPECT_EQ(CountRows(kMerged), 8);
   }
 }
 
@@ -1064,13 +1057,8 @@ TEST_P(StoreConformanceTest, APartyCountsOnlyItsOwnNoticesOfACase) {
   auto store = Open();
   std::vector<PreparedNotice> notices;
   for (int i = 0; i < 3; ++i) {
-    notices.push_back(Prepared(absl::StrCat("to-b-", i), {"440305"}, "case-p"));
-    notices.push_back(Prepared(absl::StrCat("to-c-", i), {"360111"}, "case-p"));
-  }
-  for (auto& p : notices) {
-    v1::Notice n;
-    n.ParseFromString(p.bytes);
-    p.facts = common::FactsOf(n);
+    notices.push_back(WithFacts(Prepared(absl::StrCat("to-b-", i), {"440305"}, "case-p")));
+    notices.push_back(WithFacts(Prepared(absl::StrCat("to-c-", i), {"360111"}, "case-p")));
   }
   ASSERT_OK(store->Publish(notices));
   bool truncated = false;
