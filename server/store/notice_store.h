@@ -47,7 +47,9 @@ namespace caseway::server {
 // Version 7: shared_copy, a destination's copy under a sharing policy (an older binary would send
 // the whole notice). Version 8: copies sealed under (destination, notice id), answers kept as
 // evidence kind 7, meta 'feed_epoch' (a version-7 binary could not open the new copies).
-inline constexpr int kStoreSchemaVersion = 9;
+// Version 9: Merkle levels 1 and 2 computed, not stored. Version 10: to-do items (obligation)
+// keyed by channel position, not notice id (a version-9 binary would find none of them).
+inline constexpr int kStoreSchemaVersion = 10;
 
 // StoreOptions configure NoticeStore::Open.
 // The exit status of a node stopped by a storage fault (NoticeStore::StorageFault).
@@ -112,6 +114,8 @@ struct StoreOptions {
 // Concurrency: thread-safe.
 // Limitations: one process per database file (SQLite's locking guards against a second writer,
 // which gets INTERNAL "database is locked" after 10 s).
+struct TodoKey;  // statements.h
+
 class NoticeStore final : public ChannelStore,
                           public InboxStore,
                           public CaseStore,
@@ -375,8 +379,13 @@ class NoticeStore final : public ChannelStore,
   struct TodoStatements;
   absl::Status TrackPublished(const common::NoticeFacts& facts,
                               const caseway::v1::PublishResult& result, int64_t now_micros);
-  absl::Status TrackReceived(const std::string& origin, const common::NoticeFacts& facts,
-                             int64_t now_micros);
+  absl::Status TrackReceived(const std::string& origin, int64_t channel_seq,
+                             const common::NoticeFacts& facts, int64_t now_micros);
+  // TodoKeyOf is the key the item (origin, notice_id, peer) has (writer thread); nullopt when
+  // the node holds no such notice or it has no channel to `peer`.
+  absl::StatusOr<std::optional<TodoKey>> TodoKeyOf(const std::string& origin,
+                                                          const std::string& notice_id,
+                                                          const std::string& peer);
   // Settle moves the open item (origin, notice_id, peer), following corrections, to `state`.
   // Returns false when there is no such item.
   absl::StatusOr<bool> Settle(const std::string& origin, const std::string& notice_id,

@@ -402,12 +402,18 @@ absl::StatusOr<std::vector<v1::TodoItem>> NoticeStore::RepliesOf(const std::stri
                                                                  absl::Time now) {
   return ReadOnly([&](Db* db) -> absl::StatusOr<std::vector<v1::TodoItem>> {
     std::vector<v1::TodoItem> out;
+    ASSIGN_OR_RETURN(std::vector<TodoKey> keys, TodoKeysOf(db, options_.self, origin, notice_id));
+    std::sort(keys.begin(), keys.end(),
+              [](const TodoKey& a, const TodoKey& b) { return a.peer < b.peer; });
     Stmt s(db, absl::StrCat("SELECT ", kTodoColumns,
-                            " FROM obligation WHERE origin = ? AND notice_id = ? ORDER BY peer")
+                            " FROM obligation WHERE peer = ? AND side = ? AND seq = ?")
                    .c_str());
-    s.Bind(1, origin).Bind(2, notice_id);
-    while (s.Step()) FillTodoItem(s, now, &out.emplace_back());
-    RETURN_IF_ERROR(s.status("read replies"));
+    for (const TodoKey& key : keys) {
+      s.Bind(1, key.peer).Bind(2, int64_t{key.side}).Bind(3, key.seq);
+      if (s.Step()) FillTodoItem(s, now, &out.emplace_back());
+      RETURN_IF_ERROR(s.status("read replies"));
+      s.Reset();
+    }
     return out;
   });
 }
@@ -585,11 +591,13 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
           }
           return absl::OkStatus();
         };
-        Stmt open_reply(db, "SELECT 1 FROM obligation WHERE origin = ? AND notice_id = ? AND "
-                            "state = 1 LIMIT 1");
-        auto owes = [&](const std::string& origin, const std::string& notice_id) {
-          open_reply.Bind(1, origin).Bind(2, notice_id);
+        Stmt open_reply(db, "SELECT 1 FROM obligation WHERE peer = ? AND side = ? AND seq = ? "
+                            "AND state = 1");
+        // Whether the item at (peer, side, seq) is open (a reply owed either way).
+        auto owes = [&](absl::string_view peer, int side, int64_t seq) -> absl::StatusOr<bool> {
+          open_reply.Bind(1, peer).Bind(2, int64_t{side}).Bind(3, seq);
           const bool open = open_reply.Step();
+          RETURN_IF_ERROR(open_reply.status("read to-do item"));
           open_reply.Reset();
           return open;
         };
@@ -609,20 +617,18 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
         Stmt clear_copy(db, "UPDATE shared_copy SET bytes = ? WHERE destination = ? AND seq = ?");
         RETURN_IF_ERROR(scan(scans[0], notices, column_time(1), [&](Stmt& r) -> absl::StatusOr<bool> {
           const std::string id = r.Text(2);
-          for (absl::string_view d : absl::StrSplit(r.Text(3), ',', absl::SkipEmpty())) {
-            std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(d, ':');
-            int64_t seq = 0;
-            if (!absl::SimpleAtoi(kv.second, &seq)) return absl::DataLossError("notice.deliveries: malformed");
-            auto it = acked.find(std::string(kv.first));
+          ASSIGN_OR_RETURN(const auto deliveries, ParseDeliveries(r.Text(3)));
+          for (const auto& [destination, seq] : deliveries) {
+            auto it = acked.find(destination);
             if (it == acked.end() || it->second < seq) return false;
+            ASSIGN_OR_RETURN(const bool open, owes(destination, kOwedToUs, seq));
+            if (open) return false;
           }
-          if (owes(options_.self, id)) return false;
           RETURN_IF_ERROR(forget(r.Blob(4), NoticeContext(id), id));
           clear_notice.BindBlob(1, "").Bind(2, r.Int(0));
           RETURN_IF_ERROR(Done(clear_notice, "purge notice"));
-          for (absl::string_view d : absl::StrSplit(r.Text(3), ',', absl::SkipEmpty())) {
-            std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(d, ':');
-            clear_copy.BindBlob(1, "").Bind(2, kv.first).Bind(3, kv.second);
+          for (const auto& [destination, seq] : deliveries) {
+            clear_copy.BindBlob(1, "").Bind(2, destination).Bind(3, seq);
             RETURN_IF_ERROR(Done(clear_copy, "purge shared copy"));
           }
           ++counts.published;
@@ -634,7 +640,9 @@ absl::StatusOr<NoticeStore::PurgeCounts> NoticeStore::Purge(absl::Time before, i
                        "ORDER BY inbox_seq LIMIT ?");
         Stmt clear_inbox(db, "UPDATE inbox SET bytes = ? WHERE inbox_seq = ?");
         RETURN_IF_ERROR(scan(scans[1], inbox, column_time(1), [&](Stmt& r) -> absl::StatusOr<bool> {
-          if (r.Int(4) == 0 || owes(r.Text(2), r.Text(3))) return false;
+          if (r.Int(4) == 0) return false;
+          ASSIGN_OR_RETURN(const bool open, owes(r.Text(2), kOwedByUs, r.Int(6)));
+          if (open) return false;
           RETURN_IF_ERROR(forget(r.Blob(5), InboxContext(r.Text(2), r.Int(6)), r.Int(0)));
           clear_inbox.BindBlob(1, "").Bind(2, r.Int(0));
           RETURN_IF_ERROR(Done(clear_inbox, "purge inbox"));

@@ -9,6 +9,8 @@
 
 #include <atomic>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -126,6 +128,33 @@ class NoticeStoreTest : public ::testing::Test {
     return p;
   }
 
+  static google::protobuf::Timestamp DueIn(absl::Duration d) {
+    return google::protobuf::util::TimeUtil::SecondsToTimestamp(
+        absl::ToUnixSeconds(common::Now() + d));
+  }
+  // Owing gives `p` a reply_due in 15 days, and the facts of its notice: it opens a to-do item.
+  static PreparedNotice Owing(PreparedNotice p) {
+    v1::Notice n;
+    n.ParseFromString(p.bytes);
+    *n.mutable_reply_due() = DueIn(absl::Hours(24 * 15));
+    p.bytes = n.SerializeAsString();
+    p.digest = common::Sha256(p.bytes);
+    return WithFacts(std::move(p));
+  }
+
+  // VersionNineObligation is the to-do table of store versions 4 to 9 (keyed by origin, notice id
+  // and peer) and its index, as kSchema (SQLite) or kPgSchema made them.
+  static std::string VersionNineObligation(bool pg) {
+    const std::string type = pg ? "BIGINT" : "INTEGER";
+    return absl::StrCat(
+        "CREATE TABLE obligation(origin TEXT NOT NULL, notice_id TEXT NOT NULL, peer TEXT NOT NULL, "
+        "side ", type, " NOT NULL, case_id TEXT NOT NULL, kind TEXT NOT NULL, priority ", type,
+        " NOT NULL, opened_at ", type, " NOT NULL, due ", type, " NOT NULL, stated_due ", type,
+        ", state ", type, " NOT NULL, cleared_by TEXT, cleared_at ", type, ", superseded_by TEXT, "
+        "PRIMARY KEY(origin, notice_id, peer))", pg ? "" : " WITHOUT ROWID",
+        "; CREATE INDEX obligation_open ON obligation(due) WHERE state = 1; ");
+  }
+
   // WithFacts gives `p` the facts of its notice (its case and subject, for the case index).
   static PreparedNotice WithFacts(PreparedNotice p) {
     v1::Notice n;
@@ -135,8 +164,9 @@ class NoticeStoreTest : public ::testing::Test {
   }
 
   // MakeBatch builds a batch from 440305 to this node (360102); with `sign`, a manifest signed
-  // by `origin_key_`.
-  v1::Batch MakeBatch(uint64_t first, int count, bool sign = false) {
+  // by `origin_key_`; `edit` changes notices before they are serialized.
+  v1::Batch MakeBatch(uint64_t first, int count, bool sign = false,
+                      const std::function<void(v1::Notice&)>& edit = {}) {
     v1::Batch b;
     b.set_first_seq(first);
     v1::BatchManifest m;
@@ -149,6 +179,7 @@ class NoticeStoreTest : public ::testing::Test {
       n.set_origin("440305");
       n.add_destinations("360102");
       n.set_notice_id("r-" + std::to_string(first + i));
+      if (edit) edit(n);
       auto* e = b.add_entries();
       e->set_seq(first + i);
       e->set_notice(n.SerializeAsString());
@@ -666,11 +697,14 @@ TEST_F(NoticeStoreTest, EveryEarlierSchemaMigrates) {
   std::pair<uint64_t, std::string> log_head;
   {
     auto store = Open(/*log=*/true);
-    ASSERT_OK(store->Publish({Prepared("m-1", {"440305"}, "case-1"),
-                              Prepared("m-2", {"440305", "110101"}, "case-2")})
+    ASSERT_OK(store->Publish({WithFacts(Prepared("m-1", {"440305"}, "case-1")),
+                              WithFacts(Prepared("m-2", {"440305", "110101"}, "case-2"))})
                   .status());
-    ASSERT_OK(store->Publish({Prepared("m-3", {"440305"}, "case-1")}).status());
-    ASSERT_OK(Receive(store.get(), "440305", MakeBatch(1, 3, /*sign=*/true)).status());
+    // m-3 and r-2 owe replies: one to-do item on each side.
+    ASSERT_OK(store->Publish({Owing(Prepared("m-3", {"440305"}, "case-1"))}).status());
+    ASSERT_OK(Receive(store.get(), "440305", MakeBatch(1, 3, /*sign=*/true, [](v1::Notice& n) {
+                if (n.notice_id() == "r-2") *n.mutable_reply_due() = DueIn(absl::Hours(24 * 15));
+              })).status());
     auto rows = store->ReadInbox(0, 10);
     ASSERT_OK(rows.status());
     ASSERT_EQ(rows->size(), 3u);
@@ -680,7 +714,7 @@ TEST_F(NoticeStoreTest, EveryEarlierSchemaMigrates) {
   }
   const char* src = getenv("CASEWAY_SOURCE_DIR");
   const std::string schemas = std::string(src ? src : CASEWAY_DEFAULT_SOURCE_DIR) + "/tests/testdata/schemas";
-  for (int version = 1; version <= 4; ++version) {
+  for (int version : {1, 2, 3, 4, 9}) {
     SCOPED_TRACE(absl::StrCat("schema version ", version));
     path_ = absl::StrCat(dir_, "/v", version, ".db");
     {
@@ -710,6 +744,11 @@ TEST_F(NoticeStoreTest, EveryEarlierSchemaMigrates) {
         ASSERT_OK((*db)->Exec(absl::StrCat("INSERT INTO main.", table, "(", columns, ") SELECT ",
                                            columns, " FROM src.", table)
                                   .c_str()));
+      }
+      // From version 5, meta holds more than the version: the case index's salt, the access key.
+      if (version >= 5) {
+        ASSERT_OK((*db)->Exec(
+            "INSERT INTO main.meta SELECT * FROM src.meta WHERE key <> 'schema_version'"));
       }
       ASSERT_OK((*db)->Exec("DETACH src;"));
     }
@@ -749,7 +788,142 @@ TEST_F(NoticeStoreTest, EveryEarlierSchemaMigrates) {
     ASSERT_OK(next.status());
     EXPECT_EQ((*next)[0].deliveries(0).seq(), 4u);
     EXPECT_EQ(store->LogHead().first, kept + 1);
+    // Versions 4 to 9 kept the to-do items under (origin, notice id, peer); version 10 keys them
+    // by channel position. Each item is still listed, and the reply that settles it finds it.
+    if (version < 4) continue;  // no to-do list before version 4
+    v1::TodoRequest all;
+    all.set_include_cleared(true);
+    auto todo = store->Todo(all, common::Now());
+    ASSERT_OK(todo.status());
+    ASSERT_EQ(todo->items_size(), 2);
+    EXPECT_EQ(todo->owed_by_us(), 1u);
+    EXPECT_EQ(todo->owed_to_us(), 1u);
+    std::map<std::string, v1::TodoItem> items;
+    for (const auto& item : todo->items()) items[item.notice_id()] = item;
+    ASSERT_EQ(items.count("m-3"), 1u);
+    ASSERT_EQ(items.count("r-2"), 1u);
+    EXPECT_EQ(items["m-3"].side(), v1::TodoRequest::SIDE_OWED_TO_US);
+    EXPECT_EQ(items["m-3"].origin(), "360102");
+    EXPECT_EQ(items["m-3"].peer(), "440305");
+    EXPECT_EQ(items["r-2"].side(), v1::TodoRequest::SIDE_OWED_BY_US);
+    EXPECT_EQ(items["r-2"].origin(), "440305");
+    // 440305 answers m-3; this node answers r-2.
+    ASSERT_OK(Receive(store.get(), "440305", MakeBatch(4, 1, /*sign=*/true, [](v1::Notice& n) {
+                n.set_in_reply_to("m-3");
+              })).status());
+    PreparedNotice reply = Prepared("m-5", {"440305"}, "case-1");
+    {
+      v1::Notice n;
+      ASSERT_TRUE(n.ParseFromString(reply.bytes));
+      n.set_in_reply_to("r-2");
+      n.set_in_reply_to_origin("440305");
+      reply.bytes = n.SerializeAsString();
+      reply.digest = common::Sha256(reply.bytes);
+    }
+    ASSERT_OK(store->Publish({WithFacts(reply)}).status());
+    auto settled = store->Todo(all, common::Now());
+    ASSERT_OK(settled.status());
+    EXPECT_EQ(settled->owed_by_us(), 0u);
+    EXPECT_EQ(settled->owed_to_us(), 0u);
+    ASSERT_EQ(settled->items_size(), 2);
+    for (const auto& item : settled->items()) {
+      EXPECT_EQ(item.state(), v1::TodoItem::STATE_ANSWERED) << item.notice_id();
+      EXPECT_EQ(item.cleared_by(), item.notice_id() == "m-3" ? "r-4" : "m-5");
+    }
+    auto replies = store->RepliesOf("360102", "m-3", common::Now());
+    ASSERT_OK(replies.status());
+    ASSERT_EQ(replies->size(), 1u);
+    EXPECT_EQ((*replies)[0].cleared_by(), "r-4");
   }
+}
+
+// A store of version 9 (to-do items keyed by origin, notice id and peer) opens at version 10 (keyed
+// by channel position) with every item, on either backend: each is listed as before, and a reply
+// and a void find theirs. The version-9 table is rebuilt here from a store of this version.
+TEST_P(StoreConformanceTest, VersionNineToDoItemsMigrate) {
+  {
+    auto store = Open(/*log=*/true);
+    ASSERT_OK(store->Publish({Owing(Prepared("t-1", {"440305", "110101"}, "case-t")),
+                              WithFacts(Prepared("t-2", {"440305"}, "case-t"))})
+                  .status());  // 440305: 1, 2; 110101: 1
+    ASSERT_OK(Receive(store.get(), "440305", MakeBatch(1, 2, /*sign=*/true, [](v1::Notice& n) {
+                if (n.notice_id() == "r-2") *n.mutable_reply_due() = DueIn(absl::Hours(24 * 15));
+              })).status());
+  }
+  {
+    auto db = RawDb();
+    ASSERT_NE(db, nullptr);
+    const bool pg = backend_ == Db::Backend::kPostgres;
+    const char* rest = "case_id, kind, priority, opened_at, due, stated_due, state, cleared_by, "
+                       "cleared_at, superseded_by";
+    ASSERT_OK(db->Exec(pg ? "DROP INDEX obligation_open; ALTER TABLE obligation RENAME TO o10; "
+                            "ALTER INDEX obligation_pkey RENAME TO o10_pkey;"
+                          : "DROP INDEX obligation_open; ALTER TABLE obligation RENAME TO o10;"));
+    ASSERT_OK(db->Exec(absl::StrCat(
+        VersionNineObligation(pg),
+        "INSERT INTO obligation(origin, notice_id, peer, side, ", rest, ") SELECT origin, "
+        "notice_id, peer, side, ", rest, " FROM o10; DROP TABLE o10; "
+        "UPDATE meta SET value = '9' WHERE key = 'schema_version';").c_str()));
+  }
+  auto store = Open(/*log=*/true);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM obligation WHERE seq IS NOT NULL"), 3);
+  v1::TodoRequest all;
+  all.set_include_cleared(true);
+  auto todo = store->Todo(all, common::Now());
+  ASSERT_OK(todo.status());
+  EXPECT_EQ(todo->owed_to_us(), 2u);  // t-1 at 440305 and at 110101
+  EXPECT_EQ(todo->owed_by_us(), 1u);  // r-2
+  ASSERT_EQ(todo->items_size(), 3);
+  // 440305 answers t-1; then this node voids t-1: the void settles what 110101 still owed.
+  ASSERT_OK(Receive(store.get(), "440305", MakeBatch(3, 1, /*sign=*/true, [](v1::Notice& n) {
+              n.set_in_reply_to("t-1");
+            })).status());
+  PreparedNotice retract = Prepared("t-3", {"440305", "110101"}, "case-t");
+  {
+    v1::Notice n;
+    ASSERT_TRUE(n.ParseFromString(retract.bytes));
+    n.set_in_reply_to("t-1");
+    n.set_in_reply_to_origin("360102");
+    n.mutable_void_()->set_reason("sent by mistake");
+    retract.bytes = n.SerializeAsString();
+    retract.digest = common::Sha256(retract.bytes);
+  }
+  ASSERT_OK(store->Publish({WithFacts(retract)}).status());
+  auto replies = store->RepliesOf("360102", "t-1", common::Now());
+  ASSERT_OK(replies.status());
+  ASSERT_EQ(replies->size(), 2u);
+  EXPECT_EQ((*replies)[0].peer(), "110101");  // in peer order
+  EXPECT_EQ((*replies)[0].state(), v1::TodoItem::STATE_VOIDED);
+  EXPECT_EQ((*replies)[0].cleared_by(), "t-3");
+  EXPECT_EQ((*replies)[1].peer(), "440305");
+  EXPECT_EQ((*replies)[1].state(), v1::TodoItem::STATE_ANSWERED);  // the first settlement stands
+  EXPECT_EQ((*replies)[1].cleared_by(), "r-3");
+  auto owed = store->RepliesOf("440305", "r-2", common::Now());
+  ASSERT_OK(owed.status());
+  ASSERT_EQ(owed->size(), 1u);
+  EXPECT_EQ(owed->front().state(), v1::TodoItem::STATE_OPEN);
+  EXPECT_EQ(owed->front().side(), v1::TodoRequest::SIDE_OWED_BY_US);
+}
+
+// A to-do item of version 9 whose notice the database does not hold cannot be keyed by channel
+// position: the store refuses to open, names the table and the count, and changes nothing.
+TEST_F(NoticeStoreTest, AVersionNineToDoItemWithoutItsNoticeStopsTheMigration) {
+  { ASSERT_NE(Open(/*log=*/true), nullptr); }
+  {
+    auto db = SqliteDb::Open(path_);
+    ASSERT_OK(db);
+    ASSERT_OK((*db)->Exec(absl::StrCat(
+        "DROP TABLE obligation; ", VersionNineObligation(/*pg=*/false),
+        "INSERT INTO obligation VALUES('360102', 'gone', '440305', 2, 'c', '', 0, 1, 2, NULL, 1, "
+        "NULL, NULL, NULL); UPDATE meta SET value = '9' WHERE key = 'schema_version';").c_str()));
+  }
+  StoreOptions options = Unsealed();
+  auto opened = NoticeStore::Open(options);
+  EXPECT_THAT(opened.status(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                        HasSubstr("obligation: 1 of 1 to-do items")));
+  EXPECT_EQ(CountRows("SELECT count(*) FROM obligation WHERE notice_id = 'gone'"), 1);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM pragma_table_info('obligation') WHERE name = 'seq'"), 0);
 }
 
 // Retention removes the bodies of what is settled (acknowledged everywhere, taken by the
@@ -757,20 +931,9 @@ TEST_F(NoticeStoreTest, EveryEarlierSchemaMigrates) {
 // not settled yet.
 void NoticeStoreTest::PurgeRemovesSettledBodiesOnly() {
   auto store = Open(/*log=*/true);
-  PreparedNotice owed = Prepared("p-owed", {"440305"}, "case-r");
-  {
-    v1::Notice n;
-    ASSERT_TRUE(n.ParseFromString(owed.bytes));
-    *n.mutable_reply_due() = google::protobuf::util::TimeUtil::SecondsToTimestamp(
-        absl::ToUnixSeconds(common::Now() + absl::Hours(24 * 15)));
-    owed.bytes = n.SerializeAsString();
-    owed.digest = common::Sha256(owed.bytes);
-    owed.facts = common::FactsOf(n);
-  }
-  PreparedNotice plain = Prepared("p-plain", {"440305"}, "case-r");
-  plain.facts = common::FactsOf([&] { v1::Notice n; n.ParseFromString(plain.bytes); return n; }());
-  PreparedNotice two = Prepared("p-two", {"440305", "110101"}, "case-r");
-  two.facts = common::FactsOf([&] { v1::Notice n; n.ParseFromString(two.bytes); return n; }());
+  const PreparedNotice owed = Owing(Prepared("p-owed", {"440305"}, "case-r"));
+  const PreparedNotice plain = WithFacts(Prepared("p-plain", {"440305"}, "case-r"));
+  const PreparedNotice two = WithFacts(Prepared("p-two", {"440305", "110101"}, "case-r"));
   ASSERT_OK(store->Publish({owed, plain, two}).status());  // 440305: 1, 2, 3; 110101: 1
   ASSERT_OK(Receive(store.get(), "440305", MakeBatch(1, 3, /*sign=*/true)).status());
   auto rows = store->ReadInbox(0, 10);

@@ -17,8 +17,6 @@ using google::protobuf::util::TimeUtil;
 
 namespace {
 
-constexpr int kOwedByUs = v1::TodoRequest::SIDE_OWED_BY_US;
-constexpr int kOwedToUs = v1::TodoRequest::SIDE_OWED_TO_US;
 constexpr int kOpen = v1::TodoItem::STATE_OPEN;
 constexpr int kAnswered = v1::TodoItem::STATE_ANSWERED;
 constexpr int kVoided = v1::TodoItem::STATE_VOIDED;
@@ -33,13 +31,53 @@ google::protobuf::Timestamp Micros(int64_t micros) {
 
 }  // namespace
 
+absl::StatusOr<std::vector<TodoKey>> TodoKeysOf(Db* db, const std::string& self,
+                                                const std::string& origin,
+                                                const std::string& notice_id) {
+  std::vector<TodoKey> keys;
+  if (origin == self) {
+    Stmt& s = db->Prepared("SELECT deliveries FROM notice WHERE notice_id = ?");
+    s.Bind(1, notice_id);
+    std::string deliveries;
+    const bool found = s.Step();
+    if (found) deliveries = s.Text(0);
+    RETURN_IF_ERROR(s.status("find notice"));
+    s.Reset();
+    if (!found) return keys;
+    ASSIGN_OR_RETURN(auto parsed, ParseDeliveries(deliveries));
+    for (auto& [destination, seq] : parsed) {
+      keys.push_back({std::move(destination), kOwedToUs, seq});
+    }
+    return keys;
+  }
+  Stmt& s = db->Prepared("SELECT channel_seq FROM inbox WHERE notice_id = ? AND origin = ?");
+  s.Bind(1, notice_id).Bind(2, origin);
+  while (s.Step()) keys.push_back({origin, kOwedByUs, s.Int(0)});
+  RETURN_IF_ERROR(s.status("find received notice"));
+  s.Reset();
+  return keys;
+}
+
+absl::StatusOr<std::optional<TodoKey>> NoticeStore::TodoKeyOf(const std::string& origin,
+                                                              const std::string& notice_id,
+                                                              const std::string& peer) {
+  ASSIGN_OR_RETURN(std::vector<TodoKey> keys,
+                   TodoKeysOf(todo_stmts_->find_item.db(), options_.self, origin, notice_id));
+  for (TodoKey& key : keys) {
+    if (key.peer == peer) return std::move(key);
+  }
+  return std::nullopt;
+}
+
 absl::StatusOr<bool> NoticeStore::Settle(const std::string& origin, const std::string& notice_id,
                                          const std::string& peer, int state,
                                          const std::string& by, int64_t at) {
   TodoStatements& t = *todo_stmts_;
   std::string id = notice_id;
   for (int hop = 0; hop < kMaxChain; ++hop) {
-    t.find_item.Bind(1, origin).Bind(2, id).Bind(3, peer);
+    ASSIGN_OR_RETURN(const std::optional<TodoKey> key, TodoKeyOf(origin, id, peer));
+    if (!key) return hop > 0;
+    t.find_item.Bind(1, key->peer).Bind(2, int64_t{key->side}).Bind(3, key->seq);
     if (!t.find_item.Step()) {
       RETURN_IF_ERROR(t.find_item.status("find to-do item"));
       t.find_item.Reset();
@@ -60,7 +98,7 @@ absl::StatusOr<bool> NoticeStore::Settle(const std::string& origin, const std::s
     } else {
       t.settle_item.BindNull(4);
     }
-    t.settle_item.Bind(5, origin).Bind(6, id).Bind(7, peer);
+    t.settle_item.Bind(5, key->peer).Bind(6, int64_t{key->side}).Bind(7, key->seq);
     RETURN_IF_ERROR(Done(t.settle_item, "settle to-do item"));
     return true;
   }
@@ -75,23 +113,20 @@ absl::Status NoticeStore::TrackPublished(const common::NoticeFacts& f,
   // asked for one by setting it).
   if (f.reply_due) {
     for (const auto& d : result.deliveries()) {
-      t.open_item.Bind(1, self).Bind(2, f.notice_id).Bind(3, d.destination())
-          .Bind(4, int64_t{kOwedToUs}).Bind(5, f.case_id).Bind(6, f.kind)
-          .Bind(7, int64_t{f.priority}).Bind(8, now)
-          .Bind(9, absl::ToUnixMicros(*f.reply_due)).Bind(10, absl::ToUnixMicros(*f.reply_due));
+      t.open_item.Bind(1, d.destination()).Bind(2, int64_t{kOwedToUs})
+          .Bind(3, static_cast<int64_t>(d.seq())).Bind(4, self).Bind(5, f.notice_id)
+          .Bind(6, f.case_id).Bind(7, f.kind).Bind(8, int64_t{f.priority}).Bind(9, now)
+          .Bind(10, absl::ToUnixMicros(*f.reply_due)).Bind(11, absl::ToUnixMicros(*f.reply_due));
       RETURN_IF_ERROR(Done(t.open_item, "open to-do item"));
     }
   }
   if (f.in_reply_to.empty()) return absl::OkStatus();
   // The gateway filled in_reply_to_origin and checked that the notice named exists.
   if (f.is_void() || f.is_correction()) {
-    std::vector<std::string> peers;
-    t.peers_of.Bind(1, self).Bind(2, f.in_reply_to);
-    while (t.peers_of.Step()) peers.push_back(t.peers_of.Text(0));
-    RETURN_IF_ERROR(t.peers_of.status("read to-do items"));
-    t.peers_of.Reset();
-    for (const auto& peer : peers) {
-      RETURN_IF_ERROR(Settle(self, f.in_reply_to, peer, f.is_void() ? kVoided : kSuperseded,
+    ASSIGN_OR_RETURN(const std::vector<TodoKey> keys,
+                     TodoKeysOf(t.find_item.db(), self, self, f.in_reply_to));
+    for (const TodoKey& key : keys) {
+      RETURN_IF_ERROR(Settle(self, f.in_reply_to, key.peer, f.is_void() ? kVoided : kSuperseded,
                              f.notice_id, now).status());
     }
     return absl::OkStatus();
@@ -103,8 +138,8 @@ absl::Status NoticeStore::TrackPublished(const common::NoticeFacts& f,
   return absl::OkStatus();
 }
 
-absl::Status NoticeStore::TrackReceived(const std::string& origin, const common::NoticeFacts& f,
-                                        int64_t now) {
+absl::Status NoticeStore::TrackReceived(const std::string& origin, int64_t channel_seq,
+                                        const common::NoticeFacts& f, int64_t now) {
   TodoStatements& t = *todo_stmts_;
   const std::string& self = options_.self;
   // Owed by us: the policy's deadline counted from today, or the notice's own reply_due when the
@@ -117,13 +152,13 @@ absl::Status NoticeStore::TrackReceived(const std::string& origin, const common:
     due = f.reply_due;
   }
   if (due) {
-    t.open_item.Bind(1, origin).Bind(2, f.notice_id).Bind(3, origin)
-        .Bind(4, int64_t{kOwedByUs}).Bind(5, f.case_id).Bind(6, f.kind)
-        .Bind(7, int64_t{f.priority}).Bind(8, now).Bind(9, absl::ToUnixMicros(*due));
+    t.open_item.Bind(1, origin).Bind(2, int64_t{kOwedByUs}).Bind(3, channel_seq)
+        .Bind(4, origin).Bind(5, f.notice_id).Bind(6, f.case_id).Bind(7, f.kind)
+        .Bind(8, int64_t{f.priority}).Bind(9, now).Bind(10, absl::ToUnixMicros(*due));
     if (f.reply_due) {
-      t.open_item.Bind(10, absl::ToUnixMicros(*f.reply_due));
+      t.open_item.Bind(11, absl::ToUnixMicros(*f.reply_due));
     } else {
-      t.open_item.BindNull(10);
+      t.open_item.BindNull(11);
     }
     RETURN_IF_ERROR(Done(t.open_item, "open to-do item"));
   }

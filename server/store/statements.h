@@ -2,6 +2,11 @@
 #ifndef CASEWAY_SERVER_STORE_STATEMENTS_H_
 #define CASEWAY_SERVER_STORE_STATEMENTS_H_
 
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/string_view.h"
 #include "common/status_macros.h"
 #include "server/store/notice_store.h"
 #include "server/store/sql.h"
@@ -12,6 +17,28 @@ namespace caseway::server {
 inline constexpr char kTodoColumns[] =
     "side, peer, origin, notice_id, case_id, kind, priority, opened_at, due, stated_due, state, "
     "cleared_by, cleared_at";
+
+// ParseDeliveries reads notice.deliveries ("dest:seq,dest:seq", in destination order).
+absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> ParseDeliveries(absl::string_view text);
+
+// obligation.side (caseway.v1.TodoRequest.Side): this node owes the peer a reply, or is owed one.
+inline constexpr int kOwedByUs = caseway::v1::TodoRequest::SIDE_OWED_BY_US;
+inline constexpr int kOwedToUs = caseway::v1::TodoRequest::SIDE_OWED_TO_US;
+
+// TodoKey is a to-do item's key (table obligation, since version 10): the peer, the side, and its
+// notice's seq on the channel between this node and the peer.
+struct TodoKey {
+  std::string peer;
+  int side = 0;
+  int64_t seq = 0;
+};
+// TodoKeysOf returns the keys the items of notice (origin, notice_id) have, whether or not the
+// notice opened them: for a notice published here (origin == self), side 2 at each destination,
+// from notice.deliveries; for one `origin` sent, side 1 at `origin`, from its inbox row. None
+// for a notice the node does not hold. Runs on `db`'s prepared statements.
+absl::StatusOr<std::vector<TodoKey>> TodoKeysOf(Db* db, const std::string& self,
+                                                const std::string& origin,
+                                                const std::string& notice_id);
 
 // SubjectSalt returns the database's salt for subject keys, made on first use (notice_store_case.cc).
 absl::StatusOr<std::string> SubjectSalt(Db& db);
@@ -80,19 +107,18 @@ struct NoticeStore::LogStatements {
 struct NoticeStore::TodoStatements {
   explicit TodoStatements(Db* db)
       : open_item(db,
-                  "INSERT INTO obligation(origin, notice_id, peer, side, case_id, kind, "
+                  "INSERT INTO obligation(peer, side, seq, origin, notice_id, case_id, kind, "
                   "priority, opened_at, due, stated_due, state) "
-                  "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT DO NOTHING"),
+                  "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT DO NOTHING"),
         find_item(db, "SELECT state, superseded_by FROM obligation "
-                      "WHERE origin = ? AND notice_id = ? AND peer = ?"),
+                      "WHERE peer = ? AND side = ? AND seq = ?"),
         settle_item(db, "UPDATE obligation SET state = ?, cleared_by = ?, cleared_at = ?, "
-                        "superseded_by = ? WHERE origin = ? AND notice_id = ? AND peer = ?"),
-        peers_of(db, "SELECT peer FROM obligation WHERE origin = ? AND notice_id = ?"),
+                        "superseded_by = ? WHERE peer = ? AND side = ? AND seq = ?"),
         received(db, "SELECT 1 FROM inbox WHERE notice_id = ? AND origin = ? LIMIT 1"),
         published(db, "SELECT 1 FROM notice WHERE notice_id = ?"),
         insert_anomaly(db, "INSERT INTO anomaly(peer, notice_id, received_at, problem) "
                            "VALUES(?, ?, ?, ?)") {}
-  Stmt open_item, find_item, settle_item, peers_of, received, published, insert_anomaly;
+  Stmt open_item, find_item, settle_item, received, published, insert_anomaly;
 };
 
 // ReadOnly runs `fn` with a pooled read connection.
