@@ -343,10 +343,12 @@ static absl::Status Migrate(Db& db) {
 }
 
 // MigrateTodoKeys brings the to-do items of versions 4 to 9, keyed by (origin, notice_id, peer),
-// to version 10's key (peer, side, seq), in one transaction. Each item gets the seq of its notice
-// on its channel: a received one's from its inbox row, a published one's from notice.deliveries.
-// An item whose notice the database does not hold cannot be keyed: the migration stops and
-// changes nothing (rows are never deleted, so only a damaged database has one).
+// to version 10's key (peer, side, seq), and records version 10, in one transaction (a version-9
+// binary must never find the new table under its own version). Each item gets the seq of its
+// notice on its channel: a received one's from its inbox row (the first, if the origin sent the
+// notice twice), a published one's from notice.deliveries. An item whose notice the database
+// does not hold cannot be keyed: the migration stops and the to-do table stays as it was (rows
+// are never deleted, so only a damaged database has one).
 static absl::Status MigrateTodoKeys(Db& db, const char* schema) {
   const bool pg = db.backend() == Db::Backend::kPostgres;
   {
@@ -368,36 +370,46 @@ static absl::Status MigrateTodoKeys(Db& db, const char* schema) {
     RETURN_IF_ERROR(db.Exec(schema));
 #define CW_TODO_REST "case_id, kind, priority, opened_at, due, stated_due, state, cleared_by, " \
                      "cleared_at, superseded_by"
+    // Received: the first inbox row of the notice (each found through inbox_by_notice).
     RETURN_IF_ERROR(db.Exec(
         "INSERT INTO obligation(peer, side, seq, origin, notice_id, " CW_TODO_REST ") "
-        "SELECT o.peer, o.side, i.channel_seq, o.origin, o.notice_id, " CW_TODO_REST
-        " FROM obligation_v4 o JOIN inbox i ON i.notice_id = o.notice_id AND i.origin = o.origin "
-        "WHERE o.side = 1"));
-    Stmt items(&db, "SELECT o.peer, o.notice_id, n.deliveries FROM obligation_v4 o "
+        "SELECT peer, side, seq, origin, notice_id, " CW_TODO_REST " FROM (SELECT o.*, "
+        "(SELECT min(i.channel_seq) FROM inbox i WHERE i.notice_id = o.notice_id AND "
+        "i.origin = o.origin) AS seq FROM obligation_v4 o WHERE o.side = 1) received "
+        "WHERE seq IS NOT NULL"));
+    // Published: the seq on the peer's channel, from the notice's deliveries; each item found by
+    // its old key.
+    Stmt items(&db, "SELECT o.origin, o.notice_id, o.peer, n.deliveries FROM obligation_v4 o "
                     "JOIN notice n ON n.notice_id = o.notice_id WHERE o.side = 2");
     Stmt copy(&db, "INSERT INTO obligation(peer, side, seq, origin, notice_id, " CW_TODO_REST ") "
                    "SELECT peer, side, ?, origin, notice_id, " CW_TODO_REST
-                   " FROM obligation_v4 WHERE peer = ? AND notice_id = ? AND side = 2");
+                   " FROM obligation_v4 WHERE origin = ? AND notice_id = ? AND peer = ?");
 #undef CW_TODO_REST
     while (items.Step()) {
-      const std::string peer = items.Text(0);
-      ASSIGN_OR_RETURN(const auto deliveries, ParseDeliveries(items.Text(2)));
+      const std::string peer = items.Text(2);
+      ASSIGN_OR_RETURN(const auto deliveries, ParseDeliveries(items.Text(3)));
       for (const auto& [destination, seq] : deliveries) {
         if (destination != peer) continue;
-        copy.Bind(1, seq).Bind(2, peer).Bind(3, items.Text(1));
+        copy.Bind(1, seq).Bind(2, items.Text(0)).Bind(3, items.Text(1)).Bind(4, peer);
         RETURN_IF_ERROR(Done(copy, "copy to-do item"));
+        break;
       }
     }
     RETURN_IF_ERROR(items.status("read to-do items"));
     Stmt count(&db, "SELECT (SELECT count(*) FROM obligation_v4), (SELECT count(*) FROM obligation)");
     if (!count.Step()) return count.status("count to-do items");
-    if (count.Int(1) < count.Int(0)) {
+    if (count.Int(1) != count.Int(0)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "obligation: ", count.Int(0) - count.Int(1), " of ", count.Int(0),
           " to-do items name a notice this database does not hold, or a channel it never used; "
-          "version 10 keys each item by its notice's place on the channel (nothing was changed)"));
+          "version 10 keys each item by its notice's place on the channel (the to-do table was "
+          "left as it was)"));
     }
     count.Reset();
+    RETURN_IF_ERROR(db.Exec(absl::StrCat("INSERT INTO meta(key, value) VALUES('schema_version', '",
+                                         kSchemaVersion, "') ON CONFLICT(key) DO UPDATE SET "
+                                         "value = excluded.value")
+                                .c_str()));
     return db.Exec("DROP TABLE obligation_v4;");
   }();
   if (!status.ok()) {

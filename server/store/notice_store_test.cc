@@ -163,20 +163,20 @@ class NoticeStoreTest : public ::testing::Test {
     return p;
   }
 
-  // MakeBatch builds a batch from 440305 to this node (360102); with `sign`, a manifest signed
+  // MakeBatch builds a batch from batch_origin_ to this node (360102); with `sign`, a manifest signed
   // by `origin_key_`; `edit` changes notices before they are serialized.
   v1::Batch MakeBatch(uint64_t first, int count, bool sign = false,
                       const std::function<void(v1::Notice&)>& edit = {}) {
     v1::Batch b;
     b.set_first_seq(first);
     v1::BatchManifest m;
-    m.set_origin("440305");
+    m.set_origin(batch_origin_);
     m.set_destination("360102");
     m.set_first_seq(first);
     m.set_last_seq(first + count - 1);
     for (int i = 0; i < count; ++i) {
       v1::Notice n;
-      n.set_origin("440305");
+      n.set_origin(batch_origin_);
       n.add_destinations("360102");
       n.set_notice_id("r-" + std::to_string(first + i));
       if (edit) edit(n);
@@ -196,6 +196,7 @@ class NoticeStoreTest : public ::testing::Test {
   Db::Backend backend_ = Db::Backend::kSqlite;
   std::string dir_, path_;
   std::string dsn_;  // the PostgreSQL database (StoreConformanceTest on PostgreSQL)
+  std::string batch_origin_ = "440305";  // the origin of MakeBatch's batches
   // Receive does what the subscriber does with a delivered batch: checks it (a peer delivers only
   // its own notices, addressed here), then stores it with the receipt signed by this node's key.
   absl::StatusOr<std::optional<v1::Signed>> Receive(NoticeStore* store, const std::string& origin,
@@ -838,17 +839,32 @@ TEST_F(NoticeStoreTest, EveryEarlierSchemaMigrates) {
 }
 
 // A store of version 9 (to-do items keyed by origin, notice id and peer) opens at version 10 (keyed
-// by channel position) with every item, on either backend: each is listed as before, and a reply
-// and a void find theirs. The version-9 table is rebuilt here from a store of this version.
+// by channel position) with every item, on either backend: each gets its own channel's seq (not
+// the inbox's, not another destination's; a notice received twice keeps one item, at the first),
+// is listed as before, and the reply or void that settles it finds it. The version-9 table is
+// rebuilt here from a store of this version.
 TEST_P(StoreConformanceTest, VersionNineToDoItemsMigrate) {
+  auto owes = [](v1::Notice& n) { *n.mutable_reply_due() = DueIn(absl::Hours(24 * 15)); };
   {
     auto store = Open(/*log=*/true);
+    ASSERT_OK(store->Publish({WithFacts(Prepared("t-0", {"440305"}, "case-t"))}).status());
     ASSERT_OK(store->Publish({Owing(Prepared("t-1", {"440305", "110101"}, "case-t")),
                               WithFacts(Prepared("t-2", {"440305"}, "case-t"))})
-                  .status());  // 440305: 1, 2; 110101: 1
-    ASSERT_OK(Receive(store.get(), "440305", MakeBatch(1, 2, /*sign=*/true, [](v1::Notice& n) {
-                if (n.notice_id() == "r-2") *n.mutable_reply_due() = DueIn(absl::Hours(24 * 15));
+                  .status());  // 440305: t-0 1, t-1 2, t-2 3; 110101: t-1 1
+    // 110101 sends first (the same notice ids, owing nothing), so that 440305's notices are not
+    // at their channel seqs in the inbox.
+    batch_origin_ = "110101";
+    ASSERT_OK(Receive(store.get(), "110101", MakeBatch(1, 2, /*sign=*/true)).status());
+    batch_origin_ = "440305";
+    ASSERT_OK(Receive(store.get(), "440305", MakeBatch(1, 2, /*sign=*/true, [&](v1::Notice& n) {
+                if (n.notice_id() == "r-2") owes(n);
+              })).status());  // inbox 3, 4
+    // 440305 sends r-2 again, on seq 3: still one item, at seq 2.
+    ASSERT_OK(Receive(store.get(), "440305", MakeBatch(3, 1, /*sign=*/true, [&](v1::Notice& n) {
+                n.set_notice_id("r-2");
+                owes(n);
               })).status());
+    EXPECT_EQ(CountRows("SELECT count(*) FROM obligation"), 3);
   }
   {
     auto db = RawDb();
@@ -867,7 +883,13 @@ TEST_P(StoreConformanceTest, VersionNineToDoItemsMigrate) {
   }
   auto store = Open(/*log=*/true);
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(CountRows("SELECT count(*) FROM obligation WHERE seq IS NOT NULL"), 3);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM obligation"), 3);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM obligation WHERE peer = '440305' AND side = 2 AND "
+                      "seq = 2 AND notice_id = 't-1'"), 1);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM obligation WHERE peer = '110101' AND side = 2 AND "
+                      "seq = 1 AND notice_id = 't-1'"), 1);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM obligation WHERE peer = '440305' AND side = 1 AND "
+                      "seq = 2 AND notice_id = 'r-2' AND origin = '440305'"), 1);
   v1::TodoRequest all;
   all.set_include_cleared(true);
   auto todo = store->Todo(all, common::Now());
@@ -876,7 +898,7 @@ TEST_P(StoreConformanceTest, VersionNineToDoItemsMigrate) {
   EXPECT_EQ(todo->owed_by_us(), 1u);  // r-2
   ASSERT_EQ(todo->items_size(), 3);
   // 440305 answers t-1; then this node voids t-1: the void settles what 110101 still owed.
-  ASSERT_OK(Receive(store.get(), "440305", MakeBatch(3, 1, /*sign=*/true, [](v1::Notice& n) {
+  ASSERT_OK(Receive(store.get(), "440305", MakeBatch(4, 1, /*sign=*/true, [](v1::Notice& n) {
               n.set_in_reply_to("t-1");
             })).status());
   PreparedNotice retract = Prepared("t-3", {"440305", "110101"}, "case-t");
@@ -898,32 +920,50 @@ TEST_P(StoreConformanceTest, VersionNineToDoItemsMigrate) {
   EXPECT_EQ((*replies)[0].cleared_by(), "t-3");
   EXPECT_EQ((*replies)[1].peer(), "440305");
   EXPECT_EQ((*replies)[1].state(), v1::TodoItem::STATE_ANSWERED);  // the first settlement stands
-  EXPECT_EQ((*replies)[1].cleared_by(), "r-3");
+  EXPECT_EQ((*replies)[1].cleared_by(), "r-4");
+  // This node owes 440305 a reply to r-2 (one item for its two copies); its reply settles it.
   auto owed = store->RepliesOf("440305", "r-2", common::Now());
   ASSERT_OK(owed.status());
   ASSERT_EQ(owed->size(), 1u);
   EXPECT_EQ(owed->front().state(), v1::TodoItem::STATE_OPEN);
   EXPECT_EQ(owed->front().side(), v1::TodoRequest::SIDE_OWED_BY_US);
+  PreparedNotice reply = Prepared("t-4", {"440305"}, "case-t");
+  {
+    v1::Notice n;
+    ASSERT_TRUE(n.ParseFromString(reply.bytes));
+    n.set_in_reply_to("r-2");
+    n.set_in_reply_to_origin("440305");
+    reply.bytes = n.SerializeAsString();
+    reply.digest = common::Sha256(reply.bytes);
+  }
+  ASSERT_OK(store->Publish({WithFacts(reply)}).status());
+  auto answered = store->RepliesOf("440305", "r-2", common::Now());
+  ASSERT_OK(answered.status());
+  ASSERT_EQ(answered->size(), 1u);
+  EXPECT_EQ(answered->front().state(), v1::TodoItem::STATE_ANSWERED);
+  EXPECT_EQ(answered->front().cleared_by(), "t-4");
+  EXPECT_TRUE(store->RepliesOf("110101", "r-2", common::Now())->empty());  // 110101's r-2 owes none
 }
 
 // A to-do item of version 9 whose notice the database does not hold cannot be keyed by channel
-// position: the store refuses to open, names the table and the count, and changes nothing.
-TEST_F(NoticeStoreTest, AVersionNineToDoItemWithoutItsNoticeStopsTheMigration) {
+// position: the store refuses to open and names the table and the count; the to-do table and the
+// schema version stay as they were (SQLite and PostgreSQL).
+TEST_P(StoreConformanceTest, AVersionNineToDoItemWithoutItsNoticeStopsTheMigration) {
   { ASSERT_NE(Open(/*log=*/true), nullptr); }
   {
-    auto db = SqliteDb::Open(path_);
-    ASSERT_OK(db);
-    ASSERT_OK((*db)->Exec(absl::StrCat(
-        "DROP TABLE obligation; ", VersionNineObligation(/*pg=*/false),
+    auto db = RawDb();
+    ASSERT_NE(db, nullptr);
+    ASSERT_OK(db->Exec(absl::StrCat(
+        "DROP TABLE obligation; ", VersionNineObligation(backend_ == Db::Backend::kPostgres),
         "INSERT INTO obligation VALUES('360102', 'gone', '440305', 2, 'c', '', 0, 1, 2, NULL, 1, "
         "NULL, NULL, NULL); UPDATE meta SET value = '9' WHERE key = 'schema_version';").c_str()));
   }
-  StoreOptions options = Unsealed();
-  auto opened = NoticeStore::Open(options);
+  auto opened = NoticeStore::Open(Unsealed());
   EXPECT_THAT(opened.status(), StatusIs(absl::StatusCode::kFailedPrecondition,
                                         HasSubstr("obligation: 1 of 1 to-do items")));
   EXPECT_EQ(CountRows("SELECT count(*) FROM obligation WHERE notice_id = 'gone'"), 1);
-  EXPECT_EQ(CountRows("SELECT count(*) FROM pragma_table_info('obligation') WHERE name = 'seq'"), 0);
+  EXPECT_EQ(CountRows("SELECT count(seq) FROM obligation"), -1);  // no such column: version 9's
+  EXPECT_EQ(CountRows("SELECT count(*) FROM meta WHERE key = 'schema_version' AND value = '9'"), 1);
 }
 
 // Retention removes the bodies of what is settled (acknowledged everywhere, taken by the

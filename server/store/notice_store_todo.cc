@@ -50,9 +50,10 @@ absl::StatusOr<std::vector<TodoKey>> TodoKeysOf(Db* db, const std::string& self,
     }
     return keys;
   }
-  Stmt& s = db->Prepared("SELECT channel_seq FROM inbox WHERE notice_id = ? AND origin = ?");
+  // A notice the origin sent twice (on two sequences) has one item, at the first.
+  Stmt& s = db->Prepared("SELECT min(channel_seq) FROM inbox WHERE notice_id = ? AND origin = ?");
   s.Bind(1, notice_id).Bind(2, origin);
-  while (s.Step()) keys.push_back({origin, kOwedByUs, s.Int(0)});
+  if (s.Step() && !s.IsNull(0)) keys.push_back({origin, kOwedByUs, s.Int(0)});
   RETURN_IF_ERROR(s.status("find received notice"));
   s.Reset();
   return keys;
@@ -152,7 +153,10 @@ absl::Status NoticeStore::TrackReceived(const std::string& origin, int64_t chann
     due = f.reply_due;
   }
   if (due) {
-    t.open_item.Bind(1, origin).Bind(2, int64_t{kOwedByUs}).Bind(3, channel_seq)
+    // At the notice's first inbox row: a second copy of it (the origin sent it again on another
+    // sequence) finds the item of the first and opens none.
+    ASSIGN_OR_RETURN(const std::optional<TodoKey> first, TodoKeyOf(origin, f.notice_id, origin));
+    t.open_item.Bind(1, origin).Bind(2, int64_t{kOwedByUs}).Bind(3, first ? first->seq : channel_seq)
         .Bind(4, origin).Bind(5, f.notice_id).Bind(6, f.case_id).Bind(7, f.kind)
         .Bind(8, int64_t{f.priority}).Bind(9, now).Bind(10, absl::ToUnixMicros(*due));
     if (f.reply_due) {

@@ -34,8 +34,9 @@ struct TodoKey {
 };
 // TodoKeysOf returns the keys the items of notice (origin, notice_id) have, whether or not the
 // notice opened them: for a notice published here (origin == self), side 2 at each destination,
-// from notice.deliveries; for one `origin` sent, side 1 at `origin`, from its inbox row. None
-// for a notice the node does not hold. Runs on `db`'s prepared statements.
+// from notice.deliveries; for one `origin` sent, side 1 at `origin`, from its first inbox row
+// (the lowest channel_seq: a notice sent twice has one item). None for a notice the node does
+// not hold. Runs on `db`'s prepared statements.
 absl::StatusOr<std::vector<TodoKey>> TodoKeysOf(Db* db, const std::string& self,
                                                 const std::string& origin,
                                                 const std::string& notice_id);
