@@ -95,8 +95,8 @@ CREATE INDEX IF NOT EXISTS evidence_by_peer ON evidence(peer, kind, last_seq);
 -- and party that owes it: side 1 (caseway.v1.TodoRequest.Side) this node owes `peer` a reply to
 -- a received notice; side 2 `peer` owes this node one. state = caseway.v1.TodoItem.State.
 -- Version 10: an item is keyed by its notice's place on the channel between this node and `peer`
--- (side 1: inbox.channel_seq of a notice `peer` sent; side 2: the seq of one published here on
--- the channel to `peer`), so that items are appended in channel order. Version 4 keyed them by
+-- (side 1: inbox.channel_seq of a notice `peer` sent, its first if sent twice; side 2: the seq of
+-- one published here on the channel to `peer`), so that items are appended in channel order. Version 4 keyed them by
 -- (origin, notice_id, peer): with random notice ids, each item was a write to a page of its own.
 CREATE INDEX IF NOT EXISTS inbox_by_notice ON inbox(notice_id);
 CREATE TABLE IF NOT EXISTS obligation(
@@ -370,27 +370,22 @@ static absl::Status MigrateTodoKeys(Db& db, const char* schema) {
     RETURN_IF_ERROR(db.Exec(schema));
 #define CW_TODO_REST "case_id, kind, priority, opened_at, due, stated_due, state, cleared_by, " \
                      "cleared_at, superseded_by"
-    // Received: the first inbox row of the notice (each found through inbox_by_notice).
-    RETURN_IF_ERROR(db.Exec(
-        "INSERT INTO obligation(peer, side, seq, origin, notice_id, " CW_TODO_REST ") "
-        "SELECT peer, side, seq, origin, notice_id, " CW_TODO_REST " FROM (SELECT o.*, "
-        "(SELECT min(i.channel_seq) FROM inbox i WHERE i.notice_id = o.notice_id AND "
-        "i.origin = o.origin) AS seq FROM obligation_v4 o WHERE o.side = 1) received "
-        "WHERE seq IS NOT NULL"));
-    // Published: the seq on the peer's channel, from the notice's deliveries; each item found by
-    // its old key.
-    Stmt items(&db, "SELECT o.origin, o.notice_id, o.peer, n.deliveries FROM obligation_v4 o "
-                    "JOIN notice n ON n.notice_id = o.notice_id WHERE o.side = 2");
+    // Each item gets the key TodoKeysOf finds for it (the store's own lookup), and is copied by
+    // its old key. Received (side 1): the notice's first inbox row; published (side 2): the seq
+    // on the peer's channel, from the notice's deliveries. `self` is the origin of side-2 items.
+    Stmt items(&db, "SELECT origin, notice_id, peer, side FROM obligation_v4");
     Stmt copy(&db, "INSERT INTO obligation(peer, side, seq, origin, notice_id, " CW_TODO_REST ") "
                    "SELECT peer, side, ?, origin, notice_id, " CW_TODO_REST
                    " FROM obligation_v4 WHERE origin = ? AND notice_id = ? AND peer = ?");
 #undef CW_TODO_REST
     while (items.Step()) {
-      const std::string peer = items.Text(2);
-      ASSIGN_OR_RETURN(const auto deliveries, ParseDeliveries(items.Text(3)));
-      for (const auto& [destination, seq] : deliveries) {
-        if (destination != peer) continue;
-        copy.Bind(1, seq).Bind(2, items.Text(0)).Bind(3, items.Text(1)).Bind(4, peer);
+      const std::string origin = items.Text(0), notice_id = items.Text(1), peer = items.Text(2);
+      const bool published = items.Int(3) == kOwedToUs;
+      ASSIGN_OR_RETURN(const std::vector<TodoKey> keys,
+                       TodoKeysOf(&db, published ? origin : std::string(), origin, notice_id));
+      for (const TodoKey& key : keys) {
+        if (key.peer != peer) continue;
+        copy.Bind(1, key.seq).Bind(2, origin).Bind(3, notice_id).Bind(4, peer);
         RETURN_IF_ERROR(Done(copy, "copy to-do item"));
         break;
       }
