@@ -132,14 +132,28 @@ class NoticeStoreTest : public ::testing::Test {
     return google::protobuf::util::TimeUtil::SecondsToTimestamp(
         absl::ToUnixSeconds(common::Now() + d));
   }
-  // Owing gives `p` a reply_due in 15 days, and the facts of its notice: it opens a to-do item.
-  static PreparedNotice Owing(PreparedNotice p) {
+  // Edited is `p` with its notice changed by `edit`, serialized again, with its facts.
+  static PreparedNotice Edited(PreparedNotice p, const std::function<void(v1::Notice&)>& edit) {
     v1::Notice n;
     n.ParseFromString(p.bytes);
-    *n.mutable_reply_due() = DueIn(absl::Hours(24 * 15));
+    edit(n);
     p.bytes = n.SerializeAsString();
     p.digest = common::Sha256(p.bytes);
     return WithFacts(std::move(p));
+  }
+  // Owing gives `p` a reply_due in 15 days, and the facts of its notice: it opens a to-do item.
+  static PreparedNotice Owing(PreparedNotice p) {
+    return Edited(std::move(p), [](v1::Notice& n) {
+      *n.mutable_reply_due() = DueIn(absl::Hours(24 * 15));
+    });
+  }
+  // ReplyTo is `p` made a reply to `origin`'s notice `notice_id`.
+  static PreparedNotice ReplyTo(PreparedNotice p, const std::string& origin,
+                                const std::string& notice_id) {
+    return Edited(std::move(p), [&](v1::Notice& n) {
+      n.set_in_reply_to(notice_id);
+      n.set_in_reply_to_origin(origin);
+    });
   }
 
   // VersionNineObligation is the to-do table of store versions 4 to 9 (keyed by origin, notice id
@@ -812,16 +826,8 @@ TEST_F(NoticeStoreTest, EveryEarlierSchemaMigrates) {
     ASSERT_OK(Receive(store.get(), "440305", MakeBatch(4, 1, /*sign=*/true, [](v1::Notice& n) {
                 n.set_in_reply_to("m-3");
               })).status());
-    PreparedNotice reply = Prepared("m-5", {"440305"}, "case-1");
-    {
-      v1::Notice n;
-      ASSERT_TRUE(n.ParseFromString(reply.bytes));
-      n.set_in_reply_to("r-2");
-      n.set_in_reply_to_origin("440305");
-      reply.bytes = n.SerializeAsString();
-      reply.digest = common::Sha256(reply.bytes);
-    }
-    ASSERT_OK(store->Publish({WithFacts(reply)}).status());
+    ASSERT_OK(store->Publish({ReplyTo(Prepared("m-5", {"440305"}, "case-1"), "440305", "r-2")})
+                  .status());
     auto settled = store->Todo(all, common::Now());
     ASSERT_OK(settled.status());
     EXPECT_EQ(settled->owed_by_us(), 0u);
@@ -901,17 +907,10 @@ TEST_P(StoreConformanceTest, VersionNineToDoItemsMigrate) {
   ASSERT_OK(Receive(store.get(), "440305", MakeBatch(4, 1, /*sign=*/true, [](v1::Notice& n) {
               n.set_in_reply_to("t-1");
             })).status());
-  PreparedNotice retract = Prepared("t-3", {"440305", "110101"}, "case-t");
-  {
-    v1::Notice n;
-    ASSERT_TRUE(n.ParseFromString(retract.bytes));
-    n.set_in_reply_to("t-1");
-    n.set_in_reply_to_origin("360102");
-    n.mutable_void_()->set_reason("sent by mistake");
-    retract.bytes = n.SerializeAsString();
-    retract.digest = common::Sha256(retract.bytes);
-  }
-  ASSERT_OK(store->Publish({WithFacts(retract)}).status());
+  const PreparedNotice retract =
+      Edited(ReplyTo(Prepared("t-3", {"440305", "110101"}, "case-t"), "360102", "t-1"),
+             [](v1::Notice& n) { n.mutable_void_()->set_reason("sent by mistake"); });
+  ASSERT_OK(store->Publish({retract}).status());
   auto replies = store->RepliesOf("360102", "t-1", common::Now());
   ASSERT_OK(replies.status());
   ASSERT_EQ(replies->size(), 2u);
@@ -927,16 +926,8 @@ TEST_P(StoreConformanceTest, VersionNineToDoItemsMigrate) {
   ASSERT_EQ(owed->size(), 1u);
   EXPECT_EQ(owed->front().state(), v1::TodoItem::STATE_OPEN);
   EXPECT_EQ(owed->front().side(), v1::TodoRequest::SIDE_OWED_BY_US);
-  PreparedNotice reply = Prepared("t-4", {"440305"}, "case-t");
-  {
-    v1::Notice n;
-    ASSERT_TRUE(n.ParseFromString(reply.bytes));
-    n.set_in_reply_to("r-2");
-    n.set_in_reply_to_origin("440305");
-    reply.bytes = n.SerializeAsString();
-    reply.digest = common::Sha256(reply.bytes);
-  }
-  ASSERT_OK(store->Publish({WithFacts(reply)}).status());
+  ASSERT_OK(
+      store->Publish({ReplyTo(Prepared("t-4", {"440305"}, "case-t"), "440305", "r-2")}).status());
   auto answered = store->RepliesOf("440305", "r-2", common::Now());
   ASSERT_OK(answered.status());
   ASSERT_EQ(answered->size(), 1u);
