@@ -96,8 +96,9 @@ CREATE INDEX IF NOT EXISTS evidence_by_peer ON evidence(peer, kind, last_seq);
 -- a received notice; side 2 `peer` owes this node one. state = caseway.v1.TodoItem.State.
 -- Version 10: an item is keyed by its notice's place on the channel between this node and `peer`
 -- (side 1: inbox.channel_seq of a notice `peer` sent, its first if sent twice; side 2: the seq of
--- one published here on the channel to `peer`), so that items are appended in channel order. Version 4 keyed them by
--- (origin, notice_id, peer): with random notice ids, each item was a write to a page of its own.
+-- one published here on the channel to `peer`), so that items are appended in channel order.
+-- Version 4 keyed them by (origin, notice_id, peer): with random notice ids, each item was a write
+-- to a page of its own.
 CREATE INDEX IF NOT EXISTS inbox_by_notice ON inbox(notice_id);
 CREATE TABLE IF NOT EXISTS obligation(
   peer TEXT NOT NULL, side INTEGER NOT NULL, seq INTEGER NOT NULL,

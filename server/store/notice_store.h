@@ -384,8 +384,8 @@ class NoticeStore final : public ChannelStore,
   // TodoKeyOf is the key the item (origin, notice_id, peer) has (writer thread); nullopt when
   // the node holds no such notice or it has no channel to `peer`.
   absl::StatusOr<std::optional<TodoKey>> TodoKeyOf(const std::string& origin,
-                                                          const std::string& notice_id,
-                                                          const std::string& peer);
+                                                   const std::string& notice_id,
+                                                   const std::string& peer);
   // Settle moves the open item (origin, notice_id, peer), following corrections, to `state`.
   // Returns false when there is no such item.
   absl::StatusOr<bool> Settle(const std::string& origin, const std::string& notice_id,
