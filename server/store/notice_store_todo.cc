@@ -53,17 +53,20 @@ absl::StatusOr<std::vector<TodoKey>> TodoKeysOf(Db* db, const std::string& self,
   // A notice the origin sent twice (on two sequences) has one item, at the first. Found through
   // inbox_by_notice alone: with `origin = ?` and min(channel_seq) in the query, SQLite reads the
   // (origin, channel_seq) key instead, every row the origin sent (measured: the destination's
-  // writer at 611 µs per notice instead of 10, over 200,000; bench/results/PROFILE.md).
-  Stmt& s = db->Prepared("SELECT origin, channel_seq FROM inbox WHERE notice_id = ?");
+  // writer at 611 µs per notice instead of 10, over 200,000; bench/results/PROFILE.md). An
+  // origin's rows are stored in channel order, so its first row in inbox_seq order (the index's
+  // own order on SQLite) is its first copy: the scan stops there, and an origin that sends one id
+  // over and over costs each copy one row, not all the copies before it.
+  Stmt& s = db->Prepared("SELECT origin, channel_seq FROM inbox WHERE notice_id = ? "
+                         "ORDER BY inbox_seq");
   s.Bind(1, notice_id);
-  std::optional<int64_t> first;
   while (s.Step()) {
     if (s.Text(0) != origin) continue;
-    if (!first || s.Int(1) < *first) first = s.Int(1);
+    keys.push_back({origin, kOwedByUs, s.Int(1)});
+    break;
   }
   RETURN_IF_ERROR(s.status("find received notice"));
   s.Reset();
-  if (first) keys.push_back({origin, kOwedByUs, *first});
   return keys;
 }
 
@@ -191,13 +194,11 @@ absl::Status NoticeStore::TrackReceived(const std::string& origin, int64_t chann
     }
   }
   if (f.in_reply_to.empty()) return absl::OkStatus();
-  auto exists = [&](Stmt& s, const std::string& id, const std::string* from) -> absl::StatusOr<bool> {
-    s.Bind(1, id);
-    if (from != nullptr) s.Bind(2, *from);
-    const bool found = s.Step();
-    RETURN_IF_ERROR(s.status("find notice"));
-    s.Reset();
-    return found;
+  // Whether the node holds `owner`'s notice `id` (published here, or received from `owner`).
+  auto holds = [&](const std::string& owner, const std::string& id) -> absl::StatusOr<bool> {
+    ASSIGN_OR_RETURN(const std::vector<TodoKey> keys,
+                     TodoKeysOf(t.find_item.db(), self, owner, id));
+    return !keys.empty();
   };
   if (f.is_void() || f.is_correction()) {
     // A void or correction names one of the sender's own notices.
@@ -210,7 +211,7 @@ absl::Status NoticeStore::TrackReceived(const std::string& origin, int64_t chann
     ASSIGN_OR_RETURN(bool settled, Settle(origin, f.in_reply_to, origin,
                                           f.is_void() ? kVoided : kSuperseded, f.notice_id, now));
     if (settled) return absl::OkStatus();
-    ASSIGN_OR_RETURN(bool known, exists(t.received, f.in_reply_to, &origin));
+    ASSIGN_OR_RETURN(const bool known, holds(origin, f.in_reply_to));
     if (!known) {
       return anomaly(absl::StrCat(what, " names ", origin, "/", f.in_reply_to,
                                   ", which this node never received"));
@@ -223,7 +224,7 @@ absl::Status NoticeStore::TrackReceived(const std::string& origin, int64_t chann
   if (target != self) return absl::OkStatus();
   ASSIGN_OR_RETURN(bool settled, Settle(self, f.in_reply_to, origin, kAnswered, f.notice_id, now));
   if (settled) return absl::OkStatus();
-  ASSIGN_OR_RETURN(bool known, exists(t.published, f.in_reply_to, nullptr));
+  ASSIGN_OR_RETURN(const bool known, holds(self, f.in_reply_to));
   if (!known) {
     return anomaly(absl::StrCat("in_reply_to names ", self, "/", f.in_reply_to,
                                 ", which this node never published"));

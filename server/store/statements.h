@@ -36,7 +36,7 @@ struct TodoKey {
 // notice opened them: for a notice published here (origin == self), side 2 at each destination,
 // from notice.deliveries; for one `origin` sent, side 1 at `origin`, from its first inbox row
 // (the lowest channel_seq: a notice sent twice has one item). None for a notice the node does
-// not hold. Runs on `db`'s prepared statements.
+// not hold: so it also says whether the node holds one. Runs on `db`'s prepared statements.
 absl::StatusOr<std::vector<TodoKey>> TodoKeysOf(Db* db, const std::string& self,
                                                 const std::string& origin,
                                                 const std::string& notice_id);
@@ -115,11 +115,9 @@ struct NoticeStore::TodoStatements {
                       "WHERE peer = ? AND side = ? AND seq = ?"),
         settle_item(db, "UPDATE obligation SET state = ?, cleared_by = ?, cleared_at = ?, "
                         "superseded_by = ? WHERE peer = ? AND side = ? AND seq = ?"),
-        received(db, "SELECT 1 FROM inbox WHERE notice_id = ? AND origin = ? LIMIT 1"),
-        published(db, "SELECT 1 FROM notice WHERE notice_id = ?"),
         insert_anomaly(db, "INSERT INTO anomaly(peer, notice_id, received_at, problem) "
                            "VALUES(?, ?, ?, ?)") {}
-  Stmt open_item, find_item, settle_item, received, published, insert_anomaly;
+  Stmt open_item, find_item, settle_item, insert_anomaly;
 };
 
 // ReadOnly runs `fn` with a pooled read connection.
